@@ -1,0 +1,53 @@
+"""Kailash: build workflows of nodes, run them locally, in parallel or on a cluster.
+
+Example:
+    >>> from kailash import Workflow, LocalRuntime
+    >>> from kailash.nodes.code.python import PythonCodeNode
+    >>> wf = Workflow("demo")
+    >>> _ = wf.add_node("double", PythonCodeNode(code="result = x * 2"))
+    >>> results, run_id = LocalRuntime(store=None).execute(wf, parameters={"double": {"x": 21}})
+    >>> results["double"]
+    {'result': 42}
+
+Names are re-exported lazily: ``import kailash`` imports almost nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Workflow": "kailash.workflow.graph",
+    "WorkflowBuilder": "kailash.workflow.builder",
+    "Connection": "kailash.workflow.graph",
+    "LocalRuntime": "kailash.runtime.local",
+    "Node": "kailash.nodes.base",
+    "NodeParameter": "kailash.nodes.base",
+    "register_node": "kailash.nodes.registry",
+    "KailashError": "kailash.errors",
+    "WorkflowValidationError": "kailash.errors",
+    "NodeConfigurationError": "kailash.errors",
+    "NodeExecutionError": "kailash.errors",
+    "SecurityError": "kailash.errors",
+    "SerializationError": "kailash.errors",
+    "UnknownNodeTypeError": "kailash.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kailash' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

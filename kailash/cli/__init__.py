@@ -1,0 +1,1 @@
+"""The kailash command line."""

@@ -1,0 +1,5 @@
+import sys
+
+from kailash.cli.main import main
+
+sys.exit(main())

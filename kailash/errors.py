@@ -1,0 +1,126 @@
+"""The whole Kailash exception tree, in one place.
+
+Every error the SDK raises derives from :class:`KailashError` and from the builtin
+that matches its phase, so ``except ValueError`` keeps working for callers who do not
+know Kailash::
+
+    KailashError
+    ├── WorkflowValidationError(ValueError)      the graph or its inputs are wrong
+    ├── NodeConfigurationError(TypeError)        a node's parameter is missing or mistyped
+    ├── NodeExecutionError(RuntimeError)         a node raised while running
+    │   └── NodeTimeoutError(TimeoutError)       a node ran past its time limit
+    ├── SecurityError(PermissionError)           a security policy refused an action
+    ├── SerializationError(ValueError)           a saved workflow cannot be read or written
+    └── UnknownNodeTypeError(LookupError)        a node type name is not registered
+
+Context travels as attributes (``node_id``, ``parameter``, ``expected``, ``got``,
+``run_id``) as well as in the message. This module imports nothing from Kailash.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "KailashError",
+    "WorkflowValidationError",
+    "NodeConfigurationError",
+    "NodeExecutionError",
+    "NodeTimeoutError",
+    "SecurityError",
+    "SerializationError",
+    "UnknownNodeTypeError",
+]
+
+
+class KailashError(Exception):
+    """Root of every Kailash error.
+
+    Attributes:
+        node_id: the node the error concerns, if any.
+        parameter: the parameter the error concerns, if any.
+        expected: what was expected (a short phrase), if known.
+        got: what was received, if known (never a secret value).
+        run_id: the run during which the error happened, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        node_id: str | None = None,
+        parameter: str | None = None,
+        expected: Any = None,
+        got: Any = None,
+        run_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.node_id = node_id
+        self.parameter = parameter
+        self.expected = expected
+        self.got = got
+        self.run_id = run_id
+
+    def __str__(self) -> str:
+        if self.run_id and "run " not in self.message:
+            return f"{self.message} (run {self.run_id})"
+        return self.message
+
+    def __reduce__(self):  # keep attributes across process boundaries (Dask, sandbox)
+        return (_rebuild, (type(self), self.message, self.__dict__))
+
+
+def _rebuild(cls: type, message: str, state: dict) -> KailashError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+class WorkflowValidationError(KailashError, ValueError):
+    """The workflow graph, its configuration or its inputs are invalid.
+
+    ``problems`` lists every problem found (validation gathers them all and raises once).
+    """
+
+    def __init__(self, message: str, *, problems: list[str] | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.problems = list(problems) if problems else [message]
+
+
+class NodeConfigurationError(KailashError, TypeError):
+    """A node parameter is unknown, missing or of the wrong type."""
+
+
+class NodeExecutionError(KailashError, RuntimeError):
+    """A node raised while running. The original exception is chained as ``__cause__``.
+
+    ``results`` holds the outputs of the nodes that finished before the failure.
+    """
+
+    results: dict[str, Any]
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.results = {}
+
+
+class NodeTimeoutError(NodeExecutionError, TimeoutError):
+    """A node ran longer than its time limit and was stopped."""
+
+
+class SecurityError(KailashError, PermissionError):
+    """A security policy refused an action (file access, sandboxed code, credentials)."""
+
+
+class SerializationError(KailashError, ValueError):
+    """A workflow file cannot be read or written (bad format, hostile content, version)."""
+
+
+class UnknownNodeTypeError(KailashError, LookupError):
+    """A node type name is not in the registry. ``suggestions`` lists close matches."""
+
+    def __init__(self, message: str, *, suggestions: list[str] | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.suggestions = list(suggestions or [])

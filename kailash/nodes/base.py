@@ -1,0 +1,340 @@
+"""The node contract: :class:`NodeParameter`, :class:`Node`, and direct execution.
+
+A node declares its parameters (``get_parameters()``), its primary input and output,
+and implements ``run(**inputs) -> dict``. Configuration and inputs share one
+namespace: a node's config supplies parameter values that connected upstream outputs
+and runtime parameters may override. This module must not import a runtime or the
+workflow package; the runtime hands nodes what they need when it calls them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError
+from kailash.nodes.registry import register_node, _auto_register
+
+__all__ = ["Node", "NodeParameter", "register_node", "check_type", "type_name"]
+
+
+@dataclass(frozen=True)
+class NodeParameter:
+    """One parameter of a node.
+
+    Attributes:
+        name: the parameter's name (filled from the ``get_parameters()`` key if empty).
+        type: the expected Python type (``Any`` accepts everything).
+        required: whether a value must be supplied (by config, a connection or the runtime).
+        default: the value used when none is supplied.
+        description: one line for the catalog, the CLI and the Studio.
+        secret: the value is a credential, redacted everywhere it could be shown.
+    """
+
+    name: str = ""
+    type: Any = Any
+    required: bool = False
+    default: Any = None
+    description: str = ""
+    secret: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        default = self.default
+        if not isinstance(default, (str, int, float, bool, type(None), list, dict)):
+            default = repr(default)
+        return {
+            "name": self.name,
+            "type": type_name(self.type),
+            "required": self.required,
+            "default": None if self.secret else default,
+            "description": self.description,
+            "secret": self.secret,
+        }
+
+
+def type_name(tp: Any) -> str:
+    if tp is Any or tp is None:
+        return "any"
+    if isinstance(tp, type):
+        return tp.__name__
+    if isinstance(tp, tuple):
+        return " | ".join(type_name(t) for t in tp)
+    return str(tp).replace("typing.", "")
+
+
+def _runtime_type(tp: Any) -> Any:
+    """Reduce a typing construct to something ``isinstance`` accepts (``None`` = anything)."""
+    if tp is Any or tp is None or tp is object or isinstance(tp, str):
+        return None
+    if isinstance(tp, type):
+        if tp is float:
+            return (float, int)
+        return tp
+    if isinstance(tp, tuple):
+        parts = [_runtime_type(t) for t in tp]
+        if any(p is None for p in parts):
+            return None
+        flat: list[type] = []
+        for p in parts:
+            flat.extend(p if isinstance(p, tuple) else (p,))
+        return tuple(flat)
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        return _runtime_type(tuple(a for a in typing.get_args(tp) if a is not type(None)))
+    if isinstance(origin, type):
+        return origin
+    return None
+
+
+def check_type(value: Any, tp: Any) -> bool:
+    """Whether ``value`` fits the declared parameter type ``tp`` (None always fits)."""
+    rt = _runtime_type(tp)
+    if rt is None or value is None:
+        return True
+    if rt is int and isinstance(value, bool):
+        return False
+    return isinstance(value, rt)
+
+
+class _State:
+    """Per-node state object exposed as ``self`` to code nodes; persists between runs."""
+
+    def __repr__(self) -> str:
+        return f"NodeState({', '.join(sorted(vars(self)))})"
+
+
+class Node(ABC):
+    """Base class of every node.
+
+    Subclasses implement :meth:`run` and usually :meth:`get_parameters`. All three
+    construction forms are equivalent::
+
+        CSVReaderNode(config={"file_path": "in.csv"})
+        CSVReaderNode(file_path="in.csv")
+        CSVReaderNode(name="reader", file_path="in.csv")
+
+    Class attributes tune how the engine connects the node:
+
+    * ``primary_input`` / ``primary_output``: the input that a plain ``connect(a, b)``
+      feeds and the output it takes. When unset, the primary input is ``data`` if the
+      node has such a parameter, else its single required parameter; the primary output
+      is the node's only output (or ``result``/``data``).
+    * ``extra_inputs``: the node accepts inputs it did not declare (code nodes).
+    * ``conditional_outputs``: a missing output port means "branch not taken".
+    * ``collects_inputs``: the primary input gathers every arriving value (merge nodes).
+    """
+
+    primary_input: ClassVar[str | None] = None
+    primary_output: ClassVar[str | None] = None
+    extra_inputs: ClassVar[bool] = False
+    conditional_outputs: ClassVar[bool] = False
+    collects_inputs: ClassVar[bool] = False
+    needs_context: ClassVar[bool] = False
+    is_async: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _auto_register(cls)
+
+    def __init__(self, config: dict[str, Any] | None = None, *, name: str | None = None, **params: Any) -> None:
+        if config is not None and not isinstance(config, dict):
+            raise NodeConfigurationError(
+                f"{type(self).__name__}: 'config' must be a dict of parameter values, got {type(config).__name__}",
+                parameter="config",
+                expected="dict",
+                got=type(config).__name__,
+            )
+        merged = dict(config or {})
+        merged.update(params)
+        if name is None:
+            name = merged.pop("name", None) if "name" not in self._declared_names() else None
+        self.name: str | None = name
+        self.config: dict[str, Any] = merged
+        self.state = _State()
+        self._parameters: dict[str, NodeParameter] | None = None
+
+    # -- declaration -------------------------------------------------------------------
+    def get_parameters(self) -> dict[str, NodeParameter]:
+        """The node's parameters by name. Override in subclasses."""
+        return {}
+
+    def get_outputs(self) -> dict[str, NodeParameter] | None:
+        """The node's outputs by name, or ``None`` when they depend on what runs."""
+        return None
+
+    def validate_config(self) -> list[str]:
+        """Problems with the node's own configuration (checked by ``Workflow.validate``)."""
+        return []
+
+    @abstractmethod
+    def run(self, **inputs: Any) -> dict[str, Any]:
+        """Do the node's work and return a dict of named outputs."""
+
+    @classmethod
+    def _declared_names(cls) -> frozenset[str]:
+        return frozenset()
+
+    @property
+    def parameters(self) -> dict[str, NodeParameter]:
+        """``get_parameters()`` with names filled in, computed once per node."""
+        params = self._parameters
+        if params is None:
+            raw = self.get_parameters() or {}
+            params = {}
+            for key, p in raw.items():
+                if not isinstance(p, NodeParameter):
+                    raise NodeConfigurationError(
+                        f"{type(self).__name__}.get_parameters() must map names to NodeParameter, "
+                        f"got {type(p).__name__} for '{key}'",
+                        parameter=key,
+                        expected="NodeParameter",
+                    )
+                params[key] = p if p.name == key else NodeParameter(
+                    name=key, type=p.type, required=p.required, default=p.default,
+                    description=p.description, secret=p.secret,
+                )
+            self._parameters = params
+        return params
+
+    def input_name(self) -> str | None:
+        """The primary input's name."""
+        if self.primary_input is not None:
+            return self.primary_input
+        params = self.parameters
+        if "data" in params or self.extra_inputs:
+            return "data"
+        required = [n for n, p in params.items() if p.required]
+        if len(required) == 1:
+            return required[0]
+        if len(params) == 1:
+            return next(iter(params))
+        return None
+
+    def output_name(self, outputs: dict[str, Any] | None = None) -> str | None:
+        """The primary output's name (from a produced output dict when not declared)."""
+        if self.primary_output is not None:
+            return self.primary_output
+        declared = self.get_outputs()
+        names = list(declared) if declared else (list(outputs) if outputs else [])
+        if len(names) == 1:
+            return names[0]
+        for candidate in ("result", "data"):
+            if candidate in names:
+                return candidate
+        return None
+
+    def accepts(self, name: str) -> bool:
+        return self.extra_inputs or name in self.parameters
+
+    @property
+    def label(self) -> str:
+        """How errors name this node: its id if it has one, else its type."""
+        return f"'{self.name}'" if self.name else type(self).__name__
+
+    # -- direct execution --------------------------------------------------------------
+    def resolve_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Defaults, then config, then ``inputs``; validated. Raises NodeConfigurationError."""
+        params = self.parameters
+        values: dict[str, Any] = {n: p.default for n, p in params.items()}
+        values.update(self.config)
+        values.update(inputs)
+        problems = self.check_inputs(values)
+        if problems:
+            raise NodeConfigurationError(
+                f"node {self.label} ({type(self).__name__}) has invalid inputs:\n  - " + "\n  - ".join(problems),
+                node_id=self.name,
+                parameter=_first_parameter(problems),
+            )
+        return values
+
+    def check_inputs(self, values: dict[str, Any]) -> list[str]:
+        """Every problem with ``values`` as a list of sentences (empty when all is well)."""
+        params = self.parameters
+        problems = []
+        if not self.extra_inputs:
+            for key in values:
+                if key not in params:
+                    problems.append(unknown_parameter_message(key, params))
+        for name, p in params.items():
+            value = values.get(name)
+            if value is None:
+                if p.required:
+                    problems.append(
+                        f"parameter '{name}' is required ({type_name(p.type)}: {p.description or 'no description'})"
+                    )
+            elif not check_type(value, p.type):
+                problems.append(
+                    f"parameter '{name}' expects {type_name(p.type)}, got {type(value).__name__}"
+                )
+        return problems
+
+    def execute(self, **inputs: Any) -> dict[str, Any]:
+        """Run this node on its own: validate inputs against ``get_parameters()``, run, check.
+
+        Example:
+            >>> from kailash.nodes.code.python import PythonCodeNode
+            >>> PythonCodeNode(code="result = x * 2").execute(x=21)
+            {'result': 42}
+        """
+        values = self.resolve_inputs(inputs)
+        return self.call(values, None)
+
+    def call(self, values: dict[str, Any], context: Any) -> dict[str, Any]:
+        """Run with already-resolved ``values``; wraps foreign errors in NodeExecutionError."""
+        try:
+            out = self.run_in_context(context, **values) if self.needs_context else self.run(**values)
+        except KailashError as exc:
+            if exc.node_id is None:
+                exc.node_id = self.name
+            raise
+        except Exception as exc:
+            raise NodeExecutionError(
+                f"node {self.label} ({type(self).__name__}) failed: {type(exc).__name__}: {exc}",
+                node_id=self.name,
+            ) from exc
+        return ensure_output_dict(self, out)
+
+    def run_in_context(self, context: Any, **inputs: Any) -> dict[str, Any]:
+        """Run with the runtime's execution context (nodes with ``needs_context``)."""
+        return self.run(**inputs)
+
+    # -- description -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The node as ``{"type", "config"}`` for saving (secrets as references)."""
+        from kailash.security.secrets import redact
+
+        return {"type": type(self).__name__, "config": redact(dict(self.config))}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def ensure_output_dict(node: Node, out: Any) -> dict[str, Any]:
+    if type(out) is dict:
+        return out
+    if isinstance(out, dict):
+        return dict(out)
+    raise NodeExecutionError(
+        f"node {node.label} ({type(node).__name__}) returned {type(out).__name__}; "
+        "run() must return a dict of named outputs, e.g. {'result': value}",
+        node_id=node.name,
+        expected="dict",
+        got=type(out).__name__,
+    )
+
+
+def unknown_parameter_message(key: str, params: dict[str, NodeParameter]) -> str:
+    close = difflib.get_close_matches(key, list(params), n=3)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    known = ", ".join(sorted(params)) or "none"
+    return f"unknown parameter '{key}' (known parameters: {known}){hint}"
+
+
+def _first_parameter(problems: list[str]) -> str | None:
+    for p in problems:
+        if "'" in p:
+            return p.split("'")[1]
+    return None

@@ -1,0 +1,1 @@
+"""Logic nodes: SwitchNode, MergeNode, AsyncMergeNode, WorkflowNode."""

@@ -1,0 +1,182 @@
+"""WorkflowNode: run a whole workflow as one node.
+
+The runtime hands the node an execution context (``needs_context``) through which the
+inner workflow runs with the same runtime settings; the node never imports a runtime
+for that. Mappings (SPEC §4): the key is the WorkflowNode's own port, the value the
+inner side — ``input_mapping={"raw_data": "data"}`` sends input ``raw_data`` to the
+inner entry nodes that take ``data`` (or to ``node_id.param``);
+``output_mapping={"cleaned_data": "clean.result"}`` exposes inner ``clean``'s
+``result`` as ``cleaned_data`` (a bare name means that output of the single exit node).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError
+from kailash.nodes.base import Node, NodeParameter, register_node
+
+__all__ = ["WorkflowNode"]
+
+_OWN = ("workflow", "workflow_path", "input_mapping", "output_mapping")
+
+
+@register_node(category="logic")
+class WorkflowNode(Node):
+    """A sub-workflow as a node (inline ``workflow=`` or a saved ``workflow_path``).
+
+    Example:
+        >>> from kailash.workflow import Workflow
+        >>> from kailash.nodes.code.python import PythonCodeNode
+        >>> inner = Workflow("inner")
+        >>> _ = inner.add_node("clean", PythonCodeNode(code="result = [x for x in data if x]"))
+        >>> node = WorkflowNode(workflow=inner, input_mapping={"raw": "data"},
+        ...                     output_mapping={"cleaned": "clean.result"})
+        >>> node.execute(raw=[0, 1, 2])
+        {'cleaned': [1, 2]}
+    """
+
+    extra_inputs = True
+    needs_context = True
+
+    def __init__(self, config: dict[str, Any] | None = None, *, name: str | None = None, **params: Any) -> None:
+        super().__init__(config, name=name, **params)
+        self._loaded: Any = None
+        self._loaded_from: Any = None
+
+    def get_parameters(self) -> dict[str, NodeParameter]:
+        return {
+            "workflow": NodeParameter(default=None, description="the inner Workflow (or its dict form)"),
+            "workflow_path": NodeParameter(type=str, default=None, description="a saved workflow (.yaml/.json)"),
+            "input_mapping": NodeParameter(type=dict, default=None, description="{own input: inner input}"),
+            "output_mapping": NodeParameter(type=dict, default=None, description="{own output: inner node.output}"),
+        }
+
+    def get_outputs(self) -> dict[str, NodeParameter] | None:
+        mapping = self.config.get("output_mapping")
+        if isinstance(mapping, dict):
+            return {k: NodeParameter(name=k) for k in mapping}
+        return None
+
+    def input_name(self) -> str | None:
+        mapping = self.config.get("input_mapping")
+        if isinstance(mapping, dict) and len(mapping) == 1:
+            return next(iter(mapping))
+        return "data"
+
+    def output_name(self, outputs: dict[str, Any] | None = None) -> str | None:
+        mapping = self.config.get("output_mapping")
+        if isinstance(mapping, dict) and len(mapping) == 1:
+            return next(iter(mapping))
+        return super().output_name(outputs)
+
+    def validate_config(self) -> list[str]:
+        wf, path = self.config.get("workflow"), self.config.get("workflow_path")
+        if wf is None and path is None:
+            return ["give the inner workflow as workflow=... or workflow_path='x.yaml'"]
+        if path is not None and wf is None and not os.path.exists(path):
+            return [f"parameter 'workflow_path': file '{path}' does not exist"]
+        return []
+
+    def inner_workflow(self, workflow: Any = None, workflow_path: str | None = None) -> Any:
+        from kailash.workflow.graph import Workflow
+
+        source = workflow if workflow is not None else workflow_path
+        if self._loaded is not None and self._loaded_from is source:
+            return self._loaded
+        if isinstance(workflow, Workflow):
+            wf = workflow
+        elif isinstance(workflow, dict):
+            wf = Workflow.from_dict(workflow)
+        elif workflow_path:
+            if not os.path.exists(workflow_path):
+                raise NodeConfigurationError(
+                    f"node {self.label} (WorkflowNode): workflow_path '{workflow_path}' does not exist",
+                    node_id=self.name, parameter="workflow_path", expected="an existing .yaml/.json file",
+                    got=workflow_path,
+                )
+            wf = Workflow.load(workflow_path)
+        else:
+            raise NodeConfigurationError(
+                f"node {self.label} (WorkflowNode): give the inner workflow as workflow=... or workflow_path=...",
+                node_id=self.name, parameter="workflow", expected="Workflow | path",
+            )
+        self._loaded, self._loaded_from = wf, source
+        return wf
+
+    def run(self, **inputs: Any) -> dict[str, Any]:
+        # Direct execution outside a runtime: run the inner workflow locally, unrecorded.
+        from kailash.runtime.engine import RunContext, new_run_id  # noqa: PLC0415 - only without a runtime
+
+        return self.run_in_context(RunContext(new_run_id(), None), **inputs)
+
+    def run_in_context(self, context: Any, **inputs: Any) -> dict[str, Any]:
+        if context is None:
+            return self.run(**inputs)
+        own = {k: inputs.pop(k, None) for k in _OWN}
+        wf = self.inner_workflow(own["workflow"], own["workflow_path"])
+        plan = wf.compile()
+        params = self._inner_parameters(plan, inputs, own["input_mapping"])
+        try:
+            results = context.run_workflow(wf, params)
+        except KailashError as exc:
+            inner = exc.node_id
+            err = NodeExecutionError(
+                f"node {self.label} (WorkflowNode): inner node '{inner}' of workflow '{wf.name}' failed: {exc.message}",
+                node_id=self.name, parameter=exc.parameter,
+            )
+            err.inner_node_id = inner  # type: ignore[attr-defined]
+            raise err from exc
+        return self._outputs(plan, results, own["output_mapping"])
+
+    def _inner_parameters(self, plan: Any, inputs: dict[str, Any], mapping: dict[str, str] | None) -> dict[str, Any]:
+        params: dict[str, dict[str, Any]] = {}
+        pairs = mapping.items() if mapping else ((k, k) for k in inputs)
+        for port, inner in pairs:
+            if port not in inputs:
+                continue
+            value = inputs[port]
+            if "." in inner and inner.split(".", 1)[0] in plan.by_id:
+                node_id, param = inner.split(".", 1)
+                params.setdefault(node_id, {})[param] = value
+                continue
+            takers = [s for s in plan.entries if s.accepts is None or inner in s.accepts]
+            if not takers and mapping:
+                raise NodeConfigurationError(
+                    f"node {self.label} (WorkflowNode): input_mapping sends '{port}' to '{inner}', but no entry node "
+                    f"of workflow '{plan.name}' takes an input '{inner}' (entry nodes: "
+                    f"{', '.join(s.id for s in plan.entries)}); use 'node_id.param'",
+                    node_id=self.name, parameter="input_mapping",
+                )
+            for s in takers:
+                params.setdefault(s.id, {})[inner] = value
+        return params
+
+    def _outputs(self, plan: Any, results: dict[str, Any], mapping: dict[str, str] | None) -> dict[str, Any]:
+        exits = [e for e in plan.exits if e in results]
+        if not mapping:
+            if len(exits) == 1:
+                return dict(results[exits[0]])
+            return {e: results[e] for e in exits}
+        out = {}
+        for port, inner in mapping.items():
+            node_id, _, name = inner.partition(".")
+            if name and node_id in results:
+                source = results[node_id]
+            elif len(exits) == 1:
+                source, name = results[exits[0]], inner
+            else:
+                raise NodeConfigurationError(
+                    f"node {self.label} (WorkflowNode): output_mapping '{port}': '{inner}' is ambiguous; "
+                    f"the inner workflow has exit nodes {', '.join(exits)} — write 'node_id.output'",
+                    node_id=self.name, parameter="output_mapping",
+                )
+            if name not in source:
+                raise NodeExecutionError(
+                    f"node {self.label} (WorkflowNode): output_mapping '{port}': inner output '{inner}' was not "
+                    f"produced (available: {', '.join(source)})",
+                    node_id=self.name, parameter="output_mapping",
+                )
+            out[port] = source[name]
+        return out

@@ -1,0 +1,82 @@
+"""LocalRuntime: run a workflow in this thread, in topological order, recording the run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kailash.runtime.engine import (
+    Observer,
+    RunContext,
+    RunRecorder,
+    WorkflowResults,
+    new_run_id,
+    resolve_store,
+    run_plan_sync,
+)
+
+__all__ = ["LocalRuntime"]
+
+
+class LocalRuntime:
+    """Runs nodes one after another in this thread.
+
+    Args:
+        store: where runs are recorded: ``"default"`` (SQLite under ``$KAILASH_HOME``),
+            a path, a :class:`~kailash.runtime.store.RunStore`, or ``None`` to record nothing.
+        record_outputs: keep node outputs in the record ``"failed"`` (default: enough to
+            resume a failed run), ``"always"`` or ``"never"``.
+        observers: callables receiving live events (``node_started``, ``node_completed``, ...).
+        debug: accepted for compatibility; errors always carry full context.
+
+    Example:
+        >>> from kailash.workflow import Workflow
+        >>> from kailash.nodes.code.python import PythonCodeNode
+        >>> wf = Workflow("hello")
+        >>> _ = wf.add_node("greet", PythonCodeNode(code="result = 'hello ' + who"))
+        >>> results, run_id = LocalRuntime(store=None).execute(wf, parameters={"greet": {"who": "world"}})
+        >>> results["greet"]["result"]
+        'hello world'
+    """
+
+    name = "local"
+
+    def __init__(self, *, store: Any = "default", record_outputs: str = "failed",
+                 observers: list[Observer] | None = None, debug: bool = False, tenant: str | None = None) -> None:
+        if record_outputs not in ("failed", "always", "never"):
+            from kailash.errors import NodeConfigurationError
+
+            raise NodeConfigurationError(
+                f"LocalRuntime: record_outputs must be 'failed', 'always' or 'never', got {record_outputs!r}",
+                parameter="record_outputs", expected="'failed' | 'always' | 'never'", got=record_outputs,
+            )
+        self.store = resolve_store(store)
+        self.record_outputs = record_outputs
+        self.observers = list(observers or [])
+        self.debug = debug
+        self.tenant = tenant
+
+    def execute(self, workflow: Any, parameters: dict[str, Any] | None = None, *, run_id: str | None = None,
+                observers: list[Observer] | None = None) -> tuple[WorkflowResults, str]:
+        """Validate and run ``workflow``; return ``(results, run_id)``.
+
+        Raises:
+            WorkflowValidationError: the graph or ``parameters`` are invalid (nothing ran).
+            KailashError: a node failed; the error carries ``run_id``, ``node_id`` and the
+                ``results`` of the nodes that finished, and the run is recorded as failed.
+        """
+        plan = workflow.compile()
+        overrides = plan.prepare(parameters)
+        run_id = run_id or new_run_id()
+        obs = self.observers + list(observers) if observers else self.observers
+        recorder = RunRecorder(plan.name, run_id, self.store, obs, parameters,
+                               record_outputs=self.record_outputs, runtime_name=self.name, tenant=self.tenant)
+        results = run_plan_sync(plan, overrides, RunContext(run_id, self), recorder)
+        return results, run_id
+
+    # -- run history -------------------------------------------------------------------------
+    def get_run(self, run_id: str) -> Any:
+        """The :class:`~kailash.runtime.store.RunRecord` of ``run_id`` (None if unknown)."""
+        return self.store.get_run(run_id) if self.store is not None else None
+
+    def list_runs(self, **filters: Any) -> list[Any]:
+        return self.store.list_runs(**filters) if self.store is not None else []

@@ -1,0 +1,286 @@
+"""Run records and the embedded SQLite run store.
+
+Every run is recorded: id, workflow, status, start/end, per-node status, timing and
+error, the failing node, and (for failed runs, so they can be resumed) the outputs of
+the nodes that finished. Writes are buffered and flushed in batches — after a short
+delay, when the buffer fills, at once for a failed run, before any read, and at exit —
+so recording costs the engine microseconds, not an fsync per node.
+
+The store location is ``$KAILASH_HOME/runs.db`` (default ``~/.kailash``). Other
+backends implement the :class:`RunStore` protocol.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from kailash.security.secrets import Secret
+
+__all__ = ["RunRecord", "NodeRecord", "RunStore", "SQLiteRunStore", "default_store", "kailash_home", "to_json_safe"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NodeRecord:
+    """What happened to one node in a run."""
+
+    node_id: str
+    status: str  # completed | failed | skipped
+    started_at: float | None = None
+    duration: float | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"node_id": self.node_id, "status": self.status, "started_at": self.started_at,
+                "duration": self.duration, "error": self.error}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunRecord:
+    """One recorded run of a workflow."""
+
+    run_id: str
+    workflow: str
+    status: str  # running | completed | failed
+    started_at: float
+    ended_at: float | None = None
+    nodes: tuple[NodeRecord, ...] = ()  # as read back; the engine writes plain row tuples
+    error: str | None = None
+    error_node: str | None = None
+    outputs: dict[str, Any] | None = None
+    parameters: dict[str, Any] | None = None
+    tenant: str | None = None
+    runtime: str | None = None
+    parent_run_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.ended_at is None else self.ended_at - self.started_at
+
+    def node(self, node_id: str) -> NodeRecord | None:
+        return next((n for n in self.nodes if n.node_id == node_id), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "workflow": self.workflow, "status": self.status,
+            "started_at": self.started_at, "ended_at": self.ended_at, "duration": self.duration,
+            "nodes": [n.to_dict() for n in self.nodes], "error": self.error, "error_node": self.error_node,
+            "outputs": self.outputs, "parameters": self.parameters, "tenant": self.tenant,
+            "runtime": self.runtime, "parent_run_id": self.parent_run_id, **({"extra": self.extra} if self.extra else {}),
+        }
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """Where runs are recorded. ``record`` must be cheap; reads see every earlier record."""
+
+    def record(self, run: RunRecord) -> None: ...
+
+    def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    def list_runs(self, *, limit: int = 50, workflow: str | None = None, status: str | None = None,
+                  tenant: str | None = None) -> list[RunRecord]: ...
+
+    def flush(self) -> None: ...
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return value.to_reference()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, bytes):
+        return {"$bytes": len(value)}
+    return {"$unserializable": type(value).__name__, "repr": repr(value)[:200]}
+
+
+def to_json_safe(value: Any) -> Any:
+    """``value`` made JSON-safe: secrets redacted, unserialisable objects marked."""
+    return json.loads(json.dumps(value, default=_json_default))
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    error TEXT,
+    error_node TEXT,
+    nodes TEXT,
+    outputs TEXT,
+    parameters TEXT,
+    tenant TEXT,
+    runtime TEXT,
+    parent_run_id TEXT,
+    extra TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
+CREATE INDEX IF NOT EXISTS runs_workflow ON runs(workflow, started_at);
+"""
+
+
+class SQLiteRunStore:
+    """The embedded run store (SQLite, WAL mode, batched writes).
+
+    Example:
+        >>> import tempfile, os
+        >>> store = SQLiteRunStore(os.path.join(tempfile.mkdtemp(), "runs.db"))
+        >>> store.record(RunRecord(run_id="r1", workflow="wf", status="completed", started_at=0.0, ended_at=1.0))
+        >>> store.get_run("r1").status
+        'completed'
+    """
+
+    FLUSH_DELAY = 0.2
+    FLUSH_SIZE = 500
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()  # the connection
+        self._buf_lock = threading.Lock()  # the buffer: never held during I/O, so record() never waits on a flush
+        self._buffer: list[RunRecord] = []
+        self._timer: threading.Timer | None = None
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+        _open_stores.add(self)
+
+    def record(self, run: RunRecord) -> None:
+        with self._buf_lock:
+            self._buffer.append(run)
+            size = len(self._buffer)
+        if run.status != "completed" or size >= self.FLUSH_SIZE:
+            self.flush()
+        elif self._timer is None:
+            with self._buf_lock:
+                if self._timer is None:
+                    t = threading.Timer(self.FLUSH_DELAY, self.flush)
+                    t.daemon = True
+                    self._timer = t
+                    t.start()
+
+    def flush(self) -> None:
+        with self._buf_lock:
+            timer, self._timer = self._timer, None
+            batch, self._buffer = self._buffer, []
+        if timer is not None:
+            timer.cancel()
+        if not batch:
+            return
+        with self._lock:
+            rows = [self._row(r) for r in batch]
+            conn = self._conn
+            conn.execute("BEGIN")
+            try:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _row(r: RunRecord) -> tuple[Any, ...]:
+        dumps = json.dumps
+        # The engine hands node rows over as plain tuples (cheaper than NodeRecords on the hot path).
+        nodes = dumps([list(n) if type(n) is tuple else [n.node_id, n.status, n.started_at, n.duration, n.error]
+                       for n in r.nodes])
+        return (
+            r.run_id, r.workflow, r.status, r.started_at, r.ended_at, r.error, r.error_node, nodes,
+            None if r.outputs is None else dumps(r.outputs, default=_json_default),
+            None if r.parameters is None else dumps(r.parameters, default=_json_default),
+            r.tenant, r.runtime, r.parent_run_id, dumps(r.extra, default=_json_default) if r.extra else None,
+        )
+
+    @staticmethod
+    def _from_row(row: tuple[Any, ...]) -> RunRecord:
+        (run_id, workflow, status, started, ended, error, error_node, nodes, outputs, parameters,
+         tenant, runtime, parent, extra) = row
+        return RunRecord(
+            run_id=run_id, workflow=workflow, status=status, started_at=started, ended_at=ended,
+            error=error, error_node=error_node,
+            nodes=tuple(NodeRecord(node_id=n[0], status=n[1], started_at=n[2], duration=n[3], error=n[4])
+                        for n in json.loads(nodes or "[]")),
+            outputs=None if outputs is None else json.loads(outputs),
+            parameters=None if parameters is None else json.loads(parameters),
+            tenant=tenant, runtime=runtime, parent_run_id=parent, extra=json.loads(extra) if extra else {},
+        )
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        self.flush()
+        with self._lock:
+            row = self._conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:  # allow a unique prefix, as git does for commits
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT * FROM runs WHERE run_id LIKE ? LIMIT 2", (run_id.replace("%", "") + "%",)
+                ).fetchall()
+            row = rows[0] if len(rows) == 1 else None
+        return None if row is None else self._from_row(row)
+
+    def list_runs(self, *, limit: int = 50, workflow: str | None = None, status: str | None = None,
+                  tenant: str | None = None) -> list[RunRecord]:
+        self.flush()
+        where, args = [], []
+        for col, val in (("workflow", workflow), ("status", status), ("tenant", tenant)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                args.append(val)
+        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY started_at DESC LIMIT ?"
+        with self._lock:
+            rows = self._conn.execute(sql, (*args, int(limit))).fetchall()
+        return [self._from_row(r) for r in rows]
+
+    def close(self) -> None:
+        self.flush()
+        with self._lock:
+            self._conn.close()
+        _open_stores.discard(self)
+
+
+_open_stores: set[SQLiteRunStore] = set()
+_defaults: dict[Path, SQLiteRunStore] = {}
+_defaults_lock = threading.Lock()
+
+
+def kailash_home() -> Path:
+    """``$KAILASH_HOME`` or ``~/.kailash``."""
+    return Path(os.environ.get("KAILASH_HOME") or Path.home() / ".kailash")
+
+
+def default_store() -> SQLiteRunStore:
+    """The SQLite store under :func:`kailash_home` (one instance per path per process)."""
+    path = (kailash_home() / "runs.db").resolve()
+    store = _defaults.get(path)
+    if store is None:
+        with _defaults_lock:
+            store = _defaults.get(path)
+            if store is None:
+                store = _defaults[path] = SQLiteRunStore(path)
+    return store
+
+
+@atexit.register
+def _flush_all() -> None:
+    for store in list(_open_stores):
+        try:
+            store.flush()
+        except Exception:  # exiting: nothing better to do than keep going
+            pass
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,108 @@
+"""SecurityConfig and the process-wide active policy.
+
+Holds the limits every file-touching node and the code sandbox obey. It stores
+values only; enforcement lives in :mod:`kailash.security.paths` (files) and the
+sandbox module (code).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kailash.errors import SecurityError
+
+__all__ = ["SecurityConfig", "set_security_config", "get_security_config", "reset_security_config"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecurityConfig:
+    """A security policy.
+
+    Attributes:
+        allowed_directories: files may only be read or written below these directories
+            (resolved, symlinks included). Empty means no directory restriction.
+        max_file_size: the largest file (bytes) a node may read.
+        execution_timeout: wall-clock seconds a sandboxed code node may run.
+        memory_limit: address-space bytes a sandboxed code node may use.
+        enable_audit_logging: write structured security events to the audit log.
+        allowed_imports: modules sandboxed code may import (``None`` = the default list).
+        sandbox: run PythonCodeNode code isolated from the host process.
+    """
+
+    allowed_directories: tuple[str, ...] | list[str] = ()
+    max_file_size: int = 100 * 1024 * 1024
+    execution_timeout: float = 300.0
+    memory_limit: int = 512 * 1024 * 1024
+    enable_audit_logging: bool = False
+    allowed_imports: tuple[str, ...] | list[str] | None = None
+    sandbox: bool = True
+    audit_log_path: str | None = None
+    _resolved: tuple[Path, ...] = field(default=(), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.max_file_size is not None and self.max_file_size <= 0:
+            problems.append(f"max_file_size must be a positive number of bytes, got {self.max_file_size}")
+        if self.execution_timeout is not None and self.execution_timeout <= 0:
+            problems.append(f"execution_timeout must be positive seconds, got {self.execution_timeout}")
+        if self.memory_limit is not None and self.memory_limit <= 0:
+            problems.append(f"memory_limit must be a positive number of bytes, got {self.memory_limit}")
+        if isinstance(self.allowed_directories, str):
+            problems.append("allowed_directories must be a list of directories, not a single string")
+        if problems:
+            raise SecurityError("invalid SecurityConfig: " + "; ".join(problems), parameter="SecurityConfig")
+        dirs = tuple(str(d) for d in self.allowed_directories)
+        object.__setattr__(self, "allowed_directories", dirs)
+        if self.allowed_imports is not None:
+            object.__setattr__(self, "allowed_imports", tuple(self.allowed_imports))
+        resolved = []
+        for d in dirs:
+            p = Path(os.path.expanduser(d))
+            if not p.exists():
+                raise SecurityError(
+                    f"invalid SecurityConfig: allowed directory '{d}' does not exist",
+                    parameter="allowed_directories",
+                    expected="an existing directory",
+                    got=d,
+                )
+            elif not p.is_dir():
+                raise SecurityError(
+                    f"invalid SecurityConfig: allowed directory '{d}' is not a directory",
+                    parameter="allowed_directories",
+                    expected="a directory",
+                    got=d,
+                )
+            resolved.append(p.resolve())
+        object.__setattr__(self, "_resolved", tuple(resolved))
+
+    @property
+    def resolved_directories(self) -> tuple[Path, ...]:
+        return self._resolved
+
+
+_lock = threading.Lock()
+_active: SecurityConfig | None = None
+
+
+def set_security_config(config: SecurityConfig | None) -> None:
+    """Make ``config`` the process-wide policy (``None`` removes it)."""
+    global _active
+    if config is not None and not isinstance(config, SecurityConfig):
+        raise SecurityError(
+            f"set_security_config expects a SecurityConfig, got {type(config).__name__}",
+            parameter="config", expected="SecurityConfig", got=type(config).__name__,
+        )
+    with _lock:
+        _active = config
+
+
+def get_security_config() -> SecurityConfig | None:
+    """The active process-wide policy, or ``None`` when none is set."""
+    return _active
+
+
+def reset_security_config() -> None:
+    set_security_config(None)

@@ -1,0 +1,1 @@
+"""Utilities: export of workflows to other formats and environments."""

@@ -1,0 +1,434 @@
+"""Compiling a workflow into an immutable execution plan, and the data-flow rules.
+
+``compile_workflow`` checks the whole graph (gathering every problem, raising once)
+and precomputes, per node, what the engine needs on the hot path: its incoming edges
+in connection order, its defaults, the type checks worth doing. ``ExecutionPlan.gather``
+applies the data-flow rules of SPEC §3 for one node; every runtime calls it, so the
+rules live here once. Nothing here runs a node.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kailash.errors import NodeConfigurationError, NodeExecutionError, WorkflowValidationError
+from kailash.nodes.base import Node, _runtime_type, check_type, type_name, unknown_parameter_message
+
+if TYPE_CHECKING:
+    from kailash.workflow.graph import Workflow
+
+__all__ = ["ExecutionPlan", "Step", "Edge", "compile_workflow"]
+
+_MISSING = object()
+
+
+@dataclass(slots=True)
+class Edge:
+    """An incoming connection as the engine uses it."""
+
+    source: str
+    source_node: Node
+    pairs: tuple[tuple[str, str], ...] | None  # explicit (output, input); None = default rule
+    primary_to: str | None  # default rule: the target's primary input
+    primary_from: str | None  # default rule: the source's declared primary output
+    conditional: bool  # a missing port means "branch not taken"
+
+
+@dataclass(slots=True)
+class Step:
+    """One node of the plan."""
+
+    id: str
+    node: Node
+    edges: tuple[Edge, ...]
+    base: dict[str, Any]
+    accepts: frozenset[str] | None  # None = accepts any input name
+    checks: tuple[tuple[str, Any], ...]
+    required: tuple[str, ...]
+    static_missing: tuple[str, ...]
+    collect: str | None
+    successors: tuple[str, ...] = ()
+    policy: Any = None  # a failure policy (retries, timeout, breaker, cache), if one is set
+    direct: bool = False  # the engine may call node.run(**inputs) itself (no context, no policy)
+
+
+class ExecutionPlan:
+    """A validated, immutable view of a workflow, ready to run."""
+
+    def __init__(self, workflow: Workflow, steps: list[Step]) -> None:
+        self.workflow = workflow
+        self.version = workflow._version
+        self.name = workflow.name
+        self.steps: tuple[Step, ...] = tuple(steps)
+        self.by_id: dict[str, Step] = {s.id: s for s in steps}
+        self.entries: tuple[Step, ...] = tuple(s for s in steps if not s.edges)
+        targets = {e.source for s in steps for e in s.edges}
+        self.exits: tuple[str, ...] = tuple(s.id for s in steps if s.id not in targets)
+        self.needs_inputs = any(s.static_missing for s in steps)
+
+    # -- before a run ----------------------------------------------------------------------
+    def prepare(self, parameters: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+        """Split runtime ``parameters`` into per-node overrides; raise if anything is wrong.
+
+        Keys that are node ids give that node's inputs; any other key is a workflow
+        input, offered to every entry node (no incoming connection) that accepts it.
+        """
+        if not parameters:
+            if self.needs_inputs:
+                self._raise(self._missing_problems({}))
+            return {}
+        if not isinstance(parameters, dict):
+            raise WorkflowValidationError(
+                f"parameters must be a dict of {{node_id: {{name: value}}}}, got {type(parameters).__name__}",
+                parameter="parameters", expected="dict",
+            )
+        problems: list[str] = []
+        per_node: dict[str, dict[str, Any]] = {}
+        for key, value in parameters.items():
+            step = self.by_id.get(key)
+            if step is None:
+                takers = [s for s in self.entries if s.accepts is None or key in s.accepts]
+                if not takers:
+                    close = difflib.get_close_matches(key, list(self.by_id), n=3)
+                    hint = f"; did you mean node {', '.join(repr(c) for c in close)}?" if close else ""
+                    problems.append(
+                        f"parameter '{key}' names no node and no entry node takes an input '{key}' "
+                        f"(nodes: {', '.join(self.by_id)}){hint}"
+                    )
+                for s in takers:
+                    per_node.setdefault(s.id, {}).setdefault(key, value)
+                continue
+            if not isinstance(value, dict):
+                problems.append(
+                    f"parameters['{key}'] must be a dict of input values for node '{key}', got {type(value).__name__}"
+                )
+                continue
+            mine = per_node.setdefault(key, {})
+            for name, v in value.items():
+                if step.accepts is not None and name not in step.accepts:
+                    problems.append(f"node '{key}': " + unknown_parameter_message(name, step.node.parameters))
+                    continue
+                p = step.node.parameters.get(name)
+                if p is not None and not check_type(v, p.type):
+                    problems.append(
+                        f"node '{key}': parameter '{name}' expects {type_name(p.type)}, got {type(v).__name__}"
+                    )
+                mine[name] = v
+        problems.extend(self._missing_problems(per_node))
+        if problems:
+            self._raise(problems)
+        return per_node
+
+    def _missing_problems(self, per_node: dict[str, dict[str, Any]]) -> list[str]:
+        out = []
+        for s in self.steps:
+            for name in s.static_missing:
+                if per_node.get(s.id, {}).get(name) is None:
+                    p = s.node.parameters[name]
+                    out.append(
+                        f"node '{s.id}' ({type(s.node).__name__}) requires parameter '{name}' "
+                        f"({type_name(p.type)}): set it in the node's config, connect an upstream node, "
+                        f"or pass parameters={{'{s.id}': {{'{name}': ...}}}}"
+                    )
+        return out
+
+    def _raise(self, problems: list[str]) -> None:
+        raise WorkflowValidationError(
+            f"workflow '{self.name}' is invalid ({len(problems)} problem{'s' if len(problems) > 1 else ''}):\n  - "
+            + "\n  - ".join(problems),
+            problems=problems,
+            node_id=_node_of(problems[0]),
+            parameter=_param_of(problems[0]),
+        )
+
+    # -- during a run ----------------------------------------------------------------------
+    def gather(self, step: Step, results: dict[str, dict[str, Any]], overrides: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The inputs for ``step`` from what has run, or ``None`` when the node is skipped.
+
+        A node runs when every incoming connection is active (its source ran and, for
+        a branch port, that branch was taken); a merge node runs when any is.
+        Precedence, later wins: defaults, values offered by name, config, connected
+        values, runtime parameters.
+        """
+        node = step.node
+        inputs = dict(step.base)
+        cfg = node.config
+        edges = step.edges
+        if edges:
+            late: list[tuple[str, Any]] = []  # connected values: they beat config, applied after it
+            collect = step.collect
+            collected: list[Any] | None = [] if collect else None
+            accepts = step.accepts
+            for e in edges:
+                out = results.get(e.source)
+                if out is None:
+                    if collect:
+                        continue
+                    return None
+                if e.pairs is None:
+                    for k, v in out.items():
+                        if accepts is None or k in accepts:
+                            inputs[k] = v
+                    to = e.primary_to
+                    if to is not None:
+                        p = e.primary_from
+                        if p is None:
+                            p = next(iter(out)) if len(out) == 1 else ("result" if "result" in out else "data")
+                        if p in out:
+                            if to == collect:
+                                collected.append(out[p])  # type: ignore[union-attr]
+                            else:
+                                late.append((to, out[p]))
+                    continue
+                vals = []
+                for o, i in e.pairs:
+                    v = out.get(o, _MISSING)
+                    if v is _MISSING and "." in o:
+                        v = _dig(out, o)
+                    if v is _MISSING:
+                        if e.conditional:
+                            vals = None
+                            break
+                        raise NodeExecutionError(
+                            f"node '{e.source}' produced no output '{o}' for input '{i}' of node '{step.id}' "
+                            f"(it produced: {', '.join(out) or 'nothing'})",
+                            node_id=step.id, parameter=i, expected=f"output '{o}' of '{e.source}'",
+                        )
+                    vals.append((i, v))
+                if vals is None:
+                    if collect:
+                        continue
+                    return None
+                for i, v in vals:
+                    if i == collect:
+                        collected.append(v)  # type: ignore[union-attr]
+                    else:
+                        late.append((i, v))
+            if collected is not None:
+                if not collected:
+                    return None
+                late.append((collect, collected))  # type: ignore[arg-type]
+            if cfg:
+                inputs.update(cfg)
+            for k, v in late:
+                inputs[k] = v
+        elif cfg:
+            inputs.update(cfg)
+        if overrides:
+            inputs.update(overrides)
+        for name, rt in step.checks:
+            v = inputs.get(name)
+            if v is not None and not isinstance(v, rt):
+                p = node.parameters[name]
+                raise NodeConfigurationError(
+                    f"node '{step.id}' ({type(node).__name__}): parameter '{name}' expects "
+                    f"{type_name(p.type)}, got {type(v).__name__}",
+                    node_id=step.id, parameter=name, expected=type_name(p.type), got=type(v).__name__,
+                )
+        for name in step.required:
+            if inputs.get(name) is None:
+                raise NodeConfigurationError(
+                    f"node '{step.id}' ({type(node).__name__}): required parameter '{name}' received no value",
+                    node_id=step.id, parameter=name, expected=type_name(node.parameters[name].type),
+                )
+        return inputs
+
+
+def _dig(out: dict[str, Any], path: str) -> Any:
+    cur: Any = out
+    for part in path.split("."):
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        else:
+            return _MISSING
+    return cur
+
+
+def _node_of(problem: str) -> str | None:
+    if problem.startswith("node '"):
+        return problem.split("'")[1]
+    return None
+
+
+def _param_of(problem: str) -> str | None:
+    marker = "parameter '"
+    if marker in problem:
+        return problem.split(marker, 1)[1].split("'")[0]
+    return None
+
+
+def compile_workflow(workflow: Workflow) -> ExecutionPlan:
+    """Validate ``workflow`` and build its plan; raise one error listing every problem."""
+    nodes = workflow.nodes
+    problems: list[str] = []
+    incoming: dict[str, list[Edge]] = {n: [] for n in nodes}
+    feeds: dict[tuple[str, str], list[str]] = {}
+    maybe_fed: dict[str, set[str] | None] = {n: set() for n in nodes}
+
+    for node_id, node in nodes.items():
+        try:
+            params = node.parameters
+        except Exception as exc:
+            problems.append(f"node '{node_id}' ({type(node).__name__}): get_parameters() failed: {exc}")
+            continue
+        for key, value in node.config.items():
+            if not node.accepts(key):
+                problems.append(f"node '{node_id}' ({type(node).__name__}): " + unknown_parameter_message(key, params))
+            elif key in params and not check_type(value, params[key].type):
+                problems.append(
+                    f"node '{node_id}' ({type(node).__name__}): parameter '{key}' expects "
+                    f"{type_name(params[key].type)}, got {type(value).__name__}"
+                )
+        for msg in node.validate_config():
+            problems.append(f"node '{node_id}' ({type(node).__name__}): {msg}")
+
+    for c in workflow.connections:
+        bad = False
+        for end in (c.source, c.target):
+            if end not in nodes:
+                close = difflib.get_close_matches(end, list(nodes), n=3)
+                hint = f"; did you mean {', '.join(repr(x) for x in close)}?" if close else ""
+                problems.append(
+                    f"connection {c.source} -> {c.target}: no node '{end}' in the workflow "
+                    f"(nodes: {', '.join(nodes) or 'none'}){hint}"
+                )
+                bad = True
+        if bad:
+            continue
+        src, dst = nodes[c.source], nodes[c.target]
+        declared = src.get_outputs()
+        where = f"connection {c.source} -> {c.target}"
+        if c.port is not None or c.mapping is not None:
+            pairs = c.mapping if c.mapping is not None else ((c.port, dst.input_name()),)  # type: ignore[assignment]
+            for out_name, in_name in pairs:
+                if declared is not None and out_name.split(".")[0] not in declared:
+                    close = difflib.get_close_matches(out_name, list(declared), n=3)
+                    hint = f"; did you mean {', '.join(repr(x) for x in close)}?" if close else ""
+                    problems.append(
+                        f"{where}: node '{c.source}' ({type(src).__name__}) has no output '{out_name}' "
+                        f"(outputs: {', '.join(declared) or 'none'}){hint}"
+                    )
+                if in_name is None:
+                    problems.append(
+                        f"{where}: node '{c.target}' ({type(dst).__name__}) has no primary input for port "
+                        f"'{out_name}'; use mapping={{'{out_name}': '<input name>'}}"
+                    )
+                    continue
+                if not dst.accepts(in_name):
+                    problems.append(
+                        f"{where}: node '{c.target}' ({type(dst).__name__}): "
+                        + unknown_parameter_message(in_name, dst.parameters)
+                    )
+                feeds.setdefault((c.target, in_name), []).append(c.source)
+                fed = maybe_fed[c.target]
+                if fed is not None:
+                    fed.add(in_name)
+            edge = Edge(c.source, src, tuple(pairs), None, None, src.conditional_outputs)  # type: ignore[arg-type]
+        else:
+            primary_to = dst.input_name()
+            primary_from = src.output_name() if (src.primary_output or declared) else None
+            if primary_to is not None:
+                feeds.setdefault((c.target, primary_to), []).append(c.source)
+            if declared is None:
+                maybe_fed[c.target] = None
+            elif maybe_fed[c.target] is not None:
+                maybe_fed[c.target].update(declared)  # type: ignore[union-attr]
+                if primary_to:
+                    maybe_fed[c.target].add(primary_to)  # type: ignore[union-attr]
+            edge = Edge(c.source, src, None, primary_to, primary_from, src.conditional_outputs)
+        incoming[c.target].append(edge)
+
+    for (target, input_name), sources in feeds.items():
+        if len(sources) > 1 and not (nodes[target].collects_inputs and input_name == nodes[target].input_name()):
+            problems.append(
+                f"node '{target}': input '{input_name}' is fed by {len(sources)} connections "
+                f"({', '.join(sources)}); feed it once, map the others to other inputs, or use a MergeNode"
+            )
+
+    order = _topological_order(nodes, workflow.connections, problems)
+    steps: list[Step] = []
+    if not problems:
+        successors: dict[str, list[str]] = {n: [] for n in nodes}
+        for c in workflow.connections:
+            if c.target not in successors[c.source]:
+                successors[c.source].append(c.target)
+        for node_id in order:
+            node = nodes[node_id]
+            params = node.parameters
+            fed = maybe_fed[node_id]
+            static_missing = tuple(
+                n for n, p in params.items()
+                if p.required and p.default is None and node.config.get(n) is None
+                and (fed is not None and n not in fed)
+            )
+            checks = tuple(
+                (n, rt) for n, p in params.items() if (rt := _runtime_type(p.type)) is not None
+            )
+            collect = node.input_name() if node.collects_inputs else None
+            steps.append(Step(
+                id=node_id,
+                node=node,
+                edges=tuple(incoming[node_id]),
+                base={n: p.default for n, p in params.items()},
+                accepts=None if node.extra_inputs else frozenset(params),
+                checks=checks,
+                required=tuple(n for n, p in params.items() if p.required),
+                static_missing=static_missing,
+                collect=collect,
+                successors=tuple(successors[node_id]),
+                policy=workflow.policies.get(node_id),
+                direct=not node.needs_context and node_id not in workflow.policies,
+            ))
+    if problems:
+        raise WorkflowValidationError(
+            f"workflow '{workflow.name}' is invalid ({len(problems)} problem{'s' if len(problems) > 1 else ''}):\n  - "
+            + "\n  - ".join(problems),
+            problems=problems,
+            node_id=_node_of(problems[0]),
+            parameter=_param_of(problems[0]),
+        )
+    return ExecutionPlan(workflow, steps)
+
+
+def _topological_order(nodes: dict[str, Node], connections: list[Any], problems: list[str]) -> list[str]:
+    indegree = {n: 0 for n in nodes}
+    succ: dict[str, list[str]] = {n: [] for n in nodes}
+    for c in connections:
+        if c.source in nodes and c.target in nodes:
+            succ[c.source].append(c.target)
+            indegree[c.target] += 1
+    queue = deque(n for n in nodes if indegree[n] == 0)
+    order = []
+    while queue:
+        n = queue.popleft()
+        order.append(n)
+        for m in succ[n]:
+            indegree[m] -= 1
+            if indegree[m] == 0:
+                queue.append(m)
+    if len(order) < len(nodes):
+        remaining = {n for n in nodes if indegree[n] > 0}
+        problems.append(f"the workflow has a cycle: {' -> '.join(_find_cycle(remaining, succ))}")
+    return order
+
+
+def _find_cycle(remaining: set[str], succ: dict[str, list[str]]) -> list[str]:
+    # Every node left over still has an unprocessed predecessor, so walking
+    # predecessors inside ``remaining`` must close a loop.
+    pred: dict[str, list[str]] = {n: [] for n in remaining}
+    for n in remaining:
+        for m in succ[n]:
+            if m in remaining:
+                pred[m].append(n)
+    cur = sorted(remaining)[0]
+    path, seen = [cur], {cur: 0}
+    while True:
+        cur = pred[cur][0]
+        if cur in seen:
+            cycle = path[seen[cur]:] + [cur]
+            return list(reversed(cycle))
+        seen[cur] = len(path)
+        path.append(cur)

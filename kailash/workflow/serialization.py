@@ -1,0 +1,224 @@
+"""Saving and loading workflows as YAML or JSON.
+
+The format (``schema_version`` 1)::
+
+    schema_version: 1
+    name: etl
+    description: ...
+    nodes:
+      - {id: reader, type: CSVReaderNode, config: {file_path: in.csv}}
+    connections:
+      - {from: reader, to: transformer}                      # default rule
+      - {from: router, to: gold, output_key: gold}           # a port
+      - {from: a, to: b, mapping: {result: data}}            # explicit mapping
+    policies: {node_id: {...}}                               # optional
+
+Loading never executes anything: YAML is read with the safe loader (with a cap on
+aliases, against "billion laughs" files), node types must be registered, and secrets
+are written as references (``${ENV_NAME}``) that loading resolves from the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kailash.errors import KailashError, SerializationError
+from kailash.security.secrets import Secret
+
+if TYPE_CHECKING:
+    from kailash.workflow.graph import Workflow
+
+__all__ = ["SCHEMA_VERSION", "workflow_to_dict", "workflow_from_dict", "save_workflow", "load_workflow", "dumps", "loads"]
+
+SCHEMA_VERSION = 1
+MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_ALIASES = 100
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def workflow_to_dict(workflow: Workflow) -> dict[str, Any]:
+    nodes = []
+    for node_id, node in workflow.nodes.items():
+        d = node.to_dict()
+        nodes.append({"id": node_id, "type": d["type"], "config": _plain(d.get("config", {}), node_id)})
+    out: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "name": workflow.name,
+        "description": workflow.description,
+        "version": workflow.version,
+        "nodes": nodes,
+        "connections": [c.to_dict() for c in workflow.connections],
+    }
+    if workflow.metadata:
+        out["metadata"] = _plain(workflow.metadata, "metadata")
+    if workflow.policies:
+        out["policies"] = {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in workflow.policies.items()}
+    return out
+
+
+def _plain(value: Any, where: str) -> Any:
+    """Check ``value`` is plain data (what YAML/JSON can hold); secrets become references."""
+    if isinstance(value, Secret):
+        return value.to_reference()
+    if isinstance(value, dict):
+        return {str(k): _plain(v, where) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, where) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise SerializationError(
+        f"node '{where}': config value of type {type(value).__name__} cannot be saved as YAML/JSON; "
+        "use plain values (str, numbers, lists, dicts) or pass it at run time",
+        node_id=where, expected="plain data", got=type(value).__name__,
+    )
+
+
+def workflow_from_dict(data: dict[str, Any]) -> Workflow:
+    from kailash.nodes.registry import get_node_class
+    from kailash.workflow.graph import Workflow
+
+    if not isinstance(data, dict):
+        raise SerializationError(f"a workflow document must be a mapping, got {type(data).__name__}")
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or version > SCHEMA_VERSION or version < 1:
+        raise SerializationError(
+            f"workflow schema_version {version!r} is not supported by this Kailash "
+            f"(supports 1..{SCHEMA_VERSION}); upgrade kailash to load it",
+            parameter="schema_version", expected=f"1..{SCHEMA_VERSION}", got=version,
+        )
+    nodes = data.get("nodes", [])
+    if isinstance(nodes, dict):  # {id: {type, config}} is accepted too
+        nodes = [{"id": k, **v} for k, v in nodes.items()]
+    if not isinstance(nodes, list):
+        raise SerializationError("'nodes' must be a list of {id, type, config}", parameter="nodes")
+    wf = Workflow(
+        name=str(data.get("name") or "workflow"),
+        description=str(data.get("description") or ""),
+        version=str(data.get("version") or "1.0.0"),
+        metadata=data.get("metadata") if isinstance(data.get("metadata"), dict) else None,
+    )
+    problems = []
+    for i, spec in enumerate(nodes):
+        if not isinstance(spec, dict) or "id" not in spec or "type" not in spec:
+            problems.append(f"nodes[{i}] must be a mapping with 'id' and 'type'")
+            continue
+        config = spec.get("config") or {}
+        if not isinstance(config, dict):
+            problems.append(f"node '{spec['id']}': config must be a mapping")
+            continue
+        try:
+            cls = get_node_class(str(spec["type"]))
+            wf.add_node(str(spec["id"]), cls(config=_resolve_env(config), name=str(spec["id"])))
+        except KailashError as exc:
+            problems.append(f"node '{spec['id']}': {exc}")
+    for i, c in enumerate(data.get("connections") or []):
+        if not isinstance(c, dict) or "from" not in c or "to" not in c:
+            problems.append(f"connections[{i}] must be a mapping with 'from' and 'to'")
+            continue
+        mapping = c.get("mapping")
+        port = c.get("output_key", c.get("port"))
+        wf.connect(str(c["from"]), str(c["to"]), port, mapping=mapping)
+    if problems:
+        raise SerializationError(
+            "cannot load workflow:\n  - " + "\n  - ".join(problems), node_id=None, parameter="nodes"
+        )
+    policies = data.get("policies")
+    if policies:
+        from kailash.workflow import policies as policy_mod  # issue 3: failure policies
+
+        for node_id, spec in policies.items():
+            policy_mod.apply_policy_dict(wf, node_id, spec)
+    return wf
+
+
+def _resolve_env(value: Any) -> Any:
+    if isinstance(value, str):
+        m = _ENV_REF.match(value)
+        if m:
+            env = os.environ.get(m.group(1))
+            return Secret(env, env=m.group(1)) if env is not None else value
+        return value
+    if isinstance(value, dict):
+        return {k: _resolve_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env(v) for v in value]
+    return value
+
+
+def _safe_yaml_load(text: str) -> Any:
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        aliases = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+            if self.check_event(yaml.AliasEvent):
+                _Loader.aliases += 1
+                if _Loader.aliases > MAX_ALIASES:
+                    raise SerializationError(
+                        f"YAML document uses more than {MAX_ALIASES} aliases; refusing it (possible alias bomb)"
+                    )
+            return super().compose_node(parent, index)
+
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise SerializationError(f"malformed or unsafe YAML: {exc}") from None
+
+
+def dumps(workflow: Workflow, format: str = "yaml") -> str:
+    data = workflow_to_dict(workflow)
+    if format == "json":
+        return json.dumps(data, indent=2)
+    if format in ("yaml", "yml"):
+        import yaml
+
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    raise SerializationError(f"unknown format '{format}'; expected 'yaml' or 'json'", parameter="format")
+
+
+def loads(text: str, format: str | None = None) -> Workflow:
+    if format == "json" or (format is None and text.lstrip().startswith("{")):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SerializationError(f"malformed JSON: {exc}") from None
+    else:
+        data = _safe_yaml_load(text)
+    return workflow_from_dict(data)
+
+
+def _format_of(path: Path, format: str | None) -> str:
+    if format:
+        return "yaml" if format == "yml" else format
+    return "json" if path.suffix.lower() == ".json" else "yaml"
+
+
+def save_workflow(workflow: Workflow, path: str | os.PathLike[str], format: str | None = None) -> Path:
+    from kailash.security.paths import safe_open
+
+    p = Path(path)
+    text = dumps(workflow, _format_of(p, format))
+    if p.parent and not p.parent.exists():
+        p.parent.mkdir(parents=True, exist_ok=True)
+    with safe_open(p, "w") as f:
+        f.write(text)
+    return p
+
+
+def load_workflow(path: str | os.PathLike[str]) -> Workflow:
+    from kailash.security.paths import safe_open
+
+    p = Path(path)
+    if not p.exists():
+        raise SerializationError(f"workflow file '{path}' does not exist", parameter="path", got=str(path))
+    if p.stat().st_size > MAX_FILE_BYTES:
+        raise SerializationError(f"workflow file '{path}' is larger than {MAX_FILE_BYTES} bytes", parameter="path")
+    with safe_open(p, "r") as f:
+        text = f.read()
+    fmt = "json" if p.suffix.lower() == ".json" else None
+    return loads(text, fmt)

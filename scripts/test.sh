@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh machine, then run it.
+# Used by the README and by .ci/run. Safe to run again: each step is skipped when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages: headless Chromium for the Studio tests, bubblewrap for the sandbox.
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "missing system packages: ${need[*]} (run: sudo apt-get install -y ${need[*]})" >&2
+    exit 1
+  fi
+fi
+
+# Python environment.
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# torch first, pinned: the CPU wheel on disk (anything else would pull a multi-GB CUDA build).
+.venv/bin/python -m pip install -q "torch==2.13.0" || echo "torch 2.13.0 not available: semantic-cache tests use the fallback embedder" >&2
+.venv/bin/python -m pip install -q -e '.[dev]'
+
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+exec .venv/bin/python -m pytest -q "$@"

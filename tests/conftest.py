@@ -1,0 +1,16 @@
+"""Shared fixtures: every test gets its own KAILASH_HOME and no leftover security policy."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    home = tmp_path / "kailash-home"
+    home.mkdir()
+    monkeypatch.setenv("KAILASH_HOME", str(home))
+    yield home
+    from kailash.security.config import set_security_config
+
+    set_security_config(None)
