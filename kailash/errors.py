@@ -8,7 +8,9 @@ know Kailash::
     ├── WorkflowValidationError(ValueError)      the graph or its inputs are wrong
     ├── NodeConfigurationError(TypeError)        a node's parameter is missing or mistyped
     ├── NodeExecutionError(RuntimeError)         a node raised while running
-    │   └── NodeTimeoutError(TimeoutError)       a node ran past its time limit
+    │   ├── NodeTimeoutError(TimeoutError)       a node ran past its time limit
+    │   └── CircuitOpenError                     a node's circuit breaker is open; not called
+    ├── ClusterConnectionError(ConnectionError)  a cluster scheduler could not be reached
     ├── SecurityError(PermissionError)           a security policy refused an action
     ├── SerializationError(ValueError)           a saved workflow cannot be read or written
     └── UnknownNodeTypeError(LookupError)        a node type name is not registered
@@ -27,6 +29,8 @@ __all__ = [
     "NodeConfigurationError",
     "NodeExecutionError",
     "NodeTimeoutError",
+    "CircuitOpenError",
+    "ClusterConnectionError",
     "SecurityError",
     "SerializationError",
     "UnknownNodeTypeError",
@@ -71,9 +75,12 @@ class KailashError(Exception):
         return (_rebuild, (type(self), self.message, self.__dict__))
 
 
-def _rebuild(cls: type, message: str, state: dict) -> KailashError:
-    err = cls.__new__(cls)
-    Exception.__init__(err, message)
+def _rebuild(cls: type[KailashError], message: str, state: dict[str, Any]) -> KailashError:
+    try:
+        err = cls(message)
+    except TypeError:  # a subclass with required constructor arguments
+        err = cls.__new__(cls)
+        Exception.__init__(err, message)
     err.__dict__.update(state)
     return err
 
@@ -108,6 +115,14 @@ class NodeExecutionError(KailashError, RuntimeError):
 
 class NodeTimeoutError(NodeExecutionError, TimeoutError):
     """A node ran longer than its time limit and was stopped."""
+
+
+class CircuitOpenError(NodeExecutionError):
+    """The node's circuit breaker is open: the node was not called."""
+
+
+class ClusterConnectionError(KailashError, ConnectionError):
+    """A cluster scheduler (Dask) could not be reached."""
 
 
 class SecurityError(KailashError, PermissionError):

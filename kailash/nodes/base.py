@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError
-from kailash.nodes.registry import register_node, _auto_register
+from kailash.nodes.registry import _auto_register, register_node
+from kailash.security.secrets import Secret
 
 __all__ = ["Node", "NodeParameter", "register_node", "check_type", "type_name"]
 
@@ -92,7 +93,7 @@ def _runtime_type(tp: Any) -> Any:
 def check_type(value: Any, tp: Any) -> bool:
     """Whether ``value`` fits the declared parameter type ``tp`` (None always fits)."""
     rt = _runtime_type(tp)
-    if rt is None or value is None:
+    if rt is None or value is None or isinstance(value, Secret):
         return True
     if rt is int and isinstance(value, bool):
         return False
@@ -149,12 +150,16 @@ class Node(ABC):
             )
         merged = dict(config or {})
         merged.update(params)
+        config_name = None
         if name is None:
-            name = merged.pop("name", None) if "name" not in self._declared_names() else None
+            name = config_name = merged.pop("name", None) if "name" not in self._declared_names() else None
         self.name: str | None = name
         self.config: dict[str, Any] = merged
         self.state = _State()
         self._parameters: dict[str, NodeParameter] | None = None
+        # config={"name": ...} names the node, unless the node declares a parameter
+        # "name": then it is that parameter's value (restored once parameters are known).
+        self._config_name = config_name
 
     # -- declaration -------------------------------------------------------------------
     def get_parameters(self) -> dict[str, NodeParameter]:
@@ -197,6 +202,9 @@ class Node(ABC):
                     description=p.description, secret=p.secret,
                 )
             self._parameters = params
+            config_name = getattr(self, "_config_name", None)
+            if config_name is not None and "name" in params:
+                self.config.setdefault("name", config_name)
         return params
 
     def input_name(self) -> str | None:

@@ -79,11 +79,11 @@ class RunRecorder:
     """Collects per-node timing and status for one run; builds the :class:`RunRecord`."""
 
     __slots__ = ("workflow", "run_id", "store", "observers", "parameters", "started_at", "t0", "rows", "skipped",
-                 "record_outputs", "runtime_name", "tenant")
+                 "record_outputs", "runtime_name", "tenant", "parent_run_id")
 
     def __init__(self, workflow: str, run_id: str, store: RunStore | None, observers: list[Observer] | None,
                  parameters: dict[str, Any] | None, *, record_outputs: str = "failed", runtime_name: str = "local",
-                 tenant: str | None = None) -> None:
+                 tenant: str | None = None, parent_run_id: str | None = None) -> None:
         self.workflow = workflow
         self.run_id = run_id
         self.store = store
@@ -96,6 +96,7 @@ class RunRecorder:
         self.record_outputs = record_outputs
         self.runtime_name = runtime_name
         self.tenant = tenant
+        self.parent_run_id = parent_run_id  # set for a resumed run: the failed run it continues
         if self.observers:
             self.emit({"event": "run_started", "run_id": run_id, "workflow": workflow})
 
@@ -142,7 +143,7 @@ class RunRecorder:
             nodes=nodes, error=error, error_node=error_node,
             outputs=to_json_safe(dict(results)) if keep else None,
             parameters=to_json_safe(redact(self.parameters)) if self.parameters else None,
-            runtime=self.runtime_name, tenant=self.tenant,
+            runtime=self.runtime_name, tenant=self.tenant, parent_run_id=self.parent_run_id,
         ))
 
     def completed(self, results: dict[str, Any]) -> None:
@@ -165,14 +166,15 @@ def call_step(step: Any, inputs: dict[str, Any], ctx: RunContext) -> dict[str, A
     return step.node.call(inputs, ctx)
 
 
-def fail_run(exc: BaseException, node_id: str, run_id: str, results: dict[str, Any]) -> KailashError:
+def fail_run(exc: BaseException, node_id: str, run_id: str, results: dict[str, Any], node: Any = None) -> KailashError:
     """The error a runtime raises for a node failure: a KailashError carrying run and node ids."""
     if isinstance(exc, KailashError):
         err = exc
         if err.node_id is None:
             err.node_id = node_id
     else:
-        err = NodeExecutionError(f"node '{node_id}' failed: {type(exc).__name__}: {exc}", node_id=node_id)
+        kind = f" ({type(node).__name__})" if node is not None else ""
+        err = NodeExecutionError(f"node '{node_id}'{kind} failed: {type(exc).__name__}: {exc}", node_id=node_id)
         err.__traceback__ = exc.__traceback__
         err.__cause__ = exc
     err.run_id = run_id
@@ -213,7 +215,7 @@ def run_plan_sync(plan: Any, overrides: dict[str, dict[str, Any]], ctx: RunConte
                 out = step.policy.call(step.node, inputs, ctx)
         except Exception as exc:
             end = perf()
-            err = fail_run(exc, sid, ctx.run_id, results)
+            err = fail_run(exc, sid, ctx.run_id, results, step.node)
             recorder.node_failed(sid, start - t0, end - start, str(err))
             if not raise_inner:
                 recorder.failed(results, err, sid)

@@ -73,6 +73,24 @@ class LocalRuntime:
         results = run_plan_sync(plan, overrides, RunContext(run_id, self), recorder)
         return results, run_id
 
+    def resume(self, run_id: str, workflow: Any, *, parameters: dict[str, Any] | None = None,
+               rerun: list[str] | None = None) -> tuple[WorkflowResults, str]:
+        """Re-run failed run ``run_id``: the failed node and what depends on it, reusing finished outputs.
+
+        Returns ``(results, new_run_id)``; the new record's ``parent_run_id`` is ``run_id``.
+        ``parameters`` default to the failed run's; ``rerun`` forces nodes to run again.
+        See :mod:`kailash.runtime.resume` for the errors (unknown or successful run, ...).
+        """
+        from kailash.runtime.resume import prepare_resume
+
+        job = prepare_resume(self.store, run_id, workflow, parameters=parameters, rerun=rerun)
+        new_id = new_run_id()
+        recorder = RunRecorder(job.plan.name, new_id, self.store, self.observers, job.parameters,
+                               record_outputs=self.record_outputs, runtime_name=self.name, tenant=self.tenant,
+                               parent_run_id=job.parent_run_id)
+        results = run_plan_sync(job.plan, job.overrides, RunContext(new_id, self), recorder, fixed=job.fixed)
+        return results, new_id
+
     # -- run history -------------------------------------------------------------------------
     def get_run(self, run_id: str) -> Any:
         """The :class:`~kailash.runtime.store.RunRecord` of ``run_id`` (None if unknown)."""

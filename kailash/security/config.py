@@ -30,6 +30,22 @@ class SecurityConfig:
         enable_audit_logging: write structured security events to the audit log.
         allowed_imports: modules sandboxed code may import (``None`` = the default list).
         sandbox: run PythonCodeNode code isolated from the host process.
+        audit_log_path: also append audit events (JSON lines) to this file.
+        isolation: how sandbox workers are isolated from the operating system:
+            ``"auto"`` uses bubblewrap (no network, read-only file system outside the
+            allowed directories, own PID namespace) when it works on this machine and
+            falls back to ``"process"`` otherwise; ``"bwrap"`` requires it; ``"process"``
+            uses a plain child process (rlimits, seccomp and the Python guards only).
+
+    Example:
+        >>> import tempfile
+        >>> cfg = SecurityConfig(allowed_directories=[tempfile.gettempdir()], execution_timeout=5.0)
+        >>> cfg.execution_timeout
+        5.0
+        >>> SecurityConfig(memory_limit=-1)
+        Traceback (most recent call last):
+        ...
+        kailash.errors.SecurityError: invalid SecurityConfig: memory_limit must be a positive number of bytes, got -1
     """
 
     allowed_directories: tuple[str, ...] | list[str] = ()
@@ -40,6 +56,7 @@ class SecurityConfig:
     allowed_imports: tuple[str, ...] | list[str] | None = None
     sandbox: bool = True
     audit_log_path: str | None = None
+    isolation: str = "auto"
     _resolved: tuple[Path, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -50,6 +67,8 @@ class SecurityConfig:
             problems.append(f"execution_timeout must be positive seconds, got {self.execution_timeout}")
         if self.memory_limit is not None and self.memory_limit <= 0:
             problems.append(f"memory_limit must be a positive number of bytes, got {self.memory_limit}")
+        if self.isolation not in ("auto", "bwrap", "process"):
+            problems.append(f"isolation must be 'auto', 'bwrap' or 'process', got {self.isolation!r}")
         if isinstance(self.allowed_directories, str):
             problems.append("allowed_directories must be a list of directories, not a single string")
         if problems:

@@ -48,9 +48,13 @@ def safe_open(
     newline: str | None = None,
     config: SecurityConfig | None = None,
     node_id: str | None = None,
+    make_parents: bool = False,
     **kwargs: Any,
 ) -> IO[Any]:
     """Open ``path`` after checking it against the security policy.
+
+    With ``make_parents=True`` missing parent directories are created, after the
+    check, so a refused path never leaves directories behind.
 
     Example:
         >>> import tempfile, os
@@ -72,6 +76,8 @@ def safe_open(
                 f"file '{path}' is {size} bytes, over the {config.max_file_size}-byte limit",
                 node_id=node_id, parameter="file_path", expected=f"<= {config.max_file_size} bytes", got=size,
             )
+    if make_parents:
+        resolved.parent.mkdir(parents=True, exist_ok=True)
     if "b" not in mode and encoding is None:
         encoding = "utf-8"
     if "b" in mode:

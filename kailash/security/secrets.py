@@ -17,9 +17,20 @@ from typing import Any
 __all__ = [
     "Secret", "REDACTED", "redact", "reveal", "secret_from_env", "is_secret",
     "as_secret", "template_fields", "render_template", "plain_secret_values", "wrap_secrets",
+    "known_secret_values",
 ]
 
 REDACTED = "***"
+
+# String values of the secrets created in this process, so audit and log writers can
+# scrub a credential that leaked into free text (an error message, a URL).
+_known: set[str] = set()
+_MIN_SCRUB_LENGTH = 4
+
+
+def known_secret_values() -> frozenset[str]:
+    """The string values of the secrets created so far (for scrubbing text; never log this)."""
+    return frozenset(_known)
 
 
 class Secret:
@@ -34,6 +45,8 @@ class Secret:
     """
 
     __slots__ = ("_value", "env")
+    _value: Any
+    env: str | None
 
     def __init__(self, value: Any, env: str | None = None) -> None:
         if isinstance(value, Secret):
@@ -41,6 +54,8 @@ class Secret:
             value = value._value
         object.__setattr__(self, "_value", value)
         object.__setattr__(self, "env", env)
+        if isinstance(value, str) and len(value) >= _MIN_SCRUB_LENGTH:
+            _known.add(value)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Secret is immutable")

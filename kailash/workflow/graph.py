@@ -106,9 +106,16 @@ class Workflow:
                 node_id=node_id, expected="a unique node id",
             )
         if isinstance(node, str):
+            from kailash.errors import UnknownNodeTypeError
             from kailash.nodes.registry import get_node_class
 
-            node = get_node_class(node)
+            try:
+                node = get_node_class(node)
+            except UnknownNodeTypeError as exc:
+                raise UnknownNodeTypeError(
+                    f"add_node('{node_id}', '{node}'): {exc.message}", node_id=node_id, parameter="node",
+                    expected=exc.expected, got=exc.got, suggestions=exc.suggestions,
+                ) from None
         if isinstance(node, type):
             if not issubclass(node, Node):
                 raise NodeConfigurationError(
@@ -178,6 +185,54 @@ class Workflow:
         self.connections = [c for c in self.connections if node_id not in (c.source, c.target)]
         self.policies.pop(node_id, None)
         self._touch()
+
+    def set_policy(
+        self,
+        node_id: str,
+        *,
+        retries: int = 0,
+        backoff: float = 0.5,
+        max_backoff: float = 60.0,
+        jitter: bool = True,
+        timeout: float | None = None,
+        circuit_breaker: Any = None,
+        cache_ttl: float | None = None,
+    ) -> Any:
+        """Set the failure policy of ``node_id`` (replacing any earlier one) and return it.
+
+        Args:
+            retries: extra attempts after a failure, waiting ``backoff * 2**(n-1)`` seconds
+                (at most ``max_backoff``; randomised by ``jitter``) after failed attempt ``n``.
+            timeout: seconds one attempt may take; a late node is stopped and reported
+                with :class:`~kailash.errors.NodeTimeoutError`.
+            circuit_breaker: ``True``, a failure count, ``{"failure_threshold": n,
+                "reset_timeout": s}`` or a shared :class:`~kailash.workflow.policies.CircuitBreaker`;
+                its state is shared by every run of this workflow in this process.
+            cache_ttl: reuse the node's outputs for identical inputs for this many seconds.
+
+        With no options the node's policy is removed. Every runtime honours the policy.
+        See :mod:`kailash.workflow.policies`.
+        """
+        from kailash.workflow.policies import make_policy
+
+        if node_id not in self.nodes:
+            import difflib
+
+            close = difflib.get_close_matches(str(node_id), list(self.nodes), n=3)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise WorkflowValidationError(
+                f"set_policy: no node '{node_id}' in workflow '{self.name}' "
+                f"(nodes: {', '.join(self.nodes) or 'none'}){hint}",
+                node_id=node_id, parameter="node_id", expected="an existing node id",
+            )
+        policy = make_policy(node_id, retries=retries, backoff=backoff, max_backoff=max_backoff, jitter=jitter,
+                             timeout=timeout, circuit_breaker=circuit_breaker, cache_ttl=cache_ttl)
+        if policy is None:
+            self.policies.pop(node_id, None)
+        else:
+            self.policies[node_id] = policy
+        self._touch()
+        return policy
 
     def _touch(self) -> None:
         self._version += 1

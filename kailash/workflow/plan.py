@@ -248,8 +248,9 @@ def _dig(out: dict[str, Any], path: str) -> Any:
 
 
 def _node_of(problem: str) -> str | None:
-    if problem.startswith("node '"):
-        return problem.split("'")[1]
+    # "node 'x' ..." or "connection a -> b: node 'b' (...) has no output ..."
+    if "node '" in problem:
+        return problem.split("node '", 1)[1].split("'")[0]
     return None
 
 

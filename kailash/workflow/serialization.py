@@ -37,6 +37,8 @@ __all__ = ["SCHEMA_VERSION", "workflow_to_dict", "workflow_from_dict", "save_wor
 SCHEMA_VERSION = 1
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_ALIASES = 100
+MAX_EXPANDED_VALUES = 1_000_000
+MAX_DEPTH = 200
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
@@ -165,9 +167,51 @@ def _safe_yaml_load(text: str) -> Any:
             return super().compose_node(parent, index)
 
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise SerializationError(f"malformed or unsafe YAML: {exc}") from None
+    except RecursionError:
+        raise SerializationError("YAML document is nested too deeply; refusing it") from None
+    if _Loader.aliases:
+        _check_expanded(data)
+    return data
+
+
+def _check_expanded(data: Any) -> None:
+    """Refuse alias structures that expand to a huge or recursive document.
+
+    Fewer than ``MAX_ALIASES`` aliases can still nest into billions of values
+    ("billion laughs"); everything that walks the document later (env references,
+    validation, saving) would expand them, so the expanded size is counted here,
+    once per shared object.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(value: Any, depth: int) -> int:
+        if not isinstance(value, (dict, list)):
+            return 1
+        key = id(value)
+        known = sizes.get(key)
+        if known is not None:
+            return known
+        if key in active:
+            raise SerializationError("YAML document contains a recursive alias; refusing it")
+        if depth > MAX_DEPTH:
+            raise SerializationError(f"YAML document is nested more than {MAX_DEPTH} levels; refusing it")
+        active.add(key)
+        items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+        total = 1 + sum(size(v, depth + 1) for v in items)
+        active.discard(key)
+        if total > MAX_EXPANDED_VALUES:
+            raise SerializationError(
+                f"YAML document expands to more than {MAX_EXPANDED_VALUES:,} values through aliases; "
+                "refusing it (possible alias bomb)"
+            )
+        sizes[key] = total
+        return total
+
+    size(data, 0)
 
 
 def dumps(workflow: Workflow, format: str = "yaml") -> str:
@@ -177,7 +221,10 @@ def dumps(workflow: Workflow, format: str = "yaml") -> str:
     if format in ("yaml", "yml"):
         import yaml
 
-        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        if any(c in text for c in "\x85\u2028\u2029"):  # PyYAML folds these into spaces unless escaped
+            text = yaml.safe_dump(data, sort_keys=False, allow_unicode=False)
+        return text
     raise SerializationError(f"unknown format '{format}'; expected 'yaml' or 'json'", parameter="format")
 
 
@@ -187,6 +234,8 @@ def loads(text: str, format: str | None = None) -> Workflow:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SerializationError(f"malformed JSON: {exc}") from None
+        except RecursionError:
+            raise SerializationError("JSON document is nested too deeply; refusing it") from None
     else:
         data = _safe_yaml_load(text)
     return workflow_from_dict(data)

@@ -20,6 +20,8 @@ import keyword
 import linecache
 import textwrap
 import traceback
+import uuid
+import weakref
 from typing import Any, Callable
 
 from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError
@@ -66,6 +68,15 @@ class PythonCodeNode(Node):
         self._compiled: dict[tuple[Any, ...], tuple[Callable[..., Any], tuple[str, ...] | None]] = {}
         self._globals: dict[str, Any] | None = None
         self._function: Callable[..., Any] | None = self.config.pop("function", None)
+        self._sandbox_key: str | None = None  # a unique key for this node's sandbox worker (its `self` state)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Compiled code and imported modules are rebuilt where the node lands (a Dask
+        # worker); shipping them would lose the code's filename and so its line numbers.
+        state = dict(self.__dict__)
+        state["_compiled"] = {}
+        state["_globals"] = None
+        return state
 
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {
@@ -207,7 +218,15 @@ class PythonCodeNode(Node):
         if security is not None:
             from kailash.security.sandbox import run_sandboxed
 
-            return {"result": run_sandboxed(f"{id(self):x}", code, list(imports or []), inputs, security, self.name)}
+            key = self._sandbox_key
+            if key is None:
+                # ids are reused after garbage collection: a fresh uuid keeps nodes' states apart,
+                # and the finalizer frees the worker with the node.
+                from kailash.security.sandbox import release_sandbox
+
+                key = self._sandbox_key = uuid.uuid4().hex
+                weakref.finalize(self, release_sandbox, key)
+            return {"result": run_sandboxed(key, code, list(imports or []), inputs, security, self.name)}
         key = (code, *inputs)
         entry = self._compiled.get(key)
         if entry is None:
@@ -222,7 +241,7 @@ class PythonCodeNode(Node):
                 result = fn(self.state, **{k: inputs[k] for k in names})
         except KailashError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in user code fails the node, not the process
             raise self._user_error(exc) from exc
         if result is _UNSET:
             raise NodeExecutionError(
@@ -242,13 +261,13 @@ class PythonCodeNode(Node):
             return fn(**kwargs)
         except KailashError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise NodeExecutionError(
                 f"node {self.label} (PythonCodeNode from {getattr(fn, '__name__', 'function')}) failed: "
                 f"{type(exc).__name__}: {exc}", node_id=self.name,
             ) from exc
 
-    def _user_error(self, exc: Exception) -> NodeExecutionError:
+    def _user_error(self, exc: BaseException) -> NodeExecutionError:
         filename = self._filename()
         line = None
         for frame in traceback.extract_tb(exc.__traceback__):

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from kailash.errors import NodeExecutionError
 from kailash.nodes.base import Node, NodeParameter, register_node
-from kailash.security.paths import safe_open
+from kailash.security.paths import safe_open, validate_path
 
 __all__ = ["CSVReaderNode", "JSONReaderNode", "TextReaderNode", "BatchStream"]
 
@@ -104,7 +104,7 @@ class CSVReaderNode(Node):
         _check_exists(self, file_path)
 
         def rows() -> Iterator[Any]:
-            with safe_open(file_path, "r", encoding=encoding, newline="", node_id=self.name) as f:
+            with safe_open(file_path, "r", encoding=_reading(encoding), newline="", node_id=self.name) as f:
                 reader = csv.reader(f, delimiter=delimiter, strict=True)
                 header: list[str] | None = None
                 try:
@@ -161,14 +161,14 @@ class JSONReaderNode(Node):
             lines = str(file_path).endswith((".jsonl", ".ndjson"))
         if lines:
             def records() -> Iterator[Any]:
-                with safe_open(file_path, "r", encoding=encoding, node_id=self.name) as f:
+                with safe_open(file_path, "r", encoding=_reading(encoding), node_id=self.name) as f:
                     for n, line in enumerate(f, 1):
                         if line.strip():
                             yield _parse_json(self, line, file_path, n)
             if batch_size:
                 return {"data": BatchStream(lambda: _batched(records(), batch_size), f"{file_path}, {batch_size}/batch")}
             return {"data": list(records())}
-        with safe_open(file_path, "r", encoding=encoding, node_id=self.name) as f:
+        with safe_open(file_path, "r", encoding=_reading(encoding), node_id=self.name) as f:
             return {"data": _parse_json(self, f.read(), file_path, None)}
 
 
@@ -199,15 +199,21 @@ class TextReaderNode(Node):
         _check_exists(self, file_path)
         if batch_size:
             def lines() -> Iterator[str]:
-                with safe_open(file_path, "r", encoding=encoding, node_id=self.name) as f:
+                with safe_open(file_path, "r", encoding=_reading(encoding), node_id=self.name) as f:
                     for line in f:
                         yield line.rstrip("\n")
             return {"data": BatchStream(lambda: _batched(lines(), batch_size), f"{file_path}, {batch_size} lines/batch")}
-        with safe_open(file_path, "r", encoding=encoding, node_id=self.name) as f:
+        with safe_open(file_path, "r", encoding=_reading(encoding), node_id=self.name) as f:
             return {"data": f.read()}
 
 
+def _reading(encoding: str) -> str:
+    """UTF-8 files saved with a byte-order mark (Excel, Notepad) read like plain UTF-8."""
+    return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+
+
 def _check_exists(node: Node, path: str) -> None:
+    validate_path(path, node_id=node.name)  # refuse before revealing whether the file exists
     if not os.path.exists(path):
         raise NodeExecutionError(
             f"node {node.label} ({type(node).__name__}): file '{path}' does not exist",

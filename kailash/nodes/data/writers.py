@@ -43,12 +43,6 @@ def _records(data: Any) -> Iterator[Any]:
         yield data
 
 
-def _ensure_dir(path: str) -> None:
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        os.makedirs(parent, exist_ok=True)
-
-
 @register_node(category="data")
 class CSVWriterNode(Node):
     """Write rows (dicts or lists) to a CSV file; dict rows get a header from their keys."""
@@ -71,10 +65,9 @@ class CSVWriterNode(Node):
 
     def run(self, file_path: str, data: Any, delimiter: str = ",", headers: list[str] | None = None,
             encoding: str = "utf-8", append: bool = False, **_: Any) -> dict[str, Any]:
-        _ensure_dir(file_path)
         existing = append and os.path.exists(file_path) and os.path.getsize(file_path) > 0
         count = 0
-        with safe_open(file_path, "a" if append else "w", encoding=encoding, newline="", node_id=self.name) as f:
+        with safe_open(file_path, "a" if append else "w", encoding=encoding, newline="", node_id=self.name, make_parents=True) as f:
             writer: Any = None
             for row in _records(data):
                 if writer is None:
@@ -120,12 +113,11 @@ class JSONWriterNode(Node):
 
     def run(self, file_path: str, data: Any, indent: int | None = 2, encoding: str = "utf-8",
             lines: bool | None = None, append: bool = False, **_: Any) -> dict[str, Any]:
-        _ensure_dir(file_path)
         if lines is None:
             lines = str(file_path).endswith((".jsonl", ".ndjson")) or _is_stream(data)
         mode = "a" if append else "w"
         try:
-            with safe_open(file_path, mode, encoding=encoding, node_id=self.name) as f:
+            with safe_open(file_path, mode, encoding=encoding, node_id=self.name, make_parents=True) as f:
                 if lines:
                     count = 0
                     for rec in _records(data):
@@ -134,7 +126,7 @@ class JSONWriterNode(Node):
                 else:
                     json.dump(data, f, indent=indent, default=_default)
                     f.write("\n")
-                    count = len(data) if isinstance(data, (list, dict)) else 1
+                    count = len(data) if isinstance(data, (list, tuple)) else 1  # a dict is one record
         except TypeError as exc:
             raise NodeExecutionError(
                 f"node {self.label} (JSONWriterNode): data cannot be written as JSON: {exc}",
@@ -169,9 +161,8 @@ class TextWriterNode(Node):
         return {"file_path": NodeParameter(type=str), "bytes_written": NodeParameter(type=int)}
 
     def run(self, file_path: str, data: Any, encoding: str = "utf-8", append: bool = False, **_: Any) -> dict[str, Any]:
-        _ensure_dir(file_path)
         written = 0
-        with safe_open(file_path, "a" if append else "w", encoding=encoding, node_id=self.name) as f:
+        with safe_open(file_path, "a" if append else "w", encoding=encoding, node_id=self.name, make_parents=True) as f:
             if isinstance(data, str):
                 written += f.write(data)
             elif isinstance(data, Iterable):

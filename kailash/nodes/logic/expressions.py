@@ -2,7 +2,8 @@
 
 An expression is parsed once and checked against a whitelist: literals, names,
 arithmetic, comparisons, boolean logic, conditional expressions, subscripts,
-comprehensions, attribute access to public names (not ``format``/``format_map``),
+comprehensions, attribute access to public names (not ``format``/``format_map``/``mro``,
+nor frame, code or traceback introspection such as ``gi_frame`` or ``f_globals``),
 and calls to these builtins only: ``abs all any bool dict float int len list max min
 round set sorted str sum tuple``. No dunder names, no imports, no lambdas; the
 evaluated code sees no other builtins.
@@ -33,6 +34,9 @@ _ALLOWED = (
     ast.Is, ast.IsNot, ast.keyword, ast.JoinedStr, ast.FormattedValue,
 )
 _BLOCKED_ATTRS = frozenset({"format", "format_map", "mro"})
+# Frame, code and traceback introspection (``gen.gi_frame.f_back.f_globals`` ...) would
+# reach the real builtins from inside an expression, so those attributes are refused too.
+_BLOCKED_PREFIXES = ("gi_", "cr_", "ag_", "f_", "tb_", "co_", "func_")
 
 
 def compile_expression(expr: str, *, node_id: str | None = None, parameter: str = "condition") -> Callable[[dict[str, Any]], Any]:
@@ -61,7 +65,9 @@ def compile_expression(expr: str, *, node_id: str | None = None, parameter: str 
         if isinstance(node, ast.Name) and node.id.startswith("__"):
             raise NodeConfigurationError(f"{where}expression {expr!r} uses the private name {node.id!r}",
                                          node_id=node_id, parameter=parameter, expected="a safe expression")
-        if isinstance(node, ast.Attribute) and (node.attr.startswith("_") or node.attr in _BLOCKED_ATTRS):
+        if isinstance(node, ast.Attribute) and (
+            node.attr.startswith("_") or node.attr in _BLOCKED_ATTRS or node.attr.startswith(_BLOCKED_PREFIXES)
+        ):
             raise NodeConfigurationError(f"{where}expression {expr!r} uses the attribute {node.attr!r}",
                                          node_id=node_id, parameter=parameter, expected="a safe expression")
     code = compile(tree, f"<condition {expr!r}>", "eval")

@@ -79,6 +79,14 @@ class WorkflowNode(Node):
             return [f"parameter 'workflow_path': file '{path}' does not exist"]
         return []
 
+    def to_dict(self) -> dict[str, Any]:
+        """The node for saving; an inline inner workflow is saved as its dict form."""
+        d = super().to_dict()
+        inner = d["config"].get("workflow")
+        if inner is not None and not isinstance(inner, dict) and hasattr(inner, "to_dict"):
+            d["config"]["workflow"] = inner.to_dict()
+        return d
+
     def inner_workflow(self, workflow: Any = None, workflow_path: str | None = None) -> Any:
         from kailash.workflow.graph import Workflow
 

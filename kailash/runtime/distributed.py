@@ -1,0 +1,392 @@
+"""DaskRuntime: run a workflow's nodes as Dask distributed tasks.
+
+Each run serialises the compiled plan once with cloudpickle (node classes from
+``__main__`` travel by value; others must be importable on the workers), sends the
+bytes along (as a task's argument, or scattered when large), and submits one task per node whose arguments are the futures
+of the node's predecessors. A task (``_run_task``, on the worker) rebuilds the
+predecessors' outputs, asks ``plan.gather`` for its inputs (``None`` = skipped, as in
+every runtime) and calls the node through its failure policy. Each task returns a
+small envelope (status, outputs, timing, policy events); the client records the run
+through :class:`~kailash.runtime.engine.RunRecorder` in plan order, so results,
+skipped branches, errors and run records match ``LocalRuntime``.
+
+Policies run on the worker; the circuit breaker and result cache travel as
+snapshots and what changed is replayed into the client's copy, so their state stays
+shared across runs in the client process. The active ``SecurityConfig`` is sent along
+and applied on the worker. Observers receive each node's events when the run's
+results arrive, not live. After a node fails the client cancels the tasks that have
+not finished and raises the failure.
+
+Running on a real cluster: start ``dask scheduler`` on one machine and
+``dask worker tcp://SCHEDULER:8786`` on each worker machine, in environments where
+``kailash`` and the modules defining your node classes are installed (or call
+``cloudpickle.register_pickle_by_value(module)``); then
+``DaskRuntime(address="tcp://SCHEDULER:8786")``. Files named in node config must be
+readable on the workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+from kailash.errors import ClusterConnectionError, KailashError, NodeConfigurationError, NodeExecutionError, SerializationError
+from kailash.nodes.base import ensure_output_dict
+from kailash.runtime.engine import (
+    Observer,
+    RunContext,
+    RunRecorder,
+    WorkflowResults,
+    fail_run,
+    new_run_id,
+    resolve_store,
+)
+
+__all__ = ["DaskRuntime", "ClusterConnectionError"]
+
+
+def _require_distributed() -> Any:
+    try:
+        import cloudpickle  # noqa: F401
+        import distributed
+    except ImportError as exc:
+        raise ImportError(f"DaskRuntime needs Dask distributed ({exc.name} is missing): "
+                          "pip install 'kailash[dask]'") from None
+    return distributed
+
+
+# -- on the worker ---------------------------------------------------------------------------
+
+class _NodeFailure(Exception):
+    """Carries a node's error from a worker by class and state.
+
+    Rebuilding through the class's constructor works for every KailashError
+    (``cls.__new__`` is refused for ones that also derive from ``TimeoutError``).
+    """
+
+    def __init__(self, cls: type, message: str, state: dict[str, Any]) -> None:
+        super().__init__(cls, message, state)
+
+    def __str__(self) -> str:
+        return str(self.args[1])
+
+    def restore(self) -> KailashError:
+        cls, message, state = self.args
+        try:
+            err = cls(message)
+        except Exception:  # a user subclass with another signature
+            err = NodeExecutionError(message)
+        err.__dict__.update(state)
+        return err
+
+
+_PLANS: OrderedDict[str, Any] = OrderedDict()
+_PLANS_LOCK = threading.Lock()
+_KEEP_PLANS = 16  # plans of runs in flight on this worker
+
+
+_INLINE_PAYLOAD = 1 << 20
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _load(token: str, payload: bytes) -> tuple[Any, Any]:
+    with _PLANS_LOCK:
+        entry = _PLANS.get(token)
+    if entry is None:
+        import cloudpickle
+
+        entry = cloudpickle.loads(payload)
+        with _PLANS_LOCK:
+            _PLANS[token] = entry
+            while len(_PLANS) > _KEEP_PLANS:
+                _PLANS.popitem(last=False)
+    return entry
+
+
+def _run_task(token: str, payload: bytes, sid: str, override: dict[str, Any] | None, run_id: str,
+              started_at: float, *upstream: tuple[Any, ...]) -> tuple[Any, ...]:
+    """One node, on a worker: ``(sid, status, outputs, start, duration, policy events)``."""
+    wall, t = time.time(), time.perf_counter()
+    try:
+        plan, security = _load(token, payload)
+    except Exception as exc:
+        raise NodeExecutionError(
+            f"node '{sid}': the Dask worker could not load the workflow: {type(exc).__name__}: {exc}; install "
+            "kailash and the modules defining your node classes on every worker",
+            node_id=sid, run_id=run_id,
+        ) from None
+    from kailash.security.config import set_security_config
+
+    set_security_config(security)
+    step = plan.by_id[sid]
+    results = {env[0]: env[2] for env in upstream if env[1] == "ok"}
+    events: list[tuple[Any, ...]] | None = None
+    try:
+        inputs = plan.gather(step, results, override)
+        if inputs is None:
+            return (sid, "skipped", None, 0.0, 0.0, None)
+        t, wall = time.perf_counter(), time.time()
+        node = step.node
+        if step.direct:
+            out = node.run(**inputs)
+            if type(out) is not dict:
+                out = ensure_output_dict(node, out)
+        elif step.policy is None:
+            out = node.call(inputs, RunContext(run_id, None, node_id=sid))
+        else:
+            events = []
+            out = step.policy.call(node, inputs, RunContext(run_id, None, node_id=sid), events)
+    except Exception as exc:
+        err = fail_run(exc, sid, run_id, {}, step.node)
+        err.kailash_timing = (wall - started_at, time.perf_counter() - t)  # type: ignore[attr-defined]
+        err.kailash_events = events  # type: ignore[attr-defined]
+        failure = _NodeFailure(type(err), err.message, dict(err.__dict__))
+    else:
+        return (sid, "ok", out, wall - started_at, time.perf_counter() - t, events)
+    raise failure  # outside the except block: no __context__ for Dask to pickle
+
+
+# -- on the client ---------------------------------------------------------------------------
+
+class DaskRuntime:
+    """Runs each node as a task on a Dask cluster; results and run records match LocalRuntime.
+
+    Args:
+        address: a running scheduler (``"tcp://host:8786"``); ``None`` starts an embedded
+            ``LocalCluster`` of ``n_workers`` worker processes on this machine.
+        n_workers, threads_per_worker, processes: the embedded cluster's shape.
+        connect_timeout: seconds to wait for the scheduler before giving up.
+        client: an existing ``distributed.Client`` to use instead (not closed by :meth:`close`).
+        store, record_outputs, observers, tenant: as for :class:`~kailash.runtime.LocalRuntime`.
+
+    Raises:
+        ClusterConnectionError: the scheduler at ``address`` cannot be reached.
+        ImportError: Dask distributed is not installed (``pip install 'kailash[dask]'``).
+
+    Example::
+
+        with DaskRuntime() as runtime:                   # embedded 2-worker cluster
+            results, run_id = runtime.execute(workflow)
+        DaskRuntime(address="tcp://10.0.0.5:8786")       # an existing cluster
+    """
+
+    name = "dask"
+
+    def __init__(self, address: str | None = None, *, n_workers: int = 2, threads_per_worker: int | None = None,
+                 processes: bool = True, connect_timeout: float = 5.0, client: Any = None,
+                 store: Any = "default", record_outputs: str = "failed", observers: list[Observer] | None = None,
+                 tenant: str | None = None) -> None:
+        if record_outputs not in ("failed", "always", "never"):
+            raise NodeConfigurationError(
+                f"DaskRuntime: record_outputs must be 'failed', 'always' or 'never', got {record_outputs!r}",
+                parameter="record_outputs", expected="'failed' | 'always' | 'never'", got=record_outputs,
+            )
+        if address is not None and (not isinstance(address, str) or "://" not in address):
+            raise NodeConfigurationError(
+                f"DaskRuntime: address must be a scheduler address like 'tcp://host:8786', got {address!r}",
+                parameter="address", expected="'tcp://host:port'", got=address,
+            )
+        distributed = _require_distributed()
+        self.address = address
+        self.store = resolve_store(store)
+        self.record_outputs = record_outputs
+        self.observers = list(observers or [])
+        self.tenant = tenant
+        self.cluster: Any = None
+        self._owns_client = client is None
+        if client is not None:
+            self.client = client
+        elif address is None:
+            self.cluster = distributed.LocalCluster(
+                n_workers=n_workers, threads_per_worker=threads_per_worker, processes=processes,
+                dashboard_address=None, silence_logs=logging.CRITICAL,  # node failures are reported by the run
+            )
+            self.client = distributed.Client(self.cluster, set_as_default=False)
+        else:
+            try:
+                self.client = distributed.Client(address, timeout=connect_timeout, set_as_default=False)
+            except (OSError, TimeoutError) as exc:
+                raise ClusterConnectionError(
+                    f"DaskRuntime: cannot reach the Dask scheduler at {address} within {connect_timeout:g} s "
+                    f"({type(exc).__name__}); start one with `dask scheduler` and `dask worker {address}`, "
+                    "or use DaskRuntime() for an embedded local cluster",
+                    parameter="address", got=address,
+                ) from None
+
+    # -- running ---------------------------------------------------------------------------------
+    def execute(self, workflow: Any, parameters: dict[str, Any] | None = None, *, run_id: str | None = None,
+                observers: list[Observer] | None = None) -> tuple[WorkflowResults, str]:
+        """Validate ``workflow``, run it on the cluster and return ``(results, run_id)``.
+
+        Raises:
+            WorkflowValidationError: the graph or ``parameters`` are invalid (nothing ran).
+            SerializationError: a node cannot be sent to the workers (names the node).
+            KailashError: a node failed; it carries ``run_id``, ``node_id`` and ``results``.
+        """
+        plan = workflow.compile()
+        overrides = plan.prepare(parameters)
+        run_id = run_id or new_run_id()
+        recorder = self._recorder(plan, run_id, parameters, observers)
+        return self._run(plan, overrides, recorder, None), run_id
+
+    def resume(self, run_id: str, workflow: Any, *, parameters: dict[str, Any] | None = None,
+               rerun: list[str] | None = None) -> tuple[WorkflowResults, str]:
+        """Re-run failed run ``run_id`` from where it failed; see :mod:`kailash.runtime.resume`."""
+        from kailash.runtime.resume import prepare_resume
+
+        job = prepare_resume(self.store, run_id, workflow, parameters=parameters, rerun=rerun)
+        new_id = new_run_id()
+        recorder = self._recorder(job.plan, new_id, job.parameters, None, job.parent_run_id)
+        return self._run(job.plan, job.overrides, recorder, job.fixed), new_id
+
+    def _recorder(self, plan: Any, run_id: str, parameters: Any, observers: list[Observer] | None,
+                  parent_run_id: str | None = None) -> RunRecorder:
+        obs = self.observers + list(observers) if observers else self.observers
+        return RunRecorder(plan.name, run_id, self.store, obs, parameters, record_outputs=self.record_outputs,
+                           runtime_name=self.name, tenant=self.tenant, parent_run_id=parent_run_id)
+
+    def _payload(self, plan: Any) -> bytes:
+        import cloudpickle
+
+        from kailash.security.config import get_security_config
+
+        try:
+            return cloudpickle.dumps((plan, get_security_config()))
+        except Exception as exc:
+            for node_id, node in plan.workflow.nodes.items():
+                try:
+                    cloudpickle.dumps(node)
+                except Exception as inner:
+                    raise SerializationError(
+                        f"DaskRuntime: node '{node_id}' ({type(node).__name__}) cannot be sent to the workers: "
+                        f"{type(inner).__name__}: {inner}; keep open connections, locks and files out of the "
+                        "node's attributes (create them in run())",
+                        node_id=node_id, expected="a picklable node", got=type(node).__name__,
+                    ) from inner
+            raise SerializationError(
+                f"DaskRuntime: workflow '{plan.name}' cannot be sent to the workers: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _run(self, plan: Any, overrides: dict[str, dict[str, Any]], recorder: RunRecorder,
+             fixed: dict[str, dict[str, Any]] | None) -> WorkflowResults:
+        from distributed import as_completed
+
+        client = self.client
+        if client is None:
+            raise KailashError("DaskRuntime is closed; create a new DaskRuntime to run workflows")
+        run_id = recorder.run_id
+        payload = self._payload(plan)
+        if len(payload) <= _INLINE_PAYLOAD:  # rides along with the task messages: no extra round trip
+            data = client.submit(_identity, payload, key=f"kailash-plan-{run_id}", pure=False)
+        else:  # large: straight to the workers, not through the scheduler
+            [data] = client.scatter([payload], broadcast=True, hash=False)
+        args: dict[str, Any] = {}
+        futures: dict[str, Any] = {}
+        for step in plan.steps:
+            sid = step.id
+            if fixed is not None and sid in fixed:
+                args[sid] = (sid, "ok", fixed[sid], 0.0, 0.0, None)
+                continue
+            deps = [args[src] for src in dict.fromkeys(e.source for e in step.edges)]
+            fut = client.submit(_run_task, run_id, data, sid, overrides.get(sid), run_id, recorder.started_at, *deps,
+                                key=f"kailash-{sid}-{run_id}", pure=False)
+            args[sid] = futures[sid] = fut
+        try:
+            for fut in as_completed(list(futures.values()), loop=client.loop):
+                if fut.status == "error":
+                    break
+            erred = [sid for sid, f in futures.items() if f.status == "error"]
+            if erred:
+                client.cancel([f for f in futures.values() if f.status not in ("finished", "error")])
+            done = [sid for sid, f in futures.items() if f.status == "finished"]
+            envelopes = dict(zip(done, client.gather([futures[s] for s in done]), strict=True))
+            roots = {}
+            for sid in erred:
+                exc = futures[sid].exception()
+                if isinstance(exc, _NodeFailure):
+                    exc = exc.restore()
+                if getattr(exc, "node_id", None) == sid or not isinstance(exc, KailashError):
+                    roots[sid] = (exc, futures[sid].traceback())
+        finally:
+            del data
+            futures.clear()
+        return self._record(plan, recorder, fixed, envelopes, roots)
+
+    def _record(self, plan: Any, recorder: RunRecorder, fixed: dict[str, dict[str, Any]] | None,
+                envelopes: dict[str, tuple[Any, ...]], roots: dict[str, tuple[BaseException, Any]]) -> WorkflowResults:
+        results = WorkflowResults()
+        first: tuple[float, str] | None = None
+        for step in plan.steps:
+            sid = step.id
+            if fixed is not None and sid in fixed:
+                results[sid] = fixed[sid]
+                recorder.rows.append((sid, "completed", 0.0, 0.0, None))
+                continue
+            env = envelopes.get(sid)
+            if env is not None:
+                if env[5] and step.policy is not None:
+                    step.policy.replay(env[5])
+                if env[1] == "skipped":
+                    recorder.node_skipped(sid)
+                    continue
+                results[sid] = env[2]
+                recorder.node_started(sid)
+                recorder.node_done(sid, env[3], env[4])
+            elif sid in roots:
+                err = roots[sid][0]
+                events = getattr(err, "kailash_events", None)
+                if events and step.policy is not None:
+                    step.policy.replay(events)
+                start, duration = getattr(err, "kailash_timing", (0.0, 0.0))
+                recorder.node_failed(sid, start, duration, str(err))
+                if first is None or start < first[0]:
+                    first = (start, sid)
+        results.run_id = recorder.run_id
+        results.skipped = tuple(recorder.skipped)
+        if first is None and roots:  # a foreign error (e.g. a worker died)
+            first = (0.0, next(iter(roots)))
+        if first is not None:
+            err, tb = roots[first[1]]
+            if not isinstance(err, KailashError):
+                err = fail_run(err, first[1], recorder.run_id, results, plan.by_id[first[1]].node)
+            for attr in ("kailash_timing", "kailash_events"):
+                err.__dict__.pop(attr, None)
+            err.results = dict(results)  # type: ignore[attr-defined]
+            err.run_id = recorder.run_id
+            recorder.failed(results, err, first[1])
+            raise err.with_traceback(tb)
+        recorder.completed(results)
+        return results
+
+    # -- run history and lifetime ----------------------------------------------------------------
+    def get_run(self, run_id: str) -> Any:
+        """The :class:`~kailash.runtime.store.RunRecord` of ``run_id`` (None if unknown)."""
+        return self.store.get_run(run_id) if self.store is not None else None
+
+    def list_runs(self, **filters: Any) -> list[Any]:
+        return self.store.list_runs(**filters) if self.store is not None else []
+
+    def close(self) -> None:
+        """Close the client (if this runtime made it) and the embedded cluster (if any)."""
+        if self._owns_client and self.client is not None:
+            self.client.close()
+        self.client = None
+        if self.cluster is not None:
+            self.cluster.close()
+            self.cluster = None
+
+    def __enter__(self) -> DaskRuntime:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = self.address or ("embedded LocalCluster" if self.cluster is not None else "given client")
+        return f"DaskRuntime({where}{', closed' if self.client is None else ''})"

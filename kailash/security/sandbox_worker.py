@@ -1,0 +1,287 @@
+"""The processes on the far side of the sandbox: a template and the workers it forks.
+
+The host starts one *template* per policy (inside bubblewrap when available). The
+template imports the allowed modules once and then only forks: each fork becomes a
+*worker* serving one PythonCodeNode instance, so that node's ``self`` state lives in
+the worker between executions, and a warm call costs a socket round trip. A worker
+locks itself down right after the fork (rlimits, seccomp, the audit hook) and then
+runs requests until the host closes its socket or kills it.
+
+Control messages between host and template are small JSON documents on a
+SOCK_SEQPACKET socket (worker sockets travel as passed file descriptors); worker
+traffic uses :mod:`kailash.security.sandbox_wire`. The template never runs user code.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import json
+import os
+import signal
+import socket
+import sys
+import traceback
+import types
+from typing import Any
+
+__all__ = ["main"]
+
+_CTL_MAX = 65536
+
+
+def _send_ctl(ctl: socket.socket, doc: dict[str, Any]) -> None:
+    ctl.send(json.dumps(doc).encode())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Template entry point: ``main([control_fd, profile_json])``."""
+    args = sys.argv[1:] if argv is None else argv
+    ctl = socket.socket(fileno=int(args[0]))
+    profile = json.loads(args[1])
+    from kailash.security.sandbox_os import set_parent_death_signal
+
+    set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() == 1 and not profile.get("bwrap"):
+        os._exit(0)  # the host died while we started
+    try:
+        os.setsid()
+    except OSError:
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    missing = _warm_up(profile["allowed_imports"])
+    gc.collect()
+    gc.freeze()
+    _send_ctl(ctl, {"ready": True, "pid": os.getpid(), "missing": missing})
+    statuses: dict[int, int] = {}
+    while True:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(ctl, _CTL_MAX, 4)
+        except OSError:
+            break
+        if not data:
+            break
+        _reap(statuses)
+        msg = json.loads(data)
+        if msg["op"] == "fork" and fds:
+            pid = os.fork()
+            if pid == 0:
+                code = 70
+                try:
+                    ctl.close()
+                    _worker_main(fds[0], profile)
+                    code = 0
+                except BaseException:  # pragma: no cover - reported by the host as a crash
+                    traceback.print_exc()
+                finally:
+                    os._exit(code)
+            for fd in fds:
+                os.close(fd)
+            _send_ctl(ctl, {"pid": pid})
+        elif msg["op"] == "kill":
+            _send_ctl(ctl, {"status": _kill(msg["pid"], statuses)})
+        else:
+            for fd in fds:
+                os.close(fd)
+            _send_ctl(ctl, {"error": f"unknown op {msg.get('op')!r}"})
+    for pid in list(statuses):
+        statuses.pop(pid)
+    try:
+        os.killpg(0, signal.SIGKILL)
+    finally:
+        os._exit(0)
+
+
+def _warm_up(modules: list[str]) -> list[str]:
+    import importlib
+
+    import kailash.security.sandbox_guards  # noqa: F401
+    import kailash.security.sandbox_policy  # noqa: F401
+    import kailash.security.sandbox_wire  # noqa: F401
+    from kailash.security.sandbox_os import preload
+
+    preload()
+    missing = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            missing.append(name)
+    for lazy in ("_strptime", "encodings.idna", "json.decoder", "json.encoder"):
+        try:
+            importlib.import_module(lazy)
+        except Exception:
+            pass
+    return missing
+
+
+def _reap(statuses: dict[int, int]) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        statuses[pid] = status
+
+
+def _kill(pid: int, statuses: dict[int, int]) -> int | None:
+    if pid not in statuses:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            _, status = os.waitpid(pid, 0)
+            statuses[pid] = status
+        except ChildProcessError:
+            return None
+    return os.waitstatus_to_exitcode(statuses.pop(pid))
+
+
+# -- the worker ---------------------------------------------------------------------------------
+
+def _worker_main(fd: int, profile: dict[str, Any]) -> None:
+    from kailash.security.sandbox_guards import SandboxEnvironment, SandboxState
+    from kailash.security.sandbox_os import (
+        apply_worker_limits,
+        drop_capabilities,
+        install_seccomp,
+        set_parent_death_signal,
+    )
+    from kailash.security.sandbox_wire import WireClosed, recv_msg, send_msg
+
+    set_parent_death_signal(signal.SIGKILL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sys.dont_write_bytecode = True  # lazy imports must not try to write .pyc files
+    sock = socket.socket(fileno=fd)
+    env = SandboxEnvironment(allowed_imports=profile["allowed_imports"],
+                             allowed_directories=profile["allowed_directories"],
+                             max_file_size=profile.get("max_file_size"), library_roots=profile["library_roots"])
+    limit = apply_worker_limits(memory_limit=profile.get("memory_limit"), max_file_size=profile.get("max_file_size"))
+    capabilities_dropped = drop_capabilities()
+    seccomp = install_seccomp() if profile.get("seccomp", True) else False
+    gates = env.install_audit_hook()
+    send_msg(sock, {"status": "ready", "pid": os.getpid(), "seccomp": seccomp, "address_space_limit": limit,
+                    "capabilities_dropped": capabilities_dropped})
+    runner = _Runner(env, gates, SandboxState)
+    while True:
+        try:
+            request = recv_msg(sock)
+        except (WireClosed, OSError):
+            return
+        except MemoryError:
+            send_msg(sock, {"status": "memory", "message": "the inputs do not fit in the memory limit", "line": 0})
+            continue
+        try:
+            reply = runner.run(request)
+        except MemoryError:
+            reply = {"status": "memory", "message": "out of memory", "line": 0}
+        except Exception as exc:  # e.g. RecursionError checking absurdly nested code
+            reply = {"status": "error", "type": type(exc).__name__, "builtin": True, "line": 0,
+                     "message": f"the sandbox could not run this code: {exc}"[:2000]}
+        del request
+        try:
+            send_msg(sock, reply)
+        except MemoryError:
+            send_msg(sock, {"status": "memory", "message": "the result does not fit in the memory limit", "line": 0})
+        except Exception as exc:  # a plain-data result that still cannot be pickled
+            send_msg(sock, {"status": "unsendable", "message": f"result cannot be sent to the host: {exc}"})
+        del reply
+
+
+class _Runner:
+    """Compiles (with a small cache) and runs requests inside one worker."""
+
+    def __init__(self, env: Any, gates: tuple[Any, Any], state_cls: type) -> None:
+        self.env = env
+        self.activate, self.deactivate = gates
+        self.state_cls = state_cls
+        self.states: dict[str, Any] = {}
+        self.cache: dict[tuple[str, tuple[str, ...]], types.CodeType] = {}
+
+    def run(self, req: dict[str, Any]) -> dict[str, Any]:
+        from kailash.errors import SecurityError
+        from kailash.security.sandbox_guards import UNSET
+        from kailash.security.sandbox_os import set_cpu_limit
+        from kailash.security.sandbox_policy import CodeRejected, bindable, prepare_code
+        from kailash.security.sandbox_wire import check_result
+
+        env = self.env
+        inputs: dict[str, Any] = req["inputs"]
+        names = tuple(sorted(n for n in inputs if bindable(n)))
+        key = (req["code"], names)
+        code = self.cache.get(key)
+        if code is None:
+            try:
+                code = prepare_code(req["code"], names, env.allowed_imports)
+            except CodeRejected as exc:
+                return {"status": "rejected", "problems": exc.problems, "syntax": exc.syntax}
+            if len(self.cache) > 64:
+                self.cache.clear()
+            self.cache[key] = code
+        env.violations.clear()
+        try:
+            g = env.globals_for(req.get("imports") or ())
+        except SecurityError as exc:
+            return {"status": "violation", "message": str(exc), "line": 0}
+        except ImportError as exc:
+            return {"status": "error", "type": "ImportError", "builtin": True, "message": str(exc), "line": 0}
+        fn = types.FunctionType(code, g, "__kx_main__")
+        state = self.states.get(req["node_key"])
+        if state is None:
+            state = self.states[req["node_key"]] = self.state_cls()
+        kwargs = {n: inputs[n] for n in names}
+        env.output = io.StringIO()
+        set_cpu_limit(float(req.get("timeout") or 3600) + 1.0)
+        value: Any = None
+        problem = None
+        error: dict[str, Any] | None = None
+        self.activate()
+        try:
+            value = fn(state, **kwargs)
+            problem = check_result(value)
+        except BaseException as exc:  # noqa: B036 - user code may raise anything, even SystemExit
+            error = _describe(exc)
+        finally:
+            self.deactivate()
+        del fn, g, kwargs
+        stdout = env.output.getvalue()
+        if env.violations:
+            return {"status": "violation", "message": env.violations[0], "line": (error or {}).get("line", 0),
+                    "stdout": stdout}
+        if error is not None:
+            return {**error, "stdout": stdout}
+        if value is UNSET:
+            return {"status": "unset", "stdout": stdout}
+        if problem:
+            return {"status": "unsendable", "message": problem, "stdout": stdout}
+        return {"status": "ok", "result": value, "stdout": stdout}
+
+
+def _describe(exc: BaseException) -> dict[str, Any]:
+    import builtins
+
+    from kailash.security.sandbox_policy import SANDBOX_FILENAME
+
+    line = 0
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == SANDBOX_FILENAME:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    tp = type(exc)
+    try:
+        message = str(exc)
+    except BaseException:  # noqa: B036
+        message = "<unprintable exception>"
+    from kailash.errors import SecurityError
+
+    status = "memory" if isinstance(exc, MemoryError) else "violation" if isinstance(exc, SecurityError) else "error"
+    return {"status": status, "type": tp.__name__, "builtin": getattr(builtins, tp.__name__, None) is tp,
+            "message": message[:2000], "line": line}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,152 @@
+"""Running one attempt of a node under a time limit, and fingerprinting inputs for the cache.
+
+The helpers :class:`~kailash.workflow.policies.NodePolicy` uses. A timed sync node runs in
+its own daemon thread (its context copied); at the deadline the caller stops waiting
+and ``_Stopped`` is injected into the thread (``PyThreadState_SetAsyncExc``), which ends
+Python code at its next bytecode; a call blocked in C finishes first and its result is
+discarded. Async nodes are cancelled. Nothing here knows about runtimes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import ctypes
+import hashlib
+import pickle
+import threading
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from kailash.errors import NodeTimeoutError
+from kailash.security.secrets import Secret
+
+if TYPE_CHECKING:
+    from kailash.nodes.base import Node
+
+__all__ = ["fingerprint", "start_thread", "attempt_sync", "attempt_async"]
+
+
+def fingerprint(inputs: dict[str, Any]) -> str | None:
+    """A stable hash of ``inputs`` (``None`` when some value cannot be fingerprinted)."""
+    h = hashlib.sha256()
+    try:
+        _feed(h, inputs)
+    except Exception:  # an input without a stable encoding: do not cache
+        return None
+    return h.hexdigest()
+
+
+def _feed(h: Any, v: Any) -> None:
+    if v is None or isinstance(v, (bool, int, float, str)):
+        h.update(f"{type(v).__name__}:{v!r};".encode())
+    elif isinstance(v, dict):
+        h.update(b"{")
+        for k in sorted(v, key=repr):
+            _feed(h, k)
+            _feed(h, v[k])
+        h.update(b"}")
+    elif isinstance(v, (list, tuple)):
+        h.update(b"[" if isinstance(v, list) else b"(")
+        for x in v:
+            _feed(h, x)
+        h.update(b"]")
+    elif isinstance(v, bytes):
+        h.update(b"b:" + hashlib.sha256(v).digest())
+    elif isinstance(v, Secret):
+        h.update(b"s:" + hashlib.sha256(repr(v.reveal()).encode()).digest())
+    else:
+        h.update(b"p:" + hashlib.sha256(pickle.dumps(v)).digest())
+
+
+class _Stopped(BaseException):
+    """Injected into a timed-out node's thread; BaseException so user code does not catch it."""
+
+
+def start_thread(fn: Any, *args: Any) -> tuple[Future, Any]:
+    """Run ``fn(*args)`` in a new daemon thread (context copied); return its future and a stopper."""
+    fut: Future = Future()
+    lock = threading.Lock()
+    state = {"done": False}
+    ctx = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            try:
+                fut.set_result(ctx.run(fn, *args))
+            except _Stopped:
+                pass
+            except BaseException as exc:  # handed to the waiting caller
+                fut.set_exception(exc)
+            finally:
+                with lock:
+                    state["done"] = True
+        except _Stopped:  # the injected exception may land anywhere up to here
+            pass
+
+    thread = threading.Thread(target=target, name="kailash-node-timeout", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        with lock:
+            if not state["done"] and thread.ident is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(_Stopped))
+
+    return fut, stop
+
+
+def _timeout_error(node: Node, seconds: float) -> NodeTimeoutError:
+    return NodeTimeoutError(
+        f"node {node.label} ({type(node).__name__}) timed out after {seconds:g} s and was stopped",
+        node_id=node.name, parameter="timeout", expected=f"at most {seconds:g} s",
+    )
+
+
+def attempt_sync(node: Node, inputs: dict[str, Any], ctx: Any, limit: float | None) -> dict[str, Any]:
+    if limit is None:
+        return node.call(dict(inputs), ctx)
+    if node.is_async:
+        from kailash.nodes.base_async import run_coroutine
+
+        async def bounded() -> dict[str, Any]:
+            try:
+                return await asyncio.wait_for(node.async_call(dict(inputs), ctx), limit)  # type: ignore[attr-defined]
+            except TimeoutError as exc:
+                if isinstance(exc, NodeTimeoutError):
+                    raise
+                raise _timeout_error(node, limit) from None
+
+        return run_coroutine(bounded())
+    fut, stop = start_thread(node.call, dict(inputs), ctx)
+    try:
+        return fut.result(timeout=limit)
+    except TimeoutError as exc:
+        if fut.done():
+            raise
+        stop()
+        raise _timeout_error(node, limit) from exc
+
+async def attempt_async(node: Node, inputs: dict[str, Any], ctx: Any, limit: float | None,
+                         executor: Any) -> dict[str, Any]:
+    if node.is_async:
+        coro = node.async_call(dict(inputs), ctx)  # type: ignore[attr-defined]
+        if limit is None:
+            return await coro
+        try:
+            return await asyncio.wait_for(coro, limit)
+        except TimeoutError as exc:
+            if isinstance(exc, NodeTimeoutError):
+                raise
+            raise _timeout_error(node, limit) from None
+    loop = asyncio.get_running_loop()
+    if limit is None:
+        cctx = contextvars.copy_context()
+        return await loop.run_in_executor(executor, cctx.run, node.call, dict(inputs), ctx)
+    fut, stop = start_thread(node.call, dict(inputs), ctx)
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(fut), limit)
+    except TimeoutError as exc:
+        if isinstance(exc, NodeTimeoutError):
+            raise
+        stop()
+        raise _timeout_error(node, limit) from None
