@@ -166,14 +166,23 @@ def _safe_yaml_load(text: str) -> Any:
                     )
             return super().compose_node(parent, index)
 
+    fast = getattr(yaml, "CSafeLoader", None)  # libyaml: ~10x faster than the pure-Python loader
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        if fast is not None:
+            aliases = sum(1 for ev in yaml.parse(text, Loader=fast) if isinstance(ev, yaml.AliasEvent))
+            if aliases > MAX_ALIASES:
+                raise SerializationError(
+                    f"YAML document uses more than {MAX_ALIASES} aliases; refusing it (possible alias bomb)"
+                )
+            data = yaml.load(text, Loader=fast)  # noqa: S506 - the safe C loader
+        else:
+            data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+            aliases = _Loader.aliases
     except yaml.YAMLError as exc:
         raise SerializationError(f"malformed or unsafe YAML: {exc}") from None
     except RecursionError:
         raise SerializationError("YAML document is nested too deeply; refusing it") from None
-    if _Loader.aliases:
-        _check_expanded(data)
+    _check_expanded(data)  # depth always (the C loader does not recurse), size when aliases expand
     return data
 
 
