@@ -47,9 +47,9 @@ def resolve_store(store: Any) -> RunStore | None:
     if store is None or store is False:
         return None
     if isinstance(store, str) or hasattr(store, "__fspath__"):
-        from kailash.runtime.store import SQLiteRunStore
+        from kailash.runtime.store import store_at
 
-        return SQLiteRunStore(store)
+        return store_at(store)
     return store
 
 
@@ -213,8 +213,13 @@ def run_plan_sync(plan: Any, overrides: dict[str, dict[str, Any]], ctx: RunConte
                 out = step.node.call(inputs, ctx)
             else:
                 out = step.policy.call(step.node, inputs, ctx)
-        except Exception as exc:
+        except BaseException as exc:
             end = perf()
+            if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: record, then let it through
+                recorder.node_failed(sid, start - t0, end - start, f"interrupted: {type(exc).__name__}")
+                if not raise_inner:
+                    recorder.failed(results, exc, sid)
+                raise
             err = fail_run(exc, sid, ctx.run_id, results, step.node)
             recorder.node_failed(sid, start - t0, end - start, str(err))
             if not raise_inner:

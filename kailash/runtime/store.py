@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from kailash.security.secrets import Secret
 
-__all__ = ["RunRecord", "NodeRecord", "RunStore", "SQLiteRunStore", "default_store", "kailash_home", "to_json_safe"]
+__all__ = ["RunRecord", "NodeRecord", "RunStore", "SQLiteRunStore", "default_store", "store_at", "kailash_home", "to_json_safe"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -225,7 +225,7 @@ class SQLiteRunStore:
         if row is None:  # allow a unique prefix, as git does for commits
             with self._lock:
                 rows = self._conn.execute(
-                    "SELECT * FROM runs WHERE run_id LIKE ? LIMIT 2", (run_id.replace("%", "") + "%",)
+                    "SELECT * FROM runs WHERE substr(run_id, 1, ?) = ? LIMIT 2", (len(run_id), run_id)
                 ).fetchall()
             row = rows[0] if len(rows) == 1 else None
         return None if row is None else self._from_row(row)
@@ -263,7 +263,12 @@ def kailash_home() -> Path:
 
 def default_store() -> SQLiteRunStore:
     """The SQLite store under :func:`kailash_home` (one instance per path per process)."""
-    path = (kailash_home() / "runs.db").resolve()
+    return store_at(kailash_home() / "runs.db")
+
+
+def store_at(path: str | os.PathLike[str]) -> SQLiteRunStore:
+    """The SQLite store at ``path``, shared by every runtime in this process that names it."""
+    path = Path(path).resolve()
     store = _defaults.get(path)
     if store is None:
         with _defaults_lock:

@@ -140,9 +140,10 @@ def as_secret(value: Any, *, find_env: bool = True) -> Any:
 
     Example:
         >>> import os
-        >>> os.environ["DOC_EXAMPLE_KEY"] = "k-123456"
+        >>> os.environ["DOC_EXAMPLE_KEY"] = "doc-example-value-5f1c"
         >>> as_secret(os.getenv("DOC_EXAMPLE_KEY")).to_reference()
         '${DOC_EXAMPLE_KEY}'
+        >>> del os.environ["DOC_EXAMPLE_KEY"]
     """
     if value is None or isinstance(value, Secret):
         return value

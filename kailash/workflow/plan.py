@@ -89,6 +89,11 @@ class ExecutionPlan:
         per_node: dict[str, dict[str, Any]] = {}
         for key, value in parameters.items():
             step = self.by_id.get(key)
+            if step is None and isinstance(value, dict):
+                close = difflib.get_close_matches(key, list(self.by_id), n=1, cutoff=0.75)
+                if close:  # {"ech": {...}} is almost surely a typo for node 'echo', not a workflow input
+                    problems.append(f"parameter '{key}' names no node; did you mean node '{close[0]}'?")
+                    continue
             if step is None:
                 takers = [s for s in self.entries if s.accepts is None or key in s.accepts]
                 if not takers:

@@ -79,6 +79,12 @@ def runner(request) -> Runner:
     return make_runner(request.param, request)
 
 
+@pytest.fixture(params=[r for r in RUNTIMES if r != "testing"])
+def recording_runner(request) -> Runner:
+    """The runtimes that record runs and resume them (TestRuntime does neither by default)."""
+    return make_runner(request.param, request)
+
+
 @pytest.fixture
 def reference(request) -> Runner:
     """LocalRuntime: what every runtime must agree with."""

@@ -136,9 +136,8 @@ def test_branch_results_are_right(runner):
     assert results["silver"]["result"][1]["discount"] == 0.1
 
 
-def test_same_run_records(runner, reference):
-    if runner.kind == "testing":
-        pytest.skip("TestRuntime's records are checked by the other tests")
+def test_same_run_records(recording_runner, reference):
+    runner = recording_runner
     params = {"customers": {"rows": CUSTOMERS}}
     ref = reference.record(reference.run(branches(), params).run_id)
     got = runner.record(runner.run(branches(), params).run_id)
@@ -238,9 +237,8 @@ def test_circuit_breaker_state_is_shared_across_runs(runner):
     assert wf.policies["boom"].circuit_breaker.state == "open"
 
 
-def test_resume_reruns_only_the_failed_part(runner):
-    if runner.kind == "testing":
-        pytest.skip("TestRuntime does not resume runs")
+def test_resume_reruns_only_the_failed_part(recording_runner):
+    runner = recording_runner
     wf = failing()
     with pytest.raises(NodeExecutionError) as info:
         runner.run(wf)

@@ -6,7 +6,7 @@ from typing import Any
 
 from kailash.nodes.base import NodeParameter, register_node
 from kailash.nodes.base_async import AsyncNode
-from kailash.nodes.logic.operations import _MERGE_PARAMS, merge_values
+from kailash.nodes.logic.operations import _MERGE_PARAMS, check_strategy, merge_values
 
 __all__ = ["AsyncMergeNode"]
 
@@ -29,6 +29,9 @@ class AsyncMergeNode(AsyncNode):
 
     def get_outputs(self) -> dict[str, NodeParameter]:
         return {"merged_data": NodeParameter(name="merged_data")}
+
+    def validate_config(self) -> list[str]:
+        return check_strategy(self.config.get("merge_strategy"))
 
     async def async_run(self, data: list[Any] | None = None, merge_strategy: str = "concat", key: str | None = None,
                         skip_none: bool = True, wait_for_all: bool = True, **explicit: Any) -> dict[str, Any]:

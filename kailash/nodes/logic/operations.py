@@ -15,7 +15,7 @@ from kailash.errors import NodeConfigurationError, NodeExecutionError
 from kailash.nodes.base import Node, NodeParameter, register_node
 from kailash.nodes.logic.expressions import compile_expression
 
-__all__ = ["SwitchNode", "MergeNode", "merge_values", "MERGE_STRATEGIES"]
+__all__ = ["SwitchNode", "MergeNode", "merge_values", "check_strategy", "MERGE_STRATEGIES"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,10 @@ class SwitchNode(Node):
                 logger.info("node %s: %d record(s) matched no branch; sent to port 'default'",
                             self.label, len(parts["default"]))
             return parts
-        return {_first_port(routes, data): data}
+        port = _first_port(routes, data)
+        if port == "default":
+            logger.info("node %s: the record matched no branch; sent to port 'default'", self.label)
+        return {port: data}
 
 
 def _first_port(routes: list[tuple[str, Callable[[Any], bool]]], record: Any) -> str:
@@ -199,6 +202,14 @@ def merge_values(node: Node, values: list[Any], strategy: str, key: str | None =
                                  parameter="data", expected=strategy) from None
 
 
+def check_strategy(strategy: Any) -> list[str]:
+    """Problems with a configured ``merge_strategy`` (for ``validate_config``)."""
+    known = [*MERGE_STRATEGIES, "join"]
+    if strategy is None or not isinstance(strategy, str) or strategy in known:
+        return []
+    return [f"unknown merge_strategy '{strategy}' (expected one of: {', '.join(known)})"]
+
+
 _MERGE_PARAMS = {
     "data": NodeParameter(type=list, required=False, default=None,
                           description="every value that arrived, in connection order"),
@@ -228,6 +239,9 @@ class MergeNode(Node):
 
     def get_outputs(self) -> dict[str, NodeParameter]:
         return {"merged_data": NodeParameter(name="merged_data", description="the merged value")}
+
+    def validate_config(self) -> list[str]:
+        return check_strategy(self.config.get("merge_strategy"))
 
     def run(self, data: list[Any] | None = None, merge_strategy: str = "concat", key: str | None = None,
             skip_none: bool = True, **explicit: Any) -> dict[str, Any]:
