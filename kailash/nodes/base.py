@@ -157,6 +157,7 @@ class Node(ABC):
         self.config: dict[str, Any] = merged
         self.state = _State()
         self._parameters: dict[str, NodeParameter] | None = None
+        self._type_checks: dict[str, Any] | None = None
         # config={"name": ...} names the node, unless the node declares a parameter
         # "name": then it is that parameter's value (restored once parameters are known).
         self._config_name = config_name
@@ -202,6 +203,7 @@ class Node(ABC):
                     description=p.description, secret=p.secret,
                 )
             self._parameters = params
+            self._type_checks = None
             config_name = getattr(self, "_config_name", None)
             if config_name is not None and "name" in params:
                 self.config.setdefault("name", config_name)
@@ -266,6 +268,9 @@ class Node(ABC):
             for key in values:
                 if key not in params:
                     problems.append(unknown_parameter_message(key, params))
+        checks = getattr(self, "_type_checks", None)
+        if checks is None or checks.keys() != params.keys():
+            checks = self._type_checks = {n: _runtime_type(p.type) for n, p in params.items()}
         for name, p in params.items():
             value = values.get(name)
             if value is None:
@@ -273,7 +278,9 @@ class Node(ABC):
                     problems.append(
                         f"parameter '{name}' is required ({type_name(p.type)}: {p.description or 'no description'})"
                     )
-            elif not check_type(value, p.type):
+            elif (rt := checks[name]) is not None and not isinstance(value, Secret) and (
+                not isinstance(value, rt) or (rt is int and isinstance(value, bool))
+            ):
                 problems.append(
                     f"parameter '{name}' expects {type_name(p.type)}, got {type(value).__name__}"
                 )

@@ -68,7 +68,7 @@ class LocalRuntime:
         overrides = plan.prepare(parameters)
         run_id = run_id or new_run_id()
         obs = self.observers + list(observers) if observers else self.observers
-        recorder = RunRecorder(plan.name, run_id, self.store, obs, parameters,
+        recorder = RunRecorder(plan.name, run_id, self.store, obs, plan.redact_parameters(parameters),
                                record_outputs=self.record_outputs, runtime_name=self.name, tenant=self.tenant)
         results = run_plan_sync(plan, overrides, RunContext(run_id, self), recorder)
         return results, run_id
@@ -85,7 +85,7 @@ class LocalRuntime:
 
         job = prepare_resume(self.store, run_id, workflow, parameters=parameters, rerun=rerun)
         new_id = new_run_id()
-        recorder = RunRecorder(job.plan.name, new_id, self.store, self.observers, job.parameters,
+        recorder = RunRecorder(job.plan.name, new_id, self.store, self.observers, job.plan.redact_parameters(job.parameters),
                                record_outputs=self.record_outputs, runtime_name=self.name, tenant=self.tenant,
                                parent_run_id=job.parent_run_id)
         results = run_plan_sync(job.plan, job.overrides, RunContext(new_id, self), recorder, fixed=job.fixed)

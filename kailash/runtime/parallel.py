@@ -233,7 +233,7 @@ class ParallelRuntime:
     def _recorder(self, plan: Any, run_id: str, parameters: Any, observers: list[Observer] | None,
                   parent_run_id: str | None = None) -> RunRecorder:
         obs = self.observers + list(observers) if observers else self.observers
-        return RunRecorder(plan.name, run_id, self.store, obs, parameters, record_outputs=self.record_outputs,
+        return RunRecorder(plan.name, run_id, self.store, obs, plan.redact_parameters(parameters), record_outputs=self.record_outputs,
                            runtime_name=self.name, tenant=self.tenant, parent_run_id=parent_run_id)
 
     async def execute(self, workflow: Any, parameters: dict[str, Any] | None = None, *, run_id: str | None = None,

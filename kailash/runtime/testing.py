@@ -60,7 +60,7 @@ class TestRuntime:
                 )
         overrides = _prepare_with_mocks(plan, parameters, fixed)
         run_id = new_run_id()
-        recorder = RunRecorder(plan.name, run_id, self.store, None, parameters, runtime_name=self.name)
+        recorder = RunRecorder(plan.name, run_id, self.store, None, plan.redact_parameters(parameters), runtime_name=self.name)
         return run_plan_sync(plan, overrides, RunContext(run_id, self), recorder, fixed=fixed or None)
 
 

@@ -127,6 +127,7 @@ class Workflow:
             if config:
                 node.config.update(config)
                 node._parameters = None
+                node._type_checks = None
         else:
             raise NodeConfigurationError(
                 f"add_node('{node_id}', ...) expects a Node instance, a Node class or a registered type name, "

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kailash.errors import NodeConfigurationError, NodeExecutionError, WorkflowValidationError
+from kailash.security.secrets import Secret
 from kailash.nodes.base import Node, _runtime_type, check_type, type_name, unknown_parameter_message
 
 if TYPE_CHECKING:
@@ -68,6 +69,10 @@ class ExecutionPlan:
         targets = {e.source for s in steps for e in s.edges}
         self.exits: tuple[str, ...] = tuple(s.id for s in steps if s.id not in targets)
         self.needs_inputs = any(s.static_missing for s in steps)
+        self.secret_names: dict[str, frozenset[str]] = {
+            s.id: names for s in steps
+            if (names := frozenset(n for n, p in s.node.parameters.items() if p.secret))
+        }
 
     # -- before a run ----------------------------------------------------------------------
     def prepare(self, parameters: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -126,6 +131,26 @@ class ExecutionPlan:
         if problems:
             self._raise(problems)
         return per_node
+
+    def redact_parameters(self, parameters: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``parameters`` with the values of secret parameters wrapped as :class:`Secret`,
+        so run records store a reference instead of the value."""
+        if not parameters or not self.secret_names:
+            return parameters
+        from kailash.security.secrets import Secret
+
+        out: dict[str, Any] = {}
+        entry_secret = {n for s in self.entries for n in self.secret_names.get(s.id, ())}
+        for key, value in parameters.items():
+            names = self.secret_names.get(key)
+            if names and isinstance(value, dict):
+                out[key] = {k: (Secret(v) if k in names and v is not None and not isinstance(v, Secret) else v)
+                            for k, v in value.items()}
+            elif key in entry_secret and not isinstance(value, Secret) and value is not None:
+                out[key] = Secret(value)
+            else:
+                out[key] = value
+        return out
 
     def _missing_problems(self, per_node: dict[str, dict[str, Any]]) -> list[str]:
         out = []
@@ -226,7 +251,7 @@ class ExecutionPlan:
             inputs.update(overrides)
         for name, rt in step.checks:
             v = inputs.get(name)
-            if v is not None and not isinstance(v, rt):
+            if v is not None and not isinstance(v, rt) and not isinstance(v, Secret):
                 p = node.parameters[name]
                 raise NodeConfigurationError(
                     f"node '{step.id}' ({type(node).__name__}): parameter '{name}' expects "
@@ -336,6 +361,10 @@ def compile_workflow(workflow: Workflow) -> ExecutionPlan:
         else:
             primary_to = dst.input_name()
             primary_from = src.output_name() if (src.primary_output or declared) else None
+            if declared and primary_from is None:
+                # The source names its outputs but none is primary (an auth node's token and
+                # headers): it offers them by name only and feeds no primary input.
+                primary_to = None
             if primary_to is not None:
                 feeds.setdefault((c.target, primary_to), []).append(c.source)
             if declared is None:
