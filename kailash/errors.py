@@ -13,6 +13,7 @@ know Kailash::
     ├── ClusterConnectionError(ConnectionError)  a cluster scheduler could not be reached
     ├── SecurityError(PermissionError)           a security policy refused an action
     ├── SerializationError(ValueError)           a saved workflow cannot be read or written
+    ├── TenantError(ValueError)                  a tenant cannot be created or found
     └── UnknownNodeTypeError(LookupError)        a node type name is not registered
 
 Context travels as attributes (``node_id``, ``parameter``, ``expected``, ``got``,
@@ -34,6 +35,7 @@ __all__ = [
     "SecurityError",
     "SerializationError",
     "UnknownNodeTypeError",
+    "TenantError",
 ]
 
 
@@ -131,6 +133,10 @@ class SecurityError(KailashError, PermissionError):
 
 class SerializationError(KailashError, ValueError):
     """A workflow file cannot be read or written (bad format, hostile content, version)."""
+
+
+class TenantError(KailashError, ValueError):
+    """A tenant cannot be created or found (bad id, taken id or schema, unknown tenant)."""
 
 
 class UnknownNodeTypeError(KailashError, LookupError):

@@ -11,6 +11,8 @@ def _isolated_home(tmp_path, monkeypatch):
     home.mkdir()
     monkeypatch.setenv("KAILASH_HOME", str(home))
     yield home
+    from kailash.runtime.store import close_stores
     from kailash.security.config import set_security_config
 
     set_security_config(None)
+    close_stores(under=tmp_path)  # release each test's database connections

@@ -312,7 +312,7 @@ class Node(ABC):
             ) from exc
         return ensure_output_dict(self, out)
 
-    def run_in_context(self, context: Any, **inputs: Any) -> dict[str, Any]:
+    def run_in_context(self, context: Any, /, **inputs: Any) -> dict[str, Any]:
         """Run with the runtime's execution context (nodes with ``needs_context``)."""
         return self.run(**inputs)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from abc import abstractmethod
-from typing import Any, Coroutine
+from collections.abc import Coroutine
+from typing import Any
 
 from kailash.errors import KailashError, NodeExecutionError
 from kailash.nodes.base import Node, NodeParameter, ensure_output_dict, register_node

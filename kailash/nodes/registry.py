@@ -14,7 +14,8 @@ import importlib
 import inspect
 import logging
 import pkgutil
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kailash.errors import UnknownNodeTypeError
 

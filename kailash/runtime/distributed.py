@@ -33,7 +33,13 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from kailash.errors import ClusterConnectionError, KailashError, NodeConfigurationError, NodeExecutionError, SerializationError
+from kailash.errors import (
+    ClusterConnectionError,
+    KailashError,
+    NodeConfigurationError,
+    NodeExecutionError,
+    SerializationError,
+)
 from kailash.nodes.base import ensure_output_dict
 from kailash.runtime.engine import (
     Observer,
@@ -138,10 +144,10 @@ def _run_task(token: str, payload: bytes, sid: str, override: dict[str, Any] | N
             if type(out) is not dict:
                 out = ensure_output_dict(node, out)
         elif step.policy is None:
-            out = node.call(inputs, RunContext(run_id, None, node_id=sid))
+            out = node.call(inputs, RunContext(run_id, None, node_id=sid, workflow=plan.workflow))
         else:
             events = []
-            out = step.policy.call(node, inputs, RunContext(run_id, None, node_id=sid), events)
+            out = step.policy.call(node, inputs, RunContext(run_id, None, node_id=sid, workflow=plan.workflow), events)
     except Exception as exc:
         err = fail_run(exc, sid, run_id, {}, step.node)
         err.kailash_timing = (wall - started_at, time.perf_counter() - t)  # type: ignore[attr-defined]

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from kailash.errors import KailashError, NodeExecutionError
 from kailash.nodes.base import ensure_output_dict
 from kailash.runtime.store import RunRecord, RunStore, default_store, to_json_safe
-from kailash.security.secrets import redact
+from kailash.security.secrets import known_secret_values, redact
 
 __all__ = ["RunContext", "RunRecorder", "WorkflowResults", "Observer", "resolve_store", "new_run_id", "call_step",
            "run_plan_sync"]
@@ -56,13 +57,15 @@ def resolve_store(store: Any) -> RunStore | None:
 class RunContext:
     """What a node that needs the runtime (e.g. ``WorkflowNode``) gets when it is called."""
 
-    __slots__ = ("run_id", "runtime", "depth", "node_id")
+    __slots__ = ("run_id", "runtime", "depth", "node_id", "workflow")
 
-    def __init__(self, run_id: str, runtime: Any, depth: int = 0, node_id: str | None = None) -> None:
+    def __init__(self, run_id: str, runtime: Any, depth: int = 0, node_id: str | None = None,
+                 workflow: Any = None) -> None:
         self.run_id = run_id
         self.runtime = runtime
         self.depth = depth
         self.node_id = node_id
+        self.workflow = workflow  # the workflow being run (nodes may look up their siblings)
 
     def run_workflow(self, workflow: Any, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run ``workflow`` inside this run (same runtime settings, not recorded separately)."""
@@ -70,7 +73,7 @@ class RunContext:
             raise NodeExecutionError("sub-workflows nested more than 32 levels deep", node_id=self.node_id)
         plan = workflow.compile()
         overrides = plan.prepare(parameters)
-        ctx = RunContext(self.run_id, self.runtime, self.depth + 1, self.node_id)
+        ctx = RunContext(self.run_id, self.runtime, self.depth + 1, self.node_id, workflow)
         recorder = RunRecorder(plan.name, self.run_id, None, None, None)
         return run_plan_sync(plan, overrides, ctx, recorder, raise_inner=True)
 
@@ -150,6 +153,11 @@ class RunRecorder:
         self._record("completed", results, None, None)
 
     def failed(self, results: dict[str, Any], error: BaseException, node_id: str | None) -> None:
+        known = known_secret_values()
+        if known:  # error texts are free text: scrub any credential a node quoted
+            self.rows = [r if r[4] is None else (*r[:4], redact(r[4], known)) for r in self.rows]
+            self._record("failed", redact(dict(results), known), redact(_describe(error), known), node_id)
+            return
         self._record("failed", results, _describe(error), node_id)
 
 
@@ -179,6 +187,10 @@ def fail_run(exc: BaseException, node_id: str, run_id: str, results: dict[str, A
         err.__cause__ = exc
     err.run_id = run_id
     err.results = dict(results)  # type: ignore[attr-defined]
+    known = known_secret_values()
+    if known and any(k in err.message for k in known):  # a node quoted a credential: scrub it
+        err.message = redact(err.message, known)
+        err.args = (err.message,)
     return err
 
 
@@ -186,6 +198,8 @@ def run_plan_sync(plan: Any, overrides: dict[str, dict[str, Any]], ctx: RunConte
                   *, raise_inner: bool = False, fixed: dict[str, dict[str, Any]] | None = None) -> WorkflowResults:
     """Run every step in topological order in this thread (LocalRuntime, TestRuntime, sub-workflows)."""
     results = WorkflowResults()
+    if ctx.workflow is None:
+        ctx.workflow = plan.workflow
     gather = plan.gather
     perf = time.perf_counter
     t0 = recorder.t0

@@ -65,6 +65,8 @@ async def run_plan_async(plan: Any, overrides: dict[str, dict[str, Any]], ctx: R
                          fixed: dict[str, dict[str, Any]] | None = None) -> WorkflowResults:
     """Run ``plan`` on the running loop, each node as soon as its predecessors are done."""
     loop = asyncio.get_running_loop()
+    if ctx.workflow is None:
+        ctx.workflow = plan.workflow
     results: dict[str, dict[str, Any]] = {}
     by_id = plan.by_id
     gather = plan.gather

@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from kailash.security.secrets import Secret
 
-__all__ = ["RunRecord", "NodeRecord", "RunStore", "SQLiteRunStore", "default_store", "store_at", "kailash_home", "to_json_safe"]
+__all__ = ["RunRecord", "NodeRecord", "RunStore", "SQLiteRunStore", "default_store", "store_at", "close_stores", "kailash_home", "to_json_safe"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -276,6 +276,19 @@ def store_at(path: str | os.PathLike[str]) -> SQLiteRunStore:
             if store is None:
                 store = _defaults[path] = SQLiteRunStore(path)
     return store
+
+
+def close_stores(under: str | os.PathLike[str] | None = None) -> None:
+    """Flush and close the shared stores (those whose file lies below ``under``, if given).
+
+    A long-lived process that points ``KAILASH_HOME`` at many directories (a test suite)
+    calls this so each store's database connection is released.
+    """
+    root = Path(under).resolve() if under is not None else None
+    with _defaults_lock:
+        for path in list(_defaults):
+            if root is None or root == path or root in path.parents:
+                _defaults.pop(path).close()
 
 
 @atexit.register

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import select
 import socket
 import subprocess
@@ -27,6 +28,43 @@ __all__ = ["Profile", "Template", "Worker", "SandboxUnavailable"]
 
 _START_TIMEOUT = 60.0
 _CTL_TIMEOUT = 10.0
+
+
+
+# The template dies with the *thread* that started it (PR_SET_PDEATHSIG and bwrap's
+# --die-with-parent follow the parent thread, not the process). Runtimes call nodes from
+# short-lived pool threads, so templates are always started from one long-lived thread.
+_launcher_lock = threading.Lock()
+_launcher_jobs: queue.Queue[tuple[Any, dict[str, Any], threading.Event]] = queue.Queue()
+_launcher_thread: threading.Thread | None = None
+
+
+def _launcher_loop() -> None:
+    while True:
+        fn, box, done = _launcher_jobs.get()
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed back to the caller's thread
+            box["error"] = exc
+        done.set()
+
+
+def _in_launcher(fn: Any) -> Any:
+    """Run ``fn`` in the process-lifetime launcher thread and return its result."""
+    global _launcher_thread
+    if threading.current_thread() is _launcher_thread:
+        return fn()
+    with _launcher_lock:
+        if _launcher_thread is None or not _launcher_thread.is_alive():
+            _launcher_thread = threading.Thread(target=_launcher_loop, name="kailash-sandbox-launcher", daemon=True)
+            _launcher_thread.start()
+    box: dict[str, Any] = {}
+    done = threading.Event()
+    _launcher_jobs.put((fn, box, done))
+    done.wait()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 class SandboxUnavailable(SecurityError):
@@ -77,11 +115,11 @@ class Template:
             cmd = bwrap_command(profile.allowed_directories) + cmd
         debug = os.environ.get("KAILASH_SANDBOX_DEBUG")
         try:
-            self.proc = subprocess.Popen(
+            self.proc = _in_launcher(lambda: subprocess.Popen(
                 cmd, pass_fds=[child.fileno()], env=_clean_env(), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=None if debug else subprocess.DEVNULL,
                 start_new_session=True, close_fds=True, cwd="/",
-            )
+            ))
         except OSError as exc:
             raise SandboxUnavailable(f"cannot start the code sandbox: {exc}") from exc
         finally:
@@ -189,11 +227,14 @@ class Worker:
         """Whether the worker went away while idle (its socket is readable: EOF or junk)."""
         if self.dead:
             return True
+        # poll, not select: select() cannot watch descriptors numbered 1024 or above,
+        # which a busy host process (many sockets, databases) reaches.
+        poller = select.poll()
         try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
+            poller.register(self.sock, select.POLLIN | select.POLLHUP | select.POLLERR)
+            return bool(poller.poll(0))
         except (OSError, ValueError):
             return True
-        return bool(readable)
 
     def call(self, payload: bytes, timeout: float | None) -> dict[str, Any]:
         """Send one request and wait for the reply; raises WireTimeout / WireClosed."""

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kailash.errors import NodeConfigurationError, NodeExecutionError, WorkflowValidationError
-from kailash.security.secrets import Secret
 from kailash.nodes.base import Node, _runtime_type, check_type, type_name, unknown_parameter_message
+from kailash.security.secrets import Secret
 
 if TYPE_CHECKING:
     from kailash.workflow.graph import Workflow

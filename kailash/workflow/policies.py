@@ -34,7 +34,6 @@ from kailash.errors import (
     CircuitOpenError,
     KailashError,
     NodeConfigurationError,
-    NodeExecutionError,
     SecurityError,
     SerializationError,
     WorkflowValidationError,

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kailash.errors import KailashError, SerializationError
+from kailash.nodes.base import Node
 from kailash.security.secrets import Secret
 
 if TYPE_CHECKING:
@@ -66,6 +67,8 @@ def _plain(value: Any, where: str) -> Any:
     """Check ``value`` is plain data (what YAML/JSON can hold); secrets become references."""
     if isinstance(value, Secret):
         return value.to_reference()
+    if isinstance(value, Node) and value.name:  # a node shared through config (an agent's cache)
+        return {"node": value.name}
     if isinstance(value, dict):
         return {str(k): _plain(v, where) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -117,6 +120,10 @@ def workflow_from_dict(data: dict[str, Any]) -> Workflow:
             wf.add_node(str(spec["id"]), cls(config=_resolve_env(config), name=str(spec["id"])))
         except KailashError as exc:
             problems.append(f"node '{spec['id']}': {exc}")
+    for node in wf.nodes.values():  # {"node": id} in config means that node of this workflow
+        for key, value in node.config.items():
+            if isinstance(value, dict) and set(value) == {"node"} and value["node"] in wf.nodes:
+                node.config[key] = wf.nodes[value["node"]]
     for i, c in enumerate(data.get("connections") or []):
         if not isinstance(c, dict) or "from" not in c or "to" not in c:
             problems.append(f"connections[{i}] must be a mapping with 'from' and 'to'")

@@ -60,3 +60,26 @@ def test_a_secret_value_is_accepted_for_a_str_parameter():
     wf.add_node("login", LoginNode(user="ada"))
     results, _ = LocalRuntime().execute(wf, parameters={"login": {"password": Secret("hunter2-very-secret")}})
     assert results["login"]["ok"] is True
+
+
+class QuotingNode(Node):
+    """A careless node that quotes its credential in an error message."""
+
+    def get_parameters(self):
+        return {"token": NodeParameter(type=str, required=True, secret=True)}
+
+    def run(self, token):
+        raise RuntimeError(f"server refused token {reveal(token)}")
+
+
+def test_a_credential_quoted_in_an_error_is_scrubbed_from_error_and_record():
+    wf = Workflow("careless")
+    wf.add_node("call", QuotingNode())
+    runtime = LocalRuntime()
+    with pytest.raises(NodeExecutionError) as info:
+        runtime.execute(wf, parameters={"call": {"token": "tok-abcdef-123456"}})
+    assert "tok-abcdef-123456" not in str(info.value)
+    assert "server refused token ***" in str(info.value)
+    record = runtime.get_run(info.value.run_id)
+    assert "tok-abcdef-123456" not in json.dumps(record.to_dict(), default=str)
+    assert "***" in record.error and "***" in record.node("call").error

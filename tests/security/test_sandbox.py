@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import threading
+import time
 import uuid
 
 import pytest
@@ -346,3 +347,19 @@ def test_a_dead_template_is_restarted(run):
     worker.template.proc.wait(timeout=10)
     assert run(COUNTER) == 1  # a new template and worker; the old state is gone
     assert run(COUNTER) == 2
+
+
+def test_a_sandbox_started_from_a_thread_that_ended_keeps_working(sandbox_dirs):
+    """Runtimes call nodes from short-lived pool threads: the worker must not die with them."""
+    from kailash.nodes.code.python import PythonCodeNode
+
+    allowed, _ = sandbox_dirs
+    node = PythonCodeNode(code="self.n = getattr(self, 'n', 0) + 1\nresult = self.n",
+                          security_config=make_config(allowed, "auto"))
+    box = {}
+    t = threading.Thread(target=lambda: box.update(first=node.execute()["result"]))
+    t.start()
+    t.join()
+    assert box == {"first": 1}
+    time.sleep(0.3)  # give a parent-death signal time to land, were it tied to that thread
+    assert node.execute()["result"] == 2  # same worker, state intact

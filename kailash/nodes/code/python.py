@@ -22,8 +22,10 @@ import textwrap
 import traceback
 import uuid
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from kailash import _ast as safe_ast
 from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError
 from kailash.nodes.base import Node, NodeParameter, register_node
 from kailash.security.config import get_security_config
@@ -136,7 +138,7 @@ class PythonCodeNode(Node):
         if not isinstance(code, str):
             return []  # the type check reports it
         try:
-            ast.parse(textwrap.dedent(code))
+            safe_ast.parse(textwrap.dedent(code))
         except SyntaxError as exc:
             return [f"syntax error in code at line {exc.lineno}: {exc.msg}"]
         return []
@@ -170,7 +172,7 @@ class PythonCodeNode(Node):
         source = textwrap.dedent(code)
         filename = self._filename()
         try:
-            tree = ast.parse(source, filename=filename)
+            tree = safe_ast.parse(source, filename=filename)
         except SyntaxError as exc:
             raise NodeConfigurationError(
                 f"node {self.label} (PythonCodeNode): syntax error in code at line {exc.lineno}: {exc.msg}"
@@ -178,8 +180,8 @@ class PythonCodeNode(Node):
                 node_id=self.name, parameter="code", expected="valid Python",
             ) from None
         body: list[ast.stmt] = list(tree.body) or [ast.Pass()]
-        prologue = [] if "result" in names else ast.parse("result = __kailash_unset__").body
-        epilogue = ast.parse("return result").body
+        prologue = [] if "result" in names else safe_ast.parse("result = __kailash_unset__").body
+        epilogue = safe_ast.parse("return result").body
         for stmt in prologue:
             ast.copy_location(stmt, body[0])
         for stmt in epilogue:
@@ -195,7 +197,7 @@ class PythonCodeNode(Node):
         ast.fix_missing_locations(module)
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         namespace = self._module_globals(imports)
-        exec(compile(module, filename, "exec"), namespace)  # noqa: S102 - the user's own code, by design
+        exec(safe_ast.compile_ast(module, filename, "exec"), namespace)  # noqa: S102 - the user's own code, by design
         return namespace.pop("__kailash_code__")
 
     # -- running ---------------------------------------------------------------------------

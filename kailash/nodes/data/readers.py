@@ -12,8 +12,8 @@ import csv
 import json
 import os
 import re
-from collections.abc import Iterator
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from kailash.errors import NodeExecutionError
 from kailash.nodes.base import Node, NodeParameter, register_node
@@ -125,7 +125,7 @@ class CSVReaderNode(Node):
                                 node_id=self.name, parameter="file_path",
                                 expected=f"{len(header)} fields", got=len(values),
                             )
-                        yield dict(zip(header, values))
+                        yield dict(zip(header, values, strict=True))
                 except csv.Error as exc:
                     raise NodeExecutionError(
                         f"node {self.label} (CSVReaderNode): malformed CSV line {reader.line_num} in '{file_path}': {exc}",

@@ -12,8 +12,10 @@ evaluated code sees no other builtins.
 from __future__ import annotations
 
 import ast
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from kailash import _ast as safe_ast
 from kailash.errors import NodeConfigurationError
 
 __all__ = ["compile_expression", "SAFE_BUILTINS"]
@@ -52,7 +54,7 @@ def compile_expression(expr: str, *, node_id: str | None = None, parameter: str 
         raise NodeConfigurationError(f"{where}expression must be a string, got {type(expr).__name__}",
                                      node_id=node_id, parameter=parameter, expected="str")
     try:
-        tree = ast.parse(expr.strip(), mode="eval")
+        tree = safe_ast.parse(expr.strip(), mode="eval")
     except SyntaxError as exc:
         raise NodeConfigurationError(f"{where}invalid expression {expr!r}: {exc.msg}", node_id=node_id,
                                      parameter=parameter, expected="a Python expression") from None
@@ -70,7 +72,7 @@ def compile_expression(expr: str, *, node_id: str | None = None, parameter: str 
         ):
             raise NodeConfigurationError(f"{where}expression {expr!r} uses the attribute {node.attr!r}",
                                          node_id=node_id, parameter=parameter, expected="a safe expression")
-    code = compile(tree, f"<condition {expr!r}>", "eval")
+    code = safe_ast.compile_ast(tree, f"<condition {expr!r}>", "eval")
     builtins = {"__builtins__": SAFE_BUILTINS}
 
     def evaluate(namespace: dict[str, Any]) -> Any:

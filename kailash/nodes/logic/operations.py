@@ -9,7 +9,8 @@ that ran, in connection order.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from kailash.errors import NodeConfigurationError, NodeExecutionError
 from kailash.nodes.base import Node, NodeParameter, register_node
@@ -164,7 +165,7 @@ def _dict_merge(values: list[Any]) -> dict[str, Any]:
 
 
 def _zip(values: list[Any]) -> list[list[Any]]:
-    return [list(t) for t in zip(*values)]
+    return [list(t) for t in zip(*values, strict=False)]  # shortest input wins, like zip()
 
 
 MERGE_STRATEGIES: dict[str, Callable[[list[Any]], Any]] = {

@@ -119,7 +119,7 @@ class WorkflowNode(Node):
 
         return self.run_in_context(RunContext(new_run_id(), None), **inputs)
 
-    def run_in_context(self, context: Any, **inputs: Any) -> dict[str, Any]:
+    def run_in_context(self, context: Any, /, **inputs: Any) -> dict[str, Any]:
         if context is None:
             return self.run(**inputs)
         own = {k: inputs.pop(k, None) for k in _OWN}

@@ -1,0 +1,41 @@
+"""Serving workflows over HTTP: the gateway, single-workflow APIs, middleware, tenants, the Studio.
+
+Names load lazily, so ``import kailash.api`` costs nothing until one is used; the
+FastAPI/uvicorn stack is needed only by the gateway (``pip install 'kailash[api]'``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "WorkflowGateway", "WorkflowAPI", "AuthenticationMiddleware", "RateLimitingMiddleware",
+    "BodySizeLimitMiddleware", "TenantRegistry", "Tenant", "create_tenant", "StudioClient",
+]
+
+_EXPORTS = {
+    "WorkflowGateway": "kailash.api.gateway",
+    "WorkflowAPI": "kailash.api.workflow_api",
+    "AuthenticationMiddleware": "kailash.api.middleware",
+    "RateLimitingMiddleware": "kailash.api.middleware",
+    "BodySizeLimitMiddleware": "kailash.api.middleware",
+    "TenantRegistry": "kailash.api.tenancy",
+    "Tenant": "kailash.api.tenancy",
+    "create_tenant": "kailash.api.tenancy",
+    "StudioClient": "kailash.api.studio",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kailash.api' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,393 @@
+"""WorkflowGateway: serve workflows over HTTP with authentication, limits, live runs and the Studio.
+
+The gateway owns the FastAPI application (``gateway.app``, an ASGI app for tests),
+the registered workflows, the run manager and the storage of each namespace (its own
+and, with tenancy, every tenant's). Requests pass, outermost first: authentication
+(which attaches the caller's :class:`~kailash.api.middleware.Principal`), rate limits
+(added ``RateLimitingMiddleware`` and the tenant's own limit), the body-size cap,
+then the routes in :mod:`kailash.api.routes` and :mod:`kailash.api.run_routes`.
+The REST contract is documented in ``docs/api.md``. Requires ``pip install 'kailash[api]'``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from kailash.api.middleware import (
+    AuthenticationMiddleware,
+    BodySizeLimitMiddleware,
+    Principal,
+    RateLimitingMiddleware,
+    principal_of,
+    reject_rate_limited,
+)
+from kailash.api.responses import ApiError
+from kailash.api.storage import Workspace
+
+__all__ = ["WorkflowGateway", "AuthenticationMiddleware", "RateLimitingMiddleware", "RegisteredWorkflow"]
+
+logger = logging.getLogger("kailash.api")
+
+
+def require_fastapi() -> Any:
+    try:
+        import fastapi
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise ImportError("the workflow gateway needs FastAPI and uvicorn: pip install 'kailash[api]'") from None
+    return fastapi
+
+
+@dataclass(kw_only=True)
+class RegisteredWorkflow:
+    """A workflow registered in code with :meth:`WorkflowGateway.register_workflow`."""
+
+    name: str
+    workflow: Any
+    description: str = ""
+    mcp_config: dict[str, Any] | None = None
+    secrets: frozenset[str] = frozenset()
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class _Layer:
+    """One of the gateway's fixed middleware slots; looks up the gateway's current settings per request."""
+
+    def __init__(self, app: Any, gateway: WorkflowGateway, kind: str) -> None:
+        self.app = app
+        self.gateway = gateway
+        self.kind = kind
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        gw = self.gateway
+        if self.kind == "auth":
+            auth = gw.authentication
+            if auth is None:
+                await self.app(scope, receive, send)
+            else:
+                await auth.dispatch(scope, receive, send, self.app)
+        elif self.kind == "limits":
+            await gw._limit(scope, receive, send, self.app)
+        else:
+            await gw._body_limit.dispatch(scope, receive, send, self.app)
+
+
+class WorkflowGateway:
+    """Serve registered and uploaded workflows as a REST API (plus the Studio web UI).
+
+    Args:
+        port: the TCP port (``0``: any free port).
+        host: the interface to listen on (loopback by default).
+        title: the API title in OpenAPI.
+        auth: require API keys on workflow and run endpoints (the default). When no
+            ``AuthenticationMiddleware`` is added, one with the keys of
+            ``KAILASH_API_KEYS`` (or a generated key) is used. ``False`` serves
+            everything without keys — only for local experiments.
+        tenants: a :class:`~kailash.api.tenancy.TenantRegistry` (or ``True`` for the
+            default one) to serve tenants: each tenant key sees only its tenant.
+        database_url: PostgreSQL URL for storage (default ``KAILASH_DATABASE_URL``; else SQLite).
+        max_body_size: larger request bodies get 413.
+        max_concurrent_runs: runs of the gateway's own namespace at once (``None``: no limit).
+        max_workers: threads running workflows.
+        redis_url: Redis for tenants' shared rate-limit counters (default ``KAILASH_REDIS_URL``).
+        cors_origins: origins allowed to call the API from a browser on another origin.
+        storage: the storage backend of the gateway's own namespace (default: the tenant
+            registry's, else :func:`kailash.api.storage.open_storage`).
+
+    Example:
+        >>> from kailash.workflow import Workflow
+        >>> from kailash.nodes.code.python import PythonCodeNode
+        >>> wf = Workflow("double")
+        >>> _ = wf.add_node("twice", PythonCodeNode(code="result = x * 2"))
+        >>> gateway = WorkflowGateway(port=0)
+        >>> gateway.register_workflow("double", wf)
+        >>> sorted(gateway.workflows)
+        ['double']
+    """
+
+    def __init__(self, port: int = 8000, host: str = "127.0.0.1", *, title: str = "Kailash Workflow Gateway",
+                 description: str = "", auth: bool = True, api_keys: list[Any] | None = None, tenants: Any = None,
+                 database_url: str | None = None, max_body_size: int = 10 * 1024 * 1024,
+                 max_concurrent_runs: int | None = None, max_workers: int = 32, redis_url: str | None = None,
+                 cors_origins: list[str] | None = None, log_level: str = "info", storage: Any = None) -> None:
+        from kailash.api.runs import RunManager
+
+        self.port = port
+        self.host = host
+        self.title = title
+        self.description = description
+        self.log_level = log_level
+        self.auth_required = auth
+        self.max_concurrent_runs = max_concurrent_runs
+        self.redis_url = redis_url
+        self.cors_origins = cors_origins
+        self.database_url = database_url
+        if tenants is True:
+            from kailash.api.tenancy import TenantRegistry
+
+            tenants = TenantRegistry(database_url=database_url)
+        self.tenants = tenants
+        self._storage = storage if storage is not None else (tenants.storage if tenants is not None else None)
+        self._owns_storage = False
+        self.registered: dict[str, RegisteredWorkflow] = {}
+        self.runs = RunManager(max_workers=max_workers)
+        self._auth: AuthenticationMiddleware | None = (
+            AuthenticationMiddleware(api_keys=api_keys) if api_keys is not None else None)
+        self._limiters: list[RateLimitingMiddleware] = []
+        self._tenant_limiter: RateLimitingMiddleware | None = None
+        self._body_limit = BodySizeLimitMiddleware(max_body_size=max_body_size)
+        self._workspaces: dict[str | None, Workspace] = {}
+        self._parsed: dict[tuple[str | None, str], tuple[int, Any]] = {}
+        self._lock = threading.Lock()
+        self._app: Any = None
+        self._openapi: dict[str, Any] | None = None
+        self._server: Any = None
+
+    # -- registration --------------------------------------------------------------------
+    def register_workflow(self, name: str, workflow: Any, mcp_config: dict[str, Any] | None = None, *,
+                          description: str | None = None, **options: Any) -> None:
+        """Serve ``workflow`` as ``/workflows/{name}`` (checked now: an invalid graph is refused).
+
+        Args:
+            name: the URL name (letters, digits, ``_ . -``).
+            workflow: a :class:`~kailash.workflow.Workflow`.
+            mcp_config: MCP servers the workflow's nodes may name, ``{name: {command, args, ...}}``;
+                they are registered with :func:`kailash.nodes.mcp.register_mcp_servers`.
+            description: shown in the API (default: the workflow's description).
+        """
+        from kailash.api.documents import NAME_PATTERN
+        from kailash.security.secrets import plain_secret_values
+
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            raise ValueError(f"register_workflow: name {name!r} must be 1-128 letters, digits, '_', '.' or '-', "
+                             "starting with a letter or digit")
+        if not hasattr(workflow, "compile") or not hasattr(workflow, "nodes"):
+            raise TypeError(f"register_workflow('{name}', ...): expected a Workflow, got {type(workflow).__name__}")
+        workflow.compile()  # raises WorkflowValidationError listing every problem
+        if mcp_config:
+            from kailash.nodes.mcp import register_mcp_servers
+
+            register_mcp_servers(mcp_config)
+        secrets = plain_secret_values(*[n.config for n in workflow.nodes.values()])
+        self.registered[name] = RegisteredWorkflow(
+            name=name, workflow=workflow, description=description if description is not None else workflow.description,
+            mcp_config=dict(mcp_config) if mcp_config else None, secrets=secrets, options=options)
+        self._openapi = None
+
+    def unregister_workflow(self, name: str) -> None:
+        """Stop serving a registered workflow (no error if unknown)."""
+        self.registered.pop(name, None)
+        self._openapi = None
+
+    @property
+    def workflows(self) -> dict[str, Any]:
+        """The registered workflows by name."""
+        return {n: r.workflow for n, r in self.registered.items()}
+
+    # -- middleware ------------------------------------------------------------------------
+    def add_middleware(self, middleware: Any, **options: Any) -> None:
+        """Add middleware: an ``AuthenticationMiddleware`` or ``RateLimitingMiddleware`` instance,
+        or any ASGI middleware class with its options (``add_middleware(CORSMiddleware, allow_origins=[...])``).
+
+        Authentication always runs first and rate limits next, whatever the order of the calls.
+        """
+        if isinstance(middleware, AuthenticationMiddleware):
+            self._auth = middleware
+        elif isinstance(middleware, RateLimitingMiddleware):
+            self._limiters.append(middleware)
+        elif isinstance(middleware, type) and issubclass(middleware, (AuthenticationMiddleware, RateLimitingMiddleware)):
+            self.add_middleware(middleware(**options))
+        elif isinstance(middleware, type) or callable(middleware):
+            self.app.add_middleware(middleware, **options)
+        else:
+            raise TypeError(f"add_middleware: expected a middleware instance or class, got {type(middleware).__name__}")
+
+    @property
+    def authentication(self) -> AuthenticationMiddleware | None:
+        """The authentication in force (a default one when none was added and ``auth`` is on)."""
+        if self._auth is None and self.auth_required:
+            self._auth = AuthenticationMiddleware()
+        if self._auth is not None and self._auth.tenants is None and self.tenants is not None:
+            self._auth.tenants = self.tenants
+            self.tenants.on_change(self._tenant_changed)
+        return self._auth
+
+    def _tenant_changed(self, tenant_id: str) -> None:
+        """A tenant's keys, limits or existence changed here: drop what was cached about it."""
+        if self._auth is not None:
+            self._auth.forget_cached()
+        self._workspaces.pop(tenant_id, None)
+
+    async def _limit(self, scope: dict[str, Any], receive: Any, send: Any, app: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            principal = principal_of(scope)
+            if principal is not None and principal.tenant_id is not None and principal.requests_per_minute:
+                limiter = self._tenant_limiter
+                if limiter is None:
+                    limiter = self._tenant_limiter = RateLimitingMiddleware(
+                        requests_per_minute=principal.requests_per_minute, redis_url=self.redis_url,
+                        key_prefix="kailash:tenant")
+                wait = await limiter.retry_after(f"{principal.tenant_id}", principal.requests_per_minute,
+                                                 redis_db=principal.redis_db)
+                if wait > 0:
+                    await reject_rate_limited(scope, send, principal.requests_per_minute, wait)
+                    return
+        if not self._limiters:
+            await app(scope, receive, send)
+            return
+        inner = app
+        for limiter in reversed(self._limiters):
+            inner = _bind(limiter, inner)
+        await inner(scope, receive, send)
+
+    # -- namespaces --------------------------------------------------------------------------
+    @property
+    def storage(self) -> Any:
+        if self._storage is None:
+            from kailash.api.storage import open_storage
+
+            self._storage = open_storage(self.database_url)
+            self._owns_storage = True
+        return self._storage
+
+    def workspace(self, principal: Principal | None) -> Workspace:
+        """The workspace a request may use (blocking on first use of a namespace)."""
+        tenant_id = principal.tenant_id if principal is not None else None
+        ws = self._workspaces.get(tenant_id)
+        if ws is None:
+            with self._lock:
+                ws = self._workspaces.get(tenant_id)
+                if ws is None:
+                    if tenant_id is None:
+                        workflows, runs = self.storage.workspace_stores(None)
+                        ws = Workspace(tenant_id=None, workflows=workflows, runs=runs,
+                                       max_concurrent_runs=self.max_concurrent_runs)
+                    else:
+                        from kailash.api.tenancy import TenantError
+
+                        try:
+                            ws = self.tenants.workspace(tenant_id)
+                        except TenantError:  # deleted while its key was still cached
+                            raise ApiError(401, "invalid_api_key", "the API key is not valid (its tenant no "
+                                           "longer exists)") from None
+                    self._workspaces[tenant_id] = ws
+        return ws
+
+    def concurrency_limit(self, principal: Principal | None) -> int | None:
+        if principal is not None and principal.tenant_id is not None:
+            return principal.max_concurrent_runs
+        return self.max_concurrent_runs
+
+    def resolve(self, principal: Principal | None, name: str) -> tuple[Any, str, RegisteredWorkflow | None, Any]:
+        """``(workflow, source, registered entry, stored entry)`` for ``name`` in the caller's namespace.
+
+        Raises ApiError 404 when the namespace has no such workflow — also when another
+        tenant has one, so existence never leaks.
+        """
+        tenant_id = principal.tenant_id if principal is not None else None
+        if tenant_id is None:
+            reg = self.registered.get(name)
+            if reg is not None:
+                return reg.workflow, "registered", reg, None
+        stored = self.workspace(principal).workflows.get(name)
+        if stored is None:
+            raise ApiError(404, "workflow_not_found", f"no workflow '{name}' here; GET /workflows lists them",
+                           workflow=name)
+        key = (tenant_id, name)
+        cached = self._parsed.get(key)
+        if cached is not None and cached[0] == stored.revision:
+            return cached[1], "uploaded", None, stored
+        from kailash.api.documents import check_document
+
+        workflow, problems = check_document(stored.document, allow_env=tenant_id is None)
+        if workflow is None:
+            raise ApiError(409, "stored_workflow_invalid", f"the stored workflow '{name}' no longer loads "
+                           "(a node type may be missing); upload it again", problems=problems)
+        self._parsed[key] = (stored.revision, workflow)
+        return workflow, "uploaded", None, stored
+
+    def forget_parsed(self, tenant_id: str | None, name: str) -> None:
+        self._parsed.pop((tenant_id, name), None)
+
+    # -- the application --------------------------------------------------------------------
+    @property
+    def app(self) -> Any:
+        """The FastAPI application (an ASGI app: hand it to uvicorn or an httpx ASGITransport)."""
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    self._app = self._build_app()
+        return self._app
+
+    def _build_app(self) -> Any:
+        fastapi = require_fastapi()
+        from starlette.middleware import Middleware
+
+        from kailash.api import routes, run_routes
+
+        app = fastapi.FastAPI(title=self.title, description=self.description or "Kailash workflows over HTTP",
+                              version=_version(), lifespan=self._lifespan)
+        app.state.gateway = self
+        if self.cors_origins:
+            from starlette.middleware.cors import CORSMiddleware
+
+            app.user_middleware.append(Middleware(CORSMiddleware, allow_origins=self.cors_origins,
+                                                  allow_methods=["*"], allow_headers=["*"]))
+        app.user_middleware += [Middleware(_Layer, gateway=self, kind=k) for k in ("auth", "limits", "body")]
+        routes.install(app, self)
+        run_routes.install(app, self)
+        app.openapi = lambda: self.openapi_schema(app)  # type: ignore[method-assign]
+        return app
+
+    def _lifespan(self, app: Any) -> Any:
+        from kailash.api.serving import lifespan
+
+        return lifespan(self)
+
+    def openapi_schema(self, app: Any) -> dict[str, Any]:
+        """The OpenAPI document, with one execute operation per registered workflow."""
+        if self._openapi is None:
+            from kailash.api.run_routes import openapi_document
+
+            self._openapi = openapi_document(self, app)
+        return self._openapi
+
+    # -- serving ------------------------------------------------------------------------------
+    def start(self, **uvicorn_options: Any) -> None:
+        """Serve until interrupted (blocking). Extra keywords go to ``uvicorn.Config``."""
+        from kailash.api.serving import uvicorn_server
+
+        names = ", ".join(sorted(self.registered)) or "none yet"
+        logger.info("Kailash gateway: workflows %s; Studio at /studio; API docs at /docs", names)
+        uvicorn_server(self, **uvicorn_options).run()
+
+    def serve_in_thread(self, timeout: float = 15.0, **uvicorn_options: Any) -> Any:
+        """Serve from a background thread; return a :class:`~kailash.api.serving.RunningGateway`
+        once it accepts connections (``.url``, ``.port``, ``.stop()``).
+
+        Example:
+            >>> gw = WorkflowGateway(port=0, auth=False)
+            >>> running = gw.serve_in_thread()
+            >>> import httpx; httpx.get(running.url + "/health").json()["status"]
+            'ok'
+            >>> running.stop()
+        """
+        from kailash.api.serving import serve_in_thread
+
+        return serve_in_thread(self, timeout, **uvicorn_options)
+
+
+def _bind(middleware: Any, app: Any) -> Any:
+    async def call(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await middleware.dispatch(scope, receive, send, app)
+
+    return call
+
+
+def _version() -> str:
+    import kailash
+
+    return kailash.__version__

@@ -1,0 +1,321 @@
+"""Runs started through the gateway: execution, live state, events and limits.
+
+A run executes in a worker thread (a dedicated pool, so long workflows never starve
+the web server's own threads) under :class:`~kailash.runtime.LocalRuntime`, recording
+into its workspace's run store. The runtime's observer feeds a :class:`LiveRun`,
+which keeps the run's per-node status and its event log, and forwards each event to
+subscribers (SSE and websocket clients) on the event loop. Subscribers that arrive
+late get the log replayed first, so nothing is missed. Concurrent-run limits are
+counted here, per namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import random
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from kailash.api.responses import ApiError
+from kailash.runtime.store import RunRecord, to_json_safe
+from kailash.security.secrets import plain_secret_values, redact, wrap_secrets
+
+__all__ = ["LiveRun", "RunManager", "TERMINAL_EVENTS", "events_from_record", "new_run_id"]
+
+TERMINAL_EVENTS = frozenset({"run_completed", "run_failed"})
+_ids = random.Random(os.urandom(32))
+
+
+def new_run_id() -> str:
+    """A 128-bit random run id, like ``uuid4().hex``.
+
+    Drawn from a generator seeded once from ``os.urandom``: the event loop must not
+    make a system call that releases the GIL (under load, taking it back costs a
+    scheduler switch). Run ids identify runs; access is checked per namespace, never
+    by the id being hard to guess.
+    """
+    return f"{_ids.getrandbits(128):032x}"
+_MAX_EVENTS = 20_000
+
+
+class LiveRun:
+    """What the gateway knows about a run while (and shortly after) it runs."""
+
+    def __init__(self, run_id: str, workflow: str, tenant_id: str | None, loop: asyncio.AbstractEventLoop,
+                 secrets: frozenset[str]) -> None:
+        self.run_id = run_id
+        self.workflow = workflow
+        self.tenant_id = tenant_id
+        self.loop = loop
+        self.secrets = secrets
+        self.status = "running"
+        self.started_at = time.time()
+        self.ended_at: float | None = None
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
+        self.results: dict[str, Any] | None = None
+        self.error: dict[str, Any] | None = None
+        self.skipped: list[str] = []
+        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._lock = threading.Lock()
+
+    def observe(self, event: dict[str, Any]) -> None:
+        """The runtime observer (called in the worker thread).
+
+        The runtime's own ``run_completed``/``run_failed`` are held back: :meth:`finish`
+        publishes the terminal event once the results are in place, so a client that
+        reacts to it by fetching the run always finds them.
+        """
+        if event.get("event") in TERMINAL_EVENTS:
+            return
+        self._publish(event)
+
+    def finish(self, results: dict[str, Any], error: dict[str, Any] | None, skipped: list[str]) -> None:
+        """Record the outcome and publish the terminal event (worker thread)."""
+        self.results = results
+        self.error = error
+        self.skipped = skipped
+        if error is None:
+            self._publish({"event": "run_completed", "run_id": self.run_id, "workflow": self.workflow})
+        else:
+            self._publish({"event": "run_failed", "run_id": self.run_id, "workflow": self.workflow,
+                           "error": error["message"], "error_node": error["node_id"]})
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        ev = dict(event)
+        ev["ts"] = time.time()
+        if ev.get("error"):
+            ev["error"] = redact(str(ev["error"]), self.secrets)
+        kind = ev.get("event")
+        node_id = ev.get("node_id")
+        with self._lock:
+            if node_id is not None:
+                state = self.nodes.setdefault(node_id, {"node_id": node_id, "status": "pending"})
+                if kind == "node_started":
+                    state.update(status="running", started_at=ev["ts"])
+                elif kind == "node_completed":
+                    state.update(status="completed", duration=ev.get("duration"))
+                elif kind == "node_failed":
+                    state.update(status="failed", error=ev.get("error"))
+                elif kind == "node_skipped":
+                    state.update(status="skipped")
+            if kind in TERMINAL_EVENTS:
+                self.status = "completed" if kind == "run_completed" else "failed"
+                self.ended_at = ev["ts"]
+            ev["seq"] = len(self.events)
+            if len(self.events) < _MAX_EVENTS or kind in TERMINAL_EVENTS:
+                self.events.append(ev)
+            subscribers = tuple(self._subscribers)
+        for q in subscribers:
+            self.loop.call_soon_threadsafe(q.put_nowait, ev)
+
+    def subscribe(self) -> tuple[list[dict[str, Any]], asyncio.Queue[dict[str, Any]]]:
+        """The events so far, and a queue receiving every later one (call on the event loop)."""
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        with self._lock:
+            past = list(self.events)
+            self._subscribers.add(q)
+        return past, q
+
+    def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
+        with self._lock:
+            self._subscribers.discard(q)
+
+    def to_dict(self) -> dict[str, Any]:
+        with self._lock:
+            nodes = [dict(n) for n in self.nodes.values()]
+        out = {"run_id": self.run_id, "workflow": self.workflow, "status": self.status,
+               "started_at": self.started_at, "ended_at": self.ended_at,
+               "duration": None if self.ended_at is None else self.ended_at - self.started_at,
+               "nodes": nodes, "error": self.error, "skipped": list(self.skipped)}
+        if self.results is not None:
+            out["results"] = self.results
+        return out
+
+
+def events_from_record(record: RunRecord) -> list[dict[str, Any]]:
+    """The events of a finished run, rebuilt from its record (for late subscribers)."""
+    events: list[dict[str, Any]] = [{"event": "run_started", "run_id": record.run_id, "workflow": record.workflow,
+                                     "ts": record.started_at}]
+    for n in record.nodes:
+        kind = {"completed": "node_completed", "failed": "node_failed", "skipped": "node_skipped"}.get(n.status)
+        if kind is None:
+            continue
+        ev: dict[str, Any] = {"event": kind, "run_id": record.run_id, "node_id": n.node_id}
+        if n.duration is not None:
+            ev["duration"] = n.duration
+        if n.error:
+            ev["error"] = n.error
+        events.append(ev)
+    status = "run_completed" if record.status == "completed" else "run_failed"
+    events.append({"event": status, "run_id": record.run_id, "workflow": record.workflow, "error": record.error,
+                   "error_node": record.error_node, "ts": record.ended_at})
+    for i, ev in enumerate(events):
+        ev["seq"] = i
+    return events
+
+
+def error_info(exc: BaseException, secrets: frozenset[str]) -> dict[str, Any]:
+    """A failed run's error for the API: type, message (redacted), node and parameter."""
+    return {"type": type(exc).__name__, "message": redact(str(exc), secrets),
+            "node_id": getattr(exc, "node_id", None), "parameter": getattr(exc, "parameter", None)}
+
+
+class RunManager:
+    """Starts runs in a worker pool and keeps the live ones.
+
+    Args:
+        max_workers: threads running workflows at once (more runs wait in a queue).
+        retain: finished runs kept in memory for status and event replay.
+    """
+
+    def __init__(self, *, max_workers: int = 32, retain: int = 1000) -> None:
+        self.max_workers = max_workers
+        self.retain = retain
+        self._executor: ThreadPoolExecutor | None = None
+        self.live: OrderedDict[str, LiveRun] = OrderedDict()
+        self.active: dict[str | None, int] = {}
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.max_workers, thread_name_prefix="kailash-run")
+        return self._executor
+
+    def shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    def find(self, run_id: str, tenant_id: str | None) -> LiveRun | None:
+        run = self.live.get(run_id)
+        return run if run is not None and run.tenant_id == tenant_id else None
+
+    def running(self, tenant_id: str | None) -> list[LiveRun]:
+        return [r for r in list(self.live.values()) if r.tenant_id == tenant_id and r.status == "running"]
+
+    async def start(self, *, workspace: Any, name: str, workflow: Any, parameters: dict[str, Any],
+                    limit: int | None, wait: bool, secrets: frozenset[str], run_id: str) -> LiveRun:
+        """Validate ``parameters``, start the run, and (with ``wait``) wait for it to finish."""
+        from kailash.api.documents import problem
+        from kailash.errors import WorkflowValidationError
+
+        tenant = workspace.tenant_id
+        try:  # bad parameters are the caller's mistake: 422 before anything runs
+            workflow.compile().prepare(parameters)
+        except WorkflowValidationError as exc:
+            raise ApiError(422, "invalid_parameters", redact(str(exc), secrets),
+                           problems=[problem(redact(p, secrets)) for p in exc.problems]) from None
+        if limit is not None and self.active.get(tenant, 0) >= limit:
+            raise ApiError(429, "too_many_runs", f"at most {limit} runs may run at once here; retry when one "
+                           "finishes", headers={"Retry-After": "1"}, limit=limit)
+        loop = asyncio.get_running_loop()
+        secret_names = _secret_parameters(workflow)
+        if secret_names:
+            params = {k: (wrap_secrets(dict(v), secret_names[k]) if k in secret_names and isinstance(v, dict) else v)
+                      for k, v in parameters.items()}
+            secrets = secrets | plain_secret_values(params)
+        else:
+            params = parameters
+        run = LiveRun(run_id, name, tenant, loop, secrets)
+        self._remember(run)
+        self.active[tenant] = self.active.get(tenant, 0) + 1
+        future = loop.run_in_executor(self.executor, _execute, run, workspace, workflow, params, not wait)
+
+        def finished(_: Any) -> None:
+            self.active[tenant] = max(0, self.active.get(tenant, 1) - 1)
+
+        future.add_done_callback(finished)
+        if wait:  # shielded: a client that hangs up must not make the run look finished to the limiter
+            await asyncio.shield(future)
+        return run
+
+    def _remember(self, run: LiveRun) -> None:
+        live = self.live
+        live[run.run_id] = run
+        excess = len(live) - self.retain
+        if excess > 0:  # forget the oldest finished runs; look only at the front, never the whole map
+            for run_id in list(itertools.islice(live, 2 * excess + 16)):
+                if live[run_id].status != "running":
+                    del live[run_id]
+                    excess -= 1
+                    if excess <= 0:
+                        break
+
+
+_SECRET_NAMES: weakref.WeakKeyDictionary[Any, tuple[int, dict[str, set[str]]]] = weakref.WeakKeyDictionary()
+
+
+def _secret_parameters(workflow: Any) -> dict[str, set[str]]:
+    """``{node_id: names of its secret parameters}`` (cached per workflow version)."""
+    version = getattr(workflow, "_version", None)
+    try:
+        hit = _SECRET_NAMES.get(workflow)
+    except TypeError:
+        hit = None
+    if hit is not None and hit[0] == version:
+        return hit[1]
+    out: dict[str, set[str]] = {}
+    for node_id, node in workflow.nodes.items():
+        try:
+            names = {n for n, p in node.parameters.items() if p.secret}
+        except Exception:
+            continue
+        if names:
+            out[node_id] = names
+    try:
+        _SECRET_NAMES[workflow] = (version, out)  # type: ignore[assignment]
+    except TypeError:
+        pass
+    return out
+
+
+class _RedactingStore:
+    """Writes a run's record with its secret values blanked out of error texts and outputs.
+
+    A node may quote a credential in its error message; the record must not keep it.
+    """
+
+    def __init__(self, inner: Any, secrets: frozenset[str]) -> None:
+        self.inner = inner
+        self.secrets = secrets
+
+    def record(self, run: RunRecord) -> None:
+        import dataclasses
+
+        s = self.secrets
+        nodes = tuple(
+            (n[0], n[1], n[2], n[3], redact(n[4], s)) if type(n) is tuple else dataclasses.replace(n, error=redact(n.error, s))
+            for n in run.nodes)
+        self.inner.record(dataclasses.replace(run, error=redact(run.error, s), nodes=nodes,
+                                              outputs=redact(run.outputs, s), parameters=redact(run.parameters, s)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _execute(run: LiveRun, workspace: Any, workflow: Any, parameters: dict[str, Any], keep_outputs: bool) -> None:
+    """Run the workflow (worker thread); the outcome lands on ``run``."""
+    from kailash.errors import KailashError
+    from kailash.runtime import LocalRuntime
+
+    store = _RedactingStore(workspace.runs, run.secrets) if run.secrets and workspace.runs is not None else workspace.runs
+    runtime = LocalRuntime(store=store, observers=[run.observe], tenant=workspace.tenant_id,
+                           record_outputs="always" if keep_outputs else "failed")
+    try:
+        results, _ = runtime.execute(workflow, parameters=parameters, run_id=run.run_id)
+    except KailashError as exc:
+        partial = getattr(exc, "results", None) or {}
+        run.finish(redact(to_json_safe(dict(partial)), run.secrets), error_info(exc, run.secrets), [])
+        return
+    except Exception as exc:  # a bug outside any node: still end the run visibly
+        run.finish({}, error_info(exc, run.secrets), [])
+        return
+    safe = to_json_safe(dict(results))
+    run.finish(redact(safe, run.secrets) if run.secrets else safe, None, list(getattr(results, "skipped", ()) or ()))

@@ -1,0 +1,99 @@
+"""Running a gateway under uvicorn (in the foreground, or in a thread), and its lifespan.
+
+Also keeps API keys out of the access log: a browser's ``EventSource``/``WebSocket``
+sends its key as ``?api_key=``, which the access-log filter shows as ``api_key=***``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["RunningGateway", "uvicorn_server", "serve_in_thread", "lifespan"]
+
+
+@dataclass(kw_only=True)
+class RunningGateway:
+    """A gateway serving from a background thread (see :meth:`WorkflowGateway.serve_in_thread`)."""
+
+    url: str
+    port: int
+    server: Any
+    thread: threading.Thread
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving and wait for the thread to end."""
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(gateway: Any) -> Any:
+    """The gateway's startup and shutdown: keys ready first; runs, Redis and owned storage closed last."""
+    auth = gateway.authentication
+    if auth is not None:
+        auth.prepare()  # generate the key file now, not on the first request with a key
+    yield
+    gateway.runs.shutdown()
+    for limiter in [*gateway._limiters, gateway._tenant_limiter]:
+        if limiter is not None:
+            await limiter.aclose()
+    storage = gateway._storage
+    if gateway._owns_storage and storage is not None and hasattr(storage, "close"):  # a PostgreSQL pool
+        storage.close()
+        gateway._storage, gateway._owns_storage = None, False
+        gateway._workspaces.clear()
+
+
+def uvicorn_server(gateway: Any, **config: Any) -> Any:
+    """A ``uvicorn.Server`` for ``gateway`` (its host, port and log level)."""
+    from kailash.api.gateway import require_fastapi
+
+    require_fastapi()
+    import uvicorn
+
+    cfg = uvicorn.Config(gateway.app, host=gateway.host, port=gateway.port, log_level=gateway.log_level,
+                         lifespan="on", **config)
+    server = uvicorn.Server(cfg)
+    _redact_access_log()  # after Config, which (re)configures uvicorn's loggers
+    return server
+
+
+def serve_in_thread(gateway: Any, timeout: float = 15.0, **config: Any) -> RunningGateway:
+    """Start ``gateway`` in a daemon thread; return once it accepts connections."""
+    server = uvicorn_server(gateway, **config)
+    thread = threading.Thread(target=server.run, name="kailash-gateway", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the gateway did not start on {gateway.host}:{gateway.port} within {timeout} s")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return RunningGateway(url=f"http://{gateway.host}:{port}", port=port, server=server, thread=thread)
+
+
+_QUERY_KEY = re.compile(r"(api_key=)[^&\s]*")
+
+
+class _RedactKeys(logging.Filter):
+    """Access-log lines never show an ``api_key`` query parameter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_QUERY_KEY.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.msg, str):
+            record.msg = _QUERY_KEY.sub(r"\1***", record.msg)
+        return True
+
+
+def _redact_access_log() -> None:
+    log = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _RedactKeys) for f in log.filters):
+        log.addFilter(_RedactKeys())

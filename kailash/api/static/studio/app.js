@@ -1,0 +1,469 @@
+// Kailash Studio: wires the palette, canvas, inspector and runner to the gateway.
+//
+// This module owns the page's behaviour: the API-key prompt, live validation (POST
+// /validate, debounced, stale answers dropped), saving, opening and importing
+// workflows, the run dialog (the run itself is run.js) and the export dialog.
+
+import { Api, ApiError, problemText } from "./api.js";
+import { Canvas } from "./canvas.js";
+import { EXPORTERS } from "./export.js";
+import { Inspector } from "./inspector.js";
+import { Model } from "./model.js";
+import { Palette } from "./palette.js";
+import { Runner } from "./run.js";
+
+const $ = (sel) => document.querySelector(sel);
+const api = new Api("");
+const model = new Model();
+let validateTimer = null;
+let validateSeq = 0;
+let lastValidation = { valid: null, problems: [] };
+
+// -- messages ------------------------------------------------------------------------------
+function toast(text, kind = "info", ms = kind === "error" ? 8000 : 3500) {
+  const t = document.createElement("div");
+  t.className = `toast ${kind}`;
+  t.textContent = text;
+  $("#toasts").append(t);
+  setTimeout(() => t.remove(), ms);
+}
+
+// -- the API key ---------------------------------------------------------------------------
+function askKey(reason = "", refused = false) {
+  const dlg = $("#key-dialog");
+  $("#key-reason").textContent = reason;
+  $("#key-reason").className = refused ? "error-text" : "muted";
+  $("#key-input").value = api.key;
+  if (!dlg.open) dlg.showModal();
+  $("#key-input").focus();
+}
+
+$("#key-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  api.key = $("#key-input").value.trim();
+  $("#key-dialog").close();
+  updateKeyButton();
+  scheduleValidate(0);
+  toast(api.key ? "API key saved in this browser" : "API key cleared");
+});
+$("#key-cancel").addEventListener("click", () => $("#key-dialog").close());
+$("#btn-key").addEventListener("click", () => askKey());
+api.onUnauthorized = (err) => askKey(`The gateway refused the request: ${err.message}`, true);
+
+function updateKeyButton() {
+  $("#btn-key").classList.toggle("missing", !api.key);
+  $("#btn-key").title = api.key ? "API key set (click to change)" : "No API key yet: click to enter one";
+}
+
+// -- building blocks -------------------------------------------------------------------------
+const inspector = new Inspector($("#inspector"), model, {
+  onDelete: (sel) => removeSelection(sel),
+  onMessage: toast,
+});
+
+const canvas = new Canvas($("#canvas"), model, {
+  onSelect: (sel) => inspector.show(sel),
+  onDropType: (type, x, y) => addNode(type, x, y),
+  onConnect: (from, to) => {
+    const err = model.connect(from, to);
+    if (err) toast(err, "error");
+  },
+  onMessage: toast,
+});
+
+const palette = new Palette($("#palette-list"), $("#palette-search"), {
+  onShow: (type) => { canvas.select(null); inspector.show({ kind: "type", type }); },
+  onAdd: (type) => {
+    const n = model.nodes.size;
+    addNode(type, 40 + (n % 4) * 260, 40 + Math.floor(n / 4) * 170);
+  },
+});
+
+function addNode(type, x, y) {
+  const node = model.addNode(type, Math.max(0, x), Math.max(0, y));
+  canvas.select({ kind: "node", id: node.id });
+}
+
+function removeSelection(sel) {
+  if (sel?.kind === "node") model.removeNode(sel.id);
+  else if (sel?.kind === "edge") model.removeEdge(sel.edge);
+  canvas.select(null);
+}
+
+document.addEventListener("keydown", (e) => {
+  if (!["Delete", "Backspace"].includes(e.key)) return;
+  if (e.target.closest("input, textarea, select, dialog")) return;
+  if (canvas.selected) {
+    e.preventDefault();
+    removeSelection(canvas.selected);
+  }
+});
+
+model.onChange((what, detail) => {
+  if (what === "move") { // positions are saved too, but do not change validity
+    if (!dirty) markDirty();
+    return;
+  }
+  if (detail?.renamed) {
+    const [oldId, newId] = detail.renamed;
+    if (canvas.selected?.kind === "node" && canvas.selected.id === oldId) canvas.selected = { kind: "node", id: newId };
+    if (inspector.selection?.kind === "node" && inspector.selection.id === oldId) inspector.selection = { kind: "node", id: newId };
+    canvas.renameStatus(oldId, newId);
+  }
+  if (what === "graph" || what === "reset" || what === "config") {
+    canvas.render();
+    const sel = inspector.selection;
+    const stale = (sel?.kind === "node" && !model.nodes.has(sel.id)) || (sel?.kind === "edge" && !model.edges.includes(sel.edge));
+    if (what === "reset" || stale || !sel) inspector.show(what === "reset" ? null : canvas.selected);
+  }
+  if (what === "reset") {
+    canvas.clearStatus();
+    $("#wf-title").value = model.name;
+  }
+  if (what === "meta" && document.activeElement !== $("#wf-title")) $("#wf-title").value = model.name;
+  if (what === "meta" && !inspector.selection && !$("#inspector").contains(document.activeElement)) inspector.render();
+  markDirty();
+  scheduleValidate();
+});
+
+// The gateway stores workflows by name: letters, digits, '_', '.', '-'.
+function cleanName(text) {
+  return text.trim().replace(/[^A-Za-z0-9_.-]+/g, "_").replace(/^[^A-Za-z0-9]+/, "").slice(0, 128) || "untitled";
+}
+$("#wf-title").addEventListener("input", () => {
+  model.name = cleanName($("#wf-title").value);
+  model.changed("meta");
+});
+$("#wf-title").addEventListener("change", () => { $("#wf-title").value = model.name; });
+
+let dirty = false;
+function markDirty() {
+  dirty = true;
+  $("#save-state").textContent = "unsaved changes";
+}
+
+// -- live validation -------------------------------------------------------------------------
+function scheduleValidate(delay = 250) {
+  clearTimeout(validateTimer);
+  validateSeq++; // an answer still on its way is about an older graph: drop it
+  lastValidation = { ...lastValidation, warnings: null };
+  setValidation("pending", "Checking…");
+  validateTimer = setTimeout(validateNow, delay);
+}
+
+function setValidation(state, text, title = "") {
+  const badge = $("#validation");
+  badge.dataset.state = state;
+  badge.textContent = text;
+  badge.title = title;
+}
+
+async function validateNow() {
+  const seq = ++validateSeq;
+  if (!model.nodes.size) {
+    applyProblems([]);
+    canvas.setNeeds({});
+    setValidation("empty", "Empty workflow");
+    return;
+  }
+  try {
+    const res = await api.validate(model.toDict());
+    if (seq !== validateSeq) return;
+    const problems = res.problems || [];
+    lastValidation = { valid: !!res.valid && !problems.length, problems, warnings: res.warnings || null };
+    applyProblems(problems);
+    canvas.setNeeds(inputsFromWarnings(res.warnings));
+    if (lastValidation.valid) setValidation("valid", "✓ Valid");
+    else setValidation("invalid", `✗ ${problems.length} problem${problems.length === 1 ? "" : "s"}`, problems.map(problemText).join("\n"));
+  } catch (err) {
+    if (seq !== validateSeq) return;
+    if (err instanceof ApiError && (err.status === 422 || err.status === 400)) {
+      const problems = err.rawProblems;
+      lastValidation = { valid: false, problems };
+      applyProblems(problems);
+      setValidation("invalid", `✗ ${problems.length} problem${problems.length === 1 ? "" : "s"}`, problems.map(problemText).join("\n"));
+    } else {
+      setValidation("error", err.status === 401 ? "API key needed" : "Cannot validate", err.message);
+    }
+  }
+}
+
+// Problems come as {message, node_id, parameter} or as text naming their node as
+// "node 'id'" and connections as "connection a -> b".
+function applyProblems(problems) {
+  const byNode = new Map();
+  const edges = new Set();
+  const general = [];
+  for (const raw of problems) {
+    const p = problemText(raw);
+    const conn = /connection ([^\s]+) -> ([^\s:]+)/.exec(p);
+    const nodeId = (raw && typeof raw === "object" && raw.node_id) || /node '([^']+)'/.exec(p)?.[1];
+    if (conn) edges.add(`${conn[1]}->${conn[2]}`);
+    if (nodeId && model.nodes.has(nodeId)) {
+      if (!byNode.has(nodeId)) byNode.set(nodeId, []);
+      byNode.get(nodeId).push(p);
+    } else {
+      general.push(p);
+    }
+  }
+  canvas.setProblems(byNode, edges);
+  inspector.problems = { byNode, general };
+  const active = document.activeElement;
+  if (!active || !$("#inspector").contains(active)) inspector.render();
+  else refreshFieldProblems(byNode);
+}
+
+// While the user types in the inspector, update only the problem lines, not the form.
+function refreshFieldProblems(byNode) {
+  const sel = inspector.selection;
+  if (sel?.kind !== "node") return;
+  const probs = byNode.get(sel.id) || [];
+  for (const field of document.querySelectorAll("#inspector .field[data-field]")) {
+    const name = field.dataset.field;
+    const mine = probs.filter((p) => p.includes(`parameter '${name}'`) || p.includes(`input '${name}'`));
+    if (field.classList.contains("local-error")) continue;
+    field.classList.toggle("has-problem", mine.length > 0);
+    field.querySelector(".field-problem").textContent = mine.join("\n");
+  }
+}
+
+// -- saving, opening, importing ----------------------------------------------------------------
+async function save({ quiet = false } = {}) {
+  const name = model.name;
+  try {
+    await api.saveWorkflow(name, model.toDict());
+  } catch (err) {
+    if (err.status === 422 || err.status === 400) applyProblems(err.rawProblems);
+    toast(`Could not save '${name}': ${err.message}`, "error");
+    throw err;
+  }
+  dirty = false;
+  $("#save-state").textContent = `saved to the server as '${name}'`;
+  if (!quiet) toast(`Saved '${name}' to the server`, "ok");
+}
+
+$("#btn-save").addEventListener("click", () => save().catch(() => {}));
+
+$("#btn-new").addEventListener("click", () => {
+  if (model.nodes.size && dirty && !confirm("Discard the current workflow?")) return;
+  model.reset("untitled");
+  runner.reset();
+});
+
+$("#btn-arrange").addEventListener("click", () => { model.layout(); model.changed("graph"); });
+
+$("#btn-open").addEventListener("click", async () => {
+  const list = $("#open-list");
+  list.replaceChildren();
+  $("#open-dialog").showModal();
+  try {
+    const res = await api.listWorkflows();
+    const items = Array.isArray(res) ? res : res.workflows || [];
+    if (!items.length) list.append(Object.assign(document.createElement("li"), { textContent: "No workflows on the server yet." }));
+    for (const item of items) {
+      const name = typeof item === "string" ? item : item.name;
+      const li = document.createElement("li");
+      const b = document.createElement("button");
+      b.textContent = name;
+      b.dataset.workflow = name;
+      b.addEventListener("click", () => openWorkflow(name));
+      li.append(b);
+      if (item.description) li.append(Object.assign(document.createElement("span"), { className: "muted", textContent: ` ${item.description}` }));
+      list.append(li);
+    }
+  } catch (err) {
+    list.append(Object.assign(document.createElement("li"), { className: "error-text", textContent: err.message }));
+  }
+});
+$("#open-close").addEventListener("click", () => $("#open-dialog").close());
+
+// GET /workflows/{name} describes the workflow; its "definition" is the saved form.
+// POST /workflows answers {name, workflow: <that description>}.
+function graphOf(body) {
+  if (!body || typeof body !== "object") return body;
+  if (body.definition && typeof body.definition === "object") return body.definition;
+  for (const key of ["workflow", "graph"]) {
+    if (body[key] && typeof body[key] === "object") return graphOf(body[key]);
+  }
+  return body;
+}
+
+async function openWorkflow(name) {
+  try {
+    const body = await api.getWorkflow(name);
+    model.load(graphOf(body));
+    $("#open-dialog").close();
+    runner.reset();
+    dirty = false;
+    $("#save-state").textContent = `opened '${model.name}' from the server`;
+    toast(`Opened '${model.name}'`, "ok");
+  } catch (err) {
+    toast(`Could not open '${name}': ${err.message}`, "error", 8000);
+  }
+}
+
+$("#btn-import").addEventListener("click", () => $("#import-file").click());
+$("#import-file").addEventListener("change", async (e) => {
+  const file = e.target.files[0];
+  e.target.value = "";
+  if (file) await importFile(file);
+});
+
+async function importFile(file) {
+  const text = await file.text();
+  try {
+    if (/\.json$/i.test(file.name) || text.trimStart().startsWith("{")) {
+      model.load(JSON.parse(text));
+      toast(`Imported '${model.name}' from ${file.name}`, "ok");
+    } else {
+      // YAML is read by the server (safely); it stores the workflow and hands back the graph.
+      const res = await api.importFile(file);
+      const name = (res && (res.name || res.workflow?.name)) || /^name:\s*["']?([^"'\n]+)/m.exec(text)?.[1]?.trim();
+      const body = res && res.workflow && typeof res.workflow === "object" ? res : await api.getWorkflow(name);
+      model.load(graphOf(body));
+      dirty = false;
+      $("#save-state").textContent = `imported and saved as '${model.name}'`;
+      toast(`Imported '${model.name}' from ${file.name} (saved on the server)`, "ok");
+    }
+    runner.reset();
+  } catch (err) {
+    const lines = err instanceof ApiError ? err.problems : [err.message];
+    toast(`Could not import ${file.name}:\n${lines.join("\n")}`, "error", 10000);
+  }
+}
+
+// Dropping a .yaml/.json file on the canvas imports it too.
+$("#canvas").addEventListener("drop", (e) => {
+  const file = e.dataTransfer.files && e.dataTransfer.files[0];
+  if (file) {
+    e.preventDefault();
+    importFile(file);
+  }
+});
+$("#canvas").addEventListener("dragover", (e) => {
+  if ([...e.dataTransfer.types].includes("Files")) e.preventDefault();
+});
+
+// -- export ------------------------------------------------------------------------------
+let exportFormat = "python";
+function renderExport() {
+  const ex = EXPORTERS[exportFormat];
+  $("#export-text").value = ex.render(model.toDict());
+  for (const b of document.querySelectorAll("#export-dialog [data-format]")) b.classList.toggle("active", b.dataset.format === exportFormat);
+  $("#export-file").textContent = `${safeFileName(model.name)}.${ex.ext}`;
+}
+function safeFileName(name) { return name.replace(/[^A-Za-z0-9_.-]+/g, "_") || "workflow"; }
+
+$("#btn-export").addEventListener("click", () => { renderExport(); $("#export-dialog").showModal(); });
+for (const b of document.querySelectorAll("#export-dialog [data-format]")) {
+  b.addEventListener("click", () => { exportFormat = b.dataset.format; renderExport(); });
+}
+$("#export-download").addEventListener("click", () => {
+  const ex = EXPORTERS[exportFormat];
+  const blob = new Blob([$("#export-text").value], { type: ex.mime });
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = `${safeFileName(model.name)}.${ex.ext}`;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+});
+$("#export-copy").addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText($("#export-text").value);
+    toast("Copied", "ok");
+  } catch {
+    $("#export-text").select();
+    document.execCommand("copy");
+  }
+});
+$("#export-close").addEventListener("click", () => $("#export-dialog").close());
+
+// -- running -------------------------------------------------------------------------------
+// Inputs the run must supply: the server's warnings ("node 'x' needs parameter 'p' at
+// run time") when it gave them for the current graph, else the Studio's own estimate.
+function neededInputs() {
+  const warnings = lastValidation.warnings;
+  return Array.isArray(warnings) ? inputsFromWarnings(warnings) : model.runtimeInputs();
+}
+
+function inputsFromWarnings(warnings) {
+  const out = new Map();
+  for (const w of warnings) {
+    const text = problemText(w);
+    const node = (w && w.node_id) || /node '([^']+)'/.exec(text)?.[1];
+    const param = (w && w.parameter) || /parameter '([^']+)'/.exec(text)?.[1];
+    if (!node || !param || !model.nodes.has(node)) continue;
+    const desc = model.describe(model.nodes.get(node).type);
+    if (!out.has(node)) out.set(node, []);
+    out.get(node).push(desc?.parameters?.find((p) => p.name === param) || { name: param });
+  }
+  return Object.fromEntries(out);
+}
+
+$("#btn-run").addEventListener("click", () => {
+  const inputs = neededInputs();
+  const template = Object.fromEntries(Object.entries(inputs).map(([id, ps]) => [id, Object.fromEntries(ps.map((p) => [p.name, null]))]));
+  const area = $("#run-params");
+  if (!area.value.trim() || area.dataset.auto === "1") {
+    area.value = JSON.stringify(template, null, 2);
+    area.dataset.auto = "1";
+  }
+  $("#run-error").textContent = "";
+  $("#run-needed").textContent = Object.keys(inputs).length
+    ? `Needed at run time: ${Object.entries(inputs).map(([id, ps]) => `${id}.${ps.map((p) => p.name).join(", ")}`).join("; ")}`
+    : "Every required parameter is set; add overrides as {\"node_id\": {\"param\": value}} if you like.";
+  $("#run-dialog").showModal();
+});
+$("#run-params").addEventListener("input", () => { $("#run-params").dataset.auto = "0"; });
+$("#run-cancel").addEventListener("click", () => $("#run-dialog").close());
+$("#run-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  let params;
+  try {
+    params = JSON.parse($("#run-params").value || "{}");
+    if (!params || typeof params !== "object" || Array.isArray(params)) throw new Error("give an object: {\"node_id\": {\"param\": value}}");
+  } catch (err) {
+    $("#run-error").textContent = `Parameters are not valid JSON: ${err.message}`;
+    return;
+  }
+  $("#run-dialog").close();
+  runner.run(params);
+});
+
+const runner = new Runner(api, model, canvas, inspector, {
+  save,
+  isDirty: () => dirty,
+  applyProblems,
+});
+
+// -- start ---------------------------------------------------------------------------------
+async function start() {
+  updateKeyButton();
+  try {
+    const types = await api.nodes();
+    const list = Array.isArray(types) ? types : types.nodes || [];
+    model.catalog = new Map(list.map((t) => [t.name, t]));
+    palette.load(list);
+    $("#palette-count").textContent = `${list.length} node types`;
+  } catch (err) {
+    toast(`Could not load the node catalog: ${err.message}`, "error", 10000);
+  }
+  model.reset("untitled");
+  dirty = false;
+  $("#save-state").textContent = "new workflow";
+  if (!api.key) {
+    // A gateway started without authentication needs no key: ask only when it says so.
+    try {
+      await api.request("GET", "/workflows", { quiet: true });
+    } catch (err) {
+      if (err.status === 401) askKey("Workflows and runs need an API key (one of the gateway's KAILASH_API_KEYS).");
+    }
+  }
+  document.body.dataset.ready = "1";
+}
+
+window.addEventListener("resize", () => canvas.resizeStage());
+window.kailashStudio = { model, canvas, inspector, api }; // for debugging from the console
+start();

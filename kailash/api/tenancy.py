@@ -1,0 +1,300 @@
+"""Tenants: who they are, their API keys, their limits and their workspaces.
+
+A tenant has an id, a storage namespace (a PostgreSQL schema, or a directory of
+SQLite files), optional Redis database for its rate-limit counters, limits (max
+concurrent runs, requests per minute) and API keys. Keys are shown once at creation
+and stored only as SHA-256 digests. The gateway maps a request's key to its tenant
+and hands it that tenant's :class:`~kailash.api.storage.Workspace` only, so one
+tenant cannot reach another's workflows or runs. This module does no HTTP.
+
+Example:
+    >>> import tempfile
+    >>> registry = TenantRegistry(home=tempfile.mkdtemp())
+    >>> tenant, key = registry.create_tenant("acme-corp", database_schema="acme", redis_db=2)
+    >>> registry.authenticate_key(key).tenant_id
+    'acme-corp'
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kailash.api.middleware import Principal, key_digest
+from kailash.api.storage import Storage, Workspace, open_storage
+from kailash.errors import TenantError
+
+__all__ = ["Tenant", "TenantError", "TenantRegistry", "SQLiteTenantBackend", "create_tenant"]
+
+_TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Tenant:
+    """One tenant.
+
+    Attributes:
+        tenant_id: the tenant's id (``acme-corp``).
+        database_schema: its storage namespace (PostgreSQL schema / SQLite directory).
+        redis_db: the Redis database for its counters, if any.
+        domain: the host name it is served under, if any (informational).
+        max_concurrent_runs: at most this many of its runs at once (``None``: no limit).
+        requests_per_minute: at most this many of its requests per minute (``None``: no limit).
+        created_at: creation time (Unix seconds).
+        metadata: free-form extra data.
+    """
+
+    tenant_id: str
+    database_schema: str
+    redis_db: int | None = None
+    domain: str | None = None
+    max_concurrent_runs: int | None = None
+    requests_per_minute: int | None = None
+    created_at: float = 0.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tenant_id": self.tenant_id, "database_schema": self.database_schema, "redis_db": self.redis_db,
+                "domain": self.domain, "max_concurrent_runs": self.max_concurrent_runs,
+                "requests_per_minute": self.requests_per_minute, "created_at": self.created_at,
+                "metadata": self.metadata}
+
+    def _row(self) -> tuple[Any, ...]:
+        return (self.tenant_id, self.database_schema, self.redis_db, self.domain, self.max_concurrent_runs,
+                self.requests_per_minute, self.created_at, self.metadata or None)
+
+
+def _tenant(row: tuple[Any, ...] | None) -> Tenant | None:
+    if row is None:
+        return None
+    meta = row[7]
+    if isinstance(meta, str):
+        meta = json.loads(meta)
+    return Tenant(tenant_id=row[0], database_schema=row[1], redis_db=row[2], domain=row[3],
+                  max_concurrent_runs=row[4], requests_per_minute=row[5], created_at=row[6], metadata=meta or {})
+
+
+_SQLITE_DDL = """
+CREATE TABLE IF NOT EXISTS tenants (
+    tenant_id TEXT PRIMARY KEY, database_schema TEXT NOT NULL UNIQUE, redis_db INTEGER, domain TEXT,
+    max_concurrent_runs INTEGER, requests_per_minute INTEGER, created_at REAL NOT NULL, metadata TEXT);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_digest TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants ON DELETE CASCADE,
+    key_prefix TEXT NOT NULL, created_at REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
+"""
+
+
+class SQLiteTenantBackend:
+    """The tenant registry's tables in one SQLite file (rows as plain tuples)."""
+
+    _TENANT = ("tenant_id, database_schema, redis_db, domain, max_concurrent_runs, requests_per_minute, "
+               "created_at, metadata")
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.executescript(_SQLITE_DDL)
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchone()
+
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        with self._lock:
+            return self._conn.execute(sql, args).rowcount
+
+    def insert_tenant(self, row: tuple[Any, ...]) -> bool:
+        values = (*row[:7], json.dumps(row[7]) if row[7] else None)
+        try:
+            self._exec(f"INSERT INTO tenants ({self._TENANT}) VALUES (?,?,?,?,?,?,?,?)", values)
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def get_tenant(self, tenant_id: str) -> tuple[Any, ...] | None:
+        return self._one(f"SELECT {self._TENANT} FROM tenants WHERE tenant_id = ?", (tenant_id,))
+
+    def list_tenants(self) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(f"SELECT {self._TENANT} FROM tenants ORDER BY tenant_id").fetchall()
+
+    def schema_in_use(self, schema: str) -> bool:
+        return self._one("SELECT 1 FROM tenants WHERE database_schema = ?", (schema,)) is not None
+
+    def update_limits(self, tenant_id: str, max_concurrent_runs: int | None, requests_per_minute: int | None) -> None:
+        self._exec("UPDATE tenants SET max_concurrent_runs = ?, requests_per_minute = ? WHERE tenant_id = ?",
+                   (max_concurrent_runs, requests_per_minute, tenant_id))
+
+    def delete_tenant(self, tenant_id: str) -> bool:
+        return self._exec("DELETE FROM tenants WHERE tenant_id = ?", (tenant_id,)) > 0
+
+    def add_key(self, tenant_id: str, digest: str, prefix: str) -> None:
+        self._exec("INSERT INTO api_keys (key_digest, tenant_id, key_prefix, created_at) VALUES (?,?,?,?)",
+                   (digest, tenant_id, prefix, time.time()))
+
+    def revoke_keys(self, tenant_id: str) -> int:
+        return self._exec("UPDATE api_keys SET revoked = 1 WHERE tenant_id = ? AND revoked = 0", (tenant_id,))
+
+    def tenant_for_digest(self, digest: str) -> tuple[Any, ...] | None:
+        cols = ", ".join("t." + c for c in self._TENANT.split(", "))
+        return self._one(f"SELECT {cols} FROM api_keys k JOIN tenants t ON t.tenant_id = k.tenant_id "
+                         "WHERE k.key_digest = ? AND k.revoked = 0", (digest,))
+
+
+def _positive(name: str, value: int | None) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise TenantError(f"{name} must be a positive integer or None, got {value!r}", parameter=name,
+                          expected="int >= 1", got=value)
+    return value
+
+
+class TenantRegistry:
+    """Create, find and authenticate tenants; open their workspaces.
+
+    Args:
+        storage: the storage backend; by default PostgreSQL when ``database_url`` or
+            ``KAILASH_DATABASE_URL`` is set, else SQLite under ``home`` / ``$KAILASH_HOME``.
+        database_url: a PostgreSQL URL (schema per tenant).
+        home: the directory for SQLite storage.
+        registry_schema: the PostgreSQL schema holding the registry (default ``kailash``).
+    """
+
+    def __init__(self, storage: Storage | None = None, *, database_url: str | None = None,
+                 home: str | Path | None = None, registry_schema: str | None = None) -> None:
+        self.storage = storage or open_storage(database_url, home=home, registry_schema=registry_schema)
+        self._backend = self.storage.tenant_backend()
+        self._listeners: list[Any] = []
+
+    def on_change(self, callback: Any) -> None:
+        """Call ``callback(tenant_id)`` after a tenant's keys or limits change or it is deleted."""
+        self._listeners.append(callback)
+
+    def _changed(self, tenant_id: str) -> None:
+        for callback in list(self._listeners):
+            callback(tenant_id)
+
+    # -- tenants -----------------------------------------------------------------------
+    def create_tenant(self, tenant_id: str, *, database_schema: str | None = None, redis_db: int | None = None,
+                      domain: str | None = None, max_concurrent_runs: int | None = None,
+                      requests_per_minute: int | None = None,
+                      metadata: dict[str, Any] | None = None) -> tuple[Tenant, str]:
+        """Create a tenant and its workspace; return ``(tenant, api_key)``.
+
+        The key is returned only here; the registry keeps its digest.
+        """
+        if not isinstance(tenant_id, str) or not _TENANT_ID.match(tenant_id):
+            raise TenantError(f"tenant id {tenant_id!r} is not valid: use letters, digits, '-', '_' or '.' "
+                              "(at most 63, starting with a letter or digit)", parameter="tenant_id",
+                              expected="[A-Za-z0-9][A-Za-z0-9_.-]*", got=tenant_id)
+        schema = database_schema or "t_" + re.sub(r"[^a-z0-9_]", "_", tenant_id.lower())
+        if not _SCHEMA.match(schema):
+            raise TenantError(f"database schema {schema!r} for tenant '{tenant_id}' is not valid: use lowercase "
+                              "letters, digits and '_' (at most 63, not starting with a digit)",
+                              parameter="database_schema", expected="[a-z_][a-z0-9_]*", got=schema)
+        if redis_db is not None and (not isinstance(redis_db, int) or isinstance(redis_db, bool) or redis_db < 0):
+            raise TenantError(f"redis_db must be a non-negative integer, got {redis_db!r}", parameter="redis_db")
+        tenant = Tenant(tenant_id=tenant_id, database_schema=schema, redis_db=redis_db, domain=domain,
+                        max_concurrent_runs=_positive("max_concurrent_runs", max_concurrent_runs),
+                        requests_per_minute=_positive("requests_per_minute", requests_per_minute),
+                        created_at=time.time(), metadata=dict(metadata or {}))
+        if self._backend.get_tenant(tenant_id) is not None:
+            raise TenantError(f"tenant '{tenant_id}' already exists", parameter="tenant_id", got=tenant_id)
+        if self._backend.schema_in_use(schema):
+            raise TenantError(f"database schema '{schema}' is already used by another tenant; "
+                              "choose another with --database-schema", parameter="database_schema", got=schema)
+        if not self._backend.insert_tenant(tenant._row()):
+            raise TenantError(f"tenant '{tenant_id}' or schema '{schema}' already exists", parameter="tenant_id")
+        self.storage.workspace_stores(schema)  # create the schema / files now, not on first request
+        return tenant, self._new_key(tenant_id)
+
+    def _new_key(self, tenant_id: str) -> str:
+        key = "kt_" + secrets.token_urlsafe(32)
+        self._backend.add_key(tenant_id, key_digest(key), key[:7])
+        return key
+
+    def get_tenant(self, tenant_id: str) -> Tenant | None:
+        """The tenant ``tenant_id``, or ``None``."""
+        return _tenant(self._backend.get_tenant(tenant_id))
+
+    def require_tenant(self, tenant_id: str) -> Tenant:
+        tenant = self.get_tenant(tenant_id)
+        if tenant is None:
+            raise TenantError(f"no tenant '{tenant_id}'", parameter="tenant_id", got=tenant_id)
+        return tenant
+
+    def list_tenants(self) -> list[Tenant]:
+        """Every tenant, by id."""
+        return [t for t in map(_tenant, self._backend.list_tenants()) if t is not None]
+
+    def has_tenants(self) -> bool:
+        return bool(self._backend.list_tenants())
+
+    def set_limits(self, tenant_id: str, *, max_concurrent_runs: int | None = None,
+                   requests_per_minute: int | None = None) -> Tenant:
+        """Replace a tenant's limits (``None`` removes a limit)."""
+        self.require_tenant(tenant_id)
+        self._backend.update_limits(tenant_id, _positive("max_concurrent_runs", max_concurrent_runs),
+                                    _positive("requests_per_minute", requests_per_minute))
+        self._changed(tenant_id)
+        return self.require_tenant(tenant_id)
+
+    def rotate_key(self, tenant_id: str) -> str:
+        """Revoke every key of the tenant and return a new one."""
+        self.require_tenant(tenant_id)
+        self._backend.revoke_keys(tenant_id)
+        self._changed(tenant_id)
+        return self._new_key(tenant_id)
+
+    def delete_tenant(self, tenant_id: str, *, purge: bool = False) -> bool:
+        """Remove a tenant and its keys; with ``purge``, its workflows and runs too."""
+        tenant = self.get_tenant(tenant_id)
+        if tenant is None:
+            return False
+        self._backend.revoke_keys(tenant_id)
+        self._backend.delete_tenant(tenant_id)
+        self._changed(tenant_id)
+        if purge:
+            self.storage.drop_workspace(tenant.database_schema)
+        return True
+
+    # -- requests ----------------------------------------------------------------------
+    def authenticate_key(self, key: str) -> Principal | None:
+        """The principal for a tenant key, or ``None`` (blocking; the gateway caches it)."""
+        digest = key_digest(key)
+        tenant = _tenant(self._backend.tenant_for_digest(digest))
+        if tenant is None:
+            return None
+        return Principal(tenant_id=tenant.tenant_id, key_id=digest[:12],
+                         requests_per_minute=tenant.requests_per_minute,
+                         max_concurrent_runs=tenant.max_concurrent_runs, redis_db=tenant.redis_db)
+
+    def workspace(self, tenant_id: str | None) -> Workspace:
+        """The workspace of ``tenant_id`` (``None``: the gateway's own namespace)."""
+        if tenant_id is None:
+            workflows, runs = self.storage.workspace_stores(None)
+            return Workspace(tenant_id=None, workflows=workflows, runs=runs)
+        tenant = self.require_tenant(tenant_id)
+        workflows, runs = self.storage.workspace_stores(tenant.database_schema)
+        return Workspace(tenant_id=tenant_id, workflows=workflows, runs=runs,
+                         max_concurrent_runs=tenant.max_concurrent_runs,
+                         requests_per_minute=tenant.requests_per_minute)
+
+
+def create_tenant(tenant_id: str, **options: Any) -> tuple[Tenant, str]:
+    """Create a tenant in the default registry (``KAILASH_DATABASE_URL`` or ``$KAILASH_HOME``).
+
+    Same options as :meth:`TenantRegistry.create_tenant`; returns ``(tenant, api_key)``.
+    """
+    return TenantRegistry().create_tenant(tenant_id, **options)

@@ -1,0 +1,97 @@
+"""``kailash serve FILE... [--port --host]``: serve saved workflows with the gateway and the Studio.
+
+Each file is loaded (safe YAML / JSON) and registered under its workflow name (or the
+file's stem when two share a name). Tenants are served when the tenant registry has
+any (or with ``--tenants``). Imports the gateway only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_subcommand", "cmd_serve"]
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from kailash.errors import KailashError
+    from kailash.workflow.graph import Workflow
+
+    try:
+        from kailash.api.gateway import WorkflowGateway, require_fastapi
+
+        require_fastapi()
+    except ImportError as exc:
+        _err(f"error: {exc}")
+        return 2
+    loaded: dict[str, Any] = {}
+    for file in args.files:
+        try:
+            wf = Workflow.load(file)
+            wf.compile()
+        except (KailashError, OSError) as exc:
+            _err(f"error: {file}: {exc}")
+            return 2
+        name = wf.name if wf.name not in loaded and wf.name != "workflow" else Path(file).stem
+        if name in loaded:
+            _err(f"error: two workflows are named '{name}'; rename one")
+            return 2
+        loaded[name] = wf
+    tenants = None
+    if not args.no_tenants:
+        from kailash.api.tenancy import TenantRegistry
+
+        registry = TenantRegistry()
+        if args.tenants or registry.has_tenants():
+            tenants = registry
+        elif hasattr(registry.storage, "close"):
+            registry.storage.close()
+    try:
+        gateway = WorkflowGateway(port=args.port, host=args.host, tenants=tenants,
+                                  max_body_size=args.max_body_mb * 1024 * 1024, log_level=args.log_level)
+    except (KailashError, ValueError) as exc:
+        _err(f"error: {exc}")
+        return 2
+    for name, wf in loaded.items():
+        gateway.register_workflow(name, wf)
+    if args.requests_per_minute:
+        from kailash.api.middleware import RateLimitingMiddleware
+
+        gateway.add_middleware(RateLimitingMiddleware(requests_per_minute=args.requests_per_minute))
+    auth = gateway.authentication
+    _err(f"Kailash gateway: {len(loaded)} workflow(s) [{', '.join(loaded) or 'none'}]"
+         + (f", {len(tenants.list_tenants())} tenant(s)" if tenants else ""))
+    where = f"http://{args.host}:{args.port}" if args.port else "the address below"
+    _err(f"  Studio: {where}/studio   API docs: {where}/docs")
+    if auth is not None:
+        auth.prepare()  # resolve the keys now, so a generated key's location is shown before serving
+        if auth.key_file is not None:
+            _err(f"  API key: in {auth.key_file} (set KAILASH_API_KEYS to use your own)")
+    try:
+        gateway.start()
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl+C it handled: a clean stop
+        pass
+    finally:
+        if tenants is not None and hasattr(tenants.storage, "close"):
+            tenants.storage.close()
+    _err("gateway stopped")
+    return 0
+
+
+def add_subcommand(subparsers: Any) -> None:
+    p = subparsers.add_parser("serve", help="serve saved workflows over HTTP, with the Studio web UI")
+    p.add_argument("files", nargs="*", metavar="FILE", help="saved workflows (.yaml/.json) to register")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (0: any free port; default 8000)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    p.add_argument("--requests-per-minute", type=int, default=0, help="rate limit per caller (default: none)")
+    p.add_argument("--max-body-mb", type=int, default=10, help="largest request body in MiB (default 10)")
+    p.add_argument("--tenants", action="store_true", help="serve tenants even if none exist yet")
+    p.add_argument("--no-tenants", action="store_true", help="do not serve tenants")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=cmd_serve)

@@ -1,0 +1,198 @@
+"""The agent loop shared by every agent node: ask the model, run the tools it asks for, repeat.
+
+:class:`ToolBox` gathers the tools of one or more MCP servers, routes calls to the
+right server, answers repeated calls from a shared :class:`IntelligentCacheNode`, and
+records every call (ok, cached or failed) — a failing server or tool is recorded and
+reported to the model, never fatal. :func:`run_agent` drives a provider until it
+answers without tool calls or ``max_rounds`` is reached. Nodes own their parameters;
+this module owns only the loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kailash.errors import KailashError
+from kailash.nodes.ai._text import keywords
+from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ModelProvider, ProviderError, ToolSpec
+
+__all__ = ["AgentResult", "ToolBox", "ToolRecord", "run_agent", "tool_cache_key"]
+
+
+@dataclass(kw_only=True)
+class ToolRecord:
+    """One tool call as it happened."""
+
+    server: str
+    tool: str
+    arguments: dict[str, Any]
+    ok: bool
+    cached: bool = False
+    result: Any = None
+    error: str | None = None
+    duration: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"server": self.server, "tool": self.tool, "arguments": self.arguments, "ok": self.ok,
+                "cached": self.cached, "result": self.result, "error": self.error,
+                "duration": round(self.duration, 4)}
+
+
+def tool_cache_key(server: Any, tool: str, arguments: dict[str, Any]) -> str:
+    """The cache key of one tool call: the same server under any name, tool and arguments."""
+    ident = hashlib.sha256(repr(server.key).encode()).hexdigest()[:16] if hasattr(server, "key") else str(server)
+    return f"mcp:{ident}:{tool}:{json.dumps(arguments, sort_keys=True, default=str)}"
+
+
+class ToolBox:
+    """The tools an agent may call, from MCP servers, with an optional shared cache.
+
+    Args:
+        servers: server specs (dicts, URLs, registered names or MCPServerConfig).
+        cache: an IntelligentCacheNode (or anything with ``put``/``lookup``) shared by agents.
+        owner: how errors name the calling node.
+        timeout: seconds per tool call.
+        connect_timeout: seconds to start a server.
+        cache_ttl: seconds a cached tool result lives.
+        call_cost: the cost recorded for one real tool call (saved on every cache hit).
+        catalog: tools already listed, by server name (skips ``list_tools`` for those).
+    """
+
+    def __init__(self, servers: Sequence[Any] = (), *, cache: Any = None, owner: str = "agent", timeout: float = 60.0,
+                 connect_timeout: float = 30.0, cache_ttl: float = 3600.0, call_cost: float = 1.0,
+                 catalog: dict[str, list[dict[str, Any]]] | None = None) -> None:
+        from kailash.nodes.mcp.servers import MCPServerConfig
+
+        self.owner = owner
+        self.cache = cache
+        self.timeout, self.connect_timeout = timeout, connect_timeout
+        self.cache_ttl, self.call_cost = cache_ttl, call_cost
+        self.errors: list[dict[str, Any]] = []
+        self.records: list[ToolRecord] = []
+        self.servers = []
+        for spec in servers:
+            try:
+                self.servers.append(MCPServerConfig.from_any(spec, owner=owner, parameter="mcp_servers"))
+            except KailashError as exc:
+                self.errors.append({"server": str(spec.get("name") if isinstance(spec, dict) else spec),
+                                    "error": str(exc)})
+        self.catalog = dict(catalog or {})
+        self._specs: list[ToolSpec] | None = None
+        self._route: dict[str, tuple[Any, str]] = {}
+
+    def specs(self) -> list[ToolSpec]:
+        """Every reachable tool as a ToolSpec (servers that fail are recorded in ``errors``)."""
+        if self._specs is None:
+            from kailash.nodes.mcp.client import list_tools
+
+            specs: list[ToolSpec] = []
+            for cfg in self.servers:
+                try:
+                    tools = self.catalog[cfg.name] if cfg.name in self.catalog else \
+                        list_tools(cfg, timeout=self.timeout, connect_timeout=self.connect_timeout, owner=self.owner)
+                except (KailashError, ImportError) as exc:
+                    self.errors.append({"server": cfg.name, "error": str(exc)})
+                    continue
+                for t in tools:
+                    name = t["name"] if t["name"] not in self._route else f"{cfg.name}__{t['name']}"
+                    self._route[name] = (cfg, t["name"])
+                    specs.append(ToolSpec(name=name, description=t["description"], input_schema=t["input_schema"],
+                                          server=cfg.name))
+            self._specs = specs
+        return self._specs
+
+    def call(self, name: str, arguments: dict[str, Any]) -> ToolRecord:
+        """Call a tool (or take its cached result); never raises for tool or server failures."""
+        from kailash.nodes.mcp.client import call_tool
+
+        self.specs()
+        if name not in self._route:
+            rec = ToolRecord(server="?", tool=name, arguments=arguments, ok=False,
+                             error=f"{self.owner}: the model asked for unknown tool {name!r}; "
+                                   f"available: {', '.join(sorted(self._route)) or 'none'}")
+            self.records.append(rec)
+            return rec
+        cfg, tool = self._route[name]
+        key = tool_cache_key(cfg, tool, arguments)
+        start = time.perf_counter()
+        if self.cache is not None:
+            hit = self.cache.lookup(key)
+            if hit.get("hit"):
+                rec = ToolRecord(server=cfg.name, tool=tool, arguments=arguments, ok=True, cached=True,
+                                 result=hit["data"], duration=time.perf_counter() - start)
+                self.records.append(rec)
+                return rec
+        try:
+            out = call_tool(cfg, tool, arguments, timeout=self.timeout, connect_timeout=self.connect_timeout,
+                            owner=self.owner)
+        except KailashError as exc:
+            rec = ToolRecord(server=cfg.name, tool=tool, arguments=arguments, ok=False, error=str(exc),
+                             duration=time.perf_counter() - start)
+            self.records.append(rec)
+            return rec
+        rec = ToolRecord(server=cfg.name, tool=tool, arguments=arguments, ok=True, result=out["result"],
+                         duration=time.perf_counter() - start)
+        if self.cache is not None:
+            spec = next((s for s in self._specs or [] if s.name == name), None)
+            self.cache.put(key, out["result"], ttl=self.cache_ttl,
+                           metadata={"source": cfg.name, "tool": tool, "cost": self.call_cost,
+                                     "semantic_tags": keywords(f"{tool} {spec.description if spec else ''}", 5)},
+                           query=f"{tool} {' '.join(str(v) for v in arguments.values())}")
+        self.records.append(rec)
+        return rec
+
+
+@dataclass(kw_only=True)
+class AgentResult:
+    """What one agent run produced."""
+
+    content: str
+    messages: list[ChatMessage]
+    tool_records: list[ToolRecord] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+    rounds: int = 0
+    provider: str = ""
+    model: str = ""
+
+
+def run_agent(provider: ModelProvider, messages: Sequence[ChatMessage], *, toolbox: ToolBox | None = None,
+              max_rounds: int = 4, temperature: float | None = None, max_tokens: int | None = None,
+              owner: str = "agent") -> AgentResult:
+    """Converse with ``provider`` until it answers without tool calls (or ``max_rounds``).
+
+    Raises:
+        ProviderError: the provider failed; the message names ``owner`` and the provider.
+    """
+    convo = list(messages)
+    tools = toolbox.specs() if toolbox is not None else []
+    start = len(toolbox.records) if toolbox is not None else 0
+    usage: dict[str, int] = {}
+    response = ChatResponse()
+    rounds = 0
+    for rounds in range(1, max(1, max_rounds) + 1):
+        offer = tools if rounds < max_rounds else []  # the last round must answer in words
+        try:
+            response = provider.chat(convo, tools=offer, temperature=temperature, max_tokens=max_tokens)
+        except ProviderError as exc:
+            if not exc.message.startswith(owner):
+                exc.message = f"{owner}: {exc.message}"
+                exc.args = (exc.message,)
+            raise
+        for k, v in response.usage.items():
+            usage[k] = usage.get(k, 0) + v
+        convo.append(response.to_message())
+        if not response.tool_calls or toolbox is None:
+            break
+        for call in response.tool_calls:
+            rec = toolbox.call(call.name, dict(call.arguments))
+            body = json.dumps(rec.result, default=str) if rec.ok and not isinstance(rec.result, str) else \
+                (rec.result if rec.ok else f"ERROR: {rec.error}")
+            convo.append(ChatMessage(role="tool", content=str(body), tool_call_id=call.id, name=call.name))
+    return AgentResult(content=response.content, messages=convo,
+                       tool_records=toolbox.records[start:] if toolbox is not None else [], usage=usage,
+                       rounds=rounds, provider=getattr(provider, "name", ""), model=getattr(provider, "model", ""))

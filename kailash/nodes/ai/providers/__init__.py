@@ -1,0 +1,139 @@
+"""Model providers behind one interface, chosen by config.
+
+========================  =================================  =========================================
+``provider=``             class                              environment
+========================  =================================  =========================================
+``"offline"`` (default)   :class:`OfflineProvider`           —
+``"openai"`` and aliases  :class:`OpenAIProvider`            ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``,
+(``vllm``, ``lmstudio``,                                     ``OPENAI_MODEL``
+``llamacpp``)
+``"ollama"``              :class:`OllamaProvider`            ``OLLAMA_HOST``, ``OLLAMA_MODEL``
+``"anthropic"``           :class:`AnthropicProvider`         ``ANTHROPIC_BASE_URL``, ``ANTHROPIC_API_KEY``,
+                                                             ``ANTHROPIC_MODEL``
+========================  =================================  =========================================
+
+``KAILASH_LLM_PROVIDER`` sets the default provider name. Keys read from the environment
+are wrapped in :class:`~kailash.security.secrets.Secret`, so they never show up in
+results, logs or saved workflows. Nothing here touches the network until ``chat()``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from kailash.errors import NodeConfigurationError
+from kailash.nodes.ai.providers.base import (
+    ChatMessage,
+    ChatResponse,
+    ModelProvider,
+    ProviderError,
+    ToolCall,
+    ToolSpec,
+)
+from kailash.nodes.ai.providers.offline import OfflineProvider
+from kailash.security.secrets import Secret, secret_from_env
+
+__all__ = [
+    "ChatMessage",
+    "ChatResponse",
+    "ModelProvider",
+    "OfflineProvider",
+    "ProviderError",
+    "ToolCall",
+    "ToolSpec",
+    "get_provider",
+    "PROVIDER_NAMES",
+]
+
+_ALIASES = {
+    "offline": "offline", "default": "offline", "mock": "offline", "local": "offline",
+    "openai": "openai", "openai_compatible": "openai", "openai-compatible": "openai", "vllm": "openai",
+    "lmstudio": "openai", "lm_studio": "openai", "llamacpp": "openai", "llama.cpp": "openai",
+    "ollama": "ollama", "anthropic": "anthropic", "claude": "anthropic",
+}
+PROVIDER_NAMES = tuple(sorted(_ALIASES))
+
+
+def get_provider(
+    provider: ModelProvider | str | None = None,
+    *,
+    model: str | None = None,
+    base_url: str | None = None,
+    api_key: Secret | str | None = None,
+    timeout: float | None = None,
+    owner: str = "provider",
+) -> ModelProvider:
+    """Build the provider named by ``provider`` (or ``KAILASH_LLM_PROVIDER``, default offline).
+
+    Args:
+        provider: a provider instance (returned as is) or a name from :data:`PROVIDER_NAMES`.
+        model: the model name; each provider has an environment variable and a default.
+        base_url: the endpoint; default from the environment, else the vendor's public URL.
+        api_key: a Secret or string; default from the environment.
+        timeout: seconds per call.
+        owner: how error messages name the caller (a node label).
+
+    Raises:
+        NodeConfigurationError: an unknown provider name, or Anthropic without a key.
+
+    Example:
+        >>> get_provider().name
+        'offline'
+        >>> get_provider("vllm", base_url="http://127.0.0.1:8000/v1", model="qwen").url
+        'http://127.0.0.1:8000/v1/chat/completions'
+    """
+    if provider is not None and not isinstance(provider, str):
+        if isinstance(provider, ModelProvider):
+            return provider
+        raise NodeConfigurationError(
+            f"{owner}: parameter 'provider' expects a provider name or a ModelProvider, got {type(provider).__name__}",
+            parameter="provider", expected="str | ModelProvider", got=type(provider).__name__,
+        )
+    raw = (provider or os.environ.get("KAILASH_LLM_PROVIDER") or "offline").strip().lower()
+    kind = _ALIASES.get(raw)
+    if kind is None:
+        import difflib
+
+        close = difflib.get_close_matches(raw, list(_ALIASES), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise NodeConfigurationError(
+            f"{owner}: parameter 'provider' got unknown provider '{raw}' (known: offline, openai, ollama, "
+            f"anthropic and aliases {', '.join(sorted(set(_ALIASES) - {'offline', 'openai', 'ollama', 'anthropic'}))})"
+            f"{hint}", parameter="provider", expected="a known provider", got=raw,
+        )
+    kw: dict[str, Any] = {}
+    if timeout is not None:
+        kw["timeout"] = float(timeout)
+    if kind == "offline":
+        return OfflineProvider(model=model or "kailash-offline-1")
+    if kind == "openai":
+        from kailash.nodes.ai.providers.openai import OpenAIProvider
+
+        return OpenAIProvider(
+            model=model or os.environ.get("OPENAI_MODEL") or "gpt-4o-mini",
+            base_url=base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1",
+            api_key=api_key if api_key is not None else secret_from_env("OPENAI_API_KEY"),
+            **kw,
+        )
+    if kind == "ollama":
+        from kailash.nodes.ai.providers.ollama import OllamaProvider
+
+        host = base_url or os.environ.get("OLLAMA_HOST") or "http://127.0.0.1:11434"
+        if "://" not in host:
+            host = f"http://{host}"
+        return OllamaProvider(model=model or os.environ.get("OLLAMA_MODEL") or "llama3.2", base_url=host, **kw)
+    from kailash.nodes.ai.providers.anthropic import AnthropicProvider
+
+    key = api_key if api_key is not None else secret_from_env("ANTHROPIC_API_KEY")
+    if not key:
+        raise NodeConfigurationError(
+            f"{owner}: provider 'anthropic' needs an API key: set ANTHROPIC_API_KEY or pass api_key",
+            parameter="api_key", expected="an Anthropic API key",
+        )
+    return AnthropicProvider(
+        model=model or os.environ.get("ANTHROPIC_MODEL") or "claude-3-5-haiku-latest",
+        base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com",
+        api_key=key,
+        **kw,
+    )

@@ -1,0 +1,196 @@
+"""The model-provider interface: chat messages, tool specs, tool calls and responses.
+
+Every provider (offline, OpenAI-compatible, Ollama, Anthropic) turns a list of
+:class:`ChatMessage` plus optional :class:`ToolSpec` into one :class:`ChatResponse`.
+The value objects here are frozen dataclasses; providers translate them to and from
+their wire format. This module imports nothing beyond the standard library and
+``kailash.errors`` and must not do I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from kailash.errors import NodeConfigurationError, NodeExecutionError
+
+__all__ = [
+    "ChatMessage",
+    "ChatResponse",
+    "ModelProvider",
+    "ProviderError",
+    "ToolCall",
+    "ToolSpec",
+    "parse_arguments",
+]
+
+
+class ProviderError(NodeExecutionError):
+    """A model provider failed: unreachable, timed out, refused, or answered malformed data.
+
+    Attributes:
+        provider: the provider's name (``"openai"``, ``"ollama"``...).
+    """
+
+    def __init__(self, message: str, *, provider: str, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.provider = provider
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolSpec:
+    """A tool the model may call.
+
+    Attributes:
+        name: the tool's name as the model must spell it.
+        description: what the tool does (models choose tools by it).
+        input_schema: JSON Schema of the tool's arguments object.
+        server: the MCP server that provides the tool, if any.
+    """
+
+    name: str
+    description: str = ""
+    input_schema: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    server: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "input_schema": self.input_schema,
+                "server": self.server}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolCall:
+    """A model's request to call one tool with arguments."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "arguments": dict(self.arguments)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatMessage:
+    """One message of a conversation.
+
+    Attributes:
+        role: ``"system"``, ``"user"``, ``"assistant"`` or ``"tool"``.
+        content: the text.
+        tool_calls: on an assistant message, the tools it asked for.
+        tool_call_id: on a tool message, the call it answers.
+        name: on a tool message, the tool's name.
+    """
+
+    role: str
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    @classmethod
+    def from_any(cls, value: Any) -> ChatMessage:
+        """Accept a ChatMessage, a ``{"role", "content"}`` dict or a plain string (a user message)."""
+        if isinstance(value, ChatMessage):
+            return value
+        if isinstance(value, str):
+            return cls(role="user", content=value)
+        if isinstance(value, dict) and "role" in value:
+            calls = tuple(
+                c if isinstance(c, ToolCall) else ToolCall(id=str(c.get("id", "")), name=c["name"],
+                                                           arguments=dict(c.get("arguments") or {}))
+                for c in value.get("tool_calls") or ()
+            )
+            return cls(role=str(value["role"]), content=str(value.get("content") or ""), tool_calls=calls,
+                       tool_call_id=value.get("tool_call_id"), name=value.get("name"))
+        raise NodeConfigurationError(
+            f"a chat message must be a string or a dict with 'role' and 'content', got {type(value).__name__}",
+            parameter="messages", expected="str | {'role', 'content'}", got=type(value).__name__,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [c.to_dict() for c in self.tool_calls]
+        if self.tool_call_id:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name:
+            out["name"] = self.name
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatResponse:
+    """A provider's answer: text and/or tool calls.
+
+    Attributes:
+        content: the assistant's text (may be empty when it only calls tools).
+        tool_calls: the tools it wants called before it answers.
+        model: the model that answered.
+        provider: the provider's name.
+        finish_reason: ``"stop"``, ``"tool_calls"``, ``"length"``...
+        usage: token counts when the provider reports them.
+    """
+
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    model: str = ""
+    provider: str = ""
+    finish_reason: str = "stop"
+    usage: dict[str, int] = field(default_factory=dict)
+
+    def to_message(self) -> ChatMessage:
+        return ChatMessage(role="assistant", content=self.content, tool_calls=self.tool_calls)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "content": self.content,
+            "tool_calls": [c.to_dict() for c in self.tool_calls],
+            "model": self.model,
+            "provider": self.provider,
+            "finish_reason": self.finish_reason,
+            "usage": dict(self.usage),
+        }
+
+
+@runtime_checkable
+class ModelProvider(Protocol):
+    """What every provider implements: one chat completion, possibly with tool calls."""
+
+    name: str
+    model: str
+
+    def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        tools: Sequence[ToolSpec] = (),
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> ChatResponse:
+        """Answer the conversation; raise :class:`ProviderError` on failure."""
+        ...
+
+
+def parse_arguments(raw: Any, *, provider: str, tool: str) -> dict[str, Any]:
+    """Tool-call arguments as a dict, from a dict or a JSON string; ProviderError when malformed."""
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, str):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ProviderError(
+                f"provider '{provider}' returned malformed JSON arguments for tool '{tool}': {exc.msg}",
+                provider=provider, expected="a JSON object", got=raw[:80],
+            ) from exc
+        if isinstance(value, dict):
+            return value
+    raise ProviderError(
+        f"provider '{provider}' returned arguments for tool '{tool}' that are not an object",
+        provider=provider, expected="a JSON object", got=type(raw).__name__,
+    )

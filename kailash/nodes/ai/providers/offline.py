@@ -1,0 +1,292 @@
+"""The offline default provider: deterministic planning, tool calling and summarising.
+
+No model, no network. Given the same conversation and tools it always answers the same:
+
+1. **Plan** — when tools are offered and none has answered since the last user message,
+   it scores every tool by the stemmed words its name and description share with the
+   request, and calls those scoring at least 60% of the best (up to ``max_tool_calls``). Arguments are filled from the
+   tool's JSON Schema: an enum value or a quoted example the request mentions, an
+   explicit ``name=value`` / ``name: value`` in the request, the schema default, or
+   (for free-text fields such as ``query``) the request itself.
+2. **Summarise** — otherwise it answers with an extractive summary: the tool results
+   (JSON flattened to ``key: value`` facts) and the context sentences that share the
+   most words with the request, plus a recommendation line when one is asked for.
+
+It is meant to drive workflows, tests and demos offline; swap in a real provider by
+config (``provider="openai"|"ollama"|"anthropic"``) for real reasoning.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from kailash.nodes.ai._text import STOPWORDS, keywords, sentences, stem, stems, tokens
+from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ToolCall, ToolSpec
+
+__all__ = ["OfflineProvider"]
+
+_LABEL = re.compile(r"^(?:Teammate \S+ found:|Finding of [^.]*\.|Memory from \S+:)\s*")
+_OWN_LINES = ("Summary for:", "Context:", "Recommendation:", "Key topics:", "You are ")
+_FREE_TEXT = ("query", "question", "text", "prompt", "topic", "search", "description", "task", "input", "content",
+              "subject", "keywords", "q")
+
+
+class OfflineProvider:
+    """Deterministic stand-in for a language model.
+
+    Args:
+        max_tool_calls: the most tools it calls in one turn.
+        min_tool_score: the least share of a tool's words that must match the request.
+
+    Example:
+        >>> from kailash.nodes.ai.providers.base import ChatMessage, ToolSpec
+        >>> p = OfflineProvider()
+        >>> tools = [ToolSpec(name="get_weather", description="Current weather for a city",
+        ...                   input_schema={"type": "object", "properties": {"city": {"type": "string"}},
+        ...                                 "required": ["city"]}),
+        ...          ToolSpec(name="get_stock_price", description="Latest stock price")]
+        >>> r = p.chat([ChatMessage(role="user", content="What is the weather in city: Paris?")], tools=tools)
+        >>> [(c.name, c.arguments) for c in r.tool_calls]
+        [('get_weather', {'city': 'Paris'})]
+    """
+
+    name = "offline"
+
+    def __init__(self, *, model: str = "kailash-offline-1", max_tool_calls: int = 3, min_tool_score: float = 0.05) -> None:
+        self.model = model
+        self.max_tool_calls = max_tool_calls
+        self.min_tool_score = min_tool_score
+
+    def __repr__(self) -> str:
+        return f"OfflineProvider(model={self.model!r})"
+
+    def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        tools: Sequence[ToolSpec] = (),
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> ChatResponse:
+        last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+        request = messages[last_user].content if last_user >= 0 else ""
+        answered = [m for m in messages[last_user + 1:] if m.role == "tool"]
+        asked = any(m.tool_calls for m in messages[last_user + 1:])
+        if tools and not answered and not asked:
+            calls = self.plan(request, tools)
+            if calls:
+                return ChatResponse(tool_calls=tuple(calls), model=self.model, provider=self.name,
+                                    finish_reason="tool_calls", usage=_usage(messages, ""))
+        context = [m.content for m in messages if m.role == "system"] + \
+                  [m.content for m in messages[:last_user] if m.role in ("user", "assistant", "tool")]
+        text = self.summarise(request, answered, context)
+        if max_tokens:
+            text = " ".join(text.split(" ")[: max(1, int(max_tokens))])
+        return ChatResponse(content=text, model=self.model, provider=self.name, usage=_usage(messages, text))
+
+    # -- planning ----------------------------------------------------------------------
+    def score_tool(self, request: str, tool: ToolSpec) -> float:
+        """Share of the tool's name/description stems found in the request, name words doubled."""
+        want = set(stems(request))
+        if not want:
+            return 0.0
+        name_words = set(stems(tool.name))
+        desc_words = set(stems(tool.description)) - name_words
+        total = 2 * len(name_words) + len(desc_words)
+        if not total:
+            return 0.0
+        return (2 * len(name_words & want) + len(desc_words & want)) / total
+
+    def plan(self, request: str, tools: Sequence[ToolSpec]) -> list[ToolCall]:
+        scored = sorted(((self.score_tool(request, t), i, t) for i, t in enumerate(tools)), key=lambda x: (-x[0], x[1]))
+        floor = max(self.min_tool_score, 0.6 * scored[0][0]) if scored else 1.0  # near-best tools only
+        chosen = [t for s, _, t in scored if s >= floor][: self.max_tool_calls]
+        return [ToolCall(id=f"call_{i}_{t.name}", name=t.name, arguments=fill_arguments(request, t.input_schema))
+                for i, t in enumerate(chosen)]
+
+    # -- answering ---------------------------------------------------------------------
+    def summarise(self, request: str, results: Sequence[ChatMessage], context: Sequence[str]) -> str:
+        topic = ", ".join(keywords(request, 6)) or "the request"
+        lines = [f"Summary for: {request.strip() or 'the request'}"]
+        facts: list[str] = []
+        for m in results:
+            label = m.name or "tool"
+            rendered = _facts(m.content)
+            facts.extend(rendered)
+            lines.append(f"- {label}: " + ("; ".join(rendered[:8]) if rendered else "no data returned"))
+        want = set(stems(request))
+        ranked = []
+        seen: set[str] = set()
+        for idx, s in enumerate(x for c in context for x in sentences(c)):
+            s = _LABEL.sub("", s).rstrip(".")
+            if s.startswith(_OWN_LINES):  # its own headers and agents' persona lines carry no facts
+                continue
+            words = set(stems(s))
+            shared = len(want & words)
+            # a sentence that mostly restates the request adds nothing; neither does a repeat
+            if not shared or len(words - want) < max(2, len(words) // 3) or s in seen:
+                continue
+            seen.add(s)
+            ranked.append((-shared, -len(words - want), idx, s))
+        picked = [r[3] for r in sorted(ranked)[:4]]
+        picked = sorted(picked, key=lambda p: next(r[2] for r in ranked if r[3] == p))
+        if picked:
+            lines.append("Context: " + " ".join(p if p.endswith(".") else p + "." for p in picked))
+        if not results and not picked:
+            lines.append(f"Key topics: {topic}.")
+        if want & {"recommend", "strategy", "suggest", "advis", "plan", "decid"}:
+            basis = facts[:3] or picked[:2] or [topic]
+            lines.append("Recommendation: act on " + "; ".join(basis) + ".")
+        return "\n".join(lines)
+
+
+def fill_arguments(request: str, schema: dict[str, Any] | None) -> dict[str, Any]:
+    """Arguments for a tool from the request text and the tool's JSON Schema (deterministic)."""
+    schema = schema or {}
+    props: dict[str, Any] = schema.get("properties") or {}
+    required = set(schema.get("required") or [])
+    explicit = _explicit_values(request)
+    out: dict[str, Any] = {}
+    for name, spec in props.items():
+        spec = spec if isinstance(spec, dict) else {}
+        value = _value_for(name, spec, request, explicit, name in required)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def _value_for(name: str, spec: dict[str, Any], request: str, explicit: dict[str, str], required: bool) -> Any:
+    kind = spec.get("type") or ("string" if "enum" not in spec else None)
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    words = {t.lower() for t in tokens(request)}
+    if name.lower() in explicit:
+        return _coerce(explicit[name.lower()], kind)
+    enum = spec.get("enum")
+    if enum:
+        hit = next((e for e in enum if str(e).lower() in words or str(e).lower() in request.lower()), None)
+        return hit if hit is not None else (spec.get("default", enum[0]) if required else None)
+    if kind == "string":
+        near = _named_in(request, name) if not any(w in name.lower() for w in _FREE_TEXT) else None
+        if near:
+            return near
+        examples = [str(e) for e in spec.get("examples", [])] + re.findall(r"'([^']+)'", spec.get("description", ""))
+        for ex in examples:
+            if ex.lower() in request.lower():
+                return ex
+        shaped = _same_shape(request, examples)
+        if shaped:
+            return shaped
+        if not required:
+            return None
+        if "default" in spec:
+            return spec["default"]
+        if any(w in name.lower() for w in _FREE_TEXT) or not examples:
+            return request.strip()
+        fallback = re.search(r"[Uu]se '([^']+)'", spec.get("description", ""))
+        return fallback.group(1) if fallback else examples[0]
+    if kind in ("integer", "number"):
+        if not required:
+            return None
+        if "default" in spec:
+            return spec["default"]
+        nums = re.findall(r"-?\d+(?:\.\d+)?", request)
+        value = float(nums[0]) if nums else float(spec.get("minimum", 1))
+        return int(value) if kind == "integer" else value
+    if kind == "boolean":
+        return spec.get("default", False) if required else None
+    if kind == "array":
+        if not required:
+            return None
+        if "default" in spec:
+            return spec["default"]
+        item_enum = (spec.get("items") or {}).get("enum")
+        if item_enum:
+            return [e for e in item_enum if str(e).lower() in words] or item_enum[:1]
+        upper = [t for t in re.findall(r"\b[A-Z]{2,5}\b", request)]
+        return upper or keywords(request, 3)
+    if kind == "object":
+        return spec.get("default", {}) if required else None
+    return spec.get("default") if required else None
+
+
+_EXPLICIT = re.compile(r"\b(\w+)\s*[:=]\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s,;?!]+))")
+
+
+def _explicit_values(request: str) -> dict[str, str]:
+    """``name=value`` / ``name: value`` pairs written in the request."""
+    return {key.lower(): dq or sq or bare.rstrip(".") for key, dq, sq, bare in _EXPLICIT.findall(request)}
+
+
+def _named_in(request: str, name: str) -> str | None:
+    """The word next to the parameter's name in the request: "the energy sector" -> "energy" for ``sector``."""
+    words = re.findall(r"[A-Za-z0-9][\w./+-]*", request)
+    target = stem(name.replace("_", " ").split()[-1])
+    for i, w in enumerate(words):
+        if stem(w.lower()) == target:
+            for j in (i - 1, i + 1):
+                if 0 <= j < len(words) and words[j].lower() not in STOPWORDS and stem(words[j].lower()) != target:
+                    return words[j]
+    return None
+
+
+def _same_shape(request: str, examples: Sequence[str]) -> str | None:
+    """A request token shaped like the examples (e.g. ``Area/City`` for IANA timezone names)."""
+    for ex in examples:
+        if "/" in ex:
+            m = re.search(r"\b[A-Z][A-Za-z]+/[A-Z][A-Za-z_]+(?:/[A-Z][A-Za-z_]+)?\b", request)
+            if m:
+                return m.group(0)
+        if re.fullmatch(r"\d{1,2}:\d{2}", ex):
+            m = re.search(r"\b\d{1,2}:\d{2}\b", request)
+            if m:
+                return m.group(0)
+    return None
+
+
+def _coerce(value: str, kind: Any) -> Any:
+    try:
+        if kind == "integer":
+            return int(value)
+        if kind == "number":
+            return float(value)
+        if kind == "boolean":
+            return value.lower() in ("true", "yes", "1")
+        if kind == "array":
+            return [v.strip() for v in value.split(",") if v.strip()]
+    except ValueError:
+        return value
+    return value
+
+
+def _facts(content: str, limit: int = 12) -> list[str]:
+    """``key: value`` facts from a tool result (JSON flattened; plain text split in sentences)."""
+    try:
+        data = json.loads(content)
+    except (TypeError, ValueError):
+        return sentences(content)[:limit]
+    out: list[str] = []
+
+    def walk(value: Any, path: str) -> None:
+        if len(out) >= limit:
+            return
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value[:5]):
+                walk(v, f"{path}[{i}]")
+        else:
+            out.append(f"{path or 'value'}: {value}")
+
+    walk(data, "")
+    return out
+
+
+def _usage(messages: Sequence[ChatMessage], answer: str) -> dict[str, int]:
+    prompt = sum(len(m.content.split()) for m in messages)
+    return {"prompt_tokens": prompt, "completion_tokens": len(answer.split()),
+            "total_tokens": prompt + len(answer.split())}

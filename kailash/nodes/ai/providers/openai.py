@@ -1,0 +1,111 @@
+"""OpenAI-compatible chat completions (OpenAI, vLLM, llama.cpp server, LM Studio...).
+
+Speaks ``POST {base_url}/chat/completions`` with function tools. The base URL and key
+come from config or from ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``; a key is optional so
+local servers work. Translation to and from the wire format lives here, the HTTP call
+in :mod:`._http`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from kailash.nodes.ai.providers._http import malformed, post_json
+from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ToolCall, ToolSpec, parse_arguments
+from kailash.security.secrets import Secret
+
+__all__ = ["OpenAIProvider"]
+
+
+class OpenAIProvider:
+    """A provider for any endpoint that speaks the OpenAI chat-completions protocol.
+
+    Args:
+        model: the model name the server knows.
+        base_url: e.g. ``"http://127.0.0.1:8000/v1"`` for vLLM; default OpenAI's.
+        api_key: a :class:`~kailash.security.secrets.Secret` or string; sent as a bearer token.
+        timeout: seconds to wait for one answer.
+
+    Example:
+        >>> p = OpenAIProvider(model="gpt-4o-mini", base_url="http://127.0.0.1:9/v1")
+        >>> p.name, p.url
+        ('openai', 'http://127.0.0.1:9/v1/chat/completions')
+    """
+
+    name = "openai"
+
+    def __init__(self, *, model: str, base_url: str, api_key: Secret | str | None = None, timeout: float = 60.0) -> None:
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.api_key = Secret(api_key) if api_key is not None and not isinstance(api_key, Secret) else api_key
+        self.timeout = timeout
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/chat/completions"
+
+    def __repr__(self) -> str:
+        return f"OpenAIProvider(model={self.model!r}, base_url={self.base_url!r})"
+
+    def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        tools: Sequence[ToolSpec] = (),
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> ChatResponse:
+        payload: dict[str, Any] = {"model": self.model, "messages": [_to_wire(m) for m in messages]}
+        if tools:
+            payload["tools"] = [
+                {"type": "function", "function": {"name": t.name, "description": t.description,
+                                                  "parameters": t.input_schema}}
+                for t in tools
+            ]
+        if temperature is not None:
+            payload["temperature"] = temperature
+        if max_tokens is not None:
+            payload["max_tokens"] = max_tokens
+        headers = {"Authorization": Secret(f"Bearer {self.api_key.reveal()}") if self.api_key else None}
+        data = post_json(provider=self.name, url=self.url, payload=payload, headers=headers,
+                         timeout=self.timeout, secret=self.api_key)
+        return self._from_wire(data)
+
+    def _from_wire(self, data: dict[str, Any]) -> ChatResponse:
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise malformed(self.name, self.url, "no 'choices' list")
+        message = choices[0].get("message")
+        if not isinstance(message, dict):
+            raise malformed(self.name, self.url, "choice without a 'message' object")
+        calls = []
+        for i, raw in enumerate(message.get("tool_calls") or []):
+            fn = raw.get("function") if isinstance(raw, dict) else None
+            if not isinstance(fn, dict) or "name" not in fn:
+                raise malformed(self.name, self.url, f"tool call {i} without a function name")
+            calls.append(ToolCall(id=str(raw.get("id") or f"call_{i}"), name=fn["name"],
+                                  arguments=parse_arguments(fn.get("arguments"), provider=self.name, tool=fn["name"])))
+        usage = data.get("usage") or {}
+        return ChatResponse(
+            content=message.get("content") or "",
+            tool_calls=tuple(calls),
+            model=str(data.get("model") or self.model),
+            provider=self.name,
+            finish_reason=str(choices[0].get("finish_reason") or ("tool_calls" if calls else "stop")),
+            usage={k: int(v) for k, v in usage.items() if isinstance(v, int)},
+        )
+
+
+def _to_wire(m: ChatMessage) -> dict[str, Any]:
+    if m.role == "tool":
+        return {"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.content}
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        out["content"] = m.content or None
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+            for c in m.tool_calls
+        ]
+    return out

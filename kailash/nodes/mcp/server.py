@@ -1,0 +1,196 @@
+"""Serve workflows as MCP tools: each workflow becomes one tool that runs it.
+
+:func:`build_workflow_mcp_server` turns workflows (objects or saved YAML/JSON files)
+into an ``mcp`` SDK ``MCPServer``: one tool per workflow, named after it, whose
+arguments are the entry nodes' parameters (plus ``parameters`` for per-node values),
+and one resource per workflow with its definition. :func:`serve_workflows_mcp` runs
+that server over stdio or streamable HTTP — the ``kailash mcp serve FILE...`` command.
+
+Layering note: serving sits above the catalog. Loading files and running workflows is
+done by objects handed in (``runtime=``) or, by default, imported lazily inside these
+functions, so importing :mod:`kailash.nodes.mcp` never pulls in the workflow engine.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import keyword
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from kailash.errors import KailashError, NodeConfigurationError
+
+__all__ = ["build_workflow_mcp_server", "serve_workflows_mcp", "workflow_tool_schema"]
+
+_JSON_TYPES = {str: str, int: int, float: float, bool: bool, list: list, dict: dict}
+
+
+def _load(item: Any) -> Any:
+    if isinstance(item, (str, Path)):
+        from kailash.workflow import Workflow  # lazy: see the module docstring
+
+        return Workflow.load(item)
+    if hasattr(item, "nodes") and hasattr(item, "connections"):
+        return item
+    raise NodeConfigurationError(
+        f"serve_workflows_mcp: expected a Workflow or a path to a saved workflow, got {type(item).__name__}",
+        parameter="workflows", expected="Workflow | path", got=type(item).__name__,
+    )
+
+
+def _tool_name(name: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "workflow"
+    return cleaned[:64]
+
+
+def workflow_tool_schema(workflow: Any) -> list[tuple[str, Any, bool, str]]:
+    """The tool arguments a workflow takes: ``(name, python_type, required, description)``.
+
+    Every parameter of an entry node (a node with no incoming connection) that its
+    config does not already set becomes an argument; secrets never do.
+    """
+    targets = {c.target for c in workflow.connections}
+    args: dict[str, tuple[str, Any, bool, str]] = {}
+    for node_id, node in workflow.nodes.items():
+        if node_id in targets:
+            continue
+        for pname, p in node.parameters.items():
+            if p.secret or pname in node.config or not pname.isidentifier() or keyword.iskeyword(pname) \
+                    or pname == "parameters":
+                continue
+            tp = _JSON_TYPES.get(p.type) if isinstance(p.type, type) else None
+            if tp is None:  # only JSON-typed inputs become arguments; others go through "parameters"
+                continue
+            required = p.required and p.default is None
+            prev = args.get(pname)
+            desc = f"{node_id}: {p.description}" if p.description else node_id
+            if prev is not None:  # offered to every entry node that takes it
+                required = required or prev[2]
+                desc = f"{prev[3]}; {desc}"
+            args[pname] = (pname, tp, required, desc)
+    return list(args.values())
+
+
+def _make_tool(workflow: Any, runtime: Any) -> Any:
+    from typing import Annotated
+
+    import anyio
+    from pydantic import Field
+
+    params = []
+    for pname, tp, required, desc in workflow_tool_schema(workflow):
+        ann = Annotated[tp if required else tp | None, Field(description=desc)]  # type: ignore[valid-type]
+        params.append(inspect.Parameter(pname, inspect.Parameter.KEYWORD_ONLY, annotation=ann,
+                                        default=inspect.Parameter.empty if required else None))
+    per_node = Annotated[dict[str, dict[str, Any]] | None,
+                         Field(description="values by node id: {node_id: {parameter: value}}")]
+    params.append(inspect.Parameter("parameters", inspect.Parameter.KEYWORD_ONLY, annotation=per_node, default=None))
+
+    async def run_workflow(**kwargs: Any) -> dict[str, Any]:
+        merged: dict[str, Any] = dict(kwargs.pop("parameters", None) or {})
+        merged.update({k: v for k, v in kwargs.items() if v is not None})
+        try:
+            results, run_id = await anyio.to_thread.run_sync(lambda: runtime.execute(workflow, parameters=merged))
+        except KailashError as exc:  # the client sees which node failed and why (the SDK hides other errors)
+            from mcp.server.mcpserver.exceptions import ToolError
+
+            raise ToolError(f"workflow '{workflow.name}' failed: {exc}") from exc
+        return {"run_id": run_id, "results": json.loads(json.dumps(results, default=str))}
+
+    run_workflow.__signature__ = inspect.Signature(params, return_annotation=dict[str, Any])  # type: ignore[attr-defined]
+    run_workflow.__annotations__ = {p.name: p.annotation for p in params} | {"return": dict[str, Any]}
+    return run_workflow
+
+
+def _reader(text: str) -> Any:
+    def read() -> str:
+        return text
+
+    return read
+
+
+def build_workflow_mcp_server(
+    workflows: Any,
+    *,
+    name: str = "kailash-workflows",
+    runtime: Any = None,
+) -> Any:
+    """An ``MCPServer`` exposing each workflow as a tool (and its definition as a resource).
+
+    Args:
+        workflows: a Workflow, a path to a saved workflow, a list of those, or a mapping
+            ``{tool_name: workflow_or_path}``.
+        name: the server's name.
+        runtime: what runs the workflows (``execute(workflow, parameters=) -> (results, run_id)``);
+            default a ``LocalRuntime``.
+
+    Raises:
+        NodeConfigurationError: an item is not a workflow or path, or two tools share a name.
+    """
+    try:
+        from mcp.server.mcpserver import MCPServer
+    except ImportError as exc:
+        raise ImportError("serving workflows over MCP needs the MCP SDK: pip install 'kailash[mcp]'") from exc
+    if runtime is None:
+        from kailash.runtime import LocalRuntime  # lazy: see the module docstring
+
+        runtime = LocalRuntime()
+    items: list[tuple[str | None, Any]]
+    if isinstance(workflows, Mapping):
+        items = [(str(k), _load(v)) for k, v in workflows.items()]
+    else:
+        seq = workflows if isinstance(workflows, Iterable) and not isinstance(workflows, (str, Path)) else [workflows]
+        items = [(None, _load(w)) for w in seq]
+    server = MCPServer(name, instructions="Each tool runs one Kailash workflow and returns its results.")
+    seen: set[str] = set()
+    for given, wf in items:
+        tool = _tool_name(given or wf.name)
+        if tool in seen:
+            raise NodeConfigurationError(
+                f"serve_workflows_mcp: two workflows would both be served as tool '{tool}'; pass a mapping "
+                "{tool_name: workflow} to name them", parameter="workflows", expected="unique workflow names", got=tool,
+            )
+        seen.add(tool)
+        nodes = ", ".join(wf.nodes)
+        description = wf.description or \
+            f"Run the Kailash workflow '{wf.name}' (nodes: {nodes}) and return each node's outputs"
+        server.add_tool(_make_tool(wf, runtime), name=tool, description=description, structured_output=True)
+        definition = json.dumps(wf.to_dict(), default=str, indent=2)
+        server.resource(f"kailash://workflows/{tool}", name=tool, description=f"definition of workflow '{wf.name}'",
+                        mime_type="application/json")(_reader(definition))
+    return server
+
+
+def serve_workflows_mcp(
+    workflows: Any,
+    *,
+    transport: str = "stdio",
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    name: str = "kailash-workflows",
+    runtime: Any = None,
+) -> None:
+    """Serve workflows as MCP tools until stopped (``kailash mcp serve FILE...``).
+
+    Args:
+        workflows: see :func:`build_workflow_mcp_server` (paths from the command line work).
+        transport: ``"stdio"`` (for MCP clients that launch the command) or ``"http"``
+            (streamable HTTP at ``http://host:port/mcp``).
+        host: interface for HTTP.
+        port: port for HTTP (0 picks a free one).
+        name: the server's name.
+        runtime: what runs the workflows; default a ``LocalRuntime``.
+    """
+    server = build_workflow_mcp_server(workflows, name=name, runtime=runtime)
+    if transport == "stdio":
+        server.run()
+    elif transport in ("http", "streamable-http"):
+        server.run("streamable-http", host=host, port=port)
+    else:
+        raise NodeConfigurationError(
+            f"serve_workflows_mcp: parameter 'transport' got '{transport}', expected 'stdio' or 'http'",
+            parameter="transport", expected="stdio | http", got=transport,
+        )

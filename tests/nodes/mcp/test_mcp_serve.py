@@ -1,0 +1,123 @@
+"""Serving workflows as MCP tools, reached by a real MCP client over stdio."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import anyio
+import pytest
+
+from kailash.errors import NodeConfigurationError
+from kailash.nodes.code.python import PythonCodeNode
+from kailash.nodes.mcp import MCPClientNode, MCPToolError, build_workflow_mcp_server, call_tool, close_sessions
+from kailash.workflow import Workflow
+
+
+def _doubler() -> Workflow:
+    wf = Workflow("doubler", description="Double a number")
+    wf.add_node("double", PythonCodeNode(code="result = x * 2"))
+    return wf
+
+
+def _pipeline() -> Workflow:
+    wf = Workflow("stats")
+    wf.add_node("make", PythonCodeNode(code="result = list(range(n))"))
+    wf.add_node("total", PythonCodeNode(code="result = {'sum': sum(data), 'count': len(data)}"))
+    wf.connect("make", "total")
+    return wf
+
+
+def test_each_workflow_is_a_tool_with_a_definition_resource():
+    server = build_workflow_mcp_server([_doubler(), _pipeline()])
+
+    async def inspect():
+        tools = {t.name: t for t in await server.list_tools()}
+        resources = [str(r.uri) for r in await server.list_resources()]
+        return tools, resources
+
+    tools, resources = anyio.run(inspect)
+    assert set(tools) == {"doubler", "stats"}
+    assert tools["doubler"].description == "Double a number"
+    assert "parameters" in tools["stats"].input_schema["properties"]
+    assert sorted(resources) == ["kailash://workflows/doubler", "kailash://workflows/stats"]
+
+
+def test_duplicate_tool_names_are_refused():
+    with pytest.raises(NodeConfigurationError, match="both be served as tool 'doubler'"):
+        build_workflow_mcp_server([_doubler(), _doubler()])
+    server = build_workflow_mcp_server({"one": _doubler(), "two": _doubler()})
+    assert {t.name for t in anyio.run(server.list_tools)} == {"one", "two"}
+
+
+def test_saved_workflows_served_over_stdio_run_for_a_client(tmp_path):
+    _doubler().save(tmp_path / "doubler.yaml")
+    _pipeline().save(tmp_path / "stats.json")
+    code = ("import sys; from kailash.nodes.mcp import serve_workflows_mcp; "
+            "serve_workflows_mcp(sys.argv[1:])")
+    cfg = {"name": "workflows", "command": sys.executable,
+           "args": ["-c", code, str(tmp_path / "doubler.yaml"), str(tmp_path / "stats.json")],
+           "env": {"KAILASH_HOME": str(tmp_path / "home")}}
+    node = MCPClientNode(name="client")
+    assert {t["name"] for t in node.execute(server_config=cfg)["tools"]} == {"doubler", "stats"}
+    out = call_tool(cfg, "doubler", {"parameters": {"double": {"x": 21}}})
+    assert out["result"]["results"] == {"double": {"result": 42}}
+    assert len(out["result"]["run_id"]) == 32
+    stats = call_tool(cfg, "stats", {"parameters": {"make": {"n": 5}}})["result"]["results"]
+    assert stats["total"]["result"] == {"sum": 10, "count": 5}
+    definition = node.execute(server_config=cfg, operation="read_resource", resource_uri="kailash://workflows/stats")
+    assert '"name": "stats"' in definition["result"]
+
+
+def test_a_failing_workflow_is_a_tool_error(tmp_path):
+    wf = Workflow("broken")
+    wf.add_node("boom", PythonCodeNode(code="result = 1 / 0"))
+    wf.save(tmp_path / "broken.yaml")
+    code = "import sys; from kailash.nodes.mcp import serve_workflows_mcp; serve_workflows_mcp(sys.argv[1:])"
+    cfg = {"name": "wf", "command": sys.executable, "args": ["-c", code, str(tmp_path / "broken.yaml")],
+           "env": {"KAILASH_HOME": str(tmp_path / "home")}}
+    with pytest.raises(MCPToolError, match=r"MCP tool 'broken' on server 'wf'.*'boom'.*ZeroDivisionError"):
+        call_tool(cfg, "broken", {}, owner="node 'x'")
+
+
+def test_workflows_served_over_streamable_http(tmp_path):
+    import socket
+    import subprocess
+    import time
+
+    _doubler().save(tmp_path / "doubler.yaml")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = ("import sys; from kailash.nodes.mcp import serve_workflows_mcp; "
+            "serve_workflows_mcp([sys.argv[1]], transport='http', port=int(sys.argv[2]))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "doubler.yaml"), str(port)],
+                            env={**os.environ, "KAILASH_HOME": str(tmp_path / "home")},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "HTTP server did not start"
+                time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}/mcp"
+        out = call_tool(url, "doubler", {"parameters": {"double": {"x": 5}}})
+        assert out["result"]["results"] == {"double": {"result": 10}}
+        close_sessions(url)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_the_kailash_mcp_serve_command_serves_saved_workflows(tmp_path):
+    _doubler().save(tmp_path / "doubler.yaml")
+    cfg = {"name": "cli", "command": sys.executable,
+           "args": ["-m", "kailash.cli", "mcp", "serve", str(tmp_path / "doubler.yaml")],
+           "env": {"KAILASH_HOME": str(tmp_path / "home")}}
+    tools = MCPClientNode(name="client").execute(server_config=cfg)["tools"]
+    assert [t["name"] for t in tools] == ["doubler"]
+    out = call_tool(cfg, "doubler", {"parameters": {"double": {"x": 4}}})
+    assert out["result"]["results"] == {"double": {"result": 8}}

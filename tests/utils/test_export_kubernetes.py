@@ -1,0 +1,208 @@
+"""WorkflowExporter.to_kubernetes: manifests checked against the official Kubernetes client's models."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kailash.errors import SerializationError
+from kailash.nodes.code.python import PythonCodeNode
+from kailash.runtime import LocalRuntime
+from kailash.security.secrets import Secret
+from kailash.utils._export_k8s import slugify, validate_manifest
+from kailash.utils.export import WorkflowExporter, validate_kubernetes_manifests
+from kailash.workflow import Workflow
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def model(manifest: dict):
+    """The manifest as a kubernetes client model object (e.g. V1Job)."""
+    import kubernetes.client as k8s
+
+    name = {"ConfigMap": "V1ConfigMap", "Job": "V1Job", "Deployment": "V1Deployment", "Service": "V1Service"}
+    return k8s.ApiClient()._ApiClient__deserialize(manifest, name[manifest["kind"]])
+
+
+def totals_workflow(name: str = "Daily Totals_2024") -> Workflow:
+    wf = Workflow(name)
+    wf.add_node("make", PythonCodeNode(code="result = list(range(n))"))
+    wf.add_node("total", PythonCodeNode(code="result = sum(data)"))
+    wf.connect("make", "total")
+    return wf
+
+
+def test_job_manifests_are_valid_and_complete(tmp_path):
+    out = tmp_path / "k8s"
+    written = WorkflowExporter(totals_workflow()).to_kubernetes(out, config={"parameters": {"make": {"n": 5}}})
+    assert sorted(p.name for p in written) == ["README.md", "configmap.yaml", "job.yaml", "kustomization.yaml"]
+    assert validate_kubernetes_manifests(out) == {}
+
+    cm = model(load(out / "configmap.yaml"))
+    job = model(load(out / "job.yaml"))
+    assert cm.metadata.name == "daily-totals-2024-workflow"
+    assert json.loads(cm.data["params.json"]) == {"make": {"n": 5}}
+    assert job.spec.backoff_limit == 0
+    pod = job.spec.template.spec
+    assert pod.restart_policy == "Never"
+    (container,) = pod.containers
+    assert container.args == ["run"]
+    assert container.image == "daily-totals-2024:1.0.0"
+    assert container.resources.limits == {"cpu": "1", "memory": "1Gi"}
+    assert container.resources.requests == {"cpu": "100m", "memory": "256Mi"}
+    assert container.security_context.run_as_non_root and container.security_context.read_only_root_filesystem
+    env = {e.name: e.value for e in container.env}
+    assert env["KAILASH_WORKFLOW"] == "/etc/kailash/workflow.yaml"
+    assert env["KAILASH_PARAMS_FILE"] == "/etc/kailash/params.json"
+    mounts = {m.mount_path: m.name for m in container.volume_mounts}
+    volumes = {v.name: v for v in pod.volumes}
+    assert volumes[mounts["/etc/kailash"]].config_map.name == cm.metadata.name
+
+    # the workflow in the ConfigMap is the exported workflow: it loads and runs
+    wf_path = tmp_path / "from-configmap.yaml"
+    wf_path.write_text(cm.data["workflow.yaml"])
+    results, _ = LocalRuntime(store=None).execute(Workflow.load(wf_path), parameters=json.loads(cm.data["params.json"]))
+    assert results["total"] == {"result": 10}
+
+    kustomization = load(out / "kustomization.yaml")
+    assert kustomization["resources"] == ["configmap.yaml", "job.yaml"]
+
+
+def test_served_workflow_gets_deployment_and_service(tmp_path):
+    out = tmp_path / "k8s"
+    WorkflowExporter(totals_workflow()).to_kubernetes(
+        out,
+        serve=True,
+        config={
+            "replicas": 3,
+            "namespace": "analytics",
+            "port": 9000,
+            "image": "registry.local/totals:7",
+            "resources": {"requests": {"cpu": "250m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        },
+    )
+    assert validate_kubernetes_manifests(out) == {}
+    assert not (out / "job.yaml").exists()
+    dep = model(load(out / "deployment.yaml"))
+    svc = model(load(out / "service.yaml"))
+    assert dep.spec.replicas == 3 and dep.metadata.namespace == "analytics"
+    container = dep.spec.template.spec.containers[0]
+    assert container.args == ["serve"] and container.image == "registry.local/totals:7"
+    assert container.ports[0].container_port == 9000
+    assert container.readiness_probe.http_get.path == "/health"
+    assert {e.name: e.value for e in container.env}["KAILASH_PORT"] == "9000"
+    assert container.resources.limits == {"memory": "512Mi"}
+    assert dep.spec.selector.match_labels.items() <= dep.spec.template.metadata.labels.items()
+    assert svc.spec.selector == dep.spec.selector.match_labels
+    assert svc.spec.ports[0].target_port == "http" and svc.spec.ports[0].port == 80
+    assert load(out / "kustomization.yaml")["namespace"] == "analytics"
+
+    both = tmp_path / "both"
+    WorkflowExporter(totals_workflow()).to_kubernetes(both, config={"serve": True, "job": True})
+    assert {p.name for p in both.glob("*.yaml")} >= {"job.yaml", "deployment.yaml", "service.yaml"}
+
+
+def test_secrets_come_from_a_kubernetes_secret_never_inlined(tmp_path, custom_nodes, monkeypatch):
+    monkeypatch.setenv("PAYMENTS_KEY", "pk-live-0123456789")
+    wf = Workflow("payments")
+    wf.add_node("a", custom_nodes.TokenDigestNode(token=Secret("pk-live-0123456789", env="PAYMENTS_KEY")))
+    wf.add_node("b", custom_nodes.TokenDigestNode(token=Secret("unnamed-secret-value-42")))
+    out = tmp_path / "k8s"
+    WorkflowExporter(wf).to_kubernetes(out, config={"secret_name": "payments-creds", "serve": True, "job": True})
+    assert validate_kubernetes_manifests(out) == {}
+    for path in out.iterdir():
+        text = path.read_text()
+        assert "pk-live-0123456789" not in text and "unnamed-secret-value-42" not in text, path.name
+    assert not [p for p in out.glob("*.yaml") if load(p).get("kind") == "Secret"]
+    for name, extra in (("job.yaml", set()), ("deployment.yaml", {"KAILASH_API_KEYS"})):
+        container = model(load(out / name)).spec.template.spec.containers[0]
+        refs = {e.name: e.value_from.secret_key_ref for e in container.env if e.value_from}
+        assert set(refs) == {"PAYMENTS_KEY", "B_TOKEN"} | extra
+        assert {(r.name, r.key) for r in refs.values()} == {("payments-creds", k) for k in refs}
+        plain = {e.name: e.value for e in container.env if not e.value_from}
+        assert plain["KAILASH_REQUIRED_ENV"] == "B_TOKEN PAYMENTS_KEY"
+    readme = (out / "README.md").read_text()
+    assert "kubectl create secret generic payments-creds" in readme
+    assert "--from-literal=B_TOKEN=..." in readme and "--from-literal=KAILASH_API_KEYS=..." in readme
+
+
+def test_bad_kubernetes_options_are_refused(tmp_path):
+    exporter = WorkflowExporter(totals_workflow())
+    with pytest.raises(SerializationError) as info:
+        exporter.to_kubernetes(
+            tmp_path / "k",
+            config={
+                "resources": {"limits": {"cpu": "lots"}, "request": {}},
+                "namespace": "Bad_NS",
+                "replicas": -1,
+                "service_type": "Ingress",
+            },
+        )
+    msg = str(info.value)
+    for part in (
+        "'lots' is not a Kubernetes quantity",
+        "unknown section 'request'",
+        "'Bad_NS' is not a valid",
+        "'replicas' must be >= 0",
+        "'service_type' must be one of",
+    ):
+        assert part in msg
+    assert not (tmp_path / "k").exists()
+
+
+def test_names_are_made_valid():
+    assert slugify("Daily Totals_2024") == "daily-totals-2024"
+    assert slugify("2024 report") == "wf-2024-report"
+    assert slugify("---") == "wf"
+    assert len(slugify("x" * 200)) <= 40
+
+
+# -- the schema check itself ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def job(tmp_path):
+    WorkflowExporter(totals_workflow()).to_kubernetes(tmp_path / "k")
+    return load(tmp_path / "k" / "job.yaml")
+
+
+def test_validator_rejects_unknown_fields(job):
+    bad = copy.deepcopy(job)
+    bad["spec"]["template"]["spec"]["containers"][0]["resource"] = {}
+    (problem,) = validate_manifest(bad)
+    assert "containers[0]: unknown field 'resource' for V1Container" in problem
+
+
+def test_validator_rejects_missing_required_fields(job):
+    bad = copy.deepcopy(job)
+    del bad["spec"]["template"]["spec"]["containers"][0]["name"]
+    # kubernetes >= 35 models are pydantic ("V1Container.name: required field is missing"),
+    # older ones raise "Invalid value for `name`, must not be `None`"
+    required = r"(V1Container\.name: required field is missing|`name`, must not be `None`)"
+    assert [p for p in validate_manifest(bad) if re.search(required, p)], validate_manifest(bad)
+    no_template = copy.deepcopy(job)
+    del no_template["spec"]["template"]
+    required = r"(V1JobSpec\.template: required field is missing|`template`, must not be `None`)"
+    assert [p for p in validate_manifest(no_template) if re.search(required, p)], validate_manifest(no_template)
+
+
+def test_validator_rejects_wrong_types_names_and_kinds(job):
+    bad = copy.deepcopy(job)
+    bad["spec"]["backoffLimit"] = "zero"
+    assert validate_manifest(bad) == ["Job.spec.backoffLimit: expected int, got str 'zero'"]
+    bad = copy.deepcopy(job)
+    bad["metadata"]["name"] = "Has_Underscore"
+    assert validate_manifest(bad) == ["Job: metadata.name 'Has_Underscore' is not a valid DNS-1123 subdomain"]
+    bad = copy.deepcopy(job)
+    bad["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] = "1 core"
+    assert validate_manifest(bad) == ["Job: resources.limits.cpu '1 core' is not a Kubernetes quantity"]
+    bad = copy.deepcopy(job)
+    bad["apiVersion"] = "batch/v2"
+    assert "unsupported apiVersion/kind batch/v2/Job" in validate_manifest(bad)[0]
