@@ -42,7 +42,7 @@ from kailash.security.sandbox_host import Profile, SandboxUnavailable, Template,
 from kailash.security.sandbox_wire import WireClosed, WireTimeout
 from kailash.security.secrets import plain_secret_values, redact
 
-__all__ = ["run_sandboxed", "release_sandbox", "shutdown_sandboxes", "prestart_sandbox", "sandbox_info",
+__all__ = ["run_sandboxed", "release_sandbox", "release_sandbox_later", "shutdown_sandboxes", "prestart_sandbox", "sandbox_info",
            "DEFAULT_ALLOWED_IMPORTS"]
 
 from kailash.security.sandbox_guards import DEFAULT_ALLOWED_IMPORTS  # noqa: E402  (a tuple of names)
@@ -154,6 +154,24 @@ def sandbox_info(config: SecurityConfig) -> dict[str, Any]:
             "allowed_directories": list(profile.allowed_directories)}
 
 
+_released_later: list[str] = []  # keys of garbage-collected nodes, released at the next call
+
+
+def release_sandbox_later(node_key: str) -> None:
+    """Queue ``node_key``'s worker for release. Safe from a GC finalizer: it takes no lock
+    (a finalizer can fire while this module, or a template, holds its lock)."""
+    _released_later.append(node_key)
+
+
+def _release_queued() -> None:
+    while _released_later:
+        try:
+            key = _released_later.pop()
+        except IndexError:  # another thread took the last one
+            return
+        release_sandbox(key)
+
+
 def release_sandbox(node_key: str) -> None:
     """Stop the worker(s) of ``node_key``; its ``self`` state is discarded."""
     with _lock:
@@ -225,6 +243,7 @@ def run_sandboxed(node_key: str, code: str, imports: list[str] | tuple[str, ...]
         >>> run_sandboxed("doc-example", "result = sum(range(n))", [], {"n": 10}, cfg, "compute")
         45
     """
+    _release_queued()
     label = f"node '{node_id}' (PythonCodeNode)" if node_id else "PythonCodeNode"
     profile = _profile(config)
     request = {"op": "run", "node_key": node_key, "code": code, "imports": list(imports or ()),

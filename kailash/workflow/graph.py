@@ -244,7 +244,7 @@ class Workflow:
         """The validated, immutable execution plan (cached until the graph changes)."""
         plan = self._plan
         if plan is None or plan.version != self._version:
-            from kailash.workflow.plan import compile_workflow
+            from kailash.workflow.validation import compile_workflow
 
             plan = compile_workflow(self)
             self._plan = plan

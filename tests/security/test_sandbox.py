@@ -363,3 +363,26 @@ def test_a_sandbox_started_from_a_thread_that_ended_keeps_working(sandbox_dirs):
     assert box == {"first": 1}
     time.sleep(0.3)  # give a parent-death signal time to land, were it tied to that thread
     assert node.execute()["result"] == 2  # same worker, state intact
+
+
+def test_a_garbage_collected_node_is_released_without_taking_locks(sandbox_dirs):
+    """The release runs from a GC finalizer, which can fire while the sandbox holds its
+    locks (mid-fork): it must only queue the key, and the next call releases it."""
+    import gc
+
+    from kailash.nodes.code.python import PythonCodeNode
+
+    allowed, _ = sandbox_dirs
+    cfg = make_config(allowed, "auto")
+    node = PythonCodeNode(code="result = 1", security_config=cfg)
+    node.execute()
+    key = node._sandbox_key
+    assert any(k[1] == key for k in sandbox_module._workers)
+    with sandbox_module._lock:  # what a finalizer firing inside the sandbox would find
+        done = threading.Event()
+        threading.Thread(target=lambda: (sandbox_module.release_sandbox_later("probe"), done.set())).start()
+        assert done.wait(2), "release_sandbox_later blocked on the sandbox lock"
+    del node
+    gc.collect()
+    PythonCodeNode(code="result = 2", security_config=cfg).execute()  # the next call releases the queue
+    assert not any(k[1] == key for k in sandbox_module._workers)

@@ -224,10 +224,10 @@ class PythonCodeNode(Node):
             if key is None:
                 # ids are reused after garbage collection: a fresh uuid keeps nodes' states apart,
                 # and the finalizer frees the worker with the node.
-                from kailash.security.sandbox import release_sandbox
+                from kailash.security.sandbox import release_sandbox_later
 
                 key = self._sandbox_key = uuid.uuid4().hex
-                weakref.finalize(self, release_sandbox, key)
+                weakref.finalize(self, release_sandbox_later, key)
             return {"result": run_sandboxed(key, code, list(imports or []), inputs, security, self.name)}
         key = (code, *inputs)
         entry = self._compiled.get(key)
