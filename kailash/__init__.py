@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kailash._lazy import lazy_exports
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
@@ -38,15 +40,8 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kailash' has no attribute {name!r}")
-    import importlib
+__getattr__ = lazy_exports("kailash", _EXPORTS, globals())
 
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
 
 
 def __dir__() -> list[str]:

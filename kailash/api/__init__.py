@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kailash._lazy import lazy_exports
+
 __all__ = [
     "WorkflowGateway", "WorkflowAPI", "AuthenticationMiddleware", "RateLimitingMiddleware",
     "BodySizeLimitMiddleware", "TenantRegistry", "Tenant", "create_tenant", "StudioClient",
@@ -26,15 +28,8 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kailash.api' has no attribute {name!r}")
-    import importlib
+__getattr__ = lazy_exports("kailash.api", _EXPORTS, globals())
 
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
 
 
 def __dir__() -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kailash._lazy import lazy_exports
 from kailash.runtime.local import LocalRuntime
 
 __all__ = ["LocalRuntime", "ParallelRuntime", "AsyncLocalRuntime", "DaskRuntime", "TestRuntime"]
@@ -19,12 +20,5 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kailash.runtime' has no attribute {name!r}")
-    import importlib
+__getattr__ = lazy_exports("kailash.runtime", _LAZY, globals())
 
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value

@@ -10,24 +10,21 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from kailash._lazy import lazy_exports
+
 __all__ = ["HTTPRequestNode", "AsyncHTTPRequestNode", "RESTClientNode", "OAuth2Node", "APIKeyNode"]
 
 _WHERE = {
-    "HTTPRequestNode": "http",
-    "AsyncHTTPRequestNode": "http",
-    "RESTClientNode": "rest",
-    "OAuth2Node": "auth",
-    "APIKeyNode": "auth",
+    "HTTPRequestNode": "kailash.nodes.api.http",
+    "AsyncHTTPRequestNode": "kailash.nodes.api.http",
+    "RESTClientNode": "kailash.nodes.api.rest",
+    "OAuth2Node": "kailash.nodes.api.auth",
+    "APIKeyNode": "kailash.nodes.api.auth",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kailash.nodes.api' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"kailash.nodes.api.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports("kailash.nodes.api", _WHERE, globals())
+
 
 
 def __dir__() -> list[str]:

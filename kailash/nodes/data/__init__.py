@@ -8,22 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from kailash._lazy import lazy_exports
+
 _EXPORTS = {
-    "CSVReaderNode": "readers", "JSONReaderNode": "readers", "TextReaderNode": "readers", "BatchStream": "readers",
-    "CSVWriterNode": "writers", "JSONWriterNode": "writers", "TextWriterNode": "writers",
-    "SQLDatabaseNode": "sql",
-    "EventStreamNode": "streaming",
+    "CSVReaderNode": "kailash.nodes.data.readers", "JSONReaderNode": "kailash.nodes.data.readers", "TextReaderNode": "kailash.nodes.data.readers", "BatchStream": "kailash.nodes.data.readers",
+    "CSVWriterNode": "kailash.nodes.data.writers", "JSONWriterNode": "kailash.nodes.data.writers", "TextWriterNode": "kailash.nodes.data.writers",
+    "SQLDatabaseNode": "kailash.nodes.data.sql",
+    "EventStreamNode": "kailash.nodes.data.streaming",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kailash.nodes.data' has no attribute {name!r}")
-    import importlib
+__getattr__ = lazy_exports("kailash.nodes.data", _EXPORTS, globals())
 
-    value = getattr(importlib.import_module(f"kailash.nodes.data.{module}"), name)
-    globals()[name] = value
-    return value
