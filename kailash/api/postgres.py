@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from kailash.api.storage import StoredWorkflow
-from kailash.runtime.store import NodeRecord, RunRecord, _json_default
+from kailash.runtime.store import NodeRecord, RunRecord, _json_default, node_rows
 
 __all__ = ["PostgresStorage", "PostgresWorkflowStore", "PostgresRunStore", "PostgresTenantBackend"]
 
@@ -191,8 +191,7 @@ class PostgresRunStore(_SchemaStore):
                 "tenant, runtime, parent_run_id, extra")
 
     def record(self, run: RunRecord) -> None:
-        nodes = [list(n) if type(n) is tuple else [n.node_id, n.status, n.started_at, n.duration, n.error]
-                 for n in run.nodes]
+        nodes = node_rows(run)
         values = (run.run_id, run.workflow, run.status, run.started_at, run.ended_at, run.error, run.error_node,
                   _jsonb(nodes), _jsonb(run.outputs), _jsonb(run.parameters), run.tenant, run.runtime,
                   run.parent_run_id, _jsonb(run.extra) if run.extra else None)

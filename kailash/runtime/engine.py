@@ -138,8 +138,7 @@ class RunRecorder:
         store = self.store
         if store is None:
             return
-        at = self.started_at
-        nodes = tuple((r[0], r[1], (at + r[2]) if r[2] else None, r[3], r[4]) for r in self.rows)
+        nodes = tuple(self.rows)  # (id, status, start offset, duration, error): see store.node_rows
         keep = self.record_outputs == "always" or (self.record_outputs == "failed" and status == "failed")
         store.record(RunRecord(
             run_id=self.run_id, workflow=self.workflow, status=status, started_at=self.started_at, ended_at=ended,
@@ -200,20 +199,20 @@ def run_plan_sync(plan: Any, overrides: dict[str, dict[str, Any]], ctx: RunConte
     results = WorkflowResults()
     if ctx.workflow is None:
         ctx.workflow = plan.workflow
-    gather = plan.gather
     perf = time.perf_counter
     t0 = recorder.t0
     observers = recorder.observers
     rows = recorder.rows
+    add_row = rows.append
     for step in plan.steps:
         sid = step.id
-        if fixed is not None and sid in fixed:
+        if fixed and sid in fixed:
             results[sid] = fixed[sid]
-            rows.append((sid, "completed", perf() - t0, 0.0, None))
+            add_row((sid, "completed", perf() - t0, 0.0, None))
             continue
         start = perf()
         try:
-            inputs = gather(step, results, overrides.get(sid))
+            inputs = step.gather(results, overrides.get(sid) if overrides else None)
             if inputs is None:
                 recorder.node_skipped(sid)
                 continue
@@ -241,7 +240,7 @@ def run_plan_sync(plan: Any, overrides: dict[str, dict[str, Any]], ctx: RunConte
             raise err from (exc.__cause__ if exc is err else exc)
         results[sid] = out
         end = perf()
-        rows.append((sid, "completed", start - t0, end - start, None))
+        add_row((sid, "completed", start - t0, end - start, None))
         if observers:
             recorder.emit({"event": "node_completed", "run_id": ctx.run_id, "node_id": sid, "duration": end - start})
     results.run_id = ctx.run_id

@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from kailash.security.secrets import Secret
 
-__all__ = ["RunRecord", "NodeRecord", "RunStore", "SQLiteRunStore", "default_store", "store_at", "close_stores", "kailash_home", "to_json_safe"]
+__all__ = ["RunRecord", "NodeRecord", "RunStore", "SQLiteRunStore", "default_store", "store_at", "node_rows", "close_stores", "kailash_home", "to_json_safe"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -76,6 +76,18 @@ class RunRecord:
             "outputs": self.outputs, "parameters": self.parameters, "tenant": self.tenant,
             "runtime": self.runtime, "parent_run_id": self.parent_run_id, **({"extra": self.extra} if self.extra else {}),
         }
+
+
+def node_rows(run: RunRecord) -> list[list[Any]]:
+    """``run.nodes`` as ``[node_id, status, started_at, duration, error]`` lists for storage.
+
+    The engine hands rows over as plain tuples whose third item is the node's start as
+    an offset from ``run.started_at`` (cheaper than NodeRecords on the hot path); read-back
+    records hold :class:`NodeRecord` with absolute times.
+    """
+    at = run.started_at
+    return [[n[0], n[1], (at + n[2]) if n[2] else None, n[3], n[4]] if type(n) is tuple
+            else [n.node_id, n.status, n.started_at, n.duration, n.error] for n in run.nodes]
 
 
 @runtime_checkable
@@ -195,8 +207,7 @@ class SQLiteRunStore:
     def _row(r: RunRecord) -> tuple[Any, ...]:
         dumps = json.dumps
         # The engine hands node rows over as plain tuples (cheaper than NodeRecords on the hot path).
-        nodes = dumps([list(n) if type(n) is tuple else [n.node_id, n.status, n.started_at, n.duration, n.error]
-                       for n in r.nodes])
+        nodes = dumps(node_rows(r))
         return (
             r.run_id, r.workflow, r.status, r.started_at, r.ended_at, r.error, r.error_node, nodes,
             None if r.outputs is None else dumps(r.outputs, default=_json_default),

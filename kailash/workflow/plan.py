@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from kailash.errors import NodeConfigurationError, NodeExecutionError, WorkflowValidationError
@@ -53,6 +54,7 @@ class Step:
     successors: tuple[str, ...] = ()
     policy: Any = None  # a failure policy (retries, timeout, breaker, cache), if one is set
     direct: bool = False  # the engine may call node.run(**inputs) itself (no context, no policy)
+    gather: Any = None  # (results, overrides) -> inputs | None; set by bind_gather
 
 
 class ExecutionPlan:
@@ -62,6 +64,9 @@ class ExecutionPlan:
         self.workflow = workflow
         self.version = workflow._version
         self.name = workflow.name
+        for step in steps:
+            if step.gather is None:
+                bind_gather(step)
         self.steps: tuple[Step, ...] = tuple(steps)
         self.by_id: dict[str, Step] = {s.id: s for s in steps}
         self.entries: tuple[Step, ...] = tuple(s for s in steps if not s.edges)
@@ -182,88 +187,157 @@ class ExecutionPlan:
         Precedence, later wins: defaults, values offered by name, config, connected
         values, runtime parameters.
         """
-        node = step.node
-        inputs = dict(step.base)
-        cfg = node.config
-        edges = step.edges
-        if edges:
-            late: list[tuple[str, Any]] = []  # connected values: they beat config, applied after it
-            collect = step.collect
-            collected: list[Any] | None = [] if collect else None
-            accepts = step.accepts
-            for e in edges:
-                out = results.get(e.source)
-                if out is None:
-                    if collect:
-                        continue
-                    return None
-                if e.pairs is None:
-                    for k, v in out.items():
-                        if accepts is None or k in accepts:
-                            inputs[k] = v
-                    to = e.primary_to
-                    if to is not None:
-                        p = e.primary_from
-                        if p is None:
-                            p = next(iter(out)) if len(out) == 1 else ("result" if "result" in out else "data")
-                        if p in out:
-                            if to == collect:
-                                collected.append(out[p])  # type: ignore[union-attr]
-                            else:
-                                late.append((to, out[p]))
+        return step.gather(results, overrides)
+
+
+
+def gather_step(step: Step, results: dict[str, dict[str, Any]], overrides: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The inputs for ``step`` from what has run, or ``None`` when the node is skipped.
+
+    A node runs when every incoming connection is active (its source ran and, for
+    a branch port, that branch was taken); a merge node runs when any is.
+    Precedence, later wins: defaults, values offered by name, config, connected
+    values, runtime parameters.
+    """
+    node = step.node
+    inputs = dict(step.base)
+    cfg = node.config
+    edges = step.edges
+    if edges:
+        late: list[tuple[str, Any]] = []  # connected values: they beat config, applied after it
+        collect = step.collect
+        collected: list[Any] | None = [] if collect else None
+        accepts = step.accepts
+        for e in edges:
+            out = results.get(e.source)
+            if out is None:
+                if collect:
                     continue
-                vals = []
-                for o, i in e.pairs:
-                    v = out.get(o, _MISSING)
-                    if v is _MISSING and "." in o:
-                        v = _dig(out, o)
-                    if v is _MISSING:
-                        if e.conditional:
-                            vals = None
-                            break
-                        raise NodeExecutionError(
-                            f"node '{e.source}' produced no output '{o}' for input '{i}' of node '{step.id}' "
-                            f"(it produced: {', '.join(out) or 'nothing'})",
-                            node_id=step.id, parameter=i, expected=f"output '{o}' of '{e.source}'",
-                        )
-                    vals.append((i, v))
-                if vals is None:
-                    if collect:
-                        continue
-                    return None
-                for i, v in vals:
-                    if i == collect:
-                        collected.append(v)  # type: ignore[union-attr]
-                    else:
-                        late.append((i, v))
-            if collected is not None:
-                if not collected:
-                    return None
-                late.append((collect, collected))  # type: ignore[arg-type]
-            if cfg:
-                inputs.update(cfg)
-            for k, v in late:
-                inputs[k] = v
-        elif cfg:
+                return None
+            if e.pairs is None:
+                for k, v in out.items():
+                    if accepts is None or k in accepts:
+                        inputs[k] = v
+                to = e.primary_to
+                if to is not None:
+                    p = e.primary_from
+                    if p is None:
+                        p = next(iter(out)) if len(out) == 1 else ("result" if "result" in out else "data")
+                    if p in out:
+                        if to == collect:
+                            collected.append(out[p])  # type: ignore[union-attr]
+                        else:
+                            late.append((to, out[p]))
+                continue
+            vals = []
+            for o, i in e.pairs:
+                v = out.get(o, _MISSING)
+                if v is _MISSING and "." in o:
+                    v = _dig(out, o)
+                if v is _MISSING:
+                    if e.conditional:
+                        vals = None
+                        break
+                    raise NodeExecutionError(
+                        f"node '{e.source}' produced no output '{o}' for input '{i}' of node '{step.id}' "
+                        f"(it produced: {', '.join(out) or 'nothing'})",
+                        node_id=step.id, parameter=i, expected=f"output '{o}' of '{e.source}'",
+                    )
+                vals.append((i, v))
+            if vals is None:
+                if collect:
+                    continue
+                return None
+            for i, v in vals:
+                if i == collect:
+                    collected.append(v)  # type: ignore[union-attr]
+                else:
+                    late.append((i, v))
+        if collected is not None:
+            if not collected:
+                return None
+            late.append((collect, collected))  # type: ignore[arg-type]
+        if cfg:
             inputs.update(cfg)
+        for k, v in late:
+            inputs[k] = v
+    elif cfg:
+        inputs.update(cfg)
+    if overrides:
+        inputs.update(overrides)
+    if step.checks or step.required:
+        _check_inputs(step, inputs)
+    return inputs
+
+
+def _check_inputs(step: Step, inputs: dict[str, Any]) -> None:
+    """Type and presence checks of one node's final inputs (raises NodeConfigurationError)."""
+    node = step.node
+    for name, rt in step.checks:
+        v = inputs.get(name)
+        if v is not None and not isinstance(v, rt) and not isinstance(v, Secret):
+            p = node.parameters[name]
+            raise NodeConfigurationError(
+                f"node '{step.id}' ({type(node).__name__}): parameter '{name}' expects "
+                f"{type_name(p.type)}, got {type(v).__name__}",
+                node_id=step.id, parameter=name, expected=type_name(p.type), got=type(v).__name__,
+            )
+    for name in step.required:
+        if inputs.get(name) is None:
+            raise NodeConfigurationError(
+                f"node '{step.id}' ({type(node).__name__}): required parameter '{name}' received no value",
+                node_id=step.id, parameter=name, expected=type_name(node.parameters[name].type),
+            )
+
+
+def _single_edge_gather(step: Step, edge: Edge) -> Any:
+    """``gather_step`` specialised for the commonest shape — one plain ``connect(a, b)`` —
+    with everything it reads bound once (the engine's hot path: a chain of nodes)."""
+    source, base, node, accepts = edge.source, step.base, step.node, step.accepts
+    to, primary = edge.primary_to, edge.primary_from
+    checks, required = step.checks, step.required
+
+    def gather(results: dict[str, dict[str, Any]], overrides: dict[str, Any] | None) -> dict[str, Any] | None:
+        out = results.get(source)
+        if out is None:
+            return None
+        inputs = base.copy()
+        if accepts is None:
+            inputs.update(out)
+        else:
+            for k in out:
+                if k in accepts:
+                    inputs[k] = out[k]
+        cfg = node.config
+        if cfg:
+            inputs.update(cfg)
+        if to is not None:
+            p = primary
+            if p is None:
+                p = next(iter(out)) if len(out) == 1 else ("result" if "result" in out else "data")
+            if p in out:
+                inputs[to] = out[p]
         if overrides:
             inputs.update(overrides)
-        for name, rt in step.checks:
+        for name, rt in checks:  # inlined: a call per node costs more than the check
             v = inputs.get(name)
             if v is not None and not isinstance(v, rt) and not isinstance(v, Secret):
-                p = node.parameters[name]
-                raise NodeConfigurationError(
-                    f"node '{step.id}' ({type(node).__name__}): parameter '{name}' expects "
-                    f"{type_name(p.type)}, got {type(v).__name__}",
-                    node_id=step.id, parameter=name, expected=type_name(p.type), got=type(v).__name__,
-                )
-        for name in step.required:
+                _check_inputs(step, inputs)  # raises, naming the parameter
+        for name in required:
             if inputs.get(name) is None:
-                raise NodeConfigurationError(
-                    f"node '{step.id}' ({type(node).__name__}): required parameter '{name}' received no value",
-                    node_id=step.id, parameter=name, expected=type_name(node.parameters[name].type),
-                )
+                _check_inputs(step, inputs)
         return inputs
+
+    return gather
+
+
+def bind_gather(step: Step) -> None:
+    """Give ``step`` its input-gathering function (specialised where the shape allows)."""
+    edges = step.edges
+    if len(edges) == 1 and edges[0].pairs is None and not step.collect:
+        step.gather = _single_edge_gather(step, edges[0])
+    else:
+        step.gather = partial(gather_step, step)
 
 
 def _dig(out: dict[str, Any], path: str) -> Any:

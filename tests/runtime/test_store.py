@@ -53,20 +53,21 @@ def test_round_trip_of_a_full_record(store):
     run = record(
         "r1", status="failed", error="boom", error_node="b", outputs={"a": {"result": [1, 2]}},
         parameters={"a": {"x": 1}}, tenant="acme", runtime="local", parent_run_id="p0", extra={"k": "v"},
-        nodes=(("a", "completed", 100.1, 0.01, None), ("b", "failed", 100.2, 0.02, "boom")),
+        # the engine's rows: (id, status, start as an offset from the run's start, duration, error)
+        nodes=(("a", "completed", 0.5, 0.01, None), ("b", "failed", 0.75, 0.02, "boom")),
     )
     store.record(run)
     back = store.get_run("r1")
     assert back.nodes == (
-        NodeRecord(node_id="a", status="completed", started_at=100.1, duration=0.01),
-        NodeRecord(node_id="b", status="failed", started_at=100.2, duration=0.02, error="boom"),
+        NodeRecord(node_id="a", status="completed", started_at=100.5, duration=0.01),
+        NodeRecord(node_id="b", status="failed", started_at=100.75, duration=0.02, error="boom"),
     )
     assert (back.status, back.error, back.error_node, back.tenant, back.parent_run_id) == ("failed", "boom", "b", "acme", "p0")
     assert back.outputs == {"a": {"result": [1, 2]}} and back.parameters == {"a": {"x": 1}} and back.extra == {"k": "v"}
     assert back.duration == 1.0
     assert back.node("b").error == "boom" and back.node("zz") is None
     d = back.to_dict()
-    assert d["nodes"][1] == {"node_id": "b", "status": "failed", "started_at": 100.2, "duration": 0.02, "error": "boom"}
+    assert d["nodes"][1] == {"node_id": "b", "status": "failed", "started_at": 100.75, "duration": 0.02, "error": "boom"}
     assert d["duration"] == 1.0 and d["extra"] == {"k": "v"}
     json.dumps(d)
 
