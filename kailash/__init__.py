@@ -14,8 +14,6 @@ Names are re-exported lazily: ``import kailash`` imports almost nothing.
 
 from __future__ import annotations
 
-from typing import Any
-
 from kailash._lazy import lazy_exports
 
 __version__ = "0.1.0"

@@ -27,4 +27,5 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q -e '.[dev]'
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+PY=.venv/bin/python bash scripts/lint.sh
 exec .venv/bin/python -m pytest -q "$@"

@@ -6,8 +6,6 @@ FastAPI/uvicorn stack is needed only by the gateway (``pip install 'kailash[api]
 
 from __future__ import annotations
 
-from typing import Any
-
 from kailash._lazy import lazy_exports
 
 __all__ = [

@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from kailash._lazy import lazy_exports
 from kailash.runtime.local import LocalRuntime
 

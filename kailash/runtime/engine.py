@@ -138,7 +138,7 @@ class RunRecorder:
         store = self.store
         if store is None:
             return
-        nodes = tuple(self.rows)  # (id, status, start offset, duration, error): see store.node_rows
+        nodes: Any = tuple(self.rows)  # (id, status, start offset, duration, error): see store.node_rows
         keep = self.record_outputs == "always" or (self.record_outputs == "failed" and status == "failed")
         store.record(RunRecord(
             run_id=self.run_id, workflow=self.workflow, status=status, started_at=self.started_at, ended_at=ended,

@@ -229,13 +229,13 @@ def gather_step(step: Step, results: dict[str, dict[str, Any]], overrides: dict[
                         else:
                             late.append((to, out[p]))
                 continue
-            vals = []
+            vals: list[tuple[str, Any]] | None = []
             for o, i in e.pairs:
                 v = out.get(o, _MISSING)
                 if v is _MISSING and "." in o:
                     v = _dig(out, o)
                 if v is _MISSING:
-                    if e.conditional:
+                    if e.conditional:  # a branch port not taken: the edge is inactive
                         vals = None
                         break
                     raise NodeExecutionError(
@@ -243,7 +243,7 @@ def gather_step(step: Step, results: dict[str, dict[str, Any]], overrides: dict[
                         f"(it produced: {', '.join(out) or 'nothing'})",
                         node_id=step.id, parameter=i, expected=f"output '{o}' of '{e.source}'",
                     )
-                vals.append((i, v))
+                vals.append((i, v))  # type: ignore[union-attr]  # None only after the break above
             if vals is None:
                 if collect:
                     continue

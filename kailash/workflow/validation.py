@@ -64,7 +64,9 @@ def compile_workflow(workflow: Workflow) -> ExecutionPlan:
         declared = src.get_outputs()
         where = f"connection {c.source} -> {c.target}"
         if c.port is not None or c.mapping is not None:
-            pairs = c.mapping if c.mapping is not None else ((c.port, dst.input_name()),)  # type: ignore[assignment]
+            pairs: tuple[tuple[str, str | None], ...] = (
+                c.mapping if c.mapping is not None else ((str(c.port), dst.input_name()),)
+            )
             for out_name, in_name in pairs:
                 if declared is not None and out_name.split(".")[0] not in declared:
                     close = difflib.get_close_matches(out_name, list(declared), n=3)

@@ -7,9 +7,6 @@ imported only when a request is sent (``pip install 'kailash[http]'``).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from kailash._lazy import lazy_exports
 
 __all__ = ["HTTPRequestNode", "AsyncHTTPRequestNode", "RESTClientNode", "OAuth2Node", "APIKeyNode"]

@@ -18,6 +18,7 @@ import importlib
 import inspect
 import keyword
 import linecache
+import sys
 import textwrap
 import traceback
 import uuid
@@ -190,8 +191,9 @@ class PythonCodeNode(Node):
             posonlyargs=[], args=[ast.arg(arg="self")] + [ast.arg(arg=n) for n in names],
             vararg=None, kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[],
         )
+        extra: dict[str, Any] = {"type_params": []} if sys.version_info >= (3, 12) else {}
         fn_def = ast.FunctionDef(name="__kailash_code__", args=args, body=prologue + body + epilogue,
-                                 decorator_list=[], returns=None, type_comment=None, type_params=[])
+                                 decorator_list=[], returns=None, type_comment=None, **extra)
         ast.copy_location(fn_def, body[0])
         module = ast.Module(body=[fn_def], type_ignores=[])
         ast.fix_missing_locations(module)
@@ -229,12 +231,12 @@ class PythonCodeNode(Node):
                 key = self._sandbox_key = uuid.uuid4().hex
                 weakref.finalize(self, release_sandbox_later, key)
             return {"result": run_sandboxed(key, code, list(imports or []), inputs, security, self.name)}
-        key = (code, *inputs)
-        entry = self._compiled.get(key)
+        cache_key = (code, *inputs)
+        entry = self._compiled.get(cache_key)
         if entry is None:
-            names = tuple(k for k in inputs if k.isidentifier() and not keyword.iskeyword(k) and k != "self")
-            fn = self._compile(code, names, imports)
-            entry = self._compiled[key] = (fn, None if len(names) == len(inputs) else names)
+            usable = tuple(k for k in inputs if k.isidentifier() and not keyword.iskeyword(k) and k != "self")
+            fn = self._compile(code, usable, imports)
+            entry = self._compiled[cache_key] = (fn, None if len(usable) == len(inputs) else usable)
         fn, names = entry
         try:
             if names is None:

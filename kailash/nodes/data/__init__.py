@@ -6,8 +6,6 @@ without importing every data module (or their optional dependencies) up front.
 
 from __future__ import annotations
 
-from typing import Any
-
 from kailash._lazy import lazy_exports
 
 _EXPORTS = {

@@ -89,7 +89,7 @@ class SwitchNode(Node):
         elif outputs is None:
             fn = compile_expression(field, node_id=self.name, parameter="condition")
             test = _expression_test(fn, None)
-            routes = [("true", test), ("false", lambda r, t=test: not t(r))]
+            routes = [("true", test), ("false", _negate(test))]
         self._routes, self._routes_key = routes, key
         return routes
 
@@ -108,6 +108,10 @@ class SwitchNode(Node):
         if port == "default":
             logger.info("node %s: the record matched no branch; sent to port 'default'", self.label)
         return {port: data}
+
+
+def _negate(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda record: not test(record)
 
 
 def _first_port(routes: list[tuple[str, Callable[[Any], bool]]], record: Any) -> str:
