@@ -12,6 +12,7 @@ inner entry nodes that take ``data`` (or to ``node_id.param``);
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError
@@ -20,6 +21,7 @@ from kailash.nodes.base import Node, NodeParameter, register_node
 __all__ = ["WorkflowNode"]
 
 _OWN = ("workflow", "workflow_path", "input_mapping", "output_mapping")
+_validating = threading.local()
 
 
 @register_node(category="logic")
@@ -77,6 +79,20 @@ class WorkflowNode(Node):
             return ["give the inner workflow as workflow=... or workflow_path='x.yaml'"]
         if path is not None and wf is None and not os.path.exists(path):
             return [f"parameter 'workflow_path': file '{path}' does not exist"]
+        # The inner workflow's validation comes back here if it includes itself, directly
+        # or through a file: track what is being validated on this thread.
+        key = id(wf) if wf is not None else os.path.realpath(str(path))
+        active = _validating.__dict__.setdefault("keys", set())
+        if key in active:
+            return ["the inner workflow includes itself (a workflow cannot contain itself)"]
+        active.add(key)
+        try:
+            self.inner_workflow(wf, path).compile()
+        except KailashError as exc:
+            problems = getattr(exc, "problems", None) or [str(exc)]
+            return [f"inner workflow: {p}" for p in problems]
+        finally:
+            active.discard(key)
         return []
 
     def to_dict(self) -> dict[str, Any]:

@@ -169,10 +169,27 @@ def test_nested_three_levels_with_skipped_branch_inside():
     assert run(top, {"outer": {"data": -5}}) == {"outer": {"label": "not positive"}}
 
 
-def test_self_including_workflow_stops_at_the_nesting_limit(tmp_path):
+def test_a_workflow_file_that_includes_itself_is_refused_before_running(tmp_path):
     path = tmp_path / "loop.yaml"
     wf = Workflow("loop")
     wf.add_node("again", WorkflowNode(workflow_path=str(path)))
     wf.save(path)
-    with pytest.raises(NodeExecutionError, match="sub-workflows nested more than 32 levels deep"):
+    with pytest.raises(WorkflowValidationError, match="includes itself"):
         LocalRuntime(store=None).execute(Workflow.load(path))
+
+
+def test_the_outer_validation_reports_problems_of_the_inner_workflow():
+    inner = Workflow("inner")
+    inner.add_node("clean", PythonCodeNode(code="result = data"))
+    inner.connect("clean", "missing")
+    outer = Workflow("outer")
+    outer.add_node("prep", WorkflowNode(workflow=inner))
+    with pytest.raises(WorkflowValidationError, match=r"node 'prep' \(WorkflowNode\): inner workflow: connection clean -> missing: no node 'missing'"):
+        outer.validate()
+
+
+def test_a_workflow_that_includes_itself_is_refused_before_running():
+    wf = Workflow("loop")
+    wf.add_node("me", WorkflowNode(workflow=wf))
+    with pytest.raises(WorkflowValidationError, match="includes itself"):
+        wf.validate()
