@@ -12,7 +12,30 @@ from typing import Any
 from kailash.nodes.ai.providers.base import ProviderError
 from kailash.security.secrets import Secret, redact, reveal
 
-__all__ = ["post_json", "require_httpx"]
+__all__ = ["HTTPProvider", "post_json", "require_httpx"]
+
+
+class HTTPProvider:
+    """What every remote provider holds: model, base URL, optional key (as a Secret), timeout.
+
+    Subclasses set ``name`` and ``path`` (appended to the base URL) and implement ``chat``.
+    """
+
+    name = "http"
+    path = ""
+
+    def __init__(self, *, model: str, base_url: str, api_key: Secret | str | None = None, timeout: float = 60.0) -> None:
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.api_key = Secret(api_key) if api_key is not None and not isinstance(api_key, Secret) else api_key
+        self.timeout = timeout
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}{self.path}"
+
+    def __repr__(self) -> str:  # never the key
+        return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r})"
 
 
 def require_httpx() -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from kailash.nodes.ai.providers._http import malformed, post_json
+from kailash.nodes.ai.providers._http import HTTPProvider, malformed, post_json
 from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ToolCall, ToolSpec
 from kailash.security.secrets import Secret
 
@@ -19,7 +19,7 @@ __all__ = ["AnthropicProvider", "ANTHROPIC_VERSION"]
 ANTHROPIC_VERSION = "2023-06-01"
 
 
-class AnthropicProvider:
+class AnthropicProvider(HTTPProvider):
     """A provider for Anthropic's Messages API.
 
     Args:
@@ -31,21 +31,12 @@ class AnthropicProvider:
     """
 
     name = "anthropic"
+    path = "/v1/messages"
 
     def __init__(self, *, model: str, base_url: str, api_key: Secret | str | None = None, timeout: float = 60.0,
                  default_max_tokens: int = 1024) -> None:
-        self.model = model
-        self.base_url = base_url.rstrip("/")
-        self.api_key = Secret(api_key) if api_key is not None and not isinstance(api_key, Secret) else api_key
-        self.timeout = timeout
+        super().__init__(model=model, base_url=base_url, api_key=api_key, timeout=timeout)
         self.default_max_tokens = default_max_tokens
-
-    @property
-    def url(self) -> str:
-        return f"{self.base_url}/v1/messages"
-
-    def __repr__(self) -> str:
-        return f"AnthropicProvider(model={self.model!r}, base_url={self.base_url!r})"
 
     def chat(
         self,

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from kailash.nodes.ai.providers._http import malformed, post_json
+from kailash.nodes.ai.providers._http import HTTPProvider, malformed, post_json
 from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ToolCall, ToolSpec, parse_arguments
 
 __all__ = ["OllamaProvider"]
 
 
-class OllamaProvider:
+class OllamaProvider(HTTPProvider):
     """A provider for a local or remote Ollama server.
 
     Args:
@@ -25,18 +25,10 @@ class OllamaProvider:
     """
 
     name = "ollama"
+    path = "/api/chat"
 
     def __init__(self, *, model: str, base_url: str, timeout: float = 120.0) -> None:
-        self.model = model
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-
-    @property
-    def url(self) -> str:
-        return f"{self.base_url}/api/chat"
-
-    def __repr__(self) -> str:
-        return f"OllamaProvider(model={self.model!r}, base_url={self.base_url!r})"
+        super().__init__(model=model, base_url=base_url, timeout=timeout)
 
     def chat(
         self,

@@ -12,14 +12,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from kailash.nodes.ai.providers._http import malformed, post_json
+from kailash.nodes.ai.providers._http import HTTPProvider, malformed, post_json
 from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ToolCall, ToolSpec, parse_arguments
 from kailash.security.secrets import Secret
 
 __all__ = ["OpenAIProvider"]
 
 
-class OpenAIProvider:
+class OpenAIProvider(HTTPProvider):
     """A provider for any endpoint that speaks the OpenAI chat-completions protocol.
 
     Args:
@@ -35,19 +35,7 @@ class OpenAIProvider:
     """
 
     name = "openai"
-
-    def __init__(self, *, model: str, base_url: str, api_key: Secret | str | None = None, timeout: float = 60.0) -> None:
-        self.model = model
-        self.base_url = base_url.rstrip("/")
-        self.api_key = Secret(api_key) if api_key is not None and not isinstance(api_key, Secret) else api_key
-        self.timeout = timeout
-
-    @property
-    def url(self) -> str:
-        return f"{self.base_url}/chat/completions"
-
-    def __repr__(self) -> str:
-        return f"OpenAIProvider(model={self.model!r}, base_url={self.base_url!r})"
+    path = "/chat/completions"
 
     def chat(
         self,
