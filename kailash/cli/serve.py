@@ -8,6 +8,7 @@ any (or with ``--tenants``). Imports the gateway only when the command runs.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             _err(f"error: {file}: {exc}")
             return 2
         name = wf.name if wf.name not in loaded and wf.name != "workflow" else Path(file).stem
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or Path(file).stem
+        if slug != name:  # "Pricing Pipeline" is served at /workflows/Pricing-Pipeline
+            _err(f"note: workflow '{name}' from {file} is served as '{slug}'")
+            name = slug
         if name in loaded:
             _err(f"error: two workflows are named '{name}'; rename one")
             return 2
@@ -59,7 +64,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _err(f"error: {exc}")
         return 2
     for name, wf in loaded.items():
-        gateway.register_workflow(name, wf)
+        try:
+            gateway.register_workflow(name, wf)
+        except (KailashError, ValueError) as exc:
+            _err(f"error: {exc}")
+            return 2
     if args.requests_per_minute:
         from kailash.api.middleware import RateLimitingMiddleware
 

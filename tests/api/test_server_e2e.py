@@ -135,3 +135,23 @@ def test_serve_refuses_a_bad_file(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "NoSuchNode" in result.stderr
+
+
+def test_a_workflow_name_with_spaces_is_served_under_a_url_safe_name(tmp_path):
+    from kailash.nodes.code.python import PythonCodeNode
+    from kailash.workflow import Workflow
+
+    wf = Workflow("Pricing Pipeline")
+    wf.add_node("price", PythonCodeNode(code="result = round(base * 1.2, 2)"))
+    path = wf.save(tmp_path / "pricing.yaml")
+    env = {**os.environ, "KAILASH_HOME": str(tmp_path / "home"), "KAILASH_API_KEYS": KEY}
+    env.pop("KAILASH_DATABASE_URL", None)
+    proc = ServerProcess([str(path)], env)
+    try:
+        assert any("served as 'Pricing-Pipeline'" in line for line in proc.output)
+        reply = httpx.post(f"{proc.url}/workflows/Pricing-Pipeline/execute", headers={"X-API-Key": KEY},
+                           json={"parameters": {"price": {"base": 10}}}, timeout=20)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["results"]["price"]["result"] == 12.0
+    finally:
+        proc.stop()
