@@ -12,6 +12,7 @@ counted here, per namespace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import random
@@ -19,6 +20,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -300,6 +302,39 @@ class _RedactingStore:
         return getattr(self.inner, name)
 
 
+def tenant_policy(tenant_id: str) -> Any:
+    """The security policy a tenant's runs execute under.
+
+    Code nodes run in the sandbox (no network, no file system beyond the tenant's own
+    directory); file nodes may only touch ``$KAILASH_HOME/tenant-files/<tenant>``. The
+    limits of a process-wide policy, if one is set, are kept.
+    """
+    from kailash.runtime.store import kailash_home
+    from kailash.security.config import SecurityConfig, get_security_config
+
+    files = kailash_home() / "tenant-files" / tenant_id
+    files.mkdir(parents=True, exist_ok=True)
+    base = get_security_config()
+    limits = {} if base is None else {
+        "max_file_size": base.max_file_size, "execution_timeout": base.execution_timeout,
+        "memory_limit": base.memory_limit, "enable_audit_logging": base.enable_audit_logging,
+        "allowed_imports": base.allowed_imports,
+    }
+    return SecurityConfig(allowed_directories=[str(files)], sandbox=True, **limits)
+
+
+@contextlib.contextmanager
+def tenant_security(tenant_id: str | None) -> Iterator[None]:
+    """Run a tenant's workflow under :func:`tenant_policy`; the gateway's own runs as configured."""
+    if tenant_id is None:
+        yield
+        return
+    from kailash.security.config import security_context
+
+    with security_context(tenant_policy(tenant_id)):
+        yield
+
+
 def _execute(run: LiveRun, workspace: Any, workflow: Any, parameters: dict[str, Any], keep_outputs: bool) -> None:
     """Run the workflow (worker thread); the outcome lands on ``run``."""
     from kailash.errors import KailashError
@@ -309,7 +344,8 @@ def _execute(run: LiveRun, workspace: Any, workflow: Any, parameters: dict[str, 
     runtime = LocalRuntime(store=store, observers=[run.observe], tenant=workspace.tenant_id,
                            record_outputs="always" if keep_outputs else "failed")
     try:
-        results, _ = runtime.execute(workflow, parameters=parameters, run_id=run.run_id)
+        with tenant_security(workspace.tenant_id):
+            results, _ = runtime.execute(workflow, parameters=parameters, run_id=run.run_id)
     except KailashError as exc:
         partial = getattr(exc, "results", None) or {}
         run.finish(redact(to_json_safe(dict(partial)), run.secrets), error_info(exc, run.secrets), [])

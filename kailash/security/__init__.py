@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from kailash.errors import SecurityError
-from kailash.security.config import SecurityConfig, get_security_config, reset_security_config, set_security_config
+from kailash.security.config import (
+    SecurityConfig,
+    get_security_config,
+    reset_security_config,
+    security_context,
+    set_security_config,
+)
 from kailash.security.paths import safe_open, validate_path
 from kailash.security.secrets import Secret, redact, reveal, secret_from_env
 
@@ -17,6 +23,7 @@ __all__ = [
     "reveal",
     "safe_open",
     "secret_from_env",
+    "security_context",
     "set_security_config",
     "validate_path",
 ]

@@ -7,14 +7,17 @@ sandbox module (code).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kailash.errors import SecurityError
 
-__all__ = ["SecurityConfig", "set_security_config", "get_security_config", "reset_security_config"]
+__all__ = ["SecurityConfig", "set_security_config", "get_security_config", "reset_security_config", "security_context"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,6 +107,7 @@ class SecurityConfig:
 
 _lock = threading.Lock()
 _active: SecurityConfig | None = None
+_scoped: contextvars.ContextVar[SecurityConfig | None] = contextvars.ContextVar("kailash_security", default=None)
 
 
 def set_security_config(config: SecurityConfig | None) -> None:
@@ -119,8 +123,35 @@ def set_security_config(config: SecurityConfig | None) -> None:
 
 
 def get_security_config() -> SecurityConfig | None:
-    """The active process-wide policy, or ``None`` when none is set."""
-    return _active
+    """The policy in force here: a :func:`security_context` one if inside it, else the
+    process-wide policy, else ``None``."""
+    scoped = _scoped.get()
+    return scoped if scoped is not None else _active
+
+
+@contextlib.contextmanager
+def security_context(config: SecurityConfig) -> Iterator[SecurityConfig]:
+    """Apply ``config`` to code running in this context only (this thread or task).
+
+    The gateway runs each tenant's workflows inside one, so a tenant's code nodes are
+    sandboxed and its file nodes confined to its own directory, whatever the process-wide
+    policy is.
+
+    Example:
+        >>> import tempfile
+        >>> cfg = SecurityConfig(allowed_directories=[tempfile.mkdtemp()])
+        >>> with security_context(cfg):
+        ...     get_security_config() is cfg
+        True
+    """
+    if not isinstance(config, SecurityConfig):
+        raise SecurityError(f"security_context expects a SecurityConfig, got {type(config).__name__}",
+                            parameter="config", expected="SecurityConfig", got=type(config).__name__)
+    token = _scoped.set(config)
+    try:
+        yield config
+    finally:
+        _scoped.reset(token)
 
 
 def reset_security_config() -> None:

@@ -255,3 +255,41 @@ def test_gateway_namespace_in_postgres():
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             for schema in (f"kreg_{tag}", f"kdef_{tag}"):
                 conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _code_doc(code: str) -> dict:
+    return {"nodes": [{"id": "probe", "type": "PythonCodeNode", "config": {"code": code}}], "connections": []}
+
+
+def test_a_tenants_code_runs_sandboxed_and_cannot_reach_other_tenants(two_tenants, tmp_path):
+    client, acme, globex, _ = two_tenants
+    # globex stores a workflow; acme's code must not be able to read the gateway's storage
+    assert client.post("/workflows", json={"name": "secret-plan", "workflow": SIMPLE_DOC}, headers=globex).status_code == 201
+    attempts = {
+        "walk": "import os\nresult = os.listdir('/')",
+        "read": "result = open('/etc/passwd').read()",
+        "subclasses": "result = ().__class__.__base__.__subclasses__()",
+    }
+    for name, code in attempts.items():
+        assert client.post("/workflows", json={"name": name, "workflow": _code_doc(code)}, headers=acme).status_code in (201, 422)
+        reply = client.post(f"/workflows/{name}/execute", json={}, headers=acme)
+        if reply.status_code == 404:  # refused at upload already (422 above): equally safe
+            continue
+        assert reply.status_code == 500, (name, reply.text)
+        error = reply.json()["error"]
+        assert error["node_id"] == "probe" and error["type"] in ("SecurityError", "NodeExecutionError"), error
+    # plain computation still works for the tenant, in the sandbox
+    assert client.post("/workflows", json={"name": "calc", "workflow": _code_doc("result = sum(range(10))")},
+                       headers=acme).status_code == 201
+    assert client.post("/workflows/calc/execute", json={}, headers=acme).json()["results"] == {"probe": {"result": 45}}
+
+
+def test_a_tenants_file_nodes_are_confined_to_its_own_directory(two_tenants, tmp_path):
+    client, acme, _, _ = two_tenants
+    outside = tmp_path / "outside.csv"
+    outside.write_text("a,b\n1,2\n")
+    doc = {"nodes": [{"id": "read", "type": "CSVReaderNode", "config": {"file_path": str(outside)}}], "connections": []}
+    assert client.post("/workflows", json={"name": "peek", "workflow": doc}, headers=acme).status_code == 201
+    reply = client.post("/workflows/peek/execute", json={}, headers=acme)
+    assert reply.status_code == 500 and reply.json()["error"]["type"] == "SecurityError", reply.text
+    assert "outside the allowed directories" in reply.json()["error"]["message"]
