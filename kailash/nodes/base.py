@@ -241,8 +241,8 @@ class Node(ABC):
 
     @property
     def label(self) -> str:
-        """How errors name this node: its id if it has one, else its type."""
-        return f"'{self.name}'" if self.name else type(self).__name__
+        """How errors name this node: its id in quotes, or ``<unnamed>`` (messages add the type)."""
+        return f"'{self.name}'" if self.name else "<unnamed>"  # messages read "node <unnamed> (CSVReaderNode)"
 
     # -- direct execution --------------------------------------------------------------
     def resolve_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:

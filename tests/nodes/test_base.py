@@ -172,9 +172,9 @@ def test_primary_input_and_output_inference():
     assert node.output_name({"a": 1, "b": 2}) is None
 
 
-def test_label_names_the_node_or_its_type():
+def test_label_names_the_node_or_says_it_is_unnamed():
     assert ScaleNode(name="x").label == "'x'"
-    assert ScaleNode().label == "ScaleNode"
+    assert ScaleNode().label == "<unnamed>"  # messages add the type: "node <unnamed> (ScaleNode)"
     assert repr(ScaleNode(name="x")) == "ScaleNode(name='x')"
 
 

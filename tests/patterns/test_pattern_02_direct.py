@@ -38,7 +38,7 @@ def test_direct_execution_validates_inputs(tmp_path):
     from kailash.nodes.data.readers import CSVReaderNode
     from kailash.nodes.data.writers import JSONWriterNode
 
-    with pytest.raises(NodeConfigurationError, match=r"CSVReaderNode \(CSVReaderNode\) has invalid inputs:\n  - parameter 'file_path' is required"):
+    with pytest.raises(NodeConfigurationError, match=r"node <unnamed> \(CSVReaderNode\) has invalid inputs:\n  - parameter 'file_path' is required"):
         CSVReaderNode(config={}).execute()
     with pytest.raises(NodeExecutionError, match=r"file '.*data.csv' does not exist"):
         CSVReaderNode(config={"file_path": str(tmp_path / "data.csv")}).execute()

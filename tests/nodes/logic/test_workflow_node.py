@@ -113,7 +113,7 @@ def test_missing_inner_workflow_is_a_validation_problem(tmp_path):
 
 
 def test_direct_execution_with_a_missing_file_names_the_parameter(tmp_path):
-    with pytest.raises(NodeConfigurationError, match=r"WorkflowNode \(WorkflowNode\): workflow_path '.*nope.yaml' does not exist"):
+    with pytest.raises(NodeConfigurationError, match=r"node <unnamed> \(WorkflowNode\): workflow_path '.*nope.yaml' does not exist"):
         WorkflowNode(workflow_path=str(tmp_path / "nope.yaml")).execute()
 
 
