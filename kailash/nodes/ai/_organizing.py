@@ -19,7 +19,7 @@ from typing import Any
 
 from kailash.nodes.ai._text import capability_match, keywords, stems
 
-__all__ = ["COVERS", "analyze_problem", "capabilities_of", "create_pool", "form_team", "evaluate_solution", "STRATEGIES"]
+__all__ = ["COVERS", "analyze_problem", "as_task", "capabilities_of", "create_pool", "form_team", "evaluate_solution", "STRATEGIES"]
 
 STRATEGIES = ("capability_matching", "swarm_based", "market_based", "hierarchical")
 
@@ -56,6 +56,13 @@ def capabilities_of(text: str) -> list[str]:
     words = set(stems(text))
     return [cap for cap, (prefixes, _, _) in CAPABILITIES.items()
             if any(w.startswith(p) for w in words for p in prefixes)]
+
+
+def as_task(task: Any) -> Any:
+    """A task given as plain text becomes ``{"id", "description", "required_capabilities"}``."""
+    if isinstance(task, str):
+        return {"id": "task", "description": task, "required_capabilities": capabilities_of(task)}
+    return task
 
 
 def analyze_problem(query: str, context: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -83,8 +83,7 @@ class MCPAgentNode(_SharedRefs, ModelNode):
         if not task:
             raise NodeConfigurationError(f"{owner}: parameter 'task' is required", node_id=self.name,
                                          parameter="task", expected="a task text or dict")
-        if isinstance(task, str):
-            task = {"id": "task", "description": task, "required_capabilities": org.capabilities_of(task)}
+        task = org.as_task(task)
         servers = ([opt["mcp_server"]] if opt.get("mcp_server") else []) + list(opt.get("mcp_servers") or [])
         toolbox = ToolBox(servers, cache=opt.get("shared_cache"), owner=owner,
                           cache_ttl=float(opt.get("cache_ttl") or 3600), timeout=float(opt.get("timeout") or 60))

@@ -216,8 +216,7 @@ class SelfOrganizingAgentNode(ModelNode):
         if not task:
             raise NodeConfigurationError(f"{owner}: parameter 'task' is required", node_id=self.name,
                                          parameter="task", expected="a subtask dict or text")
-        if isinstance(task, str):
-            task = {"id": "task", "description": task, "required_capabilities": org.capabilities_of(task)}
+        task = org.as_task(task)
         toolbox = ToolBox(opt["mcp_servers"], cache=opt.get("shared_cache"), owner=owner) if opt.get("mcp_servers") else None
         finding = work_on(task, agent_id=opt.get("agent_id") or self.name or "agent",
                           capabilities=list(opt.get("capabilities") or []), provider=provider_from(self, opt),

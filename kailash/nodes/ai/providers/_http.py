@@ -12,7 +12,7 @@ from typing import Any
 from kailash.nodes.ai.providers.base import ProviderError
 from kailash.security.secrets import Secret, redact, reveal
 
-__all__ = ["HTTPProvider", "post_json", "require_httpx"]
+__all__ = ["HTTPProvider", "post_json", "require_httpx", "function_tool_calls"]
 
 
 class HTTPProvider:
@@ -104,3 +104,17 @@ def malformed(provider: str, url: str, what: str) -> ProviderError:
         f"provider '{provider}' returned a malformed answer at {url}: {what}",
         provider=provider, expected="the provider's documented response shape",
     )
+
+
+def function_tool_calls(raw_calls: Any, provider: str, url: str) -> list[Any]:
+    """``[{"id", "function": {"name", "arguments"}}]`` (OpenAI and Ollama wire form) as ToolCalls."""
+    from kailash.nodes.ai.providers.base import ToolCall, parse_arguments
+
+    calls = []
+    for i, raw in enumerate(raw_calls or []):
+        fn = raw.get("function") if isinstance(raw, dict) else None
+        if not isinstance(fn, dict) or "name" not in fn:
+            raise malformed(provider, url, f"tool call {i} without a function name")
+        calls.append(ToolCall(id=str(raw.get("id") or f"call_{i}"), name=fn["name"],
+                              arguments=parse_arguments(fn.get("arguments"), provider=provider, tool=fn["name"])))
+    return calls

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from kailash.nodes.ai.providers._http import HTTPProvider, malformed, post_json
-from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ToolCall, ToolSpec, parse_arguments
+from kailash.nodes.ai.providers._http import HTTPProvider, function_tool_calls, malformed, post_json
+from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ToolSpec
 
 __all__ = ["OllamaProvider"]
 
@@ -58,13 +58,7 @@ class OllamaProvider(HTTPProvider):
         message = data.get("message")
         if not isinstance(message, dict):
             raise malformed(self.name, self.url, "no 'message' object")
-        calls = []
-        for i, raw in enumerate(message.get("tool_calls") or []):
-            fn = raw.get("function") if isinstance(raw, dict) else None
-            if not isinstance(fn, dict) or "name" not in fn:
-                raise malformed(self.name, self.url, f"tool call {i} without a function name")
-            calls.append(ToolCall(id=str(raw.get("id") or f"call_{i}"), name=fn["name"],
-                                  arguments=parse_arguments(fn.get("arguments"), provider=self.name, tool=fn["name"])))
+        calls = function_tool_calls(message.get("tool_calls"), self.name, self.url)
         usage = {}
         if isinstance(data.get("prompt_eval_count"), int):
             usage["prompt_tokens"] = data["prompt_eval_count"]

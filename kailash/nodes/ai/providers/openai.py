@@ -12,8 +12,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from kailash.nodes.ai.providers._http import HTTPProvider, malformed, post_json
-from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ToolCall, ToolSpec, parse_arguments
+from kailash.nodes.ai.providers._http import HTTPProvider, function_tool_calls, malformed, post_json
+from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ToolSpec
 from kailash.security.secrets import Secret
 
 __all__ = ["OpenAIProvider"]
@@ -68,13 +68,7 @@ class OpenAIProvider(HTTPProvider):
         message = choices[0].get("message")
         if not isinstance(message, dict):
             raise malformed(self.name, self.url, "choice without a 'message' object")
-        calls = []
-        for i, raw in enumerate(message.get("tool_calls") or []):
-            fn = raw.get("function") if isinstance(raw, dict) else None
-            if not isinstance(fn, dict) or "name" not in fn:
-                raise malformed(self.name, self.url, f"tool call {i} without a function name")
-            calls.append(ToolCall(id=str(raw.get("id") or f"call_{i}"), name=fn["name"],
-                                  arguments=parse_arguments(fn.get("arguments"), provider=self.name, tool=fn["name"])))
+        calls = function_tool_calls(message.get("tool_calls"), self.name, self.url)
         usage = data.get("usage") or {}
         return ChatResponse(
             content=message.get("content") or "",
