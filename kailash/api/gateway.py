@@ -370,7 +370,7 @@ class WorkflowGateway:
 
         Example:
             >>> gw = WorkflowGateway(port=0, auth=False)
-            >>> running = gw.serve_in_thread()
+            >>> running = gw.serve_in_thread(log_level="warning")
             >>> import httpx; httpx.get(running.url + "/health").json()["status"]
             'ok'
             >>> running.stop()
