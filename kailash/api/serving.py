@@ -57,8 +57,8 @@ def uvicorn_server(gateway: Any, **config: Any) -> Any:
     require_fastapi()
     import uvicorn
 
-    cfg = uvicorn.Config(gateway.app, host=gateway.host, port=gateway.port, log_level=gateway.log_level,
-                         lifespan="on", **config)
+    options = {"host": gateway.host, "port": gateway.port, "log_level": gateway.log_level, "lifespan": "on"}
+    cfg = uvicorn.Config(gateway.app, **{**options, **config})
     server = uvicorn.Server(cfg)
     _redact_access_log()  # after Config, which (re)configures uvicorn's loggers
     return server
