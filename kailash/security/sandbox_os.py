@@ -1,12 +1,10 @@
-"""Operating-system isolation for sandbox workers: bubblewrap, rlimits and seccomp.
+"""Operating-system limits for sandbox workers: rlimits, capabilities and seccomp.
 
-This module owns the parts of the sandbox that the kernel enforces, so they hold even
-if the Python-level guards (:mod:`kailash.security.sandbox_guards`) were bypassed:
+This module owns the per-process parts of the sandbox that the kernel enforces, so they
+hold even if the Python-level guards (:mod:`kailash.security.sandbox_guards`) were
+bypassed (the file-system view, bubblewrap and Landlock, live in
+:mod:`kailash.security.sandbox_fs`):
 
-* :func:`bwrap_command` builds the bubblewrap command line the host uses to start a
-  sandbox template process: no network, separate PID/IPC/UTS namespaces, a read-only
-  view of the file system with ``/tmp``, ``/run``, ``/home`` and ``/root`` hidden, and
-  read-write binds only for the allowed directories.
 * :func:`apply_worker_limits` sets the resource limits of a forked worker (address
   space, per-call CPU, file size, no core dumps, few open files, no new processes).
 * :func:`drop_capabilities` gives up every capability (a root host stays uid 0 but
@@ -15,9 +13,8 @@ if the Python-level guards (:mod:`kailash.security.sandbox_guards`) were bypasse
   program execution, new sockets, signalling other processes, ptrace, raising rlimits
   other than the CPU limit, mounts and namespace changes.
 
-When bubblewrap is missing or cannot create namespaces (some containers), the sandbox
-falls back to a plain child process; rlimits, seccomp and the Python guards still
-apply, but the file system and network are then only protected by those layers.
+* :func:`set_not_dumpable` keeps other processes of the same user out of the worker.
+
 Nothing here runs at import time; the ctypes calls happen in the worker process only.
 """
 
@@ -26,46 +23,12 @@ from __future__ import annotations
 import functools
 import os
 import platform
-import shutil
 import struct
-import subprocess
 import sys
-from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["bwrap_available", "bwrap_command", "apply_worker_limits", "set_cpu_limit", "install_seccomp",
-           "set_parent_death_signal", "library_roots", "python_library_dirs", "drop_capabilities"]
-
-_HIDDEN_DIRS = ("/tmp", "/var/tmp", "/run", "/home", "/root", "/mnt", "/media", "/srv")
-
-
-@functools.lru_cache(maxsize=1)
-def bwrap_available() -> bool:
-    """Whether a working ``bwrap`` is on PATH (it is probed once per process)."""
-    exe = shutil.which("bwrap")
-    if exe is None or not sys.platform.startswith("linux"):
-        return False
-    try:
-        probe = subprocess.run(
-            [exe, "--die-with-parent", "--unshare-net", "--unshare-pid", "--ro-bind", "/", "/",
-             "--proc", "/proc", "--dev", "/dev", "true"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return probe.returncode == 0
-
-
-def library_roots() -> list[str]:
-    """Directories holding the interpreter, its libraries and Kailash itself (read-only in the sandbox)."""
-    import kailash
-
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-             os.path.dirname(os.path.dirname(os.path.abspath(kailash.__file__)))}
-    roots.update(p for p in sys.path if p and os.path.isdir(p))
-    exe = os.path.realpath(sys.executable)
-    roots.add(os.path.dirname(os.path.dirname(exe)))
-    return sorted(os.path.realpath(r) for r in roots if r and os.path.exists(r))
+__all__ = ["apply_worker_limits", "set_cpu_limit", "install_seccomp", "set_parent_death_signal",
+           "python_library_dirs", "drop_capabilities", "set_not_dumpable"]
 
 
 def python_library_dirs() -> list[str]:
@@ -89,24 +52,6 @@ def python_library_dirs() -> list[str]:
         pass
     dirs.add(os.path.dirname(os.path.abspath(kailash.__file__)))
     return sorted({os.path.realpath(d) for d in dirs if os.path.isdir(d)})
-
-
-def bwrap_command(allowed_directories: Iterable[str]) -> list[str]:
-    """The bubblewrap prefix: run the rest of the command line isolated."""
-    cmd = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-           "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-pid", "--unshare-cgroup-try",
-           "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
-    for hidden in _HIDDEN_DIRS:
-        if os.path.isdir(hidden) and not os.path.islink(hidden):
-            cmd += ["--tmpfs", hidden]
-    # The interpreter may live under a hidden directory (pyenv in /root): show it read-only again.
-    for root in library_roots():
-        if any(root == h or root.startswith(h + "/") for h in _HIDDEN_DIRS):
-            cmd += ["--ro-bind", root, root]
-    for d in allowed_directories:
-        real = os.path.realpath(d)
-        cmd += ["--bind", real, real]
-    return cmd
 
 
 # -- resource limits -------------------------------------------------------------------------
@@ -192,6 +137,13 @@ def set_parent_death_signal(sig: int = 9) -> None:
         return
     PR_SET_PDEATHSIG = 1
     _libc().prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
+def set_not_dumpable() -> None:
+    """PR_SET_DUMPABLE 0: no core dumps, and processes of the same user (another worker)
+    cannot ptrace this one or read its ``/proc/<pid>/mem``, ``environ`` or ``fd``."""
+    if sys.platform.startswith("linux"):
+        _libc().prctl(4, 0, 0, 0, 0)
 
 
 def drop_capabilities() -> bool:
