@@ -2,18 +2,20 @@
 
 :func:`run_sandboxed` is the one entry point. Under a :class:`SecurityConfig` the
 code runs in a *worker* process forked from a pre-started template (one template per
-policy, inside bubblewrap when available), one worker per node instance so the node's
-``self`` state persists between executions. The layers, outermost first:
+policy), in a bounded pool of workers per policy that each host many nodes' ``self``
+states (:mod:`~kailash.security.sandbox_pool`). The layers, outermost first:
 
-1. OS isolation (bubblewrap): no network, own PID/IPC/UTS namespaces, read-only file
-   system with ``/tmp``, ``/home``, ``/root`` and ``/run`` hidden, the allowed
-   directories mounted read-write. Without a working ``bwrap`` (``isolation="auto"``
-   falls back, ``"bwrap"`` refuses to run) the worker is a plain child process.
-2. Kernel limits: ``RLIMIT_AS`` (``memory_limit`` on top of the interpreter),
-   ``RLIMIT_CPU``, ``RLIMIT_FSIZE`` (``max_file_size``), no core dumps, and a seccomp
-   filter refusing fork/exec, sockets, signals to other processes and raising limits.
+1. OS isolation (:mod:`~kailash.security.sandbox_fs`): under bubblewrap an empty
+   read-only root showing only the interpreter, its libraries, the ``kailash`` package,
+   the allowed modules and the allowed directories, with no network and its own PID
+   namespace and ``/proc``; in every mode Landlock confines the worker to the same
+   paths. ``isolation="bwrap"`` and tenant policies refuse to run without bubblewrap;
+   ``"auto"`` falls back to ``"process"`` with a WARNING and an audit event.
+2. Kernel limits (:mod:`~kailash.security.sandbox_os`): ``RLIMIT_AS``, ``RLIMIT_CPU``,
+   ``RLIMIT_FSIZE``, no core dumps, no capabilities, not dumpable, and a seccomp filter
+   refusing fork/exec, sockets, signals to other processes and raising limits.
 3. A wall-clock ``execution_timeout`` enforced by the host, which kills the worker
-   (the node's state is then reset) and replaces it at the next call.
+   (the state of the nodes it hosted is then reset) and replaces it at the next call.
 4. Python guards: static checks (:mod:`~kailash.security.sandbox_policy`), restricted
    builtins and module snapshots plus an audit hook (:mod:`~kailash.security.sandbox_guards`).
 

@@ -393,3 +393,38 @@ def test_a_garbage_collected_node_is_released_without_taking_locks(sandbox_dirs)
     gc.collect()
     PythonCodeNode(code="result = 2", security_config=cfg).execute()  # the next call releases the queue
     assert worker_of(key) is None
+
+
+def test_many_nodes_keep_their_own_state_in_a_bounded_number_of_workers(run):
+    keys = [f"{run.key}-many-{i}" for i in range(3 * sandbox_pool.workers_per_policy() + 40)]
+    for round_ in (1, 2, 3):
+        assert [run(COUNTER, key=k) for k in keys] == [round_] * len(keys)
+    hosts = {id(worker_of(k)) for k in keys}
+    assert len(hosts) <= sandbox_pool.workers_per_policy()
+    assert sandbox_pool.worker_processes() <= sandbox_pool.MAX_TEMPLATES * sandbox_pool.workers_per_policy()
+    for k in keys:
+        release_sandbox(k)
+
+
+def test_releasing_one_node_keeps_the_state_of_the_others_on_its_worker(run):
+    first, second = f"{run.key}-a", f"{run.key}-b"
+    others = [f"{run.key}-o{i}" for i in range(sandbox_pool.workers_per_policy())]
+    for key in (first, second, *others):
+        run(COUNTER, key=key)
+    shared = next(k for k in (second, *others) if worker_of(k) is worker_of(first))
+    assert run(COUNTER, key=shared) == 2
+    release_sandbox(first)
+    assert run(COUNTER, key=shared) == 3  # the worker still hosts it, state intact
+    assert run(COUNTER, key=first) == 1  # a fresh namespace for the released node
+    for key in (first, second, *others):
+        release_sandbox(key)
+
+
+def test_a_worker_hosting_no_node_is_stopped(run):
+    key = f"{run.key}-alone"
+    config = make_config(run.config.allowed_directories[0], run.config.isolation, max_file_size=12345)
+    assert run(COUNTER, key=key, config=config) == 1
+    worker = worker_of(key)
+    assert worker is not None and not worker.dead
+    release_sandbox(key)
+    assert worker.dead and worker_of(key) is None
