@@ -64,6 +64,10 @@ def _profile(config: SecurityConfig) -> Profile:
         return cached
     if mode != "process" and not usable:
         _refuse_or_warn_fallback(config)
+    if not usable and sandbox_fs.landlock_abi() == 0 and getattr(config, "tenant", None) is None:
+        logger.warning("sandbox isolation='process' on a kernel without Landlock: sandboxed code that escaped the "
+                       "Python guards could read any file this user can; every file write is refused instead "
+                       "(allowed directories included). Install bubblewrap for a real file view.")
     if not usable and sandbox_fs.landlock_abi() == 0 and getattr(config, "tenant", None) is not None:
         raise SecurityError(f"the sandbox policy of tenant '{config.tenant}' needs bubblewrap or Landlock to keep "
                             "sandboxed code inside its file view, and this kernel has neither; it refuses to run "
@@ -119,7 +123,7 @@ def sandbox_info(config: SecurityConfig) -> dict[str, Any]:
     finally:
         worker.close()
     return {"isolation": "bwrap" if profile.bwrap else "process", "seccomp": bool(hello.get("seccomp")),
-            "landlock": int(hello.get("landlock") or 0),
+            "landlock": int(hello.get("landlock") or 0), "read_only_files": bool(hello.get("read_only_files")),
             "capabilities_dropped": bool(hello.get("capabilities_dropped")),
             "address_space_limit": hello.get("address_space_limit"), "allowed_imports": list(profile.allowed_imports),
             "allowed_directories": list(profile.allowed_directories), "workers_per_policy": pool.workers_per_policy()}
@@ -201,13 +205,14 @@ def run_sandboxed(node_key: str, code: str, imports: list[str] | tuple[str, ...]
     return _outcome(reply, label, node_id, code, config, secrets)
 
 
-def run_unguarded_for_tests(config: SecurityConfig, code: str) -> Any:
+def run_unguarded_for_tests(config: SecurityConfig, code: str, *, landlock: bool = True) -> Any:
     """TEST ONLY: run ``code`` with real builtins and no Python guard in a worker under
     ``config``'s OS layer (namespaces, file view, Landlock, rlimits, seccomp), to prove
-    that layer holds on its own. Returns ``result`` or ``{"raised": "..."}``."""
+    that layer holds on its own (``landlock=False``: as on a kernel without Landlock).
+    Returns ``result`` or ``{"raised": "..."}``."""
     import dataclasses
 
-    profile = dataclasses.replace(_profile(config), raw_for_tests=True)
+    profile = dataclasses.replace(_profile(config), raw_for_tests=True, landlock=landlock)
     worker = pool.template_for(profile).fork()
     try:
         reply = worker.call(pickle.dumps({"code": code}), config.execution_timeout)

@@ -81,6 +81,7 @@ class Profile:
     memory_limit: int | None
     bwrap: bool
     raw_for_tests: bool = False
+    landlock: bool = True  # tests switch it off to see the kernel-without-Landlock behaviour
 
     def readable(self) -> list[str]:
         """What workers of this profile may read (see :func:`~kailash.security.sandbox_fs.readable_roots`)."""
@@ -94,7 +95,7 @@ class Profile:
         return {"allowed_imports": list(self.allowed_imports), "allowed_directories": list(self.allowed_directories),
                 "max_file_size": self.max_file_size, "memory_limit": self.memory_limit,
                 "library_roots": python_library_dirs(), "readable_roots": readable, "bwrap": self.bwrap,
-                "seccomp": True, "landlock": True, "raw_for_tests": self.raw_for_tests}
+                "seccomp": True, "landlock": self.landlock, "raw_for_tests": self.raw_for_tests}
 
 
 def _clean_env() -> dict[str, str]:

@@ -27,8 +27,8 @@ import struct
 import sys
 from typing import Any
 
-__all__ = ["apply_worker_limits", "set_cpu_limit", "install_seccomp", "set_parent_death_signal",
-           "python_library_dirs", "drop_capabilities", "set_not_dumpable"]
+__all__ = ["apply_worker_limits", "set_cpu_limit", "install_seccomp", "install_read_only_files",
+           "set_parent_death_signal", "python_library_dirs", "drop_capabilities", "set_not_dumpable"]
 
 
 def python_library_dirs() -> list[str]:
@@ -258,23 +258,64 @@ def _filter_program(pid: int) -> list[bytes]:
     return prog
 
 
-def install_seccomp() -> bool:
-    """Load the worker's seccomp filter into the calling process. Returns whether it is active."""
-    if not sys.platform.startswith("linux") or platform.machine() not in _ARCH:
-        return False
+# Without Landlock nothing else stops an escape from writing where the host's user can:
+# then the worker may not write any file at all (fail closed), allowed directories included.
+_WRITE_CALLS = {
+    "x86_64": {"creat": 85, "unlink": 87, "unlinkat": 263, "rename": 82, "renameat": 264, "renameat2": 316,
+               "mkdir": 83, "mkdirat": 258, "rmdir": 84, "link": 86, "linkat": 265, "symlink": 88,
+               "symlinkat": 266, "truncate": 76, "chmod": 90, "fchmod": 91, "fchmodat": 268, "fchmodat2": 452,
+               "chown": 92, "fchown": 93, "lchown": 94, "fchownat": 260, "utime": 132, "utimes": 235,
+               "futimesat": 261, "utimensat": 280, "setxattr": 188, "lsetxattr": 189, "fsetxattr": 190,
+               "removexattr": 197, "lremovexattr": 198, "fremovexattr": 199, "openat2": 437},
+    "aarch64": {"unlinkat": 35, "renameat": 38, "renameat2": 276, "mkdirat": 34, "linkat": 37, "symlinkat": 36,
+                "truncate": 45, "fchmod": 52, "fchmodat": 53, "fchmodat2": 452, "fchownat": 54, "fchown": 55,
+                "utimensat": 88, "setxattr": 5, "lsetxattr": 6, "fsetxattr": 7, "removexattr": 14,
+                "lremovexattr": 15, "fremovexattr": 16, "openat2": 437},
+}
+_OPEN_FLAGS_ARG = {"x86_64": {2: 1, 257: 2}, "aarch64": {56: 2}}  # open(path, flags), openat(dir, path, flags)
+_WRITE_OPEN = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def _read_only_program() -> list[bytes]:
+    machine = platform.machine()
+    audit_arch, _ = _ARCH[machine]
+    prog = [_stmt(_LD_W_ABS, 4), _jump(_JEQ, audit_arch, 1, 0), _stmt(_RET, _KILL), _stmt(_LD_W_ABS, 0)]
+    for nr in sorted(set(_WRITE_CALLS[machine].values())):
+        prog += [_jump(_JEQ, nr, 0, 1), _stmt(_RET, _EPERM)]
+    for nr, arg in _OPEN_FLAGS_ARG[machine].items():
+        prog += [_jump(_JEQ, nr, 0, 4), _stmt(_LD_W_ABS, 16 + 8 * arg),
+                 _jump(_JSET, _WRITE_OPEN, 0, 1), _stmt(_RET, _EPERM), _stmt(_RET, _ALLOW)]
+    prog.append(_stmt(_RET, _ALLOW))
+    return prog
+
+
+def _load_filter(program: list[bytes]) -> bool:
     import ctypes
 
     libc = _libc()
     PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         return False
-    program = b"".join(_filter_program(os.getpid()))
-    count = len(program) // 8
-    buf = ctypes.create_string_buffer(program, len(program))
+    code = b"".join(program)
+    buf = ctypes.create_string_buffer(code, len(code))
 
     class SockFprog(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
-    fprog = SockFprog(count, ctypes.addressof(buf))
-    rc = libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0)
-    return rc == 0
+    fprog = SockFprog(len(code) // 8, ctypes.addressof(buf))
+    return libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) == 0
+
+
+def install_read_only_files() -> bool:
+    """Refuse every file write, creation, removal and metadata change (for workers without
+    Landlock: nothing else would keep an escape from writing outside the allowed directories)."""
+    if not sys.platform.startswith("linux") or platform.machine() not in _ARCH:
+        return False
+    return _load_filter(_read_only_program())
+
+
+def install_seccomp() -> bool:
+    """Load the worker's seccomp filter into the calling process. Returns whether it is active."""
+    if not sys.platform.startswith("linux") or platform.machine() not in _ARCH:
+        return False
+    return _load_filter(_filter_program(os.getpid()))

@@ -150,6 +150,7 @@ def _worker_main(fd: int, profile: dict[str, Any]) -> None:
     from kailash.security.sandbox_os import (
         apply_worker_limits,
         drop_capabilities,
+        install_read_only_files,
         install_seccomp,
         set_not_dumpable,
         set_parent_death_signal,
@@ -169,10 +170,14 @@ def _worker_main(fd: int, profile: dict[str, Any]) -> None:
     # Landlock: only the interpreter, its libraries and the allowed directories from here on.
     landlock = apply_landlock(profile.get("readable_roots") or [], profile["allowed_directories"]) \
         if profile.get("landlock", True) else 0
+    read_only = False
+    if not landlock and not profile.get("bwrap"):  # nothing else confines writes: refuse them all
+        read_only = install_read_only_files()
     seccomp = install_seccomp() if profile.get("seccomp", True) else False
     gates = env.install_audit_hook()
     send_msg(sock, {"status": "ready", "pid": os.getpid(), "seccomp": seccomp, "address_space_limit": limit,
-                    "capabilities_dropped": capabilities_dropped, "landlock": landlock})
+                    "capabilities_dropped": capabilities_dropped, "landlock": landlock,
+                    "read_only_files": read_only})
     runner = _Runner(env, gates, SandboxState)
     while True:
         try:

@@ -230,3 +230,22 @@ def test_auto_falling_back_warns_and_a_tenant_policy_refuses(tmp_path, monkeypat
         sandbox_info(tenant)
     explicit = tenant_policy(SecurityConfig(isolation="process"), tenant="acme", allowed_directories=[str(tmp_path)])
     assert explicit.isolation == "process"  # the operator chose it: the tenant keeps it
+
+
+def test_without_landlock_process_mode_refuses_every_write(tmp_path, host_secrets):
+    """A kernel without Landlock: nothing else confines writes in "process" mode, so none is allowed."""
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    outside = str(tmp_path / f"outside-{uuid.uuid4().hex}.txt")
+    escape = f"escape-{uuid.uuid4().hex}.txt"
+    config = SecurityConfig(allowed_directories=[str(allowed)], execution_timeout=20.0, isolation="process")
+    try:
+        out = run_unguarded_for_tests(config, attack_script(str(allowed), outside, escape, os.getpid()),
+                                      landlock=False)
+    finally:
+        if os.path.exists(os.path.join(ROOT, escape)):
+            os.unlink(os.path.join(ROOT, escape))
+    assert out["write_tmp"][0] == out["write_project"][0] == out["write_allowed"][0] == "refused"
+    assert out["connect_pg"][0] == "refused" and HOST_SECRET not in json.dumps(out)
+    assert not os.path.exists(outside) and not os.path.exists(os.path.join(ROOT, escape))
+    assert out["etc_passwd"][0] == "ok"  # documented: reads are not confined without Landlock or bwrap
