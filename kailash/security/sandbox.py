@@ -122,7 +122,10 @@ def sandbox_info(config: SecurityConfig) -> dict[str, Any]:
         hello = dict(worker.hello)
     finally:
         worker.close()
+    from kailash.security.sandbox_fs import namespaces_available
+
     return {"isolation": "bwrap" if profile.bwrap else "process", "seccomp": bool(hello.get("seccomp")),
+            "namespaces": profile.bwrap or namespaces_available(),
             "landlock": int(hello.get("landlock") or 0), "read_only_files": bool(hello.get("read_only_files")),
             "capabilities_dropped": bool(hello.get("capabilities_dropped")),
             "address_space_limit": hello.get("address_space_limit"), "allowed_imports": list(profile.allowed_imports),

@@ -10,6 +10,8 @@ an escape from the Python guards harmless:
 * :func:`bwrap_command` builds the bubblewrap prefix that *shows only* those paths
   (read-only) and the allowed directories (read-write) on an empty, read-only root,
   with a fresh ``/proc`` in a new PID namespace, no network and an empty environment.
+* :func:`namespaces_command` gives ``isolation="process"`` templates their own PID
+  namespace and ``/proc`` and an empty network namespace where the kernel allows it.
 * :func:`apply_landlock` confines the calling worker with Landlock (Linux >= 5.13, no
   privilege needed) to the same paths, and where the kernel supports it also refuses
   TCP bind/connect (ABI 4) and signals or abstract sockets outside the worker (ABI 6).
@@ -29,7 +31,8 @@ import subprocess
 import sys
 from collections.abc import Iterable
 
-__all__ = ["bwrap_available", "bwrap_command", "readable_roots", "landlock_abi", "apply_landlock"]
+__all__ = ["bwrap_available", "bwrap_command", "readable_roots", "landlock_abi", "apply_landlock",
+           "namespaces_available", "namespaces_command"]
 
 _SYSTEM_LIBS = ("/lib", "/lib64", "/lib32", "/usr/lib", "/usr/lib64", "/usr/lib32", "/usr/local/lib")
 _TZ_DIRS = ("/usr/share/zoneinfo", "/usr/lib/zoneinfo", "/usr/share/lib/zoneinfo")
@@ -50,6 +53,29 @@ def bwrap_available() -> bool:
     try:
         done = subprocess.run(probe, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, timeout=20, env={}, cwd="/")
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def namespaces_command() -> list[str]:
+    """The prefix of ``isolation="process"`` templates: new user, mount, PID and network
+    namespaces with a fresh ``/proc`` (util-linux ``unshare``; no privilege needed where
+    user namespaces are allowed, and it works for a root host without capabilities,
+    where bubblewrap does not)."""
+    return [shutil.which("unshare") or "unshare", "--user", "--mount", "--pid", "--net", "--fork", "--mount-proc",
+            "--kill-child"]
+
+
+@functools.lru_cache(maxsize=1)
+def namespaces_available() -> bool:
+    """Whether :func:`namespaces_command` works here (probed once per process)."""
+    if shutil.which("unshare") is None or not sys.platform.startswith("linux"):
+        return False
+    try:
+        done = subprocess.run([*namespaces_command(), "--", sys.executable, "-I", "-S", "-c", "pass"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              timeout=20, env={}, cwd="/")
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0

@@ -128,7 +128,7 @@ class Template:
 
     def __init__(self, profile: Profile) -> None:
         import kailash
-        from kailash.security.sandbox_fs import bwrap_command
+        from kailash.security.sandbox_fs import bwrap_command, namespaces_available, namespaces_command
 
         self.profile = profile
         self.lock = threading.Lock()
@@ -143,6 +143,8 @@ class Template:
             cmd = bwrap_command(readable, profile.allowed_directories) + ["--"] + cmd
         else:
             cwd = _empty_cwd()
+            if namespaces_available():
+                cmd = namespaces_command() + ["--"] + cmd
         debug = os.environ.get("KAILASH_SANDBOX_DEBUG")
         try:
             self.proc = _in_launcher(lambda: subprocess.Popen(

@@ -22,8 +22,8 @@ import pytest
 
 from kailash.errors import SecurityError
 from kailash.security import SecurityConfig
-from kailash.security.sandbox import run_unguarded_for_tests, shutdown_sandboxes
-from kailash.security.sandbox_fs import bwrap_available
+from kailash.security.sandbox import run_unguarded_for_tests, sandbox_info, shutdown_sandboxes
+from kailash.security.sandbox_fs import bwrap_available, namespaces_available
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HOST_SECRET = "sk-host-secret-0123456789"
@@ -50,6 +50,7 @@ attempt("host_environ", lambda: open(f"/proc/{HOST_PID}/environ", "rb").read())
 attempt("parent_environ", lambda: open(f"/proc/{os.getppid()}/environ", "rb").read())
 attempt("host_cmdline", lambda: open(f"/proc/{HOST_PID}/cmdline", "rb").read())
 attempt("host_fd", lambda: os.listdir(f"/proc/{HOST_PID}/fd"))
+attempt("host_pid_stat", lambda: os.stat(f"/proc/{HOST_PID}").st_uid)
 attempt("proc_list", lambda: sorted(int(p) for p in os.listdir("/proc") if p.isdigit()))
 attempt("home", lambda: os.listdir("/home"))
 attempt("root", lambda: os.listdir("/root"))
@@ -72,7 +73,8 @@ def attack_script(allowed: str, outside_file: str, escape_name: str, host_pid: i
             f"ESCAPE_NAME = {escape_name!r}; HOST_PID = {host_pid}\n" + ATTACKS)
 
 
-def check_outcome(out: dict, *, allowed: str, outside_file: str, escape_name: str, host_pid: int) -> None:
+def check_outcome(out: dict, *, allowed: str, outside_file: str, escape_name: str, host_pid: int,
+                  namespaces: bool = True) -> None:
     """Every attack failed; the allowed directory still works; nothing of the host leaked."""
     succeeded = {name: out[name] for name in MUST_BE_REFUSED if out[name][0] == "ok"}
     assert not succeeded, f"escapes that worked: {succeeded}"
@@ -81,6 +83,8 @@ def check_outcome(out: dict, *, allowed: str, outside_file: str, escape_name: st
     assert "KAILASH_API_KEYS" not in out["env"][1] and "OPENAI_API_KEY" not in out["env"][1]
     if out["proc_list"][0] == "ok":  # a /proc of its own: none of the host's processes
         assert host_pid not in json.loads(out["proc_list"][1])
+    if namespaces:  # not even the host's process ids can be probed
+        assert out["host_pid_stat"][0] == "refused"
     assert not os.path.exists(outside_file)
     assert not os.path.exists(os.path.join(ROOT, escape_name))
     if host_pid > 0:  # the host-side view of what the sandbox wrote
@@ -114,7 +118,10 @@ def test_an_escaped_sandbox_reaches_nothing_of_the_host(isolation, tmp_path, hos
     finally:
         if os.path.exists(os.path.join(ROOT, escape)):
             os.unlink(os.path.join(ROOT, escape))
-    check_outcome(out, allowed=str(allowed), outside_file=outside, escape_name=escape, host_pid=os.getpid())
+    namespaces = sandbox_info(config)["namespaces"]
+    assert namespaces or not namespaces_available()
+    check_outcome(out, allowed=str(allowed), outside_file=outside, escape_name=escape, host_pid=os.getpid(),
+                  namespaces=namespaces)
 
 
 # -- a host without capabilities ----------------------------------------------------------------
@@ -140,9 +147,9 @@ report = {"uid": os.getuid(), "modes": {}}
 for isolation in ("auto", "process", "bwrap"):
     config = SecurityConfig(allowed_directories=[ALLOWED], execution_timeout=20.0, isolation=isolation)
     try:
-        mode = sandbox_info(config)["isolation"]
+        info = sandbox_info(config)
         out = run_unguarded_for_tests(config, attack_script(ALLOWED, OUTSIDE, ESCAPE, os.getpid()))
-        report["modes"][isolation] = {"ran_as": mode, "out": out}
+        report["modes"][isolation] = {"ran_as": info["isolation"], "namespaces": info["namespaces"], "out": out}
     except SecurityError as exc:
         report["modes"][isolation] = {"refused": str(exc)}
     os.unlink(os.path.join(ALLOWED, "inside.txt")) if os.path.exists(os.path.join(ALLOWED, "inside.txt")) else None
@@ -202,7 +209,8 @@ def test_without_capabilities_every_mode_holds_or_is_refused(who):
             assert isolation == "bwrap", outcome
             assert "bubblewrap" in outcome["refused"]
             continue
-        check_outcome(outcome["out"], allowed=allowed, outside_file=outside, escape_name=escape, host_pid=-1)
+        check_outcome(outcome["out"], allowed=allowed, outside_file=outside, escape_name=escape, host_pid=-1,
+                      namespaces=outcome["namespaces"])
     fell_back = modes["auto"]["ran_as"] == "process"
     if fell_back:  # said loudly, and never for a tenant
         assert any(level == "WARNING" and "falls back" in msg for _, level, msg in report["warnings"])
