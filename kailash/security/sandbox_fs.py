@@ -117,21 +117,31 @@ def readable_roots(allowed_imports: Iterable[str] = ()) -> list[str]:
 
     import kailash
 
-    roots = set(_prefixes())
+    libraries: set[str] = set()
     for scheme_vars in ({}, {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}):
         paths = sysconfig.get_paths(vars=scheme_vars or None)
-        roots.update(paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths)
+        libraries.update(paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths)
     try:
-        roots.update(site.getsitepackages())
+        libraries.update(site.getsitepackages())
     except AttributeError:  # pragma: no cover - some embedded interpreters
         pass
-    roots.add(os.path.dirname(os.path.abspath(kailash.__file__)))
+    package = os.path.dirname(os.path.abspath(kailash.__file__))
+    project = os.path.realpath(os.path.dirname(package))
+    roots = set(libraries)
+    for prefix in _prefixes():
+        real = os.path.realpath(prefix)
+        # a virtualenv made at the root of a source checkout must not expose the checkout
+        if project in {os.path.realpath(d) for d in libraries} or not (
+                project == real or project.startswith(real.rstrip("/") + "/")):
+            roots.add(prefix)
+    roots.add(package)
+    roots.add(os.path.join(sys.prefix, "pyvenv.cfg"))  # how the interpreter finds its virtualenv
     roots.update(_module_locations(allowed_imports))
     roots.update(d for d in (*_SYSTEM_LIBS, *_TZ_DIRS) if os.path.isdir(d))
-    real = {os.path.realpath(r) for r in roots if r and os.path.exists(r)}
-    real.discard("/")
+    resolved = {os.path.realpath(r) for r in roots if r and os.path.exists(r)}
+    resolved.discard("/")
     # keep the outermost of nested roots
-    ordered = sorted(real)
+    ordered = sorted(resolved)
     kept: list[str] = []
     for r in ordered:
         if not any(r.startswith(k.rstrip("/") + "/") for k in kept):

@@ -123,3 +123,15 @@ def test_bubblewrap_hides_the_host_and_blocks_the_network(tmp_path):
     assert not {"etc", "home", "srv", "var"} & set(out["root"]), out["root"]  # /root only if the interpreter lives there
     assert out["net"] in ("ConnectionRefusedError", "OSError")  # an empty network namespace
     assert out["pid"] < 10  # its own PID namespace
+
+
+def test_the_file_view_never_holds_the_source_checkout(monkeypatch):
+    """Not even when the virtualenv was made at the root of the checkout (sys.prefix == project)."""
+    roots = readable_roots(["json", "zoneinfo"])
+    assert os.path.join(ROOT, "kailash") in roots
+    assert not any(ROOT == r or ROOT.startswith(r.rstrip("/") + "/") for r in roots), roots
+    assert not {"/", "/etc", "/home", "/root", "/tmp", "/proc"} & set(roots)
+    monkeypatch.setattr(sys, "prefix", ROOT)
+    monkeypatch.setattr(sys, "exec_prefix", ROOT)
+    roots = readable_roots()
+    assert not any(ROOT == r or ROOT.startswith(r.rstrip("/") + "/") for r in roots), roots
