@@ -232,7 +232,6 @@ class Worker:
         self.template = template
         self.sock = sock
         self.pid = pid
-        self.lock = threading.Lock()
         self.dead = False
         self.exit_code: int | None = None
         self.hello: dict[str, Any] = {}
