@@ -187,12 +187,8 @@ def _worker_main(fd: int, profile: dict[str, Any]) -> None:
         except MemoryError:
             send_msg(sock, {"status": "memory", "message": "the inputs do not fit in the memory limit", "line": 0})
             continue
-        if request.get("op") == "release":  # nodes collected by the host: drop their namespaces
-            runner.release(request["node_keys"])
-            send_msg(sock, {"status": "ok", "result": None})
-            continue
         try:
-            reply = _raw(request) if profile.get("raw_for_tests") else runner.run(request)
+            reply = _serve(runner, request, profile)
         except MemoryError:
             reply = {"status": "memory", "message": "out of memory", "line": 0}
         except Exception as exc:  # e.g. RecursionError checking absurdly nested code
@@ -286,6 +282,13 @@ class _Runner:
         if problem:
             return {"status": "unsendable", "message": problem, "stdout": stdout}
         return {"status": "ok", "result": value, "stdout": stdout}
+
+
+def _serve(runner: _Runner, request: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
+    if request.get("op") == "release":  # nodes collected by the host: drop their namespaces
+        runner.release(request["node_keys"])
+        return {"status": "ok", "result": None}
+    return _raw(request) if profile.get("raw_for_tests") else runner.run(request)
 
 
 def _raw(req: dict[str, Any]) -> dict[str, Any]:
