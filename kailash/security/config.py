@@ -30,7 +30,9 @@ class SecurityConfig:
             (resolved, symlinks included). Empty means no directory restriction.
         max_file_size: the largest file (bytes) a node may read.
         execution_timeout: wall-clock seconds a sandboxed code node may run.
-        memory_limit: address-space bytes a sandboxed code node may use.
+        memory_limit: address-space bytes a sandbox worker may use on top of its
+            interpreter (a worker hosts several code nodes of one policy, whose ``self``
+            states share it).
         enable_audit_logging: write structured security events to the audit log.
         allowed_imports: modules sandboxed code may import (``None`` = the default list).
         sandbox: run PythonCodeNode code isolated from the host process.
