@@ -9,6 +9,7 @@ an unprivileged user (``nobody``), where bubblewrap may not start.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import os
@@ -257,3 +258,28 @@ def test_without_landlock_process_mode_refuses_every_write(tmp_path, host_secret
     assert out["connect_pg"][0] == "refused" and HOST_SECRET not in json.dumps(out)
     assert not os.path.exists(outside) and not os.path.exists(os.path.join(ROOT, escape))
     assert out["etc_passwd"][0] == "ok"  # documented: reads are not confined without Landlock or bwrap
+
+
+@pytest.mark.skipif(not bwrap_available(), reason="bubblewrap does not work on this machine")
+def test_the_bubblewrap_view_holds_without_landlock(tmp_path, host_secrets):
+    """Each layer holds on its own: bubblewrap's view, as on a kernel without Landlock."""
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    outside = str(tmp_path / f"outside-{uuid.uuid4().hex}.txt")
+    escape = f"escape-{uuid.uuid4().hex}.txt"
+    config = SecurityConfig(allowed_directories=[str(allowed)], execution_timeout=20.0, isolation="bwrap")
+    try:
+        out = run_unguarded_for_tests(config, attack_script(str(allowed), outside, escape, os.getpid()),
+                                      landlock=False)
+    finally:
+        if os.path.exists(os.path.join(ROOT, escape)):
+            os.unlink(os.path.join(ROOT, escape))
+    # without Landlock, the directories leading to the bound paths can be listed: they hold only those paths
+    assert out.pop("project_list") == ("ok", "['kailash']")
+    if out["root"][0] == "ok":
+        assert all(sys.executable.startswith(f"/root/{name}") or os.path.realpath(sys.executable).startswith(
+            f"/root/{name}") for name in ast.literal_eval(out["root"][1])), out["root"]
+        out["root"] = ("refused", "only the interpreter's directory")
+    out["project_list"] = ("refused", "")
+    check_outcome(out, allowed=str(allowed), outside_file=outside, escape_name=escape, host_pid=os.getpid())
+    assert out["proc_list"][0] == "ok" and max(json.loads(out["proc_list"][1])) < 10  # its own PID namespace
