@@ -310,17 +310,13 @@ def tenant_policy(tenant_id: str) -> Any:
     limits of a process-wide policy, if one is set, are kept.
     """
     from kailash.runtime.store import kailash_home
-    from kailash.security.config import SecurityConfig, get_security_config
+    from kailash.security.config import get_security_config
+    from kailash.security.config import tenant_policy as derive
 
     files = kailash_home() / "tenant-files" / tenant_id
     files.mkdir(parents=True, exist_ok=True)
-    base = get_security_config()
-    limits = {} if base is None else {
-        "max_file_size": base.max_file_size, "execution_timeout": base.execution_timeout,
-        "memory_limit": base.memory_limit, "enable_audit_logging": base.enable_audit_logging,
-        "allowed_imports": base.allowed_imports,
-    }
-    return SecurityConfig(allowed_directories=[str(files)], sandbox=True, **limits)
+    # keeps the operator's isolation and limits; a tenant policy never falls back to weaker isolation
+    return derive(get_security_config(), tenant=tenant_id, allowed_directories=[str(files)])
 
 
 @contextlib.contextmanager

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from kailash.errors import SecurityError
 
-__all__ = ["SecurityConfig", "set_security_config", "get_security_config", "reset_security_config", "security_context"]
+__all__ = ["SecurityConfig", "set_security_config", "get_security_config", "reset_security_config", "security_context",
+           "tenant_policy"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,16 +30,24 @@ class SecurityConfig:
             (resolved, symlinks included). Empty means no directory restriction.
         max_file_size: the largest file (bytes) a node may read.
         execution_timeout: wall-clock seconds a sandboxed code node may run.
-        memory_limit: address-space bytes a sandboxed code node may use.
+        memory_limit: address-space bytes a sandbox worker may use on top of its
+            interpreter (a worker hosts several code nodes of one policy, whose ``self``
+            states share it).
         enable_audit_logging: write structured security events to the audit log.
         allowed_imports: modules sandboxed code may import (``None`` = the default list).
         sandbox: run PythonCodeNode code isolated from the host process.
         audit_log_path: also append audit events (JSON lines) to this file.
-        isolation: how sandbox workers are isolated from the operating system:
-            ``"auto"`` uses bubblewrap (no network, read-only file system outside the
-            allowed directories, own PID namespace) when it works on this machine and
-            falls back to ``"process"`` otherwise; ``"bwrap"`` requires it; ``"process"``
-            uses a plain child process (rlimits, seccomp and the Python guards only).
+        isolation: how sandbox workers are isolated from the operating system (see
+            docs/security.md, "Isolation modes"): ``"bwrap"`` requires bubblewrap (a file
+            view holding only the interpreter, its libraries and the allowed directories;
+            own PID, network and IPC namespaces) and refuses to run without it;
+            ``"process"`` uses a plain child process confined by Landlock, seccomp and
+            rlimits; ``"auto"`` uses bubblewrap when it works here and otherwise falls
+            back to ``"process"`` with a WARNING log record and a
+            ``sandbox_isolation_fallback`` audit event (never for a tenant policy).
+        tenant: the tenant whose runs this policy governs (set by the gateway, see
+            :func:`tenant_policy`). A tenant policy never falls back to weaker isolation:
+            ``isolation="auto"`` without a working bubblewrap is refused (fail closed).
 
     Example:
         >>> import tempfile
@@ -60,6 +69,7 @@ class SecurityConfig:
     sandbox: bool = True
     audit_log_path: str | None = None
     isolation: str = "auto"
+    tenant: str | None = None
     _resolved: tuple[Path, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +82,8 @@ class SecurityConfig:
             problems.append(f"memory_limit must be a positive number of bytes, got {self.memory_limit}")
         if self.isolation not in ("auto", "bwrap", "process"):
             problems.append(f"isolation must be 'auto', 'bwrap' or 'process', got {self.isolation!r}")
+        if self.tenant is not None and (type(self.tenant) is not str or not self.tenant):
+            problems.append(f"tenant must be a non-empty string or None, got {self.tenant!r}")
         if isinstance(self.allowed_directories, str):
             problems.append("allowed_directories must be a list of directories, not a single string")
         if problems:
@@ -152,6 +164,35 @@ def security_context(config: SecurityConfig) -> Iterator[SecurityConfig]:
         yield config
     finally:
         _scoped.reset(token)
+
+
+def tenant_policy(operator: SecurityConfig | None, *, tenant: str, allowed_directories: list[str] | tuple[str, ...],
+                  **overrides: object) -> SecurityConfig:
+    """The policy for one tenant's runs, derived from the operator's policy.
+
+    Keeps the operator's isolation and limits (``overrides``, such as per-tenant
+    ``memory_limit`` or ``execution_timeout``, replace them), confines files to
+    ``allowed_directories``, always sandboxes code, and marks the policy as a tenant's,
+    so the sandbox refuses to fall back to weaker isolation for it.
+
+    Example:
+        >>> import tempfile
+        >>> base = SecurityConfig(isolation="bwrap", execution_timeout=10.0)
+        >>> p = tenant_policy(base, tenant="acme", allowed_directories=[tempfile.gettempdir()])
+        >>> (p.isolation, p.execution_timeout, p.tenant, p.sandbox)
+        ('bwrap', 10.0, 'acme', True)
+    """
+    if type(tenant) is not str or not tenant:
+        raise SecurityError("tenant_policy needs the tenant's id", parameter="tenant", expected="a non-empty string")
+    settings: dict[str, object] = {}
+    if operator is not None:
+        settings = {"max_file_size": operator.max_file_size, "execution_timeout": operator.execution_timeout,
+                    "memory_limit": operator.memory_limit, "enable_audit_logging": operator.enable_audit_logging,
+                    "allowed_imports": operator.allowed_imports, "audit_log_path": operator.audit_log_path,
+                    "isolation": operator.isolation}
+    settings.update(overrides)
+    settings.update(allowed_directories=tuple(str(d) for d in allowed_directories), sandbox=True, tenant=tenant)
+    return SecurityConfig(**settings)  # type: ignore[arg-type]
 
 
 def reset_security_config() -> None:

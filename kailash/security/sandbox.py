@@ -2,18 +2,20 @@
 
 :func:`run_sandboxed` is the one entry point. Under a :class:`SecurityConfig` the
 code runs in a *worker* process forked from a pre-started template (one template per
-policy, inside bubblewrap when available), one worker per node instance so the node's
-``self`` state persists between executions. The layers, outermost first:
+policy), in a bounded pool of workers per policy that each host many nodes' ``self``
+states (:mod:`~kailash.security.sandbox_pool`). The layers, outermost first:
 
-1. OS isolation (bubblewrap): no network, own PID/IPC/UTS namespaces, read-only file
-   system with ``/tmp``, ``/home``, ``/root`` and ``/run`` hidden, the allowed
-   directories mounted read-write. Without a working ``bwrap`` (``isolation="auto"``
-   falls back, ``"bwrap"`` refuses to run) the worker is a plain child process.
-2. Kernel limits: ``RLIMIT_AS`` (``memory_limit`` on top of the interpreter),
-   ``RLIMIT_CPU``, ``RLIMIT_FSIZE`` (``max_file_size``), no core dumps, and a seccomp
-   filter refusing fork/exec, sockets, signals to other processes and raising limits.
+1. OS isolation (:mod:`~kailash.security.sandbox_fs`): under bubblewrap an empty
+   read-only root showing only the interpreter, its libraries, the ``kailash`` package,
+   the allowed modules and the allowed directories, with no network and its own PID
+   namespace and ``/proc``; in every mode Landlock confines the worker to the same
+   paths. ``isolation="bwrap"`` and tenant policies refuse to run without bubblewrap;
+   ``"auto"`` falls back to ``"process"`` with a WARNING and an audit event.
+2. Kernel limits (:mod:`~kailash.security.sandbox_os`): ``RLIMIT_AS``, ``RLIMIT_CPU``,
+   ``RLIMIT_FSIZE``, no core dumps, no capabilities, not dumpable, and a seccomp filter
+   refusing fork/exec, sockets, signals to other processes and raising limits.
 3. A wall-clock ``execution_timeout`` enforced by the host, which kills the worker
-   (the node's state is then reset) and replaces it at the next call.
+   (the state of the nodes it hosted is then reset) and replaces it at the next call.
 4. Python guards: static checks (:mod:`~kailash.security.sandbox_policy`), restricted
    builtins and module snapshots plus an audit hook (:mod:`~kailash.security.sandbox_guards`).
 
@@ -23,22 +25,20 @@ every failure of a worker: it sees a closed socket or a timeout, never shared st
 
 from __future__ import annotations
 
-import atexit
 import builtins
 import hashlib
-import os
+import logging
 import pickle
 import sys
 import textwrap
-import threading
 import time
-from collections import OrderedDict
 from typing import Any
 
 from kailash.errors import NodeConfigurationError, NodeExecutionError, NodeTimeoutError, SecurityError
-from kailash.security.audit import security_event
+from kailash.security import sandbox_pool as pool
+from kailash.security.audit import audit_event, security_event
 from kailash.security.config import SecurityConfig
-from kailash.security.sandbox_host import Profile, SandboxUnavailable, Template, Worker
+from kailash.security.sandbox_host import Profile, SandboxUnavailable
 from kailash.security.sandbox_wire import WireClosed, WireTimeout
 from kailash.security.secrets import plain_secret_values, redact
 
@@ -47,85 +47,60 @@ __all__ = ["run_sandboxed", "release_sandbox", "release_sandbox_later", "shutdow
 
 from kailash.security.sandbox_guards import DEFAULT_ALLOWED_IMPORTS  # noqa: E402  (a tuple of names)
 
-_MAX_WORKERS = 32
-_lock = threading.Lock()
-_MAX_TEMPLATES = 8
-_templates: OrderedDict[Profile, Template] = OrderedDict()
-_template_locks: dict[Profile, threading.Lock] = {}
-_workers: OrderedDict[tuple[Profile, str], Worker] = OrderedDict()
+logger = logging.getLogger(__name__)
 _SIGNALS = {6: "SIGABRT", 9: "SIGKILL", 11: "SIGSEGV", 24: "SIGXCPU", 25: "SIGXFSZ", 7: "SIGBUS", 31: "SIGSYS"}
+_profiles: dict[tuple[SecurityConfig, bool], Profile] = {}
+_PROFILES_MAX = 256
 
 
 def _profile(config: SecurityConfig) -> Profile:
-    from kailash.security.sandbox_os import bwrap_available
+    """The worker profile for ``config``; decides (and logs) the isolation actually used."""
+    from kailash.security import sandbox_fs
 
     mode = getattr(config, "isolation", "auto")
-    use_bwrap = mode != "process" and bwrap_available()
-    if mode == "bwrap" and not use_bwrap:
-        raise SecurityError("SecurityConfig(isolation='bwrap') needs a working bubblewrap ('bwrap' on PATH, "
-                            "user namespaces allowed); install it with 'apt-get install -y bubblewrap'",
-                            parameter="isolation", expected="a working bwrap")
+    usable = mode != "process" and sandbox_fs.bwrap_available()
+    cached = _profiles.get((config, usable))
+    if cached is not None:
+        return cached
+    if mode != "process" and not usable:
+        _refuse_or_warn_fallback(config)
+    if not usable and sandbox_fs.landlock_abi() == 0 and getattr(config, "tenant", None) is None:
+        logger.warning("sandbox isolation='process' on a kernel without Landlock: sandboxed code that escaped the "
+                       "Python guards could read any file this user can; every file write is refused instead "
+                       "(allowed directories included). Install bubblewrap for a real file view.")
+    if not usable and sandbox_fs.landlock_abi() == 0 and getattr(config, "tenant", None) is not None:
+        raise SecurityError(f"the sandbox policy of tenant '{config.tenant}' needs bubblewrap or Landlock to keep "
+                            "sandboxed code inside its file view, and this kernel has neither; it refuses to run "
+                            "tenant code in a plain process", parameter="isolation", expected="bwrap or Landlock")
     imports = DEFAULT_ALLOWED_IMPORTS if config.allowed_imports is None else tuple(config.allowed_imports)
-    return Profile(allowed_imports=tuple(sorted(set(imports))),
-                   allowed_directories=tuple(str(d) for d in config.resolved_directories),
-                   max_file_size=config.max_file_size, memory_limit=config.memory_limit, bwrap=use_bwrap)
+    profile = Profile(allowed_imports=tuple(sorted(set(imports))),
+                      allowed_directories=tuple(str(d) for d in config.resolved_directories),
+                      max_file_size=config.max_file_size, memory_limit=config.memory_limit, bwrap=usable)
+    if len(_profiles) >= _PROFILES_MAX:
+        _profiles.clear()
+    _profiles[(config, usable)] = profile
+    return profile
 
 
-def _template(profile: Profile) -> Template:
-    with _lock:
-        tpl = _templates.get(profile)
-        if tpl is not None and tpl.alive:
-            _templates.move_to_end(profile)
-            return tpl
-        plock = _template_locks.setdefault(profile, threading.Lock())
-    with plock:
-        with _lock:
-            tpl = _templates.get(profile)
-            if tpl is not None and tpl.alive:
-                return tpl
-        tpl = Template(profile)
-        retired: list[tuple[Template, list[Worker]]] = []
-        with _lock:
-            _templates[profile] = tpl
-            while len(_templates) > _MAX_TEMPLATES:  # policies not used lately (e.g. per-test directories)
-                old_profile, old = _templates.popitem(last=False)
-                _template_locks.pop(old_profile, None)
-                gone = [k for k in _workers if k[0] == old_profile]
-                retired.append((old, [_workers.pop(k) for k in gone]))
-        for old, workers in retired:
-            for w in workers:
-                w.dead = True
-            old.close()
-        return tpl
+def _refuse_or_warn_fallback(config: SecurityConfig) -> None:
+    """No working bubblewrap: refuse ``isolation="bwrap"`` and tenant policies, warn for ``"auto"``."""
+    from kailash.security.sandbox_fs import landlock_abi
 
-
-def _worker(profile: Profile, node_key: str) -> Worker:
-    key = (profile, node_key)
-    with _lock:
-        worker = _workers.get(key)
-        if worker is not None:
-            _workers.move_to_end(key)
-            return worker
-    worker = _template(profile).fork()
-    evicted = []
-    with _lock:
-        existing = _workers.get(key)
-        if existing is not None:  # another thread won the race
-            evicted.append(worker)
-            worker = existing
-        else:
-            _workers[key] = worker
-        while len(_workers) > _MAX_WORKERS:
-            old_key, old = next(iter(_workers.items()))
-            if not old.lock.acquire(blocking=False):
-                _workers.move_to_end(old_key)
-                break
-            old.lock.release()
-            del _workers[old_key]
-            evicted.append(old)
-    for old in evicted:
-        old.close()
-    return worker
+    why = ("bubblewrap cannot start here ('bwrap' missing, or no namespaces: a root process without "
+           "CAP_SYS_ADMIN, or user namespaces disabled)")
+    tenant = getattr(config, "tenant", None)
+    if config.isolation == "bwrap" or tenant is not None:
+        who = f"the sandbox policy of tenant '{tenant}'" if tenant is not None else "SecurityConfig(isolation='bwrap')"
+        audit_event("sandbox_isolation_refused", config=config, requested=config.isolation, tenant=tenant, reason=why)
+        raise SecurityError(f"{who} needs a working bubblewrap and refuses to fall back to a plain process: {why}; "
+                            "install it with 'apt-get install -y bubblewrap' and allow user namespaces (or run "
+                            "the host as root)", parameter="isolation", expected="a working bwrap")
+    landlock = landlock_abi()
+    logger.warning("sandbox isolation='auto' falls back to a plain process: %s. Sandboxed code is then confined "
+                   "by %s, seccomp, rlimits and the Python guards only (see docs/security.md, 'Isolation modes').",
+                   why, f"Landlock (ABI {landlock})" if landlock else "NO file-system confinement (no Landlock)")
+    audit_event("sandbox_isolation_fallback", config=config, requested="auto", used="process", landlock=landlock,
+                reason=why)
 
 
 def prestart_sandbox(config: SecurityConfig) -> dict[str, Any]:
@@ -142,82 +117,34 @@ def sandbox_info(config: SecurityConfig) -> dict[str, Any]:
         True
     """
     profile = _profile(config)
-    tpl = _template(profile)
-    worker = tpl.fork()
+    worker = pool.template_for(profile).fork()
     try:
         hello = dict(worker.hello)
     finally:
         worker.close()
+    from kailash.security.sandbox_fs import namespaces_available
+
     return {"isolation": "bwrap" if profile.bwrap else "process", "seccomp": bool(hello.get("seccomp")),
+            "namespaces": profile.bwrap or namespaces_available(),
+            "landlock": int(hello.get("landlock") or 0), "read_only_files": bool(hello.get("read_only_files")),
             "capabilities_dropped": bool(hello.get("capabilities_dropped")),
             "address_space_limit": hello.get("address_space_limit"), "allowed_imports": list(profile.allowed_imports),
-            "allowed_directories": list(profile.allowed_directories)}
-
-
-_released_later: list[str] = []  # keys of garbage-collected nodes, released at the next call
+            "allowed_directories": list(profile.allowed_directories), "workers_per_policy": pool.workers_per_policy()}
 
 
 def release_sandbox_later(node_key: str) -> None:
-    """Queue ``node_key``'s worker for release. Safe from a GC finalizer: it takes no lock
-    (a finalizer can fire while this module, or a template, holds its lock)."""
-    _released_later.append(node_key)
-
-
-def _release_queued() -> None:
-    while _released_later:
-        try:
-            key = _released_later.pop()
-        except IndexError:  # another thread took the last one
-            return
-        release_sandbox(key)
+    """Queue ``node_key``'s state for release. Safe from a GC finalizer: it takes no lock."""
+    pool.release_later(node_key)
 
 
 def release_sandbox(node_key: str) -> None:
-    """Stop the worker(s) of ``node_key``; its ``self`` state is discarded."""
-    with _lock:
-        gone = [(k, w) for k, w in _workers.items() if k[1] == node_key]
-        for k, _ in gone:
-            del _workers[k]
-    for _, worker in gone:
-        worker.close()
+    """Discard the ``self`` state of ``node_key`` (its worker is stopped if it hosts no other node)."""
+    pool.release(node_key)
 
 
 def shutdown_sandboxes() -> None:
     """Stop every template and worker of this process (also runs at exit)."""
-    with _lock:
-        workers = list(_workers.values())
-        templates = list(_templates.values())
-        _workers.clear()
-        _templates.clear()
-    for worker in workers:
-        worker.dead = True
-    for tpl in templates:
-        tpl.close()
-
-
-def _after_fork_in_child() -> None:
-    """A forked host process must not share the parent's sandbox sockets: start afresh."""
-    global _lock
-    _lock = threading.Lock()
-    for worker in list(_workers.values()):
-        worker.dead = True
-        try:
-            worker.sock.close()
-        except OSError:
-            pass
-    for tpl in list(_templates.values()):
-        try:
-            tpl.ctl.close()
-        except OSError:
-            pass
-    _workers.clear()
-    _templates.clear()
-    _template_locks.clear()
-
-
-atexit.register(shutdown_sandboxes)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    pool.shutdown()
 
 
 def run_sandboxed(node_key: str, code: str, imports: list[str] | tuple[str, ...] | None, inputs: dict[str, Any],
@@ -243,7 +170,7 @@ def run_sandboxed(node_key: str, code: str, imports: list[str] | tuple[str, ...]
         >>> run_sandboxed("doc-example", "result = sum(range(n))", [], {"n": 10}, cfg, "compute")
         45
     """
-    _release_queued()
+    pool.release_queued()
     label = f"node '{node_id}' (PythonCodeNode)" if node_id else "PythonCodeNode"
     profile = _profile(config)
     request = {"op": "run", "node_key": node_key, "code": code, "imports": list(imports or ()),
@@ -258,31 +185,43 @@ def run_sandboxed(node_key: str, code: str, imports: list[str] | tuple[str, ...]
             node_id=node_id, parameter=bad, expected="a picklable value") from exc
     secrets = plain_secret_values(*inputs.values())
     timeout = config.execution_timeout
-    for attempt in (1, 2):
+    slot = pool.lease(profile, node_key)
+    with slot.lock:
         try:
-            worker = _worker(profile, node_key)
+            worker = pool.ready_worker(profile, slot)
         except SandboxUnavailable as exc:
             raise SecurityError(f"{label}: {exc}", node_id=node_id) from exc
-        with worker.lock:
-            if worker.idle_closed() or not worker.template.alive:  # died between calls: replace, retry once
-                _forget(profile, node_key, worker)
-                if attempt == 1:
-                    continue
-            started = time.monotonic()
-            try:
-                reply = worker.call(payload, timeout)
-            except WireTimeout:
-                _forget(profile, node_key, worker)
-                _audit(config, "sandbox_timeout", node_id, code, timeout=timeout)
-                raise NodeTimeoutError(
-                    f"{label} exceeded its execution_timeout of {timeout}s and was stopped after "
-                    f"{time.monotonic() - started:.2f}s (its sandbox worker was replaced; the node's state was reset)",
-                    node_id=node_id, parameter="execution_timeout", expected=f"<= {timeout}s") from None
-            except WireClosed:
-                _forget(profile, node_key, worker)
-                raise _crash_error(label, node_id, worker.exit_code, config, code) from None
-        return _outcome(reply, label, node_id, code, config, secrets)
-    raise SecurityError(f"{label}: the sandbox worker could not be started", node_id=node_id)  # pragma: no cover
+        started = time.monotonic()
+        try:
+            reply = worker.call(payload, timeout)
+        except WireTimeout:
+            pool.forget(slot, worker)
+            _audit(config, "sandbox_timeout", node_id, code, timeout=timeout)
+            raise NodeTimeoutError(
+                f"{label} exceeded its execution_timeout of {timeout}s and was stopped after "
+                f"{time.monotonic() - started:.2f}s (its sandbox worker was replaced; the node's state was reset, "
+                "as was the state of the other nodes that worker hosted)",
+                node_id=node_id, parameter="execution_timeout", expected=f"<= {timeout}s") from None
+        except WireClosed:
+            pool.forget(slot, worker)
+            raise _crash_error(label, node_id, worker.exit_code, config, code) from None
+    return _outcome(reply, label, node_id, code, config, secrets)
+
+
+def run_unguarded_for_tests(config: SecurityConfig, code: str, *, landlock: bool = True) -> Any:
+    """TEST ONLY: run ``code`` with real builtins and no Python guard in a worker under
+    ``config``'s OS layer (namespaces, file view, Landlock, rlimits, seccomp), to prove
+    that layer holds on its own (``landlock=False``: as on a kernel without Landlock).
+    Returns ``result`` or ``{"raised": "..."}``."""
+    import dataclasses
+
+    profile = dataclasses.replace(_profile(config), raw_for_tests=True, landlock=landlock)
+    worker = pool.template_for(profile).fork()
+    try:
+        reply = worker.call(pickle.dumps({"code": code}), config.execution_timeout)
+    finally:
+        worker.close()
+    return reply.get("result")
 
 
 def _picklable(value: Any) -> bool:
@@ -291,13 +230,6 @@ def _picklable(value: Any) -> bool:
         return True
     except Exception:
         return False
-
-
-def _forget(profile: Profile, node_key: str, worker: Worker) -> None:
-    worker.kill()
-    with _lock:
-        if _workers.get((profile, node_key)) is worker:
-            del _workers[(profile, node_key)]
 
 
 def _source_line(code: str, line: int) -> str:

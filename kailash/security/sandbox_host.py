@@ -80,13 +80,22 @@ class Profile:
     max_file_size: int | None
     memory_limit: int | None
     bwrap: bool
+    raw_for_tests: bool = False
+    landlock: bool = True  # tests switch it off to see the kernel-without-Landlock behaviour
 
-    def document(self) -> dict[str, Any]:
+    def readable(self) -> list[str]:
+        """What workers of this profile may read (see :func:`~kailash.security.sandbox_fs.readable_roots`)."""
+        from kailash.security.sandbox_fs import readable_roots
+
+        return readable_roots(self.allowed_imports)
+
+    def document(self, readable: list[str]) -> dict[str, Any]:
         from kailash.security.sandbox_os import python_library_dirs
 
         return {"allowed_imports": list(self.allowed_imports), "allowed_directories": list(self.allowed_directories),
                 "max_file_size": self.max_file_size, "memory_limit": self.memory_limit,
-                "library_roots": python_library_dirs(), "bwrap": self.bwrap, "seccomp": True}
+                "library_roots": python_library_dirs(), "readable_roots": readable, "bwrap": self.bwrap,
+                "seccomp": True, "landlock": self.landlock, "raw_for_tests": self.raw_for_tests}
 
 
 def _clean_env() -> dict[str, str]:
@@ -97,12 +106,29 @@ def _clean_env() -> dict[str, str]:
     return env  # nothing else: host credentials in the environment stay in the host
 
 
+_empty_dir: list[str] = []
+
+
+def _empty_cwd() -> str:
+    """An empty, read-only directory: the working directory of process-mode sandboxes."""
+    if not _empty_dir or not os.path.isdir(_empty_dir[0]):
+        import atexit
+        import shutil
+        import tempfile
+
+        path = tempfile.mkdtemp(prefix="kailash-sandbox-cwd-")
+        os.chmod(path, 0o555)
+        atexit.register(shutil.rmtree, path, True)
+        _empty_dir[:] = [path]
+    return _empty_dir[0]
+
+
 class Template:
     """A running template process for one :class:`Profile`."""
 
     def __init__(self, profile: Profile) -> None:
         import kailash
-        from kailash.security.sandbox_os import bwrap_command
+        from kailash.security.sandbox_fs import bwrap_command, namespaces_available, namespaces_command
 
         self.profile = profile
         self.lock = threading.Lock()
@@ -110,15 +136,21 @@ class Template:
         root = os.path.dirname(os.path.dirname(os.path.abspath(kailash.__file__)))
         bootstrap = (f"import sys; sys.path.insert(0, {root!r}); "
                      "from kailash.security.sandbox_worker import main; main()")
-        cmd = [sys.executable, "-I", "-c", bootstrap, str(child.fileno()), json.dumps(profile.document())]
+        readable = profile.readable()
+        cmd = [sys.executable, "-I", "-c", bootstrap, str(child.fileno()), json.dumps(profile.document(readable))]
+        cwd = "/"
         if profile.bwrap:
-            cmd = bwrap_command(profile.allowed_directories) + cmd
+            cmd = bwrap_command(readable, profile.allowed_directories) + ["--"] + cmd
+        else:
+            cwd = _empty_cwd()
+            if namespaces_available():
+                cmd = namespaces_command() + ["--"] + cmd
         debug = os.environ.get("KAILASH_SANDBOX_DEBUG")
         try:
             self.proc = _in_launcher(lambda: subprocess.Popen(
                 cmd, pass_fds=[child.fileno()], env=_clean_env(), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=None if debug else subprocess.DEVNULL,
-                start_new_session=True, close_fds=True, cwd="/",
+                start_new_session=True, close_fds=True, cwd=cwd,
             ))
         except OSError as exc:
             raise SandboxUnavailable(f"cannot start the code sandbox: {exc}") from exc
@@ -194,13 +226,12 @@ class Template:
 
 
 class Worker:
-    """The host's end of one worker process (one PythonCodeNode instance lives in it)."""
+    """The host's end of one worker process (it hosts the ``self`` state of many nodes)."""
 
     def __init__(self, template: Template, sock: socket.socket, pid: int) -> None:
         self.template = template
         self.sock = sock
         self.pid = pid
-        self.lock = threading.Lock()
         self.dead = False
         self.exit_code: int | None = None
         self.hello: dict[str, Any] = {}
@@ -222,6 +253,15 @@ class Worker:
             self.kill()
             raise SecurityError("the sandbox worker sent a malformed reply")
         return reply
+
+    def release(self, node_keys: list[str]) -> None:
+        """Discard the ``self`` state of ``node_keys`` in this worker (the caller holds the slot)."""
+        import pickle
+
+        try:
+            self.call(pickle.dumps({"op": "release", "node_keys": list(node_keys)}), _CTL_TIMEOUT)
+        except (WireClosed, WireTimeout, SecurityError):
+            self.kill()
 
     def idle_closed(self) -> bool:
         """Whether the worker went away while idle (its socket is readable: EOF or junk)."""

@@ -1,12 +1,10 @@
-"""Operating-system isolation for sandbox workers: bubblewrap, rlimits and seccomp.
+"""Operating-system limits for sandbox workers: rlimits, capabilities and seccomp.
 
-This module owns the parts of the sandbox that the kernel enforces, so they hold even
-if the Python-level guards (:mod:`kailash.security.sandbox_guards`) were bypassed:
+This module owns the per-process parts of the sandbox that the kernel enforces, so they
+hold even if the Python-level guards (:mod:`kailash.security.sandbox_guards`) were
+bypassed (the file-system view, bubblewrap and Landlock, live in
+:mod:`kailash.security.sandbox_fs`):
 
-* :func:`bwrap_command` builds the bubblewrap command line the host uses to start a
-  sandbox template process: no network, separate PID/IPC/UTS namespaces, a read-only
-  view of the file system with ``/tmp``, ``/run``, ``/home`` and ``/root`` hidden, and
-  read-write binds only for the allowed directories.
 * :func:`apply_worker_limits` sets the resource limits of a forked worker (address
   space, per-call CPU, file size, no core dumps, few open files, no new processes).
 * :func:`drop_capabilities` gives up every capability (a root host stays uid 0 but
@@ -15,9 +13,8 @@ if the Python-level guards (:mod:`kailash.security.sandbox_guards`) were bypasse
   program execution, new sockets, signalling other processes, ptrace, raising rlimits
   other than the CPU limit, mounts and namespace changes.
 
-When bubblewrap is missing or cannot create namespaces (some containers), the sandbox
-falls back to a plain child process; rlimits, seccomp and the Python guards still
-apply, but the file system and network are then only protected by those layers.
+* :func:`set_not_dumpable` keeps other processes of the same user out of the worker.
+
 Nothing here runs at import time; the ctypes calls happen in the worker process only.
 """
 
@@ -26,46 +23,12 @@ from __future__ import annotations
 import functools
 import os
 import platform
-import shutil
 import struct
-import subprocess
 import sys
-from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["bwrap_available", "bwrap_command", "apply_worker_limits", "set_cpu_limit", "install_seccomp",
-           "set_parent_death_signal", "library_roots", "python_library_dirs", "drop_capabilities"]
-
-_HIDDEN_DIRS = ("/tmp", "/var/tmp", "/run", "/home", "/root", "/mnt", "/media", "/srv")
-
-
-@functools.lru_cache(maxsize=1)
-def bwrap_available() -> bool:
-    """Whether a working ``bwrap`` is on PATH (it is probed once per process)."""
-    exe = shutil.which("bwrap")
-    if exe is None or not sys.platform.startswith("linux"):
-        return False
-    try:
-        probe = subprocess.run(
-            [exe, "--die-with-parent", "--unshare-net", "--unshare-pid", "--ro-bind", "/", "/",
-             "--proc", "/proc", "--dev", "/dev", "true"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return probe.returncode == 0
-
-
-def library_roots() -> list[str]:
-    """Directories holding the interpreter, its libraries and Kailash itself (read-only in the sandbox)."""
-    import kailash
-
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-             os.path.dirname(os.path.dirname(os.path.abspath(kailash.__file__)))}
-    roots.update(p for p in sys.path if p and os.path.isdir(p))
-    exe = os.path.realpath(sys.executable)
-    roots.add(os.path.dirname(os.path.dirname(exe)))
-    return sorted(os.path.realpath(r) for r in roots if r and os.path.exists(r))
+__all__ = ["apply_worker_limits", "set_cpu_limit", "install_seccomp", "install_read_only_files",
+           "set_parent_death_signal", "python_library_dirs", "drop_capabilities", "set_not_dumpable"]
 
 
 def python_library_dirs() -> list[str]:
@@ -89,24 +52,6 @@ def python_library_dirs() -> list[str]:
         pass
     dirs.add(os.path.dirname(os.path.abspath(kailash.__file__)))
     return sorted({os.path.realpath(d) for d in dirs if os.path.isdir(d)})
-
-
-def bwrap_command(allowed_directories: Iterable[str]) -> list[str]:
-    """The bubblewrap prefix: run the rest of the command line isolated."""
-    cmd = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-           "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-pid", "--unshare-cgroup-try",
-           "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
-    for hidden in _HIDDEN_DIRS:
-        if os.path.isdir(hidden) and not os.path.islink(hidden):
-            cmd += ["--tmpfs", hidden]
-    # The interpreter may live under a hidden directory (pyenv in /root): show it read-only again.
-    for root in library_roots():
-        if any(root == h or root.startswith(h + "/") for h in _HIDDEN_DIRS):
-            cmd += ["--ro-bind", root, root]
-    for d in allowed_directories:
-        real = os.path.realpath(d)
-        cmd += ["--bind", real, real]
-    return cmd
 
 
 # -- resource limits -------------------------------------------------------------------------
@@ -192,6 +137,13 @@ def set_parent_death_signal(sig: int = 9) -> None:
         return
     PR_SET_PDEATHSIG = 1
     _libc().prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
+def set_not_dumpable() -> None:
+    """PR_SET_DUMPABLE 0: no core dumps, and processes of the same user (another worker)
+    cannot ptrace this one or read its ``/proc/<pid>/mem``, ``environ`` or ``fd``."""
+    if sys.platform.startswith("linux"):
+        _libc().prctl(4, 0, 0, 0, 0)
 
 
 def drop_capabilities() -> bool:
@@ -306,23 +258,64 @@ def _filter_program(pid: int) -> list[bytes]:
     return prog
 
 
-def install_seccomp() -> bool:
-    """Load the worker's seccomp filter into the calling process. Returns whether it is active."""
-    if not sys.platform.startswith("linux") or platform.machine() not in _ARCH:
-        return False
+# Without Landlock nothing else stops an escape from writing where the host's user can:
+# then the worker may not write any file at all (fail closed), allowed directories included.
+_WRITE_CALLS = {
+    "x86_64": {"creat": 85, "unlink": 87, "unlinkat": 263, "rename": 82, "renameat": 264, "renameat2": 316,
+               "mkdir": 83, "mkdirat": 258, "rmdir": 84, "link": 86, "linkat": 265, "symlink": 88,
+               "symlinkat": 266, "truncate": 76, "chmod": 90, "fchmod": 91, "fchmodat": 268, "fchmodat2": 452,
+               "chown": 92, "fchown": 93, "lchown": 94, "fchownat": 260, "utime": 132, "utimes": 235,
+               "futimesat": 261, "utimensat": 280, "setxattr": 188, "lsetxattr": 189, "fsetxattr": 190,
+               "removexattr": 197, "lremovexattr": 198, "fremovexattr": 199, "openat2": 437},
+    "aarch64": {"unlinkat": 35, "renameat": 38, "renameat2": 276, "mkdirat": 34, "linkat": 37, "symlinkat": 36,
+                "truncate": 45, "fchmod": 52, "fchmodat": 53, "fchmodat2": 452, "fchownat": 54, "fchown": 55,
+                "utimensat": 88, "setxattr": 5, "lsetxattr": 6, "fsetxattr": 7, "removexattr": 14,
+                "lremovexattr": 15, "fremovexattr": 16, "openat2": 437},
+}
+_OPEN_FLAGS_ARG = {"x86_64": {2: 1, 257: 2}, "aarch64": {56: 2}}  # open(path, flags), openat(dir, path, flags)
+_WRITE_OPEN = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def _read_only_program() -> list[bytes]:
+    machine = platform.machine()
+    audit_arch, _ = _ARCH[machine]
+    prog = [_stmt(_LD_W_ABS, 4), _jump(_JEQ, audit_arch, 1, 0), _stmt(_RET, _KILL), _stmt(_LD_W_ABS, 0)]
+    for nr in sorted(set(_WRITE_CALLS[machine].values())):
+        prog += [_jump(_JEQ, nr, 0, 1), _stmt(_RET, _EPERM)]
+    for nr, arg in _OPEN_FLAGS_ARG[machine].items():
+        prog += [_jump(_JEQ, nr, 0, 4), _stmt(_LD_W_ABS, 16 + 8 * arg),
+                 _jump(_JSET, _WRITE_OPEN, 0, 1), _stmt(_RET, _EPERM), _stmt(_RET, _ALLOW)]
+    prog.append(_stmt(_RET, _ALLOW))
+    return prog
+
+
+def _load_filter(program: list[bytes]) -> bool:
     import ctypes
 
     libc = _libc()
     PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         return False
-    program = b"".join(_filter_program(os.getpid()))
-    count = len(program) // 8
-    buf = ctypes.create_string_buffer(program, len(program))
+    code = b"".join(program)
+    buf = ctypes.create_string_buffer(code, len(code))
 
     class SockFprog(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
-    fprog = SockFprog(count, ctypes.addressof(buf))
-    rc = libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0)
-    return rc == 0
+    fprog = SockFprog(len(code) // 8, ctypes.addressof(buf))
+    return libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) == 0
+
+
+def install_read_only_files() -> bool:
+    """Refuse every file write, creation, removal and metadata change (for workers without
+    Landlock: nothing else would keep an escape from writing outside the allowed directories)."""
+    if not sys.platform.startswith("linux") or platform.machine() not in _ARCH:
+        return False
+    return _load_filter(_read_only_program())
+
+
+def install_seccomp() -> bool:
+    """Load the worker's seccomp filter into the calling process. Returns whether it is active."""
+    if not sys.platform.startswith("linux") or platform.machine() not in _ARCH:
+        return False
+    return _load_filter(_filter_program(os.getpid()))

@@ -2,10 +2,12 @@
 
 The host starts one *template* per policy (inside bubblewrap when available). The
 template imports the allowed modules once and then only forks: each fork becomes a
-*worker* serving one PythonCodeNode instance, so that node's ``self`` state lives in
-the worker between executions, and a warm call costs a socket round trip. A worker
-locks itself down right after the fork (rlimits, seccomp, the audit hook) and then
-runs requests until the host closes its socket or kills it.
+*worker* hosting many PythonCodeNode instances of that policy (a bounded pool, see
+:mod:`kailash.security.sandbox_pool`); each node's ``self`` state lives in the worker
+between executions, keyed by the node's identity, and a warm call costs a socket round
+trip. A worker locks itself down right after the fork (rlimits, no capabilities, not
+dumpable, Landlock, seccomp, the audit hook) and then runs requests until the host
+closes its socket or kills it.
 
 Control messages between host and template are small JSON documents on a
 SOCK_SEQPACKET socket (worker sockets travel as passed file descriptors); worker
@@ -143,11 +145,14 @@ def _kill(pid: int, statuses: dict[int, int]) -> int | None:
 # -- the worker ---------------------------------------------------------------------------------
 
 def _worker_main(fd: int, profile: dict[str, Any]) -> None:
+    from kailash.security.sandbox_fs import apply_landlock
     from kailash.security.sandbox_guards import SandboxEnvironment, SandboxState
     from kailash.security.sandbox_os import (
         apply_worker_limits,
         drop_capabilities,
+        install_read_only_files,
         install_seccomp,
+        set_not_dumpable,
         set_parent_death_signal,
     )
     from kailash.security.sandbox_wire import WireClosed, recv_msg, send_msg
@@ -161,10 +166,18 @@ def _worker_main(fd: int, profile: dict[str, Any]) -> None:
                              max_file_size=profile.get("max_file_size"), library_roots=profile["library_roots"])
     limit = apply_worker_limits(memory_limit=profile.get("memory_limit"), max_file_size=profile.get("max_file_size"))
     capabilities_dropped = drop_capabilities()
+    set_not_dumpable()
+    # Landlock: only the interpreter, its libraries and the allowed directories from here on.
+    landlock = apply_landlock(profile.get("readable_roots") or [], profile["allowed_directories"]) \
+        if profile.get("landlock", True) else 0
+    read_only = False
+    if not landlock and not profile.get("bwrap"):  # nothing else confines writes: refuse them all
+        read_only = install_read_only_files()
     seccomp = install_seccomp() if profile.get("seccomp", True) else False
     gates = env.install_audit_hook()
     send_msg(sock, {"status": "ready", "pid": os.getpid(), "seccomp": seccomp, "address_space_limit": limit,
-                    "capabilities_dropped": capabilities_dropped})
+                    "capabilities_dropped": capabilities_dropped, "landlock": landlock,
+                    "read_only_files": read_only})
     runner = _Runner(env, gates, SandboxState)
     while True:
         try:
@@ -175,7 +188,7 @@ def _worker_main(fd: int, profile: dict[str, Any]) -> None:
             send_msg(sock, {"status": "memory", "message": "the inputs do not fit in the memory limit", "line": 0})
             continue
         try:
-            reply = runner.run(request)
+            reply = _serve(runner, request, profile)
         except MemoryError:
             reply = {"status": "memory", "message": "out of memory", "line": 0}
         except Exception as exc:  # e.g. RecursionError checking absurdly nested code
@@ -191,8 +204,15 @@ def _worker_main(fd: int, profile: dict[str, Any]) -> None:
         del reply
 
 
+_CACHE_MAX = 4096  # compiled code objects kept per worker (one worker hosts many nodes)
+
+
 class _Runner:
-    """Compiles (with a small cache) and runs requests inside one worker."""
+    """Compiles (with a cache) and runs requests inside one worker, for every node it hosts.
+
+    Each node's ``self`` state is keyed by the node's identity (``node_key``); the host
+    releases it when the node is collected.
+    """
 
     def __init__(self, env: Any, gates: tuple[Any, Any], state_cls: type) -> None:
         self.env = env
@@ -200,6 +220,10 @@ class _Runner:
         self.state_cls = state_cls
         self.states: dict[str, Any] = {}
         self.cache: dict[tuple[str, tuple[str, ...]], types.CodeType] = {}
+
+    def release(self, node_keys: list[str]) -> None:
+        for key in node_keys:
+            self.states.pop(key, None)
 
     def run(self, req: dict[str, Any]) -> dict[str, Any]:
         from kailash.errors import SecurityError
@@ -218,8 +242,8 @@ class _Runner:
                 code = prepare_code(req["code"], names, env.allowed_imports)
             except CodeRejected as exc:
                 return {"status": "rejected", "problems": exc.problems, "syntax": exc.syntax}
-            if len(self.cache) > 64:
-                self.cache.clear()
+            if len(self.cache) >= _CACHE_MAX:  # drop the oldest entry
+                del self.cache[next(iter(self.cache))]
             self.cache[key] = code
         env.violations.clear()
         try:
@@ -258,6 +282,24 @@ class _Runner:
         if problem:
             return {"status": "unsendable", "message": problem, "stdout": stdout}
         return {"status": "ok", "result": value, "stdout": stdout}
+
+
+def _serve(runner: _Runner, request: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
+    if request.get("op") == "release":  # nodes collected by the host: drop their namespaces
+        runner.release(request["node_keys"])
+        return {"status": "ok", "result": None}
+    return _raw(request) if profile.get("raw_for_tests") else runner.run(request)
+
+
+def _raw(req: dict[str, Any]) -> dict[str, Any]:
+    """TEST ONLY (a profile flag only the host's test helper sets): run ``req["code"]`` with the
+    real builtins and no Python guard, so tests see what the OS layer alone allows."""
+    scope: dict[str, Any] = {}
+    try:
+        exec(req["code"], scope)  # noqa: S102 - the OS layer's own tests
+    except BaseException as exc:  # noqa: B036
+        return {"status": "ok", "result": {"raised": f"{type(exc).__name__}: {exc}"[:500]}}
+    return {"status": "ok", "result": scope.get("result")}
 
 
 def _describe(exc: BaseException) -> dict[str, Any]:

@@ -14,8 +14,7 @@ import uuid
 import pytest
 
 from kailash.errors import NodeConfigurationError, NodeExecutionError, NodeTimeoutError, SecurityError
-from kailash.security import Secret
-from kailash.security import sandbox as sandbox_module
+from kailash.security import Secret, sandbox_pool
 from kailash.security.sandbox import release_sandbox, run_sandboxed, sandbox_info
 from kailash.security.sandbox_wire import loads_result
 from tests.security.helpers import Runner, make_config
@@ -292,9 +291,17 @@ def test_concurrent_calls_on_separate_nodes_and_on_one_node(run):
     assert sorted(results) == [1, 1, 2, 2, 3, 3, 4, 4]
 
 
+def worker_of(node_key):
+    """The worker process hosting ``node_key``'s state."""
+    for pool in sandbox_pool._pools.values():
+        if node_key in pool.assigned:
+            return pool.slots[pool.assigned[node_key]].worker
+    return None
+
+
 def test_a_worker_killed_from_outside_is_replaced(run):
     run(COUNTER)
-    worker = next(w for (p, key), w in sandbox_module._workers.items() if key == run.key)
+    worker = worker_of(run.key)
     worker.template.kill(worker.pid)  # SIGKILL, as the OOM killer would
     worker.dead = False  # the host has not noticed yet
     assert run(COUNTER) == 1  # fresh worker, fresh state, no error
@@ -310,9 +317,9 @@ def test_sandbox_info_reports_the_isolation_in_effect(run):
 
 
 def test_bwrap_required_but_unavailable_is_an_error(tmp_path, monkeypatch):
-    from kailash.security import sandbox_os
+    from kailash.security import sandbox_fs
 
-    monkeypatch.setattr(sandbox_os, "bwrap_available", lambda: False)
+    monkeypatch.setattr(sandbox_fs, "bwrap_available", lambda: False)
     with pytest.raises(SecurityError, match="needs a working bubblewrap"):
         run_sandboxed("k", "result = 1", [], {}, make_config(tmp_path, isolation="bwrap"), "n")
     # "auto" falls back to a plain process and still enforces the guards
@@ -342,7 +349,7 @@ def test_audit_log_records_violations_and_timeouts_without_secrets(tmp_path):
 
 def test_a_dead_template_is_restarted(run):
     assert run(COUNTER) == 1
-    worker = next(w for (p, key), w in sandbox_module._workers.items() if key == run.key)
+    worker = worker_of(run.key)
     worker.template.proc.kill()  # the whole sandbox process tree goes away
     worker.template.proc.wait(timeout=10)
     assert run(COUNTER) == 1  # a new template and worker; the old state is gone
@@ -377,12 +384,47 @@ def test_a_garbage_collected_node_is_released_without_taking_locks(sandbox_dirs)
     node = PythonCodeNode(code="result = 1", security_config=cfg)
     node.execute()
     key = node._sandbox_key
-    assert any(k[1] == key for k in sandbox_module._workers)
-    with sandbox_module._lock:  # what a finalizer firing inside the sandbox would find
+    assert worker_of(key) is not None
+    with sandbox_pool._lock:  # what a finalizer firing inside the sandbox would find
         done = threading.Event()
-        threading.Thread(target=lambda: (sandbox_module.release_sandbox_later("probe"), done.set())).start()
+        threading.Thread(target=lambda: (sandbox_pool.release_later("probe"), done.set())).start()
         assert done.wait(2), "release_sandbox_later blocked on the sandbox lock"
     del node
     gc.collect()
     PythonCodeNode(code="result = 2", security_config=cfg).execute()  # the next call releases the queue
-    assert not any(k[1] == key for k in sandbox_module._workers)
+    assert worker_of(key) is None
+
+
+def test_many_nodes_keep_their_own_state_in_a_bounded_number_of_workers(run):
+    keys = [f"{run.key}-many-{i}" for i in range(3 * sandbox_pool.workers_per_policy() + 40)]
+    for round_ in (1, 2, 3):
+        assert [run(COUNTER, key=k) for k in keys] == [round_] * len(keys)
+    hosts = {id(worker_of(k)) for k in keys}
+    assert len(hosts) <= sandbox_pool.workers_per_policy()
+    assert sandbox_pool.worker_processes() <= sandbox_pool.MAX_TEMPLATES * sandbox_pool.workers_per_policy()
+    for k in keys:
+        release_sandbox(k)
+
+
+def test_releasing_one_node_keeps_the_state_of_the_others_on_its_worker(run):
+    first, second = f"{run.key}-a", f"{run.key}-b"
+    others = [f"{run.key}-o{i}" for i in range(sandbox_pool.workers_per_policy())]
+    for key in (first, second, *others):
+        run(COUNTER, key=key)
+    shared = next(k for k in (second, *others) if worker_of(k) is worker_of(first))
+    assert run(COUNTER, key=shared) == 2
+    release_sandbox(first)
+    assert run(COUNTER, key=shared) == 3  # the worker still hosts it, state intact
+    assert run(COUNTER, key=first) == 1  # a fresh namespace for the released node
+    for key in (first, second, *others):
+        release_sandbox(key)
+
+
+def test_a_worker_hosting_no_node_is_stopped(run):
+    key = f"{run.key}-alone"
+    config = make_config(run.config.allowed_directories[0], run.config.isolation, max_file_size=12345)
+    assert run(COUNTER, key=key, config=config) == 1
+    worker = worker_of(key)
+    assert worker is not None and not worker.dead
+    release_sandbox(key)
+    assert worker.dead and worker_of(key) is None

@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from kailash.security.sandbox_os import bwrap_available, bwrap_command
+from kailash.security.sandbox_fs import bwrap_available, bwrap_command, readable_roots
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -86,7 +86,8 @@ try:
     out["etc"] = "writable"
 except OSError as exc:
     out["etc"] = exc.errno
-out["tmp"] = sorted(os.listdir("/tmp"))
+out["root"] = sorted(os.listdir("/"))
+out["tmp"] = sorted(os.listdir("/tmp")) if os.path.exists("/tmp") else []  # only the allowed dir's parents
 out["home_visible"] = os.path.exists(HOST_FILE)
 try:
     socket.create_connection(("127.0.0.1", PORT), timeout=2)
@@ -110,14 +111,27 @@ def test_bubblewrap_hides_the_host_and_blocks_the_network(tmp_path):
     try:
         script = (f"ALLOWED = {str(allowed)!r}; HOST_FILE = {host_file!r}; PORT = {listener.getsockname()[1]}\n"
                   + BWRAP_PROBE)
-        out = _run_child(script, bwrap_command([str(allowed)]))
+        out = _run_child(script, bwrap_command(readable_roots(), [str(allowed)]))
         with pytest.raises(socket.timeout):
             listener.accept()
     finally:
         listener.close()
         os.unlink(host_file)
     assert (allowed / "written.txt").read_text() == "inside"
-    assert out["etc"] == 30  # EROFS: the file system is read-only outside the allowed directories
+    assert out["etc"] in (2, 30)  # no /etc at all, on a read-only root
     assert out["home_visible"] is False and os.path.basename(host_file) not in out["tmp"]
+    assert not {"etc", "home", "srv", "var"} & set(out["root"]), out["root"]  # /root only if the interpreter lives there
     assert out["net"] in ("ConnectionRefusedError", "OSError")  # an empty network namespace
     assert out["pid"] < 10  # its own PID namespace
+
+
+def test_the_file_view_never_holds_the_source_checkout(monkeypatch):
+    """Not even when the virtualenv was made at the root of the checkout (sys.prefix == project)."""
+    roots = readable_roots(["json", "zoneinfo"])
+    assert os.path.join(ROOT, "kailash") in roots
+    assert not any(ROOT == r or ROOT.startswith(r.rstrip("/") + "/") for r in roots), roots
+    assert not {"/", "/etc", "/home", "/root", "/tmp", "/proc"} & set(roots)
+    monkeypatch.setattr(sys, "prefix", ROOT)
+    monkeypatch.setattr(sys, "exec_prefix", ROOT)
+    roots = readable_roots()
+    assert not any(ROOT == r or ROOT.startswith(r.rstrip("/") + "/") for r in roots), roots
