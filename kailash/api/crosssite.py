@@ -19,12 +19,15 @@ reads headers only; it never touches a body, a key or storage.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["OriginPolicy", "refusal", "normalize_origin", "is_loopback_host"]
+__all__ = ["OriginPolicy", "refusal", "normalize_origin", "is_loopback_host", "check_keyless_exposure"]
+
+logger = logging.getLogger("kailash.api")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
@@ -44,6 +47,21 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+def check_keyless_exposure(host: str, cors_origins: Iterable[str] | None, *, override: bool) -> None:
+    """Raise ValueError unless serving without keys on ``host`` is safe (or ``override`` says so, loudly)."""
+    if cors_origins and "*" in cors_origins:
+        raise ValueError("WorkflowGateway: cors_origins=['*'] with auth=False would let every web page run "
+                         "workflows on this machine; list the origins you trust, or turn keys on")
+    if is_loopback_host(host):
+        return
+    if not override:
+        raise ValueError(f"WorkflowGateway: auth=False on host {host!r} would let anyone who can reach it run code "
+                         "as this process; serve on 127.0.0.1 (the default), turn keys on, or pass "
+                         "insecure_no_auth_on_network=True if you really mean it")
+    logger.warning("INSECURE: serving without API keys on %s: anyone who can reach this port can run code as "
+                   "this process", host)
 
 
 def _split_host(value: str, default_port: int | None) -> tuple[str, int | None] | None:

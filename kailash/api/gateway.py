@@ -17,8 +17,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from kailash.api.crosssite import OriginPolicy, is_loopback_host, refusal
-from kailash.api.limits import TrustedProxies, client_address
+from kailash.api.crosssite import OriginPolicy, check_keyless_exposure
+from kailash.api.limits import TrustedProxies
 from kailash.api.middleware import (
     AuthenticationMiddleware,
     BodySizeLimitMiddleware,
@@ -27,7 +27,7 @@ from kailash.api.middleware import (
     principal_of,
     reject_rate_limited,
 )
-from kailash.api.responses import ApiError, deny_websocket, error_body, send_json
+from kailash.api.responses import ApiError
 from kailash.api.storage import Workspace
 
 __all__ = ["WorkflowGateway", "AuthenticationMiddleware", "RateLimitingMiddleware", "RegisteredWorkflow"]
@@ -55,30 +55,6 @@ class RegisteredWorkflow:
     secrets: frozenset[str] = frozenset()
     allow_overrides: dict[str, frozenset[str]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
-
-
-class _Layer:
-    """One of the gateway's fixed middleware slots; looks up the gateway's current settings per request."""
-
-    def __init__(self, app: Any, gateway: WorkflowGateway, kind: str) -> None:
-        self.app = app
-        self.gateway = gateway
-        self.kind = kind
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        gw = self.gateway
-        if self.kind == "guard":
-            await gw._guard(scope, receive, send, self.app)
-        elif self.kind == "auth":
-            auth = gw.authentication
-            if auth is None:
-                await self.app(scope, receive, send)
-            else:
-                await auth.dispatch(scope, receive, send, self.app)
-        elif self.kind == "limits":
-            await gw._limit(scope, receive, send, self.app)
-        else:
-            await gw._body_limit.dispatch(scope, receive, send, self.app)
 
 
 class WorkflowGateway:
@@ -257,45 +233,13 @@ class WorkflowGateway:
         return self._auth is None and not self.auth_required
 
     def check_exposure(self) -> None:
-        """Refuse to serve without keys on anything but loopback (unless explicitly overridden).
+        """Refuse to serve without keys on anything but loopback, unless explicitly overridden.
 
         Raises:
             ValueError: ``auth=False`` on a non-loopback host, or with ``cors_origins=["*"]``.
         """
-        if not self.keyless:
-            return
-        if self.cors_origins and "*" in self.cors_origins:
-            raise ValueError("WorkflowGateway: cors_origins=['*'] with auth=False would let every web page run "
-                             "workflows on this machine; list the origins you trust, or turn keys on")
-        if not is_loopback_host(str(self.host)):
-            if not self.insecure_no_auth_on_network:
-                raise ValueError(
-                    f"WorkflowGateway: auth=False on host {self.host!r} would let anyone who can reach it run code "
-                    "as this process; serve on 127.0.0.1 (the default), turn keys on, or pass "
-                    "insecure_no_auth_on_network=True if you really mean it")
-            logger.warning("INSECURE: serving without API keys on %s: anyone who can reach this port can run "
-                           "code as this process", self.host)
-
-    def _origin_policy(self) -> OriginPolicy:
-        keyless = self.keyless
-        key = (keyless, tuple(self.cors_origins or ()), self.host)
-        policy = self._policies.get(key)
-        if policy is None:
-            policy = self._policies[key] = OriginPolicy.build(self.cors_origins, keyless=keyless, host=str(self.host))
-        return policy
-
-    async def _guard(self, scope: dict[str, Any], receive: Any, send: Any, app: Any) -> None:
-        if scope["type"] in ("http", "websocket"):
-            client_address(scope, self.trusted_proxies)
-            refused = refusal(scope, self._origin_policy())
-            if refused is not None:
-                body = error_body(*refused)
-                if scope["type"] == "websocket":
-                    await deny_websocket(scope, send, 403, body)
-                else:
-                    await send_json(send, 403, body)
-                return
-        await app(scope, receive, send)
+        if self.keyless:
+            check_keyless_exposure(str(self.host), self.cors_origins, override=self.insecure_no_auth_on_network)
 
     async def _limit(self, scope: dict[str, Any], receive: Any, send: Any, app: Any) -> None:
         if scope["type"] in ("http", "websocket"):
@@ -412,7 +356,9 @@ class WorkflowGateway:
 
             app.user_middleware.append(Middleware(CORSMiddleware, allow_origins=self.cors_origins,
                                                   allow_methods=["*"], allow_headers=["*"]))
-        app.user_middleware += [Middleware(_Layer, gateway=self, kind=k) for k in ("guard", "auth", "limits", "body")]
+        from kailash.api.pipeline import GatewayLayer
+
+        app.user_middleware += [Middleware(GatewayLayer, gateway=self, kind=k) for k in ("guard", "auth", "limits", "body")]
         routes.install(app, self)
         run_routes.install(app, self)
         app.openapi = lambda: self.openapi_schema(app)  # type: ignore[method-assign]
