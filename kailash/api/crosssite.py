@@ -153,12 +153,21 @@ def _same_origin(origin: str, host_header: str | None) -> bool:
     return (parts.hostname, parts.port) == own
 
 
-def refusal(scope: dict[str, Any], policy: OriginPolicy) -> tuple[str, str] | None:
-    """``(code, message)`` if the request must be refused with 403, else ``None``."""
+def refusal(scope: dict[str, Any], policy: OriginPolicy, *, trusted_proxies: Any = None) -> tuple[str, str] | None:
+    """``(code, message)`` if the request must be refused with 403, else ``None``.
+
+    Behind a trusted proxy (``trusted_proxies.trusts(peer)``), the proxy's
+    ``X-Forwarded-Host`` is the host the browser asked for.
+    """
     kind = scope.get("type")
     if kind not in ("http", "websocket"):
         return None
     host_header = _header(scope, b"host")
+    peer = scope.get("client")
+    if trusted_proxies is not None and peer and trusted_proxies.trusts(str(peer[0])):
+        forwarded = _header(scope, b"x-forwarded-host")
+        if forwarded:
+            host_header = forwarded.split(",")[0].strip()
     if policy.allowed_hosts is not None:
         split = _split_host(host_header or "", None)
         name = split[0].strip("[]") if split else ""

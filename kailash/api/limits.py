@@ -24,7 +24,7 @@ from typing import Any
 from kailash.api.responses import error_body, send_json
 
 __all__ = ["MemoryCounters", "RedisCounters", "BodySizeLimitMiddleware", "BodyTooLarge", "TrustedProxies",
-           "client_address", "address_bucket", "FailedKeyLimiter"]
+           "client_address", "resolve_client", "address_bucket", "FailedKeyLimiter"]
 
 CLIENT = "kailash_client"
 
@@ -79,16 +79,13 @@ class TrustedProxies:
         return any(ip in n for n in self.networks)
 
 
-def client_address(scope: dict[str, Any], proxies: TrustedProxies | None = None) -> str:
-    """The address a request comes from (computed once per request, then kept in the scope).
+def resolve_client(scope: dict[str, Any], proxies: TrustedProxies | None = None) -> str:
+    """Settle the address a request comes from and keep it in the scope (the gateway's first step).
 
     The socket's peer, unless it is a trusted proxy: then ``X-Forwarded-For`` is read from
     the right, skipping trusted proxies, and the first other address is the client's. A
     forwarded header from anyone else is ignored, so a caller cannot pick its own bucket.
     """
-    state = scope.get("state")
-    if isinstance(state, dict) and type(state.get(CLIENT)) is str:
-        return state[CLIENT]
     peer = scope.get("client")
     address = str(peer[0]) if peer else "unknown"
     if proxies is not None and proxies.trusts(address):
@@ -103,6 +100,15 @@ def client_address(scope: dict[str, Any], proxies: TrustedProxies | None = None)
                 break
     scope.setdefault("state", {})[CLIENT] = address
     return address
+
+
+def client_address(scope: dict[str, Any]) -> str:
+    """The address :func:`resolve_client` settled for this request, else the socket's peer."""
+    state = scope.get("state")
+    if isinstance(state, dict) and type(state.get(CLIENT)) is str:
+        return state[CLIENT]
+    peer = scope.get("client")
+    return str(peer[0]) if peer else "unknown"
 
 
 def address_bucket(address: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from kailash.api.crosssite import OriginPolicy, refusal
-from kailash.api.limits import client_address
+from kailash.api.limits import resolve_client
 from kailash.api.responses import deny_websocket, error_body, send_json
 
 __all__ = ["GatewayLayer", "guard", "origin_policy"]
@@ -54,8 +54,8 @@ def origin_policy(gw: Any) -> OriginPolicy:
 async def guard(gw: Any, scope: dict[str, Any], receive: Any, send: Any, app: Any) -> None:
     """Settle the client address, then answer 403 to what :func:`~kailash.api.crosssite.refusal` refuses."""
     if scope["type"] in ("http", "websocket"):
-        client_address(scope, gw.trusted_proxies)
-        refused = refusal(scope, origin_policy(gw))
+        resolve_client(scope, gw.trusted_proxies)
+        refused = refusal(scope, origin_policy(gw), trusted_proxies=gw.trusted_proxies)
         if refused is not None:
             body = error_body(*refused)
             if scope["type"] == "websocket":

@@ -126,3 +126,13 @@ def test_the_policy_pieces():
     assert refusal(scope, policy) is None  # a listed origin's own host name is accepted without keys
     assert refusal({**scope, "headers": [(b"host", b"evil.example")]}, policy)[0] == "host_not_allowed"
     assert refusal({"type": "lifespan"}, policy) is None
+
+
+def test_behind_a_trusted_proxy_that_rewrites_host_the_forwarded_host_counts():
+    headers = {**HEADERS, "Origin": "https://gw.example", "Sec-Fetch-Site": "same-origin",
+               "X-Forwarded-Host": "gw.example"}
+    for trusted, expected in ((["10.0.0.5"], 200), (None, 403)):
+        gw = WorkflowGateway(port=0, api_keys=[API_KEY], trusted_proxies=trusted)
+        gw.register_workflow("double", make_workflows()["double"])
+        with TestClient(gw.app, base_url=BASE, client=("10.0.0.5", 4000)) as c:
+            assert c.post("/workflows/double/execute", json=BODY, headers=headers).status_code == expected
