@@ -8,6 +8,12 @@ This is how Prefect deployments and Dagster jobs draw the line too: a run suppli
 values the definition leaves open (flow parameters, run config within the schema),
 never the code.
 
+This applies to workflows registered in code (``register_workflow``, ``kailash serve
+FILE``): those are the fixed programs, which no key can replace or delete over the API.
+An uploaded workflow belongs to whoever may upload to its namespace, who could replace it
+outright, so its runs are not restricted here (a tenant's runs are confined by the
+tenant's policy instead).
+
 The protected names are :data:`PROTECTED_PARAMETERS` (on every node type),
 :data:`PROTECTED_BY_TYPE` (a name that is data elsewhere, such as ``query``) and a node
 class's own ``protected_parameters``. A caller may still supply one when
@@ -16,7 +22,7 @@ class's own ``protected_parameters``. A caller may still supply one when
   workflow asks for), or
 * the workflow allows it: ``register_workflow(..., allow_overrides={"fetch": ["url"]})``
   or ``workflow.metadata["allow_overrides"] = {"fetch": ["url"]}`` (kept when the
-  workflow is saved or uploaded).
+  workflow is saved, so a file served with ``kailash serve`` carries it).
 
 Nothing here runs a workflow; :func:`refuse_overrides` only reads the plan.
 """

@@ -57,7 +57,8 @@ def install(app: Any, gw: Any) -> None:
         else:
             workflow, _, reg, _ = await run_in_threadpool(gw.resolve, principal, name)
         workspace = gw._workspaces.get(tenant_id) or await run_in_threadpool(gw.workspace, principal)
-        allowed = workflow_allowed(workflow, reg.allow_overrides if reg is not None else None)
+        # only code-registered workflows are fixed programs: whoever may run an uploaded one may replace it outright
+        allowed = workflow_allowed(workflow, reg.allow_overrides) if reg is not None else None
         run = await gw.runs.start(workspace=workspace, name=name, workflow=workflow, parameters=parameters,
                                   limit=gw.concurrency_limit(principal), wait=wait, run_id=new_run_id(),
                                   secrets=reg.secrets if reg is not None else frozenset(), allowed=allowed)

@@ -208,7 +208,8 @@ class RunManager:
         """Validate ``parameters``, start the run, and (with ``wait``) wait for it to finish.
 
         ``allowed`` names the protected parameters (see :mod:`kailash.api.overrides`) the
-        workflow lets a run replace, ``{node_id: names}``.
+        workflow lets a run replace, ``{node_id: names}``; ``None`` checks nothing (an
+        uploaded workflow, which its caller could replace outright).
         """
         from kailash.api.documents import problem
         from kailash.api.overrides import refuse_overrides
@@ -220,7 +221,8 @@ class RunManager:
         except WorkflowValidationError as exc:
             raise ApiError(422, "invalid_parameters", redact(str(exc), secrets),
                            problems=[problem(redact(p, secrets)) for p in exc.problems]) from None
-        refuse_overrides(workflow, per_node, allowed or {})
+        if allowed is not None:
+            refuse_overrides(workflow, per_node, allowed)
         if limit is not None and self.active.get(tenant, 0) >= limit:
             raise ApiError(429, "too_many_runs", f"at most {limit} runs may run at once here; retry when one "
                            "finishes", headers={"Retry-After": "1"}, limit=limit)

@@ -153,17 +153,29 @@ def _uploaded(allow=None):
     return doc
 
 
-def test_stored_workflows_are_protected_and_may_allow_in_their_metadata():
-    with TestClient(_gateway().app) as c:
+def test_uploaded_workflows_belong_to_their_uploaders():
+    with TestClient(_gateway().app) as c:  # who may run it may replace it outright: nothing to protect
         assert c.post("/workflows", json={"workflow": _uploaded()}, headers=HEADERS).status_code == 201
-        _refused(c.post("/workflows/up/execute", json={"parameters": {"make": {"x": 1, "code": "result = 0"}}},
-                        headers=HEADERS), "make", "code")
-        assert c.post("/workflows", json={"workflow": _uploaded({"make": ["code"]})}, headers=HEADERS).status_code == 201
         reply = c.post("/workflows/up/execute", json={"parameters": {"make": {"x": 1, "code": "result = -x"}}},
                        headers=HEADERS)
         assert reply.json()["results"] == {"make": {"result": -1}}
         bad = c.post("/workflows", json={"workflow": _uploaded({"nope": ["code"]})}, headers=HEADERS)
         assert bad.status_code == 422 and "no node 'nope'" in bad.json()["error"]["message"]
+
+
+def test_a_saved_workflow_served_from_its_file_keeps_its_allowance(tmp_path):
+    wf = Workflow("saved")
+    wf.add_node("make", PythonCodeNode(code="result = x + 1"))
+    wf.add_node("other", PythonCodeNode(code="result = 0"))
+    wf.metadata["allow_overrides"] = {"make": ["code"]}
+    wf.save(tmp_path / "saved.yaml", format="yaml")
+    gw = _gateway(("saved", Workflow.load(tmp_path / "saved.yaml"), {}))
+    with TestClient(gw.app) as c:
+        reply = c.post("/workflows/saved/execute", json={"parameters": {"make": {"x": 1, "code": "result = -x"}}},
+                       headers=HEADERS)
+        assert reply.json()["results"]["make"] == {"result": -1}
+        _refused(c.post("/workflows/saved/execute", json={"parameters": {"make": {"x": 1}, "other": {"code": "1"}}},
+                        headers=HEADERS), "other", "code")
 
 
 def test_register_workflow_checks_allow_overrides():
