@@ -304,7 +304,7 @@ def install(app: Any, gw: Any) -> None:
         body = await read_json(request)
         document = body.get("workflow") if isinstance(body, dict) and "workflow" in body else body
         if isinstance(document, str):
-            document = await run_in_threadpool(_parse_text, document)
+            document = _parse_text(document)
         principal = principal_of(request.scope)
         allow_env = principal is None or principal.tenant_id is None
         workflow, problems = await run_in_threadpool(check_document, document, allow_env=allow_env)
