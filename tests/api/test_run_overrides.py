@@ -118,9 +118,21 @@ def test_switch_routing_and_subworkflows_are_protected():
     wf.add_node("on_a", PythonCodeNode(code="result = 'a'"))
     wf.connect("src", "switch")
     wf.connect("switch", "on_a", "a")
-    with TestClient(_gateway(("route", wf, {})).app) as c:
+    inner = Workflow("inner")
+    inner.add_node("calc", PythonCodeNode(code="result = 1"))
+    outer = Workflow("outer")
+    outer.add_node("sub", "WorkflowNode", workflow=inner)
+    evil = {"nodes": [{"id": "x", "type": "PythonCodeNode", "config": {"code": "result = 'pwned'"}}],
+            "connections": []}
+    with TestClient(_gateway(("route", wf, {}), ("outer", outer, {})).app) as c:
         _refused(c.post("/workflows/route/execute", json={"parameters": {"switch": {"outputs": ["b"]}}},
                         headers=HEADERS), "switch", "outputs")
+        for values, parameter in (({"workflow": evil}, "workflow"), ({"code": "result = 'pwned'"}, "code"),
+                                  ({"workflow_path": "/etc/passwd"}, "workflow_path")):
+            reply = c.post("/workflows/outer/execute", json={"parameters": {"sub": values}}, headers=HEADERS)
+            _refused(reply, "sub", parameter)
+            assert "pwned" not in reply.text
+        assert c.post("/workflows/outer/execute", json={}, headers=HEADERS).json()["results"] == {"sub": {"result": 1}}
 
 
 class ShellNode(Node):
