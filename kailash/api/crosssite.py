@@ -130,6 +130,8 @@ class OriginPolicy:
     def origin_allowed(self, origin: str) -> bool:
         if self.any_origin:
             return origin.strip() != "null"
+        if not self.allowed_origins:
+            return False
         normalized = normalize_origin(origin)
         return normalized is not None and normalized in self.allowed_origins
 
@@ -141,7 +143,20 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
     return None
 
 
+_SAME_ORIGIN: dict[tuple[str, str | None], bool] = {}  # a browser repeats the same pair on every request
+
+
 def _same_origin(origin: str, host_header: str | None) -> bool:
+    key = (origin, host_header)
+    hit = _SAME_ORIGIN.get(key)
+    if hit is None:
+        if len(_SAME_ORIGIN) > 1024:
+            _SAME_ORIGIN.clear()
+        hit = _SAME_ORIGIN[key] = _compare_origin(origin, host_header)
+    return hit
+
+
+def _compare_origin(origin: str, host_header: str | None) -> bool:
     normalized = normalize_origin(origin)
     if normalized is None or host_header is None:
         return False
