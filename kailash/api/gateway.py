@@ -2,7 +2,8 @@
 
 The gateway owns the FastAPI application (``gateway.app``, an ASGI app for tests),
 the registered workflows, the run manager and the storage of each namespace (its own
-and, with tenancy, every tenant's). Requests pass, outermost first: authentication
+and, with tenancy, every tenant's). Requests pass, outermost first: the cross-site
+guard (:mod:`kailash.api.crosssite`, which also settles the client address), authentication
 (which attaches the caller's :class:`~kailash.api.middleware.Principal`), rate limits
 (added ``RateLimitingMiddleware`` and the tenant's own limit), the body-size cap,
 then the routes in :mod:`kailash.api.routes` and :mod:`kailash.api.run_routes`.
@@ -16,6 +17,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from kailash.api.crosssite import OriginPolicy, check_keyless_exposure
+from kailash.api.limits import TrustedProxies
 from kailash.api.middleware import (
     AuthenticationMiddleware,
     BodySizeLimitMiddleware,
@@ -50,29 +53,8 @@ class RegisteredWorkflow:
     description: str = ""
     mcp_config: dict[str, Any] | None = None
     secrets: frozenset[str] = frozenset()
+    allow_overrides: dict[str, frozenset[str]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
-
-
-class _Layer:
-    """One of the gateway's fixed middleware slots; looks up the gateway's current settings per request."""
-
-    def __init__(self, app: Any, gateway: WorkflowGateway, kind: str) -> None:
-        self.app = app
-        self.gateway = gateway
-        self.kind = kind
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        gw = self.gateway
-        if self.kind == "auth":
-            auth = gw.authentication
-            if auth is None:
-                await self.app(scope, receive, send)
-            else:
-                await auth.dispatch(scope, receive, send, self.app)
-        elif self.kind == "limits":
-            await gw._limit(scope, receive, send, self.app)
-        else:
-            await gw._body_limit.dispatch(scope, receive, send, self.app)
 
 
 class WorkflowGateway:
@@ -85,7 +67,9 @@ class WorkflowGateway:
         auth: require API keys on workflow and run endpoints (the default). When no
             ``AuthenticationMiddleware`` is added, one with the keys of
             ``KAILASH_API_KEYS`` (or a generated key) is used. ``False`` serves
-            everything without keys — only for local experiments.
+            everything without keys — only for local experiments: anyone who can reach
+            the port runs code as this process, so the host must be a loopback address
+            and only requests naming a localhost ``Host`` are answered.
         tenants: a :class:`~kailash.api.tenancy.TenantRegistry` (or ``True`` for the
             default one) to serve tenants: each tenant key sees only its tenant.
         database_url: PostgreSQL URL for storage (default ``KAILASH_DATABASE_URL``; else SQLite).
@@ -93,7 +77,12 @@ class WorkflowGateway:
         max_concurrent_runs: runs of the gateway's own namespace at once (``None``: no limit).
         max_workers: threads running workflows.
         redis_url: Redis for tenants' shared rate-limit counters (default ``KAILASH_REDIS_URL``).
-        cors_origins: origins allowed to call the API from a browser on another origin.
+        cors_origins: origins allowed to call the API from a browser on another origin
+            (also the only other origins whose pages may upload, run or delete).
+        trusted_proxies: addresses or networks (``"10.0.0.0/8"``) of reverse proxies whose
+            ``X-Forwarded-For`` names the client; from anyone else it is ignored.
+        insecure_no_auth_on_network: serve ``auth=False`` on a host other than loopback
+            anyway (everyone who can reach it can run code as this process).
         storage: the storage backend of the gateway's own namespace (default: the tenant
             registry's, else :func:`kailash.api.storage.open_storage`).
 
@@ -112,7 +101,8 @@ class WorkflowGateway:
                  description: str = "", auth: bool = True, api_keys: list[Any] | None = None, tenants: Any = None,
                  database_url: str | None = None, max_body_size: int = 10 * 1024 * 1024,
                  max_concurrent_runs: int | None = None, max_workers: int = 32, redis_url: str | None = None,
-                 cors_origins: list[str] | None = None, log_level: str = "info", storage: Any = None) -> None:
+                 cors_origins: list[str] | None = None, log_level: str = "info", storage: Any = None,
+                 trusted_proxies: list[str] | None = None, insecure_no_auth_on_network: bool = False) -> None:
         from kailash.api.runs import RunManager
 
         self.port = port
@@ -124,6 +114,9 @@ class WorkflowGateway:
         self.max_concurrent_runs = max_concurrent_runs
         self.redis_url = redis_url
         self.cors_origins = cors_origins
+        self.trusted_proxies = TrustedProxies.parse(trusted_proxies)
+        self.insecure_no_auth_on_network = insecure_no_auth_on_network
+        self._policies: dict[tuple[Any, ...], OriginPolicy] = {}
         self.database_url = database_url
         if tenants is True:
             from kailash.api.tenancy import TenantRegistry
@@ -145,10 +138,13 @@ class WorkflowGateway:
         self._app: Any = None
         self._openapi: dict[str, Any] | None = None
         self._server: Any = None
+        if not auth and api_keys is None:
+            self.check_exposure()
 
     # -- registration --------------------------------------------------------------------
     def register_workflow(self, name: str, workflow: Any, mcp_config: dict[str, Any] | None = None, *,
-                          description: str | None = None, **options: Any) -> None:
+                          description: str | None = None, allow_overrides: dict[str, Any] | None = None,
+                          **options: Any) -> None:
         """Serve ``workflow`` as ``/workflows/{name}`` (checked now: an invalid graph is refused).
 
         Args:
@@ -157,6 +153,9 @@ class WorkflowGateway:
             mcp_config: MCP servers the workflow's nodes may name, ``{name: {command, args, ...}}``;
                 they are registered with :func:`kailash.nodes.mcp.register_mcp_servers`.
             description: shown in the API (default: the workflow's description).
+            allow_overrides: ``{node_id: [parameter, ...]}``: protected parameters (code, SQL,
+                URLs, files, commands; see :mod:`kailash.api.overrides`) that a run may replace.
+                Without it a run that tries gets 422 ``parameter_not_overridable``.
         """
         from kailash.api.documents import NAME_PATTERN
         from kailash.security.secrets import plain_secret_values
@@ -167,6 +166,11 @@ class WorkflowGateway:
         if not hasattr(workflow, "compile") or not hasattr(workflow, "nodes"):
             raise TypeError(f"register_workflow('{name}', ...): expected a Workflow, got {type(workflow).__name__}")
         workflow.compile()  # raises WorkflowValidationError listing every problem
+        from kailash.api.overrides import parse_allowed
+
+        allowed = parse_allowed(allow_overrides, workflow, where=f"register_workflow('{name}', ...)")
+        parse_allowed((getattr(workflow, "metadata", None) or {}).get("allow_overrides"), workflow,
+                      where=f"workflow '{name}' metadata")
         if mcp_config:
             from kailash.nodes.mcp import register_mcp_servers
 
@@ -174,7 +178,8 @@ class WorkflowGateway:
         secrets = plain_secret_values(*[n.config for n in workflow.nodes.values()])
         self.registered[name] = RegisteredWorkflow(
             name=name, workflow=workflow, description=description if description is not None else workflow.description,
-            mcp_config=dict(mcp_config) if mcp_config else None, secrets=secrets, options=options)
+            mcp_config=dict(mcp_config) if mcp_config else None, secrets=secrets, allow_overrides=allowed,
+            options=options)
         self._openapi = None
 
     def unregister_workflow(self, name: str) -> None:
@@ -220,6 +225,21 @@ class WorkflowGateway:
         if self._auth is not None:
             self._auth.forget_cached()
         self._workspaces.pop(tenant_id, None)
+
+    # -- who may ask -----------------------------------------------------------------------
+    @property
+    def keyless(self) -> bool:
+        """Whether requests are served without API keys (``auth=False`` and no authentication added)."""
+        return self._auth is None and not self.auth_required
+
+    def check_exposure(self) -> None:
+        """Refuse to serve without keys on anything but loopback, unless explicitly overridden.
+
+        Raises:
+            ValueError: ``auth=False`` on a non-loopback host, or with ``cors_origins=["*"]``.
+        """
+        if self.keyless:
+            check_keyless_exposure(str(self.host), self.cors_origins, override=self.insecure_no_auth_on_network)
 
     async def _limit(self, scope: dict[str, Any], receive: Any, send: Any, app: Any) -> None:
         if scope["type"] in ("http", "websocket"):
@@ -336,7 +356,9 @@ class WorkflowGateway:
 
             app.user_middleware.append(Middleware(CORSMiddleware, allow_origins=self.cors_origins,
                                                   allow_methods=["*"], allow_headers=["*"]))
-        app.user_middleware += [Middleware(_Layer, gateway=self, kind=k) for k in ("auth", "limits", "body")]
+        from kailash.api.pipeline import GatewayLayer
+
+        app.user_middleware += [Middleware(GatewayLayer, gateway=self, kind=k) for k in ("guard", "auth", "limits", "body")]
         routes.install(app, self)
         run_routes.install(app, self)
         app.openapi = lambda: self.openapi_schema(app)  # type: ignore[method-assign]
@@ -360,6 +382,7 @@ class WorkflowGateway:
         """Serve until interrupted (blocking). Extra keywords go to ``uvicorn.Config``."""
         from kailash.api.serving import uvicorn_server
 
+        self._before_serving(uvicorn_options)
         names = ", ".join(sorted(self.registered)) or "none yet"
         logger.info("Kailash gateway: workflows %s; Studio at /studio; API docs at /docs", names)
         uvicorn_server(self, **uvicorn_options).run()
@@ -377,7 +400,17 @@ class WorkflowGateway:
         """
         from kailash.api.serving import serve_in_thread
 
+        self._before_serving(uvicorn_options)
         return serve_in_thread(self, timeout, **uvicorn_options)
+
+    def _before_serving(self, uvicorn_options: dict[str, Any]) -> None:
+        self.check_exposure()
+        if self.keyless:
+            logger.warning("serving WITHOUT API keys: any program or user on this machine can run code as this "
+                           "process; pages from other origins and other Host names are refused")
+        # the client address comes from trusted_proxies alone: uvicorn's own X-Forwarded-For
+        # handling would believe any local caller (each request a new rate-limit bucket)
+        uvicorn_options.setdefault("proxy_headers", False)
 
 
 def _bind(middleware: Any, app: Any) -> Any:

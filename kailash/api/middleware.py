@@ -15,6 +15,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterable, MutableMapping
@@ -22,16 +23,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kailash.api.limits import BodySizeLimitMiddleware, BodyTooLarge, MemoryCounters, RedisCounters
+from kailash.api.limits import (
+    BodySizeLimitMiddleware,
+    BodyTooLarge,
+    FailedKeyLimiter,
+    MemoryCounters,
+    RedisCounters,
+    address_bucket,
+    client_address,
+)
 from kailash.api.responses import deny_websocket, error_body, send_json
 
 __all__ = ["Principal", "AuthenticationMiddleware", "RateLimitingMiddleware", "BodySizeLimitMiddleware",
-           "BodyTooLarge", "key_digest", "PUBLIC_PATHS"]
+           "BodyTooLarge", "FailedKeyLimiter", "key_digest", "PUBLIC_PATHS", "QUERY_KEY_PATHS"]
 
 logger = logging.getLogger("kailash.api")
 
 PUBLIC_PATHS = ("/health", "/nodes", "/openapi.json", "/docs", "/redoc", "/studio")
 PRINCIPAL = "kailash_principal"
+# where ?api_key= is read: a browser's EventSource and WebSocket cannot send headers
+QUERY_KEY_PATHS = re.compile(r"^/runs/[^/]+/events/?$")
 
 
 def key_digest(key: str) -> str:
@@ -78,9 +89,12 @@ def _is_public(path: str, public: tuple[str, ...]) -> bool:
 class AuthenticationMiddleware:
     """Require an API key on everything but the public paths.
 
-    The key is read from the ``X-API-Key`` header, ``Authorization: Bearer <key>``, or
-    an ``api_key`` query parameter (for browser ``EventSource``/``WebSocket``, which
-    cannot set headers; the gateway's access log redacts it). Keys are the
+    The key is read from the ``X-API-Key`` header or ``Authorization: Bearer <key>``; an
+    ``api_key`` query parameter is read only on event streams (``/runs/{id}/events``) and
+    websockets, which a browser's ``EventSource``/``WebSocket`` cannot give headers (the
+    gateway's access log redacts it). A client address that sends more than
+    ``max_failed_keys`` invalid keys gets 429 for a growing while (see
+    :class:`~kailash.api.limits.FailedKeyLimiter`). Keys are the
     ``api_keys`` given here plus those in ``KAILASH_API_KEYS`` (comma-separated), plus
     tenant keys when the gateway serves tenants. When neither ``api_keys`` nor the
     environment gives a key, one is generated once into ``$KAILASH_HOME/gateway_api_key``
@@ -91,6 +105,8 @@ class AuthenticationMiddleware:
         api_keys: accepted keys (strings or :class:`~kailash.security.secrets.Secret`).
         public_paths: paths (and their sub-paths) readable without a key.
         tenants: a tenant registry whose keys are accepted too (the gateway sets it).
+        max_failed_keys: invalid keys a client address may send before it is locked out
+            (``None``: never locked out).
 
     Example:
         >>> auth = AuthenticationMiddleware(api_keys=["k-123"])
@@ -101,7 +117,8 @@ class AuthenticationMiddleware:
     kind = "authentication"
 
     def __init__(self, app: Any = None, api_keys: Iterable[Any] | None = None, *,
-                 public_paths: Iterable[str] | None = None, tenants: Any = None) -> None:
+                 public_paths: Iterable[str] | None = None, tenants: Any = None,
+                 max_failed_keys: int | None = 10) -> None:
         if isinstance(app, (list, tuple, set, str)) and api_keys is None:  # AuthenticationMiddleware(["k"])
             app, api_keys = None, [app] if isinstance(app, str) else app
         self.app = app
@@ -111,6 +128,7 @@ class AuthenticationMiddleware:
         self._digests: dict[str, Principal] | None = None
         self._cache: dict[str, tuple[Principal | None, float]] = {}
         self.key_file: Path | None = None
+        self.failed_keys = FailedKeyLimiter(max_failed_keys) if max_failed_keys is not None else None
 
     # -- keys --------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -173,7 +191,7 @@ class AuthenticationMiddleware:
             if scheme.lower() == "bearer" and value.strip():
                 return value.strip()
         qs = scope.get("query_string") or b""
-        if b"api_key=" in qs:
+        if b"api_key=" in qs and (scope.get("type") == "websocket" or QUERY_KEY_PATHS.match(scope.get("path", ""))):
             from urllib.parse import parse_qs
 
             values = parse_qs(qs.decode("latin-1")).get("api_key")
@@ -191,6 +209,14 @@ class AuthenticationMiddleware:
             return
         key = self.extract_key(scope)
         principal = None
+        limiter = self.failed_keys
+        if key and limiter is not None:
+            locked = limiter.retry_after(client_address(scope))
+            if locked > 0:  # refused before the key is looked at: guessing on tells nothing
+                await _refuse(scope, send, 429, error_body(
+                    "too_many_invalid_keys", f"too many invalid API keys from this address; retry after "
+                    f"{math.ceil(locked)} s", retry_after=math.ceil(locked)), {"Retry-After": str(math.ceil(locked))})
+                return
         if key:
             digest = key_digest(key)
             principal = self._static().get(digest)
@@ -202,6 +228,8 @@ class AuthenticationMiddleware:
                     import anyio.to_thread
 
                     principal = await anyio.to_thread.run_sync(self.authenticate, key)
+        if principal is None and key and limiter is not None:
+            limiter.failed(client_address(scope))
         if principal is None and not _is_public(scope.get("path", ""), self.public_paths):
             if key:
                 body = error_body("invalid_api_key", "the API key is not valid (it may have been revoked)")
@@ -209,15 +237,18 @@ class AuthenticationMiddleware:
                 body = error_body("missing_api_key",
                                   "this endpoint needs an API key: send 'X-API-Key: <key>' or "
                                   "'Authorization: Bearer <key>'")
-            headers = {"WWW-Authenticate": 'Bearer realm="kailash"'}
-            if scope["type"] == "websocket":
-                await deny_websocket(scope, send, 401, body, headers)
-            else:
-                await send_json(send, 401, body, headers)
+            await _refuse(scope, send, 401, body, {"WWW-Authenticate": 'Bearer realm="kailash"'})
             return
         if principal is not None:
             scope.setdefault("state", {})[PRINCIPAL] = principal
         await app(scope, receive, send)
+
+
+async def _refuse(scope: dict[str, Any], send: Any, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
+    if scope["type"] == "websocket":
+        await deny_websocket(scope, send, status, body, headers)
+    else:
+        await send_json(send, status, body, headers)
 
 
 def _reveal(key: Any) -> str:
@@ -232,7 +263,9 @@ def _reveal(key: Any) -> str:
 class RateLimitingMiddleware:
     """Limit each caller to ``requests_per_minute``; excess requests get 429 with ``Retry-After``.
 
-    A caller is its tenant, else its API key, else its client address. Up to
+    A caller is its tenant, else its API key, else its client address (an IPv6 client
+    counts by its /64 network; ``X-Forwarded-For`` counts only from the gateway's
+    ``trusted_proxies``). Up to
     ``burst`` requests (default: ``requests_per_minute``) may come at once; after that
     one every ``60 / requests_per_minute`` seconds. With ``redis_url`` (or
     ``KAILASH_REDIS_URL``) the counters live in Redis, shared by every gateway process
@@ -305,8 +338,7 @@ class RateLimitingMiddleware:
         principal = principal_of(scope)
         if principal is not None:
             return f"tenant:{principal.tenant_id}" if principal.tenant_id else f"key:{principal.key_id}"
-        client = scope.get("client")
-        return f"ip:{client[0] if client else 'unknown'}"
+        return f"ip:{address_bucket(client_address(scope))}"
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         await self.dispatch(scope, receive, send, self.app)

@@ -22,8 +22,10 @@ try:
 except ImportError:  # pragma: no cover - the gateway checks first; this keeps the message if imported directly
     raise ImportError("the workflow gateway needs FastAPI: pip install 'kailash[api]'") from None
 
+from kailash.api.bodies import check_depth, read_json, too_deep
 from kailash.api.documents import NAME_PATTERN, check_document, describe_workflow, problem, python_source
 from kailash.api.middleware import BodyTooLarge, principal_of
+from kailash.api.overrides import parse_allowed
 from kailash.api.responses import ApiError, error_body
 
 __all__ = ["install", "read_json", "STUDIO_DIR"]
@@ -32,20 +34,6 @@ logger = logging.getLogger("kailash.api")
 
 STUDIO_DIR = Path(__file__).parent / "static" / "studio"
 _catalog: tuple[int, list[dict[str, Any]]] | None = None
-
-
-async def read_json(request: Any, *, required: bool = True) -> Any:
-    """The request body as JSON; 400 when it is not JSON (never a 500)."""
-    body = await request.body()
-    if not body.strip():
-        if required:
-            raise ApiError(400, "empty_body", "the request needs a JSON body")
-        return None
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise ApiError(400, "malformed_json", f"the request body is not valid JSON{where}") from None
 
 
 def node_catalog() -> list[dict[str, Any]]:
@@ -74,23 +62,27 @@ def _parse_text(text: str, filename: str = "") -> Any:
 
     if filename.lower().endswith(".json") or text.lstrip().startswith("{"):
         try:
-            return json.loads(text)
+            value = json.loads(text)
+        except RecursionError:
+            raise too_deep("the workflow file") from None
         except ValueError as exc:
             raise ApiError(422, "invalid_workflow", "the workflow file is not valid JSON",
                            problems=[problem(f"malformed JSON: {exc}")]) from None
-    try:
-        return _safe_yaml_load(text)
-    except SerializationError as exc:
-        raise ApiError(422, "invalid_workflow", "the workflow file is not valid YAML",
-                       problems=[problem(str(exc))]) from None
+    else:
+        try:
+            value = _safe_yaml_load(text)
+        except SerializationError as exc:
+            raise ApiError(422, "invalid_workflow", "the workflow file is not valid YAML",
+                           problems=[problem(str(exc))]) from None
+    return check_depth(value, "the workflow file")
 
 
 async def _upload(request: Any) -> tuple[str | None, Any]:
     """``(name, document)`` from a JSON body or a multipart form with a ``workflow`` file."""
     ctype = request.headers.get("content-type", "")
-    if ctype.startswith("multipart/form-data") or ctype.startswith("application/x-www-form-urlencoded"):
+    if ctype.lower().startswith("multipart/form-data"):  # the documented file upload (Origin-checked upstream)
         gw = request.app.state.gateway
-        form = await request.form(max_part_size=gw._body_limit.max_body_size)
+        form = await request.form(max_files=1, max_fields=4, max_part_size=gw._body_limit.max_body_size)
         part = form.get("workflow")
         if part is None:
             raise ApiError(422, "invalid_workflow", "the form needs a 'workflow' field holding a YAML or JSON file",
@@ -106,12 +98,12 @@ async def _upload(request: Any) -> tuple[str | None, Any]:
             raise ApiError(422, "invalid_workflow", "the workflow file is not UTF-8 text",
                            problems=[problem("the workflow file is not UTF-8 text")]) from None
         name = form.get("name")
-        return (str(name) if name else None), _parse_text(text, filename)
+        return (str(name) if name else None), await run_in_threadpool(_parse_text, text, filename)
     body = await read_json(request)
     if isinstance(body, dict) and "workflow" in body:
         doc = body["workflow"]
         if isinstance(doc, str):
-            doc = _parse_text(doc)
+            doc = await run_in_threadpool(_parse_text, doc)
         name = body.get("name")
         return (name if isinstance(name, str) else None), doc
     if isinstance(body, dict) and "nodes" in body:  # a bare workflow document
@@ -220,6 +212,11 @@ def install(app: Any, gw: Any) -> None:
         if problems:
             raise ApiError(422, "invalid_workflow", f"workflow '{name}' has {len(problems)} problem"
                            f"{'s' if len(problems) > 1 else ''}", problems=problems)
+        try:
+            parse_allowed(workflow.metadata.get("allow_overrides"), workflow, where=f"workflow '{name}' metadata")
+        except ValueError as exc:
+            raise ApiError(422, "invalid_workflow", str(exc),
+                           problems=[problem(str(exc), parameter="allow_overrides")]) from None
         if tenant_id is None and name in gw.registered:
             raise ApiError(409, "workflow_registered", f"workflow '{name}' is registered in code by the gateway; "
                            "upload under another name")

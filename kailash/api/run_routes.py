@@ -17,9 +17,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
+from kailash.api.bodies import read_json
 from kailash.api.middleware import principal_of
+from kailash.api.overrides import workflow_allowed
 from kailash.api.responses import ApiError, deny_websocket, error_body
-from kailash.api.routes import read_json
 from kailash.api.runs import TERMINAL_EVENTS, events_from_record, new_run_id
 
 __all__ = ["install", "workflow_operations", "openapi_document"]
@@ -56,9 +57,11 @@ def install(app: Any, gw: Any) -> None:
         else:
             workflow, _, reg, _ = await run_in_threadpool(gw.resolve, principal, name)
         workspace = gw._workspaces.get(tenant_id) or await run_in_threadpool(gw.workspace, principal)
+        # only code-registered workflows are fixed programs: whoever may run an uploaded one may replace it outright
+        allowed = workflow_allowed(workflow, reg.allow_overrides) if reg is not None else None
         run = await gw.runs.start(workspace=workspace, name=name, workflow=workflow, parameters=parameters,
                                   limit=gw.concurrency_limit(principal), wait=wait, run_id=new_run_id(),
-                                  secrets=reg.secrets if reg is not None else frozenset())
+                                  secrets=reg.secrets if reg is not None else frozenset(), allowed=allowed)
         links = {"run": f"/runs/{run.run_id}", "events": f"/runs/{run.run_id}/events",
                  "websocket": f"/ws/runs/{run.run_id}"}
         if not wait:
@@ -217,7 +220,8 @@ def workflow_operations(name: str, reg: Any) -> dict[str, Any]:
         "202": {"description": "started (with ?async=true)"},
         "401": {"description": "missing or invalid API key", "content": {"application/json": {"schema": error}}},
         "404": {"description": "no such workflow here"},
-        "422": {"description": "invalid parameters (every problem listed)"},
+        "415": {"description": "the body is not declared application/json"},
+        "422": {"description": "invalid parameters, or a parameter the workflow fixes (every problem listed)"},
         "429": {"description": "rate or concurrency limit reached (see Retry-After)"},
         "500": {"description": "a node failed; the error names it", "content": {"application/json": {
             "schema": error}}},

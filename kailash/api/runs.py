@@ -203,17 +203,26 @@ class RunManager:
         return [r for r in list(self.live.values()) if r.tenant_id == tenant_id and r.status == "running"]
 
     async def start(self, *, workspace: Any, name: str, workflow: Any, parameters: dict[str, Any],
-                    limit: int | None, wait: bool, secrets: frozenset[str], run_id: str) -> LiveRun:
-        """Validate ``parameters``, start the run, and (with ``wait``) wait for it to finish."""
+                    limit: int | None, wait: bool, secrets: frozenset[str], run_id: str,
+                    allowed: dict[str, frozenset[str]] | None = None) -> LiveRun:
+        """Validate ``parameters``, start the run, and (with ``wait``) wait for it to finish.
+
+        ``allowed`` names the protected parameters (see :mod:`kailash.api.overrides`) the
+        workflow lets a run replace, ``{node_id: names}``; ``None`` checks nothing (an
+        uploaded workflow, which its caller could replace outright).
+        """
         from kailash.api.documents import problem
+        from kailash.api.overrides import refuse_overrides
         from kailash.errors import WorkflowValidationError
 
         tenant = workspace.tenant_id
         try:  # bad parameters are the caller's mistake: 422 before anything runs
-            workflow.compile().prepare(parameters)
+            per_node = workflow.compile().prepare(parameters)
         except WorkflowValidationError as exc:
             raise ApiError(422, "invalid_parameters", redact(str(exc), secrets),
                            problems=[problem(redact(p, secrets)) for p in exc.problems]) from None
+        if allowed is not None:
+            refuse_overrides(workflow, per_node, allowed)
         if limit is not None and self.active.get(tenant, 0) >= limit:
             raise ApiError(429, "too_many_runs", f"at most {limit} runs may run at once here; retry when one "
                            "finishes", headers={"Retry-After": "1"}, limit=limit)

@@ -36,16 +36,33 @@ def test_invalid_key_is_401_and_never_echoed(client):
     assert guess not in reply.text
 
 
-@pytest.mark.parametrize("how", ["header", "bearer", "query"])
+@pytest.mark.parametrize("how", ["header", "bearer"])
 def test_key_forms(client, how):
     if how == "header":
         reply = client.get("/workflows", headers={"X-API-Key": API_KEY})
-    elif how == "bearer":
-        reply = client.get("/workflows", headers={"Authorization": f"Bearer {API_KEY}"})
     else:
-        reply = client.get(f"/workflows?api_key={API_KEY}")
+        reply = client.get("/workflows", headers={"Authorization": f"Bearer {API_KEY}"})
     assert reply.status_code == 200
     assert "double" in [w["name"] for w in reply.json()["workflows"]]
+
+
+@pytest.mark.parametrize("method,path", [("GET", "/workflows"), ("GET", "/runs"), ("POST", "/workflows/double/execute"),
+                                         ("DELETE", "/workflows/x"), ("GET", "/workflows/double/export")])
+def test_query_key_is_refused_outside_event_streams(client, method, path):
+    reply = client.request(method, f"{path}?api_key={API_KEY}", json={} if method == "POST" else None)
+    assert reply.status_code == 401
+    assert reply.json()["error"]["code"] == "missing_api_key"
+    assert client.get("/runs", headers=HEADERS).json()["runs"] == []  # nothing ran
+
+
+def test_query_key_is_accepted_on_event_streams_and_websockets(client):
+    run_id = client.post("/workflows/double/execute", json={"parameters": {"make": {"x": 1}}},
+                         headers=HEADERS).json()["run_id"]
+    with client.stream("GET", f"/runs/{run_id}/events?api_key={API_KEY}") as events:
+        assert events.status_code == 200
+        assert "run_completed" in events.read().decode()
+    with client.websocket_connect(f"/ws/runs/{run_id}?api_key={API_KEY}") as ws:
+        assert ws.receive_json()["event"] == "run_started"
 
 
 def test_basic_auth_scheme_is_not_a_key(client):
@@ -93,13 +110,41 @@ def test_no_key_configured_generates_one_privately(_isolated_home, monkeypatch, 
         assert c.get("/workflows", headers={"X-API-Key": key}).status_code == 200
 
 
-def test_auth_false_serves_without_keys():
+def test_auth_false_serves_without_keys_to_localhost_names_only():
     gw = WorkflowGateway(port=0, auth=False)
     gw.register_workflow("double", make_workflows()["double"])
-    with TestClient(gw.app) as c:
-        reply = c.post("/workflows/double/execute", json={"parameters": {"make": {"x": 2}}})
-        assert reply.status_code == 200
-        assert reply.json()["results"]["plus"] == {"result": 5}
+    for base in ("http://127.0.0.1:8000", "http://localhost", "http://[::1]:9"):
+        with TestClient(gw.app, base_url=base) as c:
+            reply = c.post("/workflows/double/execute", json={"parameters": {"make": {"x": 2}}})
+            assert reply.status_code == 200
+            assert reply.json()["results"]["plus"] == {"result": 5}
+    with TestClient(gw.app, base_url="http://rebound.example:8000") as c:  # DNS rebinding looks like this
+        for reply in (c.get("/workflows"), c.post("/workflows/double/execute", json={})):
+            assert reply.status_code == 403
+            assert reply.json()["error"]["code"] == "host_not_allowed"
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "gateway.example"])
+def test_auth_false_refuses_a_non_loopback_host(host):
+    with pytest.raises(ValueError, match="auth=False on host .* insecure_no_auth_on_network=True"):
+        WorkflowGateway(port=0, host=host, auth=False)
+    gw = WorkflowGateway(port=0, auth=False)
+    gw.host = host  # changed after construction: still refused when serving starts
+    with pytest.raises(ValueError, match="would let anyone who can reach it run code"):
+        gw.serve_in_thread()
+
+
+def test_auth_false_on_the_network_needs_the_loud_override(caplog):
+    with caplog.at_level(logging.WARNING, logger="kailash.api"):
+        gw = WorkflowGateway(port=0, host="0.0.0.0", auth=False, insecure_no_auth_on_network=True)
+    assert "INSECURE" in caplog.text
+    with pytest.raises(ValueError, match=r"cors_origins=\['\*'\] with auth=False"):
+        WorkflowGateway(port=0, auth=False, cors_origins=["*"])
+    assert gw.keyless
+
+
+def test_keyed_gateway_may_listen_anywhere():
+    assert not WorkflowGateway(port=0, host="0.0.0.0", api_keys=[API_KEY]).keyless
 
 
 def test_websocket_without_key_is_refused_with_401(client):

@@ -116,3 +116,91 @@ def test_rate_limiting_middleware_on_a_plain_starlette_app():
     with TestClient(app) as c:
         assert c.get("/x").status_code == 200
         assert c.get("/x").status_code == 429
+
+
+# -- guessing keys, and who the client is -------------------------------------------------------
+
+def _keyed_gateway(**options):
+    gw = WorkflowGateway(port=0, api_keys=[API_KEY], **options)
+    gw.register_workflow("double", make_workflows()["double"])
+    return gw
+
+
+def test_invalid_keys_lock_the_address_out_before_the_key_is_checked():
+    with TestClient(_keyed_gateway().app, client=("198.51.100.7", 4000)) as c:
+        codes = [c.get("/workflows", headers={"X-API-Key": f"guess-{i:04d}"}).status_code for i in range(11)]
+        assert codes == [401] * 11  # ten free guesses; the eleventh is answered, then the lockout starts
+        locked = c.get("/workflows", headers={"X-API-Key": "guess-again"})
+        assert locked.status_code == 429
+        assert locked.json()["error"]["code"] == "too_many_invalid_keys"
+        assert int(locked.headers["retry-after"]) >= 1
+        # while locked out, even the right key gets 429: guessing on tells right from wrong no more
+        assert c.get("/workflows", headers=HEADERS).status_code == 429
+    with TestClient(_keyed_gateway().app, client=("198.51.100.8", 4000)) as other:
+        assert other.get("/workflows", headers=HEADERS).status_code == 200  # other addresses are not affected
+
+
+def test_lockouts_double_and_a_valid_key_does_not_reset_them():
+    import time
+
+    gw = WorkflowGateway(port=0)
+    gw.add_middleware(AuthenticationMiddleware(api_keys=[API_KEY], max_failed_keys=1))
+    with TestClient(gw.app, client=("198.51.100.9", 4000)) as c:
+        assert c.get("/workflows", headers=HEADERS).status_code == 200
+        assert [c.get("/runs", headers={"X-API-Key": f"bad-{i}"}).status_code for i in range(3)] == [401, 401, 429]
+        time.sleep(1.1)
+        assert c.get("/runs", headers={"X-API-Key": "bad-3"}).status_code == 401  # the next failure...
+        assert int(c.get("/runs", headers=HEADERS).headers["retry-after"]) == 2  # ...locks for twice as long
+
+
+def test_ipv6_clients_count_by_their_64_network():
+    gw = _keyed_gateway()
+    for i, host in enumerate(f"2001:db8::{n:x}" for n in range(1, 13)):  # a new address per guess, one /64
+        with TestClient(gw.app, client=(host, 4000)) as c:
+            status = c.get("/workflows", headers={"X-API-Key": f"guess-{i}"}).status_code
+    assert status == 429
+
+
+def _serve(gw):
+    return gw.serve_in_thread()
+
+
+def test_forwarded_for_from_an_untrusted_peer_does_not_make_a_new_bucket():
+    import httpx
+
+    gw = _keyed_gateway()
+    gw.add_middleware(RateLimitingMiddleware(requests_per_minute=2, exempt_paths=()))
+    running = _serve(gw)
+    try:
+        codes = [httpx.get(f"{running.url}/nodes/PythonCodeNode", headers={"X-Forwarded-For": f"203.0.113.{i}"})
+                 .status_code for i in range(4)]
+        assert codes == [200, 200, 429, 429]
+        guesses = [httpx.get(f"{running.url}/workflows", headers={"X-API-Key": f"guess-{i}",
+                                                                   "X-Forwarded-For": f"203.0.113.{i}"}).status_code
+                   for i in range(12)]
+        assert guesses[-1] == 429  # the lockout follows the socket's address, not the header
+    finally:
+        running.stop()
+
+
+def test_forwarded_for_is_believed_from_trusted_proxies_only():
+    import httpx
+
+    gw = _keyed_gateway(trusted_proxies=["127.0.0.0/8"])
+    gw.add_middleware(RateLimitingMiddleware(requests_per_minute=2, exempt_paths=()))
+    running = _serve(gw)
+    try:
+        def get(chain):
+            return httpx.get(f"{running.url}/nodes/PythonCodeNode", headers={"X-Forwarded-For": chain}).status_code
+
+        # the proxy (us, on loopback) names the client; the client's own claims to its left are ignored
+        assert [get("203.0.113.5") for _ in range(3)] == [200, 200, 429]
+        assert [get(f"10.9.9.{i}, 203.0.113.6") for i in range(3)] == [200, 200, 429]
+        assert get("203.0.113.7, 127.0.0.1") == 200  # a chain of trusted proxies is walked through
+    finally:
+        running.stop()
+
+
+def test_trusted_proxies_are_checked():
+    with pytest.raises(ValueError, match="trusted_proxies: 'proxy.example' is not an IP address or network"):
+        WorkflowGateway(port=0, trusted_proxies=["proxy.example"])

@@ -193,7 +193,8 @@ def test_validate(client):
     assert warned["valid"] is True
     assert warned["warnings"] and warned["warnings"][0]["node_id"] == "r"
     assert warned["warnings"][0]["parameter"] == "file_path"
-    assert client.post("/validate", content=b"{", headers=HEADERS).status_code == 400
+    assert client.post("/validate", content=b"{", headers={**HEADERS, "Content-Type": "application/json"}).status_code == 400
+    assert client.post("/validate", content=b"{", headers=HEADERS).status_code == 415  # not declared JSON
     assert client.post("/validate", json={"workflow": SIMPLE_DOC}).status_code == 401
 
 
