@@ -213,7 +213,7 @@ class RunManager:
             workflow.compile().prepare(parameters)
         except WorkflowValidationError as exc:
             raise ApiError(422, "invalid_parameters", redact(str(exc), secrets),
-                           problems=[problem(redact(p, secrets)) for p in exc.problems]) from None
+                           problems=[redact(problem(p), secrets) for p in exc.problems]) from None
         if limit is not None and self.active.get(tenant, 0) >= limit:
             raise ApiError(429, "too_many_runs", f"at most {limit} runs may run at once here; retry when one "
                            "finishes", headers={"Retry-After": "1"}, limit=limit)

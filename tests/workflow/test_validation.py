@@ -39,7 +39,7 @@ def test_every_problem_is_reported_at_once():
         wf.validate()
     err = info.value
     assert str(err).startswith("workflow 'messy' is invalid (")
-    text = "\n".join(err.problems)
+    text = "\n".join(p.message for p in err.problems)
     assert "node 'reader' (CSVReaderNode): unknown parameter 'file_pth' (known parameters: batch_size, delimiter, encoding, file_path, has_header, infer_types); did you mean 'file_path'?" in text
     assert "node 'reader' (CSVReaderNode): parameter 'delimiter' expects str, got int" in text
     assert "connection a -> nowhere: no node 'nowhere' in the workflow (nodes: reader, a, b)" in text
@@ -161,7 +161,7 @@ def test_runtime_parameter_problems_are_gathered():
             "ech": {"data": 1},
             "echo": 5,
         })
-    problems = info.value.problems
+    problems = [p.message for p in info.value.problems]
     assert "node 'sum': parameter 'left' expects int, got str" in problems
     assert any(p.startswith("node 'sum': unknown parameter 'rigth'") and "did you mean 'right'" in p for p in problems)
     assert any("parameter 'ech' names no node" in p and "did you mean node 'echo'" in p for p in problems)
