@@ -296,7 +296,8 @@ def _single_edge_gather(step: Step, edge: Edge) -> Any:
     with everything it reads bound once (the engine's hot path: a chain of nodes)."""
     source, base, node, accepts = edge.source, step.base, step.node, step.accepts
     to, primary = edge.primary_to, edge.primary_from
-    checks, required = step.checks, step.required
+    checks = tuple((n, c.exact, c.fits) for n, c in step.checks)
+    required = step.required
 
     def gather(results: dict[str, dict[str, Any]], overrides: dict[str, Any] | None) -> dict[str, Any] | None:
         out = results.get(source)
@@ -320,9 +321,9 @@ def _single_edge_gather(step: Step, edge: Edge) -> Any:
                 inputs[to] = out[p]
         if overrides:
             inputs.update(overrides)
-        for name, check in checks:  # inlined: an exact type needs no call
+        for name, exact, fits in checks:  # inlined: an exact type needs no call
             v = inputs.get(name)
-            if v is not None and type(v) not in check.exact and not check.fits(v):
+            if v is not None and type(v) not in exact and not fits(v):
                 _check_inputs(step, inputs)  # raises, naming the parameter
         for name in required:
             if inputs.get(name) is None:
