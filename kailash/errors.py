@@ -102,6 +102,7 @@ class Problem:
         parameter: the parameter (or input) the problem concerns, if any.
         expected: what was expected, as a short phrase (``"int"``), if known.
         got: what was received, as a short phrase (a type name, never a secret value).
+        connection: ``(source, target)`` of the connection the problem concerns, if any.
         message: the whole sentence, as it appears in the error's text.
 
     Example:
@@ -114,15 +115,17 @@ class Problem:
     parameter: str | None = None
     expected: str | None = None
     got: str | None = None
+    connection: tuple[str, str] | None = None
     message: str
 
     def __str__(self) -> str:
         return self.message
 
-    def to_dict(self) -> dict[str, str | None]:
-        """``{"message", "node_id", "parameter", "expected", "got"}`` (the gateway's problem shape)."""
+    def to_dict(self) -> dict[str, Any]:
+        """``{"message", "node_id", "parameter", "expected", "got", "connection"}`` (the gateway's shape)."""
         return {"message": self.message, "node_id": self.node_id, "parameter": self.parameter,
-                "expected": self.expected, "got": self.got}
+                "expected": self.expected, "got": self.got,
+                "connection": list(self.connection) if self.connection else None}
 
 
 class WorkflowValidationError(KailashError, ValueError):

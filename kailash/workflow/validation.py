@@ -63,6 +63,7 @@ def compile_workflow(workflow: Workflow) -> ExecutionPlan:
                 other = c.target if end == c.source else c.source  # point at the end that exists
                 problems.append(Problem(
                     node_id=other if other in nodes else None, expected="an existing node id", got=end,
+                    connection=(c.source, c.target),
                     message=f"connection {c.source} -> {c.target}: no node '{end}' in the workflow "
                             f"(nodes: {', '.join(nodes) or 'none'}){hint}",
                 ))
@@ -81,13 +82,13 @@ def compile_workflow(workflow: Workflow) -> ExecutionPlan:
                     close = difflib.get_close_matches(out_name, list(declared), n=3)
                     hint = f"; did you mean {', '.join(repr(x) for x in close)}?" if close else ""
                     problems.append(Problem(
-                        node_id=c.source, expected="a declared output", got=out_name,
+                        node_id=c.source, expected="a declared output", got=out_name, connection=(c.source, c.target),
                         message=f"{where}: node '{c.source}' ({type(src).__name__}) has no output '{out_name}' "
                                 f"(outputs: {', '.join(declared) or 'none'}){hint}",
                     ))
                 if in_name is None:
                     problems.append(Problem(
-                        node_id=c.target, expected="a mapping to a named input",
+                        node_id=c.target, expected="a mapping to a named input", connection=(c.source, c.target),
                         message=f"{where}: node '{c.target}' ({type(dst).__name__}) has no primary input for port "
                                 f"'{out_name}'; use mapping={{'{out_name}': '<input name>'}}",
                     ))
@@ -95,6 +96,7 @@ def compile_workflow(workflow: Workflow) -> ExecutionPlan:
                 if not dst.accepts(in_name):
                     problems.append(Problem(
                         node_id=c.target, parameter=in_name, expected="a declared parameter",
+                        connection=(c.source, c.target),
                         message=f"{where}: node '{c.target}' ({type(dst).__name__}): "
                                 + unknown_parameter_message(in_name, dst.parameters),
                     ))
