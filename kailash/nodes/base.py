@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError, Problem
+from kailash.nodes.context import WorkflowLoader
 from kailash.nodes.registry import _auto_register, register_node
 from kailash.nodes.types import TypeCheck, compile_type_check, fits, type_name
 
@@ -141,6 +142,14 @@ class Node(ABC):
         (the node id is filled in by the validation).
         """
         return []
+
+    def validate_with(self, loader: WorkflowLoader) -> list[str | Problem]:
+        """:meth:`validate_config`, for nodes that contain workflows: ``loader`` loads them.
+
+        ``Workflow.validate`` calls this; override it (not ``validate_config``) when checking
+        the configuration means loading an inner workflow.
+        """
+        return self.validate_config()
 
     @abstractmethod
     def run(self, **inputs: Any) -> dict[str, Any]:

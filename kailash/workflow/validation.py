@@ -16,6 +16,7 @@ from kailash.errors import Problem, WorkflowValidationError
 from kailash.nodes.base import Node, unknown_parameter_message
 from kailash.nodes.types import compile_type_check
 from kailash.workflow.plan import Edge, ExecutionPlan, Step
+from kailash.workflow.serialization import WORKFLOW_LOADER
 
 if TYPE_CHECKING:
     from kailash.workflow.graph import Workflow
@@ -47,7 +48,7 @@ def compile_workflow(workflow: Workflow) -> ExecutionPlan:
                     node_id=node_id, parameter=key, expected=check.expected, got=type(value).__name__,
                     message=f"{where}: parameter '{key}' expects {check.expected}, got {type(value).__name__}",
                 ))
-        for found in node.validate_config():
+        for found in node.validate_with(WORKFLOW_LOADER):
             if isinstance(found, Problem):
                 problems.append(Problem(node_id=node_id, parameter=found.parameter, expected=found.expected,
                                         got=found.got, message=f"{where}: {found.message}"))
