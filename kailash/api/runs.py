@@ -315,7 +315,7 @@ def tenant_policy(tenant_id: str) -> Any:
     files = kailash_home() / "tenant-files" / tenant_id
     files.mkdir(parents=True, exist_ok=True)
     base = get_security_config()
-    limits = {} if base is None else {
+    limits: dict[str, Any] = {} if base is None else {
         "max_file_size": base.max_file_size, "execution_timeout": base.execution_timeout,
         "memory_limit": base.memory_limit, "enable_audit_logging": base.enable_audit_logging,
         "allowed_imports": base.allowed_imports,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,3 +54,27 @@ def test_with_the_runtime_loaded_a_workflow_node_runs_on_its_own():
     """)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "{'result': 42}"
+
+
+def _lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()",
+         "--no-cache"], capture_output=True, text=True, timeout=120, cwd=str(tree),
+        env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"})
+
+
+def test_the_package_keeps_its_layers():
+    pytest.importorskip("importlinter")
+    out = _lint_imports(ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_an_import_pointing_up_inside_a_function_breaks_the_layers(tmp_path):
+    pytest.importorskip("importlinter")
+    shutil.copytree(ROOT / "kailash", tmp_path / "kailash", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    with open(tmp_path / "kailash" / "nodes" / "registry.py", "a") as f:
+        f.write("\n\ndef _sneaky():\n    from kailash.runtime.local import LocalRuntime\n\n    return LocalRuntime\n")
+    out = _lint_imports(tmp_path)
+    assert out.returncode != 0
+    assert "kailash.nodes.registry -> kailash.runtime.local" in out.stdout

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError, Problem
@@ -185,7 +186,8 @@ class WorkflowNode(Node):
                 params.setdefault(s.id, {})[inner] = value
         return params
 
-    def _outputs(self, plan: Any, results: dict[str, Any], mapping: dict[str, str] | None) -> dict[str, Any]:
+    def _outputs(self, plan: Any, results: Mapping[str, dict[str, Any]], mapping: dict[str, str] | None,
+                 ) -> dict[str, Any]:
         exits = [e for e in plan.exits if e in results]
         if not mapping:
             if len(exits) == 1:
