@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError, Problem
-from kailash.nodes.context import WorkflowLoader
 from kailash.nodes.registry import _auto_register, register_node
+from kailash.nodes.standalone import WorkflowLoader
 from kailash.nodes.types import TypeCheck, compile_type_check, fits, type_name
 
 __all__ = ["Node", "NodeParameter", "register_node", "check_type", "type_name"]

@@ -23,10 +23,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ExecutionContext", "WorkflowLoader", "standalone_context", "provide_standalone_context"]
+__all__ = ["ExecutionContext"]
 
 
 @runtime_checkable
@@ -63,41 +63,3 @@ class ExecutionContext(Protocol):
             NodeExecutionError: sub-workflows are nested more than 32 levels deep.
         """
         ...
-
-
-class WorkflowLoader(Protocol):
-    """What validation hands a node that contains workflows: loading them, not running them."""
-
-    def load_workflow(self, source: Any) -> Any:
-        """See :meth:`ExecutionContext.load_workflow`."""
-        ...
-
-
-_standalone: Callable[[], ExecutionContext] | None = None
-
-
-def provide_standalone_context(factory: Callable[[], ExecutionContext]) -> None:
-    """Register how a context-needing node run on its own (``node.execute()``) gets its context.
-
-    The runtime package registers itself here when it is imported, so the dependency
-    points down: nodes never import a runtime.
-    """
-    global _standalone
-    _standalone = factory
-
-
-def standalone_context(node: str) -> ExecutionContext:
-    """A fresh context for running ``node`` (a label for the error) outside any workflow.
-
-    Raises:
-        NodeConfigurationError: no runtime is loaded to run it with.
-    """
-    if _standalone is None:
-        from kailash.errors import NodeConfigurationError
-
-        raise NodeConfigurationError(
-            f"{node} runs a workflow, which needs a runtime: import kailash.runtime (for example "
-            "`from kailash.runtime import LocalRuntime`) before calling execute(), or run it inside a workflow",
-            expected="a loaded runtime",
-        )
-    return _standalone()

@@ -16,7 +16,6 @@ from typing import Any
 
 from kailash.errors import KailashError, NodeExecutionError
 from kailash.nodes.base import ensure_output_dict
-from kailash.nodes.context import provide_standalone_context
 from kailash.runtime.store import RunRecord, RunStore, default_store, to_json_safe
 from kailash.security.secrets import known_secret_values, redact
 
@@ -274,12 +273,3 @@ def run_plan_sync(plan: Any, overrides: dict[str, dict[str, Any]], ctx: RunConte
     if not raise_inner:
         recorder.completed(results)
     return results
-
-
-def _standalone() -> RunContext:
-    return RunContext(new_run_id(), None)
-
-
-# A context-needing node run on its own (WorkflowNode.execute()) gets its run from here:
-# registering points the dependency down (nodes never import a runtime).
-provide_standalone_context(_standalone)

@@ -2,10 +2,11 @@
 
 The runtime hands the node an execution context (``needs_context``, see
 :mod:`kailash.nodes.context`) through which the inner workflow is loaded and runs with
-the same runtime settings; validation hands it a loader. The node imports neither the
-runtime nor the workflow package. Mappings (SPEC §4): the key is the WorkflowNode's own port, the value the
-inner side — ``input_mapping={"raw_data": "data"}`` sends input ``raw_data`` to the
-inner entry nodes that take ``data`` (or to ``node_id.param``);
+the same runtime settings; validation hands it a loader, and run on its own it takes a
+context from :mod:`kailash.nodes.standalone`. The node imports neither the runtime nor
+the workflow package. Mappings (SPEC §4): the key is the WorkflowNode's own port, the
+value the inner side — ``input_mapping={"raw_data": "data"}`` sends input ``raw_data``
+to the inner entry nodes that take ``data`` (or to ``node_id.param``);
 ``output_mapping={"cleaned_data": "clean.result"}`` exposes inner ``clean``'s
 ``result`` as ``cleaned_data`` (a bare name means that output of the single exit node).
 """
@@ -19,7 +20,8 @@ from typing import Any
 
 from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError, Problem
 from kailash.nodes.base import Node, NodeParameter, register_node
-from kailash.nodes.context import ExecutionContext, WorkflowLoader, standalone_context
+from kailash.nodes.context import ExecutionContext
+from kailash.nodes.standalone import WorkflowLoader, standalone_context
 
 __all__ = ["WorkflowNode"]
 
