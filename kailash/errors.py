@@ -17,14 +17,20 @@ know Kailash::
     └── UnknownNodeTypeError(LookupError)        a node type name is not registered
 
 Context travels as attributes (``node_id``, ``parameter``, ``expected``, ``got``,
-``run_id``) as well as in the message. This module imports nothing from Kailash.
+``run_id``) as well as in the message. A validation error lists every problem it found
+as :class:`Problem` values, so callers (the gateway's 422 bodies, the Studio) read the
+node and parameter from fields, never from the wording. This module imports nothing
+from Kailash.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "Problem",
     "KailashError",
     "WorkflowValidationError",
     "NodeConfigurationError",
@@ -87,15 +93,78 @@ def _rebuild(cls: type[KailashError], message: str, state: dict[str, Any]) -> Ka
     return err
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Problem:
+    """One thing wrong with a workflow, a node's configuration or the inputs of a run.
+
+    Attributes:
+        node_id: the node the problem concerns, if any.
+        parameter: the parameter (or input) the problem concerns, if any.
+        expected: what was expected, as a short phrase (``"int"``), if known.
+        got: what was received, as a short phrase (a type name, never a secret value).
+        connection: ``(source, target)`` of the connection the problem concerns, if any.
+        message: the whole sentence, as it appears in the error's text.
+
+    Example:
+        >>> Problem(node_id="a", parameter="n", expected="int", got="bool",
+        ...         message="node 'a': parameter 'n' expects int, got bool").to_dict()["parameter"]
+        'n'
+    """
+
+    node_id: str | None = None
+    parameter: str | None = None
+    expected: str | None = None
+    got: str | None = None
+    connection: tuple[str, str] | None = None
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"message", "node_id", "parameter", "expected", "got", "connection"}`` (the gateway's shape)."""
+        return {"message": self.message, "node_id": self.node_id, "parameter": self.parameter,
+                "expected": self.expected, "got": self.got,
+                "connection": list(self.connection) if self.connection else None}
+
+
 class WorkflowValidationError(KailashError, ValueError):
     """The workflow graph, its configuration or its inputs are invalid.
 
-    ``problems`` lists every problem found (validation gathers them all and raises once).
+    ``problems`` is a tuple of :class:`Problem`: every problem found (validation gathers
+    them all and raises once). Without ``problems=``, the error itself is the one problem.
+    A plain string in ``problems`` becomes a problem with only its message.
     """
 
-    def __init__(self, message: str, *, problems: list[str] | None = None, **context: Any) -> None:
+    problems: tuple[Problem, ...]
+
+    def __init__(self, message: str, *, problems: Iterable[Problem | str] | None = None, **context: Any) -> None:
         super().__init__(message, **context)
-        self.problems = list(problems) if problems else [message]
+        found = tuple(p if isinstance(p, Problem) else Problem(message=str(p)) for p in problems or ())
+        self.problems = found or (Problem(
+            node_id=self.node_id, parameter=self.parameter, message=message,
+            expected=None if self.expected is None else str(self.expected),
+            got=None if self.got is None else str(self.got),
+        ),)
+
+    @classmethod
+    def listing(cls, what: str, problems: Iterable[Problem]) -> WorkflowValidationError:
+        """One error for every problem: ``"{what} (N problems):"`` and a line each.
+
+        Its ``node_id``, ``parameter``, ``expected`` and ``got`` are the first problem's.
+
+        Example:
+            >>> err = WorkflowValidationError.listing("workflow 'w' is invalid", [Problem(node_id="a", message="x")])
+            >>> str(err), err.node_id
+            ("workflow 'w' is invalid (1 problem):\\n  - x", 'a')
+        """
+        found = tuple(problems)
+        first = found[0]
+        return cls(
+            f"{what} ({len(found)} problem{'s' if len(found) > 1 else ''}):\n  - "
+            + "\n  - ".join(p.message for p in found),
+            problems=found, node_id=first.node_id, parameter=first.parameter, expected=first.expected, got=first.got,
+        )
 
 
 class NodeConfigurationError(KailashError, TypeError):

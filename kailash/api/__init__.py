@@ -11,6 +11,7 @@ from kailash._lazy import lazy_exports
 __all__ = [
     "WorkflowGateway", "WorkflowAPI", "AuthenticationMiddleware", "RateLimitingMiddleware",
     "BodySizeLimitMiddleware", "TenantRegistry", "Tenant", "create_tenant", "StudioClient",
+    "serve_workflows_mcp", "build_workflow_mcp_server",
 ]
 
 _EXPORTS = {
@@ -23,6 +24,8 @@ _EXPORTS = {
     "Tenant": "kailash.api.tenancy",
     "create_tenant": "kailash.api.tenancy",
     "StudioClient": "kailash.api.studio",
+    "serve_workflows_mcp": "kailash.api.mcp_server",
+    "build_workflow_mcp_server": "kailash.api.mcp_server",
 }
 
 

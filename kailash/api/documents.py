@@ -12,40 +12,38 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from kailash.errors import KailashError, SerializationError, WorkflowValidationError
+from kailash.errors import KailashError, Problem, SerializationError, WorkflowValidationError
 
 __all__ = ["check_document", "problem", "describe_workflow", "parameters_schema", "json_schema_for",
            "python_source", "env_references", "NAME_PATTERN"]
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-_NODE = re.compile(r"node '([^']+)'")
-_PARAM = re.compile(r"parameter '([^']+)'")
-_MISSING_NODE = re.compile(r"no node '([^']+)'")
-_CONNECTION = re.compile(r"^connection (\S+) -> (\S+):")
 
 
-def problem(message: str, node_id: str | None = None, parameter: str | None = None) -> dict[str, Any]:
-    """One validation problem: ``{"message", "node_id", "parameter"}`` (ids parsed from the text when not given)."""
-    if node_id is None:
-        c = _CONNECTION.match(message)
-        missing = _MISSING_NODE.search(message)
-        m = _NODE.search(message)
-        if c is not None and missing is not None:  # point at the end of the connection that exists
-            node_id = c.group(2) if missing.group(1) == c.group(1) else c.group(1)
-        else:
-            node_id = m.group(1) if m else None
-    if parameter is None:
-        m = _PARAM.search(message)
-        parameter = m.group(1) if m else None
-    return {"message": message, "node_id": node_id, "parameter": parameter}
+def problem(message: str | Problem, node_id: str | None = None, parameter: str | None = None, *,
+            expected: str | None = None, got: str | None = None) -> dict[str, Any]:
+    """One problem as the gateway sends it: ``{"message", "node_id", "parameter", "expected", "got"}``.
+
+    ``message`` may be a :class:`~kailash.errors.Problem`, whose fields are used as they are;
+    nothing is read back out of the wording.
+    """
+    if isinstance(message, Problem):
+        return message.to_dict()
+    return Problem(node_id=node_id, parameter=parameter, expected=expected, got=got, message=message).to_dict()
 
 
 def _split(exc: KailashError) -> list[dict[str, Any]]:
     if isinstance(exc, WorkflowValidationError):
         return [problem(p) for p in exc.problems]
     lines = str(exc).split("\n  - ")
-    return [problem(p) for p in (lines[1:] if len(lines) > 1 else lines)]
+    if len(lines) == 1:
+        return [problem(lines[0], exc.node_id, exc.parameter, expected=_text(exc.expected), got=_text(exc.got))]
+    return [problem(line, exc.node_id) for line in lines[1:]]
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def env_references(value: Any, path: str = "") -> list[str]:
@@ -126,7 +124,7 @@ def _lenient(document: dict[str, Any], get_node_class: Any, workflow_cls: Any) -
         except KailashError as exc:
             text = str(exc)
             problems.append(problem(text if text.startswith(f"node '{node_id}'") else f"node '{node_id}': {text}",
-                                    node_id, getattr(exc, "parameter", None)))
+                                    node_id, exc.parameter, expected=_text(exc.expected), got=_text(exc.got)))
             broken.add(node_id)
     connections = document.get("connections") or []
     if not isinstance(connections, list):
@@ -141,7 +139,7 @@ def _lenient(document: dict[str, Any], get_node_class: Any, workflow_cls: Any) -
         try:
             wf.connect(str(c["from"]), str(c["to"]), c.get("output_key", c.get("port")), mapping=c.get("mapping"))
         except KailashError as exc:
-            problems.append(problem(str(exc)))
+            problems += _split(exc)
     try:
         wf.compile()
     except KailashError as exc:

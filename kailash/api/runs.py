@@ -220,7 +220,7 @@ class RunManager:
             per_node = workflow.compile().prepare(parameters)
         except WorkflowValidationError as exc:
             raise ApiError(422, "invalid_parameters", redact(str(exc), secrets),
-                           problems=[problem(redact(p, secrets)) for p in exc.problems]) from None
+                           problems=[redact(problem(p), secrets) for p in exc.problems]) from None
         if allowed is not None:
             refuse_overrides(workflow, per_node, allowed)
         if limit is not None and self.active.get(tenant, 0) >= limit:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from kailash.errors import KailashError, NodeExecutionError, SecurityError, WorkflowValidationError
+from kailash.errors import KailashError, NodeExecutionError, Problem, SecurityError, WorkflowValidationError
 
 if TYPE_CHECKING:
     from kailash.workflow.graph import Workflow
@@ -200,10 +200,23 @@ def _problem_text(p: Any) -> str:
     return str(p)
 
 
+def _problem(p: Any) -> Problem:
+    """A problem of a gateway error body as the :class:`Problem` the server built."""
+    fields = p if isinstance(p, dict) else {}
+
+    def text(key: str) -> str | None:
+        value = fields.get(key)
+        return None if value is None else str(value)
+
+    return Problem(node_id=text("node_id"), parameter=text("parameter"), expected=text("expected"),
+                   got=text("got"), message=_problem_text(p))
+
+
 def _http_error(status: int, body: Any, what: str, base_url: str) -> KailashError:
     fields = _error_fields(body)
     message = fields.get("message") or f"HTTP {status}"
-    problems = [_problem_text(p) for p in (fields.get("problems") or [])]
+    found = [_problem(p) for p in (fields.get("problems") or [])]
+    problems = [p.message for p in found]
     text = f"cannot {what}: {message}"
     extra = [p for p in problems if p not in message]
     if extra:
@@ -212,7 +225,8 @@ def _http_error(status: int, body: Any, what: str, base_url: str) -> KailashErro
     if status in (401, 403):
         return SecurityError(f"{text} (give StudioClient a valid api_key, or set KAILASH_API_KEY)", **context)
     if status in (400, 413, 422):
-        return WorkflowValidationError(text, problems=problems or [message], **context)
+        only = Problem(node_id=context["node_id"], parameter=context["parameter"], message=str(message))
+        return WorkflowValidationError(text, problems=found or [only], **context)
     if status == 404:
         return KailashError(f"{text} (gateway {base_url})", **context)
     if fields.get("node_id"):

@@ -24,7 +24,7 @@ def cmd_mcp_serve(args: argparse.Namespace) -> int:
             return 2
         workflows[wf.name if wf.name not in workflows else file] = wf
     try:
-        from kailash.nodes.mcp import serve_workflows_mcp
+        from kailash.api.mcp_server import serve_workflows_mcp
     except ImportError as exc:
         sys.stderr.write(f"error: {exc} (pip install 'kailash[mcp]')\n")
         return 2

@@ -10,14 +10,14 @@ workflow package; the runtime hands nodes what they need when it calls them.
 from __future__ import annotations
 
 import difflib
-import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError
+from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError, Problem
 from kailash.nodes.registry import _auto_register, register_node
-from kailash.security.secrets import Secret
+from kailash.nodes.standalone import WorkflowLoader
+from kailash.nodes.types import TypeCheck, compile_type_check, fits, type_name
 
 __all__ = ["Node", "NodeParameter", "register_node", "check_type", "type_name"]
 
@@ -56,48 +56,12 @@ class NodeParameter:
         }
 
 
-def type_name(tp: Any) -> str:
-    if tp is Any or tp is None:
-        return "any"
-    if isinstance(tp, type):
-        return tp.__name__
-    if isinstance(tp, tuple):
-        return " | ".join(type_name(t) for t in tp)
-    return str(tp).replace("typing.", "")
-
-
-def _runtime_type(tp: Any) -> Any:
-    """Reduce a typing construct to something ``isinstance`` accepts (``None`` = anything)."""
-    if tp is Any or tp is None or tp is object or isinstance(tp, str):
-        return None
-    if isinstance(tp, type):
-        if tp is float:
-            return (float, int)
-        return tp
-    if isinstance(tp, tuple):
-        parts = [_runtime_type(t) for t in tp]
-        if any(p is None for p in parts):
-            return None
-        flat: list[type] = []
-        for p in parts:
-            flat.extend(p if isinstance(p, tuple) else (p,))
-        return tuple(flat)
-    origin = typing.get_origin(tp)
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        return _runtime_type(tuple(a for a in typing.get_args(tp) if a is not type(None)))
-    if isinstance(origin, type):
-        return origin
-    return None
-
-
 def check_type(value: Any, tp: Any) -> bool:
-    """Whether ``value`` fits the declared parameter type ``tp`` (None always fits)."""
-    rt = _runtime_type(tp)
-    if rt is None or value is None or isinstance(value, Secret):
-        return True
-    if rt is int and isinstance(value, bool):
-        return False
-    return isinstance(value, rt)
+    """Whether ``value`` fits the declared parameter type ``tp`` (None always fits).
+
+    The rule lives in :mod:`kailash.nodes.types`; this is its one-off form.
+    """
+    return fits(value, tp)
 
 
 class _State:
@@ -157,7 +121,7 @@ class Node(ABC):
         self.config: dict[str, Any] = merged
         self.state = _State()
         self._parameters: dict[str, NodeParameter] | None = None
-        self._type_checks: dict[str, Any] | None = None
+        self._type_checks: dict[str, TypeCheck | None] | None = None
         # config={"name": ...} names the node, unless the node declares a parameter
         # "name": then it is that parameter's value (restored once parameters are known).
         self._config_name = config_name
@@ -171,9 +135,21 @@ class Node(ABC):
         """The node's outputs by name, or ``None`` when they depend on what runs."""
         return None
 
-    def validate_config(self) -> list[str]:
-        """Problems with the node's own configuration (checked by ``Workflow.validate``)."""
+    def validate_config(self) -> list[str | Problem]:
+        """Problems with the node's own configuration (checked by ``Workflow.validate``).
+
+        Each is a sentence, or a :class:`~kailash.errors.Problem` naming the parameter
+        (the node id is filled in by the validation).
+        """
         return []
+
+    def validate_with(self, loader: WorkflowLoader) -> list[str | Problem]:
+        """:meth:`validate_config`, for nodes that contain workflows: ``loader`` loads them.
+
+        ``Workflow.validate`` calls this; override it (not ``validate_config``) when checking
+        the configuration means loading an inner workflow.
+        """
+        return self.validate_config()
 
     @abstractmethod
     def run(self, **inputs: Any) -> dict[str, Any]:
@@ -251,39 +227,47 @@ class Node(ABC):
         values: dict[str, Any] = {n: p.default for n, p in params.items()}
         values.update(self.config)
         values.update(inputs)
-        problems = self.check_inputs(values)
+        problems = [p if isinstance(p, Problem) else Problem(node_id=self.name, message=str(p))
+                    for p in self.check_inputs(values)]
         if problems:
+            first = problems[0]
             raise NodeConfigurationError(
-                f"node {self.label} ({type(self).__name__}) has invalid inputs:\n  - " + "\n  - ".join(problems),
-                node_id=self.name,
-                parameter=_first_parameter(problems),
+                f"node {self.label} ({type(self).__name__}) has invalid inputs:\n  - "
+                + "\n  - ".join(p.message for p in problems),
+                node_id=self.name, parameter=first.parameter, expected=first.expected, got=first.got,
             )
         return values
 
-    def check_inputs(self, values: dict[str, Any]) -> list[str]:
-        """Every problem with ``values`` as a list of sentences (empty when all is well)."""
+    def check_inputs(self, values: dict[str, Any]) -> list[Problem]:
+        """Every problem with ``values`` (empty when all is well).
+
+        Subclasses may extend the list; a plain string in it is taken as a problem's message.
+        """
         params = self.parameters
         problems = []
+        node_id = self.name
         if not self.extra_inputs:
             for key in values:
                 if key not in params:
-                    problems.append(unknown_parameter_message(key, params))
+                    problems.append(Problem(node_id=node_id, parameter=key, expected="a declared parameter",
+                                            message=unknown_parameter_message(key, params)))
         checks = getattr(self, "_type_checks", None)
         if checks is None or checks.keys() != params.keys():
-            checks = self._type_checks = {n: _runtime_type(p.type) for n, p in params.items()}
+            checks = self._type_checks = {n: compile_type_check(p.type) for n, p in params.items()}
         for name, p in params.items():
             value = values.get(name)
             if value is None:
                 if p.required:
-                    problems.append(
-                        f"parameter '{name}' is required ({type_name(p.type)}: {p.description or 'no description'})"
-                    )
-            elif (rt := checks[name]) is not None and not isinstance(value, Secret) and (
-                not isinstance(value, rt) or (rt is int and isinstance(value, bool))
-            ):
-                problems.append(
-                    f"parameter '{name}' expects {type_name(p.type)}, got {type(value).__name__}"
-                )
+                    problems.append(Problem(
+                        node_id=node_id, parameter=name, expected=type_name(p.type),
+                        message=f"parameter '{name}' is required ({type_name(p.type)}: "
+                                f"{p.description or 'no description'})",
+                    ))
+            elif (check := checks[name]) is not None and not check(value):
+                problems.append(Problem(
+                    node_id=node_id, parameter=name, expected=check.expected, got=type(value).__name__,
+                    message=f"parameter '{name}' expects {check.expected}, got {type(value).__name__}",
+                ))
         return problems
 
     def execute(self, **inputs: Any) -> dict[str, Any]:
@@ -346,10 +330,3 @@ def unknown_parameter_message(key: str, params: dict[str, NodeParameter]) -> str
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     known = ", ".join(sorted(params)) or "none"
     return f"unknown parameter '{key}' (known parameters: {known}){hint}"
-
-
-def _first_parameter(problems: list[str]) -> str | None:
-    for p in problems:
-        if "'" in p:
-            return p.split("'")[1]
-    return None

@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from kailash._lazy import lazy_exports
+from kailash.nodes.standalone import provide_standalone_context
 from kailash.runtime.local import LocalRuntime
 
 __all__ = ["LocalRuntime", "ParallelRuntime", "AsyncLocalRuntime", "DaskRuntime", "TestRuntime"]
@@ -19,4 +22,15 @@ _LAZY = {
 
 
 __getattr__ = lazy_exports("kailash.runtime", _LAZY, globals())
+
+
+def _standalone_context() -> Any:
+    from kailash.runtime.engine import RunContext, new_run_id
+
+    return RunContext(new_run_id(), None)
+
+
+# A context-needing node run on its own (WorkflowNode(...).execute()) gets a fresh,
+# unrecorded run from here: registering points the dependency down (nodes never import a runtime).
+provide_standalone_context(_standalone_context)
 

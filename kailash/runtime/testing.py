@@ -71,7 +71,7 @@ def _prepare_with_mocks(plan: Any, parameters: dict[str, Any] | None, fixed: dic
         return plan.prepare(parameters)
     except WorkflowValidationError as exc:
         # Required inputs of mocked nodes do not matter: they do not run.
-        left = [p for p in exc.problems if not any(p.startswith(f"node '{n}' ") for n in fixed)]
+        left = [p for p in exc.problems if p.node_id not in fixed or p.parameter is None]
         if left:
             raise
         return {k: v for k, v in (parameters or {}).items() if isinstance(v, dict) and k in plan.by_id}

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from kailash.errors import NodeConfigurationError, NodeExecutionError, WorkflowValidationError
-from kailash.nodes.base import Node, check_type, type_name, unknown_parameter_message
-from kailash.security.secrets import Secret
+from kailash.errors import NodeConfigurationError, NodeExecutionError, Problem, WorkflowValidationError
+from kailash.nodes.base import Node, type_name, unknown_parameter_message
+from kailash.nodes.types import compile_type_check
 
 if TYPE_CHECKING:
     from kailash.workflow.graph import Workflow
@@ -47,7 +47,7 @@ class Step:
     edges: tuple[Edge, ...]
     base: dict[str, Any]
     accepts: frozenset[str] | None  # None = accepts any input name
-    checks: tuple[tuple[str, Any], ...]
+    checks: tuple[tuple[str, Any], ...]  # (name, TypeCheck): kailash.nodes.types' rule, compiled
     required: tuple[str, ...]
     static_missing: tuple[str, ...]
     collect: str | None
@@ -94,42 +94,49 @@ class ExecutionPlan:
                 f"parameters must be a dict of {{node_id: {{name: value}}}}, got {type(parameters).__name__}",
                 parameter="parameters", expected="dict",
             )
-        problems: list[str] = []
+        problems: list[Problem] = []
         per_node: dict[str, dict[str, Any]] = {}
         for key, value in parameters.items():
             step = self.by_id.get(key)
             if step is None and isinstance(value, dict):
                 close = difflib.get_close_matches(key, list(self.by_id), n=1, cutoff=0.75)
                 if close:  # {"ech": {...}} is almost surely a typo for node 'echo', not a workflow input
-                    problems.append(f"parameter '{key}' names no node; did you mean node '{close[0]}'?")
+                    problems.append(Problem(parameter=key, expected="a node id", got=key,
+                                            message=f"parameter '{key}' names no node; did you mean node '{close[0]}'?"))
                     continue
             if step is None:
                 takers = [s for s in self.entries if s.accepts is None or key in s.accepts]
                 if not takers:
                     close = difflib.get_close_matches(key, list(self.by_id), n=3)
                     hint = f"; did you mean node {', '.join(repr(c) for c in close)}?" if close else ""
-                    problems.append(
-                        f"parameter '{key}' names no node and no entry node takes an input '{key}' "
-                        f"(nodes: {', '.join(self.by_id)}){hint}"
-                    )
+                    problems.append(Problem(
+                        parameter=key, expected="a node id or an entry node's input", got=key,
+                        message=f"parameter '{key}' names no node and no entry node takes an input '{key}' "
+                                f"(nodes: {', '.join(self.by_id)}){hint}",
+                    ))
                 for s in takers:
                     per_node.setdefault(s.id, {}).setdefault(key, value)
                 continue
             if not isinstance(value, dict):
-                problems.append(
-                    f"parameters['{key}'] must be a dict of input values for node '{key}', got {type(value).__name__}"
-                )
+                problems.append(Problem(
+                    node_id=key, expected="dict", got=type(value).__name__,
+                    message=f"parameters['{key}'] must be a dict of input values for node '{key}', "
+                            f"got {type(value).__name__}",
+                ))
                 continue
             mine = per_node.setdefault(key, {})
             for name, v in value.items():
                 if step.accepts is not None and name not in step.accepts:
-                    problems.append(f"node '{key}': " + unknown_parameter_message(name, step.node.parameters))
+                    problems.append(Problem(node_id=key, parameter=name, expected="a declared parameter",
+                                            message=f"node '{key}': "
+                                            + unknown_parameter_message(name, step.node.parameters)))
                     continue
                 p = step.node.parameters.get(name)
-                if p is not None and not check_type(v, p.type):
-                    problems.append(
-                        f"node '{key}': parameter '{name}' expects {type_name(p.type)}, got {type(v).__name__}"
-                    )
+                if p is not None and (check := compile_type_check(p.type)) is not None and not check(v):
+                    problems.append(Problem(
+                        node_id=key, parameter=name, expected=check.expected, got=type(v).__name__,
+                        message=f"node '{key}': parameter '{name}' expects {check.expected}, got {type(v).__name__}",
+                    ))
                 mine[name] = v
         problems.extend(self._missing_problems(per_node))
         if problems:
@@ -156,27 +163,22 @@ class ExecutionPlan:
                 out[key] = value
         return out
 
-    def _missing_problems(self, per_node: dict[str, dict[str, Any]]) -> list[str]:
+    def _missing_problems(self, per_node: dict[str, dict[str, Any]]) -> list[Problem]:
         out = []
         for s in self.steps:
             for name in s.static_missing:
                 if per_node.get(s.id, {}).get(name) is None:
                     p = s.node.parameters[name]
-                    out.append(
-                        f"node '{s.id}' ({type(s.node).__name__}) requires parameter '{name}' "
-                        f"({type_name(p.type)}): set it in the node's config, connect an upstream node, "
-                        f"or pass parameters={{'{s.id}': {{'{name}': ...}}}}"
-                    )
+                    out.append(Problem(
+                        node_id=s.id, parameter=name, expected=type_name(p.type), got="no value",
+                        message=f"node '{s.id}' ({type(s.node).__name__}) requires parameter '{name}' "
+                                f"({type_name(p.type)}): set it in the node's config, connect an upstream node, "
+                                f"or pass parameters={{'{s.id}': {{'{name}': ...}}}}",
+                    ))
         return out
 
-    def _raise(self, problems: list[str]) -> None:
-        raise WorkflowValidationError(
-            f"workflow '{self.name}' is invalid ({len(problems)} problem{'s' if len(problems) > 1 else ''}):\n  - "
-            + "\n  - ".join(problems),
-            problems=problems,
-            node_id=_node_of(problems[0]),
-            parameter=_param_of(problems[0]),
-        )
+    def _raise(self, problems: list[Problem]) -> None:
+        raise WorkflowValidationError.listing(f"workflow '{self.name}' is invalid", problems)
 
     # -- during a run ----------------------------------------------------------------------
     def gather(self, step: Step, results: dict[str, dict[str, Any]], overrides: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -273,14 +275,13 @@ def gather_step(step: Step, results: dict[str, dict[str, Any]], overrides: dict[
 def _check_inputs(step: Step, inputs: dict[str, Any]) -> None:
     """Type and presence checks of one node's final inputs (raises NodeConfigurationError)."""
     node = step.node
-    for name, rt in step.checks:
+    for name, check in step.checks:
         v = inputs.get(name)
-        if v is not None and not isinstance(v, rt) and not isinstance(v, Secret):
-            p = node.parameters[name]
+        if v is not None and not check(v):
             raise NodeConfigurationError(
                 f"node '{step.id}' ({type(node).__name__}): parameter '{name}' expects "
-                f"{type_name(p.type)}, got {type(v).__name__}",
-                node_id=step.id, parameter=name, expected=type_name(p.type), got=type(v).__name__,
+                f"{check.expected}, got {type(v).__name__}",
+                node_id=step.id, parameter=name, expected=check.expected, got=type(v).__name__,
             )
     for name in step.required:
         if inputs.get(name) is None:
@@ -295,7 +296,8 @@ def _single_edge_gather(step: Step, edge: Edge) -> Any:
     with everything it reads bound once (the engine's hot path: a chain of nodes)."""
     source, base, node, accepts = edge.source, step.base, step.node, step.accepts
     to, primary = edge.primary_to, edge.primary_from
-    checks, required = step.checks, step.required
+    checks = tuple((n, c.exact, c.fits) for n, c in step.checks)
+    required = step.required
 
     def gather(results: dict[str, dict[str, Any]], overrides: dict[str, Any] | None) -> dict[str, Any] | None:
         out = results.get(source)
@@ -319,9 +321,9 @@ def _single_edge_gather(step: Step, edge: Edge) -> Any:
                 inputs[to] = out[p]
         if overrides:
             inputs.update(overrides)
-        for name, rt in checks:  # inlined: a call per node costs more than the check
+        for name, exact, fits in checks:  # inlined: an exact type needs no call
             v = inputs.get(name)
-            if v is not None and not isinstance(v, rt) and not isinstance(v, Secret):
+            if v is not None and type(v) not in exact and not fits(v):
                 _check_inputs(step, inputs)  # raises, naming the parameter
         for name in required:
             if inputs.get(name) is None:
@@ -348,18 +350,4 @@ def _dig(out: dict[str, Any], path: str) -> Any:
         else:
             return _MISSING
     return cur
-
-
-def _node_of(problem: str) -> str | None:
-    # "node 'x' ..." or "connection a -> b: node 'b' (...) has no output ..."
-    if "node '" in problem:
-        return problem.split("node '", 1)[1].split("'")[0]
-    return None
-
-
-def _param_of(problem: str) -> str | None:
-    marker = "parameter '"
-    if marker in problem:
-        return problem.split(marker, 1)[1].split("'")[0]
-    return None
 

@@ -26,14 +26,15 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kailash.errors import KailashError, SerializationError
+from kailash.errors import KailashError, NodeConfigurationError, SerializationError
 from kailash.nodes.base import Node
 from kailash.security.secrets import Secret
 
 if TYPE_CHECKING:
     from kailash.workflow.graph import Workflow
 
-__all__ = ["SCHEMA_VERSION", "workflow_to_dict", "workflow_from_dict", "save_workflow", "load_workflow", "dumps", "loads"]
+__all__ = ["SCHEMA_VERSION", "workflow_to_dict", "workflow_from_dict", "save_workflow", "load_workflow", "dumps", "loads",
+           "workflow_from", "WORKFLOW_LOADER"]
 
 SCHEMA_VERSION = 1
 MAX_FILE_BYTES = 20 * 1024 * 1024
@@ -287,3 +288,41 @@ def load_workflow(path: str | os.PathLike[str]) -> Workflow:
         text = f.read()
     fmt = "json" if p.suffix.lower() == ".json" else None
     return loads(text, fmt)
+
+
+def workflow_from(source: Any, *, node_id: str | None = None) -> Workflow:
+    """A workflow from ``source``: a workflow (returned as is), its dict form, or a saved file's path.
+
+    The one loader behind ``ExecutionContext.load_workflow`` and the validation of nodes that
+    contain workflows (``WorkflowNode``).
+
+    Raises:
+        NodeConfigurationError: the path does not exist (``node_id`` names the node that gave it).
+        SerializationError: the dict or file does not describe a valid workflow.
+    """
+    from kailash.workflow.graph import Workflow
+
+    if isinstance(source, Workflow):
+        return source
+    if isinstance(source, dict):
+        return Workflow.from_dict(source)
+    path = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
+    if path is None:
+        raise NodeConfigurationError(
+            f"a workflow must be a Workflow, its dict form or a .yaml/.json path, got {type(source).__name__}",
+            node_id=node_id, parameter="workflow", expected="Workflow | dict | path", got=type(source).__name__,
+        )
+    if not os.path.exists(path):
+        raise NodeConfigurationError(f"workflow file '{path}' does not exist", node_id=node_id,
+                                     parameter="workflow_path", expected="an existing .yaml/.json file", got=path)
+    return Workflow.load(path)
+
+
+class _Loader:
+    """What validation hands nodes that contain workflows: loading, without running."""
+
+    def load_workflow(self, source: Any) -> Workflow:
+        return workflow_from(source)
+
+
+WORKFLOW_LOADER = _Loader()

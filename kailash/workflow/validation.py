@@ -12,9 +12,11 @@ import difflib
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from kailash.errors import WorkflowValidationError
-from kailash.nodes.base import Node, _runtime_type, check_type, type_name, unknown_parameter_message
-from kailash.workflow.plan import Edge, ExecutionPlan, Step, _node_of, _param_of
+from kailash.errors import Problem, WorkflowValidationError
+from kailash.nodes.base import Node, unknown_parameter_message
+from kailash.nodes.types import compile_type_check
+from kailash.workflow.plan import Edge, ExecutionPlan, Step
+from kailash.workflow.serialization import WORKFLOW_LOADER
 
 if TYPE_CHECKING:
     from kailash.workflow.graph import Workflow
@@ -25,27 +27,33 @@ __all__ = ["compile_workflow"]
 def compile_workflow(workflow: Workflow) -> ExecutionPlan:
     """Validate ``workflow`` and build its plan; raise one error listing every problem."""
     nodes = workflow.nodes
-    problems: list[str] = []
+    problems: list[Problem] = []
     incoming: dict[str, list[Edge]] = {n: [] for n in nodes}
     feeds: dict[tuple[str, str], list[str]] = {}
     maybe_fed: dict[str, set[str] | None] = {n: set() for n in nodes}
 
     for node_id, node in nodes.items():
+        where = f"node '{node_id}' ({type(node).__name__})"
         try:
             params = node.parameters
         except Exception as exc:
-            problems.append(f"node '{node_id}' ({type(node).__name__}): get_parameters() failed: {exc}")
+            problems.append(Problem(node_id=node_id, message=f"{where}: get_parameters() failed: {exc}"))
             continue
         for key, value in node.config.items():
             if not node.accepts(key):
-                problems.append(f"node '{node_id}' ({type(node).__name__}): " + unknown_parameter_message(key, params))
-            elif key in params and not check_type(value, params[key].type):
-                problems.append(
-                    f"node '{node_id}' ({type(node).__name__}): parameter '{key}' expects "
-                    f"{type_name(params[key].type)}, got {type(value).__name__}"
-                )
-        for msg in node.validate_config():
-            problems.append(f"node '{node_id}' ({type(node).__name__}): {msg}")
+                problems.append(Problem(node_id=node_id, parameter=key, expected="a declared parameter",
+                                        message=f"{where}: " + unknown_parameter_message(key, params)))
+            elif key in params and (check := compile_type_check(params[key].type)) is not None and not check(value):
+                problems.append(Problem(
+                    node_id=node_id, parameter=key, expected=check.expected, got=type(value).__name__,
+                    message=f"{where}: parameter '{key}' expects {check.expected}, got {type(value).__name__}",
+                ))
+        for found in node.validate_with(WORKFLOW_LOADER):
+            if isinstance(found, Problem):
+                problems.append(Problem(node_id=node_id, parameter=found.parameter, expected=found.expected,
+                                        got=found.got, message=f"{where}: {found.message}"))
+            else:
+                problems.append(Problem(node_id=node_id, message=f"{where}: {found}"))
 
     for c in workflow.connections:
         bad = False
@@ -53,10 +61,13 @@ def compile_workflow(workflow: Workflow) -> ExecutionPlan:
             if end not in nodes:
                 close = difflib.get_close_matches(end, list(nodes), n=3)
                 hint = f"; did you mean {', '.join(repr(x) for x in close)}?" if close else ""
-                problems.append(
-                    f"connection {c.source} -> {c.target}: no node '{end}' in the workflow "
-                    f"(nodes: {', '.join(nodes) or 'none'}){hint}"
-                )
+                other = c.target if end == c.source else c.source  # point at the end that exists
+                problems.append(Problem(
+                    node_id=other if other in nodes else None, expected="an existing node id", got=end,
+                    connection=(c.source, c.target),
+                    message=f"connection {c.source} -> {c.target}: no node '{end}' in the workflow "
+                            f"(nodes: {', '.join(nodes) or 'none'}){hint}",
+                ))
                 bad = True
         if bad:
             continue
@@ -71,21 +82,25 @@ def compile_workflow(workflow: Workflow) -> ExecutionPlan:
                 if declared is not None and out_name.split(".")[0] not in declared:
                     close = difflib.get_close_matches(out_name, list(declared), n=3)
                     hint = f"; did you mean {', '.join(repr(x) for x in close)}?" if close else ""
-                    problems.append(
-                        f"{where}: node '{c.source}' ({type(src).__name__}) has no output '{out_name}' "
-                        f"(outputs: {', '.join(declared) or 'none'}){hint}"
-                    )
+                    problems.append(Problem(
+                        node_id=c.source, expected="a declared output", got=out_name, connection=(c.source, c.target),
+                        message=f"{where}: node '{c.source}' ({type(src).__name__}) has no output '{out_name}' "
+                                f"(outputs: {', '.join(declared) or 'none'}){hint}",
+                    ))
                 if in_name is None:
-                    problems.append(
-                        f"{where}: node '{c.target}' ({type(dst).__name__}) has no primary input for port "
-                        f"'{out_name}'; use mapping={{'{out_name}': '<input name>'}}"
-                    )
+                    problems.append(Problem(
+                        node_id=c.target, expected="a mapping to a named input", connection=(c.source, c.target),
+                        message=f"{where}: node '{c.target}' ({type(dst).__name__}) has no primary input for port "
+                                f"'{out_name}'; use mapping={{'{out_name}': '<input name>'}}",
+                    ))
                     continue
                 if not dst.accepts(in_name):
-                    problems.append(
-                        f"{where}: node '{c.target}' ({type(dst).__name__}): "
-                        + unknown_parameter_message(in_name, dst.parameters)
-                    )
+                    problems.append(Problem(
+                        node_id=c.target, parameter=in_name, expected="a declared parameter",
+                        connection=(c.source, c.target),
+                        message=f"{where}: node '{c.target}' ({type(dst).__name__}): "
+                                + unknown_parameter_message(in_name, dst.parameters),
+                    ))
                 feeds.setdefault((c.target, in_name), []).append(c.source)
                 fed = maybe_fed[c.target]
                 if fed is not None:
@@ -111,10 +126,11 @@ def compile_workflow(workflow: Workflow) -> ExecutionPlan:
 
     for (target, input_name), sources in feeds.items():
         if len(sources) > 1 and not (nodes[target].collects_inputs and input_name == nodes[target].input_name()):
-            problems.append(
-                f"node '{target}': input '{input_name}' is fed by {len(sources)} connections "
-                f"({', '.join(sources)}); feed it once, map the others to other inputs, or use a MergeNode"
-            )
+            problems.append(Problem(
+                node_id=target, parameter=input_name, expected="one connection", got=f"{len(sources)} connections",
+                message=f"node '{target}': input '{input_name}' is fed by {len(sources)} connections "
+                        f"({', '.join(sources)}); feed it once, map the others to other inputs, or use a MergeNode",
+            ))
 
     order = _topological_order(nodes, workflow.connections, problems)
     steps: list[Step] = []
@@ -133,7 +149,7 @@ def compile_workflow(workflow: Workflow) -> ExecutionPlan:
                 and (fed is not None and n not in fed)
             )
             checks = tuple(
-                (n, rt) for n, p in params.items() if (rt := _runtime_type(p.type)) is not None
+                (n, check) for n, p in params.items() if (check := compile_type_check(p.type)) is not None
             )
             collect = node.input_name() if node.collects_inputs else None
             steps.append(Step(
@@ -151,17 +167,11 @@ def compile_workflow(workflow: Workflow) -> ExecutionPlan:
                 direct=not node.needs_context and node_id not in workflow.policies,
             ))
     if problems:
-        raise WorkflowValidationError(
-            f"workflow '{workflow.name}' is invalid ({len(problems)} problem{'s' if len(problems) > 1 else ''}):\n  - "
-            + "\n  - ".join(problems),
-            problems=problems,
-            node_id=_node_of(problems[0]),
-            parameter=_param_of(problems[0]),
-        )
+        raise WorkflowValidationError.listing(f"workflow '{workflow.name}' is invalid", problems)
     return ExecutionPlan(workflow, steps)
 
 
-def _topological_order(nodes: dict[str, Node], connections: list[Any], problems: list[str]) -> list[str]:
+def _topological_order(nodes: dict[str, Node], connections: list[Any], problems: list[Problem]) -> list[str]:
     indegree = {n: 0 for n in nodes}
     succ: dict[str, list[str]] = {n: [] for n in nodes}
     for c in connections:
@@ -179,7 +189,9 @@ def _topological_order(nodes: dict[str, Node], connections: list[Any], problems:
                 queue.append(m)
     if len(order) < len(nodes):
         remaining = {n for n in nodes if indegree[n] > 0}
-        problems.append(f"the workflow has a cycle: {' -> '.join(_find_cycle(remaining, succ))}")
+        cycle = _find_cycle(remaining, succ)
+        problems.append(Problem(expected="no cycle",
+                                message=f"the workflow has a cycle: {' -> '.join(cycle)}"))
     return order
 
 

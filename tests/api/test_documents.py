@@ -7,11 +7,34 @@ import pytest
 from kailash.api.documents import check_document, json_schema_for, parameters_schema, problem, python_source
 
 
-def test_problem_points_at_real_nodes():
-    assert problem("connection c -> ghost: no node 'ghost' in the workflow")["node_id"] == "c"
-    assert problem("connection ghost -> c: no node 'ghost' in the workflow")["node_id"] == "c"
-    p = problem("node 'w' (JSONWriterNode): unknown parameter 'nope' (known parameters: data)")
-    assert (p["node_id"], p["parameter"]) == ("w", "nope")
+def test_problems_point_at_real_nodes_from_fields_not_wording():
+    doc = {"nodes": [{"id": "c", "type": "PythonCodeNode", "config": {"code": "result = 1"}},
+                     {"id": "w", "type": "JSONWriterNode", "config": {"file_path": "o.json", "nope": 1}}],
+           "connections": [{"from": "c", "to": "ghost"}, {"from": "ghost", "to": "c"}]}
+    workflow, problems = check_document(doc)
+    assert workflow is None
+    by_text = {p["message"].split(":")[0]: p for p in problems}
+    assert by_text["connection c -> ghost"]["node_id"] == "c"
+    assert by_text["connection ghost -> c"]["node_id"] == "c"
+    assert by_text["connection c -> ghost"]["got"] == "ghost"
+    assert by_text["connection ghost -> c"]["connection"] == ["ghost", "c"]
+    unknown = next(p for p in problems if "unknown parameter 'nope'" in p["message"])
+    assert (unknown["node_id"], unknown["parameter"], unknown["expected"]) == ("w", "nope", "a declared parameter")
+
+
+def test_problem_text_is_not_parsed():
+    # the wording names a node and a parameter, but only fields count
+    assert problem("node 'w' (X): unknown parameter 'nope'") == {
+        "message": "node 'w' (X): unknown parameter 'nope'", "node_id": None, "parameter": None,
+        "expected": None, "got": None, "connection": None}
+
+
+def test_a_type_problem_carries_expected_and_got():
+    doc = {"nodes": [{"id": "r", "type": "CSVReaderNode", "config": {"file_path": "in.csv", "delimiter": 5}}]}
+    _, problems = check_document(doc)
+    assert problems == [{"message": "node 'r' (CSVReaderNode): parameter 'delimiter' expects str, got int",
+                         "node_id": "r", "parameter": "delimiter", "expected": "str", "got": "int",
+                         "connection": None}]
 
 
 @pytest.mark.parametrize("doc", [None, [], "text", {"nodes": "x"}, {"nodes": [], "connections": "x"}])

@@ -460,3 +460,23 @@ def test_exporters_handle_tricky_text(export_page):
     assert (built["name"], built["description"]) == (doc["name"], doc["description"])
     assert 'secret_from_env("STUDIO_TEST_OUT"' in program
     assert 'code="""x = ' in program  # readable multi-line code
+
+
+def test_problems_are_placed_by_their_fields_not_their_wording(page, served, tmp_path):
+    # "syntax error in code ..." never says "parameter 'code'", and "has no output 'reslt'"
+    # never says "connection" in a way the page could parse: the Studio must use the fields.
+    from kailash.nodes.code.python import PythonCodeNode
+
+    pg = page
+    enter_key(pg)
+    wf = Workflow("misplaced")
+    wf.add_node("src", PythonCodeNode(code="result = 1"))
+    wf.add_node("broken", PythonCodeNode(code="result = (1"))
+    wf.connect("src", "broken", "reslt")
+    path = wf.save(tmp_path / "misplaced.json")
+    pg.set_input_files("#import-file", str(path))
+    pg.wait_for_selector("#validation[data-state='invalid']")
+    pg.wait_for_selector("g.edge.invalid[data-from='src'][data-to='broken']")
+    assert pg.locator(".node[data-node-id='src'].invalid").count() == 1  # the source lacks the port
+    select_node(pg, "broken")
+    assert "syntax error" in pg.locator(".field[data-field='code'] .field-problem").inner_text()

@@ -91,7 +91,7 @@ def test_invalid_workflow_is_refused_with_every_problem(studio_client):
     }
     with pytest.raises(WorkflowValidationError, match="cannot upload workflow 'broken'") as info:
         studio_client.upload_workflow(doc)
-    text = "\n".join(info.value.problems)
+    text = "\n".join(p.message for p in info.value.problems)
     assert "PythonCodeNod" in text and "PythonCodeNode" in text  # the close match is suggested
     assert "colour" in text
     assert len(info.value.problems) >= 2
@@ -125,7 +125,7 @@ def test_missing_run_parameter_is_a_validation_error(studio_client, tmp_path):
     studio_client.upload_workflow(wf)
     with pytest.raises(WorkflowValidationError, match="save") as info:
         studio_client.run("writes")
-    assert any("file_path" in p for p in info.value.problems)
+    assert any("file_path" in p.message for p in info.value.problems)
     target = tmp_path / "out.json"
     assert studio_client.run("writes", {"save": {"file_path": str(target)}})["status"] == "completed"
     assert target.read_text().replace(" ", "").replace("\n", "") == "[1,2]"

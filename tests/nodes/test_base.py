@@ -229,7 +229,8 @@ def test_error_hierarchy_matches_builtins():
     assert issubclass(errors.SerializationError, ValueError)
     assert issubclass(errors.UnknownNodeTypeError, LookupError)
     for name in errors.__all__:
-        assert issubclass(getattr(errors, name), KailashError)
+        if name != "Problem":  # the one value class: what a validation error lists
+            assert issubclass(getattr(errors, name), KailashError)
 
 
 def test_errors_keep_context_when_pickled():

@@ -242,8 +242,8 @@ def test_bad_node_config_in_a_file_is_reported_by_validation(tmp_path):
     with pytest.raises(WorkflowValidationError) as info:
         wf.validate()
     assert len(info.value.problems) == 2
-    assert "did you mean 'file_path'?" in info.value.problems[0]
-    assert "no node 'missing'" in info.value.problems[1]
+    assert "did you mean 'file_path'?" in info.value.problems[0].message
+    assert "no node 'missing'" in info.value.problems[1].message
 
 
 def test_missing_and_oversized_files(tmp_path, monkeypatch):

@@ -39,7 +39,7 @@ def test_every_problem_is_reported_at_once():
         wf.validate()
     err = info.value
     assert str(err).startswith("workflow 'messy' is invalid (")
-    text = "\n".join(err.problems)
+    text = "\n".join(p.message for p in err.problems)
     assert "node 'reader' (CSVReaderNode): unknown parameter 'file_pth' (known parameters: batch_size, delimiter, encoding, file_path, has_header, infer_types); did you mean 'file_path'?" in text
     assert "node 'reader' (CSVReaderNode): parameter 'delimiter' expects str, got int" in text
     assert "connection a -> nowhere: no node 'nowhere' in the workflow (nodes: reader, a, b)" in text
@@ -161,7 +161,7 @@ def test_runtime_parameter_problems_are_gathered():
             "ech": {"data": 1},
             "echo": 5,
         })
-    problems = info.value.problems
+    problems = [p.message for p in info.value.problems]
     assert "node 'sum': parameter 'left' expects int, got str" in problems
     assert any(p.startswith("node 'sum': unknown parameter 'rigth'") and "did you mean 'right'" in p for p in problems)
     assert any("parameter 'ech' names no node" in p and "did you mean node 'echo'" in p for p in problems)
@@ -291,3 +291,55 @@ def test_bad_input_gives_a_clear_kailash_error(tmp_path, make, error, message, n
     assert info.value.node_id == node_id
     assert info.value.parameter == parameter
     assert not (tmp_path / "pwned").exists()
+
+
+def test_problems_are_values_whose_fields_say_where():
+    from kailash.errors import Problem
+
+    wf = Workflow("messy")
+    wf.add_node("reader", CSVReaderNode(file_pth="in.csv", delimiter=5))
+    wf.add_node("a", code())
+    wf.add_node("b", code("result = (1"))
+    wf.add_node("m", MergeNode(merge_strategy="nope"))
+    wf.connect("a", "nowhere")
+    wf.connect("a", "b", "reslt")
+    wf.add_node("n", NeedsTwo(left=1, right=2))
+    wf.connect("a", "n", mapping={"result": "zzz"})
+    with pytest.raises(WorkflowValidationError) as info:
+        wf.validate()
+    problems = info.value.problems
+    assert isinstance(problems, tuple) and all(type(p) is Problem for p in problems)
+    fields = {(p.node_id, p.parameter, p.expected, p.got, p.connection) for p in problems}
+    assert ("reader", "file_pth", "a declared parameter", None, None) in fields
+    assert ("reader", "delimiter", "str", "int", None) in fields
+    assert ("b", "code", "valid Python", "a syntax error", None) in fields
+    assert any(f[:2] == ("m", "merge_strategy") and f[3] == "nope" for f in fields)
+    assert ("a", None, "an existing node id", "nowhere", ("a", "nowhere")) in fields
+    assert ("a", None, "a declared output", "reslt", ("a", "b")) in fields
+    assert ("n", "zzz", "a declared parameter", None, ("a", "n")) in fields
+    # the text is unchanged: one line per problem, the problem's message
+    assert str(info.value).split("\n  - ")[1:] == [p.message for p in problems]
+    with pytest.raises(AttributeError):
+        problems[0].node_id = "other"  # frozen
+
+
+def test_runtime_parameter_problems_are_values_too():
+    wf = Workflow("w")
+    wf.add_node("sum", NeedsTwo())
+    with pytest.raises(WorkflowValidationError) as info:
+        LocalRuntime(store=None).execute(wf, parameters={"sum": {"left": 1}})
+    (p,) = info.value.problems
+    assert (p.node_id, p.parameter, p.expected, p.got) == ("sum", "right", "int", "no value")
+    assert (info.value.node_id, info.value.parameter) == ("sum", "right")
+
+
+def test_a_validation_error_keeps_its_problems_across_processes():
+    import pickle
+
+    wf = Workflow("w")
+    wf.add_node("a", code())
+    wf.connect("a", "ghost")
+    with pytest.raises(WorkflowValidationError) as info:
+        wf.validate()
+    again = pickle.loads(pickle.dumps(info.value))
+    assert again.problems == info.value.problems and again.problems[0].connection == ("a", "ghost")

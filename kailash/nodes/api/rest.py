@@ -15,7 +15,7 @@ import base64
 import difflib
 from typing import Any
 
-from kailash.errors import NodeConfigurationError
+from kailash.errors import NodeConfigurationError, Problem
 from kailash.nodes.api._transport import where
 from kailash.nodes.api.auth import APIKeyNode, OAuth2Node, _SecretConfig
 from kailash.nodes.api.http import HTTPNodeBase, RequestPlan, common_parameters
@@ -96,7 +96,7 @@ class RESTClientNode(_SecretConfig, HTTPNodeBase, AsyncNode):
         """Declared parameters and the names of this node's ``{placeholders}``."""
         return name in self.parameters or name in self.placeholders()
 
-    def check_inputs(self, values: dict[str, Any]) -> list[str]:
+    def check_inputs(self, values: dict[str, Any]) -> list[Problem]:
         problems = super().check_inputs(values)
         # extra inputs are for placeholders; a configured name nobody uses is a typo
         params, used = self.parameters, self.placeholders()
@@ -104,10 +104,11 @@ class RESTClientNode(_SecretConfig, HTTPNodeBase, AsyncNode):
             if key not in params and key not in used:
                 close = difflib.get_close_matches(key, list(params), n=3)
                 hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-                problems.append(
-                    f"unknown parameter '{key}' (not a parameter of RESTClientNode and no {{{key}}} placeholder "
-                    f"uses it){hint}"
-                )
+                problems.append(Problem(
+                    node_id=self.name, parameter=key, expected="a parameter or a {placeholder}",
+                    message=f"unknown parameter '{key}' (not a parameter of RESTClientNode and no {{{key}}} "
+                            f"placeholder uses it){hint}",
+                ))
         return problems
 
     # -- running -------------------------------------------------------------------------

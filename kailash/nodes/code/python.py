@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kailash import _ast as safe_ast
-from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError
+from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError, Problem
 from kailash.nodes.base import Node, NodeParameter, register_node
 from kailash.security.config import get_security_config
 
@@ -130,18 +130,20 @@ class PythonCodeNode(Node):
         return d
 
     # -- checking and compiling ----------------------------------------------------------
-    def validate_config(self) -> list[str]:
+    def validate_config(self) -> list[str | Problem]:
         code = self.config.get("code")
         if self._function is not None:
             return []
         if code is None:
-            return ["parameter 'code' is required (Python source; set `result`)"]
+            return [Problem(parameter="code", expected="str",
+                            message="parameter 'code' is required (Python source; set `result`)")]
         if not isinstance(code, str):
             return []  # the type check reports it
         try:
             safe_ast.parse(textwrap.dedent(code))
         except SyntaxError as exc:
-            return [f"syntax error in code at line {exc.lineno}: {exc.msg}"]
+            return [Problem(parameter="code", expected="valid Python", got="a syntax error",
+                            message=f"syntax error in code at line {exc.lineno}: {exc.msg}")]
         return []
 
     def _filename(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kailash.errors import Problem
 from kailash.nodes.base import NodeParameter, register_node
 from kailash.nodes.base_async import AsyncNode
 from kailash.nodes.logic.operations import _MERGE_PARAMS, check_strategy, merge_values
@@ -30,7 +31,7 @@ class AsyncMergeNode(AsyncNode):
     def get_outputs(self) -> dict[str, NodeParameter]:
         return {"merged_data": NodeParameter(name="merged_data")}
 
-    def validate_config(self) -> list[str]:
+    def validate_config(self) -> list[str | Problem]:
         return check_strategy(self.config.get("merge_strategy"))
 
     async def async_run(self, data: list[Any] | None = None, merge_strategy: str = "concat", key: str | None = None,

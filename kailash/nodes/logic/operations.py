@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from kailash.errors import NodeConfigurationError, NodeExecutionError
+from kailash.errors import NodeConfigurationError, NodeExecutionError, Problem
 from kailash.nodes.base import Node, NodeParameter, register_node
 from kailash.nodes.logic.expressions import compile_expression
 
@@ -64,11 +64,11 @@ class SwitchNode(Node):
         names = list(outputs) if isinstance(outputs, (dict, list)) else ["true", "false"]
         return {str(n): NodeParameter(name=str(n)) for n in [*names, "default"]}
 
-    def validate_config(self) -> list[str]:
+    def validate_config(self) -> list[str | Problem]:
         try:
             self._build(self.config.get("condition"), self.config.get("outputs"))
         except NodeConfigurationError as exc:
-            return [str(exc).split(": ", 1)[-1]]
+            return [Problem(parameter=exc.parameter, message=str(exc).split(": ", 1)[-1])]
         return []
 
     def _build(self, condition: Any, outputs: Any) -> list[tuple[str, Callable[[Any], bool]]]:
@@ -207,12 +207,13 @@ def merge_values(node: Node, values: list[Any], strategy: str, key: str | None =
                                  parameter="data", expected=strategy) from None
 
 
-def check_strategy(strategy: Any) -> list[str]:
+def check_strategy(strategy: Any) -> list[str | Problem]:
     """Problems with a configured ``merge_strategy`` (for ``validate_config``)."""
     known = [*MERGE_STRATEGIES, "join"]
     if strategy is None or not isinstance(strategy, str) or strategy in known:
         return []
-    return [f"unknown merge_strategy '{strategy}' (expected one of: {', '.join(known)})"]
+    return [Problem(parameter="merge_strategy", expected=" | ".join(known), got=strategy,
+                    message=f"unknown merge_strategy '{strategy}' (expected one of: {', '.join(known)})")]
 
 
 _MERGE_PARAMS = {
@@ -245,7 +246,7 @@ class MergeNode(Node):
     def get_outputs(self) -> dict[str, NodeParameter]:
         return {"merged_data": NodeParameter(name="merged_data", description="the merged value")}
 
-    def validate_config(self) -> list[str]:
+    def validate_config(self) -> list[str | Problem]:
         return check_strategy(self.config.get("merge_strategy"))
 
     def run(self, data: list[Any] | None = None, merge_strategy: str = "concat", key: str | None = None,

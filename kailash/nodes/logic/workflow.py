@@ -1,10 +1,12 @@
 """WorkflowNode: run a whole workflow as one node.
 
-The runtime hands the node an execution context (``needs_context``) through which the
-inner workflow runs with the same runtime settings; the node never imports a runtime
-for that. Mappings (SPEC §4): the key is the WorkflowNode's own port, the value the
-inner side — ``input_mapping={"raw_data": "data"}`` sends input ``raw_data`` to the
-inner entry nodes that take ``data`` (or to ``node_id.param``);
+The runtime hands the node an execution context (``needs_context``, see
+:mod:`kailash.nodes.context`) through which the inner workflow is loaded and runs with
+the same runtime settings; validation hands it a loader, and run on its own it takes a
+context from :mod:`kailash.nodes.standalone`. The node imports neither the runtime nor
+the workflow package. Mappings (SPEC §4): the key is the WorkflowNode's own port, the
+value the inner side — ``input_mapping={"raw_data": "data"}`` sends input ``raw_data``
+to the inner entry nodes that take ``data`` (or to ``node_id.param``);
 ``output_mapping={"cleaned_data": "clean.result"}`` exposes inner ``clean``'s
 ``result`` as ``cleaned_data`` (a bare name means that output of the single exit node).
 """
@@ -13,10 +15,13 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from typing import Any
 
-from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError
+from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError, Problem
 from kailash.nodes.base import Node, NodeParameter, register_node
+from kailash.nodes.context import ExecutionContext
+from kailash.nodes.standalone import WorkflowLoader, standalone_context
 
 __all__ = ["WorkflowNode"]
 
@@ -30,6 +35,7 @@ class WorkflowNode(Node):
 
     Example:
         >>> from kailash.workflow import Workflow
+        >>> from kailash.runtime import LocalRuntime  # runs the inner workflow of execute()
         >>> from kailash.nodes.code.python import PythonCodeNode
         >>> inner = Workflow("inner")
         >>> _ = inner.add_node("clean", PythonCodeNode(code="result = [x for x in data if x]"))
@@ -73,12 +79,21 @@ class WorkflowNode(Node):
             return next(iter(mapping))
         return super().output_name(outputs)
 
-    def validate_config(self) -> list[str]:
+    def validate_config(self) -> list[str | Problem]:
         wf, path = self.config.get("workflow"), self.config.get("workflow_path")
         if wf is None and path is None:
-            return ["give the inner workflow as workflow=... or workflow_path='x.yaml'"]
+            return [Problem(parameter="workflow", expected="Workflow | path",
+                            message="give the inner workflow as workflow=... or workflow_path='x.yaml'")]
         if path is not None and wf is None and not os.path.exists(path):
-            return [f"parameter 'workflow_path': file '{path}' does not exist"]
+            return [Problem(parameter="workflow_path", expected="an existing .yaml/.json file", got=str(path),
+                            message=f"parameter 'workflow_path': file '{path}' does not exist")]
+        return []
+
+    def validate_with(self, loader: WorkflowLoader) -> list[str | Problem]:
+        problems = self.validate_config()
+        if problems:
+            return problems
+        wf, path = self.config.get("workflow"), self.config.get("workflow_path")
         # The inner workflow's validation comes back here if it includes itself, directly
         # or through a file: track what is being validated on this thread.
         key = id(wf) if wf is not None else os.path.realpath(str(path))
@@ -87,10 +102,11 @@ class WorkflowNode(Node):
             return ["the inner workflow includes itself (a workflow cannot contain itself)"]
         active.add(key)
         try:
-            self.inner_workflow(wf, path).compile()
+            self.inner_workflow(loader, wf, path).compile()
         except KailashError as exc:
-            problems = getattr(exc, "problems", None) or [str(exc)]
-            return [f"inner workflow: {p}" for p in problems]
+            inner = getattr(exc, "problems", None) or [Problem(message=str(exc))]
+            return [Problem(parameter="workflow_path" if wf is None else "workflow", expected="a valid workflow",
+                            message=f"inner workflow: {p.message}") for p in inner]
         finally:
             active.discard(key)
         return []
@@ -103,16 +119,13 @@ class WorkflowNode(Node):
             d["config"]["workflow"] = inner.to_dict()
         return d
 
-    def inner_workflow(self, workflow: Any = None, workflow_path: str | None = None) -> Any:
-        from kailash.workflow.graph import Workflow
-
+    def inner_workflow(self, loader: WorkflowLoader, workflow: Any = None, workflow_path: str | None = None) -> Any:
+        """The inner workflow, loaded through ``loader`` (the run's context, or validation's loader)."""
         source = workflow if workflow is not None else workflow_path
         if self._loaded is not None and self._loaded_from is source:
             return self._loaded
-        if isinstance(workflow, Workflow):
-            wf = workflow
-        elif isinstance(workflow, dict):
-            wf = Workflow.from_dict(workflow)
+        if workflow is not None:
+            wf = loader.load_workflow(workflow)
         elif workflow_path:
             if not os.path.exists(workflow_path):
                 raise NodeConfigurationError(
@@ -120,7 +133,7 @@ class WorkflowNode(Node):
                     node_id=self.name, parameter="workflow_path", expected="an existing .yaml/.json file",
                     got=workflow_path,
                 )
-            wf = Workflow.load(workflow_path)
+            wf = loader.load_workflow(workflow_path)
         else:
             raise NodeConfigurationError(
                 f"node {self.label} (WorkflowNode): give the inner workflow as workflow=... or workflow_path=...",
@@ -130,16 +143,14 @@ class WorkflowNode(Node):
         return wf
 
     def run(self, **inputs: Any) -> dict[str, Any]:
-        # Direct execution outside a runtime: run the inner workflow locally, unrecorded.
-        from kailash.runtime.engine import RunContext, new_run_id  # noqa: PLC0415 - only without a runtime
+        # Direct execution outside a workflow: the loaded runtime provides a fresh, unrecorded run.
+        return self.run_in_context(standalone_context(f"node {self.label} (WorkflowNode)"), **inputs)
 
-        return self.run_in_context(RunContext(new_run_id(), None), **inputs)
-
-    def run_in_context(self, context: Any, /, **inputs: Any) -> dict[str, Any]:
+    def run_in_context(self, context: ExecutionContext | None, /, **inputs: Any) -> dict[str, Any]:
         if context is None:
             return self.run(**inputs)
         own = {k: inputs.pop(k, None) for k in _OWN}
-        wf = self.inner_workflow(own["workflow"], own["workflow_path"])
+        wf = self.inner_workflow(context, own["workflow"], own["workflow_path"])
         plan = wf.compile()
         params = self._inner_parameters(plan, inputs, own["input_mapping"])
         try:
@@ -177,7 +188,8 @@ class WorkflowNode(Node):
                 params.setdefault(s.id, {})[inner] = value
         return params
 
-    def _outputs(self, plan: Any, results: dict[str, Any], mapping: dict[str, str] | None) -> dict[str, Any]:
+    def _outputs(self, plan: Any, results: Mapping[str, dict[str, Any]], mapping: dict[str, str] | None,
+                 ) -> dict[str, Any]:
         exits = [e for e in plan.exits if e in results]
         if not mapping:
             if len(exits) == 1:

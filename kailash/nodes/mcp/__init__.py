@@ -4,8 +4,10 @@
   server (stdio command or streamable-HTTP URL), sessions reused across calls.
 * :func:`list_tools` / :func:`call_tool` — the same as plain functions, for agents.
 * :func:`register_mcp_server` — give a server config a name (``mcp_server="research_tools"``).
-* :func:`serve_workflows_mcp` / :func:`build_workflow_mcp_server` — expose workflows as
-  MCP tools (``kailash mcp serve FILE...``).
+
+Serving workflows as MCP tools (``serve_workflows_mcp``, ``build_workflow_mcp_server``,
+``kailash mcp serve FILE...``) lives in :mod:`kailash.api.mcp_server`: it runs workflows,
+and nodes import no runtime.
 
 The official ``mcp`` SDK (``pip install 'kailash[mcp]'``) is imported only when a
 server is contacted or served, so importing this package is cheap.
@@ -32,7 +34,6 @@ __all__ = [
     "MCPServerConfig",
     "MCPServerError",
     "MCPToolError",
-    "build_workflow_mcp_server",
     "call_tool",
     "close_sessions",
     "list_resources",
@@ -41,14 +42,13 @@ __all__ = [
     "register_mcp_server",
     "register_mcp_servers",
     "registered_mcp_servers",
-    "serve_workflows_mcp",
     "unregister_mcp_server",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("serve_workflows_mcp", "build_workflow_mcp_server"):
-        from kailash.nodes.mcp import server
-
-        return getattr(server, name)
+    if name in ("serve_workflows_mcp", "build_workflow_mcp_server", "server"):
+        # serving runs workflows, so it moved up to the api layer; say where instead of importing it
+        raise AttributeError(f"kailash.nodes.mcp.{name} moved: use `from kailash.api.mcp_server import {name}`"
+                             if name != "server" else "kailash.nodes.mcp.server moved to kailash.api.mcp_server")
     raise AttributeError(f"module 'kailash.nodes.mcp' has no attribute {name!r}")

@@ -37,6 +37,17 @@ export class ApiError extends Error {
   }
 }
 
+// A problem as the Studio works with it: {message, node_id, parameter, connection}. The
+// server's problems carry their node, parameter and connection as fields; a bare string
+// (from an older server or a client-side check) concerns the workflow as a whole.
+export function asProblem(p) {
+  if (p && typeof p === "object") {
+    const conn = Array.isArray(p.connection) && p.connection.length === 2 ? p.connection.map(String) : null;
+    return { message: problemText(p), node_id: p.node_id || null, parameter: p.parameter || null, connection: conn };
+  }
+  return { message: problemText(p), node_id: null, parameter: null, connection: null };
+}
+
 export function problemText(p) {
   if (typeof p === "string") return p;
   if (p && typeof p === "object") {

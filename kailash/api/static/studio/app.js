@@ -4,7 +4,7 @@
 // /validate, debounced, stale answers dropped), saving, opening and importing
 // workflows, the run dialog (the run itself is run.js) and the export dialog.
 
-import { Api, ApiError, problemText } from "./api.js";
+import { Api, ApiError, asProblem, problemText } from "./api.js";
 import { Canvas } from "./canvas.js";
 import { EXPORTERS } from "./export.js";
 import { Inspector } from "./inspector.js";
@@ -188,25 +188,24 @@ async function validateNow() {
   }
 }
 
-// Problems come as {message, node_id, parameter} or as text naming their node as
-// "node 'id'" and connections as "connection a -> b".
+// Problems come as {message, node_id, parameter, connection}: the node, parameter and
+// connection they concern are read from those fields, never from the wording.
 function applyProblems(problems) {
   const byNode = new Map();
   const edges = new Set();
   const general = [];
   for (const raw of problems) {
-    const p = problemText(raw);
-    const conn = /connection ([^\s]+) -> ([^\s:]+)/.exec(p);
-    const nodeId = (raw && typeof raw === "object" && raw.node_id) || /node '([^']+)'/.exec(p)?.[1];
-    if (conn) edges.add(`${conn[1]}->${conn[2]}`);
-    if (nodeId && model.nodes.has(nodeId)) {
-      if (!byNode.has(nodeId)) byNode.set(nodeId, []);
-      byNode.get(nodeId).push(p);
+    const p = asProblem(raw);
+    if (p.connection) edges.add(`${p.connection[0]}->${p.connection[1]}`);
+    if (p.node_id && model.nodes.has(p.node_id)) {
+      if (!byNode.has(p.node_id)) byNode.set(p.node_id, []);
+      byNode.get(p.node_id).push(p);
     } else {
       general.push(p);
     }
   }
-  canvas.setProblems(byNode, edges);
+  const texts = new Map([...byNode].map(([id, list]) => [id, list.map((p) => p.message)]));
+  canvas.setProblems(texts, edges);
   inspector.problems = { byNode, general };
   const active = document.activeElement;
   if (!active || !$("#inspector").contains(active)) inspector.render();
@@ -220,10 +219,10 @@ function refreshFieldProblems(byNode) {
   const probs = byNode.get(sel.id) || [];
   for (const field of document.querySelectorAll("#inspector .field[data-field]")) {
     const name = field.dataset.field;
-    const mine = probs.filter((p) => p.includes(`parameter '${name}'`) || p.includes(`input '${name}'`));
+    const mine = probs.filter((p) => p.parameter === name);
     if (field.classList.contains("local-error")) continue;
     field.classList.toggle("has-problem", mine.length > 0);
-    field.querySelector(".field-problem").textContent = mine.join("\n");
+    field.querySelector(".field-problem").textContent = mine.map((p) => p.message).join("\n");
   }
 }
 
@@ -391,9 +390,7 @@ function neededInputs() {
 function inputsFromWarnings(warnings) {
   const out = new Map();
   for (const w of warnings) {
-    const text = problemText(w);
-    const node = (w && w.node_id) || /node '([^']+)'/.exec(text)?.[1];
-    const param = (w && w.parameter) || /parameter '([^']+)'/.exec(text)?.[1];
+    const { node_id: node, parameter: param } = asProblem(w);
     if (!node || !param || !model.nodes.has(node)) continue;
     const desc = model.describe(model.nodes.get(node).type);
     if (!out.has(node)) out.set(node, []);

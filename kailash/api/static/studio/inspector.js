@@ -76,7 +76,7 @@ export class Inspector {
     if (all.length) {
       const p = this.section(`Problems (${all.length})`);
       const ul = el("ul", "problem-list");
-      for (const text of all) ul.append(el("li", null, text));
+      for (const problem of all) ul.append(el("li", null, problem.message));
       p.append(ul);
     }
     const inputs = this.model.runtimeInputs();
@@ -157,7 +157,7 @@ export class Inspector {
     const general = probs.filter((p) => !this.paramOf(p, desc));
     if (general.length) {
       const ul = el("ul", "problem-list");
-      for (const text of general) ul.append(el("li", null, text));
+      for (const problem of general) ul.append(el("li", null, problem.message));
       this.section("Problems").append(ul);
     }
 
@@ -174,10 +174,11 @@ export class Inspector {
     this.renderNodeRun(node);
   }
 
+  // The parameter a problem concerns, when this node's form shows a field for it.
   paramOf(problem, desc) {
-    const m = /parameter '([^']+)'/.exec(problem) || /input '([^']+)'/.exec(problem);
-    if (!m) return null;
-    return desc?.parameters?.some((p) => p.name === m[1]) || this.selectionConfigHas(m[1]) ? m[1] : null;
+    const name = problem.parameter;
+    if (!name) return null;
+    return desc?.parameters?.some((p) => p.name === name) || this.selectionConfigHas(name) ? name : null;
   }
 
   selectionConfigHas(name) {
@@ -244,10 +245,10 @@ export class Inspector {
     input.addEventListener(kind === "bool" ? "change" : "input", apply);
     wrap.append(input);
     if (prm.description) wrap.append(el("div", "field-help", prm.description));
-    const mine = problems.filter((p) => new RegExp(`(parameter|input) '${prm.name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}'`).test(p));
+    const mine = problems.filter((p) => p.parameter === prm.name);
     if (mine.length) {
       wrap.classList.add("has-problem");
-      err.textContent = mine.join("\n");
+      err.textContent = mine.map((p) => p.message).join("\n");
     }
     wrap.append(err);
     return wrap;

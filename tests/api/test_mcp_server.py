@@ -8,10 +8,17 @@ import sys
 import anyio
 import pytest
 
+from kailash.api.mcp_server import build_workflow_mcp_server
 from kailash.errors import NodeConfigurationError
 from kailash.nodes.code.python import PythonCodeNode
-from kailash.nodes.mcp import MCPClientNode, MCPToolError, build_workflow_mcp_server, call_tool, close_sessions
+from kailash.nodes.mcp import MCPClientNode, MCPToolError, call_tool, close_sessions
 from kailash.workflow import Workflow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_mcp_sessions():
+    yield
+    close_sessions()
 
 
 def _doubler() -> Workflow:
@@ -53,7 +60,7 @@ def test_duplicate_tool_names_are_refused():
 def test_saved_workflows_served_over_stdio_run_for_a_client(tmp_path):
     _doubler().save(tmp_path / "doubler.yaml")
     _pipeline().save(tmp_path / "stats.json")
-    code = ("import sys; from kailash.nodes.mcp import serve_workflows_mcp; "
+    code = ("import sys; from kailash.api.mcp_server import serve_workflows_mcp; "
             "serve_workflows_mcp(sys.argv[1:])")
     cfg = {"name": "workflows", "command": sys.executable,
            "args": ["-c", code, str(tmp_path / "doubler.yaml"), str(tmp_path / "stats.json")],
@@ -73,7 +80,7 @@ def test_a_failing_workflow_is_a_tool_error(tmp_path):
     wf = Workflow("broken")
     wf.add_node("boom", PythonCodeNode(code="result = 1 / 0"))
     wf.save(tmp_path / "broken.yaml")
-    code = "import sys; from kailash.nodes.mcp import serve_workflows_mcp; serve_workflows_mcp(sys.argv[1:])"
+    code = "import sys; from kailash.api.mcp_server import serve_workflows_mcp; serve_workflows_mcp(sys.argv[1:])"
     cfg = {"name": "wf", "command": sys.executable, "args": ["-c", code, str(tmp_path / "broken.yaml")],
            "env": {"KAILASH_HOME": str(tmp_path / "home")}}
     with pytest.raises(MCPToolError, match=r"MCP tool 'broken' on server 'wf'.*'boom'.*ZeroDivisionError"):
@@ -89,7 +96,7 @@ def test_workflows_served_over_streamable_http(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code = ("import sys; from kailash.nodes.mcp import serve_workflows_mcp; "
+    code = ("import sys; from kailash.api.mcp_server import serve_workflows_mcp; "
             "serve_workflows_mcp([sys.argv[1]], transport='http', port=int(sys.argv[2]))")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "doubler.yaml"), str(port)],
                             env={**os.environ, "KAILASH_HOME": str(tmp_path / "home")},
@@ -121,3 +128,10 @@ def test_the_kailash_mcp_serve_command_serves_saved_workflows(tmp_path):
     assert [t["name"] for t in tools] == ["doubler"]
     out = call_tool(cfg, "doubler", {"parameters": {"double": {"x": 4}}})
     assert out["result"]["results"] == {"double": {"result": 8}}
+
+
+def test_the_node_package_points_at_the_new_home_instead_of_importing_it():
+    import kailash.nodes.mcp as nodes_mcp
+
+    with pytest.raises(AttributeError, match=r"from kailash.api.mcp_server import serve_workflows_mcp"):
+        nodes_mcp.serve_workflows_mcp  # noqa: B018

@@ -6,9 +6,10 @@ arguments are the entry nodes' parameters (plus ``parameters`` for per-node valu
 and one resource per workflow with its definition. :func:`serve_workflows_mcp` runs
 that server over stdio or streamable HTTP — the ``kailash mcp serve FILE...`` command.
 
-Layering note: serving sits above the catalog. Loading files and running workflows is
-done by objects handed in (``runtime=``) or, by default, imported lazily inside these
-functions, so importing :mod:`kailash.nodes.mcp` never pulls in the workflow engine.
+Serving sits in ``api`` with the other ways of serving workflows: it loads files and
+runs workflows (through ``runtime=``, by default a ``LocalRuntime`` imported when a
+server is built), so importing it stays cheap. The MCP *client* stays in
+:mod:`kailash.nodes.mcp`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ _JSON_TYPES = {str: str, int: int, float: float, bool: bool, list: list, dict: d
 
 def _load(item: Any) -> Any:
     if isinstance(item, (str, Path)):
-        from kailash.workflow import Workflow  # lazy: see the module docstring
+        from kailash.workflow import Workflow  # lazy: importing this module stays cheap
 
         return Workflow.load(item)
     if hasattr(item, "nodes") and hasattr(item, "connections"):
@@ -135,7 +136,7 @@ def build_workflow_mcp_server(
     except ImportError as exc:
         raise ImportError("serving workflows over MCP needs the MCP SDK: pip install 'kailash[mcp]'") from exc
     if runtime is None:
-        from kailash.runtime import LocalRuntime  # lazy: see the module docstring
+        from kailash.runtime import LocalRuntime  # lazy: importing this module stays cheap
 
         runtime = LocalRuntime()
     items: list[tuple[str | None, Any]]
