@@ -224,6 +224,9 @@ class WorkflowGateway:
     async def _limit(self, scope: dict[str, Any], receive: Any, send: Any, app: Any) -> None:
         if scope["type"] in ("http", "websocket"):
             principal = principal_of(scope)
+            if principal is not None and self.tenants is not None and await _wrong_host(self.tenants, principal,
+                                                                                        scope, send):
+                return
             if principal is not None and principal.tenant_id is not None and principal.requests_per_minute:
                 limiter = self._tenant_limiter
                 if limiter is None:
@@ -302,7 +305,8 @@ class WorkflowGateway:
             return cached[1], "uploaded", None, stored
         from kailash.api.documents import check_document
 
-        workflow, problems = check_document(stored.document, allow_env=tenant_id is None)
+        workflow, problems = check_document(stored.document, allow_env=tenant_id is None,
+                                            scope=self.workspace(principal).scope)  # the tenant's policy now
         if workflow is None:
             raise ApiError(409, "stored_workflow_invalid", f"the stored workflow '{name}' no longer loads "
                            "(a node type may be missing); upload it again", problems=problems)
@@ -378,6 +382,27 @@ class WorkflowGateway:
         from kailash.api.serving import serve_in_thread
 
         return serve_in_thread(self, timeout, **uvicorn_options)
+
+
+async def _wrong_host(tenants: Any, principal: Principal, scope: dict[str, Any], send: Any) -> bool:
+    """Answer 421 when the key is used under a host name it may not be (tenant domains); True if answered."""
+    from kailash.api.tenancy import request_host
+
+    if not tenants.domains_cached():
+        import anyio.to_thread
+
+        await anyio.to_thread.run_sync(tenants.domains)
+    why = tenants.host_refusal(principal.tenant_id, request_host(scope.get("headers")))
+    if why is None:
+        return False
+    from kailash.api.responses import deny_websocket, error_body, send_json
+
+    body = error_body("misdirected_request", why)
+    if scope["type"] == "websocket":
+        await deny_websocket(scope, send, 421, body, {})
+    else:
+        await send_json(send, 421, body)
+    return True
 
 
 def _bind(middleware: Any, app: Any) -> Any:

@@ -134,6 +134,8 @@ class Workspace:
         runs: its run history.
         max_concurrent_runs: at most this many runs at once (``None``: no limit).
         requests_per_minute: at most this many requests per minute (``None``: no limit).
+        tenant: the tenant's :class:`~kailash.api.tenancy.Tenant` record (its policy), if a tenant's.
+        scope: the :class:`~kailash.nodes.capabilities.TenantScope` its runs execute in, if a tenant's.
     """
 
     tenant_id: str | None
@@ -141,6 +143,8 @@ class Workspace:
     runs: Any
     max_concurrent_runs: int | None = None
     requests_per_minute: int | None = None
+    tenant: Any = None
+    scope: Any = None
 
 
 class Storage(Protocol):

@@ -1,7 +1,11 @@
-"""``kailash tenant create|list|rotate-key|set-limits|delete``: manage gateway tenants.
+"""``kailash tenant create|list|rotate-key|set-limits|set-capabilities|delete``: manage gateway tenants.
 
 ``create`` prints the new tenant's API key once (only its digest is stored). Storage
-is PostgreSQL with ``KAILASH_DATABASE_URL``, else SQLite under ``$KAILASH_HOME``.
+is PostgreSQL with ``KAILASH_DATABASE_URL``, else SQLite under ``$KAILASH_HOME``; with
+PostgreSQL, ``create`` also makes the tenant's own database role. ``--capabilities``,
+``--grant`` and ``--revoke`` set what its nodes may touch (default: no host processes,
+no host environment); ``--cpu-seconds``, ``--memory-limit`` and ``--run-timeout`` its
+limits.
 """
 
 from __future__ import annotations
@@ -44,18 +48,30 @@ def _guard(fn: Any) -> Any:
     return run
 
 
+def _names(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    return [n.strip() for v in values for n in v.split(",") if n.strip()]
+
+
 @_guard
 def cmd_create(args: argparse.Namespace) -> int:
     registry = _registry()
     tenant, key = registry.create_tenant(
         args.tenant_id, database_schema=args.database_schema, redis_db=args.redis_db, domain=args.domain,
-        max_concurrent_runs=args.max_concurrent_runs, requests_per_minute=args.requests_per_minute)
+        max_concurrent_runs=args.max_concurrent_runs, requests_per_minute=args.requests_per_minute,
+        capabilities=_names(args.capabilities), grant=_names(args.grant), revoke=_names(args.revoke),
+        cpu_seconds=args.cpu_seconds, memory_limit=args.memory_limit, run_timeout=args.run_timeout,
+        database_role=args.database_role)
     if args.json:
         _out(json.dumps({**tenant.to_dict(), "api_key": key}, indent=2))
         return 0
     _out(f"created tenant '{tenant.tenant_id}' (storage: {registry.storage.describe()}, "
          f"schema '{tenant.database_schema}'" + (f", redis db {tenant.redis_db}" if tenant.redis_db is not None else "")
          + ")")
+    _out(f"capabilities: {', '.join(sorted(tenant.capabilities)) or 'none'}"
+         + (f"; PostgreSQL role '{tenant.database_role}'" if tenant.database_role else "")
+         + (f"; served only at {tenant.domain}" if tenant.domain else ""))
     _out(f"api key: {key}")
     _out("  (shown only now: store it safely; `kailash tenant rotate-key` issues a new one)")
     return 0
@@ -91,10 +107,40 @@ def cmd_rotate(args: argparse.Namespace) -> int:
 @_guard
 def cmd_limits(args: argparse.Namespace) -> int:
     tenant = _registry().set_limits(args.tenant_id, max_concurrent_runs=args.max_concurrent_runs or None,
-                                    requests_per_minute=args.requests_per_minute or None)
+                                    requests_per_minute=args.requests_per_minute or None,
+                                    cpu_seconds=args.cpu_seconds or None, memory_limit=args.memory_limit or None,
+                                    run_timeout=args.run_timeout or None)
     _out(f"tenant '{tenant.tenant_id}': max concurrent runs {tenant.max_concurrent_runs or 'unlimited'}, "
-         f"requests per minute {tenant.requests_per_minute or 'unlimited'}")
+         f"requests per minute {tenant.requests_per_minute or 'unlimited'}, "
+         f"CPU seconds per code call {tenant.cpu_seconds or 'the gateway default'}, "
+         f"memory per code call {tenant.memory_limit or 'the gateway default'}, "
+         f"run timeout {tenant.run_timeout or 'none'}")
     return 0
+
+
+@_guard
+def cmd_capabilities(args: argparse.Namespace) -> int:
+    tenant = _registry().set_capabilities(args.tenant_id, capabilities=_names(args.capabilities),
+                                          grant=_names(args.grant), revoke=_names(args.revoke))
+    _out(f"tenant '{tenant.tenant_id}': capabilities {', '.join(sorted(tenant.capabilities)) or 'none'}")
+    return 0
+
+
+def _policy_options(p: Any) -> None:
+    from kailash.nodes.capabilities import CAPABILITIES, DEFAULT_TENANT_CAPABILITIES
+
+    known = ", ".join(CAPABILITIES)
+    p.add_argument("--capabilities", action="append", metavar="LIST",
+                   help=f"exactly these capabilities, comma-separated (of: {known}; default "
+                        f"{','.join(sorted(DEFAULT_TENANT_CAPABILITIES))})")
+    p.add_argument("--grant", action="append", metavar="CAP", help="add a capability (repeatable), e.g. host_process")
+    p.add_argument("--revoke", action="append", metavar="CAP", help="remove a capability (repeatable), e.g. network")
+
+
+def _limit_options(p: Any, default: Any) -> None:
+    p.add_argument("--cpu-seconds", type=float, default=default, help="CPU seconds per sandboxed code call")
+    p.add_argument("--memory-limit", type=int, default=default, help="bytes of memory per sandboxed code call")
+    p.add_argument("--run-timeout", type=float, default=default, help="seconds a run may take before it is stopped")
 
 
 @_guard
@@ -114,9 +160,12 @@ def add_subcommand(subparsers: Any) -> None:
     c.add_argument("--tenant-id", required=True)
     c.add_argument("--database-schema", help="storage schema (default t_<tenant id>)")
     c.add_argument("--redis-db", type=int, help="Redis database for the tenant's counters")
-    c.add_argument("--domain", help="the host name the tenant is served under (informational)")
+    c.add_argument("--domain", help="the only host name the tenant is served under (and that serves only it)")
     c.add_argument("--max-concurrent-runs", type=int)
     c.add_argument("--requests-per-minute", type=int)
+    c.add_argument("--database-role", help="its PostgreSQL role (default kt_<schema>; PostgreSQL storage only)")
+    _policy_options(c)
+    _limit_options(c, None)
     c.add_argument("--json", action="store_true", help="print the tenant and key as JSON")
     c.set_defaults(func=cmd_create)
 
@@ -132,7 +181,13 @@ def add_subcommand(subparsers: Any) -> None:
     s.add_argument("--tenant-id", required=True)
     s.add_argument("--max-concurrent-runs", type=int, default=0)
     s.add_argument("--requests-per-minute", type=int, default=0)
+    _limit_options(s, 0)
     s.set_defaults(func=cmd_limits)
+
+    cap = sub.add_parser("set-capabilities", help="change what a tenant's nodes may touch on the host")
+    cap.add_argument("--tenant-id", required=True)
+    _policy_options(cap)
+    cap.set_defaults(func=cmd_capabilities)
 
     d = sub.add_parser("delete", help="delete a tenant (and with --purge its data)")
     d.add_argument("--tenant-id", required=True)

@@ -37,10 +37,13 @@ def registry(request, tmp_path):
         yield reg
     finally:
         schemas = [t.database_schema for t in reg.list_tenants()]
+        roles = [t.database_role for t in reg.list_tenants() if t.database_role]
         reg.storage.close()
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             for schema in [f"kreg_{tag}", *schemas]:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            for role in roles:
+                conn.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
 def _schema(registry, name):

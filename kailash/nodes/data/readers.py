@@ -84,6 +84,8 @@ class CSVReaderNode(Node):
         [{'id': 1, 'name': 'ada'}]
     """
 
+    capabilities = frozenset({"files"})
+
     primary_output = "data"
 
     def get_parameters(self) -> dict[str, NodeParameter]:
@@ -141,6 +143,8 @@ class CSVReaderNode(Node):
 class JSONReaderNode(Node):
     """Read a JSON file (``.jsonl``/``lines=True``: one JSON value per line)."""
 
+    capabilities = frozenset({"files"})
+
     primary_output = "data"
 
     def get_parameters(self) -> dict[str, NodeParameter]:
@@ -186,6 +190,8 @@ def _parse_json(node: Node, text: str, path: str, line: int | None) -> Any:
 @register_node(category="data")
 class TextReaderNode(Node):
     """Read a text file: ``data`` is the whole text (or, with ``batch_size``, batches of lines)."""
+
+    capabilities = frozenset({"files"})
 
     primary_output = "data"
 

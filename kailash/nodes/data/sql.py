@@ -4,7 +4,12 @@ Queries are always sent with bound parameters, never formatted into the SQL text
 placeholder style (``?``, ``:name``, ``%s``, ``%(name)s``) is translated to the target
 database's. Connections are pooled per connection string, process-wide, so every node
 (and every run) using one database shares its pool. psycopg is imported only for
-``postgresql://`` strings (``pip install 'kailash[postgres]'``).
+``postgresql://`` strings (``pip install 'kailash[postgres]'``). PostgreSQL queries are
+sent as prepared statements, so a query holds exactly one statement, as with SQLite.
+
+For a gateway tenant, a SQLite file resolves inside the tenant's own directory, pools
+are never shared with another tenant, and a PostgreSQL connection always logs in as the
+tenant's own role with its schema as ``search_path`` (see :func:`_tenant_dsn`).
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from kailash.errors import NodeConfigurationError, NodeExecutionError
+from kailash.errors import NodeConfigurationError, NodeExecutionError, SecurityError
 from kailash.nodes.base import Node, NodeParameter, register_node
+from kailash.nodes.capabilities import TenantScope, current_tenant, require, tenant_file
 from kailash.security.paths import validate_path
 from kailash.security.secrets import Secret, as_secret, plain_secret_values, redact, reveal
 
@@ -158,6 +164,8 @@ class SQLDatabaseNode(Node):
         [{'s': 3}]
     """
 
+    capabilities = frozenset({"database"})
+
     primary_input = "parameters"
     primary_output = "data"
 
@@ -210,6 +218,7 @@ class SQLDatabaseNode(Node):
                 node_id=self.name, parameter="parameters", expected="a list of parameter sets",
                 got=type(params).__name__,
             )
+        require("database", who=_where(self), what="running SQL", node_id=self.name)
         scheme = urlsplit(conn_str).scheme.lower()
         secrets = plain_secret_values(inputs.get("connection_string"), inputs.get("password"))
         if scheme == "sqlite":
@@ -228,7 +237,8 @@ class SQLDatabaseNode(Node):
         path = raw[3:] if raw.startswith("///") else raw.lstrip("/")
         if path in ("", ":memory:"):
             path = ":memory:"
-        else:
+        else:  # a tenant's file lives in its own directory (relative paths start there)
+            path = tenant_file(path, who=_where(self), parameter="connection_string", node_id=self.name)
             path = str(validate_path(path, node_id=self.name))
         timeout = float(v.get("timeout") or 30.0)
         pool = self._pool("sqlite", path, lambda: _SQLitePool(path, int(v.get("pool_size") or 5), timeout))
@@ -270,6 +280,10 @@ class SQLDatabaseNode(Node):
             dsn = make_conninfo(dsn, password=str(reveal(v["password"])))
         timeout = float(v.get("timeout") or 30.0)
         shown = _display_dsn(conn_str)
+        scope = current_tenant()
+        if scope is not None:
+            dsn, shown = _tenant_dsn(self, dsn, scope)
+            secrets = secrets | plain_secret_values(scope.database_password)
 
         def make_pool() -> Any:
             try:  # one direct attempt first: a pool would only report a timeout
@@ -289,8 +303,8 @@ class SQLDatabaseNode(Node):
                 with conn.cursor(row_factory=dict_row) as cur:
                     if many:
                         cur.executemany(query, list(params))
-                    else:
-                        cur.execute(query, _bindable(params))
+                    else:  # prepared: exactly one statement, like SQLite ("SELECT 1; DROP ..." is refused)
+                        cur.execute(query, _bindable(params), prepare=True)
                     return self._collect(cur, fetch, lambda row, cols: dict(row))
         except psycopg.Error as exc:
             diag = getattr(exc, "diag", None)
@@ -307,10 +321,12 @@ class SQLDatabaseNode(Node):
 
     # -- shared ------------------------------------------------------------------------------
     def _pool(self, kind: str, key: str, make: Any) -> Any:
+        scope = current_tenant()  # never share a pool (an in-memory database, say) between tenants
+        full = (kind, key if scope is None else f"{scope.tenant_id}\x00{key}")
         with _pools_lock:
-            pool = _pools.get((kind, key))
+            pool = _pools.get(full)
             if pool is None:
-                pool = _pools[(kind, key)] = make()
+                pool = _pools[full] = make()
             return pool
 
     @staticmethod
@@ -326,6 +342,49 @@ class SQLDatabaseNode(Node):
                     "row_count": 0 if row is None else 1, "columns": cols}
         rows = [to_dict(r, cols) for r in cur.fetchall()]
         return {"data": rows, "row_count": len(rows), "columns": cols}
+
+
+_TENANT_KEEPS = ("host", "hostaddr", "port", "dbname", "sslmode", "connect_timeout")
+
+
+def _tenant_dsn(node: Node, dsn: str, scope: TenantScope) -> tuple[str, str]:
+    """A tenant's connection: its own role and schema, whatever the connection string says.
+
+    Only the server address, database and SSL mode are taken from the string; the user,
+    password and ``search_path`` are the tenant's, and anything else (``options``,
+    ``service``, ``passfile``, key files) is dropped, so a tenant can never log in as the
+    gateway's storage role or make the driver read files on the gateway's machine.
+    """
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    where = _where(node)
+    if not scope.database_role or not scope.database_schema:
+        raise SecurityError(
+            f"{where}: tenant '{scope.tenant_id}' has no PostgreSQL role on this gateway (it is created by "
+            "`kailash tenant create` when the gateway stores tenants in PostgreSQL)",
+            node_id=node.name, parameter="connection_string", expected="a tenant with a database role")
+    try:
+        given = conninfo_to_dict(dsn)
+    except Exception:
+        raise NodeConfigurationError(f"{where}: parameter 'connection_string' is not a valid PostgreSQL URL",
+                                     node_id=node.name, parameter="connection_string") from None
+    kept = {k: str(v) for k, v in given.items() if k in _TENANT_KEEPS and v is not None}
+    host = kept.get("host", "")
+    if not host or any(h.startswith("/") or h.startswith("@") for h in host.split(",")):
+        raise SecurityError(f"{where}: a tenant's PostgreSQL connection needs a TCP host name or address, not a "
+                            "local socket", node_id=node.name, parameter="connection_string", got=host)
+    if given.get("user") not in (None, "", scope.database_role):
+        raise SecurityError(
+            f"{where}: tenant '{scope.tenant_id}' connects to PostgreSQL only as its own role "
+            f"'{scope.database_role}', not as '{given.get('user')}'; leave the user out of the connection string",
+            node_id=node.name, parameter="connection_string", expected=scope.database_role, got=given.get("user"))
+    password = reveal(scope.database_password)
+    forced = dict(kept, user=scope.database_role, options=f"-c search_path={scope.database_schema}")
+    if password:
+        forced["password"] = str(password)
+    shown = (f"postgresql://{scope.database_role}@{host}{':' + kept['port'] if 'port' in kept else ''}"
+             f"/{kept.get('dbname', '')}")
+    return make_conninfo("", **forced), shown
 
 
 def _bindable(params: Any) -> Any:

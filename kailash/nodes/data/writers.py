@@ -47,6 +47,8 @@ def _records(data: Any) -> Iterator[Any]:
 class CSVWriterNode(Node):
     """Write rows (dicts or lists) to a CSV file; dict rows get a header from their keys."""
 
+    capabilities = frozenset({"files"})
+
     primary_input = "data"
     primary_output = "rows_written"
 
@@ -94,6 +96,8 @@ class CSVWriterNode(Node):
 @register_node(category="data")
 class JSONWriterNode(Node):
     """Write data as JSON (``.jsonl``/``lines=True``: one record per line, appendable)."""
+
+    capabilities = frozenset({"files"})
 
     primary_input = "data"
     primary_output = "file_path"
@@ -150,6 +154,8 @@ def _default(value: Any) -> Any:
 @register_node(category="data")
 class TextWriterNode(Node):
     """Write text (a string, or lines from a list / stream) to a file."""
+
+    capabilities = frozenset({"files"})
 
     primary_input = "data"
     primary_output = "file_path"

@@ -7,6 +7,11 @@ inner side — ``input_mapping={"raw_data": "data"}`` sends input ``raw_data`` t
 inner entry nodes that take ``data`` (or to ``node_id.param``);
 ``output_mapping={"cleaned_data": "clean.result"}`` exposes inner ``clean``'s
 ``result`` as ``cleaned_data`` (a bare name means that output of the single exit node).
+
+For a gateway tenant, ``workflow_path`` resolves inside the tenant's own directory
+(relative paths from there; anything outside is refused with one message, whether or
+not the host file exists), and every inner workflow — from config, a file or a run
+parameter — is checked against the tenant's capabilities before it runs.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ import os
 import threading
 from typing import Any
 
-from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError
+from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError, SecurityError
 from kailash.nodes.base import Node, NodeParameter, register_node
+from kailash.nodes.capabilities import current_tenant, tenant_file, workflow_problems
 
 __all__ = ["WorkflowNode"]
 
@@ -38,6 +44,8 @@ class WorkflowNode(Node):
         >>> node.execute(raw=[0, 1, 2])
         {'cleaned': [1, 2]}
     """
+
+    capabilities = frozenset()
 
     extra_inputs = True
     needs_context = True
@@ -77,8 +85,13 @@ class WorkflowNode(Node):
         wf, path = self.config.get("workflow"), self.config.get("workflow_path")
         if wf is None and path is None:
             return ["give the inner workflow as workflow=... or workflow_path='x.yaml'"]
-        if path is not None and wf is None and not os.path.exists(path):
-            return [f"parameter 'workflow_path': file '{path}' does not exist"]
+        if path is not None and wf is None:
+            try:
+                path = self._path(path)
+            except SecurityError as exc:
+                return [exc.message]
+            if not os.path.exists(path):
+                return [f"parameter 'workflow_path': file '{self.config.get('workflow_path')}' does not exist"]
         # The inner workflow's validation comes back here if it includes itself, directly
         # or through a file: track what is being validated on this thread.
         key = id(wf) if wf is not None else os.path.realpath(str(path))
@@ -114,13 +127,14 @@ class WorkflowNode(Node):
         elif isinstance(workflow, dict):
             wf = Workflow.from_dict(workflow)
         elif workflow_path:
-            if not os.path.exists(workflow_path):
+            path = self._path(workflow_path)
+            if not os.path.exists(path):
                 raise NodeConfigurationError(
                     f"node {self.label} (WorkflowNode): workflow_path '{workflow_path}' does not exist",
                     node_id=self.name, parameter="workflow_path", expected="an existing .yaml/.json file",
                     got=workflow_path,
                 )
-            wf = Workflow.load(workflow_path)
+            wf = Workflow.load(path)
         else:
             raise NodeConfigurationError(
                 f"node {self.label} (WorkflowNode): give the inner workflow as workflow=... or workflow_path=...",
@@ -128,6 +142,32 @@ class WorkflowNode(Node):
             )
         self._loaded, self._loaded_from = wf, source
         return wf
+
+    def _path(self, workflow_path: Any) -> str:
+        """The file to load: for a gateway tenant, inside its own directory (same error whether or not it exists)."""
+        return tenant_file(workflow_path, who=f"node {self.label} (WorkflowNode)", parameter="workflow_path",
+                           node_id=self.name)
+
+    def tenant_inner_workflow(self) -> Any:
+        """The inner workflow known from the configuration, for the tenant capability check (else ``None``)."""
+        wf, path = self.config.get("workflow"), self.config.get("workflow_path")
+        if wf is None and path is None:
+            return None
+        try:
+            return self.inner_workflow(wf, path)
+        except SecurityError:
+            raise
+        except KailashError:
+            return None  # reported by validate_config
+
+    def _check_tenant(self, wf: Any) -> None:
+        scope = current_tenant()
+        if scope is None:
+            return
+        problems = workflow_problems(wf, scope.capabilities, tenant_id=scope.tenant_id)
+        if problems:
+            raise SecurityError(f"node {self.label} (WorkflowNode): inner workflow '{wf.name}' is refused: "
+                                + "; ".join(problems), node_id=self.name, parameter="workflow")
 
     def run(self, **inputs: Any) -> dict[str, Any]:
         # Direct execution outside a runtime: run the inner workflow locally, unrecorded.
@@ -140,6 +180,7 @@ class WorkflowNode(Node):
             return self.run(**inputs)
         own = {k: inputs.pop(k, None) for k in _OWN}
         wf = self.inner_workflow(own["workflow"], own["workflow_path"])
+        self._check_tenant(wf)  # an inner workflow may come from a run parameter: check what it holds
         plan = wf.compile()
         params = self._inner_parameters(plan, inputs, own["input_mapping"])
         try:
