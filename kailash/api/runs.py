@@ -394,12 +394,11 @@ def _execute(run: LiveRun, workspace: Any, workflow: Any, parameters: dict[str, 
 
 def _execute_within(runtime: Any, workflow: Any, parameters: dict[str, Any], run_id: str, timeout: float) -> Any:
     """Run the workflow in a thread of its own; stop it after ``timeout`` seconds (a tenant's run limit)."""
+    import functools
     from concurrent.futures import TimeoutError as FutureTimeout
 
     from kailash.errors import NodeTimeoutError
     from kailash.workflow._attempts import start_thread
-
-    import functools
 
     run = functools.partial(runtime.execute, workflow, parameters=parameters, run_id=run_id)
     future, stop = start_thread(run)  # the thread copies this context: the tenant's scope and policy

@@ -136,8 +136,11 @@ def node_needs(node: Any) -> frozenset[str] | None:
     return frozenset(narrow()) if callable(narrow) else frozenset(declared)
 
 
-def workflow_problems(workflow: Any, capabilities: frozenset[str], *, tenant_id: str = "") -> list[str]:
+def workflow_problems(workflow: Any, capabilities: frozenset[str], *, tenant_id: str = "",
+                      _depth: int = 0) -> list[str]:
     """Every node of ``workflow`` (and of inner workflows) needing more than ``capabilities``."""
+    if _depth > 16:
+        return [f"workflow '{workflow.name}': inner workflows are nested more than 16 levels deep"]
     problems: list[str] = []
     for node_id, node in workflow.nodes.items():
         kind = type(node).__name__
@@ -159,7 +162,7 @@ def workflow_problems(workflow: Any, capabilities: frozenset[str], *, tenant_id:
                 continue
             if sub is not None:
                 problems += [f"node '{node_id}' ({kind}) inner workflow: {p}"
-                             for p in workflow_problems(sub, capabilities, tenant_id=tenant_id)]
+                             for p in workflow_problems(sub, capabilities, tenant_id=tenant_id, _depth=_depth + 1)]
     return problems
 
 

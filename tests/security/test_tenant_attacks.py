@@ -231,6 +231,9 @@ def test_tenant_sql_cannot_reach_the_gateways_storage_or_other_tenants():
             "own storage tables": f"SELECT * FROM {gw.schema('acme')}.runs",
             "become the storage role": "SET ROLE postgres",
             "two statements": "SELECT 1; DROP SCHEMA " + victim + " CASCADE",
+            "read a server file": "SELECT pg_read_file('/etc/passwd') AS f",
+            "copy a server file": "COPY (SELECT 1) TO '/tmp/kailash-tenant-copy.txt'",
+            "make a role": "CREATE ROLE sneaky LOGIN SUPERUSER",
         }
         for label, query in attacks.items():
             run = gw.run("acme", "sql", {"q": {"query": query}})
@@ -264,6 +267,10 @@ def test_sqlite_files_and_memory_databases_are_the_tenants_own(tmp_path):
                                                          "query": "SELECT 1"}}]).status_code == 201
         run = gw.run("acme", "sql", {"q": {"connection_string": f"sqlite:///{host_db}", "query": "SELECT 1"}})
         assert run.status_code == 500 and _error(run)["type"] == "SecurityError", run.text
+        assert not host_db.exists()
+        for query in (f"ATTACH DATABASE '{host_db}' AS h", f"VACUUM INTO '{host_db}'"):  # SQL that opens files
+            run = gw.run("acme", "sql", {"q": {"query": query, "fetch": "none"}})
+            assert run.status_code == 500 and ("not authorized" in run.text or "authorization denied" in run.text), run.text
         assert not host_db.exists()
         assert gw.run("acme", "sql", {"q": {"query": "CREATE TABLE mine (secret TEXT)", "fetch": "none"}}
                       ).status_code == 200

@@ -44,8 +44,8 @@ def _where(node: Node) -> str:
 class _SQLitePool:
     """A few sqlite3 connections, each used by one thread at a time (``:memory:`` has one)."""
 
-    def __init__(self, path: str, size: int, timeout: float) -> None:
-        self.path, self.timeout = path, timeout
+    def __init__(self, path: str, size: int, timeout: float, *, confined: bool = False) -> None:
+        self.path, self.timeout, self.confined = path, timeout, confined
         self.memory = path == ":memory:"
         self.size = 1 if self.memory else max(1, size)
         self._idle: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
@@ -72,7 +72,10 @@ class _SQLitePool:
         with self._lock:
             if self._created < self.size:
                 self._created += 1
-                return sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
+                conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
+                if self.confined:  # ATTACH and VACUUM INTO would open any file on the host
+                    conn.set_authorizer(_no_attach)
+                return conn
         return self._idle.get(timeout=self.timeout)
 
     def close(self) -> None:
@@ -81,6 +84,10 @@ class _SQLitePool:
                 self._idle.get_nowait().close()
             except queue.Empty:
                 return
+
+
+def _no_attach(action: int, *_: Any) -> int:
+    return sqlite3.SQLITE_DENY if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH) else sqlite3.SQLITE_OK
 
 
 def close_pools() -> None:
@@ -241,7 +248,9 @@ class SQLDatabaseNode(Node):
             path = tenant_file(path, who=_where(self), parameter="connection_string", node_id=self.name)
             path = str(validate_path(path, node_id=self.name))
         timeout = float(v.get("timeout") or 30.0)
-        pool = self._pool("sqlite", path, lambda: _SQLitePool(path, int(v.get("pool_size") or 5), timeout))
+        confined = current_tenant() is not None
+        pool = self._pool("sqlite", path, lambda: _SQLitePool(path, int(v.get("pool_size") or 5), timeout,
+                                                              confined=confined))
         query = translate_placeholders(v["query"], "sqlite") if params is not None else v["query"]
         try:
             with pool.connection() as conn:
