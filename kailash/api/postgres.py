@@ -128,6 +128,11 @@ class PostgresStorage:
 
             raise TenantError(f"PostgreSQL role '{role}' already exists; choose another with --database-role",
                               parameter="database_role", got=role) from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            from kailash.errors import TenantError
+
+            raise TenantError(f"cannot create PostgreSQL role '{role}' for the tenant: the storage role needs "
+                              f"CREATEROLE ({str(exc).strip()})", parameter="database_role", got=role) from None
 
     def drop_tenant_role(self, role: str, *, purge: bool) -> None:
         """Drop a deleted tenant's role (with ``purge``), else only take its login away."""

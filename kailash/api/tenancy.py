@@ -21,15 +21,13 @@ import dataclasses
 import json
 import re
 import secrets
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kailash.api.middleware import Principal, key_digest
-from kailash.api.storage import Storage, Workspace, open_storage
+from kailash.api.storage import SQLiteTenantBackend, Storage, Workspace, open_storage
 from kailash.errors import TenantError
 from kailash.nodes.capabilities import (
     CAPABILITIES,
@@ -135,84 +133,6 @@ def tenant_scope_of(tenant: Tenant) -> TenantScope:
                        files_dir=str(tenant_files_dir(tenant.tenant_id)), database_role=tenant.database_role,
                        database_password=Secret(tenant.database_password) if tenant.database_password else None,
                        database_schema=tenant.database_schema if tenant.database_role else None)
-
-
-_SQLITE_DDL = """
-CREATE TABLE IF NOT EXISTS tenants (
-    tenant_id TEXT PRIMARY KEY, database_schema TEXT NOT NULL UNIQUE, redis_db INTEGER, domain TEXT,
-    max_concurrent_runs INTEGER, requests_per_minute INTEGER, created_at REAL NOT NULL, metadata TEXT,
-    policy TEXT);
-CREATE TABLE IF NOT EXISTS api_keys (
-    key_digest TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants ON DELETE CASCADE,
-    key_prefix TEXT NOT NULL, created_at REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
-"""
-
-
-class SQLiteTenantBackend:
-    """The tenant registry's tables in one SQLite file (rows as plain tuples)."""
-
-    _TENANT = ("tenant_id, database_schema, redis_db, domain, max_concurrent_runs, requests_per_minute, "
-               "created_at, metadata, policy")
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.executescript(_SQLITE_DDL)
-        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(tenants)")}
-        if "policy" not in columns:  # a registry made before tenant policies
-            self._conn.execute("ALTER TABLE tenants ADD COLUMN policy TEXT")
-
-    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
-        with self._lock:
-            return self._conn.execute(sql, args).fetchone()
-
-    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> int:
-        with self._lock:
-            return self._conn.execute(sql, args).rowcount
-
-    def insert_tenant(self, row: tuple[Any, ...]) -> bool:
-        values = (*row[:7], json.dumps(row[7]) if row[7] else None, json.dumps(row[8]))
-        try:
-            self._exec(f"INSERT INTO tenants ({self._TENANT}) VALUES (?,?,?,?,?,?,?,?,?)", values)
-        except sqlite3.IntegrityError:
-            return False
-        return True
-
-    def get_tenant(self, tenant_id: str) -> tuple[Any, ...] | None:
-        return self._one(f"SELECT {self._TENANT} FROM tenants WHERE tenant_id = ?", (tenant_id,))
-
-    def list_tenants(self) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._conn.execute(f"SELECT {self._TENANT} FROM tenants ORDER BY tenant_id").fetchall()
-
-    def schema_in_use(self, schema: str) -> bool:
-        return self._one("SELECT 1 FROM tenants WHERE database_schema = ?", (schema,)) is not None
-
-    def update_limits(self, tenant_id: str, max_concurrent_runs: int | None, requests_per_minute: int | None) -> None:
-        self._exec("UPDATE tenants SET max_concurrent_runs = ?, requests_per_minute = ? WHERE tenant_id = ?",
-                   (max_concurrent_runs, requests_per_minute, tenant_id))
-
-    def update_policy(self, tenant_id: str, policy: dict[str, Any]) -> None:
-        self._exec("UPDATE tenants SET policy = ? WHERE tenant_id = ?", (json.dumps(policy), tenant_id))
-
-    def delete_tenant(self, tenant_id: str) -> bool:
-        return self._exec("DELETE FROM tenants WHERE tenant_id = ?", (tenant_id,)) > 0
-
-    def add_key(self, tenant_id: str, digest: str, prefix: str) -> None:
-        self._exec("INSERT INTO api_keys (key_digest, tenant_id, key_prefix, created_at) VALUES (?,?,?,?)",
-                   (digest, tenant_id, prefix, time.time()))
-
-    def revoke_keys(self, tenant_id: str) -> int:
-        return self._exec("UPDATE api_keys SET revoked = 1 WHERE tenant_id = ? AND revoked = 0", (tenant_id,))
-
-    def tenant_for_digest(self, digest: str) -> tuple[Any, ...] | None:
-        cols = ", ".join("t." + c for c in self._TENANT.split(", "))
-        return self._one(f"SELECT {cols} FROM api_keys k JOIN tenants t ON t.tenant_id = k.tenant_id "
-                         "WHERE k.key_digest = ? AND k.revoked = 0", (digest,))
 
 
 def _positive(name: str, value: int | None) -> int | None:
