@@ -78,8 +78,10 @@ def check_document(document: Any, *, allow_env: bool = True, scope: Any = None) 
     if scope is None:
         return _check_document(document, allow_env=allow_env)
     from kailash.nodes.capabilities import tenant_scope, workflow_problems
+    from kailash.security.config import SecurityConfig, security_context
 
-    with tenant_scope(scope):
+    # files opened while building (a WorkflowNode's workflow_path) open through the tenant's directory only
+    with tenant_scope(scope), security_context(SecurityConfig(allowed_directories=[scope.files_dir])):
         workflow, problems = _check_document(document, allow_env=False)
         if workflow is not None:
             try:

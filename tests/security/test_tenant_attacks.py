@@ -103,7 +103,12 @@ def test_a_tenants_model_call_never_carries_the_hosts_key(monkeypatch):
 
 
 def test_a_tenant_without_network_cannot_call_a_model_or_http(tmp_path):
-    with recording_server() as (url, seen), tenant_gateway(closed={"revoke": ["network"]}) as gw:
+    with recording_server() as (url, seen), tenant_gateway(closed={"revoke": ["network"]}, open={}) as gw:
+        # granted (the default), the same node reaches the tenant's endpoint
+        assert gw.upload("open", "http", [{"id": "get", "type": "HTTPRequestNode",
+                                           "config": {"url": url, "method": "POST", "json": {}}}]).status_code == 201
+        assert gw.run("open", "http").status_code == 200 and len(seen) == 1
+        seen.clear()
         up = gw.upload("closed", "http", [{"id": "get", "type": "HTTPRequestNode", "config": {"url": url}}])
         assert up.status_code == 422 and "network" in up.text
         up = gw.upload("closed", "llm", [{"id": "agent", "type": "LLMAgentNode",
