@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,6 +141,8 @@ class WorkflowGateway:
         self._tenant_limiter: RateLimitingMiddleware | None = None
         self._body_limit = BodySizeLimitMiddleware(max_body_size=max_body_size)
         self._workspaces: dict[str | None, Workspace] = {}
+        self._workspace_born: dict[str | None, float] = {}
+        self.tenant_refresh = 30.0  # seconds before a tenant's policy is read again (changes by other processes)
         self._parsed: dict[tuple[str | None, str], tuple[int, Any]] = {}
         self._lock = threading.Lock()
         self._app: Any = None
@@ -224,8 +227,8 @@ class WorkflowGateway:
     async def _limit(self, scope: dict[str, Any], receive: Any, send: Any, app: Any) -> None:
         if scope["type"] in ("http", "websocket"):
             principal = principal_of(scope)
-            if principal is not None and self.tenants is not None and await _wrong_host(self.tenants, principal,
-                                                                                        scope, send):
+            if principal is not None and self.tenants is not None and await _wrong_host(self, principal, scope,
+                                                                                        send):
                 return
             if principal is not None and principal.tenant_id is not None and principal.requests_per_minute:
                 limiter = self._tenant_limiter
@@ -277,6 +280,7 @@ class WorkflowGateway:
                             raise ApiError(401, "invalid_api_key", "the API key is not valid (its tenant no "
                                            "longer exists)") from None
                     self._workspaces[tenant_id] = ws
+                    self._workspace_born[tenant_id] = time.monotonic()
         return ws
 
     def concurrency_limit(self, principal: Principal | None) -> int | None:
@@ -384,9 +388,19 @@ class WorkflowGateway:
         return serve_in_thread(self, timeout, **uvicorn_options)
 
 
-async def _wrong_host(tenants: Any, principal: Principal, scope: dict[str, Any], send: Any) -> bool:
-    """Answer 421 when the key is used under a host name it may not be (tenant domains); True if answered."""
+async def _wrong_host(gw: WorkflowGateway, principal: Principal, scope: dict[str, Any], send: Any) -> bool:
+    """Answer 421 when the key is used under a host name it may not be (tenant domains); True if answered.
+
+    Also forgets a tenant's workspace read more than 30 s ago, so a policy changed by another
+    process (``kailash tenant set-capabilities``) applies here within 30 s.
+    """
     from kailash.api.tenancy import request_host
+
+    tenants = gw.tenants
+    born = gw._workspace_born.get(principal.tenant_id)
+    if principal.tenant_id is not None and born is not None and time.monotonic() - born > gw.tenant_refresh:
+        gw._workspaces.pop(principal.tenant_id, None)
+        gw._workspace_born.pop(principal.tenant_id, None)
 
     if not tenants.domains_cached():
         import anyio.to_thread

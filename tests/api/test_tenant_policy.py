@@ -142,3 +142,20 @@ def test_cli_creates_a_tenant_with_its_policy_and_role(tmp_path):
             for s in (f"kreg_{tag}", schema):
                 conn.execute(f'DROP SCHEMA IF EXISTS "{s}" CASCADE')
             conn.execute(f'DROP ROLE IF EXISTS "kt_{schema}"')
+
+
+def test_a_policy_changed_by_another_process_applies_after_the_refresh_interval():
+    from kailash.api.tenancy import TenantRegistry
+
+    with tenant_gateway(acme={}) as gw:
+        assert gw.upload("acme", "calc", _code("result = 3")).status_code == 201
+        assert gw.run("acme", "calc").status_code == 200
+        elsewhere = TenantRegistry(database_url=PG_URL, registry_schema=f"kreg_{gw.tag}")  # like the CLI
+        try:
+            elsewhere.set_capabilities("acme", revoke=["code"])
+        finally:
+            elsewhere.storage.close()
+        assert gw.run("acme", "calc").status_code == 200  # this gateway has not re-read it yet
+        gw.gateway.tenant_refresh = 0.0
+        refused = gw.run("acme", "calc")
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "capability_refused", refused.text

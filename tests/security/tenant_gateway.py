@@ -39,6 +39,7 @@ class TenantGateway:
     registry: Any
     tag: str
     keys: dict[str, str] = field(default_factory=dict)
+    gateway: Any = None
 
     def client(self, tenant: str | None, **headers: str) -> httpx.Client:
         key = GATEWAY_KEY if tenant is None else self.keys[tenant]
@@ -80,7 +81,7 @@ def tenant_gateway(**tenants: dict[str, Any]) -> Iterator[TenantGateway]:
         gateway = WorkflowGateway(port=0, tenants=registry, api_keys=[GATEWAY_KEY], log_level="warning",
                                   storage=own)
         running = gateway.serve_in_thread()
-        yield TenantGateway(url=running.url, registry=registry, tag=tag, keys=keys)
+        yield TenantGateway(url=running.url, registry=registry, tag=tag, keys=keys, gateway=gateway)
     finally:
         if running is not None:
             running.stop()
