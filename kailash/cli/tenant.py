@@ -104,12 +104,16 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+_LIMITS = ("max_concurrent_runs", "requests_per_minute", "cpu_seconds", "memory_limit", "run_timeout")
+
+
 @_guard
 def cmd_limits(args: argparse.Namespace) -> int:
-    tenant = _registry().set_limits(args.tenant_id, max_concurrent_runs=args.max_concurrent_runs or None,
-                                    requests_per_minute=args.requests_per_minute or None,
-                                    cpu_seconds=args.cpu_seconds or None, memory_limit=args.memory_limit or None,
-                                    run_timeout=args.run_timeout or None)
+    registry = _registry()
+    current = registry.require_tenant(args.tenant_id)
+    given = {name: getattr(args, name) for name in _LIMITS}  # only the options given change; 0 removes one
+    limits = {name: getattr(current, name) if value is None else (value or None) for name, value in given.items()}
+    tenant = registry.set_limits(args.tenant_id, **limits)
     _out(f"tenant '{tenant.tenant_id}': max concurrent runs {tenant.max_concurrent_runs or 'unlimited'}, "
          f"requests per minute {tenant.requests_per_minute or 'unlimited'}, "
          f"CPU seconds per code call {tenant.cpu_seconds or 'the gateway default'}, "
@@ -137,10 +141,10 @@ def _policy_options(p: Any) -> None:
     p.add_argument("--revoke", action="append", metavar="CAP", help="remove a capability (repeatable), e.g. network")
 
 
-def _limit_options(p: Any, default: Any) -> None:
-    p.add_argument("--cpu-seconds", type=float, default=default, help="CPU seconds per sandboxed code call")
-    p.add_argument("--memory-limit", type=int, default=default, help="bytes of memory per sandboxed code call")
-    p.add_argument("--run-timeout", type=float, default=default, help="seconds a run may take before it is stopped")
+def _limit_options(p: Any) -> None:
+    p.add_argument("--cpu-seconds", type=float, help="CPU seconds per sandboxed code call")
+    p.add_argument("--memory-limit", type=int, help="bytes of memory per sandboxed code call")
+    p.add_argument("--run-timeout", type=float, help="seconds a run may take before it is stopped")
 
 
 @_guard
@@ -165,7 +169,7 @@ def add_subcommand(subparsers: Any) -> None:
     c.add_argument("--requests-per-minute", type=int)
     c.add_argument("--database-role", help="its PostgreSQL role (default kt_<schema>; PostgreSQL storage only)")
     _policy_options(c)
-    _limit_options(c, None)
+    _limit_options(c)
     c.add_argument("--json", action="store_true", help="print the tenant and key as JSON")
     c.set_defaults(func=cmd_create)
 
@@ -177,11 +181,11 @@ def add_subcommand(subparsers: Any) -> None:
     r.add_argument("--tenant-id", required=True)
     r.set_defaults(func=cmd_rotate)
 
-    s = sub.add_parser("set-limits", help="set a tenant's limits (0 removes one)")
+    s = sub.add_parser("set-limits", help="change a tenant's limits (options not given stay; 0 removes one)")
     s.add_argument("--tenant-id", required=True)
-    s.add_argument("--max-concurrent-runs", type=int, default=0)
-    s.add_argument("--requests-per-minute", type=int, default=0)
-    _limit_options(s, 0)
+    s.add_argument("--max-concurrent-runs", type=int)
+    s.add_argument("--requests-per-minute", type=int)
+    _limit_options(s)
     s.set_defaults(func=cmd_limits)
 
     cap = sub.add_parser("set-capabilities", help="change what a tenant's nodes may touch on the host")

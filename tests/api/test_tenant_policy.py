@@ -121,6 +121,10 @@ def test_cli_creates_a_tenant_with_its_policy_and_role(tmp_path):
         assert listed["capabilities"] == ["code", "database", "files", "host_process"]
         assert (listed["cpu_seconds"], listed["memory_limit"], listed["run_timeout"]) == (2.0, 100000000, 30.0)
         assert "password" not in json.dumps(listed)
+        assert kailash("set-limits", "--tenant-id", "cli-co", "--run-timeout", "0", "--max-concurrent-runs",
+                       "3").returncode == 0
+        limited = json.loads(kailash("list", "--json").stdout)[0]  # only the options given changed
+        assert (limited["cpu_seconds"], limited["run_timeout"], limited["max_concurrent_runs"]) == (2.0, None, 3)
         changed = kailash("set-capabilities", "--tenant-id", "cli-co", "--revoke", "host_process")
         assert changed.returncode == 0 and "host_process" not in changed.stdout, changed.stderr
         bad = kailash("set-capabilities", "--tenant-id", "cli-co", "--grant", "root")

@@ -72,6 +72,8 @@ class ModelNode(Node):
         needs = set() if provider is None or str(provider).strip().lower() in ("offline", "default", "mock",
                                                                                   "local") else {"network"}
         specs = ([cfg["mcp_server"]] if cfg.get("mcp_server") else []) + list(cfg.get("mcp_servers") or [])
+        if isinstance(cfg.get("mcp_config"), dict):
+            specs += list(cfg["mcp_config"].values())
         for spec in specs:
             needs |= server_capabilities(spec)
         return frozenset(needs) & type(self).capabilities
