@@ -160,6 +160,14 @@ def _capabilities(capabilities: Any, grant: Any, revoke: Any) -> frozenset[str]:
         raise TenantError(exc.message, parameter=exc.parameter, expected=", ".join(CAPABILITIES)) from None
 
 
+def _role_name(role: str | None, schema: str) -> str:
+    name = role or ("kt_" + schema)[:63]
+    if not isinstance(name, str) or not _SCHEMA.match(name):
+        raise TenantError(f"database role {name!r} is not valid: use lowercase letters, digits and '_'",
+                          parameter="database_role", expected="[a-z_][a-z0-9_]*", got=name)
+    return name
+
+
 _DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 
@@ -248,11 +256,7 @@ class TenantRegistry:
             raise TenantError(f"redis_db must be a non-negative integer, got {redis_db!r}", parameter="redis_db")
         role, password = None, None
         if hasattr(self.storage, "create_tenant_role"):
-            role = database_role or ("kt_" + schema)[:63]
-            if not _SCHEMA.match(role):
-                raise TenantError(f"database role {role!r} is not valid: use lowercase letters, digits and '_'",
-                                  parameter="database_role", expected="[a-z_][a-z0-9_]*", got=role)
-            password = secrets.token_urlsafe(24)
+            role, password = _role_name(database_role, schema), secrets.token_urlsafe(24)
         domain = _domain(domain)
         if domain is not None and any(t.domain == domain for t in self.list_tenants()):
             raise TenantError(f"domain '{domain}' is already served for another tenant", parameter="domain",
@@ -315,6 +319,22 @@ class TenantRegistry:
         changed = dataclasses.replace(tenant, cpu_seconds=_seconds("cpu_seconds", cpu_seconds),
                                       memory_limit=_positive("memory_limit", memory_limit),
                                       run_timeout=_seconds("run_timeout", run_timeout))
+        self._backend.update_policy(tenant_id, changed.policy())
+        self._changed(tenant_id)
+        return self.require_tenant(tenant_id)
+
+    def add_database_role(self, tenant_id: str, database_role: str | None = None) -> Tenant:
+        """Give a tenant made before database roles existed its own PostgreSQL role (PostgreSQL storage)."""
+        tenant = self.require_tenant(tenant_id)
+        if not hasattr(self.storage, "create_tenant_role"):
+            raise TenantError("database roles exist only with PostgreSQL storage (KAILASH_DATABASE_URL)",
+                              parameter="database_role")
+        if tenant.database_role:
+            raise TenantError(f"tenant '{tenant_id}' already has the database role '{tenant.database_role}'",
+                              parameter="database_role", got=tenant.database_role)
+        role, password = _role_name(database_role, tenant.database_schema), secrets.token_urlsafe(24)
+        self.storage.create_tenant_role(role, tenant.database_schema, password)  # type: ignore[attr-defined]
+        changed = dataclasses.replace(tenant, database_role=role, database_password=password)
         self._backend.update_policy(tenant_id, changed.policy())
         self._changed(tenant_id)
         return self.require_tenant(tenant_id)

@@ -130,6 +130,13 @@ def cmd_capabilities(args: argparse.Namespace) -> int:
     return 0
 
 
+@_guard
+def cmd_role(args: argparse.Namespace) -> int:
+    tenant = _registry().add_database_role(args.tenant_id, args.database_role)
+    _out(f"tenant '{tenant.tenant_id}': PostgreSQL role '{tenant.database_role}' (its SQL nodes now run as it)")
+    return 0
+
+
 def _policy_options(p: Any) -> None:
     from kailash.nodes.capabilities import CAPABILITIES, DEFAULT_TENANT_CAPABILITIES
 
@@ -192,6 +199,11 @@ def add_subcommand(subparsers: Any) -> None:
     cap.add_argument("--tenant-id", required=True)
     _policy_options(cap)
     cap.set_defaults(func=cmd_capabilities)
+
+    role = sub.add_parser("add-database-role", help="give a tenant created earlier its own PostgreSQL role")
+    role.add_argument("--tenant-id", required=True)
+    role.add_argument("--database-role", help="the role's name (default kt_<schema>)")
+    role.set_defaults(func=cmd_role)
 
     d = sub.add_parser("delete", help="delete a tenant (and with --purge its data)")
     d.add_argument("--tenant-id", required=True)

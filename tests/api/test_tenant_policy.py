@@ -163,3 +163,30 @@ def test_a_policy_changed_by_another_process_applies_after_the_refresh_interval(
         gw.gateway.tenant_refresh = 0.0
         refused = gw.run("acme", "calc")
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "capability_refused", refused.text
+
+
+def test_a_tenant_from_before_database_roles_gets_one():
+    import dataclasses
+
+    from kailash.api.tenancy import TenantError
+
+    psycopg = postgres_or_skip()
+    with tenant_gateway(old={}) as gw:
+        registry = gw.registry
+        tenant = registry.require_tenant("old")
+        with psycopg.connect(PG_URL, autocommit=True) as conn:  # as a registry row written before roles existed
+            conn.execute(f'DROP OWNED BY "{tenant.database_role}"')
+            conn.execute(f'DROP ROLE "{tenant.database_role}"')
+        registry._backend.update_policy("old", dataclasses.replace(tenant, database_role=None,
+                                                                   database_password=None).policy())
+        sql = [{"id": "q", "type": "SQLDatabaseNode", "config": {"connection_string": "postgresql://127.0.0.1/test",
+                                                                 "query": "SELECT current_user AS who"}}]
+        assert gw.upload("old", "who", sql).status_code == 201
+        gw.gateway.tenant_refresh = 0.0
+        refused = gw.run("old", "who")
+        assert refused.status_code == 500 and "has no PostgreSQL role" in refused.text, refused.text
+        again = registry.add_database_role("old")
+        assert again.database_role == tenant.database_role
+        assert gw.run("old", "who").json()["results"]["q"]["data"] == [{"who": tenant.database_role}]
+        with pytest.raises(TenantError, match="already has the database role"):
+            registry.add_database_role("old")
