@@ -184,19 +184,29 @@ def _first_env_reference(value: Any, depth: int) -> str | None:
     if depth > 200:
         raise SecurityError("value is nested more than 200 levels", parameter="parameters")
     if type(value) is str:
-        if value.startswith(_ENV_REF_PREFIX) and value.endswith("}") and len(value) > 3:
-            return value[2:-1]
-        return None
+        return _env_name(value)
     if isinstance(value, dict):
-        for v in value.values():
-            found = _first_env_reference(v, depth + 1)
-            if found is not None:
-                return found
+        items: Any = value.values()
     elif isinstance(value, (list, tuple)):
-        for v in value:
+        items = value
+    else:
+        return None
+    for v in items:
+        kind = type(v)
+        if kind is str:
+            found = _env_name(v)
+        elif kind in (int, float, bool) or v is None:
+            continue
+        else:
             found = _first_env_reference(v, depth + 1)
-            if found is not None:
-                return found
+        if found is not None:
+            return found
+    return None
+
+
+def _env_name(text: str) -> str | None:
+    if text.startswith(_ENV_REF_PREFIX) and text.endswith("}") and len(text) > 3:
+        return text[2:-1]
     return None
 
 
