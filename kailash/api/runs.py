@@ -214,8 +214,8 @@ class RunManager:
         except WorkflowValidationError as exc:
             raise ApiError(422, "invalid_parameters", redact(str(exc), secrets),
                            problems=[problem(redact(p, secrets)) for p in exc.problems]) from None
-        if workspace.scope is not None:
-            _check_tenant_run(workspace.scope, workflow, parameters, secrets)
+        if tenant is not None:
+            _check_tenant_run(scope_of(workspace), workflow, parameters, secrets)
         if limit is not None and self.active.get(tenant, 0) >= limit:
             raise ApiError(429, "too_many_runs", f"at most {limit} runs may run at once here; retry when one "
                            "finishes", headers={"Retry-After": "1"}, limit=limit)
@@ -304,6 +304,20 @@ class _RedactingStore:
         return getattr(self.inner, name)
 
 
+def scope_of(workspace: Any) -> Any:
+    """The capability scope of a tenant's workspace; the safe default when the workspace carries none."""
+    scope = getattr(workspace, "scope", None)
+    if scope is None:  # fail closed: a tenant never runs without restrictions
+        from kailash.nodes.capabilities import DEFAULT_TENANT_CAPABILITIES, TenantScope
+        from kailash.runtime.store import kailash_home
+
+        files = kailash_home() / "tenant-files" / str(workspace.tenant_id)
+        files.mkdir(parents=True, exist_ok=True)
+        scope = TenantScope(tenant_id=str(workspace.tenant_id), capabilities=DEFAULT_TENANT_CAPABILITIES,
+                            files_dir=str(files))
+    return scope
+
+
 def _check_tenant_run(scope: Any, workflow: Any, parameters: dict[str, Any], secrets: frozenset[str]) -> None:
     """Refuse a tenant's run whose parameters name ``${ENV}`` or whose nodes need more than it is granted."""
     from kailash.errors import SecurityError
@@ -354,16 +368,14 @@ def tenant_security(tenant_id: str | None, workspace: Any = None) -> Iterator[No
     if tenant_id is None:
         yield
         return
+    from types import SimpleNamespace
+
     from kailash.nodes.capabilities import tenant_scope
     from kailash.security.config import security_context
 
-    scope, tenant = getattr(workspace, "scope", None), getattr(workspace, "tenant", None)
-    with security_context(tenant_policy(tenant_id, tenant)):
-        if scope is None:
-            yield
-            return
-        with tenant_scope(scope):
-            yield
+    scope = scope_of(workspace if workspace is not None else SimpleNamespace(tenant_id=tenant_id))
+    with security_context(tenant_policy(tenant_id, getattr(workspace, "tenant", None))), tenant_scope(scope):
+        yield
 
 
 def _execute(run: LiveRun, workspace: Any, workflow: Any, parameters: dict[str, Any], keep_outputs: bool) -> None:

@@ -190,3 +190,16 @@ def test_a_tenant_from_before_database_roles_gets_one():
         assert gw.run("old", "who").json()["results"]["q"]["data"] == [{"who": tenant.database_role}]
         with pytest.raises(TenantError, match="already has the database role"):
             registry.add_database_role("old")
+
+
+def test_a_tenant_run_without_a_scope_gets_the_safe_default(monkeypatch):
+    from kailash.api.runs import tenant_security
+    from kailash.errors import SecurityError
+    from kailash.nodes.capabilities import current_tenant, require
+
+    monkeypatch.setenv("HOST_ONLY", "x")
+    with tenant_security("bare-tenant"):  # a caller that passes no workspace: restricted all the same
+        assert current_tenant().capabilities == frozenset({"code", "database", "files", "network"})
+        with pytest.raises(SecurityError, match="needs the 'host_process' capability"):
+            require("host_process", who="test", what="starting a program")
+    assert current_tenant() is None
