@@ -86,13 +86,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not tenants:
         _out("no tenants")
         return 0
-    _out(f"{'tenant':<24}{'schema':<24}{'redis db':>9}{'max runs':>10}{'req/min':>9}  domain")
+    _out(f"{'tenant':<24}{'schema':<24}{'redis db':>9}{'max runs':>10}{'req/min':>9}  {'domain':<24}capabilities")
     for t in tenants:
         def show(v: Any) -> str:
             return "-" if v is None else str(v)
 
         _out(f"{t.tenant_id:<24}{t.database_schema:<24}{show(t.redis_db):>9}{show(t.max_concurrent_runs):>10}"
-             f"{show(t.requests_per_minute):>9}  {t.domain or ''}")
+             f"{show(t.requests_per_minute):>9}  {t.domain or '':<24}{','.join(sorted(t.capabilities))}")
     return 0
 
 
