@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from kailash.errors import SecurityError
 
 __all__ = [
     "CAPABILITIES", "DEFAULT_TENANT_CAPABILITIES", "TenantScope", "tenant_scope", "current_tenant", "require",
-    "check_capability_names", "workflow_problems", "refuse_env_references", "tenant_file",
+    "check_capability_names", "node_needs", "workflow_problems", "refuse_env_references", "tenant_file",
 ]
 
 #: Every capability name, with what it lets a node do.
@@ -47,6 +48,7 @@ CAPABILITIES: dict[str, str] = {
 DEFAULT_TENANT_CAPABILITIES = frozenset({"files", "network", "database", "code"})
 
 _ENV_REF_PREFIX = "${"
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")  # the same references serialization resolves
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -95,7 +97,7 @@ def tenant_scope(scope: TenantScope) -> Iterator[TenantScope]:
 
 
 def check_capability_names(names: Any, *, parameter: str = "capabilities") -> frozenset[str]:
-    """``names`` as a frozenset, or SecurityError naming every unknown one."""
+    """``names`` as a frozenset, or SecurityError naming the first unknown one."""
     if isinstance(names, str) or not hasattr(names, "__iter__"):
         raise SecurityError(f"{parameter} must be a list of capability names, got {type(names).__name__}",
                             parameter=parameter, expected="list[str]", got=type(names).__name__)
@@ -205,8 +207,11 @@ def _first_env_reference(value: Any, depth: int) -> str | None:
 
 
 def _env_name(text: str) -> str | None:
-    if text.startswith(_ENV_REF_PREFIX) and text.endswith("}") and len(text) > 3:
-        return text[2:-1]
+    """The variable a ``${NAME}`` reference names (exactly what loading would resolve), else ``None``."""
+    if text.startswith(_ENV_REF_PREFIX):
+        m = _ENV_REF.match(text)
+        if m is not None:
+            return m.group(1)
     return None
 
 
