@@ -295,4 +295,4 @@ def test_a_tenants_file_nodes_are_confined_to_its_own_directory(two_tenants, tmp
     assert client.post("/workflows", json={"name": "peek", "workflow": doc}, headers=acme).status_code == 201
     reply = client.post("/workflows/peek/execute", json={}, headers=acme)
     assert reply.status_code == 500 and reply.json()["error"]["type"] == "SecurityError", reply.text
-    assert "outside the allowed directories" in reply.json()["error"]["message"]
+    assert "outside tenant 'acme-corp''s own directory" in reply.json()["error"]["message"]

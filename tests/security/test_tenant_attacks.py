@@ -213,6 +213,14 @@ def test_file_readers_and_writers_stay_inside_the_tenant_directory(tmp_path):
             assert run.status_code == 500 and _error(run)["type"] == "SecurityError", run.text
             assert "root:" not in run.text
         assert not outside.exists()
+        # relative paths are files in the tenant's own directory
+        nodes = [{"id": "w", "type": "TextWriterNode", "config": {"file_path": "notes/today.txt", "data": "hi"}},
+                 {"id": "r", "type": "TextReaderNode", "config": {"file_path": "notes/today.txt"}}]
+        assert gw.upload("acme", "notes", nodes, [{"from": "w", "to": "r", "mapping": {}}]).status_code == 201
+        assert gw.run("acme", "notes").json()["results"]["r"]["data"] == "hi"
+        from kailash.api.tenancy import tenant_files_dir
+
+        assert (tenant_files_dir("acme") / "notes" / "today.txt").read_text() == "hi"
     with tenant_gateway(nofiles={"revoke": ["files"]}) as gw:
         up = gw.upload("nofiles", "read", [{"id": "r", "type": "CSVReaderNode", "config": {"file_path": "a.csv"}}])
         assert up.status_code == 422 and "'files'" in up.text
