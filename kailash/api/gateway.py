@@ -391,32 +391,16 @@ class WorkflowGateway:
 async def _wrong_host(gw: WorkflowGateway, principal: Principal, scope: dict[str, Any], send: Any) -> bool:
     """Answer 421 when the key is used under a host name it may not be (tenant domains); True if answered.
 
-    Also forgets a tenant's workspace read more than 30 s ago, so a policy changed by another
-    process (``kailash tenant set-capabilities``) applies here within 30 s.
+    Also forgets a tenant's workspace read more than ``tenant_refresh`` seconds ago, so a
+    policy changed by another process (``kailash tenant set-capabilities``) applies here too.
     """
-    from kailash.api.tenancy import request_host
+    from kailash.api.tenant_hosts import refuse_misdirected
 
-    tenants = gw.tenants
     born = gw._workspace_born.get(principal.tenant_id)
     if principal.tenant_id is not None and born is not None and time.monotonic() - born > gw.tenant_refresh:
         gw._workspaces.pop(principal.tenant_id, None)
         gw._workspace_born.pop(principal.tenant_id, None)
-
-    if not tenants.domains_cached():
-        import anyio.to_thread
-
-        await anyio.to_thread.run_sync(tenants.domains)
-    why = tenants.host_refusal(principal.tenant_id, request_host(scope.get("headers")))
-    if why is None:
-        return False
-    from kailash.api.responses import deny_websocket, error_body, send_json
-
-    body = error_body("misdirected_request", why)
-    if scope["type"] == "websocket":
-        await deny_websocket(scope, send, 421, body, {})
-    else:
-        await send_json(send, 421, body)
-    return True
+    return await refuse_misdirected(gw.tenants, principal, scope, send)
 
 
 def _bind(middleware: Any, app: Any) -> Any:

@@ -28,6 +28,7 @@ from typing import Any
 
 from kailash.api.middleware import Principal, key_digest
 from kailash.api.storage import SQLiteTenantBackend, Storage, Workspace, open_storage
+from kailash.api.tenant_hosts import normalise_domain
 from kailash.errors import TenantError
 from kailash.nodes.capabilities import (
     CAPABILITIES,
@@ -168,30 +169,6 @@ def _role_name(role: str | None, schema: str) -> str:
     return name
 
 
-_DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
-
-
-def _domain(domain: str | None) -> str | None:
-    if domain is None:
-        return None
-    name = domain.strip().lower().rstrip(".") if isinstance(domain, str) else ""
-    if not _DOMAIN.match(name):
-        raise TenantError(f"domain {domain!r} is not a valid host name", parameter="domain",
-                          expected="a host name such as acme.example.com", got=domain)
-    return name
-
-
-def request_host(headers: Any) -> str:
-    """The host name a request was sent to (``Host`` header, lower case, without the port)."""
-    for k, v in headers or ():
-        if k == b"host":
-            host = v.decode("latin-1").strip().lower()
-            if host.startswith("["):
-                return host[1:host.find("]")] if "]" in host else host
-            return host.rsplit(":", 1)[0].rstrip(".") if ":" in host else host.rstrip(".")
-    return ""
-
-
 class TenantRegistry:
     """Create, find and authenticate tenants; open their workspaces.
 
@@ -257,7 +234,7 @@ class TenantRegistry:
         role, password = None, None
         if hasattr(self.storage, "create_tenant_role"):
             role, password = _role_name(database_role, schema), secrets.token_urlsafe(24)
-        domain = _domain(domain)
+        domain = normalise_domain(domain)
         if domain is not None and any(t.domain == domain for t in self.list_tenants()):
             raise TenantError(f"domain '{domain}' is already served for another tenant", parameter="domain",
                               got=domain)

@@ -24,9 +24,10 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from kailash.errors import NodeConfigurationError, NodeExecutionError, SecurityError
+from kailash.errors import NodeConfigurationError, NodeExecutionError
 from kailash.nodes.base import Node, NodeParameter, register_node
-from kailash.nodes.capabilities import TenantScope, current_tenant, require, tenant_file
+from kailash.nodes.capabilities import current_tenant, require, tenant_file
+from kailash.nodes.data._sql_tenant import no_attach, tenant_dsn
 from kailash.security.paths import validate_path
 from kailash.security.secrets import Secret, as_secret, plain_secret_values, redact, reveal
 
@@ -74,7 +75,7 @@ class _SQLitePool:
                 self._created += 1
                 conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
                 if self.confined:  # ATTACH and VACUUM INTO would open any file on the host
-                    conn.set_authorizer(_no_attach)
+                    conn.set_authorizer(no_attach)
                 return conn
         return self._idle.get(timeout=self.timeout)
 
@@ -84,10 +85,6 @@ class _SQLitePool:
                 self._idle.get_nowait().close()
             except queue.Empty:
                 return
-
-
-def _no_attach(action: int, *_: Any) -> int:
-    return sqlite3.SQLITE_DENY if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH) else sqlite3.SQLITE_OK
 
 
 def close_pools() -> None:
@@ -291,7 +288,7 @@ class SQLDatabaseNode(Node):
         shown = _display_dsn(conn_str)
         scope = current_tenant()
         if scope is not None:
-            dsn, shown = _tenant_dsn(self, dsn, scope)
+            dsn, shown = tenant_dsn(self, dsn, scope)
             secrets = secrets | plain_secret_values(scope.database_password)
 
         def make_pool() -> Any:
@@ -351,49 +348,6 @@ class SQLDatabaseNode(Node):
                     "row_count": 0 if row is None else 1, "columns": cols}
         rows = [to_dict(r, cols) for r in cur.fetchall()]
         return {"data": rows, "row_count": len(rows), "columns": cols}
-
-
-_TENANT_KEEPS = ("host", "hostaddr", "port", "dbname", "sslmode", "connect_timeout")
-
-
-def _tenant_dsn(node: Node, dsn: str, scope: TenantScope) -> tuple[str, str]:
-    """A tenant's connection: its own role and schema, whatever the connection string says.
-
-    Only the server address, database and SSL mode are taken from the string; the user,
-    password and ``search_path`` are the tenant's, and anything else (``options``,
-    ``service``, ``passfile``, key files) is dropped, so a tenant can never log in as the
-    gateway's storage role or make the driver read files on the gateway's machine.
-    """
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    where = _where(node)
-    if not scope.database_role or not scope.database_schema:
-        raise SecurityError(
-            f"{where}: tenant '{scope.tenant_id}' has no PostgreSQL role on this gateway (it is created by "
-            "`kailash tenant create` when the gateway stores tenants in PostgreSQL)",
-            node_id=node.name, parameter="connection_string", expected="a tenant with a database role")
-    try:
-        given = conninfo_to_dict(dsn)
-    except Exception:
-        raise NodeConfigurationError(f"{where}: parameter 'connection_string' is not a valid PostgreSQL URL",
-                                     node_id=node.name, parameter="connection_string") from None
-    kept = {k: str(v) for k, v in given.items() if k in _TENANT_KEEPS and v is not None}
-    host = kept.get("host", "")
-    if not host or any(h.startswith("/") or h.startswith("@") for h in host.split(",")):
-        raise SecurityError(f"{where}: a tenant's PostgreSQL connection needs a TCP host name or address, not a "
-                            "local socket", node_id=node.name, parameter="connection_string", got=host)
-    if given.get("user") not in (None, "", scope.database_role):
-        raise SecurityError(
-            f"{where}: tenant '{scope.tenant_id}' connects to PostgreSQL only as its own role "
-            f"'{scope.database_role}', not as '{given.get('user')}'; leave the user out of the connection string",
-            node_id=node.name, parameter="connection_string", expected=scope.database_role, got=given.get("user"))
-    password = reveal(scope.database_password)
-    forced = dict(kept, user=scope.database_role, options=f"-c search_path={scope.database_schema}")
-    if password:
-        forced["password"] = str(password)
-    shown = (f"postgresql://{scope.database_role}@{host}{':' + kept['port'] if 'port' in kept else ''}"
-             f"/{kept.get('dbname', '')}")
-    return make_conninfo("", **forced), shown
 
 
 def _bindable(params: Any) -> Any:
