@@ -62,14 +62,35 @@ def env_references(value: Any, path: str = "") -> list[str]:
     return found
 
 
-def check_document(document: Any, *, allow_env: bool = True) -> tuple[Any, list[dict[str, Any]]]:
+def check_document(document: Any, *, allow_env: bool = True, scope: Any = None) -> tuple[Any, list[dict[str, Any]]]:
     """Build a workflow from ``document``; return ``(workflow or None, every problem)``.
 
     Args:
         document: the ``Workflow.to_dict()`` form.
         allow_env: whether ``${ENV}`` references may be used (tenants may not read the
             server's environment).
+        scope: the uploading tenant's :class:`~kailash.nodes.capabilities.TenantScope`:
+            the document is built as that tenant (files inside its directory) and every
+            node needing a capability it lacks is a problem.
     """
+    if scope is None:
+        return _check_document(document, allow_env=allow_env)
+    from kailash.nodes.capabilities import tenant_scope, workflow_problems
+    from kailash.security.config import SecurityConfig, security_context
+
+    # files opened while building (a WorkflowNode's workflow_path) open through the tenant's directory only
+    with tenant_scope(scope), security_context(SecurityConfig(allowed_directories=[scope.files_dir])):
+        workflow, problems = _check_document(document, allow_env=False)
+        if workflow is not None:
+            try:
+                found = workflow_problems(workflow, scope.capabilities, tenant_id=scope.tenant_id)
+            except KailashError as exc:
+                found = [str(exc)]
+            problems = [problem(p) for p in found]
+    return (None if problems else workflow), problems
+
+
+def _check_document(document: Any, *, allow_env: bool) -> tuple[Any, list[dict[str, Any]]]:
     from kailash.nodes.registry import get_node_class
     from kailash.workflow.graph import Workflow
 
@@ -87,6 +108,8 @@ def check_document(document: Any, *, allow_env: bool = True) -> tuple[Any, list[
     try:
         workflow = Workflow.from_dict(document)
     except KailashError as exc:
+        if problems and type(exc).__name__ == "SecurityError":  # the ${ENV} refusal, already listed above
+            return None, problems
         problems += _lenient(document, get_node_class, Workflow) or _split(exc)
         return None, problems
     except Exception as exc:  # a malformed document must not become a 500

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,6 +134,8 @@ class WorkflowGateway:
         self._tenant_limiter: RateLimitingMiddleware | None = None
         self._body_limit = BodySizeLimitMiddleware(max_body_size=max_body_size)
         self._workspaces: dict[str | None, Workspace] = {}
+        self._workspace_born: dict[str | None, float] = {}
+        self.tenant_refresh = 30.0  # seconds before a tenant's policy is read again (changes by other processes)
         self._parsed: dict[tuple[str | None, str], tuple[int, Any]] = {}
         self._lock = threading.Lock()
         self._app: Any = None
@@ -244,6 +247,9 @@ class WorkflowGateway:
     async def _limit(self, scope: dict[str, Any], receive: Any, send: Any, app: Any) -> None:
         if scope["type"] in ("http", "websocket"):
             principal = principal_of(scope)
+            if principal is not None and self.tenants is not None and await _wrong_host(self, principal, scope,
+                                                                                        send):
+                return
             if principal is not None and principal.tenant_id is not None and principal.requests_per_minute:
                 limiter = self._tenant_limiter
                 if limiter is None:
@@ -294,6 +300,7 @@ class WorkflowGateway:
                             raise ApiError(401, "invalid_api_key", "the API key is not valid (its tenant no "
                                            "longer exists)") from None
                     self._workspaces[tenant_id] = ws
+                    self._workspace_born[tenant_id] = time.monotonic()
         return ws
 
     def concurrency_limit(self, principal: Principal | None) -> int | None:
@@ -322,7 +329,8 @@ class WorkflowGateway:
             return cached[1], "uploaded", None, stored
         from kailash.api.documents import check_document
 
-        workflow, problems = check_document(stored.document, allow_env=tenant_id is None)
+        workflow, problems = check_document(stored.document, allow_env=tenant_id is None,
+                                            scope=self.workspace(principal).scope)  # the tenant's policy now
         if workflow is None:
             raise ApiError(409, "stored_workflow_invalid", f"the stored workflow '{name}' no longer loads "
                            "(a node type may be missing); upload it again", problems=problems)
@@ -411,6 +419,21 @@ class WorkflowGateway:
         # the client address comes from trusted_proxies alone: uvicorn's own X-Forwarded-For
         # handling would believe any local caller (each request a new rate-limit bucket)
         uvicorn_options.setdefault("proxy_headers", False)
+
+
+async def _wrong_host(gw: WorkflowGateway, principal: Principal, scope: dict[str, Any], send: Any) -> bool:
+    """Answer 421 when the key is used under a host name it may not be (tenant domains); True if answered.
+
+    Also forgets a tenant's workspace read more than ``tenant_refresh`` seconds ago, so a
+    policy changed by another process (``kailash tenant set-capabilities``) applies here too.
+    """
+    from kailash.api.tenant_hosts import refuse_misdirected
+
+    born = gw._workspace_born.get(principal.tenant_id)
+    if principal.tenant_id is not None and born is not None and time.monotonic() - born > gw.tenant_refresh:
+        gw._workspaces.pop(principal.tenant_id, None)
+        gw._workspace_born.pop(principal.tenant_id, None)
+    return await refuse_misdirected(gw.tenants, principal, scope, send)
 
 
 def _bind(middleware: Any, app: Any) -> Any:

@@ -5,7 +5,10 @@ tenant's workflows and runs live in tables of its schema (``--database-schema``)
 the gateway's own namespace uses the schema ``kailash_default``; the registry of
 tenants and key digests lives in ``KAILASH_REGISTRY_SCHEMA`` (default ``kailash``).
 Every statement names its schema explicitly (quoted with ``psycopg.sql``), so a
-store can only ever touch its own schema. Requires ``pip install 'kailash[postgres]'``.
+store can only ever touch its own schema. Each tenant also gets a PostgreSQL login role
+of its own (:meth:`PostgresStorage.create_tenant_role`), granted nothing but its own
+schema: tenants' SQL nodes run as it, never as the storage role this module connects
+with. Requires ``pip install 'kailash[postgres]'``.
 """
 
 from __future__ import annotations
@@ -100,6 +103,50 @@ class PostgresStorage:
         self.ensure_schema(self.registry_schema, _REGISTRY_DDL)
         return PostgresTenantBackend(self.pool, self.registry_schema)
 
+    def create_tenant_role(self, role: str, schema: str, password: str) -> None:
+        """Create the login role a tenant's SQL runs as: it may use and create objects in ``schema`` only.
+
+        The role is no superuser, cannot create databases or roles, inherits nothing
+        and is granted nothing but ``USAGE, CREATE`` on its own schema, so the gateway's
+        storage tables, the registry and other tenants' schemas stay out of its reach.
+        """
+        psycopg = _psycopg()
+        from psycopg import sql
+
+        role = check_schema_name(role)
+        try:
+            with self.pool.connection() as conn:
+                with conn.transaction():
+                    conn.execute(sql.SQL(
+                        "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS "
+                        "CONNECTION LIMIT 16 PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+                    conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(sql.Identifier(schema)))
+                    conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(
+                        sql.Identifier(schema), sql.Identifier(role)))
+        except psycopg.errors.DuplicateObject:
+            from kailash.errors import TenantError
+
+            raise TenantError(f"PostgreSQL role '{role}' already exists; choose another with --database-role",
+                              parameter="database_role", got=role) from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            from kailash.errors import TenantError
+
+            raise TenantError(f"cannot create PostgreSQL role '{role}' for the tenant: the storage role needs "
+                              f"CREATEROLE ({str(exc).strip()})", parameter="database_role", got=role) from None
+
+    def drop_tenant_role(self, role: str, *, purge: bool) -> None:
+        """Drop a deleted tenant's role (with ``purge``), else only take its login away."""
+        from psycopg import sql
+
+        ident = sql.Identifier(check_schema_name(role))
+        with self.pool.connection() as conn:
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                return
+            conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(ident))
+            if purge:
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(ident))
+                conn.execute(sql.SQL("DROP ROLE {}").format(ident))
+
     def describe(self) -> str:
         from psycopg.conninfo import conninfo_to_dict
 
@@ -125,7 +172,8 @@ _REGISTRY_DDL = """
 CREATE TABLE IF NOT EXISTS {schema}.tenants (
     tenant_id TEXT PRIMARY KEY, database_schema TEXT NOT NULL UNIQUE, redis_db INTEGER, domain TEXT,
     max_concurrent_runs INTEGER, requests_per_minute INTEGER, created_at DOUBLE PRECISION NOT NULL,
-    metadata JSONB);
+    metadata JSONB, policy JSONB);
+ALTER TABLE {schema}.tenants ADD COLUMN IF NOT EXISTS policy JSONB;
 CREATE TABLE IF NOT EXISTS {schema}.api_keys (
     key_digest TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES {schema}.tenants ON DELETE CASCADE,
     key_prefix TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, revoked BOOLEAN NOT NULL DEFAULT FALSE);
@@ -249,15 +297,15 @@ class PostgresTenantBackend(_SchemaStore):
     """The tenant registry's tables in the registry schema (rows as plain tuples)."""
 
     _TENANT = ("tenant_id, database_schema, redis_db, domain, max_concurrent_runs, requests_per_minute, "
-               "created_at, metadata")
+               "created_at, metadata, policy")
 
     def insert_tenant(self, row: tuple[Any, ...]) -> bool:
         psycopg = _psycopg()
-        values = (*row[:7], _jsonb(row[7]))
+        values = (*row[:7], _jsonb(row[7]), _jsonb(row[8]))
         try:
             with self.pool.connection() as conn:
                 conn.execute(self.q(f"INSERT INTO {{schema}}.tenants ({self._TENANT}) VALUES "
-                                    "(%s, %s, %s, %s, %s, %s, %s, %s)"), values)
+                                    "(%s, %s, %s, %s, %s, %s, %s, %s, %s)"), values)
         except psycopg.errors.UniqueViolation:
             return False
         return True
@@ -280,6 +328,11 @@ class PostgresTenantBackend(_SchemaStore):
         with self.pool.connection() as conn:
             conn.execute(self.q("UPDATE {schema}.tenants SET max_concurrent_runs = %s, requests_per_minute = %s "
                                 "WHERE tenant_id = %s"), (max_concurrent_runs, requests_per_minute, tenant_id))
+
+    def update_policy(self, tenant_id: str, policy: dict[str, Any]) -> None:
+        with self.pool.connection() as conn:
+            conn.execute(self.q("UPDATE {schema}.tenants SET policy = %s WHERE tenant_id = %s"),
+                         (_jsonb(policy), tenant_id))
 
     def delete_tenant(self, tenant_id: str) -> bool:
         with self.pool.connection() as conn:

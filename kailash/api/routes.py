@@ -208,7 +208,7 @@ def install(app: Any, gw: Any) -> None:
             raise ApiError(422, "invalid_workflow", "the workflow needs a name: 1-128 letters, digits, '_', '.' "
                            "or '-', starting with a letter or digit",
                            problems=[problem(f"invalid workflow name {name!r}", parameter="name")])
-        workflow, problems = check_document(document, allow_env=tenant_id is None)
+        workflow, problems = check_document(document, allow_env=tenant_id is None, scope=gw.workspace(principal).scope)
         if problems:
             raise ApiError(422, "invalid_workflow", f"workflow '{name}' has {len(problems)} problem"
                            f"{'s' if len(problems) > 1 else ''}", problems=problems)
@@ -307,7 +307,8 @@ def install(app: Any, gw: Any) -> None:
             document = _parse_text(document)
         principal = principal_of(request.scope)
         allow_env = principal is None or principal.tenant_id is None
-        workflow, problems = await run_in_threadpool(check_document, document, allow_env=allow_env)
+        scope = None if allow_env else (await run_in_threadpool(gw.workspace, principal)).scope
+        workflow, problems = await run_in_threadpool(check_document, document, allow_env=allow_env, scope=scope)
         warnings = []
         if workflow is not None:
             for step in workflow.compile().steps:

@@ -223,6 +223,8 @@ class RunManager:
                            problems=[redact(problem(p), secrets) for p in exc.problems]) from None
         if allowed is not None:
             refuse_overrides(workflow, per_node, allowed)
+        if tenant is not None:
+            _check_tenant_run(scope_of(workspace), workflow, parameters, secrets)
         if limit is not None and self.active.get(tenant, 0) >= limit:
             raise ApiError(429, "too_many_runs", f"at most {limit} runs may run at once here; retry when one "
                            "finishes", headers={"Retry-After": "1"}, limit=limit)
@@ -311,12 +313,45 @@ class _RedactingStore:
         return getattr(self.inner, name)
 
 
-def tenant_policy(tenant_id: str) -> Any:
+def scope_of(workspace: Any) -> Any:
+    """The capability scope of a tenant's workspace; the safe default when the workspace carries none."""
+    scope = getattr(workspace, "scope", None)
+    if scope is None:  # fail closed: a tenant never runs without restrictions
+        from kailash.nodes.capabilities import DEFAULT_TENANT_CAPABILITIES, TenantScope
+        from kailash.runtime.store import kailash_home
+
+        files = kailash_home() / "tenant-files" / str(workspace.tenant_id)
+        files.mkdir(parents=True, exist_ok=True)
+        scope = TenantScope(tenant_id=str(workspace.tenant_id), capabilities=DEFAULT_TENANT_CAPABILITIES,
+                            files_dir=str(files))
+    return scope
+
+
+def _check_tenant_run(scope: Any, workflow: Any, parameters: dict[str, Any], secrets: frozenset[str]) -> None:
+    """Refuse a tenant's run whose parameters name ``${ENV}`` or whose nodes need more than it is granted."""
+    from kailash.errors import SecurityError
+    from kailash.nodes.capabilities import refuse_env_references, tenant_scope, workflow_problems
+
+    with tenant_scope(scope):
+        try:
+            refuse_env_references(parameters, where="run parameters", parameter="parameters")
+        except SecurityError as exc:
+            raise ApiError(422, "invalid_parameters", redact(exc.message, secrets), parameter="parameters") from None
+        problems = workflow_problems(workflow, scope.capabilities, tenant_id=scope.tenant_id)
+    if problems:
+        from kailash.api.documents import problem
+
+        raise ApiError(403, "capability_refused", f"tenant '{scope.tenant_id}' may not run this workflow: "
+                       + "; ".join(problems), problems=[problem(p) for p in problems])
+
+
+def tenant_policy(tenant_id: str, tenant: Any = None) -> Any:
     """The security policy a tenant's runs execute under.
 
     Code nodes run in the sandbox (no network, no file system beyond the tenant's own
     directory); file nodes may only touch ``$KAILASH_HOME/tenant-files/<tenant>``. The
-    limits of a process-wide policy, if one is set, are kept.
+    limits of a process-wide policy, if one is set, are kept, except where the tenant's
+    own record (``tenant``) sets its CPU seconds or memory per sandboxed call.
     """
     from kailash.runtime.store import kailash_home
     from kailash.security.config import get_security_config
@@ -324,19 +359,28 @@ def tenant_policy(tenant_id: str) -> Any:
 
     files = kailash_home() / "tenant-files" / tenant_id
     files.mkdir(parents=True, exist_ok=True)
+    overrides: dict[str, Any] = {}
+    if tenant is not None and tenant.cpu_seconds is not None:  # the tenant's own limits win
+        overrides["execution_timeout"] = tenant.cpu_seconds
+    if tenant is not None and tenant.memory_limit is not None:
+        overrides["memory_limit"] = tenant.memory_limit
     # keeps the operator's isolation and limits; a tenant policy never falls back to weaker isolation
-    return derive(get_security_config(), tenant=tenant_id, allowed_directories=[str(files)])
+    return derive(get_security_config(), tenant=tenant_id, allowed_directories=[str(files)], **overrides)
 
 
 @contextlib.contextmanager
-def tenant_security(tenant_id: str | None) -> Iterator[None]:
-    """Run a tenant's workflow under :func:`tenant_policy`; the gateway's own runs as configured."""
+def tenant_security(tenant_id: str | None, workspace: Any = None) -> Iterator[None]:
+    """Run a tenant's workflow under :func:`tenant_policy` and its capability scope; the gateway's own runs as configured."""
     if tenant_id is None:
         yield
         return
+    from types import SimpleNamespace
+
+    from kailash.nodes.capabilities import tenant_scope
     from kailash.security.config import security_context
 
-    with security_context(tenant_policy(tenant_id)):
+    scope = scope_of(workspace if workspace is not None else SimpleNamespace(tenant_id=tenant_id))
+    with security_context(tenant_policy(tenant_id, getattr(workspace, "tenant", None))), tenant_scope(scope):
         yield
 
 
@@ -348,9 +392,13 @@ def _execute(run: LiveRun, workspace: Any, workflow: Any, parameters: dict[str, 
     store = _RedactingStore(workspace.runs, run.secrets) if run.secrets and workspace.runs is not None else workspace.runs
     runtime = LocalRuntime(store=store, observers=[run.observe], tenant=workspace.tenant_id,
                            record_outputs="always" if keep_outputs else "failed")
+    timeout = getattr(getattr(workspace, "tenant", None), "run_timeout", None)
     try:
-        with tenant_security(workspace.tenant_id):
-            results, _ = runtime.execute(workflow, parameters=parameters, run_id=run.run_id)
+        with tenant_security(workspace.tenant_id, workspace):
+            if timeout is None:
+                results, _ = runtime.execute(workflow, parameters=parameters, run_id=run.run_id)
+            else:
+                results, _ = _execute_within(runtime, workflow, parameters, run.run_id, timeout)
     except KailashError as exc:
         partial = getattr(exc, "results", None) or {}
         run.finish(redact(to_json_safe(dict(partial)), run.secrets), error_info(exc, run.secrets), [])
@@ -360,3 +408,25 @@ def _execute(run: LiveRun, workspace: Any, workflow: Any, parameters: dict[str, 
         return
     safe = to_json_safe(dict(results))
     run.finish(redact(safe, run.secrets) if run.secrets else safe, None, list(getattr(results, "skipped", ()) or ()))
+
+
+def _execute_within(runtime: Any, workflow: Any, parameters: dict[str, Any], run_id: str, timeout: float) -> Any:
+    """Run the workflow in a thread of its own; stop it after ``timeout`` seconds (a tenant's run limit)."""
+    import functools
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    from kailash.errors import NodeTimeoutError
+    from kailash.workflow._attempts import start_thread
+
+    run = functools.partial(runtime.execute, workflow, parameters=parameters, run_id=run_id)
+    future, stop = start_thread(run)  # the thread copies this context: the tenant's scope and policy
+    try:
+        return future.result(timeout)
+    except FutureTimeout:
+        stop()
+        try:  # let the runtime record the interrupted run before answering
+            future.result(5.0)
+        except BaseException:  # noqa: BLE001 - whatever ended it, the run is over
+            pass
+        raise NodeTimeoutError(f"the run took longer than the tenant's run_timeout of {timeout:g} s and was stopped",
+                               parameter="run_timeout", expected=f"at most {timeout:g} s") from None

@@ -4,7 +4,8 @@ A *workspace* is one namespace's storage: its workflows (:class:`WorkflowStore`)
 its runs (a :class:`~kailash.runtime.store.RunStore`). The gateway's own namespace and
 every tenant get one each; nothing here can reach another workspace's data, because
 each workspace is a separate SQLite file pair (``$KAILASH_HOME/tenants/<schema>/``) or
-a separate PostgreSQL schema (:mod:`kailash.api.postgres`). This module decides
+a separate PostgreSQL schema (:mod:`kailash.api.postgres`). The SQLite tables of the
+tenant registry (:class:`SQLiteTenantBackend`) live here too. This module decides
 nothing about who may use which workspace — that is :mod:`kailash.api.tenancy`.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["StoredWorkflow", "WorkflowStore", "SQLiteWorkflowStore", "Workspace", "Storage", "SQLiteStorage",
-           "open_storage"]
+           "SQLiteTenantBackend", "open_storage"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -134,6 +135,8 @@ class Workspace:
         runs: its run history.
         max_concurrent_runs: at most this many runs at once (``None``: no limit).
         requests_per_minute: at most this many requests per minute (``None``: no limit).
+        tenant: the tenant's :class:`~kailash.api.tenancy.Tenant` record (its policy), if a tenant's.
+        scope: the :class:`~kailash.nodes.capabilities.TenantScope` its runs execute in, if a tenant's.
     """
 
     tenant_id: str | None
@@ -141,6 +144,8 @@ class Workspace:
     runs: Any
     max_concurrent_runs: int | None = None
     requests_per_minute: int | None = None
+    tenant: Any = None
+    scope: Any = None
 
 
 class Storage(Protocol):
@@ -196,12 +201,88 @@ class SQLiteStorage:
         shutil.rmtree(self.home / "tenants" / schema, ignore_errors=True)
 
     def tenant_backend(self) -> Any:
-        from kailash.api.tenancy import SQLiteTenantBackend
-
         return SQLiteTenantBackend(self.home / "tenants.db")
 
     def describe(self) -> str:
         return f"SQLite under {self.home}"
+
+
+_SQLITE_DDL = """
+CREATE TABLE IF NOT EXISTS tenants (
+    tenant_id TEXT PRIMARY KEY, database_schema TEXT NOT NULL UNIQUE, redis_db INTEGER, domain TEXT,
+    max_concurrent_runs INTEGER, requests_per_minute INTEGER, created_at REAL NOT NULL, metadata TEXT,
+    policy TEXT);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_digest TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants ON DELETE CASCADE,
+    key_prefix TEXT NOT NULL, created_at REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
+"""
+
+
+class SQLiteTenantBackend:
+    """The tenant registry's tables in one SQLite file (rows as plain tuples)."""
+
+    _TENANT = ("tenant_id, database_schema, redis_db, domain, max_concurrent_runs, requests_per_minute, "
+               "created_at, metadata, policy")
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.executescript(_SQLITE_DDL)
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(tenants)")}
+        if "policy" not in columns:  # a registry made before tenant policies
+            self._conn.execute("ALTER TABLE tenants ADD COLUMN policy TEXT")
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchone()
+
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        with self._lock:
+            return self._conn.execute(sql, args).rowcount
+
+    def insert_tenant(self, row: tuple[Any, ...]) -> bool:
+        values = (*row[:7], json.dumps(row[7]) if row[7] else None, json.dumps(row[8]))
+        try:
+            self._exec(f"INSERT INTO tenants ({self._TENANT}) VALUES (?,?,?,?,?,?,?,?,?)", values)
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def get_tenant(self, tenant_id: str) -> tuple[Any, ...] | None:
+        return self._one(f"SELECT {self._TENANT} FROM tenants WHERE tenant_id = ?", (tenant_id,))
+
+    def list_tenants(self) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(f"SELECT {self._TENANT} FROM tenants ORDER BY tenant_id").fetchall()
+
+    def schema_in_use(self, schema: str) -> bool:
+        return self._one("SELECT 1 FROM tenants WHERE database_schema = ?", (schema,)) is not None
+
+    def update_limits(self, tenant_id: str, max_concurrent_runs: int | None, requests_per_minute: int | None) -> None:
+        self._exec("UPDATE tenants SET max_concurrent_runs = ?, requests_per_minute = ? WHERE tenant_id = ?",
+                   (max_concurrent_runs, requests_per_minute, tenant_id))
+
+    def update_policy(self, tenant_id: str, policy: dict[str, Any]) -> None:
+        self._exec("UPDATE tenants SET policy = ? WHERE tenant_id = ?", (json.dumps(policy), tenant_id))
+
+    def delete_tenant(self, tenant_id: str) -> bool:
+        return self._exec("DELETE FROM tenants WHERE tenant_id = ?", (tenant_id,)) > 0
+
+    def add_key(self, tenant_id: str, digest: str, prefix: str) -> None:
+        self._exec("INSERT INTO api_keys (key_digest, tenant_id, key_prefix, created_at) VALUES (?,?,?,?)",
+                   (digest, tenant_id, prefix, time.time()))
+
+    def revoke_keys(self, tenant_id: str) -> int:
+        return self._exec("UPDATE api_keys SET revoked = 1 WHERE tenant_id = ? AND revoked = 0", (tenant_id,))
+
+    def tenant_for_digest(self, digest: str) -> tuple[Any, ...] | None:
+        cols = ", ".join("t." + c for c in self._TENANT.split(", "))
+        return self._one(f"SELECT {cols} FROM api_keys k JOIN tenants t ON t.tenant_id = k.tenant_id "
+                         "WHERE k.key_digest = ? AND k.revoked = 0", (digest,))
 
 
 def _home_now() -> Path:

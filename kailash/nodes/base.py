@@ -90,6 +90,9 @@ class Node(ABC):
     * ``extra_inputs``: the node accepts inputs it did not declare (code nodes).
     * ``conditional_outputs``: a missing output port means "branch not taken".
     * ``collects_inputs``: the primary input gathers every arriving value (merge nodes).
+    * ``capabilities``: what the node type may touch on the host, as names from
+      :data:`kailash.nodes.capabilities.CAPABILITIES` (``None``: undeclared, so tenants
+      of a gateway cannot use it).
     """
 
     primary_input: ClassVar[str | None] = None
@@ -99,6 +102,7 @@ class Node(ABC):
     collects_inputs: ClassVar[bool] = False
     needs_context: ClassVar[bool] = False
     is_async: ClassVar[bool] = False
+    capabilities: ClassVar[frozenset[str] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

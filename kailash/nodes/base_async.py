@@ -8,6 +8,7 @@ async node works everywhere a node does.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from abc import abstractmethod
 from collections.abc import Coroutine
@@ -33,7 +34,8 @@ def run_coroutine(coro: Coroutine[Any, Any, Any]) -> Any:
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
 
-    t = threading.Thread(target=target, name="kailash-async-bridge")
+    ctx = contextvars.copy_context()  # the security policy and tenant scope travel with the call
+    t = threading.Thread(target=ctx.run, args=(target,), name="kailash-async-bridge")
     t.start()
     t.join()
     if "error" in box:

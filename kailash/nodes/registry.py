@@ -148,4 +148,5 @@ def describe_node(cls: type[Node], name: str | None = None) -> dict[str, Any]:
         "primary_output": getattr(cls, "primary_output", None),
         "is_async": bool(getattr(cls, "is_async", False)),
         "extra_inputs": bool(getattr(cls, "extra_inputs", False)),
+        "capabilities": None if (caps := getattr(cls, "capabilities", None)) is None else sorted(caps),
     }

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from kailash.errors import KailashError, NodeConfigurationError, SerializationError
 from kailash.nodes.base import Node
+from kailash.nodes.capabilities import refuse_env_references
 from kailash.security.secrets import Secret
 
 if TYPE_CHECKING:
@@ -108,6 +109,10 @@ def workflow_from_dict(data: dict[str, Any]) -> Workflow:
         metadata=data.get("metadata") if isinstance(data.get("metadata"), dict) else None,
     )
     problems = []
+    for spec in nodes:  # a gateway tenant may not read the host's environment (kailash.nodes.capabilities)
+        if isinstance(spec, dict):
+            refuse_env_references(spec.get("config"), where=f"node '{spec.get('id')}': config",
+                                  node_id=str(spec.get("id")), parameter="config")
     for i, spec in enumerate(nodes):
         if not isinstance(spec, dict) or "id" not in spec or "type" not in spec:
             problems.append(f"nodes[{i}] must be a mapping with 'id' and 'type'")

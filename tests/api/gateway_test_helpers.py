@@ -30,6 +30,7 @@ class TokenCheckNode(Node):
 class GateNode(Node):
     """Blocks until the test opens the gate (for concurrency tests)."""
 
+    capabilities = frozenset()  # touches nothing on the host: tenants may use it
     gate = threading.Event()
     entered = threading.Semaphore(0)
 

@@ -37,10 +37,13 @@ def registry(request, tmp_path):
         yield reg
     finally:
         schemas = [t.database_schema for t in reg.list_tenants()]
+        roles = [t.database_role for t in reg.list_tenants() if t.database_role]
         reg.storage.close()
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             for schema in [f"kreg_{tag}", *schemas]:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            for role in roles:
+                conn.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
 def _schema(registry, name):
@@ -292,4 +295,4 @@ def test_a_tenants_file_nodes_are_confined_to_its_own_directory(two_tenants, tmp
     assert client.post("/workflows", json={"name": "peek", "workflow": doc}, headers=acme).status_code == 201
     reply = client.post("/workflows/peek/execute", json={}, headers=acme)
     assert reply.status_code == 500 and reply.json()["error"]["type"] == "SecurityError", reply.text
-    assert "outside the allowed directories" in reply.json()["error"]["message"]
+    assert "outside tenant 'acme-corp''s own directory" in reply.json()["error"]["message"]

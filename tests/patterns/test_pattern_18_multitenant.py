@@ -116,12 +116,16 @@ def test_pattern_18_multi_tenant_deployment(backend, tmp_path):
         assert acme_key not in listing.stdout and globex_key not in listing.stdout
 
         proc, url, output = serve(env)
-        acme = {"Authorization": f"Bearer {acme_key}"}
+        # acme was created with --domain: it is served only under that host name (the proxy in front of
+        # the gateway passes it on as the Host header), and that host name serves only acme
+        acme = {"Authorization": f"Bearer {acme_key}", "Host": "acme.studio.kailash.ai"}
         globex = {"X-API-Key": globex_key}
         with httpx.Client(base_url=url, timeout=20) as http:
             # Independent authentication
             assert http.get("/workflows").status_code == 401
             assert http.get("/workflows", headers={"X-API-Key": acme_key[:-2] + "xx"}).status_code == 401
+            assert http.get("/workflows", headers={"Authorization": f"Bearer {acme_key}"}).status_code == 421
+            assert http.get("/workflows", headers={**globex, "Host": "acme.studio.kailash.ai"}).status_code == 421
 
             # Separate workflow storage per tenant (uploaded as a file, as the Studio imports)
             up = http.post("/api/workflows/import", files={"workflow": ("orders.yaml", yaml.safe_dump(WORKFLOW))},
@@ -166,3 +170,5 @@ def test_pattern_18_multi_tenant_deployment(backend, tmp_path):
             with psycopg.connect(PG_URL, autocommit=True) as conn:
                 for s in (f"kreg_{tag}", schema, other_schema):
                     conn.execute(f'DROP SCHEMA IF EXISTS "{s}" CASCADE')
+                for s in (schema, other_schema):  # the tenants' own database roles
+                    conn.execute(f'DROP ROLE IF EXISTS "kt_{s}"')

@@ -75,6 +75,8 @@ class A2ACoordinatorNode(Node):
         'analyst_001'
     """
 
+    capabilities = frozenset()
+
     def __init__(self, config: dict[str, Any] | None = None, **params: Any) -> None:
         super().__init__(config, **params)
         self._lock = threading.RLock()

@@ -98,6 +98,8 @@ class IntelligentCacheNode(Node):
         False
     """
 
+    capabilities = frozenset()
+
     def __init__(self, config: dict[str, Any] | None = None, **params: Any) -> None:
         super().__init__(config, **params)
         self._lock = threading.RLock()

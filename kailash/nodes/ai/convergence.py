@@ -95,6 +95,8 @@ class ConvergenceDetectorNode(Node):
         (True, 'quality_threshold')
     """
 
+    capabilities = frozenset()
+
     def __init__(self, config: dict[str, Any] | None = None, **params: Any) -> None:
         super().__init__(config, **params)
         self._history: list[dict[str, Any]] = []

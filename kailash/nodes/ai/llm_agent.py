@@ -42,7 +42,13 @@ def provider_from(node: Node, opt: dict[str, Any]) -> Any:
 
 
 class ModelNode(Node):
-    """Base of nodes that call a model: an ``api_key`` given as text is kept as a Secret."""
+    """Base of nodes that call a model: an ``api_key`` given as text is kept as a Secret.
+
+    Capabilities: ``network`` for a provider other than offline, ``host_process`` for an
+    MCP server started as a local command (``network`` for one over HTTP).
+    """
+
+    capabilities = frozenset({"network", "host_process"})
 
     _abstract_node = True
 
@@ -56,6 +62,21 @@ class ModelNode(Node):
         super().__init_subclass__(**kwargs)
         if "_abstract_node" not in cls.__dict__:
             cls._abstract_node = False
+
+    def required_capabilities(self) -> frozenset[str]:
+        """What this node's configuration needs (values arriving at run time are checked when used)."""
+        from kailash.nodes.mcp.servers import server_capabilities
+
+        cfg = self.config
+        provider = cfg.get("provider")
+        needs = set() if provider is None or str(provider).strip().lower() in ("offline", "default", "mock",
+                                                                                  "local") else {"network"}
+        specs = ([cfg["mcp_server"]] if cfg.get("mcp_server") else []) + list(cfg.get("mcp_servers") or [])
+        if isinstance(cfg.get("mcp_config"), dict):
+            specs += list(cfg["mcp_config"].values())
+        for spec in specs:
+            needs |= server_capabilities(spec)
+        return frozenset(needs) & type(self).capabilities
 
 
 @register_node()

@@ -67,6 +67,8 @@ class SharedMemoryPoolNode(Node):
         ['Tech stocks rose 4%']
     """
 
+    capabilities = frozenset()
+
     def __init__(self, config: dict[str, Any] | None = None, **params: Any) -> None:
         super().__init__(config, **params)
         self._lock = threading.RLock()

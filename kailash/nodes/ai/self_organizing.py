@@ -38,6 +38,8 @@ class ProblemAnalyzerNode(Node):
         ['market_research', 'data_analysis', 'strategy']
     """
 
+    capabilities = frozenset()
+
     primary_input = "problem_description"
     primary_output = "analysis"
 
@@ -70,6 +72,8 @@ class AgentPoolManagerNode(Node):
     (``agent_id`` with ``performance`` or ``success``), ``create_pool`` (``pool_size``
     generated agents covering ``capabilities``).
     """
+
+    capabilities = frozenset()
 
     ACTIONS = ("register", "unregister", "list", "find", "update_performance", "create_pool")
 
@@ -148,6 +152,8 @@ class TeamFormationNode(Node):
         >>> out["team"], out["coverage_ratio"]
         (['a', 'b'], 1.0)
     """
+
+    capabilities = frozenset()
 
     primary_input = "problem_analysis"
     primary_output = "team"
@@ -277,6 +283,8 @@ class SolutionEvaluatorNode(Node):
 
     Dimensions: coverage of subtasks, tool evidence, agent confidence, tool reliability.
     """
+
+    capabilities = frozenset()
 
     primary_input = "solution"
 

@@ -99,6 +99,8 @@ class OAuth2Node(_SecretConfig, Node):
         Secret('***')
     """
 
+    capabilities = frozenset({"network"})
+
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {
             "token_url": NodeParameter(type=str, required=True, description="the token endpoint URL"),
@@ -298,6 +300,8 @@ class APIKeyNode(_SecretConfig, Node):
         >>> str(out["auth_headers"]["Authorization"])
         '***'
     """
+
+    capabilities = frozenset()
 
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {

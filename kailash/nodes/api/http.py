@@ -359,6 +359,8 @@ class HTTPRequestNode(HTTPNodeBase, Node):
         ['data', 'ok', 'response_headers', 'status_code']
     """
 
+    capabilities = frozenset({"network"})
+
     def get_parameters(self) -> dict[str, NodeParameter]:
         return _request_parameters()
 
@@ -374,6 +376,8 @@ class AsyncHTTPRequestNode(HTTPNodeBase, AsyncNode):
     ``AsyncClient`` kept per node and loop); under ``LocalRuntime`` and ``execute()`` it
     uses the same exchange through a sync client, so connections are reused there too.
     """
+
+    capabilities = frozenset({"network"})
 
     def get_parameters(self) -> dict[str, NodeParameter]:
         return _request_parameters()

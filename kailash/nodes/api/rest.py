@@ -54,6 +54,8 @@ class RESTClientNode(_SecretConfig, HTTPNodeBase, AsyncNode):
         ['token', 'user_id']
     """
 
+    capabilities = frozenset({"network"})
+
     extra_inputs = True  # any input may fill a {placeholder}
     primary_input = "data"
     secret_config_keys = _AUTH_SECRET_KEYS

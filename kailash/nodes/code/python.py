@@ -62,6 +62,8 @@ class PythonCodeNode(Node):
         {'result': [2, 4]}
     """
 
+    capabilities = frozenset({"code"})
+
     extra_inputs = True
     primary_input = "data"
     primary_output = "result"

@@ -17,6 +17,7 @@ from typing import Any
 
 from kailash.errors import NodeExecutionError
 from kailash.nodes.base import Node, NodeParameter, register_node
+from kailash.nodes.capabilities import current_tenant, tenant_file
 from kailash.security.paths import safe_open, validate_path
 
 __all__ = ["CSVReaderNode", "JSONReaderNode", "TextReaderNode", "BatchStream"]
@@ -84,6 +85,8 @@ class CSVReaderNode(Node):
         [{'id': 1, 'name': 'ada'}]
     """
 
+    capabilities = frozenset({"files"})
+
     primary_output = "data"
 
     def get_parameters(self) -> dict[str, NodeParameter]:
@@ -101,6 +104,7 @@ class CSVReaderNode(Node):
 
     def run(self, file_path: str, delimiter: str = ",", has_header: bool = True, encoding: str = "utf-8",
             infer_types: bool = True, batch_size: int | None = None, **_: Any) -> dict[str, Any]:
+        file_path = tenant_path(self, file_path)
         _check_exists(self, file_path)
 
         def rows() -> Iterator[Any]:
@@ -141,6 +145,8 @@ class CSVReaderNode(Node):
 class JSONReaderNode(Node):
     """Read a JSON file (``.jsonl``/``lines=True``: one JSON value per line)."""
 
+    capabilities = frozenset({"files"})
+
     primary_output = "data"
 
     def get_parameters(self) -> dict[str, NodeParameter]:
@@ -156,6 +162,7 @@ class JSONReaderNode(Node):
 
     def run(self, file_path: str, encoding: str = "utf-8", lines: bool | None = None,
             batch_size: int | None = None, **_: Any) -> dict[str, Any]:
+        file_path = tenant_path(self, file_path)
         _check_exists(self, file_path)
         if lines is None:
             lines = str(file_path).endswith((".jsonl", ".ndjson"))
@@ -187,6 +194,8 @@ def _parse_json(node: Node, text: str, path: str, line: int | None) -> Any:
 class TextReaderNode(Node):
     """Read a text file: ``data`` is the whole text (or, with ``batch_size``, batches of lines)."""
 
+    capabilities = frozenset({"files"})
+
     primary_output = "data"
 
     def get_parameters(self) -> dict[str, NodeParameter]:
@@ -196,6 +205,7 @@ class TextReaderNode(Node):
         return {"data": NodeParameter(name="data", type=str, description="the text")}
 
     def run(self, file_path: str, encoding: str = "utf-8", batch_size: int | None = None, **_: Any) -> dict[str, Any]:
+        file_path = tenant_path(self, file_path)
         _check_exists(self, file_path)
         if batch_size:
             def lines() -> Iterator[str]:
@@ -210,6 +220,12 @@ class TextReaderNode(Node):
 def _reading(encoding: str) -> str:
     """UTF-8 files saved with a byte-order mark (Excel, Notepad) read like plain UTF-8."""
     return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+
+
+def tenant_path(node: Node, path: Any) -> Any:
+    """For a gateway tenant, the path inside its own directory (relative paths start there)."""
+    return tenant_file(path, who=f"node {node.label} ({type(node).__name__})", parameter="file_path",
+                       node_id=node.name) if current_tenant() is not None else path
 
 
 def _check_exists(node: Node, path: str) -> None:

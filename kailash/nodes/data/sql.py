@@ -4,7 +4,12 @@ Queries are always sent with bound parameters, never formatted into the SQL text
 placeholder style (``?``, ``:name``, ``%s``, ``%(name)s``) is translated to the target
 database's. Connections are pooled per connection string, process-wide, so every node
 (and every run) using one database shares its pool. psycopg is imported only for
-``postgresql://`` strings (``pip install 'kailash[postgres]'``).
+``postgresql://`` strings (``pip install 'kailash[postgres]'``). PostgreSQL queries are
+sent as prepared statements, so a query holds exactly one statement, as with SQLite.
+
+For a gateway tenant, a SQLite file resolves inside the tenant's own directory, pools
+are never shared with another tenant, and a PostgreSQL connection always logs in as the
+tenant's own role with its schema as ``search_path`` (see :func:`_tenant_dsn`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from urllib.parse import urlsplit
 
 from kailash.errors import NodeConfigurationError, NodeExecutionError
 from kailash.nodes.base import Node, NodeParameter, register_node
+from kailash.nodes.capabilities import current_tenant, require, tenant_file
+from kailash.nodes.data._sql_tenant import no_attach, tenant_dsn
 from kailash.security.paths import validate_path
 from kailash.security.secrets import Secret, as_secret, plain_secret_values, redact, reveal
 
@@ -38,8 +45,8 @@ def _where(node: Node) -> str:
 class _SQLitePool:
     """A few sqlite3 connections, each used by one thread at a time (``:memory:`` has one)."""
 
-    def __init__(self, path: str, size: int, timeout: float) -> None:
-        self.path, self.timeout = path, timeout
+    def __init__(self, path: str, size: int, timeout: float, *, confined: bool = False) -> None:
+        self.path, self.timeout, self.confined = path, timeout, confined
         self.memory = path == ":memory:"
         self.size = 1 if self.memory else max(1, size)
         self._idle: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
@@ -66,7 +73,10 @@ class _SQLitePool:
         with self._lock:
             if self._created < self.size:
                 self._created += 1
-                return sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
+                conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
+                if self.confined:  # ATTACH and VACUUM INTO would open any file on the host
+                    conn.set_authorizer(no_attach)
+                return conn
         return self._idle.get(timeout=self.timeout)
 
     def close(self) -> None:
@@ -158,6 +168,8 @@ class SQLDatabaseNode(Node):
         [{'s': 3}]
     """
 
+    capabilities = frozenset({"database"})
+
     primary_input = "parameters"
     primary_output = "data"
 
@@ -210,6 +222,7 @@ class SQLDatabaseNode(Node):
                 node_id=self.name, parameter="parameters", expected="a list of parameter sets",
                 got=type(params).__name__,
             )
+        require("database", who=_where(self), what="running SQL", node_id=self.name)
         scheme = urlsplit(conn_str).scheme.lower()
         secrets = plain_secret_values(inputs.get("connection_string"), inputs.get("password"))
         if scheme == "sqlite":
@@ -228,10 +241,13 @@ class SQLDatabaseNode(Node):
         path = raw[3:] if raw.startswith("///") else raw.lstrip("/")
         if path in ("", ":memory:"):
             path = ":memory:"
-        else:
+        else:  # a tenant's file lives in its own directory (relative paths start there)
+            path = tenant_file(path, who=_where(self), parameter="connection_string", node_id=self.name)
             path = str(validate_path(path, node_id=self.name))
         timeout = float(v.get("timeout") or 30.0)
-        pool = self._pool("sqlite", path, lambda: _SQLitePool(path, int(v.get("pool_size") or 5), timeout))
+        confined = current_tenant() is not None
+        pool = self._pool("sqlite", path, lambda: _SQLitePool(path, int(v.get("pool_size") or 5), timeout,
+                                                              confined=confined))
         query = translate_placeholders(v["query"], "sqlite") if params is not None else v["query"]
         try:
             with pool.connection() as conn:
@@ -270,6 +286,10 @@ class SQLDatabaseNode(Node):
             dsn = make_conninfo(dsn, password=str(reveal(v["password"])))
         timeout = float(v.get("timeout") or 30.0)
         shown = _display_dsn(conn_str)
+        scope = current_tenant()
+        if scope is not None:
+            dsn, shown = tenant_dsn(self, dsn, scope)
+            secrets = secrets | plain_secret_values(scope.database_password)
 
         def make_pool() -> Any:
             try:  # one direct attempt first: a pool would only report a timeout
@@ -289,8 +309,8 @@ class SQLDatabaseNode(Node):
                 with conn.cursor(row_factory=dict_row) as cur:
                     if many:
                         cur.executemany(query, list(params))
-                    else:
-                        cur.execute(query, _bindable(params))
+                    else:  # prepared: exactly one statement, like SQLite ("SELECT 1; DROP ..." is refused)
+                        cur.execute(query, _bindable(params), prepare=True)
                     return self._collect(cur, fetch, lambda row, cols: dict(row))
         except psycopg.Error as exc:
             diag = getattr(exc, "diag", None)
@@ -307,10 +327,12 @@ class SQLDatabaseNode(Node):
 
     # -- shared ------------------------------------------------------------------------------
     def _pool(self, kind: str, key: str, make: Any) -> Any:
+        scope = current_tenant()  # never share a pool (an in-memory database, say) between tenants
+        full = (kind, key if scope is None else f"{scope.tenant_id}\x00{key}")
         with _pools_lock:
-            pool = _pools.get((kind, key))
+            pool = _pools.get(full)
             if pool is None:
-                pool = _pools[(kind, key)] = make()
+                pool = _pools[full] = make()
             return pool
 
     @staticmethod

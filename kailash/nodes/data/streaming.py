@@ -87,6 +87,8 @@ class EventStreamNode(AsyncNode):
         ['data', 'done', 'event', 'event_type', 'id', 'stopped_by']
     """
 
+    capabilities = frozenset({"network"})
+
     primary_output = "data"
 
     def get_parameters(self) -> dict[str, NodeParameter]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from kailash.errors import NodeExecutionError
 from kailash.nodes.base import Node, NodeParameter, register_node
-from kailash.nodes.data.readers import BatchStream
+from kailash.nodes.data.readers import BatchStream, tenant_path
 from kailash.security.paths import safe_open
 
 __all__ = ["CSVWriterNode", "JSONWriterNode", "TextWriterNode"]
@@ -47,6 +47,8 @@ def _records(data: Any) -> Iterator[Any]:
 class CSVWriterNode(Node):
     """Write rows (dicts or lists) to a CSV file; dict rows get a header from their keys."""
 
+    capabilities = frozenset({"files"})
+
     primary_input = "data"
     primary_output = "rows_written"
 
@@ -65,6 +67,7 @@ class CSVWriterNode(Node):
 
     def run(self, file_path: str, data: Any, delimiter: str = ",", headers: list[str] | None = None,
             encoding: str = "utf-8", append: bool = False, **_: Any) -> dict[str, Any]:
+        file_path = tenant_path(self, file_path)
         existing = append and os.path.exists(file_path) and os.path.getsize(file_path) > 0
         count = 0
         with safe_open(file_path, "a" if append else "w", encoding=encoding, newline="", node_id=self.name, make_parents=True) as f:
@@ -95,6 +98,8 @@ class CSVWriterNode(Node):
 class JSONWriterNode(Node):
     """Write data as JSON (``.jsonl``/``lines=True``: one record per line, appendable)."""
 
+    capabilities = frozenset({"files"})
+
     primary_input = "data"
     primary_output = "file_path"
 
@@ -113,6 +118,7 @@ class JSONWriterNode(Node):
 
     def run(self, file_path: str, data: Any, indent: int | None = 2, encoding: str = "utf-8",
             lines: bool | None = None, append: bool = False, **_: Any) -> dict[str, Any]:
+        file_path = tenant_path(self, file_path)
         if lines is None:
             lines = str(file_path).endswith((".jsonl", ".ndjson")) or _is_stream(data)
         mode = "a" if append else "w"
@@ -151,6 +157,8 @@ def _default(value: Any) -> Any:
 class TextWriterNode(Node):
     """Write text (a string, or lines from a list / stream) to a file."""
 
+    capabilities = frozenset({"files"})
+
     primary_input = "data"
     primary_output = "file_path"
 
@@ -161,6 +169,7 @@ class TextWriterNode(Node):
         return {"file_path": NodeParameter(type=str), "bytes_written": NodeParameter(type=int)}
 
     def run(self, file_path: str, data: Any, encoding: str = "utf-8", append: bool = False, **_: Any) -> dict[str, Any]:
+        file_path = tenant_path(self, file_path)
         written = 0
         with safe_open(file_path, "a" if append else "w", encoding=encoding, node_id=self.name, make_parents=True) as f:
             if isinstance(data, str):

@@ -20,6 +20,8 @@ class AsyncMergeNode(AsyncNode):
     the merge runs once every upstream node has finished or been skipped.
     """
 
+    capabilities = frozenset()
+
     primary_input = "data"
     primary_output = "merged_data"
     collects_inputs = True

@@ -42,6 +42,8 @@ class SwitchNode(Node):
         {'gold': [{'tier': 'gold'}], 'default': [{'tier': 'bronze'}]}
     """
 
+    capabilities = frozenset()
+
     primary_input = "data"
     conditional_outputs = True
 
@@ -235,6 +237,8 @@ class MergeNode(Node):
         >>> MergeNode(merge_strategy="concat").execute(data=[[1, 2], [3]])
         {'merged_data': [1, 2, 3]}
     """
+
+    capabilities = frozenset()
 
     primary_input = "data"
     primary_output = "merged_data"

@@ -9,6 +9,11 @@ value the inner side — ``input_mapping={"raw_data": "data"}`` sends input ``ra
 to the inner entry nodes that take ``data`` (or to ``node_id.param``);
 ``output_mapping={"cleaned_data": "clean.result"}`` exposes inner ``clean``'s
 ``result`` as ``cleaned_data`` (a bare name means that output of the single exit node).
+
+For a gateway tenant, ``workflow_path`` resolves inside the tenant's own directory
+(relative paths from there; anything outside is refused with one message, whether or
+not the host file exists), and every inner workflow — from config, a file or a run
+parameter — is checked against the tenant's capabilities before it runs.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError, Problem
+from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError, Problem, SecurityError
 from kailash.nodes.base import Node, NodeParameter, register_node
+from kailash.nodes.capabilities import current_tenant, tenant_file, workflow_problems
 from kailash.nodes.context import ExecutionContext
 from kailash.nodes.standalone import WorkflowLoader, standalone_context
 
@@ -44,6 +50,8 @@ class WorkflowNode(Node):
         >>> node.execute(raw=[0, 1, 2])
         {'cleaned': [1, 2]}
     """
+
+    capabilities = frozenset()
 
     extra_inputs = True
     needs_context = True
@@ -84,9 +92,15 @@ class WorkflowNode(Node):
         if wf is None and path is None:
             return [Problem(parameter="workflow", expected="Workflow | path",
                             message="give the inner workflow as workflow=... or workflow_path='x.yaml'")]
-        if path is not None and wf is None and not os.path.exists(path):
-            return [Problem(parameter="workflow_path", expected="an existing .yaml/.json file", got=str(path),
-                            message=f"parameter 'workflow_path': file '{path}' does not exist")]
+        if path is not None and wf is None:
+            try:
+                resolved = self._path(path)
+            except SecurityError as exc:
+                return [Problem(parameter="workflow_path", expected="a file in the tenant's directory",
+                                got=str(path), message=exc.message)]
+            if not os.path.exists(resolved):
+                return [Problem(parameter="workflow_path", expected="an existing .yaml/.json file", got=str(path),
+                                message=f"parameter 'workflow_path': file '{path}' does not exist")]
         return []
 
     def validate_with(self, loader: WorkflowLoader) -> list[str | Problem]:
@@ -127,13 +141,14 @@ class WorkflowNode(Node):
         if workflow is not None:
             wf = loader.load_workflow(workflow)
         elif workflow_path:
-            if not os.path.exists(workflow_path):
+            path = self._path(workflow_path)
+            if not os.path.exists(path):
                 raise NodeConfigurationError(
                     f"node {self.label} (WorkflowNode): workflow_path '{workflow_path}' does not exist",
                     node_id=self.name, parameter="workflow_path", expected="an existing .yaml/.json file",
                     got=workflow_path,
                 )
-            wf = loader.load_workflow(workflow_path)
+            wf = loader.load_workflow(path)
         else:
             raise NodeConfigurationError(
                 f"node {self.label} (WorkflowNode): give the inner workflow as workflow=... or workflow_path=...",
@@ -141,6 +156,32 @@ class WorkflowNode(Node):
             )
         self._loaded, self._loaded_from = wf, source
         return wf
+
+    def _path(self, workflow_path: Any) -> str:
+        """The file to load: for a gateway tenant, inside its own directory (same error whether or not it exists)."""
+        return tenant_file(workflow_path, who=f"node {self.label} (WorkflowNode)", parameter="workflow_path",
+                           node_id=self.name)
+
+    def tenant_inner_workflow(self) -> Any:
+        """The inner workflow known from the configuration, for the tenant capability check (else ``None``)."""
+        wf, path = self.config.get("workflow"), self.config.get("workflow_path")
+        if wf is None and path is None:
+            return None
+        try:
+            return self.inner_workflow(standalone_context(f"node {self.label} (WorkflowNode)"), wf, path)
+        except SecurityError:
+            raise
+        except KailashError:
+            return None  # reported by validate_config
+
+    def _check_tenant(self, wf: Any) -> None:
+        scope = current_tenant()
+        if scope is None:
+            return
+        problems = workflow_problems(wf, scope.capabilities, tenant_id=scope.tenant_id)
+        if problems:
+            raise SecurityError(f"node {self.label} (WorkflowNode): inner workflow '{wf.name}' is refused: "
+                                + "; ".join(problems), node_id=self.name, parameter="workflow")
 
     def run(self, **inputs: Any) -> dict[str, Any]:
         # Direct execution outside a workflow: the loaded runtime provides a fresh, unrecorded run.
@@ -151,6 +192,7 @@ class WorkflowNode(Node):
             return self.run(**inputs)
         own = {k: inputs.pop(k, None) for k in _OWN}
         wf = self.inner_workflow(context, own["workflow"], own["workflow_path"])
+        self._check_tenant(wf)  # an inner workflow may come from a run parameter: check what it holds
         plan = wf.compile()
         params = self._inner_parameters(plan, inputs, own["input_mapping"])
         try:

@@ -14,8 +14,9 @@ from typing import Any
 
 from kailash.errors import NodeConfigurationError
 from kailash.nodes.base import Node, NodeParameter, register_node
+from kailash.nodes.capabilities import require
 from kailash.nodes.mcp._sessions import get_pool, require_mcp
-from kailash.nodes.mcp.servers import MCPServerConfig, MCPServerError, MCPToolError
+from kailash.nodes.mcp.servers import MCPServerConfig, MCPServerError, MCPToolError, server_capabilities
 
 __all__ = ["MCPClientNode", "list_tools", "call_tool", "list_resources", "read_resource"]
 
@@ -29,7 +30,18 @@ def _prefix(owner: str | None) -> str:
 
 def _run(config: MCPServerConfig, op: str, body: Any, *, timeout: float, connect_timeout: float,
          owner: str | None, tool: str | None = None) -> Any:
-    """Run ``body(session)`` for ``config``'s session on the pool, translating failures."""
+    """Run ``body(session)`` for ``config``'s session on the pool, translating failures.
+
+    For a gateway tenant, a stdio server (a command on the host, run as the gateway's
+    user) needs the ``host_process`` capability and an HTTP server ``network``; the
+    check is here, where every MCP call passes, so agents' tool calls are held too.
+    """
+    if config.transport == "stdio":
+        require("host_process", who=owner or "MCP client", parameter="server_config",
+                what=f"starting MCP server {config.describe()} as a command on the gateway's machine")
+    else:
+        require("network", who=owner or "MCP client", parameter="server_config",
+                what=f"connecting to MCP server {config.describe()}")
     require_mcp()
     pool = get_pool()
 
@@ -191,8 +203,15 @@ class MCPClientNode(Node):
         'UTC'
     """
 
+    capabilities = frozenset({"host_process", "network"})
+
     primary_output = "result"
     OPERATIONS = ("list_tools", "call_tool", "list_resources", "read_resource")
+
+    def required_capabilities(self) -> frozenset[str]:
+        """``host_process`` for a command, ``network`` for a URL (a server given at run time is checked then)."""
+        spec = self.config.get("server_config")
+        return server_capabilities(spec) if spec is not None else frozenset()
 
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {

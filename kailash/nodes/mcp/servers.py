@@ -25,6 +25,7 @@ __all__ = [
     "register_mcp_servers",
     "registered_mcp_servers",
     "unregister_mcp_server",
+    "server_capabilities",
 ]
 
 
@@ -201,3 +202,15 @@ def registered_mcp_servers() -> dict[str, MCPServerConfig]:
     """A copy of the registry."""
     with _lock:
         return dict(_registry)
+
+
+def server_capabilities(spec: Any) -> frozenset[str]:
+    """What using the server ``spec`` needs: ``host_process`` (a command) or ``network`` (a URL).
+
+    An unusable or unknown spec needs nothing here; it fails, or is checked, when used.
+    """
+    try:
+        cfg = MCPServerConfig.from_any(spec)
+    except NodeConfigurationError:
+        return frozenset()
+    return frozenset({"network"} if cfg.transport == "http" else {"host_process"})

@@ -174,3 +174,18 @@ def test_postgres_pool_is_shared_between_nodes(pg_available):
     pool = _pools[("postgres", PG)]
     sql(PG, "SELECT 2")
     assert _pools[("postgres", PG)] is pool
+
+
+def test_postgres_runs_exactly_one_statement_like_sqlite(pg_table):
+    sql(PG, f"INSERT INTO {pg_table} (id, name) VALUES (1, 'kept')")
+    for query in (f"SELECT 1; DROP TABLE {pg_table}", f"SELECT 1; DELETE FROM {pg_table}"):
+        node = SQLDatabaseNode(name="q", connection_string=PG, query=query)
+        with pytest.raises(NodeExecutionError, match="cannot insert multiple commands"):
+            node.execute()
+    assert sql(PG, f"SELECT name FROM {pg_table}")["data"] == [{"name": "kept"}]
+    assert sql(PG, "SELECT 1 AS one;")["data"] == [{"one": 1}]  # one statement with its semicolon is fine
+
+
+def test_sqlite_runs_exactly_one_statement(sqlite_db):
+    with pytest.raises(NodeExecutionError, match="one statement at a time"):
+        sql(sqlite_db, "SELECT 1; SELECT 2")

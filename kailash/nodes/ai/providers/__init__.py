@@ -15,6 +15,12 @@
 ``KAILASH_LLM_PROVIDER`` sets the default provider name. Keys read from the environment
 are wrapped in :class:`~kailash.security.secrets.Secret`, so they never show up in
 results, logs or saved workflows. Nothing here touches the network until ``chat()``.
+
+For a gateway tenant (:func:`kailash.nodes.capabilities.current_tenant`) without the
+``host_env`` capability, nothing is read from the environment: the default provider is
+offline, and a provider gets only the URL, model and key the tenant gives it. The host's
+credentials are never a default for a tenant's node. A provider other than offline
+needs the tenant's ``network`` capability.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from kailash.nodes.ai.providers.base import (
     ToolSpec,
 )
 from kailash.nodes.ai.providers.offline import OfflineProvider
+from kailash.nodes.capabilities import current_tenant, require
 from kailash.security.secrets import Secret, secret_from_env
 
 __all__ = [
@@ -90,7 +97,8 @@ def get_provider(
             f"{owner}: parameter 'provider' expects a provider name or a ModelProvider, got {type(provider).__name__}",
             parameter="provider", expected="str | ModelProvider", got=type(provider).__name__,
         )
-    raw = (provider or os.environ.get("KAILASH_LLM_PROVIDER") or "offline").strip().lower()
+    env = _environment(owner)
+    raw = (provider or env.get("KAILASH_LLM_PROVIDER") or "offline").strip().lower()
     kind = _ALIASES.get(raw)
     if kind is None:
         import difflib
@@ -107,33 +115,47 @@ def get_provider(
         kw["timeout"] = float(timeout)
     if kind == "offline":
         return OfflineProvider(model=model or "kailash-offline-1")
+    require("network", who=owner, what=f"calling the '{kind}' model provider", parameter="provider")
     if kind == "openai":
         from kailash.nodes.ai.providers.openai import OpenAIProvider
 
         return OpenAIProvider(
-            model=model or os.environ.get("OPENAI_MODEL") or "gpt-4o-mini",
-            base_url=base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1",
-            api_key=api_key if api_key is not None else secret_from_env("OPENAI_API_KEY"),
+            model=model or env.get("OPENAI_MODEL") or "gpt-4o-mini",
+            base_url=base_url or env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1",
+            api_key=api_key if api_key is not None else _env_key(env, "OPENAI_API_KEY"),
             **kw,
         )
     if kind == "ollama":
         from kailash.nodes.ai.providers.ollama import OllamaProvider
 
-        host = base_url or os.environ.get("OLLAMA_HOST") or "http://127.0.0.1:11434"
+        host = base_url or env.get("OLLAMA_HOST") or "http://127.0.0.1:11434"
         if "://" not in host:
             host = f"http://{host}"
-        return OllamaProvider(model=model or os.environ.get("OLLAMA_MODEL") or "llama3.2", base_url=host, **kw)
+        return OllamaProvider(model=model or env.get("OLLAMA_MODEL") or "llama3.2", base_url=host, **kw)
     from kailash.nodes.ai.providers.anthropic import AnthropicProvider
 
-    key = api_key if api_key is not None else secret_from_env("ANTHROPIC_API_KEY")
+    key = api_key if api_key is not None else _env_key(env, "ANTHROPIC_API_KEY")
     if not key:
         raise NodeConfigurationError(
-            f"{owner}: provider 'anthropic' needs an API key: set ANTHROPIC_API_KEY or pass api_key",
+            f"{owner}: provider 'anthropic' needs an API key: "
+            + ("set ANTHROPIC_API_KEY or pass api_key" if env is os.environ else "pass api_key"),
             parameter="api_key", expected="an Anthropic API key",
         )
     return AnthropicProvider(
-        model=model or os.environ.get("ANTHROPIC_MODEL") or "claude-3-5-haiku-latest",
-        base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com",
+        model=model or env.get("ANTHROPIC_MODEL") or "claude-3-5-haiku-latest",
+        base_url=base_url or env.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com",
         api_key=key,
         **kw,
     )
+
+
+def _environment(owner: str) -> Any:
+    """Where defaults come from: the process environment, or nothing for a tenant without ``host_env``."""
+    scope = current_tenant()
+    if scope is not None and "host_env" not in scope.capabilities:
+        return {}
+    return os.environ
+
+
+def _env_key(env: Any, name: str) -> Secret | None:
+    return secret_from_env(name) if env is os.environ else None
