@@ -39,6 +39,9 @@ class SecurityConfig:
             allowed directories, own PID namespace) when it works on this machine and
             falls back to ``"process"`` otherwise; ``"bwrap"`` requires it; ``"process"``
             uses a plain child process (rlimits, seccomp and the Python guards only).
+        max_result_size: the largest result (bytes, as encoded for the trip back to the
+            host, counting shared references every time they appear) sandboxed code may
+            return; larger results fail the node with an error naming it. 16 MiB by default.
 
     Example:
         >>> import tempfile
@@ -60,6 +63,7 @@ class SecurityConfig:
     sandbox: bool = True
     audit_log_path: str | None = None
     isolation: str = "auto"
+    max_result_size: int = 16 * 1024 * 1024
     _resolved: tuple[Path, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -70,6 +74,8 @@ class SecurityConfig:
             problems.append(f"execution_timeout must be positive seconds, got {self.execution_timeout}")
         if self.memory_limit is not None and self.memory_limit <= 0:
             problems.append(f"memory_limit must be a positive number of bytes, got {self.memory_limit}")
+        if type(self.max_result_size) is not int or self.max_result_size <= 0:
+            problems.append(f"max_result_size must be a positive number of bytes, got {self.max_result_size!r}")
         if self.isolation not in ("auto", "bwrap", "process"):
             problems.append(f"isolation must be 'auto', 'bwrap' or 'process', got {self.isolation!r}")
         if isinstance(self.allowed_directories, str):
