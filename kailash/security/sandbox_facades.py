@@ -25,7 +25,7 @@ from typing import Any
 from kailash.security.sandbox_policy import SAFE_DUNDER_METHODS, SANDBOX_FILENAME, attribute_refused
 
 __all__ = ["ONLY", "DROP", "GUARDED", "check_class_namespace", "check_annotations", "make_type", "plain_str",
-           "type_name"]
+           "type_name", "guard_copy_module"]
 
 
 def plain_str(value: str) -> str:
@@ -53,21 +53,27 @@ _CLASS_KEYS = frozenset({"__module__", "__qualname__", "__doc__", "__slots__", "
 
 
 def check_class_namespace(namespace: Any, refuse: Callable[[str], Exception]) -> None:
-    """Refuse class dicts that smuggle in hooks the class statement checks would reject."""
-    if not isinstance(namespace, dict):
-        return
+    """Refuse class dicts that smuggle in hooks the class statement checks would reject.
+
+    Only an exact ``dict`` with exact ``str`` keys is accepted: ``type()`` copies a dict
+    subclass's real entries, whatever its ``__iter__`` or ``keys`` claim.
+    """
+    if type(namespace) is not dict:
+        raise refuse(f"a class namespace must be a plain dict in sandboxed code, got {type_name(namespace)}")
     for key in namespace:
-        if isinstance(key, str) and key.startswith("__") and key not in _CLASS_KEYS:
+        if type(key) is not str:
+            raise refuse("class attribute names must be plain str in sandboxed code")
+        if key.startswith("__") and key not in _CLASS_KEYS:
             raise refuse(f"creating a class with '{key}' is not allowed in sandboxed code")
     check_annotations(namespace.get("__annotations__", {}), refuse)
 
 
 def check_annotations(annotations: Any, refuse: Callable[[str], Exception]) -> None:
     """Field names end up in generated source (dataclasses): they must be plain identifiers."""
-    if not isinstance(annotations, dict):
-        raise refuse("class annotations must be a dict in sandboxed code")
+    if type(annotations) is not dict:
+        raise refuse("class annotations must be a plain dict in sandboxed code")
     for name in annotations:
-        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name) or name.startswith("__"):
+        if type(name) is not str or not name.isidentifier() or keyword.iskeyword(name) or name.startswith("__"):
             raise refuse(f"field name {name!r} is not allowed in sandboxed code")
 
 
@@ -193,3 +199,61 @@ GUARDED: dict[tuple[str, str], Callable[[Any, Any], Any]] = {
     ("operator", "methodcaller"): _guard_getter(operator.methodcaller),
     ("dataclasses", "dataclass"): _guard_dataclass,
 }
+
+
+_COPY_TARGETS = frozenset({list, dict, set, bytearray, types.SimpleNamespace})
+
+
+def guard_copy_module(refuse: Callable[[str], Exception]) -> None:
+    """Make ``copy`` stop acting as a deputy (worker processes only: it patches the module).
+
+    ``copy.copy``/``deepcopy`` rebuild an object from what its ``__reduce_ex__`` returns: a
+    callable, and state that is then written with ``setattr`` under any name. A class given
+    ``__reduce_ex__`` through a metaclass call could aim that at a built-in class. Here the
+    rebuilt object must be an instance of a class defined in sandboxed code (or a plain
+    container), and state names must be plain, public attribute names.
+    """
+    import collections
+    import copy
+
+    from kailash.security.sandbox_guards import is_user_class
+
+    original = copy._reconstruct  # type: ignore[attr-defined]
+    if getattr(original, "kailash_guarded", False):
+        return
+    targets = _COPY_TARGETS | {collections.OrderedDict, collections.Counter, collections.defaultdict,
+                               collections.deque}
+
+    def _reconstruct(x: Any, memo: Any, func: Any, args: Any, state: Any = None, listiter: Any = None,
+                     dictiter: Any = None, **kwargs: Any) -> Any:
+        if state is not None:
+            state = _checked_state(state, refuse)
+
+        def make(*a: Any) -> Any:
+            y = func(*a)
+            fresh = type(y) in targets or (not isinstance(y, type) and is_user_class(type(y)))
+            if not fresh and (state is not None or listiter is not None or dictiter is not None):
+                raise refuse(f"copy of an object whose __reduce_ex__ rebuilds {type_name(y)} is not allowed "
+                             "in sandboxed code")
+            return y
+
+        return original(x, memo, make, args, state, listiter, dictiter, **kwargs)
+
+    _reconstruct.kailash_guarded = True  # type: ignore[attr-defined]
+    copy._reconstruct = _reconstruct  # type: ignore[attr-defined]
+
+
+def _checked_state(state: Any, refuse: Callable[[str], Exception]) -> Any:
+    def names(mapping: Any) -> Any:
+        if mapping is None:
+            return None
+        if type(mapping) is not dict:
+            raise refuse("copy state must be a plain dict in sandboxed code")
+        for key in mapping:
+            if type(key) is not str or attribute_refused(key):
+                raise refuse(f"copy state naming attribute {key!r} is not allowed in sandboxed code")
+        return dict(mapping)
+
+    if type(state) is tuple and len(state) == 2:
+        return (names(state[0]) if type(state[0]) is dict else state[0], names(state[1]))
+    return names(state) if type(state) is dict else state

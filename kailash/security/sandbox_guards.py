@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kailash.errors import SecurityError
-from kailash.security.sandbox_facades import DROP, GUARDED, ONLY, make_type, plain_str, type_name
+from kailash.security.sandbox_facades import DROP, GUARDED, ONLY, guard_copy_module, make_type, plain_str, type_name
 from kailash.security.sandbox_policy import (
     FORBIDDEN_BUILTINS,
     SAFE_DUNDER_METHODS,
@@ -323,7 +323,8 @@ class SandboxEnvironment:
 
     # -- audit hook ---------------------------------------------------------------------------
     def install_audit_hook(self) -> tuple[Callable[[], None], Callable[[], None]]:
-        """Install the hook; returns ``(activate, deactivate)`` for the user-code window."""
+        """Install the hook (and the worker-wide deputy guards); returns ``(activate, deactivate)``."""
+        guard_copy_module(self.refuse)
         state = self._active
         decide = self._decide
 

@@ -87,6 +87,19 @@ ATTACKS = [
      "ns = types.SimpleNamespace(**{'__reduce__': len})\n"
      "functools.update_wrapper(collections.Counter, ns, assigned=('__reduce__',), updated=())\nresult = 1"),
     ("wraps-custom-names", "import functools\nresult = repr(functools.wraps(len, assigned=('__self__',))(lambda: 0))"),
+    ("type-namespace-dict-subclass",
+     "class D(dict):\n    def __iter__(self):\n        return iter([])\n"
+     "C = type('C', (), D({'__getattribute__': lambda self, name: 'hooked'}))\nresult = C().anything"),
+    ("type-namespace-str-subclass-key",
+     LIAR + "C = type('C', (), {S('__getattribute__'): lambda self, name: 'hooked'})\nresult = C().anything"),
+    ("copy-reconstruct-sets-builtin-class-attribute",
+     "import collections.abc, copy, collections\nM = type(collections.abc.Mapping)\n"
+     "def evil(self, proto):\n    return (lambda: collections.Counter, (), (None, {'most_common': len}))\n"
+     "C = M('C', (), {'__reduce_ex__': evil})\ncopy.copy(C())\nresult = repr(collections.Counter.most_common)"),
+    ("copy-reconstruct-private-slot",
+     "import collections.abc, copy\nM = type(collections.abc.Mapping)\nclass T:\n    pass\n"
+     "def evil(self, proto):\n    return (T, (), (None, {'_hidden': 1}))\n"
+     "C = M('C', (), {'__reduce_ex__': evil})\nresult = [n for n in dir(copy.copy(C())) if n == '_hidden']"),
     ("global-enum-rewrites-guard-globals",
      "import enum\nclass Yes:\n    def __call__(self, *args):\n        return False\n"
      "E = enum.Enum('E', [('attribute_refused', 1)], module='kailash.security.sandbox_guards', type=Yes)\n"
