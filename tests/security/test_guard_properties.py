@@ -8,6 +8,8 @@ forbidden object, and the encoder must count every shared reference.
 
 from __future__ import annotations
 
+import collections
+import datetime
 import sys
 import types
 
@@ -18,7 +20,7 @@ from hypothesis import strategies as st
 from kailash.errors import SecurityError
 from kailash.security.sandbox_guards import DEFAULT_ALLOWED_IMPORTS, SandboxEnvironment
 from kailash.security.sandbox_policy import attribute_refused
-from kailash.security.sandbox_wire import ResultRefused, decode, encode
+from kailash.security.sandbox_wire import MalformedReply, ResultRefused, decode, encode
 
 DUNDERS = ["__self__", "__globals__", "__class__", "__dict__", "__code__", "__closure__", "__builtins__",
            "__subclasses__", "__mro__", "__base__", "__bases__", "__getattribute__", "__reduce_ex__", "__func__",
@@ -177,3 +179,40 @@ def test_encoding_counts_every_shared_reference(value, copies):
     assert decode(encode(shared)) == shared
     with pytest.raises(ResultRefused, match="max_result_size"):
         encode([shared] * 2, limit=one * copies)
+
+
+rich = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=10),
+              st.binary(max_size=10), st.datetimes(timezones=st.none() | st.just(datetime.UTC)),
+              st.dates(), st.timedeltas(), st.decimals(allow_nan=False), st.fractions(), st.uuids(),
+              st.complex_numbers(allow_nan=False), st.builds(bytearray, st.binary(max_size=5))),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.tuples(inner, inner), st.frozensets(st.integers(), max_size=3),
+        st.sets(st.text(max_size=3), max_size=3), st.dictionaries(st.text(max_size=4), inner, max_size=4),
+        st.builds(collections.OrderedDict, st.dictionaries(st.text(max_size=3), inner, max_size=3)),
+        st.builds(collections.deque, st.lists(inner, max_size=3))),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=rich)
+def test_every_plain_type_round_trips(value):
+    back = decode(encode(value))
+    assert back == value and type(back) is type(value)
+
+
+@st.composite
+def damaged(draw):
+    data = bytearray(encode(draw(rich)))
+    for _ in range(draw(st.integers(1, 3))):
+        data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+    return bytes(data[: draw(st.integers(0, len(data)))])
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.one_of(st.binary(max_size=64), damaged()))
+def test_hostile_bytes_decode_to_plain_data_or_a_clear_refusal(data):
+    try:
+        decode(data)
+    except MalformedReply:
+        pass
