@@ -168,7 +168,7 @@ def _guard_update_wrapper(value: Any, env: Any) -> Any:
 def _made_by_user(obj: Any) -> bool:
     from kailash.security.sandbox_guards import is_user_class
 
-    if isinstance(obj, type):
+    if issubclass(type(obj), type):
         return is_user_class(obj)
     if type(obj) is types.FunctionType:
         return obj.__code__.co_filename == SANDBOX_FILENAME
@@ -231,7 +231,8 @@ def guard_copy_module(refuse: Callable[[str], Exception]) -> None:
 
         def make(*a: Any) -> Any:
             y = func(*a)
-            fresh = type(y) in targets or (not isinstance(y, type) and is_user_class(type(y)))
+            kind = type(y)
+            fresh = any(kind is t for t in targets) or (not issubclass(kind, type) and is_user_class(kind))
             if not fresh and (state is not None or listiter is not None or dictiter is not None):
                 raise refuse(f"copy of an object whose __reduce_ex__ rebuilds {type_name(y)} is not allowed "
                              "in sandboxed code")

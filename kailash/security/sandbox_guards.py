@@ -155,13 +155,13 @@ class SandboxEnvironment:
 
         def sandbox_setattr(obj: Any, name: Any, value: Any) -> None:
             name = env._check_attr_name(name, "setattr")
-            if isinstance(obj, type) and not is_user_class(obj):
+            if issubclass(type(obj), type) and not is_user_class(obj):
                 raise env.refuse(f"setattr() on built-in type {type_name(obj, True)} is not allowed in sandboxed code")
             setattr(obj, name, value)
 
         def sandbox_delattr(obj: Any, name: Any) -> None:
             name = env._check_attr_name(name, "delattr")
-            if isinstance(obj, type) and not is_user_class(obj):
+            if issubclass(type(obj), type) and not is_user_class(obj):
                 raise env.refuse(f"delattr() on built-in type {type_name(obj, True)} is not allowed in sandboxed code")
             delattr(obj, name)
 
@@ -401,10 +401,18 @@ class SandboxEnvironment:
 
 
 def is_user_class(obj: Any) -> bool:
-    """Whether ``obj`` is a class created by sandboxed code (read from the class's own dict)."""
-    if not isinstance(obj, type):
+    """Whether ``obj`` is a class created by sandboxed code (read from the class's own dict).
+
+    Runs no user code (it is called from the audit hook): ``isinstance`` would consult a
+    ``__class__`` property, and a lookup in a class dict holding a ``str``-subclass key
+    would call that key's ``__eq__``, so such dicts are not looked into.
+    """
+    if not issubclass(type(obj), type):
         return False
-    module = _TYPE_DICT(obj).get("__module__")
+    namespace = _TYPE_DICT(obj)
+    if any(type(key) is not str for key in namespace):
+        return False
+    module = namespace.get("__module__")
     return type(module) is str and module == "__sandbox__"
 
 

@@ -100,6 +100,11 @@ ATTACKS = [
      "import collections.abc, copy\nM = type(collections.abc.Mapping)\nclass T:\n    pass\n"
      "def evil(self, proto):\n    return (T, (), (None, {'_hidden': 1}))\n"
      "C = M('C', (), {'__reduce_ex__': evil})\nresult = [n for n in dir(copy.copy(C())) if n == '_hidden']"),
+    ("dir-then-getattr", "result = [repr(getattr(len, n)) for n in dir(len)]"),
+    ("type-getattribute", "result = repr(getattr(type, 'mro'))"),
+    ("class-property-fools-setattr",
+     "import collections.abc\nM = type(collections.abc.Mapping)\n"
+     "Fake = M('Fake', (), {'__class__': property(lambda self: type)})\nsetattr(Fake(), '_x', 1)\nresult = 1"),
     ("global-enum-rewrites-guard-globals",
      "import enum\nclass Yes:\n    def __call__(self, *args):\n        return False\n"
      "E = enum.Enum('E', [('attribute_refused', 1)], module='kailash.security.sandbox_guards', type=Yes)\n"
