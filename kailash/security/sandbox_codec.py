@@ -90,7 +90,8 @@ def _describe(value: Any, where: str) -> str:
 
 
 class _Encoder:
-    def __init__(self, limit: int | None) -> None:
+    def __init__(self, limit: int | None, raw: bool = False) -> None:
+        self.raw = raw  # only the worker's own envelope may splice pre-encoded bytes
         self.out: list[bytes] = []
         self.size = 0
         self.limit = limit
@@ -189,7 +190,7 @@ class _Encoder:
             self.put(b"P")
             for part in (v.start, v.stop, v.step):
                 self.value(part, f"a part of {where}", depth + 1)
-        elif tp is Raw:
+        elif tp is Raw and self.raw:
             self.put(v.data)
         else:
             raise ResultRefused(_describe(v, where))
@@ -226,7 +227,7 @@ class _Stop(Exception):
     """The fast path met something to refuse; the slow encoder finds and names it."""
 
 
-def _encode_fast(value: Any, limit: int) -> bytes:
+def _encode_fast(value: Any, limit: int, raw: bool) -> bytes:
     out = bytearray()
     put = out.extend
     active: set[int] = set()
@@ -282,7 +283,7 @@ def _encode_fast(value: Any, limit: int) -> bytes:
             put(b"B")
             put(pack32(len(v)))
             put(v)
-        elif tp is Raw:
+        elif tp is Raw and raw:
             put(v.data)
         else:  # the rarer plain types, and everything to refuse
             sub = _Encoder(limit - len(out))
@@ -298,13 +299,16 @@ def _encode_fast(value: Any, limit: int) -> bytes:
     return bytes(out)
 
 
-def encode(value: Any, limit: int | None = None, where: str = "result") -> bytes:
-    """``value`` in the wire format; raises :class:`ResultRefused` past ``limit`` bytes or for non-plain data."""
+def encode(value: Any, limit: int | None = None, where: str = "result", *, raw: bool = False) -> bytes:
+    """``value`` in the wire format; raises :class:`ResultRefused` past ``limit`` bytes or for non-plain data.
+
+    ``raw=True`` (the worker's own reply envelope only) splices :class:`Raw` bytes in place.
+    """
     try:
-        return _encode_fast(value, limit if limit is not None else 1 << 62)
+        return _encode_fast(value, limit if limit is not None else 1 << 62, raw)
     except (_Stop, RecursionError):
         pass
-    encoder = _Encoder(limit)  # slower, and names the part it refuses
+    encoder = _Encoder(limit, raw)  # slower, and names the part it refuses
     try:
         encoder.value(value, where, 0)
     except RecursionError:

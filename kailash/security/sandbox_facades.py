@@ -91,7 +91,7 @@ def make_type(env: Any) -> type:
         def __call__(cls, *args: Any, **kwargs: Any) -> Any:
             if len(args) == 1 and not kwargs and cls is guarded:
                 found = real_type(args[0])
-                return guarded if found is real_type else found
+                return guarded if found is real_type or found is _GuardedTypeMeta else found
             if len(args) == 3:
                 check_class_namespace(args[2], env.refuse)
             if cls is guarded:

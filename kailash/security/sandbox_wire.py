@@ -75,7 +75,7 @@ def recv_msg(sock: socket.socket, deadline: float | None = None) -> Any:
 
 def send_reply(sock: socket.socket, reply: dict[str, Any]) -> None:
     """Send a worker's reply (plain data built by the worker, results pre-encoded as :class:`Raw`)."""
-    send_msg(sock, None, data=encode(reply))
+    send_msg(sock, None, data=encode(reply, raw=True))
 
 
 def loads_result(data: bytes) -> Any:

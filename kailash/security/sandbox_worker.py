@@ -243,6 +243,7 @@ class _Runner:
         gc.enable()
         try:
             value = fn(state, **kwargs)
+            gc.disable()  # no finalizer may change the result while it is encoded
             if value is not UNSET:
                 encoded = encode(value, self.max_result_size)  # exact types only: runs no user code
         except ResultRefused as exc:

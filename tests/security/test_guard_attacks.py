@@ -105,6 +105,8 @@ ATTACKS = [
     ("class-property-fools-setattr",
      "import collections.abc\nM = type(collections.abc.Mapping)\n"
      "Fake = M('Fake', (), {'__class__': property(lambda self: type)})\nsetattr(Fake(), '_x', 1)\nresult = 1"),
+    ("type-of-type-skips-namespace-check",
+     "M = type(type)\nC = M('C', (), {'__getattribute__': lambda self, name: 'hooked'})\nresult = C().anything"),
     ("global-enum-rewrites-guard-globals",
      "import enum\nclass Yes:\n    def __call__(self, *args):\n        return False\n"
      "E = enum.Enum('E', [('attribute_refused', 1)], module='kailash.security.sandbox_guards', type=Yes)\n"
