@@ -108,13 +108,32 @@ def make_type(env: Any) -> type:
 def _guard_dataclass(value: Any, env: Any) -> Any:
     def dataclass(cls: Any = None, /, **kwargs: Any) -> Any:
         def wrap(c: Any) -> Any:
-            check_annotations(c.__dict__.get("__annotations__", {}), env.refuse)
+            # dataclasses writes field names into source it compiles, reading them through
+            # ``c.__dict__``: that must be the class's real dict (no metaclass property), of a
+            # class the code defined, holding a plain annotations dict of identifiers.
+            from kailash.security.sandbox_guards import is_user_class
+
+            if not is_user_class(c) or not _real_dict_attribute(type(c)):
+                raise env.refuse("dataclasses.dataclass() may only decorate plain classes defined in sandboxed code")
+            check_annotations(_TYPE_DICT(c).get("__annotations__", {}), env.refuse)
             return value(c, **kwargs)
 
         return wrap if cls is None else wrap(cls)
 
     dataclass.__doc__ = value.__doc__
     return dataclass
+
+
+_TYPE_DICT = type.__dict__["__dict__"].__get__
+_TYPE_MRO = type.__dict__["__mro__"].__get__
+
+
+def _real_dict_attribute(meta: type) -> bool:
+    """Whether ``cls.__dict__`` on a class of metaclass ``meta`` is the real class dict."""
+    for klass in _TYPE_MRO(meta):
+        if "__dict__" in _TYPE_DICT(klass) or "__getattribute__" in _TYPE_DICT(klass):
+            return klass is type
+    return False
 
 
 def _guard_getter(factory: Callable[..., Any]) -> Callable[[Any, Any], Any]:

@@ -107,6 +107,14 @@ ATTACKS = [
      "Fake = M('Fake', (), {'__class__': property(lambda self: type)})\nsetattr(Fake(), '_x', 1)\nresult = 1"),
     ("type-of-type-skips-namespace-check",
      "M = type(type)\nC = M('C', (), {'__getattribute__': lambda self, name: 'hooked'})\nresult = C().anything"),
+    ("dataclass-field-injection-via-dict-property",
+     "import collections.abc, dataclasses\nseen, base = [], []\n"
+     "def fake(cls):\n    seen.append(1)\n    if base and len(seen) == base[0] + 1:\n"
+     "        return {'__annotations__': {'x': int}}\n"
+     "    return {'__annotations__': {'x) or print(1) or (y': int}}\n"
+     "M = type(collections.abc.Mapping)\nMeta = M('Meta', (M,), {'__dict__': property(fake)})\n"
+     "C = Meta('C', (), {})\nbase.append(len(seen))\nresult = str(dataclasses.dataclass(C))"),
+    ("dataclass-on-builtin-class", "import dataclasses, fractions\nresult = str(dataclasses.dataclass(fractions.Fraction))"),
     ("global-enum-rewrites-guard-globals",
      "import enum\nclass Yes:\n    def __call__(self, *args):\n        return False\n"
      "E = enum.Enum('E', [('attribute_refused', 1)], module='kailash.security.sandbox_guards', type=Yes)\n"
