@@ -173,6 +173,10 @@ def _guard_update_wrapper(value: Any, env: Any) -> Any:
         if not _made_by_user(wrapper):
             raise env.refuse("functools.update_wrapper() may only change functions and objects defined in "
                              "sandboxed code")
+        if not (_made_by_user(wrapped) and not isinstance(wrapped, type)):
+            # ``wrapper.__dict__`` may be the code's own property: it would be handed the
+            # ``__dict__`` of a class or builtin (``type.__dict__['__subclasses__']``)
+            dicts = ()
         return functools.update_wrapper(wrapper, wrapped, names, dicts)
 
     def wraps(wrapped: Any, assigned: Any = assigned_ok, updated: Any = updated_ok) -> Any:

@@ -240,3 +240,18 @@ def test_results_are_capped_by_their_encoded_size(allowed, mode, code):
 def test_cyclic_results_are_refused(run):
     with pytest.raises(NodeExecutionError, match="contains itself"):
         run("a = []\na.append(a)\nresult = a")
+
+
+def test_update_wrapper_never_hands_out_a_class_dict(run):
+    """``wrapper.__dict__`` as the code's own property was handed ``object.__dict__``
+    (and with it ``object.__getattribute__``, which reads any attribute)."""
+    code = ("import collections.abc, functools\nbox = []\nclass Sink:\n    def update(self, d):\n"
+            "        box.append(d)\nM = type(collections.abc.Mapping)\n"
+            "W = M('W', (), {'__module__': '__sandbox__', '__dict__': property(lambda self: Sink())})\n"
+            "functools.update_wrapper(W(), object, assigned=())\n"
+            "getattribute = box[0]['_' + '_getattribute__']\nresult = repr(getattribute(len, '_' + '_self__'))")
+    with pytest.raises(KailashError) as info:
+        got = run(code)
+        pytest.fail(f"escaped: {got!r}")
+    assert "builtins" not in str(info.value)
+    assert run("import functools\ndef f(x):\n    return x\nresult = functools.wraps(len)(f)(3)") == 3
