@@ -25,12 +25,32 @@ from typing import Any
 from kailash.security.sandbox_policy import SAFE_DUNDER_METHODS, SANDBOX_FILENAME, attribute_refused
 
 __all__ = ["ONLY", "DROP", "GUARDED", "check_class_namespace", "check_annotations", "make_type", "plain_str",
-           "type_name", "guard_copy_module"]
+           "type_name", "guard_copy_module", "guard_enum_module", "is_user_class"]
+
+
+_TYPE_DICT = type.__dict__["__dict__"].__get__  # a class's real dict, past any metaclass property
+_TYPE_MRO = type.__dict__["__mro__"].__get__
 
 
 def plain_str(value: str) -> str:
     """An exact ``str`` with the characters of ``value`` (a subclass's methods are never called)."""
     return value if type(value) is str else "".join((value,))
+
+
+def is_user_class(obj: Any) -> bool:
+    """Whether ``obj`` is a class created by sandboxed code (read from the class's own dict).
+
+    Runs no user code (it is called from the audit hook): ``isinstance`` would consult a
+    ``__class__`` property, and a lookup in a class dict holding a ``str``-subclass key
+    would call that key's ``__eq__``, so such dicts are not looked into.
+    """
+    if not issubclass(type(obj), type):
+        return False
+    namespace = _TYPE_DICT(obj)
+    if any(type(key) is not str for key in namespace):
+        return False
+    module = namespace.get("__module__")
+    return type(module) is str and module == "__sandbox__"
 
 
 def type_name(value: Any, is_type: bool = False) -> str:
@@ -78,31 +98,54 @@ def check_annotations(annotations: Any, refuse: Callable[[str], Exception]) -> N
 
 
 def make_type(env: Any) -> type:
-    """The sandbox's ``type``: ``type(x)`` as usual; ``type(name, bases, ns)`` with ``ns`` checked."""
+    """The sandbox's ``type``: ``type(x)`` as usual; ``type(name, bases, ns)`` with ``ns`` checked.
+
+    ``type(x)`` of a class whose metaclass is a standard-library one (``ABCMeta``,
+    ``EnumType``) returns a stand-in for that metaclass that checks ``ns`` the same way:
+    calling a metaclass directly would otherwise create classes carrying any hook
+    (``__dict__`` properties, ``__reduce_ex__``, ``__del__``). ``isinstance`` and
+    ``issubclass`` against a stand-in answer as for the real metaclass. Also sets
+    ``env.guard_metaclass``, used for the metaclasses modules export by name.
+    """
     real_type = type
+    stand_ins: dict[int, type] = {}
+    own_metas: list[type] = []
 
-    class _GuardedTypeMeta(type):
-        def __instancecheck__(cls, obj: Any) -> bool:
-            return isinstance(obj, real_type) if cls is guarded else real_type.__instancecheck__(cls, obj)
+    def guard(real: type) -> type:
+        found = stand_ins.get(id(real))
+        if found is not None:
+            return found
+        if any(real is m for m in own_metas):  # the stand-ins' own metaclasses: `type(type)` is `type`
+            return stand_ins[id(real_type)]
+        if real is not real_type and (type(real) is not real_type or not issubclass(real, real_type)
+                                      or is_user_class(real)):
+            return real  # not a metaclass, or one the code defined itself
 
-        def __subclasscheck__(cls, sub: Any) -> bool:
-            return issubclass(sub, real_type) if cls is guarded else real_type.__subclasscheck__(cls, sub)
+        class _GuardedMeta(real_type):
+            def __instancecheck__(cls, obj: Any) -> bool:
+                return isinstance(obj, real) if cls is stand_in else real_type.__instancecheck__(cls, obj)
 
-        def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-            if len(args) == 1 and not kwargs and cls is guarded:
-                found = real_type(args[0])
-                return guarded if found is real_type or found is _GuardedTypeMeta else found
-            if len(args) == 3:
-                check_class_namespace(args[2], env.refuse)
-            if cls is guarded:
-                return real_type(*args, **kwargs)
-            return real_type.__call__(cls, *args, **kwargs)
+            def __subclasscheck__(cls, sub: Any) -> bool:
+                return issubclass(sub, real) if cls is stand_in else real_type.__subclasscheck__(cls, sub)
 
-    class guarded(type, metaclass=_GuardedTypeMeta):  # noqa: N801 - it is `type` in the sandbox
-        pass
+            def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+                if cls is stand_in and real is real_type and len(args) == 1 and not kwargs:
+                    return guard(real_type(args[0]))
+                if len(args) == 3:
+                    check_class_namespace(args[2], env.refuse)
+                if cls is stand_in:
+                    return real(*args, **kwargs)
+                return real_type.__call__(cls, *args, **kwargs)
 
-    guarded.__name__ = guarded.__qualname__ = "type"
-    return guarded
+        stand_in = _GuardedMeta(real.__name__, (real,), {"__module__": real.__module__,
+                                                         "__qualname__": real.__qualname__})
+        own_metas.append(_GuardedMeta)
+        stand_ins[id(real)] = stand_in
+        stand_ins[id(stand_in)] = stand_in
+        return stand_in
+
+    env.guard_metaclass = guard
+    return guard(real_type)
 
 
 def _guard_dataclass(value: Any, env: Any) -> Any:
@@ -111,8 +154,6 @@ def _guard_dataclass(value: Any, env: Any) -> Any:
             # dataclasses writes field names into source it compiles, reading them through
             # ``c.__dict__``: that must be the class's real dict (no metaclass property), of a
             # class the code defined, holding a plain annotations dict of identifiers.
-            from kailash.security.sandbox_guards import is_user_class
-
             if not is_user_class(c) or not _real_dict_attribute(type(c)):
                 raise env.refuse("dataclasses.dataclass() may only decorate plain classes defined in sandboxed code")
             check_annotations(_TYPE_DICT(c).get("__annotations__", {}), env.refuse)
@@ -122,10 +163,6 @@ def _guard_dataclass(value: Any, env: Any) -> Any:
 
     dataclass.__doc__ = value.__doc__
     return dataclass
-
-
-_TYPE_DICT = type.__dict__["__dict__"].__get__
-_TYPE_MRO = type.__dict__["__mro__"].__get__
 
 
 def _real_dict_attribute(meta: type) -> bool:
@@ -189,8 +226,6 @@ def _guard_update_wrapper(value: Any, env: Any) -> Any:
 
 
 def _made_by_user(obj: Any) -> bool:
-    from kailash.security.sandbox_guards import is_user_class
-
     if issubclass(type(obj), type):
         return is_user_class(obj)
     if type(obj) is types.FunctionType:
@@ -214,7 +249,13 @@ def _guard_userstring(value: Any, env: Any) -> Any:
     return UserString
 
 
+def _guard_metaclass(value: Any, env: Any) -> Any:
+    return env.guard_metaclass(value)
+
+
 GUARDED: dict[tuple[str, str], Callable[[Any, Any], Any]] = {
+    ("enum", "EnumType"): _guard_metaclass,
+    ("enum", "EnumMeta"): _guard_metaclass,
     ("functools", "update_wrapper"): _guard_update_wrapper,
     ("functools", "wraps"): _guard_update_wrapper,
     ("collections", "UserString"): _guard_userstring,
@@ -238,8 +279,6 @@ def guard_copy_module(refuse: Callable[[str], Exception]) -> None:
     """
     import collections
     import copy
-
-    from kailash.security.sandbox_guards import is_user_class
 
     original = copy._reconstruct  # type: ignore[attr-defined]
     if getattr(original, "kailash_guarded", False):
@@ -281,3 +320,29 @@ def _checked_state(state: Any, refuse: Callable[[str], Exception]) -> Any:
     if type(state) is tuple and len(state) == 2:
         return (names(state[0]) if type(state[0]) is dict else state[0], names(state[1]))
     return names(state) if type(state) is dict else state
+
+
+def guard_enum_module(refuse: Callable[[str], Exception]) -> None:
+    """Refuse interpreter hooks given as member names to the functional enum API (worker only).
+
+    ``enum.Enum('E', [('__getattribute__', f)])`` makes ``f`` a class attribute, not a
+    member: a class with any hook, which the ``type()`` checks would have refused.
+    """
+    import enum
+
+    original = enum.EnumType._create_  # type: ignore[attr-defined]
+    if getattr(original, "kailash_guarded", False):
+        return
+    usual: set[str] = set()
+    for kind in (enum.Enum, enum.IntEnum, enum.StrEnum, enum.Flag, enum.IntFlag):
+        usual.update(k for k in _TYPE_DICT(original(kind, "Sample", "a")) if k.startswith("__"))
+
+    def _create_(cls: Any, class_name: Any, names: Any, **kwargs: Any) -> Any:
+        created = original(cls, class_name, names, **kwargs)
+        for key in _TYPE_DICT(created):
+            if type(key) is not str or (key.startswith("__") and key not in usual):
+                raise refuse(f"an enum member named {key!r} is not allowed in sandboxed code")
+        return created
+
+    _create_.kailash_guarded = True  # type: ignore[attr-defined]
+    enum.EnumType._create_ = _create_  # type: ignore[attr-defined]

@@ -11,6 +11,13 @@ frame/code introspection from user code, ``gc``/``marshal`` and dynamic compilat
 by anything but the standard library's code generators are refused. Every refusal is
 recorded, so a violation fails the node even when the code catches the error.
 
+Everything the code hands a guard is hostile: names and paths must be exact ``str``
+(a subclass's ``startswith``/``__eq__``/``__hash__`` are the code's own), ``str.format``
+is recognised by the method found rather than by the object asked, and the hook never
+calls an object of the code's while deciding (nested events are not checked inside it).
+The module runs a little past 400 lines: the builtins, snapshots and hook share the
+environment's state and are kept together.
+
 This module is imported by the worker only; the host never runs these guards.
 """
 
@@ -25,7 +32,17 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kailash.errors import SecurityError
-from kailash.security.sandbox_facades import DROP, GUARDED, ONLY, guard_copy_module, make_type, plain_str, type_name
+from kailash.security.sandbox_facades import (
+    DROP,
+    GUARDED,
+    ONLY,
+    guard_copy_module,
+    guard_enum_module,
+    is_user_class,
+    make_type,
+    plain_str,
+    type_name,
+)
 from kailash.security.sandbox_policy import (
     FORBIDDEN_BUILTINS,
     SAFE_DUNDER_METHODS,
@@ -325,6 +342,7 @@ class SandboxEnvironment:
     def install_audit_hook(self) -> tuple[Callable[[], None], Callable[[], None]]:
         """Install the hook (and the worker-wide deputy guards); returns ``(activate, deactivate)``."""
         guard_copy_module(self.refuse)
+        guard_enum_module(self.refuse)
         state = self._active
         decide = self._decide
 
@@ -400,23 +418,6 @@ class SandboxEnvironment:
         return f"access to '{path}' refused: outside the allowed directories"
 
 
-def is_user_class(obj: Any) -> bool:
-    """Whether ``obj`` is a class created by sandboxed code (read from the class's own dict).
-
-    Runs no user code (it is called from the audit hook): ``isinstance`` would consult a
-    ``__class__`` property, and a lookup in a class dict holding a ``str``-subclass key
-    would call that key's ``__eq__``, so such dicts are not looked into.
-    """
-    if not issubclass(type(obj), type):
-        return False
-    namespace = _TYPE_DICT(obj)
-    if any(type(key) is not str for key in namespace):
-        return False
-    module = namespace.get("__module__")
-    return type(module) is str and module == "__sandbox__"
-
-
-_TYPE_DICT = type.__dict__["__dict__"].__get__  # the real mappingproxy, past any metaclass property
 _STR_FORMAT = str.format
 _STR_FORMAT_MAP = str.format_map
 

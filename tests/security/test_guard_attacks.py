@@ -115,6 +115,14 @@ ATTACKS = [
      "M = type(collections.abc.Mapping)\nMeta = M('Meta', (M,), {'__dict__': property(fake)})\n"
      "C = Meta('C', (), {})\nbase.append(len(seen))\nresult = str(dataclasses.dataclass(C))"),
     ("dataclass-on-builtin-class", "import dataclasses, fractions\nresult = str(dataclasses.dataclass(fractions.Fraction))"),
+    ("metaclass-call-hooks",
+     "import collections.abc\nM = type(collections.abc.Mapping)\n"
+     "C = M('C', (), {'__getattribute__': lambda self, name: 'hooked'})\nresult = C().anything"),
+    ("enum-metaclass-call-hooks",
+     "import enum\nC = enum.EnumType('C', (), {'__getattribute__': lambda self, name: 'hooked'})\nresult = C"),
+    ("enum-functional-hooks",
+     "import enum\nE = enum.Enum('E', [('__del__', lambda self: None), ('__dict__', 1), ('A', 1)])\n"
+     "result = E.A.value"),
     ("global-enum-rewrites-guard-globals",
      "import enum\nclass Yes:\n    def __call__(self, *args):\n        return False\n"
      "E = enum.Enum('E', [('attribute_refused', 1)], module='kailash.security.sandbox_guards', type=Yes)\n"
