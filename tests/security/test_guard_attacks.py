@@ -18,7 +18,11 @@ import pytest
 from kailash.errors import KailashError, NodeExecutionError, SecurityError
 from kailash.security.sandbox import shutdown_sandboxes
 from kailash.security.sandbox_guards import DEFAULT_ALLOWED_IMPORTS
-from kailash.security.sandbox_os import bwrap_available
+
+try:  # the OS-isolation helpers move to sandbox_fs on main (helper B)
+    from kailash.security.sandbox_fs import bwrap_available
+except ImportError:
+    from kailash.security.sandbox_os import bwrap_available
 from tests.security.helpers import Runner, make_config
 
 LIAR = """
