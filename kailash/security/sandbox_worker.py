@@ -150,7 +150,7 @@ def _worker_main(fd: int, profile: dict[str, Any]) -> None:
         install_seccomp,
         set_parent_death_signal,
     )
-    from kailash.security.sandbox_wire import DEFAULT_MAX_RESULT_SIZE, WireClosed, recv_msg, send_reply
+    from kailash.security.sandbox_wire import DEFAULT_MAX_RESULT_SIZE, ResultRefused, WireClosed, recv_msg, send_reply
 
     set_parent_death_signal(signal.SIGKILL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -187,6 +187,8 @@ def _worker_main(fd: int, profile: dict[str, Any]) -> None:
             send_reply(sock, reply)
         except MemoryError:
             send_reply(sock, {"status": "memory", "message": "the result does not fit in the memory limit", "line": 0})
+        except ResultRefused as exc:  # a reply built around something that is not plain data
+            send_reply(sock, {"status": "unsendable", "message": str(exc)})
         del reply
 
 
