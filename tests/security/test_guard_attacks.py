@@ -188,15 +188,16 @@ def test_open_with_a_lying_path_or_mode_is_refused(run, allowed):
         allowed, run.config.isolation)) == 10
 
 
-def test_audit_hook_never_calls_user_objects(run_with_os, allowed):
+def test_audit_hook_never_calls_user_objects(run_with_os, allowed, mode):
     """A path whose methods run user code *inside* the hook (where nested events are not checked)."""
-    outside = str(allowed.parent / "outside.txt")
-    code = ("box = []\nclass P(str):\n    def startswith(self, *args):\n"
-            f"        box.append(os.open({outside!r}, os.O_RDONLY))\n        return False\n"
-            "os.listdir(P('/'))\nresult = box")
+    target = allowed.parent / f"written-from-inside-the-hook-{mode}.txt"
+    code = ("class P(str):\n    def startswith(self, *args):\n"
+            f"        os.close(os.open({str(target)!r}, os.O_WRONLY | os.O_CREAT))\n        return False\n"
+            "os.listdir(P('/'))\nresult = 1")
     with pytest.raises(SecurityError):
         got = run_with_os(code, imports=["os"])
         pytest.fail(f"escaped: {got!r}")
+    assert not target.exists()
     assert run_with_os.healthy()
 
 
