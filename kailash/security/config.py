@@ -48,6 +48,9 @@ class SecurityConfig:
         tenant: the tenant whose runs this policy governs (set by the gateway, see
             :func:`tenant_policy`). A tenant policy never falls back to weaker isolation:
             ``isolation="auto"`` without a working bubblewrap is refused (fail closed).
+        max_result_size: the largest result (bytes, as encoded for the trip back to the
+            host, counting shared references every time they appear) sandboxed code may
+            return; larger results fail the node with an error naming it. 16 MiB by default.
 
     Example:
         >>> import tempfile
@@ -70,6 +73,7 @@ class SecurityConfig:
     audit_log_path: str | None = None
     isolation: str = "auto"
     tenant: str | None = None
+    max_result_size: int = 16 * 1024 * 1024
     _resolved: tuple[Path, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -80,6 +84,8 @@ class SecurityConfig:
             problems.append(f"execution_timeout must be positive seconds, got {self.execution_timeout}")
         if self.memory_limit is not None and self.memory_limit <= 0:
             problems.append(f"memory_limit must be a positive number of bytes, got {self.memory_limit}")
+        if type(self.max_result_size) is not int or self.max_result_size <= 0:
+            problems.append(f"max_result_size must be a positive number of bytes, got {self.max_result_size!r}")
         if self.isolation not in ("auto", "bwrap", "process"):
             problems.append(f"isolation must be 'auto', 'bwrap' or 'process', got {self.isolation!r}")
         if self.tenant is not None and (type(self.tenant) is not str or not self.tenant):

@@ -75,7 +75,8 @@ def _profile(config: SecurityConfig) -> Profile:
     imports = DEFAULT_ALLOWED_IMPORTS if config.allowed_imports is None else tuple(config.allowed_imports)
     profile = Profile(allowed_imports=tuple(sorted(set(imports))),
                       allowed_directories=tuple(str(d) for d in config.resolved_directories),
-                      max_file_size=config.max_file_size, memory_limit=config.memory_limit, bwrap=usable)
+                      max_file_size=config.max_file_size, memory_limit=config.memory_limit, bwrap=usable,
+                      max_result_size=config.max_result_size)
     if len(_profiles) >= _PROFILES_MAX:
         _profiles.clear()
     _profiles[(config, usable)] = profile

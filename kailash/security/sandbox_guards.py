@@ -11,6 +11,13 @@ frame/code introspection from user code, ``gc``/``marshal`` and dynamic compilat
 by anything but the standard library's code generators are refused. Every refusal is
 recorded, so a violation fails the node even when the code catches the error.
 
+Everything the code hands a guard is hostile: names and paths must be exact ``str``
+(a subclass's ``startswith``/``__eq__``/``__hash__`` are the code's own), ``str.format``
+is recognised by the method found rather than by the object asked, and the hook never
+calls an object of the code's while deciding (nested events are not checked inside it).
+The module runs a little past 400 lines: the builtins, snapshots and hook share the
+environment's state and are kept together.
+
 This module is imported by the worker only; the host never runs these guards.
 """
 
@@ -19,14 +26,23 @@ from __future__ import annotations
 import builtins
 import io
 import os
-import string
 import sys
 import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from kailash.errors import SecurityError
-from kailash.security.sandbox_facades import DROP, GUARDED, ONLY, make_type
+from kailash.security.sandbox_facades import (
+    DROP,
+    GUARDED,
+    ONLY,
+    guard_copy_module,
+    guard_enum_module,
+    is_user_class,
+    make_type,
+    plain_str,
+    type_name,
+)
 from kailash.security.sandbox_policy import (
     FORBIDDEN_BUILTINS,
     SAFE_DUNDER_METHODS,
@@ -130,11 +146,14 @@ class SandboxEnvironment:
         self.violations.append(message)
         return SecurityError(message)
 
-    def _check_attr_name(self, name: Any, what: str) -> None:
-        if not isinstance(name, str):
-            raise TypeError(f"{what}(): attribute name must be a string")
+    def _check_attr_name(self, name: Any, what: str) -> str:
+        # Only an exact str is trusted: a subclass's methods (startswith, __eq__, __hash__)
+        # are user code and would answer the check differently from the real lookup.
+        if type(name) is not str:
+            raise self.refuse(f"{what}() needs a plain str attribute name in sandboxed code, got {type_name(name)}")
         if attribute_refused(name):
             raise self.refuse(f"{what}() of attribute '{name}' is not allowed in sandboxed code")
+        return name
 
     # -- builtins ----------------------------------------------------------------------------
     def _make_builtins(self) -> dict[str, Any]:
@@ -145,23 +164,22 @@ class SandboxEnvironment:
             safe[name] = self._forbidden(name)
 
         def sandbox_getattr(obj: Any, name: Any, *default: Any) -> Any:
-            env._check_attr_name(name, "getattr")
-            if name in ("format", "format_map"):
-                return env.attr(obj, name)
-            return getattr(obj, name, *default)
+            name = env._check_attr_name(name, "getattr")
+            return env.guard_value(getattr(obj, name, *default))
 
         def sandbox_hasattr(obj: Any, name: Any) -> bool:
-            env._check_attr_name(name, "hasattr")
-            return hasattr(obj, name)
+            return hasattr(obj, env._check_attr_name(name, "hasattr"))
 
         def sandbox_setattr(obj: Any, name: Any, value: Any) -> None:
-            env._check_attr_name(name, "setattr")
-            if isinstance(obj, type) and not _is_user_class(obj):
-                raise env.refuse(f"setattr() on built-in type '{obj.__name__}' is not allowed in sandboxed code")
+            name = env._check_attr_name(name, "setattr")
+            if issubclass(type(obj), type) and not is_user_class(obj):
+                raise env.refuse(f"setattr() on built-in type {type_name(obj, True)} is not allowed in sandboxed code")
             setattr(obj, name, value)
 
         def sandbox_delattr(obj: Any, name: Any) -> None:
-            env._check_attr_name(name, "delattr")
+            name = env._check_attr_name(name, "delattr")
+            if issubclass(type(obj), type) and not is_user_class(obj):
+                raise env.refuse(f"delattr() on built-in type {type_name(obj, True)} is not allowed in sandboxed code")
             delattr(obj, name)
 
         def sandbox_print(*args: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None,
@@ -199,28 +217,39 @@ class SandboxEnvironment:
 
     # -- attribute guard for str.format ----------------------------------------------------------
     def attr(self, obj: Any, name: str) -> Any:
-        value = getattr(obj, name)
-        if isinstance(obj, str) or (isinstance(obj, type) and issubclass(obj, str)):
-            env = self
-            if isinstance(obj, str):
-                def bound(*args: Any, **kwargs: Any) -> str:
-                    env.check_format(obj)
-                    return value(*args, **kwargs)
-                return bound
+        """``obj.format`` / ``obj.format_map`` as rewritten by the static checks."""
+        return self.guard_value(getattr(obj, name))
 
+    def guard_value(self, value: Any) -> Any:
+        """``value``, or a checked stand-in when it is ``str.format``/``format_map`` (bound or not).
+
+        Decided by what was found, not by where: ``super().format``, a class attribute holding
+        the method, or a subclass all yield the same C method, which reads attributes named in
+        the format string.
+        """
+        env = self
+        if value is _STR_FORMAT or value is _STR_FORMAT_MAP:
             def unbound(fmt: Any, *args: Any, **kwargs: Any) -> str:
                 if isinstance(fmt, str):
                     env.check_format(fmt)
                 return value(fmt, *args, **kwargs)
             return unbound
+        if type(value) is types.BuiltinMethodType and value.__name__ in ("format", "format_map"):
+            owner = value.__self__
+            if issubclass(type(owner), str):
+                def bound(*args: Any, **kwargs: Any) -> str:
+                    env.check_format(owner)  # type: ignore[arg-type]  # check_format trusts only exact str
+                    return value(*args, **kwargs)
+                return bound
         return value
 
     def check_format(self, fmt: str, depth: int = 0) -> None:
+        """Refuse a format string (or nested spec) naming a private or internal attribute."""
         import _string  # the parser str.format itself uses
 
-        if depth > 3:
-            return
-        for _literal, field, spec, _conv in string.Formatter().parse(fmt):
+        if depth > 3:  # str.format itself stops at 2 levels
+            raise self.refuse("format string nested too deeply for sandboxed code")
+        for _literal, field, spec, _conv in _string.formatter_parser(plain_str(fmt)):
             if field is not None:
                 _first, rest = _string.formatter_field_name_split(field)
                 for is_attr, key in rest:
@@ -235,7 +264,9 @@ class SandboxEnvironment:
                       level: int = 0) -> Any:
         if level:
             raise self.refuse("relative imports are not allowed in sandboxed code")
-        if type(fromlist) is list and not fromlist and isinstance(name, str):
+        if type(name) is not str:
+            raise self.refuse(f"import needs a plain str module name in sandboxed code, got {type_name(name)}")
+        if type(fromlist) is list and not fromlist:
             # PyImport_Import: a C function the code called imports a helper (datetime.strptime ->
             # _strptime). It passes an empty *list* (import statements pass None or a tuple) and
             # ignores the return value, so nothing reaches the user's code.
@@ -245,7 +276,7 @@ class SandboxEnvironment:
 
             importlib.import_module(name)
             return None
-        if not isinstance(name, str) or not import_allowed(name, self.allowed_imports) or any(
+        if not import_allowed(name, self.allowed_imports) or any(
                 p.startswith("_") for p in name.split(".")):
             raise self.refuse(f"import of '{name}' is not allowed in sandboxed code "
                               f"(allowed modules: {', '.join(sorted(self.allowed_imports))})")
@@ -253,7 +284,7 @@ class SandboxEnvironment:
 
         importlib.import_module(name)
         for item in fromlist or ():
-            if isinstance(item, str) and not item.startswith("_") and not hasattr(sys.modules[name], item):
+            if type(item) is str and not item.startswith("_") and not hasattr(sys.modules[name], item):
                 sub = f"{name}.{item}"
                 if import_allowed(sub, self.allowed_imports):
                     try:
@@ -285,10 +316,13 @@ class SandboxEnvironment:
         return snap
 
     # -- files ------------------------------------------------------------------------------------
-    def open(self, file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-        if not isinstance(file, (str, bytes, os.PathLike)):
-            raise self.refuse("open() needs a path inside the allowed directories; file descriptors are refused")
-        path = os.fsdecode(os.fspath(file))
+    def open(self, file: Any, mode: Any = "r", *args: Any, **kwargs: Any) -> Any:
+        if type(file) not in (str, bytes):  # subclasses and path-likes run user code on every check
+            raise self.refuse(f"open() needs a plain str or bytes path inside the allowed directories in sandboxed "
+                              f"code, got {type_name(file)}")
+        if type(mode) is not str:
+            raise self.refuse(f"open() needs a plain str mode in sandboxed code, got {type_name(mode)}")
+        path = os.fsdecode(file)
         real = os.path.realpath(path)
         if not self._inside(real, self.allowed_dirs):
             where = ", ".join(self.allowed_dirs) or "none configured"
@@ -306,7 +340,9 @@ class SandboxEnvironment:
 
     # -- audit hook ---------------------------------------------------------------------------
     def install_audit_hook(self) -> tuple[Callable[[], None], Callable[[], None]]:
-        """Install the hook; returns ``(activate, deactivate)`` for the user-code window."""
+        """Install the hook (and the worker-wide deputy guards); returns ``(activate, deactivate)``."""
+        guard_copy_module(self.refuse)
+        guard_enum_module(self.refuse)
         state = self._active
         decide = self._decide
 
@@ -333,7 +369,7 @@ class SandboxEnvironment:
 
     def _decide(self, event: str, args: tuple[Any, ...]) -> str | None:
         if event.startswith(_BLOCKED_EVENT_PREFIXES):
-            if event in ("os.listdir", "os.scandir") and args and isinstance(args[0], str):
+            if event in ("os.listdir", "os.scandir") and args and type(args[0]) is str:
                 # the import system lists package directories; listing allowed directories is fine
                 real = os.path.realpath(args[0])
                 if self._inside(real, self.allowed_dirs) or self._inside(real, self.read_roots):
@@ -342,43 +378,48 @@ class SandboxEnvironment:
         if event == "open":
             return self._decide_open(args)
         if event == "import":
-            top = str(args[0]).split(".")[0]
-            if top in _DENIED_MODULES and not import_allowed(str(args[0]), self.allowed_imports):
+            if type(args[0]) is not str:
+                return "import of a module named by a non-str object is not allowed in sandboxed code"
+            top = args[0].split(".")[0]
+            if top in _DENIED_MODULES and not import_allowed(args[0], self.allowed_imports):
                 return f"import of '{args[0]}' is not allowed in sandboxed code"
             return None
         if event in ("compile", "exec", "marshal.loads", "marshal.load"):
             caller = _caller_frame()
             module = caller.f_globals.get("__name__") if caller is not None else None
-            if module in _CODEGEN_MODULES:
+            if type(module) is str and module in _CODEGEN_MODULES:
                 return None
             return f"dynamic code ('{event}') is not allowed in sandboxed code"
         if event in ("object.__getattr__", "object.__setattr__", "object.__delattr__"):
             caller = _caller_frame()
             if caller is not None and caller.f_code.co_filename == SANDBOX_FILENAME:
-                name = args[1] if len(args) > 1 else "?"
-                if event == "object.__getattr__" or not _is_user_class(args[0]):
+                name = args[1] if len(args) > 1 and type(args[1]) is str else "?"
+                if event == "object.__getattr__" or not is_user_class(args[0]):
                     return f"access to attribute '{name}' is not allowed in sandboxed code"
         return None
 
     def _decide_open(self, args: tuple[Any, ...]) -> str | None:
         path, mode = args[0], args[1] if len(args) > 1 else None
         flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
-        if isinstance(path, int):
+        if type(path) is int:
             return "opening file descriptors is not allowed in sandboxed code"
+        if type(path) not in (str, bytes) or (mode is not None and type(mode) is not str):
+            # never call a user object's methods here: nested events are not checked inside the hook
+            return "open() of a path given as a non-str object is not allowed in sandboxed code"
         try:
-            real = os.path.realpath(os.fsdecode(os.fspath(path)))
+            real = os.path.realpath(os.fsdecode(path))
         except (TypeError, ValueError):
             return "open() of this path is not allowed in sandboxed code"
         if self._inside(real, self.allowed_dirs):
             return None
-        writing = bool(flags & _WRITE_FLAGS) if mode is None else any(c in str(mode) for c in "wax+")
+        writing = bool(flags & _WRITE_FLAGS) if mode is None else any(c in mode for c in "wax+")
         if not writing and self._inside(real, self.read_roots):
             return None
         return f"access to '{path}' refused: outside the allowed directories"
 
 
-def _is_user_class(obj: Any) -> bool:
-    return isinstance(obj, type) and getattr(obj, "__module__", None) == "__sandbox__"
+_STR_FORMAT = str.format
+_STR_FORMAT_MAP = str.format_map
 
 
 def _caller_frame() -> Any:
@@ -389,4 +430,4 @@ def _caller_frame() -> Any:
     return frame
 
 
-__all__ += ["SandboxModule", "SandboxState", "SAFE_DUNDER_METHODS", "UNSET"]
+__all__ += ["SandboxModule", "SandboxState", "SAFE_DUNDER_METHODS", "UNSET", "is_user_class"]

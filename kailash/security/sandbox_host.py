@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from kailash.errors import SecurityError
-from kailash.security.sandbox_wire import WireClosed, WireTimeout, loads_result, recv_bytes
+from kailash.security.sandbox_wire import (
+    DEFAULT_MAX_RESULT_SIZE,
+    ENVELOPE_ALLOWANCE,
+    WireClosed,
+    WireTimeout,
+    loads_result,
+    recv_bytes,
+)
 
 __all__ = ["Profile", "Template", "Worker", "SandboxUnavailable"]
 
@@ -82,6 +89,7 @@ class Profile:
     bwrap: bool
     raw_for_tests: bool = False
     landlock: bool = True  # tests switch it off to see the kernel-without-Landlock behaviour
+    max_result_size: int = DEFAULT_MAX_RESULT_SIZE
 
     def readable(self) -> list[str]:
         """What workers of this profile may read (see :func:`~kailash.security.sandbox_fs.readable_roots`)."""
@@ -95,7 +103,8 @@ class Profile:
         return {"allowed_imports": list(self.allowed_imports), "allowed_directories": list(self.allowed_directories),
                 "max_file_size": self.max_file_size, "memory_limit": self.memory_limit,
                 "library_roots": python_library_dirs(), "readable_roots": readable, "bwrap": self.bwrap,
-                "seccomp": True, "landlock": self.landlock, "raw_for_tests": self.raw_for_tests}
+                "seccomp": True, "landlock": self.landlock, "raw_for_tests": self.raw_for_tests,
+                "max_result_size": self.max_result_size}
 
 
 def _clean_env() -> dict[str, str]:
@@ -238,7 +247,9 @@ class Worker:
 
     def receive(self, deadline: float | None) -> dict[str, Any]:
         try:
-            data = recv_bytes(self.sock, deadline)
+            # bounded by the policy: the reply format has no back-references, so what is built
+            # from it is proportional to these bytes
+            data = recv_bytes(self.sock, deadline, self.template.profile.max_result_size + ENVELOPE_ALLOWANCE)
         except WireTimeout:
             raise
         except (WireClosed, OSError) as exc:

@@ -179,7 +179,7 @@ class _Checker(ast.NodeVisitor):
 
     def visit_MatchClass(self, node: ast.MatchClass) -> None:
         for attr in node.kwd_attrs:
-            if attribute_refused(attr):
+            if attribute_refused(attr) or attr in ("format", "format_map"):  # str.format reads attributes
                 self.bad(node, f"attribute '{attr}' is not allowed in sandboxed code")
         # Positional sub-patterns read the attributes named by the class's __match_args__; only
         # the builtins (which match the subject itself) are safe, and only when not rebound.

@@ -155,7 +155,7 @@ def _worker_main(fd: int, profile: dict[str, Any]) -> None:
         set_not_dumpable,
         set_parent_death_signal,
     )
-    from kailash.security.sandbox_wire import WireClosed, recv_msg, send_msg
+    from kailash.security.sandbox_wire import DEFAULT_MAX_RESULT_SIZE, ResultRefused, WireClosed, recv_msg, send_reply
 
     set_parent_death_signal(signal.SIGKILL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -175,17 +175,18 @@ def _worker_main(fd: int, profile: dict[str, Any]) -> None:
         read_only = install_read_only_files()
     seccomp = install_seccomp() if profile.get("seccomp", True) else False
     gates = env.install_audit_hook()
-    send_msg(sock, {"status": "ready", "pid": os.getpid(), "seccomp": seccomp, "address_space_limit": limit,
-                    "capabilities_dropped": capabilities_dropped, "landlock": landlock,
-                    "read_only_files": read_only})
-    runner = _Runner(env, gates, SandboxState)
+    send_reply(sock, {"status": "ready", "pid": os.getpid(), "seccomp": seccomp, "address_space_limit": limit,
+                      "capabilities_dropped": capabilities_dropped, "landlock": landlock,
+                      "read_only_files": read_only})
+    runner = _Runner(env, gates, SandboxState, profile.get("max_result_size") or DEFAULT_MAX_RESULT_SIZE)
+    gc.disable()  # cyclic garbage (user objects with finalizers) is collected only while the audit hook is on
     while True:
         try:
             request = recv_msg(sock)
         except (WireClosed, OSError):
             return
         except MemoryError:
-            send_msg(sock, {"status": "memory", "message": "the inputs do not fit in the memory limit", "line": 0})
+            send_reply(sock, {"status": "memory", "message": "the inputs do not fit in the memory limit", "line": 0})
             continue
         try:
             reply = _serve(runner, request, profile)
@@ -196,11 +197,11 @@ def _worker_main(fd: int, profile: dict[str, Any]) -> None:
                      "message": f"the sandbox could not run this code: {exc}"[:2000]}
         del request
         try:
-            send_msg(sock, reply)
+            send_reply(sock, reply)
         except MemoryError:
-            send_msg(sock, {"status": "memory", "message": "the result does not fit in the memory limit", "line": 0})
-        except Exception as exc:  # a plain-data result that still cannot be pickled
-            send_msg(sock, {"status": "unsendable", "message": f"result cannot be sent to the host: {exc}"})
+            send_reply(sock, {"status": "memory", "message": "the result does not fit in the memory limit", "line": 0})
+        except ResultRefused as exc:  # a reply built around something that is not plain data
+            send_reply(sock, {"status": "unsendable", "message": str(exc)})
         del reply
 
 
@@ -214,23 +215,32 @@ class _Runner:
     releases it when the node is collected.
     """
 
-    def __init__(self, env: Any, gates: tuple[Any, Any], state_cls: type) -> None:
+    def __init__(self, env: Any, gates: tuple[Any, Any], state_cls: type, max_result_size: int) -> None:
         self.env = env
         self.activate, self.deactivate = gates
         self.state_cls = state_cls
+        self.max_result_size = max_result_size
         self.states: dict[str, Any] = {}
         self.cache: dict[tuple[str, tuple[str, ...]], types.CodeType] = {}
 
     def release(self, node_keys: list[str]) -> None:
-        for key in node_keys:
-            self.states.pop(key, None)
+        # A state's objects may have finalizers written by the code: drop them with the hook on.
+        self.activate()
+        gc.enable()
+        try:
+            for key in node_keys:
+                self.states.pop(key, None)
+            gc.collect()
+        finally:
+            gc.disable()
+            self.deactivate()
 
     def run(self, req: dict[str, Any]) -> dict[str, Any]:
         from kailash.errors import SecurityError
         from kailash.security.sandbox_guards import UNSET
         from kailash.security.sandbox_os import set_cpu_limit
         from kailash.security.sandbox_policy import CodeRejected, bindable, prepare_code
-        from kailash.security.sandbox_wire import check_result
+        from kailash.security.sandbox_wire import Raw, ResultRefused, encode
 
         env = self.env
         inputs: dict[str, Any] = req["inputs"]
@@ -260,28 +270,37 @@ class _Runner:
         env.output = io.StringIO()
         set_cpu_limit(float(req.get("timeout") or 3600) + 1.0)
         value: Any = None
+        encoded = b""
         problem = None
         error: dict[str, Any] | None = None
         self.activate()
+        gc.enable()
         try:
             value = fn(state, **kwargs)
-            problem = check_result(value)
+            gc.disable()  # no finalizer may change the result while it is encoded
+            if value is not UNSET:
+                encoded = encode(value, self.max_result_size)  # exact types only: runs no user code
+        except ResultRefused as exc:
+            problem = str(exc)
         except BaseException as exc:  # noqa: B036 - user code may raise anything, even SystemExit
             error = _describe(exc)
         finally:
+            # Every user object goes while the hook is on, so no finalizer runs outside it.
+            is_unset = value is UNSET
+            value = fn = g = kwargs = state = None  # type: ignore[assignment]
+            gc.disable()
             self.deactivate()
-        del fn, g, kwargs
-        stdout = env.output.getvalue()
+        stdout = env.output.getvalue()[: env.output_limit]
         if env.violations:
             return {"status": "violation", "message": env.violations[0], "line": (error or {}).get("line", 0),
                     "stdout": stdout}
         if error is not None:
             return {**error, "stdout": stdout}
-        if value is UNSET:
+        if is_unset:
             return {"status": "unset", "stdout": stdout}
         if problem:
             return {"status": "unsendable", "message": problem, "stdout": stdout}
-        return {"status": "ok", "result": value, "stdout": stdout}
+        return {"status": "ok", "result": Raw(encoded), "stdout": stdout}
 
 
 def _serve(runner: _Runner, request: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
@@ -313,15 +332,19 @@ def _describe(exc: BaseException) -> dict[str, Any]:
         if tb.tb_frame.f_code.co_filename == SANDBOX_FILENAME:
             line = tb.tb_lineno
         tb = tb.tb_next
-    tp = type(exc)
+    from kailash.errors import SecurityError
+    from kailash.security.sandbox_facades import plain_str
+
+    tp = type(exc)  # the exception and its class may be user objects: read only exact strs from them
+    name = type.__dict__["__name__"].__get__(tp)
+    name = name if type(name) is str else "Exception"
     try:
-        message = str(exc)
+        text = str(exc)
+        message = plain_str(text) if isinstance(text, str) else "<unprintable exception>"
     except BaseException:  # noqa: B036
         message = "<unprintable exception>"
-    from kailash.errors import SecurityError
-
-    status = "memory" if isinstance(exc, MemoryError) else "violation" if isinstance(exc, SecurityError) else "error"
-    return {"status": status, "type": tp.__name__, "builtin": getattr(builtins, tp.__name__, None) is tp,
+    status = "memory" if issubclass(tp, MemoryError) else "violation" if issubclass(tp, SecurityError) else "error"
+    return {"status": status, "type": name, "builtin": getattr(builtins, name, None) is tp,
             "message": message[:2000], "line": line}
 
 
