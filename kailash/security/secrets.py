@@ -17,7 +17,7 @@ from typing import Any
 __all__ = [
     "Secret", "REDACTED", "redact", "reveal", "secret_from_env", "is_secret",
     "as_secret", "template_fields", "render_template", "plain_secret_values", "wrap_secrets",
-    "known_secret_values",
+    "known_secret_values", "is_credential_header", "CREDENTIAL_HEADERS",
 ]
 
 REDACTED = "***"
@@ -126,6 +126,28 @@ def redact(value: Any, secret_values: frozenset[str] | None = None) -> Any:
 
 
 # -- helpers for nodes that take credentials -------------------------------------------
+
+CREDENTIAL_HEADERS = frozenset({
+    "authorization", "proxy-authorization", "cookie", "x-api-key", "api-key", "x-auth-token",
+    "x-access-token", "x-amz-security-token", "x-goog-api-key", "ocp-apim-subscription-key",
+})
+_CREDENTIAL_WORDS = ("token", "secret", "password", "passwd", "apikey", "api-key", "api_key", "auth",
+                     "session", "credential", "signature", "cookie")
+
+
+def is_credential_header(name: object) -> bool:
+    """Whether an HTTP header named ``name`` carries a credential (by name: the well-known
+    ones and any whose name contains token, secret, password, api-key, auth, session...).
+
+    Example:
+        >>> is_credential_header("X-Auth-Token"), is_credential_header("X-Vendor-Session"), is_credential_header("Accept")
+        (True, True, False)
+    """
+    if type(name) is not str:
+        return False
+    low = name.lower()
+    return low in CREDENTIAL_HEADERS or any(w in low for w in _CREDENTIAL_WORDS)
+
 
 _AUTH_SCHEMES = frozenset({"bearer", "basic", "token", "digest", "apikey"})
 _SECRETISH = ("SECRET", "TOKEN", "KEY", "PASSWORD", "PASSWD", "PASS", "CREDENTIAL", "AUTH")
