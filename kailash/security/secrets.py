@@ -17,7 +17,7 @@ from typing import Any
 __all__ = [
     "Secret", "REDACTED", "redact", "reveal", "secret_from_env", "is_secret",
     "as_secret", "template_fields", "render_template", "plain_secret_values", "wrap_secrets",
-    "known_secret_values", "is_credential_header", "CREDENTIAL_HEADERS",
+    "known_secret_values", "is_credential_header", "CREDENTIAL_HEADERS", "url_credentials",
 ]
 
 REDACTED = "***"
@@ -133,6 +133,36 @@ CREDENTIAL_HEADERS = frozenset({
 })
 _CREDENTIAL_WORDS = ("token", "secret", "password", "passwd", "apikey", "api-key", "api_key", "auth",
                      "session", "credential", "signature", "cookie")
+
+
+def url_credentials(text: object) -> list[str]:
+    """The credential parts of a URL: the password (or a lone user token) of its user info,
+    and the values of credential-named query parameters (``api_key``, ``token``, ``sig``...).
+
+    Example:
+        >>> url_credentials("postgresql://app:s3cret@db:5432/x?sslmode=require&api_key=k-123")
+        ['s3cret', 'k-123']
+        >>> url_credentials("https://api.example.com/v1?page=2")
+        []
+    """
+    if type(text) is not str or "://" not in text or len(text) > 65536:
+        return []
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    try:
+        parts = urlsplit(text.strip())
+        password, username = parts.password, parts.username
+    except ValueError:
+        return []
+    found = []
+    if password:
+        found.append(unquote(password))
+    elif username and "@" in parts.netloc and len(username) >= 16:  # https://TOKEN@host
+        found.append(unquote(username))
+    for key, value in parse_qsl(parts.query, keep_blank_values=False):
+        if value and (key.lower() in ("key", "sig", "code", "pass", "pwd") or is_credential_header(key)):
+            found.append(value)
+    return found
 
 
 def is_credential_header(name: object) -> bool:
