@@ -107,3 +107,23 @@ def test_a_sandbox_minted_secret_cannot_blank_words_in_the_audit_log(tmp_path):
     assert rec["reason"] == "the code tried the network"
     line = log.read_text()
     assert "the code tried the network" in line and '"got": "***"' in line
+
+
+def test_the_gateway_never_serves_the_password(tmp_path):
+    from starlette.testclient import TestClient
+
+    from kailash.api.gateway import WorkflowGateway
+
+    gw = WorkflowGateway(port=0, api_keys=["k-test-0123456789"])
+    gw.register_workflow("connect", _workflow())
+    headers = {"X-API-Key": "k-test-0123456789"}
+    params = {"db": {"connection_string": f"postgresql://app:{PASSWORD}@127.0.0.1:5432/test"}}
+    with TestClient(gw.app) as client:
+        reply = client.post("/workflows/connect/execute", json={"parameters": params}, headers=headers)
+        body = reply.text
+        run_id = reply.json().get("run_id")
+        run = client.get(f"/runs/{run_id}", headers=headers).text
+        listed = client.get("/runs", headers=headers).text
+    for where, text in {"execute": body, "run": run, "list": listed}.items():
+        assert PASSWORD not in text, (where, text)
+    assert "app:***@127.0.0.1" in run
