@@ -48,8 +48,8 @@ def validate_path(path: str | os.PathLike[str], config: SecurityConfig | None = 
 def _check(path: str | os.PathLike[str], config: SecurityConfig | None, node_id: str | None) -> tuple[Path, Path | None]:
     """``(resolved path, the allowed directory holding it)``; the base is None without a policy."""
     raw = os.fspath(path)
-    if type(raw) is not str:
-        raw = os.fsdecode(raw)
+    # exact types only: a str subclass could answer "\x00" in raw, or startswith, as it likes
+    raw = str.__add__("", raw) if isinstance(raw, str) else os.fsdecode(bytes.__add__(b"", raw))
     if "\x00" in raw:
         raise SecurityError(f"refused path with a NUL byte: {raw!r}", node_id=node_id, parameter="file_path")
     try:

@@ -309,9 +309,9 @@ def load_workflow(path: str | os.PathLike[str]) -> Workflow:
     p = Path(path)
     if not p.exists():
         raise SerializationError(f"workflow file '{path}' does not exist", parameter="path", got=str(path))
-    if p.stat().st_size > MAX_FILE_BYTES:
-        raise SerializationError(f"workflow file '{path}' is larger than {MAX_FILE_BYTES} bytes", parameter="path")
     with safe_open(p, "r") as f:
-        text = f.read()
+        text = f.read(MAX_FILE_BYTES + 1)  # measured on what is read, not on an earlier stat
+    if len(text) > MAX_FILE_BYTES:
+        raise SerializationError(f"workflow file '{path}' is larger than {MAX_FILE_BYTES} bytes", parameter="path")
     fmt = "json" if p.suffix.lower() == ".json" else None
     return loads(text, fmt)

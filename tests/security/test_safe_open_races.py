@@ -163,3 +163,23 @@ def test_every_mode_opens_beneath(layout, resolver, mode):
             f.write(b"z" if "b" in mode else "z")
     with pytest.raises(FileExistsError):
         safe_open(path, "x", config=cfg)
+
+
+def test_a_hostile_str_subclass_path_is_judged_by_its_real_value(layout, resolver, tmp_path):
+    allowed, outside, _ = layout
+    cfg = SecurityConfig(allowed_directories=[str(allowed)])
+
+    class Sly(str):
+        def __contains__(self, item):
+            return False
+
+        def startswith(self, *a):
+            return True
+
+        def __fspath__(self):
+            return self
+
+    with pytest.raises(SecurityError, match="outside the allowed directories"):
+        safe_open(Sly(str(outside / "secret.txt")), config=cfg)
+    with pytest.raises(SecurityError, match="NUL byte"):
+        safe_open(Sly(str(allowed / "a\x00b")), config=cfg)
