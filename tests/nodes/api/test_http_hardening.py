@@ -19,7 +19,7 @@ import pytest
 
 from kailash.errors import NodeConfigurationError, NodeExecutionError
 from kailash.nodes.api import AsyncHTTPRequestNode, HTTPRequestNode
-from kailash.nodes.api.auth import APIKeyNode
+from kailash.nodes.api.auth import APIKeyNode, OAuth2Node
 from kailash.nodes.api.rest import RESTClientNode
 from kailash.security.secrets import Secret
 
@@ -103,13 +103,16 @@ def origin(elsewhere):
     async def bomb_redirect(request):
         return Response(BOMB, status_code=302, headers={"Location": "/echo", "Content-Encoding": "gzip"})
 
+    async def token_bomb(request):
+        return Response(BOMB, media_type="application/json", headers={"Content-Encoding": "gzip"})
+
     async def small_gzip(request):
         return Response(gzip.compress(b'{"ok": true}'), media_type="application/json",
                         headers={"Content-Encoding": "gzip"})
 
     routes = [Route("/away", away), Route("/home", home), Route("/echo", echo), Route("/big", big),
               Route("/declared", declared), Route("/bomb", bomb), Route("/bomb-redirect", bomb_redirect),
-              Route("/small-gzip", small_gzip)]
+              Route("/small-gzip", small_gzip), Route("/token-bomb", token_bomb, methods=["POST"])]
     url, stop = _serve(Starlette(routes=routes))
     yield url
     stop()
@@ -234,3 +237,16 @@ def test_small_compressed_bodies_still_decode(origin):
 def test_a_bad_cap_is_a_configuration_error():
     with pytest.raises(NodeConfigurationError, match=r"'max_response_bytes' must be a positive number of bytes"):
         HTTPRequestNode(name="f", url="http://127.0.0.1:9/", max_response_bytes=0).execute()
+
+
+def test_a_token_endpoint_cannot_bomb_the_oauth2_node(origin):
+    node = OAuth2Node(name="auth", token_url=f"{origin}/token-bomb", client_id="c", client_secret="s-123456")
+    tracemalloc.start()
+    try:
+        with pytest.raises(NodeExecutionError, match=r"node 'auth' \(OAuth2Node\): the token endpoint .* more than "
+                                                     r"1048576 bytes"):
+            node.execute()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * MIB
