@@ -195,7 +195,7 @@ def fail_run(exc: BaseException, node_id: str, run_id: str, results: dict[str, A
     if node is not None:
         note_secrets(getattr(node, "config", None), results)
     known = known_secret_values()
-    scrubbed = redact(err.message, known)  # a node quoted a credential (or a URL with a password)
+    scrubbed = redact(err.message, known, urls=True)  # a node quoted a credential or a URL with a password
     if scrubbed != err.message:
         err.message = scrubbed
         err.args = (err.message,)

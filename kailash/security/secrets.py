@@ -163,7 +163,7 @@ class RunSecrets:
 
     def redact(self, value: Any) -> Any:
         """``value`` with Secrets as references and this run's secret values (and URL passwords) masked."""
-        return redact(value, self.values())
+        return redact(value, self.values(), urls=True)
 
     def close(self) -> None:
         """Forget the values (the run is over)."""
@@ -248,22 +248,23 @@ def secret_from_env(name: str, default: Any = None) -> Secret | None:
     return None if value is None else Secret(value, env=name)
 
 
-def redact(value: Any, secret_values: frozenset[str] | None = None) -> Any:
+def redact(value: Any, secret_values: frozenset[str] | None = None, *, urls: bool = False) -> Any:
     """A copy of ``value`` (nested dicts/lists/tuples) with every :class:`Secret` replaced.
 
     ``secret_values`` are plain strings known to be secret; any string equal to one, or
-    containing one, is redacted as well (for tokens that leaked into free text).
+    containing one, is redacted as well (for tokens that leaked into free text). With
+    ``urls=True`` the password and credential query values of any URL inside a string
+    are masked too (what a run record or error shows; a saved workflow keeps its URLs).
     """
     if isinstance(value, Secret):
         return value.to_reference()
     if isinstance(value, dict):
-        return {k: redact(v, secret_values) for k, v in value.items()}
+        return {k: redact(v, secret_values, urls=urls) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(redact(v, secret_values) for v in value) if isinstance(value, list) else tuple(
-            redact(v, secret_values) for v in value
-        )
+        items = [redact(v, secret_values, urls=urls) for v in value]
+        return items if isinstance(value, list) else tuple(items)
     if isinstance(value, str):
-        if "://" in value:  # a password or key in a URL is a secret wherever it appears
+        if urls and "://" in value:
             for s in url_credentials_in_text(value):
                 value = value.replace(s, REDACTED)
         if secret_values:
