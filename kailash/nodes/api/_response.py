@@ -90,16 +90,16 @@ class _Body:
         if self.received > self.limit:
             raise ResponseTooLarge(self.limit, self.received, self.size)
         if self.decoder is None:
-            self._add(raw)
+            self.add_decoded(raw)
             return
         if self.decoder == "deflate":
             self.decoder = zlib.decompressobj(zlib.MAX_WBITS if raw[:1] == b"\x78" else -zlib.MAX_WBITS)
         data = raw
         while data and not self.decoder.eof:
-            self._add(self.decoder.decompress(data, self.limit - self.size + 1))
+            self.add_decoded(self.decoder.decompress(data, self.limit - self.size + 1))
             data = self.decoder.unconsumed_tail
 
-    def _add(self, data: bytes) -> None:
+    def add_decoded(self, data: bytes) -> None:
         if data:
             self.size += len(data)
             if self.size > self.limit:
@@ -108,7 +108,7 @@ class _Body:
 
     def finish(self, response: Any) -> None:
         if self.decoder is not None and not isinstance(self.decoder, str):
-            self._add(self.decoder.flush())
+            self.add_decoded(self.decoder.flush())
         response._content = b"".join(self.parts)  # httpx reads .text/.json() from here
 
 
@@ -129,8 +129,9 @@ def _read_sync(response: Any, limit: int) -> None:
         _declared(response, limit)
         body = _Body(response, limit)
         chunks = response.iter_bytes(_CHUNK) if body.fallback is not None else response.iter_raw(_CHUNK)
+        feed = body.feed if body.fallback is None else body.add_decoded
         for chunk in chunks:
-            body.feed(chunk) if body.fallback is None else body._add(chunk)
+            feed(chunk)
         body.finish(response)
     except zlib.error as exc:
         raise _decode_error(exc) from None
@@ -143,8 +144,9 @@ async def _read_async(response: Any, limit: int) -> None:
         _declared(response, limit)
         body = _Body(response, limit)
         chunks = response.aiter_bytes(_CHUNK) if body.fallback is not None else response.aiter_raw(_CHUNK)
+        feed = body.feed if body.fallback is None else body.add_decoded
         async for chunk in chunks:
-            body.feed(chunk) if body.fallback is None else body._add(chunk)
+            feed(chunk)
         body.finish(response)
     except zlib.error as exc:
         raise _decode_error(exc) from None
