@@ -17,7 +17,7 @@ from typing import Any
 from kailash.errors import KailashError, NodeExecutionError
 from kailash.nodes.base import ensure_output_dict
 from kailash.runtime.store import RunRecord, RunStore, default_store, to_json_safe
-from kailash.security.secrets import known_secret_values, redact
+from kailash.security.secrets import close_run_secrets, known_secret_values, note_secrets, open_run_secrets, redact
 
 __all__ = ["RunContext", "RunRecorder", "WorkflowResults", "Observer", "resolve_store", "new_run_id", "call_step",
            "run_plan_sync"]
@@ -107,7 +107,7 @@ class RunRecorder:
     """Collects per-node timing and status for one run; builds the :class:`RunRecord`."""
 
     __slots__ = ("workflow", "run_id", "store", "observers", "parameters", "started_at", "t0", "rows", "skipped",
-                 "record_outputs", "runtime_name", "tenant", "parent_run_id")
+                 "record_outputs", "runtime_name", "tenant", "parent_run_id", "secrets", "_secrets_token")
 
     def __init__(self, workflow: str, run_id: str, store: RunStore | None, observers: list[Observer] | None,
                  parameters: dict[str, Any] | None, *, record_outputs: str = "failed", runtime_name: str = "local",
@@ -125,10 +125,14 @@ class RunRecorder:
         self.runtime_name = runtime_name
         self.tenant = tenant
         self.parent_run_id = parent_run_id  # set for a resumed run: the failed run it continues
+        # this run's secrets, current while it runs: redaction at record, raised error and live event
+        self.secrets, self._secrets_token = open_run_secrets(run_id, parameters)
         if self.observers:
             self.emit({"event": "run_started", "run_id": run_id, "workflow": workflow})
 
     def emit(self, event: dict[str, Any]) -> None:
+        if event.get("error") is not None:
+            event = self.secrets.redact(event)
         for obs in self.observers or ():
             try:
                 obs(event)
@@ -162,22 +166,24 @@ class RunRecorder:
                        "error": error, "error_node": error_node})
         store = self.store
         if store is None:
+            close_run_secrets(self.secrets, self._secrets_token)
             return
         nodes: Any = tuple(self.rows)  # (id, status, start offset, duration, error): see store.node_rows
         keep = self.record_outputs == "always" or (self.record_outputs == "failed" and status == "failed")
         store.record(RunRecord(
             run_id=self.run_id, workflow=self.workflow, status=status, started_at=self.started_at, ended_at=ended,
             nodes=nodes, error=error, error_node=error_node,
-            outputs=to_json_safe(dict(results)) if keep else None,
-            parameters=to_json_safe(redact(self.parameters)) if self.parameters else None,
+            outputs=to_json_safe(self.secrets.redact(dict(results))) if keep else None,
+            parameters=to_json_safe(self.secrets.redact(self.parameters)) if self.parameters else None,
             runtime=self.runtime_name, tenant=self.tenant, parent_run_id=self.parent_run_id,
         ))
+        close_run_secrets(self.secrets, self._secrets_token)
 
     def completed(self, results: dict[str, Any]) -> None:
         self._record("completed", results, None, None)
 
     def failed(self, results: dict[str, Any], error: BaseException, node_id: str | None) -> None:
-        known = known_secret_values()
+        known = self.secrets.add(results).values()  # with what the run's nodes produced (tokens)
         if known:  # error texts are free text: scrub any credential a node quoted
             self.rows = [r if r[4] is None else (*r[:4], redact(r[4], known)) for r in self.rows]
             self._record("failed", redact(dict(results), known), redact(_describe(error), known), node_id)
@@ -211,9 +217,12 @@ def fail_run(exc: BaseException, node_id: str, run_id: str, results: dict[str, A
         err.__cause__ = exc
     err.run_id = run_id
     err.results = dict(results)  # type: ignore[attr-defined]
+    if node is not None:
+        note_secrets(getattr(node, "config", None), results)
     known = known_secret_values()
-    if known and any(k in err.message for k in known):  # a node quoted a credential: scrub it
-        err.message = redact(err.message, known)
+    scrubbed = redact(err.message, known, urls=True)  # a node quoted a credential or a URL with a password
+    if scrubbed != err.message:
+        err.message = scrubbed
         err.args = (err.message,)
     return err
 

@@ -4,8 +4,9 @@ One event is one JSON object on one line: ``ts``, ``event``, ``level`` and the e
 fields (``node_id``, ``path``, ``reason``...). Events go to the ``kailash.audit``
 logger and, when the policy names an ``audit_log_path``, are appended to that file.
 Secret values never appear: :class:`~kailash.security.secrets.Secret` objects are
-replaced by their reference, and any string containing a known secret value is
-redacted. Event names used by the SDK:
+replaced by their reference, and any string containing the value of a Secret of the
+event itself or of the current run (and any URL password) is redacted. A Secret
+rebuilt from sandboxed code never scrubs other text. Event names used by the SDK:
 
 * ``file_access_refused``, ``file_too_large`` (:mod:`kailash.security.paths`)
 * ``sandbox_violation``, ``sandbox_code_rejected``, ``sandbox_timeout``,
@@ -23,7 +24,7 @@ import threading
 import time
 from typing import Any
 
-from kailash.security.secrets import known_secret_values, redact
+from kailash.security.secrets import known_secret_values, plain_secret_values, redact
 
 __all__ = ["audit_event", "audit_logger", "security_event", "audit_enabled"]
 
@@ -39,9 +40,10 @@ def audit_event(event: str, *, config: Any = None, level: str = "WARNING", **fie
         >>> audit_event("auth_failure", node_id="auth", key=Secret("s3cr3t-value"))["key"]
         '***'
     """
+    known = known_secret_values() | plain_secret_values(fields)  # the run's secrets and the event's own
     record = {"ts": time.time(), "event": event, "level": level.upper(), "pid": os.getpid(),
-              **redact(fields, known_secret_values())}
-    line = json.dumps(record, default=lambda o: redact(str(o), known_secret_values()), sort_keys=True)
+              **redact(fields, known)}
+    line = json.dumps(record, default=lambda o: redact(str(o), known), sort_keys=True)
     audit_logger.log(getattr(logging, level.upper(), logging.WARNING), line)
     path = getattr(config, "audit_log_path", None) if config is not None else None
     if path:

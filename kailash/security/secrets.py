@@ -6,31 +6,52 @@ logs, run records, results, saved and exported workflows) sees a redacted marker
 A secret read from the environment remembers the variable name, so a saved workflow
 refers to ``$ENV_NAME`` rather than the value.
 
+**Secrets belong to a run.** A :class:`RunSecrets` (one per run, carried in a context
+variable that the runtime sets for the run) holds the plain values a run must scrub
+from free text: secrets among its parameters (declared secret parameters arrive as
+:class:`Secret`), passwords and credential query values in URLs (``scheme://user:PASS@host``),
+and secrets created while the run is in progress (an OAuth token). The runtime redacts
+at the three boundaries with it: the run record, the raised error, and live events.
+Nothing process-wide grows per run; outside a run :func:`known_secret_values` is empty.
+A ``Secret`` rebuilt from a sandboxed worker's reply (:func:`sandbox_secret`) is hidden
+when shown, but never scrubs text, so sandboxed code cannot blank words in host logs.
+
 This module imports nothing from Kailash; it sits at the bottom of the layers.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+from collections.abc import Iterator
 from typing import Any
+
+from kailash.security.credentials import (
+    CREDENTIAL_HEADERS,
+    is_credential_header,
+    url_credentials,
+    url_credentials_in_text,
+)
 
 __all__ = [
     "Secret", "REDACTED", "redact", "reveal", "secret_from_env", "is_secret",
     "as_secret", "template_fields", "render_template", "plain_secret_values", "wrap_secrets",
-    "known_secret_values",
+    "known_secret_values", "is_credential_header", "CREDENTIAL_HEADERS", "url_credentials",
+    "RunSecrets", "run_secrets", "open_run_secrets", "current_run_secrets", "note_secrets", "sandbox_secret",
 ]
 
 REDACTED = "***"
 
-# String values of the secrets created in this process, so audit and log writers can
-# scrub a credential that leaked into free text (an error message, a URL).
-_known: set[str] = set()
 _MIN_SCRUB_LENGTH = 4
+_MAX_RUN_SECRETS = 10_000  # one run cannot make its redactor unbounded either
+_current: contextvars.ContextVar[RunSecrets | None] = contextvars.ContextVar("kailash_run_secrets", default=None)
 
 
 def known_secret_values() -> frozenset[str]:
-    """The string values of the secrets created so far (for scrubbing text; never log this)."""
-    return frozenset(_known)
+    """The plain values the current run must scrub from free text (empty outside a run; never log this)."""
+    rs = _current.get()
+    return rs.values() if rs is not None else frozenset()
 
 
 class Secret:
@@ -44,9 +65,10 @@ class Secret:
         'sk-123'
     """
 
-    __slots__ = ("_value", "env")
+    __slots__ = ("_value", "env", "_trusted")
     _value: Any
     env: str | None
+    _trusted: bool  # False for a Secret rebuilt from sandboxed code: never used to scrub text
 
     def __init__(self, value: Any, env: str | None = None) -> None:
         if isinstance(value, Secret):
@@ -54,8 +76,11 @@ class Secret:
             value = value._value
         object.__setattr__(self, "_value", value)
         object.__setattr__(self, "env", env)
-        if isinstance(value, str) and len(value) >= _MIN_SCRUB_LENGTH:
-            _known.add(value)
+        object.__setattr__(self, "_trusted", True)
+        if type(value) is str and len(value) >= _MIN_SCRUB_LENGTH:
+            rs = _current.get()
+            if rs is not None:  # made during a run (a fetched token): that run scrubs it
+                rs._add(value)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Secret is immutable")
@@ -89,6 +114,125 @@ class Secret:
         return f"${{{self.env}}}" if self.env else REDACTED
 
 
+def sandbox_secret(value: Any, env: Any = None) -> Secret:
+    """A :class:`Secret` rebuilt from a sandboxed worker's reply: hidden when shown, but its
+    value is never registered for scrubbing (else code could blank any word it likes)."""
+    s = object.__new__(Secret)
+    object.__setattr__(s, "_value", value._value if isinstance(value, Secret) else value)
+    object.__setattr__(s, "env", env if type(env) is str else None)
+    object.__setattr__(s, "_trusted", False)
+    return s
+
+
+class RunSecrets:
+    """The secret values of one run, and the redaction applied at the run's boundaries.
+
+    Example:
+        >>> with run_secrets("r1", {"db": {"dsn": "postgresql://u:pw-123@h/db"}}) as rs:
+        ...     rs.redact({"error": "cannot reach postgresql://u:pw-123@h/db"})
+        {'error': 'cannot reach postgresql://u:***@h/db'}
+    """
+
+    __slots__ = ("run_id", "_values", "_frozen")
+
+    def __init__(self, run_id: str | None = None) -> None:
+        self.run_id = run_id
+        self._values: set[str] = set()
+        self._frozen: frozenset[str] | None = frozenset()
+
+    def _add(self, text: str) -> None:
+        if text not in self._values and len(self._values) < _MAX_RUN_SECRETS:
+            self._values.add(text)
+            self._frozen = None
+
+    def add(self, *values: Any) -> RunSecrets:
+        """Remember the secrets found in ``values`` (Secrets and URL credentials, nested); returns self."""
+        for text in plain_secret_values(*values):
+            if len(text) >= _MIN_SCRUB_LENGTH:
+                self._add(text)
+        for text in _url_secrets(values, 0):
+            if len(text) >= _MIN_SCRUB_LENGTH:
+                self._add(text)
+        return self
+
+    def values(self) -> frozenset[str]:
+        frozen = self._frozen
+        if frozen is None:
+            frozen = self._frozen = frozenset(self._values)
+        return frozen
+
+    def redact(self, value: Any) -> Any:
+        """``value`` with Secrets as references and this run's secret values (and URL passwords) masked."""
+        return redact(value, self.values(), urls=True)
+
+    def close(self) -> None:
+        """Forget the values (the run is over)."""
+        self._values.clear()
+        self._frozen = frozenset()
+
+
+def _url_secrets(value: Any, depth: int) -> list[str]:
+    if depth > 50:
+        return []
+    if type(value) is str:
+        return url_credentials(value) if "://" in value else []
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _url_secrets(v, depth + 1)]
+    if isinstance(value, (list, tuple)):
+        return [x for v in value for x in _url_secrets(v, depth + 1)]
+    return []
+
+
+def current_run_secrets() -> RunSecrets | None:
+    """The :class:`RunSecrets` of the run in progress here, if any."""
+    return _current.get()
+
+
+def note_secrets(*values: Any) -> None:
+    """Add the secrets in ``values`` to the current run's (no-op outside a run)."""
+    rs = _current.get()
+    if rs is not None:
+        rs.add(*values)
+
+
+def open_run_secrets(run_id: str | None, parameters: Any = None) -> tuple[RunSecrets, Any]:
+    """Make a run's secrets current here; returns ``(secrets, token)`` (token None when reused).
+
+    A sub-workflow of the same run reuses its run's object. Pass the token to
+    :func:`close_run_secrets` when the run ends. Prefer :func:`run_secrets`.
+    """
+    rs = _current.get()
+    if rs is not None and run_id is not None and rs.run_id == run_id:
+        if parameters:
+            rs.add(parameters)
+        return rs, None
+    rs = RunSecrets(run_id)
+    if parameters:
+        rs.add(parameters)
+    return rs, _current.set(rs)
+
+
+def close_run_secrets(rs: RunSecrets, token: Any) -> None:
+    if token is None:
+        return
+    try:
+        _current.reset(token)
+    except ValueError:  # finished in another context (a different task): just stop being current there
+        if _current.get() is rs:
+            _current.set(None)
+    rs.close()
+
+
+@contextlib.contextmanager
+def run_secrets(run_id: str | None, parameters: Any = None) -> Iterator[RunSecrets]:
+    """The secrets of run ``run_id`` (seeded from ``parameters``), current inside the block."""
+    rs, token = open_run_secrets(run_id, parameters)
+    try:
+        yield rs
+    finally:
+        close_run_secrets(rs, token)
+
+
 def is_secret(value: Any) -> bool:
     return isinstance(value, Secret)
 
@@ -104,24 +248,29 @@ def secret_from_env(name: str, default: Any = None) -> Secret | None:
     return None if value is None else Secret(value, env=name)
 
 
-def redact(value: Any, secret_values: frozenset[str] | None = None) -> Any:
+def redact(value: Any, secret_values: frozenset[str] | None = None, *, urls: bool = False) -> Any:
     """A copy of ``value`` (nested dicts/lists/tuples) with every :class:`Secret` replaced.
 
     ``secret_values`` are plain strings known to be secret; any string equal to one, or
-    containing one, is redacted as well (for tokens that leaked into free text).
+    containing one, is redacted as well (for tokens that leaked into free text). With
+    ``urls=True`` the password and credential query values of any URL inside a string
+    are masked too (what a run record or error shows; a saved workflow keeps its URLs).
     """
     if isinstance(value, Secret):
         return value.to_reference()
     if isinstance(value, dict):
-        return {k: redact(v, secret_values) for k, v in value.items()}
+        return {k: redact(v, secret_values, urls=urls) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(redact(v, secret_values) for v in value) if isinstance(value, list) else tuple(
-            redact(v, secret_values) for v in value
-        )
-    if secret_values and isinstance(value, str):
-        for s in secret_values:
-            if s and s in value:
+        items = [redact(v, secret_values, urls=urls) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, str):
+        if urls and "://" in value:
+            for s in url_credentials_in_text(value):
                 value = value.replace(s, REDACTED)
+        if secret_values:
+            for s in secret_values:
+                if s and s in value:
+                    value = value.replace(s, REDACTED)
     return value
 
 
@@ -129,7 +278,6 @@ def redact(value: Any, secret_values: frozenset[str] | None = None) -> Any:
 
 _AUTH_SCHEMES = frozenset({"bearer", "basic", "token", "digest", "apikey"})
 _SECRETISH = ("SECRET", "TOKEN", "KEY", "PASSWORD", "PASSWD", "PASS", "CREDENTIAL", "AUTH")
-
 
 def as_secret(value: Any, *, find_env: bool = True) -> Any:
     """``value`` wrapped in a :class:`Secret` (``None`` and secrets pass through unchanged).
@@ -211,6 +359,8 @@ def plain_secret_values(*values: Any) -> frozenset[str]:
 
     def walk(v: Any) -> None:
         if isinstance(v, Secret):
+            if not v._trusted:  # from sandboxed code: hidden itself, never a scrub pattern
+                return
             inner = v.reveal()
             if isinstance(inner, str) and inner:
                 found.add(inner)

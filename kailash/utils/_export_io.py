@@ -1,15 +1,17 @@
 """Writing an export: YAML and JSON text, and files written atomically under a directory.
 
-Every file goes through :func:`kailash.security.paths.safe_open`, so an active
+Every file is written beneath a directory descriptor from
+:func:`kailash.security.paths.open_directory`, so an active
 :class:`~kailash.security.SecurityConfig` limits where exports may go. A target that
 cannot be written is a :class:`~kailash.errors.SerializationError` saying which and why.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -55,15 +57,19 @@ def dump_json(data: Any) -> str:
 
 
 def write_files(directory: Path, files: dict[str, tuple[Any, int]]) -> list[Path]:
-    """Write ``{relative path: (text | bytes | source Path, mode)}`` under ``directory``."""
-    from kailash.security.paths import safe_open, validate_path
+    """Write ``{relative path: (text | bytes | source Path, mode)}`` under ``directory``.
+
+    Each file is written to a temporary name and renamed into place, all relative to a
+    descriptor of its directory opened through :func:`~kailash.security.paths.open_directory`,
+    so no symlink planted in the tree during the export redirects a write.
+    """
+    from kailash.security.paths import open_directory
 
     target = directory if str(directory) else Path(".")
     try:
-        validate_path(target)
         if target.exists() and not target.is_dir():
             raise NotADirectoryError(f"'{target}' exists and is not a directory")
-        target.mkdir(parents=True, exist_ok=True)
+        os.close(open_directory(target, create=True))
     except SecurityError:
         raise
     except OSError as exc:
@@ -77,19 +83,14 @@ def write_files(directory: Path, files: dict[str, tuple[Any, int]]) -> list[Path
     for rel, (content, mode) in files.items():
         dest = target / rel
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(content, Path):
                 content = content.read_bytes()
-            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-            os.close(fd)
+            data = content if isinstance(content, bytes) else content.encode("utf-8")
+            dfd = open_directory(dest.parent, create=True)
             try:
-                with safe_open(tmp, "wb" if isinstance(content, bytes) else "w") as f:
-                    f.write(content)
-                os.chmod(tmp, mode)
-                os.replace(tmp, dest)
+                _write_at(dfd, dest.name, data, mode)
             finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+                os.close(dfd)
         except SecurityError:
             raise
         except OSError as exc:
@@ -101,3 +102,26 @@ def write_files(directory: Path, files: dict[str, tuple[Any, int]]) -> list[Path
             ) from None
         written.append(dest)
     return written
+
+
+def _write_at(dfd: int, name: str, data: bytes, mode: int) -> None:
+    """Write ``name`` in directory ``dfd`` atomically: a fresh temporary file, then a rename."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(100):
+        tmp = f".{name}.{secrets.token_hex(6)}"
+        try:
+            fd = os.open(tmp, flags, 0o600, dir_fd=dfd)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"no free temporary name for '{name}'")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            os.fchmod(f.fileno(), mode)
+        os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dfd)
+        raise

@@ -14,10 +14,10 @@ import re
 from typing import Any
 
 from kailash.errors import SerializationError
-from kailash.security.secrets import Secret, plain_secret_values
+from kailash.security.secrets import Secret, is_credential_header, plain_secret_values, url_credentials
 from kailash.workflow.graph import Workflow
 
-__all__ = ["ENV_REF", "new_reference", "explicit_envs", "env_refs", "refuse_leaks"]
+__all__ = ["ENV_REF", "new_reference", "explicit_envs", "env_refs", "refuse_leaks", "credential_value"]
 
 logger = logging.getLogger("kailash.utils.export")
 
@@ -43,6 +43,17 @@ def new_reference(node: str, path: list[str], names: dict[str, None], ntype: str
         name,
     )
     return f"${{{name}}}"
+
+
+def credential_value(path: list[str], value: str, secret_params: set[str]) -> bool:
+    """Whether config ``value`` at ``path`` is a credential though not declared secret: a URL
+    with a password or a credential query parameter, or a literal (not ``{templated}``)
+    header whose name marks a credential or that the node lists in ``secret_headers``."""
+    if url_credentials(value):
+        return True
+    if len(path) == 2 and path[0] in ("headers", "auth_headers") and "{" not in value:
+        return is_credential_header(path[1]) or path[1].lower() in secret_params
+    return False
 
 
 def explicit_envs(wf: Workflow) -> set[str]:

@@ -26,7 +26,14 @@ from kailash.utils._export_deps import Dependencies, workflow_dependencies
 from kailash.utils._export_io import dump_json, dump_yaml, write_files
 from kailash.utils._export_k8s import slugify, validate_manifest
 from kailash.utils._export_options import CONFIG_KEYS, check_config
-from kailash.utils._export_secrets import ENV_REF, env_refs, explicit_envs, new_reference, refuse_leaks
+from kailash.utils._export_secrets import (
+    ENV_REF,
+    credential_value,
+    env_refs,
+    explicit_envs,
+    new_reference,
+    refuse_leaks,
+)
 from kailash.workflow.graph import Workflow
 from kailash.workflow.serialization import SCHEMA_VERSION
 
@@ -219,6 +226,8 @@ def _workflow_document(wf: Workflow, problems: list[str], names: dict[str, None]
             secret_params = {n for n, p in node.parameters.items() if p.secret}
         except Exception:  # validation has already reported a node whose parameters fail
             secret_params = set()
+        marked = node.config.get("secret_headers")  # header names the node declares credentials
+        secret_params |= {h.lower() for h in marked if type(h) is str} if isinstance(marked, list) else set()
         config = _patch(node.config, config, [], label, type(node).__name__, secret_params, problems, names)
         nodes.append({"id": node_id, "type": d["type"], "config": config})
     out: dict[str, Any] = {
@@ -256,7 +265,9 @@ def _patch(
         if env:
             return f"${{{env}}}"
         return new_reference(node, path, names, ntype)
-    if len(path) == 1 and path[0] in secret_params and isinstance(raw, str) and raw and not ENV_REF.match(raw):
+    if isinstance(raw, str) and raw and not ENV_REF.match(raw) and (
+        (len(path) == 1 and path[0] in secret_params) or credential_value(path, raw, secret_params)
+    ):
         env = as_secret(raw).env  # a value taken from the environment keeps its variable's name
         return f"${{{env}}}" if env else new_reference(node, path, names, ntype)
     if isinstance(doc, dict):

@@ -34,8 +34,8 @@ from kailash.security.secrets import Secret
 if TYPE_CHECKING:
     from kailash.workflow.graph import Workflow
 
-__all__ = ["SCHEMA_VERSION", "workflow_to_dict", "workflow_from_dict", "save_workflow", "load_workflow", "dumps", "loads",
-           "workflow_from", "WORKFLOW_LOADER"]
+__all__ = ["SCHEMA_VERSION", "check_depth", "workflow_to_dict", "workflow_from_dict", "save_workflow", "load_workflow",
+           "dumps", "loads", "workflow_from", "WORKFLOW_LOADER"]
 
 SCHEMA_VERSION = 1
 MAX_FILE_BYTES = 20 * 1024 * 1024
@@ -45,9 +45,32 @@ MAX_DEPTH = 200
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
+def check_depth(value: Any, what: str, *, node_id: str | None = None) -> None:
+    """Raise SerializationError when ``value`` nests dicts/lists more than ``MAX_DEPTH`` levels.
+
+    Iterative, so a document nested 100,000 levels is refused instead of exhausting the
+    interpreter's stack (everything after this check may recurse safely).
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    seen: set[int] = set()
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, (dict, list, tuple)) or id(item) in seen:
+            continue
+        if depth >= MAX_DEPTH:
+            raise SerializationError(
+                f"{what} is nested too deeply (more than {MAX_DEPTH} levels); flatten it",
+                node_id=node_id, expected=f"at most {MAX_DEPTH} levels of nesting",
+            )
+        seen.add(id(item))
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children)
+
+
 def workflow_to_dict(workflow: Workflow) -> dict[str, Any]:
     nodes = []
     for node_id, node in workflow.nodes.items():
+        check_depth(node.config, f"node '{node_id}': config", node_id=node_id)
         d = node.to_dict()
         nodes.append({"id": node_id, "type": d["type"], "config": _plain(d.get("config", {}), node_id)})
     out: dict[str, Any] = {
@@ -59,6 +82,7 @@ def workflow_to_dict(workflow: Workflow) -> dict[str, Any]:
         "connections": [c.to_dict() for c in workflow.connections],
     }
     if workflow.metadata:
+        check_depth(workflow.metadata, "the workflow's metadata")
         out["metadata"] = _plain(workflow.metadata, "metadata")
     if workflow.policies:
         out["policies"] = {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in workflow.policies.items()}
@@ -90,6 +114,7 @@ def workflow_from_dict(data: dict[str, Any]) -> Workflow:
 
     if not isinstance(data, dict):
         raise SerializationError(f"a workflow document must be a mapping, got {type(data).__name__}")
+    check_depth(data, "the workflow document")
     version = data.get("schema_version", SCHEMA_VERSION)
     if not isinstance(version, int) or version > SCHEMA_VERSION or version < 1:
         raise SerializationError(
@@ -192,6 +217,8 @@ def _safe_yaml_load(text: str) -> Any:
             data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
             aliases = _Loader.aliases
     except yaml.YAMLError as exc:
+        if "nesting depth" in str(exc):  # libyaml's own limit (1000 levels)
+            raise SerializationError(f"YAML document is nested too deeply (more than {MAX_DEPTH} levels); refusing it") from None
         raise SerializationError(f"malformed or unsafe YAML: {exc}") from None
     except RecursionError:
         raise SerializationError("YAML document is nested too deeply; refusing it") from None
@@ -257,7 +284,8 @@ def loads(text: str, format: str | None = None) -> Workflow:
         except json.JSONDecodeError as exc:
             raise SerializationError(f"malformed JSON: {exc}") from None
         except RecursionError:
-            raise SerializationError("JSON document is nested too deeply; refusing it") from None
+            raise SerializationError(f"JSON document is nested too deeply (more than {MAX_DEPTH} levels); refusing it") from None
+        check_depth(data, "the JSON document")
     else:
         data = _safe_yaml_load(text)
     return workflow_from_dict(data)
@@ -287,10 +315,10 @@ def load_workflow(path: str | os.PathLike[str]) -> Workflow:
     p = Path(path)
     if not p.exists():
         raise SerializationError(f"workflow file '{path}' does not exist", parameter="path", got=str(path))
-    if p.stat().st_size > MAX_FILE_BYTES:
-        raise SerializationError(f"workflow file '{path}' is larger than {MAX_FILE_BYTES} bytes", parameter="path")
     with safe_open(p, "r") as f:
-        text = f.read()
+        text = f.read(MAX_FILE_BYTES + 1)  # measured on what is read, not on an earlier stat
+    if len(text) > MAX_FILE_BYTES:
+        raise SerializationError(f"workflow file '{path}' is larger than {MAX_FILE_BYTES} bytes", parameter="path")
     fmt = "json" if p.suffix.lower() == ".json" else None
     return loads(text, fmt)
 

@@ -4,7 +4,9 @@ One request exchange (rate-limit wait, send, retry on connection errors, 5xx and
 honouring ``Retry-After``) is written once, as a generator that yields *steps*
 (:class:`Sleep` or :class:`Send`); :func:`drive_sync` and :func:`drive_async` are the
 thin doors that perform those steps with ``httpx.Client`` or ``httpx.AsyncClient``.
-This module owns no node; it must not log or raise anything that contains a secret.
+Reading bodies under a size cap and following redirects without leaking credentials is
+:mod:`kailash.nodes.api._response`'s. This module owns no node; it must not log or raise
+anything that contains a secret.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from kailash.security.secrets import redact
 __all__ = [
     "require_httpx", "RetryPolicy", "TokenBucket", "Sleep", "Send", "exchange", "drive_sync",
     "drive_async", "where", "display_url", "is_tls_error", "transport_error", "decode_body", "status_error", "make_verify",
+    "too_large_error", "DEFAULT_MAX_RESPONSE_BYTES",
 ]
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024  # 10 MiB, received and decompressed
 
 
 _httpx: Any = None
@@ -185,8 +189,15 @@ def exchange(request: Any, policy: RetryPolicy, bucket: TokenBucket | None) -> G
         return Outcome(response, attempt + 1)
 
 
-def drive_sync(steps: Generator[Any, Any, Outcome], client: Any) -> Outcome:
-    """Perform an exchange's steps with a sync ``httpx.Client``."""
+def drive_sync(steps: Generator[Any, Any, Outcome], client: Any, *, limit: int, follow: bool) -> Outcome:
+    """Perform an exchange's steps with a sync ``httpx.Client``.
+
+    Each response is read with a body cap of ``limit`` bytes and redirects are followed
+    (when ``follow``) by :mod:`kailash.nodes.api._response`; a body over the cap raises
+    :class:`~kailash.nodes.api._response.ResponseTooLarge`, never retried.
+    """
+    from kailash.nodes.api._response import send_sync
+
     httpx = require_httpx()
     value: Any = None
     error: BaseException | None = None
@@ -200,13 +211,15 @@ def drive_sync(steps: Generator[Any, Any, Outcome], client: Any) -> Outcome:
             time.sleep(step.seconds)
         else:
             try:
-                value = client.send(step.request)
+                value = send_sync(client, step.request, limit=limit, follow=follow)
             except httpx.TransportError as exc:
                 error = exc
 
 
-async def drive_async(steps: Generator[Any, Any, Outcome], client: Any) -> Outcome:
-    """Perform an exchange's steps with an ``httpx.AsyncClient``."""
+async def drive_async(steps: Generator[Any, Any, Outcome], client: Any, *, limit: int, follow: bool) -> Outcome:
+    """Perform an exchange's steps with an ``httpx.AsyncClient`` (as :func:`drive_sync`)."""
+    from kailash.nodes.api._response import send_async
+
     httpx = require_httpx()
     value: Any = None
     error: BaseException | None = None
@@ -220,7 +233,7 @@ async def drive_async(steps: Generator[Any, Any, Outcome], client: Any) -> Outco
             await asyncio.sleep(step.seconds)
         else:
             try:
-                value = await client.send(step.request)
+                value = await send_async(client, step.request, limit=limit, follow=follow)
             except httpx.TransportError as exc:
                 error = exc
 
@@ -317,6 +330,21 @@ def decode_body(response: Any, fmt: str, *, node: Any, secrets: Callable[[], fro
                 node_id=node.name, parameter="response_format", expected="a JSON body",
             ) from None
     return response.text
+
+
+def too_large_error(exc: Any, *, node: Any, method: str, url: Any) -> NodeExecutionError:
+    """The error for a body over ``max_response_bytes`` (``exc`` is a ResponseTooLarge)."""
+    if exc.declared is not None:
+        what = f"declares {exc.declared} bytes (Content-Length)"
+    elif exc.decoded > exc.limit:
+        what = f"decompressed past {exc.limit} bytes after {exc.received} bytes received"
+    else:
+        what = f"sent more than {exc.limit} bytes"
+    return NodeExecutionError(
+        f"{where(node)}: the response to {method} {display_url(url)} is larger than "
+        f"max_response_bytes={exc.limit}: it {what}; raise 'max_response_bytes' if the body is expected",
+        node_id=node.name, parameter="max_response_bytes", expected=f"a body of at most {exc.limit} bytes",
+    )
 
 
 def status_error(response: Any, *, node: Any, attempts: int, secrets: frozenset[str]) -> NodeExecutionError:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kailash.errors import NodeConfigurationError, NodeExecutionError
+from kailash.nodes.api._response import ResponseTooLarge, client_class, send_sync
 from kailash.nodes.api._transport import display_url, make_verify, require_httpx, transport_error, where
 from kailash.nodes.base import Node, NodeParameter, register_node
 from kailash.security.secrets import Secret, as_secret, plain_secret_values, redact, reveal, wrap_secrets
@@ -28,6 +29,7 @@ __all__ = ["OAuth2Node", "APIKeyNode", "CachedToken", "clear_token_cache"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_LIFETIME = 300.0  # seconds a token without ``expires_in`` is reused
+TOKEN_RESPONSE_LIMIT = 1024 * 1024  # bytes of a token endpoint's answer (received and decompressed)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,11 +187,11 @@ class OAuth2Node(_SecretConfig, Node):
             return fresh, False
 
     def _client(self, verify: Any) -> Any:
-        httpx = require_httpx()
+        require_httpx()
         key = str(verify)
         clients = self.__dict__.setdefault("_oauth_clients", {})
         if key not in clients:
-            clients[key] = httpx.Client(verify=make_verify(verify))
+            clients[key] = client_class(False)(verify=make_verify(verify), follow_redirects=False)
             weakref.finalize(self, clients[key].close)  # the node went away: close its connections
         return clients[key]
 
@@ -221,8 +223,16 @@ class OAuth2Node(_SecretConfig, Node):
         secrets = plain_secret_values(secret)
         timeout = float(v.get("timeout") or 30.0)
         try:
-            response = self._client(v.get("verify_ssl", True)).post(url, data=form, headers=headers, timeout=timeout)
-        except httpx.TransportError as exc:
+            client = self._client(v.get("verify_ssl", True))
+            request = client.build_request("POST", url, data=form, headers=headers, timeout=timeout)
+            response = send_sync(client, request, limit=TOKEN_RESPONSE_LIMIT, follow=False)  # capped body
+        except ResponseTooLarge:
+            raise NodeExecutionError(
+                f"{where(self)}: the token endpoint {display_url(url)} answered with more than "
+                f"{TOKEN_RESPONSE_LIMIT} bytes; a token response is small, check 'token_url'",
+                node_id=self.name, parameter="token_url", expected=f"a response under {TOKEN_RESPONSE_LIMIT} bytes",
+            ) from None
+        except (httpx.TransportError, httpx.DecodingError) as exc:
             raise transport_error(exc, node=self, method="POST", url=url, timeout=timeout, secrets=secrets) from exc
         except httpx.InvalidURL:
             raise NodeConfigurationError(

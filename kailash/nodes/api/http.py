@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from kailash.errors import NodeConfigurationError
+from kailash.nodes.api._params import common_parameters, marked_headers, protect_headers
+from kailash.nodes.api._response import ACCEPT_ENCODING, CREDENTIAL_EXTENSION, ResponseTooLarge, client_class
 from kailash.nodes.api._transport import (
+    DEFAULT_MAX_RESPONSE_BYTES,
     RetryPolicy,
     TokenBucket,
     decode_body,
@@ -27,14 +30,15 @@ from kailash.nodes.api._transport import (
     make_verify,
     require_httpx,
     status_error,
+    too_large_error,
     transport_error,
     where,
 )
 from kailash.nodes.base import Node, NodeParameter, register_node
 from kailash.nodes.base_async import AsyncNode
-from kailash.security.secrets import Secret, as_secret, plain_secret_values, reveal
+from kailash.security.secrets import Secret, as_secret, is_credential_header, plain_secret_values, reveal
 
-__all__ = ["HTTPRequestNode", "AsyncHTTPRequestNode", "HTTPNodeBase", "RequestPlan"]
+__all__ = ["HTTPRequestNode", "AsyncHTTPRequestNode", "HTTPNodeBase", "RequestPlan", "common_parameters", "protect_headers"]
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 FORMATS = ("auto", "json", "text", "bytes")
@@ -56,6 +60,15 @@ class RequestPlan:
     rate_limit: float | None = None
     verify: Any = True
     follow_redirects: bool = True
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    secret_headers: frozenset[str] = frozenset()  # lower-case names the node marked as credentials
+
+    def credential_headers(self) -> frozenset[str]:
+        """Lower-case names of the headers never sent to another origin on a redirect."""
+        return frozenset(
+            str(k).lower() for k, v in self.headers.items()
+            if isinstance(v, Secret) or is_credential_header(k) or str(k).lower() in self.secret_headers
+        )
 
     def secrets(self) -> frozenset[str]:
         return plain_secret_values(self.headers, self.params, self.url)
@@ -86,17 +99,17 @@ class _Clients:
 
     @staticmethod
     def _key(plan: RequestPlan) -> tuple[Any, ...]:
-        return (str(plan.verify) if not isinstance(plan.verify, bool) else plan.verify, plan.follow_redirects)
+        return (str(plan.verify) if not isinstance(plan.verify, bool) else plan.verify,)
 
     def sync(self, plan: RequestPlan) -> Any:
         key = self._key(plan)
         client = self._sync.get(key)
         if client is None:
-            httpx = require_httpx()
+            require_httpx()
             with self._lock:
                 client = self._sync.get(key)
-                if client is None:
-                    client = httpx.Client(verify=make_verify(plan.verify), follow_redirects=plan.follow_redirects)
+                if client is None:  # redirects are followed by _response, hop by hop
+                    client = client_class(False)(verify=make_verify(plan.verify), follow_redirects=False)
                     weakref.finalize(self, client.close)  # the node went away: close its connections
                     self._sync[key] = client
         return client
@@ -109,8 +122,8 @@ class _Clients:
             per_loop = self._async.setdefault(loop, {})
         entry = per_loop.get(key)
         if entry is None:
-            httpx = require_httpx()
-            client = httpx.AsyncClient(verify=make_verify(plan.verify), follow_redirects=plan.follow_redirects)
+            require_httpx()
+            client = client_class(True)(verify=make_verify(plan.verify), follow_redirects=False)
             keeper = _close_with_loop(client)
             entry = per_loop[key] = (client, keeper)
             await keeper.__anext__()  # now the loop knows it, and closes the client when it shuts down
@@ -128,55 +141,6 @@ class _Clients:
         for client in self._sync.values():
             client.close()
         self._sync.clear()
-
-
-SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie"})
-
-
-def protect_headers(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` with literal credential headers (no ``{placeholder}``) wrapped as Secrets."""
-    headers = config.get("headers")
-    if not isinstance(headers, dict):
-        return {}
-    wrapped = {
-        k: as_secret(v) if str(k).lower() in SENSITIVE_HEADERS and isinstance(v, str) and "{" not in v else v
-        for k, v in headers.items()
-    }
-    return {"headers": wrapped}
-
-
-def common_parameters() -> dict[str, NodeParameter]:
-    """Parameters every request node shares."""
-    return {
-        "method": NodeParameter(type=str, default="GET", description="HTTP method"),
-        "headers": NodeParameter(type=dict, default=None, description="request headers (values may be secrets)"),
-        "params": NodeParameter(type=dict, default=None, description="query-string parameters"),
-        "query": NodeParameter(type=dict, default=None, description="alias of 'params'"),
-        "data": NodeParameter(
-            type=Any, default=None,
-            description="request body: a dict or list is sent as JSON, str/bytes as they are",
-        ),
-        "json": NodeParameter(type=Any, default=None, description="request body sent as JSON"),
-        "timeout": NodeParameter(type=float, default=30.0, description="seconds to wait for the server"),
-        "response_format": NodeParameter(
-            type=str, default="auto", description="auto (JSON when the content type says so), json, text or bytes"
-        ),
-        "raise_for_status": NodeParameter(
-            type=bool, default=False, description="fail the node on a 4xx/5xx response (after retries)"
-        ),
-        "retry_count": NodeParameter(
-            type=int, default=0, description="retries on connection errors, 5xx and 429 (honouring Retry-After)"
-        ),
-        "retry_backoff": NodeParameter(
-            type=float, default=0.5, description="first retry wait in seconds; doubles each retry"
-        ),
-        "max_backoff": NodeParameter(type=float, default=30.0, description="longest single wait between retries"),
-        "rate_limit": NodeParameter(type=float, default=None, description="at most this many requests per minute"),
-        "verify_ssl": NodeParameter(
-            type=(bool, str), default=True, description="verify TLS certificates (or a CA bundle path to trust)"
-        ),
-        "follow_redirects": NodeParameter(type=bool, default=True, description="follow 3xx redirects"),
-    }
 
 
 class HTTPNodeBase:
@@ -261,12 +225,22 @@ class HTTPNodeBase:
                 f"of requests per minute, got {rate}",
                 node_id=self.name, parameter="rate_limit", expected="> 0", got=rate,
             )
+        cap = v.get("max_response_bytes")
+        cap = DEFAULT_MAX_RESPONSE_BYTES if cap is None else cap
+        if type(cap) is not int or cap <= 0:
+            raise NodeConfigurationError(
+                f"{where(self)}: parameter 'max_response_bytes' must be a positive number of bytes, got {cap!r}",
+                node_id=self.name, parameter="max_response_bytes", expected="an int > 0", got=cap,
+            )
+        marked = marked_headers(v.get("secret_headers"))
+        headers = {k: as_secret(x) if str(k).lower() in marked and isinstance(x, str) else x
+                   for k, x in (v.get("headers") or {}).items()}
         params = dict(v.get("query") or {})
         params.update(v.get("params") or {})
         return RequestPlan(
             method=method,
             url=url,
-            headers=dict(v.get("headers") or {}),
+            headers=headers,
             params=params,
             body=body,
             timeout=float(v.get("timeout") or 30.0),
@@ -280,18 +254,23 @@ class HTTPNodeBase:
             rate_limit=rate,
             verify=v.get("verify_ssl") if v.get("verify_ssl") is not None else True,
             follow_redirects=v.get("follow_redirects") is not False,
+            max_response_bytes=cap,
+            secret_headers=marked,
         )
 
     # -- sending -----------------------------------------------------------------------
     def _build(self, client: Any, plan: RequestPlan) -> Any:
         httpx = require_httpx()
         headers = {str(k): str(reveal(x)) for k, x in plan.headers.items() if x is not None}
+        if not any(k.lower() == "accept-encoding" for k in headers):
+            headers["Accept-Encoding"] = ACCEPT_ENCODING  # only codings decoded under the size cap
         params = {str(k): reveal(x) for k, x in plan.params.items() if x is not None}
         try:
             url: Any = str(reveal(plan.url))
             if params:  # merged with the URL's own query string, which httpx would otherwise replace
                 url = httpx.URL(url).copy_merge_params(params)
-            return client.build_request(plan.method, url, headers=headers or None, timeout=plan.timeout, **plan.body)
+            return client.build_request(plan.method, url, headers=headers or None, timeout=plan.timeout,
+                                        extensions={CREDENTIAL_EXTENSION: plan.credential_headers()}, **plan.body)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError, TypeError) as exc:
             raise NodeConfigurationError(
                 f"{where(self)}: cannot build the request: {type(exc).__name__}; "
@@ -306,10 +285,13 @@ class HTTPNodeBase:
         client = clients.sync(plan)
         request = self._build(client, plan)
         try:
-            outcome = drive_sync(exchange(request, plan.policy, clients.rate_bucket(plan.rate_limit)), client)
-        except httpx.TransportError as exc:
+            outcome = drive_sync(exchange(request, plan.policy, clients.rate_bucket(plan.rate_limit)), client,
+                                 limit=plan.max_response_bytes, follow=plan.follow_redirects)
+        except (httpx.TransportError, httpx.DecodingError, httpx.TooManyRedirects) as exc:
             raise transport_error(exc, node=self, method=plan.method, url=request.url,
                                   timeout=plan.timeout, secrets=plan.secrets()) from exc
+        except ResponseTooLarge as exc:
+            raise too_large_error(exc, node=self, method=plan.method, url=request.url) from None
         return self._outputs(outcome, plan, tolerate)
 
     async def send_async(self, plan: RequestPlan, tolerate: frozenset[int] = frozenset()) -> dict[str, Any]:
@@ -319,10 +301,13 @@ class HTTPNodeBase:
         client = await clients.async_(plan)
         request = self._build(client, plan)
         try:
-            outcome = await drive_async(exchange(request, plan.policy, clients.rate_bucket(plan.rate_limit)), client)
-        except httpx.TransportError as exc:
+            outcome = await drive_async(exchange(request, plan.policy, clients.rate_bucket(plan.rate_limit)), client,
+                                        limit=plan.max_response_bytes, follow=plan.follow_redirects)
+        except (httpx.TransportError, httpx.DecodingError, httpx.TooManyRedirects) as exc:
             raise transport_error(exc, node=self, method=plan.method, url=request.url,
                                   timeout=plan.timeout, secrets=plan.secrets()) from exc
+        except ResponseTooLarge as exc:
+            raise too_large_error(exc, node=self, method=plan.method, url=request.url) from None
         return self._outputs(outcome, plan, tolerate)
 
     def _outputs(self, outcome: Any, plan: RequestPlan, tolerate: frozenset[int]) -> dict[str, Any]:

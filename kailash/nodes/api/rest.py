@@ -186,7 +186,9 @@ class RESTClientNode(_SecretConfig, HTTPNodeBase, AsyncNode):
         url = _join(str(inputs["base_url"]), path)
         plan_inputs = {k: inputs.get(k) for k in params if k not in ("headers", "params", "query")}
         plan = self._base_plan(url, plan_inputs)
-        plan.headers, plan.params = merged_headers, merged_query
+        plan.headers = {k: as_secret(v) if str(k).lower() in plan.secret_headers and isinstance(v, str) else v
+                        for k, v in merged_headers.items()}
+        plan.params = merged_query
         return plan
 
     def _fill(self, template: Any, values: dict[str, Any], what: str) -> Any:

@@ -68,9 +68,9 @@ class CSVWriterNode(Node):
     def run(self, file_path: str, data: Any, delimiter: str = ",", headers: list[str] | None = None,
             encoding: str = "utf-8", append: bool = False, **_: Any) -> dict[str, Any]:
         file_path = tenant_path(self, file_path)
-        existing = append and os.path.exists(file_path) and os.path.getsize(file_path) > 0
         count = 0
         with safe_open(file_path, "a" if append else "w", encoding=encoding, newline="", node_id=self.name, make_parents=True) as f:
+            existing = append and os.fstat(f.fileno()).st_size > 0  # measured on the file opened, not the path
             writer: Any = None
             for row in _records(data):
                 if writer is None:
