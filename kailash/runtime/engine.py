@@ -55,7 +55,10 @@ def resolve_store(store: Any) -> RunStore | None:
 
 
 class RunContext:
-    """What a node that needs the runtime (e.g. ``WorkflowNode``) gets when it is called."""
+    """What a node that needs the runtime (e.g. ``WorkflowNode``) gets when it is called.
+
+    Implements :class:`kailash.nodes.context.ExecutionContext`.
+    """
 
     __slots__ = ("run_id", "runtime", "depth", "node_id", "workflow")
 
@@ -66,6 +69,28 @@ class RunContext:
         self.depth = depth
         self.node_id = node_id
         self.workflow = workflow  # the workflow being run (nodes may look up their siblings)
+
+    def for_node(self, node_id: str) -> RunContext:
+        """This context as seen by node ``node_id``."""
+        return RunContext(self.run_id, self.runtime, self.depth, node_id, self.workflow)
+
+    def load_workflow(self, source: Any) -> Any:
+        """A workflow from a workflow object (returned as is), its dict form, or a .yaml/.json path."""
+        from kailash.workflow.graph import Workflow
+
+        if isinstance(source, Workflow):
+            return source
+        if isinstance(source, dict):
+            return Workflow.from_dict(source)
+        path = str(source)
+        import os
+
+        if not os.path.exists(path):
+            from kailash.errors import NodeConfigurationError
+
+            raise NodeConfigurationError(f"workflow file '{path}' does not exist", node_id=self.node_id,
+                                         parameter="workflow_path", expected="an existing .yaml/.json file", got=path)
+        return Workflow.load(path)
 
     def run_workflow(self, workflow: Any, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run ``workflow`` inside this run (same runtime settings, not recorded separately)."""
@@ -223,9 +248,9 @@ def run_plan_sync(plan: Any, overrides: dict[str, dict[str, Any]], ctx: RunConte
                 if type(out) is not dict:
                     out = ensure_output_dict(step.node, out)
             elif step.policy is None:
-                out = step.node.call(inputs, ctx)
+                out = step.node.call(inputs, ctx.for_node(sid))
             else:
-                out = step.policy.call(step.node, inputs, ctx)
+                out = step.policy.call(step.node, inputs, ctx.for_node(sid))
         except BaseException as exc:
             end = perf()
             if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: record, then let it through

@@ -1,0 +1,65 @@
+"""What a node receives from the runtime that calls it: the :class:`ExecutionContext` protocol.
+
+A node that must run something larger than itself (``WorkflowNode`` running an inner
+workflow) declares ``needs_context = True``; every runtime then calls
+``node.run_in_context(context, **inputs)`` with an object satisfying
+:class:`ExecutionContext`. The node uses the context to load and run the inner
+workflow, so it imports neither ``kailash.runtime`` nor ``kailash.workflow``.
+
+The runtime's implementation is :class:`kailash.runtime.engine.RunContext`. This
+module only describes the interface; it imports nothing from the layers above.
+
+Example:
+    A node that runs a sub-workflow given as a dict, using only the context::
+
+        class RunInner(Node):
+            needs_context = True
+
+            def run_in_context(self, context: ExecutionContext, /, **inputs):
+                inner = context.load_workflow({"name": "inner", "nodes": [...]})
+                results = context.run_workflow(inner, {"first": inputs})
+                return {"result": results["last"]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["ExecutionContext"]
+
+
+@runtime_checkable
+class ExecutionContext(Protocol):
+    """The run a node is being called in, and what it may ask that run to do.
+
+    Attributes:
+        run_id: the id of the run (sub-workflows run inside it, under the same id).
+        node_id: the id of the node being called (``None`` outside a workflow).
+        depth: how many sub-workflows deep this call is (0 for the outer workflow).
+    """
+
+    run_id: str
+    node_id: str | None
+    depth: int
+
+    def load_workflow(self, source: Any) -> Any:
+        """A workflow from ``source``: a workflow object (returned as is), its dict form, or a
+        ``.yaml``/``.json`` path.
+
+        Raises:
+            NodeConfigurationError: the path does not exist.
+            SerializationError: the dict or file does not describe a valid workflow.
+        """
+        ...
+
+    def run_workflow(self, workflow: Any, parameters: dict[str, Any] | None = None) -> Mapping[str, dict[str, Any]]:
+        """Run ``workflow`` inside this run, with the same runtime settings, and return
+        ``{node_id: outputs}``. The inner run is not recorded separately.
+
+        Raises:
+            WorkflowValidationError: the inner workflow or ``parameters`` are invalid.
+            KailashError: an inner node failed (``node_id`` names the inner node).
+            NodeExecutionError: sub-workflows are nested more than 32 levels deep.
+        """
+        ...
