@@ -1,4 +1,7 @@
-"""LocalRuntime: run a workflow in this thread, in topological order, recording the run."""
+"""LocalRuntime: run a workflow in this thread, in topological order, recording the run.
+
+A thin door onto :mod:`kailash.runtime.scheduler` with the inline executor.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ from kailash.runtime.engine import (
     WorkflowResults,
     new_run_id,
     resolve_store,
-    run_plan_sync,
 )
+from kailash.runtime.scheduler import Run, run_inline
 
 __all__ = ["LocalRuntime"]
 
@@ -70,8 +73,7 @@ class LocalRuntime:
         obs = self.observers + list(observers) if observers else self.observers
         recorder = RunRecorder(plan.name, run_id, self.store, obs, plan.redact_parameters(parameters),
                                record_outputs=self.record_outputs, runtime_name=self.name, tenant=self.tenant)
-        results = run_plan_sync(plan, overrides, RunContext(run_id, self), recorder)
-        return results, run_id
+        return run_inline(Run(plan, overrides, RunContext(run_id, self), recorder)), run_id
 
     def resume(self, run_id: str, workflow: Any, *, parameters: dict[str, Any] | None = None,
                rerun: list[str] | None = None) -> tuple[WorkflowResults, str]:
@@ -88,8 +90,7 @@ class LocalRuntime:
         recorder = RunRecorder(job.plan.name, new_id, self.store, self.observers, job.plan.redact_parameters(job.parameters),
                                record_outputs=self.record_outputs, runtime_name=self.name, tenant=self.tenant,
                                parent_run_id=job.parent_run_id)
-        results = run_plan_sync(job.plan, job.overrides, RunContext(new_id, self), recorder, fixed=job.fixed)
-        return results, new_id
+        return run_inline(Run(job.plan, job.overrides, RunContext(new_id, self), recorder, job.fixed)), new_id
 
     # -- run history -------------------------------------------------------------------------
     def get_run(self, run_id: str) -> Any:

@@ -1,11 +1,16 @@
-"""TestRuntime: run a workflow in tests, with any node's output replaced by a fixed value."""
+"""TestRuntime: run a workflow in tests, with any node's output replaced by a fixed value.
+
+A thin door onto :mod:`kailash.runtime.scheduler` with the inline executor; the mocked
+outputs go through the core's ``fixed`` outputs, the door resume uses too.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from kailash.errors import WorkflowValidationError
-from kailash.runtime.engine import RunContext, RunRecorder, WorkflowResults, new_run_id, run_plan_sync
+from kailash.runtime.engine import RunContext, RunRecorder, WorkflowResults, new_run_id
+from kailash.runtime.scheduler import Run, run_inline
 
 __all__ = ["TestRuntime"]
 
@@ -61,7 +66,7 @@ class TestRuntime:
         overrides = _prepare_with_mocks(plan, parameters, fixed)
         run_id = new_run_id()
         recorder = RunRecorder(plan.name, run_id, self.store, None, plan.redact_parameters(parameters), runtime_name=self.name)
-        return run_plan_sync(plan, overrides, RunContext(run_id, self), recorder, fixed=fixed or None)
+        return run_inline(Run(plan, overrides, RunContext(run_id, self), recorder, fixed or None))
 
 
 def _prepare_with_mocks(plan: Any, parameters: dict[str, Any] | None, fixed: dict[str, Any]) -> dict[str, Any]:
