@@ -52,11 +52,11 @@ class NodeRecords(Sequence[NodeRecord]):
     ``time.perf_counter()`` reading (0.0 = none) and ``t0`` the reading at ``started_at``.
     """
 
-    __slots__ = ("_rows", "_at", "_records")
+    __slots__ = ("_compact", "_at", "_records")
 
     def __init__(self, rows: tuple[tuple[str, NodeStatus, float, float, str | None], ...], started_at: float,
                  t0: float = 0.0) -> None:
-        self._rows = rows
+        self._compact = rows
         self._at = started_at - t0
         self._records: tuple[NodeRecord, ...] | None = None
 
@@ -64,13 +64,13 @@ class NodeRecords(Sequence[NodeRecord]):
         if self._records is None:
             at = self._at
             self._records = tuple(NodeRecord(node_id=r[0], status=r[1], started_at=(at + r[2]) if r[2] else None,
-                                             duration=r[3], error=r[4]) for r in self._rows)
+                                             duration=r[3], error=r[4]) for r in self._compact)
         return self._records
 
-    def rows(self) -> list[list[Any]]:
+    def storage_rows(self) -> list[list[Any]]:
         """``[node_id, status, started_at, duration, error]`` lists for storage."""
         at = self._at
-        return [[r[0], r[1], (at + r[2]) if r[2] else None, r[3], r[4]] for r in self._rows]
+        return [[r[0], r[1], (at + r[2]) if r[2] else None, r[3], r[4]] for r in self._compact]
 
     @overload
     def __getitem__(self, index: int) -> NodeRecord: ...
@@ -85,7 +85,7 @@ class NodeRecords(Sequence[NodeRecord]):
         return iter(self._all())
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._compact)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (NodeRecords, tuple, list)):
@@ -137,7 +137,7 @@ class RunRecord:
 def node_rows(run: RunRecord) -> list[list[Any]]:
     """``run.nodes`` as ``[node_id, status, started_at, duration, error]`` lists for storage."""
     if isinstance(run.nodes, NodeRecords):
-        return run.nodes.rows()
+        return run.nodes.storage_rows()
     return [[n.node_id, n.status, n.started_at, n.duration, n.error] for n in run.nodes]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from kailash.errors import WorkflowValidationError
-from kailash.runtime.engine import RunContext, RunRecorder, WorkflowResults, new_run_id
+from kailash.runtime.engine import Observer, RunContext, RunRecorder, WorkflowResults, new_run_id
 from kailash.runtime.scheduler import Run, run_inline
 
 __all__ = ["TestRuntime"]
@@ -36,11 +36,13 @@ class TestRuntime:
     __test__ = False  # not a pytest test class
     name = "testing"
 
-    def __init__(self, mock_outputs: dict[str, dict[str, Any]] | None = None, *, store: Any = None) -> None:
+    def __init__(self, mock_outputs: dict[str, dict[str, Any]] | None = None, *, store: Any = None,
+                 observers: list[Observer] | None = None) -> None:
         from kailash.runtime.engine import resolve_store
 
         self.mock_outputs = dict(mock_outputs or {})
         self.store = resolve_store(store)
+        self.observers = list(observers or [])
 
     def mock(self, node_id: str, outputs: dict[str, Any]) -> TestRuntime:
         """Replace ``node_id``'s output with ``outputs`` in later runs."""
@@ -48,7 +50,9 @@ class TestRuntime:
         return self
 
     def execute(self, workflow: Any, parameters: dict[str, Any] | None = None, *,
-                mock_outputs: dict[str, dict[str, Any]] | None = None) -> WorkflowResults:
+                mock_outputs: dict[str, dict[str, Any]] | None = None,
+                observers: list[Observer] | None = None) -> WorkflowResults:
+        """Run ``workflow`` with the mocked outputs; return its results (``results.run_id`` is set)."""
         plan = workflow.compile()
         fixed = {**self.mock_outputs, **(mock_outputs or {})}
         unknown = [n for n in fixed if n not in plan.by_id]
@@ -65,8 +69,34 @@ class TestRuntime:
                 )
         overrides = _prepare_with_mocks(plan, parameters, fixed)
         run_id = new_run_id()
-        recorder = RunRecorder(plan.name, run_id, self.store, None, plan.redact_parameters(parameters), runtime_name=self.name)
+        obs = self.observers + list(observers) if observers else self.observers
+        recorder = RunRecorder(plan.name, run_id, self.store, obs, plan.redact_parameters(parameters),
+                               runtime_name=self.name)
         return run_inline(Run(plan, overrides, RunContext(run_id, self), recorder, fixed or None))
+
+
+    def resume(self, run_id: str, workflow: Any, *, parameters: dict[str, Any] | None = None,
+               rerun: list[str] | None = None) -> tuple[WorkflowResults, str]:
+        """Re-run failed run ``run_id`` (needs ``store=``); mocked outputs still apply.
+
+        Returns ``(results, new_run_id)``; see :mod:`kailash.runtime.resume`.
+        """
+        from kailash.runtime.resume import prepare_resume
+
+        job = prepare_resume(self.store, run_id, workflow, parameters=parameters, rerun=rerun)
+        fixed = {**job.fixed, **self.mock_outputs}
+        new_id = new_run_id()
+        recorder = RunRecorder(job.plan.name, new_id, self.store, self.observers,
+                               job.plan.redact_parameters(job.parameters),
+                               runtime_name=self.name, parent_run_id=job.parent_run_id)
+        return run_inline(Run(job.plan, job.overrides, RunContext(new_id, self), recorder, fixed)), new_id
+
+    def get_run(self, run_id: str) -> Any:
+        """The :class:`~kailash.runtime.store.RunRecord` of ``run_id`` (None if unknown or not recording)."""
+        return self.store.get_run(run_id) if self.store is not None else None
+
+    def list_runs(self, **filters: Any) -> list[Any]:
+        return self.store.list_runs(**filters) if self.store is not None else []
 
 
 def _prepare_with_mocks(plan: Any, parameters: dict[str, Any] | None, fixed: dict[str, Any]) -> dict[str, Any]:
