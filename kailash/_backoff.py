@@ -25,7 +25,7 @@ def backoff_delay(retry: int, *, backoff: float, max_backoff: float, jitter: boo
         >>> backoff_delay(3, backoff=1.0, max_backoff=60.0, jitter=True, rand=0.0)
         2.0
     """
-    wait = min(backoff * (2 ** (retry - 1)), max_backoff)
+    wait: float = min(backoff * 2.0 ** (retry - 1), max_backoff)
     if jitter:
         r = random.random() if rand is None else rand
         wait = wait * (0.5 + 0.5 * r)

@@ -292,9 +292,7 @@ class _RedactingStore:
         import dataclasses
 
         s = self.secrets
-        nodes = tuple(
-            (n[0], n[1], n[2], n[3], redact(n[4], s)) if type(n) is tuple else dataclasses.replace(n, error=redact(n.error, s))
-            for n in run.nodes)
+        nodes = tuple(dataclasses.replace(n, error=redact(n.error, s)) if n.error else n for n in run.nodes)
         self.inner.record(dataclasses.replace(run, error=redact(run.error, s), nodes=nodes,
                                               outputs=redact(run.outputs, s), parameters=redact(run.parameters, s)))
 

@@ -59,12 +59,12 @@ def _feed(h: Any, v: Any) -> None:
         h.update(b"p:" + hashlib.sha256(pickle.dumps(v)).digest())
 
 
-def start_thread(fn: Any, *args: Any) -> Future:
+def start_thread(fn: Any, *args: Any) -> Future[Any]:
     """Run ``fn(*args)`` in a new daemon thread (context copied); return its future.
 
     The thread is never interrupted: a caller that stops waiting abandons it.
     """
-    fut: Future = Future()
+    fut: Future[Any] = Future()
     ctx = contextvars.copy_context()
 
     def target() -> None:
@@ -101,10 +101,12 @@ def attempt_sync(node: Node, inputs: dict[str, Any], ctx: Any, limit: float | No
                     raise
                 raise _timeout_error(node, limit) from None
 
-        return run_coroutine(bounded())
+        out: dict[str, Any] = run_coroutine(bounded())
+        return out
     fut = start_thread(node.call, dict(inputs), ctx)
     try:
-        return fut.result(timeout=limit)
+        done: dict[str, Any] = fut.result(timeout=limit)
+        return done
     except TimeoutError as exc:
         if fut.done():
             raise
@@ -116,7 +118,8 @@ async def attempt_async(node: Node, inputs: dict[str, Any], ctx: Any, limit: flo
     if node.is_async:
         coro = node.async_call(dict(inputs), ctx)  # type: ignore[attr-defined]
         if limit is None:
-            return await coro
+            result: dict[str, Any] = await coro
+            return result
         try:
             return await asyncio.wait_for(coro, limit)
         except TimeoutError as exc:

@@ -46,12 +46,14 @@ from kailash.runtime.engine import (
     Observer,
     RunContext,
     RunRecorder,
+    RuntimeDoor,
     WorkflowResults,
     fail_run,
     new_run_id,
     resolve_store,
 )
 from kailash.runtime.scheduler import Outputs, Run, call_node, run_concurrent
+from kailash.runtime.types import RunId
 from kailash.workflow.plan import Step
 
 __all__ = ["DaskRuntime", "DaskExecutor", "ClusterConnectionError"]
@@ -89,7 +91,8 @@ class _NodeFailure(Exception):
         except Exception:  # a user subclass with another signature
             err = NodeExecutionError(message)
         err.__dict__.update(state)
-        return err
+        restored: KailashError = err
+        return restored
 
 
 _PLANS: OrderedDict[str, Any] = OrderedDict()
@@ -115,7 +118,8 @@ def _load(token: str, payload: bytes) -> tuple[Any, Any]:
             _PLANS[token] = entry
             while len(_PLANS) > _KEEP_PLANS:
                 _PLANS.popitem(last=False)
-    return entry
+    loaded: tuple[Any, Any] = entry
+    return loaded
 
 
 def _run_task(token: str, payload: bytes, sid: str, inputs: Outputs, run_id: str, state: Any) -> tuple[Any, ...]:
@@ -132,7 +136,7 @@ def _run_task(token: str, payload: bytes, sid: str, inputs: Outputs, run_id: str
 
     set_security_config(security)
     step = plan.by_id[sid]
-    ctx = RunContext(run_id, None, node_id=sid, workflow=plan.workflow)
+    ctx = RunContext(RunId(run_id), None, node_id=sid, workflow=plan.workflow)
     events: list[tuple[Any, ...]] | None = None
     try:
         if state is None:
@@ -195,7 +199,7 @@ class DaskExecutor:
 
 # -- on the client ---------------------------------------------------------------------------
 
-class DaskRuntime:
+class DaskRuntime(RuntimeDoor):
     """Runs each node as a task on a Dask cluster; results and run records match LocalRuntime.
 
     Args:
@@ -272,7 +276,7 @@ class DaskRuntime:
         """
         plan = workflow.compile()
         overrides = plan.prepare(parameters)
-        run_id = run_id or new_run_id()
+        run_id = RunId(run_id) if run_id else new_run_id()
         recorder = self._recorder(plan, run_id, parameters, observers)
         return self._run(plan, overrides, recorder, None), run_id
 
@@ -286,19 +290,14 @@ class DaskRuntime:
         recorder = self._recorder(job.plan, new_id, job.parameters, None, job.parent_run_id)
         return self._run(job.plan, job.overrides, recorder, job.fixed), new_id
 
-    def _recorder(self, plan: Any, run_id: str, parameters: Any, observers: list[Observer] | None,
-                  parent_run_id: str | None = None) -> RunRecorder:
-        obs = self.observers + list(observers) if observers else self.observers
-        return RunRecorder(plan.name, run_id, self.store, obs, plan.redact_parameters(parameters), record_outputs=self.record_outputs,
-                           runtime_name=self.name, tenant=self.tenant, parent_run_id=parent_run_id)
-
     def _payload(self, plan: Any) -> bytes:
         import cloudpickle
 
         from kailash.security.config import get_security_config
 
         try:
-            return cloudpickle.dumps((plan, get_security_config()))
+            payload: bytes = cloudpickle.dumps((plan, get_security_config()))
+            return payload
         except Exception as exc:
             for node_id, node in plan.workflow.nodes.items():
                 try:
@@ -334,13 +333,6 @@ class DaskRuntime:
         return client.sync(schedule)  # type: ignore[no-any-return]
 
     # -- run history and lifetime ----------------------------------------------------------------
-    def get_run(self, run_id: str) -> Any:
-        """The :class:`~kailash.runtime.store.RunRecord` of ``run_id`` (None if unknown)."""
-        return self.store.get_run(run_id) if self.store is not None else None
-
-    def list_runs(self, **filters: Any) -> list[Any]:
-        return self.store.list_runs(**filters) if self.store is not None else []
-
     def close(self) -> None:
         """Close the client (if this runtime made it) and the embedded cluster (if any)."""
         if self._owns_client and self.client is not None:

@@ -17,14 +17,16 @@ from typing import Any
 
 from kailash.errors import KailashError, NodeExecutionError
 from kailash.runtime.store import NodeRecords, NodeStatus, RunRecord, RunStatus, RunStore, default_store, to_json_safe
+from kailash.runtime.types import RecordOutputs, RunId
 from kailash.security.secrets import known_secret_values, redact
 
-__all__ = ["RunContext", "RunRecorder", "WorkflowResults", "Observer", "resolve_store", "new_run_id", "fail_run"]
+__all__ = ["RunContext", "RunRecorder", "RuntimeDoor", "WorkflowResults", "Observer", "resolve_store", "new_run_id",
+           "fail_run"]
 
 Observer = Callable[[dict[str, Any]], None]
 
 
-class WorkflowResults(dict):
+class WorkflowResults(dict[str, dict[str, Any]]):
     """``{node_id: outputs}`` for every node that ran, plus what the run was.
 
     Attributes:
@@ -32,12 +34,13 @@ class WorkflowResults(dict):
         skipped: ids of nodes not run because their branch was not taken.
     """
 
-    run_id: str | None = None
+    run_id: RunId | None = None
     skipped: tuple[str, ...] = ()
 
 
-def new_run_id() -> str:
-    return uuid.uuid4().hex
+def new_run_id() -> RunId:
+    """A fresh run id (32 hex digits)."""
+    return RunId(uuid.uuid4().hex)
 
 
 def resolve_store(store: Any) -> RunStore | None:
@@ -50,6 +53,13 @@ def resolve_store(store: Any) -> RunStore | None:
         from kailash.runtime.store import store_at
 
         return store_at(store)
+    if not isinstance(store, RunStore):
+        from kailash.errors import NodeConfigurationError
+
+        raise NodeConfigurationError(
+            f"store must be 'default', a path, a RunStore or None, got {type(store).__name__}",
+            parameter="store", expected="'default' | path | RunStore | None", got=type(store).__name__,
+        )
     return store
 
 
@@ -61,7 +71,10 @@ class RunContext:
 
     __slots__ = ("run_id", "runtime", "depth", "node_id", "workflow")
 
-    def __init__(self, run_id: str, runtime: Any, depth: int = 0, node_id: str | None = None,
+    run_id: RunId
+    node_id: str | None
+
+    def __init__(self, run_id: RunId, runtime: Any, depth: int = 0, node_id: str | None = None,
                  workflow: Any = None) -> None:
         self.run_id = run_id
         self.runtime = runtime
@@ -116,9 +129,9 @@ class RunRecorder:
     __slots__ = ("workflow", "run_id", "store", "observers", "parameters", "started_at", "t0", "_rows", "skipped",
                  "record_outputs", "runtime_name", "tenant", "parent_run_id")
 
-    def __init__(self, workflow: str, run_id: str, store: RunStore | None, observers: list[Observer] | None,
-                 parameters: dict[str, Any] | None, *, record_outputs: str = "failed", runtime_name: str = "local",
-                 tenant: str | None = None, parent_run_id: str | None = None) -> None:
+    def __init__(self, workflow: str, run_id: RunId, store: RunStore | None, observers: list[Observer] | None,
+                 parameters: dict[str, Any] | None, *, record_outputs: RecordOutputs | str = "failed",
+                 runtime_name: str = "local", tenant: str | None = None, parent_run_id: str | None = None) -> None:
         self.workflow = workflow
         self.run_id = run_id
         self.store = store
@@ -229,3 +242,32 @@ def fail_run(exc: BaseException, node_id: str, run_id: str, results: dict[str, A
         err.message = redact(err.message, known)
         err.args = (err.message,)
     return err
+
+
+class RuntimeDoor:
+    """What every runtime shares besides the schedule: its recorder settings and run history.
+
+    A runtime sets ``name``, ``store``, ``record_outputs``, ``observers`` and ``tenant``
+    and then needs only to pick an executor (see :mod:`kailash.runtime.scheduler`).
+    """
+
+    name: str = "local"
+    store: RunStore | None = None
+    record_outputs: str = "failed"
+    observers: list[Observer] = []
+    tenant: str | None = None
+
+    def _recorder(self, plan: Any, run_id: RunId, parameters: dict[str, Any] | None,
+                  observers: list[Observer] | None = None, parent_run_id: str | None = None) -> RunRecorder:
+        obs = self.observers + list(observers) if observers else self.observers
+        return RunRecorder(plan.name, run_id, self.store, obs, plan.redact_parameters(parameters),
+                           record_outputs=self.record_outputs, runtime_name=self.name, tenant=self.tenant,
+                           parent_run_id=parent_run_id)
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """The :class:`~kailash.runtime.store.RunRecord` of ``run_id`` (None if unknown or not recording)."""
+        return self.store.get_run(run_id) if self.store is not None else None
+
+    def list_runs(self, **filters: Any) -> list[RunRecord]:
+        """Recorded runs, newest first (``limit``, ``workflow``, ``status``, ``tenant`` filter them)."""
+        return self.store.list_runs(**filters) if self.store is not None else []

@@ -18,8 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kailash.errors import NodeConfigurationError
-from kailash.runtime.engine import Observer, RunContext, RunRecorder, WorkflowResults, new_run_id, resolve_store
+from kailash.runtime.engine import Observer, RunContext, RuntimeDoor, WorkflowResults, new_run_id, resolve_store
 from kailash.runtime.scheduler import Outputs, Run, acall_node, run_concurrent
+from kailash.runtime.types import RunId
 from kailash.workflow.plan import Step
 
 __all__ = ["ParallelRuntime", "AsyncLocalRuntime", "AsyncioExecutor"]
@@ -39,7 +40,7 @@ class AsyncioExecutor:
         return acall_node(step, inputs, ctx, self.pool)
 
 
-class ParallelRuntime:
+class ParallelRuntime(RuntimeDoor):
     """Runs independent nodes concurrently: async nodes on the event loop, sync nodes in threads.
 
     Args:
@@ -95,12 +96,6 @@ class ParallelRuntime:
                 pool = self._executor
         return pool
 
-    def _recorder(self, plan: Any, run_id: str, parameters: Any, observers: list[Observer] | None,
-                  parent_run_id: str | None = None) -> RunRecorder:
-        obs = self.observers + list(observers) if observers else self.observers
-        return RunRecorder(plan.name, run_id, self.store, obs, plan.redact_parameters(parameters), record_outputs=self.record_outputs,
-                           runtime_name=self.name, tenant=self.tenant, parent_run_id=parent_run_id)
-
     async def execute(self, workflow: Any, parameters: dict[str, Any] | None = None, *, run_id: str | None = None,
                       observers: list[Observer] | None = None) -> tuple[WorkflowResults, str]:
         """Validate and run ``workflow`` concurrently; return ``(results, run_id)``.
@@ -111,7 +106,7 @@ class ParallelRuntime:
         """
         plan = workflow.compile()
         overrides = plan.prepare(parameters)
-        run_id = run_id or new_run_id()
+        run_id = RunId(run_id) if run_id else new_run_id()
         recorder = self._recorder(plan, run_id, parameters, observers)
         run = Run(plan, overrides, RunContext(run_id, self), recorder)
         return await run_concurrent(run, AsyncioExecutor(self.max_concurrency, self._pool())), run_id
@@ -121,7 +116,8 @@ class ParallelRuntime:
         """:meth:`execute` from sync code (works inside a running event loop too)."""
         from kailash.nodes.base_async import run_coroutine
 
-        return run_coroutine(self.execute(workflow, parameters, **kwargs))
+        done: tuple[WorkflowResults, str] = run_coroutine(self.execute(workflow, parameters, **kwargs))
+        return done
 
     async def resume(self, run_id: str, workflow: Any, *, parameters: dict[str, Any] | None = None,
                      rerun: list[str] | None = None) -> tuple[WorkflowResults, str]:
@@ -138,16 +134,10 @@ class ParallelRuntime:
         """:meth:`resume` from sync code."""
         from kailash.nodes.base_async import run_coroutine
 
-        return run_coroutine(self.resume(run_id, workflow, **kwargs))
+        done: tuple[WorkflowResults, str] = run_coroutine(self.resume(run_id, workflow, **kwargs))
+        return done
 
     # -- run history and lifetime -------------------------------------------------------------
-    def get_run(self, run_id: str) -> Any:
-        """The :class:`~kailash.runtime.store.RunRecord` of ``run_id`` (None if unknown)."""
-        return self.store.get_run(run_id) if self.store is not None else None
-
-    def list_runs(self, **filters: Any) -> list[Any]:
-        return self.store.list_runs(**filters) if self.store is not None else []
-
     def close(self) -> None:
         """Stop the thread pool (idle threads exit; a later run starts a new pool)."""
         with self._lock:

@@ -225,7 +225,8 @@ class PolicyState:
                 cache.put(key, out)
                 if events is not None:
                     events.append(("cache", key, out))
-            return out
+            outputs: dict[str, Any] = out
+            return outputs
 
     def call(self, node: Node, inputs: dict[str, Any], ctx: Any, events: Events | None = None) -> dict[str, Any]:
         """Call ``node`` (sync) under this policy; ``events`` collects state changes for replay."""

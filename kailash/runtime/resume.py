@@ -182,4 +182,5 @@ def resume(run_id: str, workflow: Any, *, runtime: Any = None, parameters: dict[
 
         runtime = LocalRuntime()
     door = getattr(runtime, "resume_sync", None) or runtime.resume
-    return door(run_id, workflow, parameters=parameters, rerun=rerun)
+    done: tuple[Any, str] = door(run_id, workflow, parameters=parameters, rerun=rerun)
+    return done

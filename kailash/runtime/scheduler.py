@@ -286,7 +286,9 @@ async def run_concurrent(run: Run, executor: ConcurrentExecutor) -> WorkflowResu
                     run.complete(sid, out, start, perf())
                     run.settle(sid, ready)
         finally:
-            running.discard(asyncio.current_task())  # type: ignore[arg-type]
+            task = asyncio.current_task()
+            if task is not None:
+                running.discard(task)
             pump()
 
     def pump() -> None:

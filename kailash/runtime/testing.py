@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from kailash.errors import WorkflowValidationError
-from kailash.runtime.engine import Observer, RunContext, RunRecorder, WorkflowResults, new_run_id
+from kailash.runtime.engine import Observer, RunContext, RuntimeDoor, WorkflowResults, new_run_id
 from kailash.runtime.scheduler import Run, run_inline
+from kailash.workflow.plan import ExecutionPlan
 
 __all__ = ["TestRuntime"]
 
 
-class TestRuntime:
+class TestRuntime(RuntimeDoor):
     """Runs like :class:`~kailash.runtime.LocalRuntime` but returns ``results`` alone.
 
     ``mock_outputs={node_id: {output: value}}`` (given here or to ``execute``) replaces
@@ -69,9 +70,7 @@ class TestRuntime:
                 )
         overrides = _prepare_with_mocks(plan, parameters, fixed)
         run_id = new_run_id()
-        obs = self.observers + list(observers) if observers else self.observers
-        recorder = RunRecorder(plan.name, run_id, self.store, obs, plan.redact_parameters(parameters),
-                               runtime_name=self.name)
+        recorder = self._recorder(plan, run_id, parameters, observers)
         return run_inline(Run(plan, overrides, RunContext(run_id, self), recorder, fixed or None))
 
 
@@ -86,20 +85,11 @@ class TestRuntime:
         job = prepare_resume(self.store, run_id, workflow, parameters=parameters, rerun=rerun)
         fixed = {**job.fixed, **self.mock_outputs}
         new_id = new_run_id()
-        recorder = RunRecorder(job.plan.name, new_id, self.store, self.observers,
-                               job.plan.redact_parameters(job.parameters),
-                               runtime_name=self.name, parent_run_id=job.parent_run_id)
+        recorder = self._recorder(job.plan, new_id, job.parameters, parent_run_id=job.parent_run_id)
         return run_inline(Run(job.plan, job.overrides, RunContext(new_id, self), recorder, fixed)), new_id
 
-    def get_run(self, run_id: str) -> Any:
-        """The :class:`~kailash.runtime.store.RunRecord` of ``run_id`` (None if unknown or not recording)."""
-        return self.store.get_run(run_id) if self.store is not None else None
 
-    def list_runs(self, **filters: Any) -> list[Any]:
-        return self.store.list_runs(**filters) if self.store is not None else []
-
-
-def _prepare_with_mocks(plan: Any, parameters: dict[str, Any] | None, fixed: dict[str, Any]) -> dict[str, Any]:
+def _prepare_with_mocks(plan: ExecutionPlan, parameters: dict[str, Any] | None, fixed: dict[str, Any]) -> dict[str, Any]:
     if not fixed:
         return plan.prepare(parameters)
     try:

@@ -240,7 +240,8 @@ class ExecutionPlan:
         Precedence, later wins: defaults, values offered by name, config, connected
         values, runtime parameters.
         """
-        return step.gather(results, overrides)
+        inputs: dict[str, Any] | None = step.gather(results, overrides)
+        return inputs
 
 
 

@@ -212,7 +212,8 @@ def apply_policy_dict(workflow: Workflow, node_id: str, spec: Any) -> NodePolicy
             node_id=node_id, parameter=str(unknown[0]), expected=" | ".join(POLICY_KEYS),
         )
     try:
-        return workflow.set_policy(node_id, **spec)
+        policy: NodePolicy | None = workflow.set_policy(node_id, **spec)
+        return policy
     except WorkflowValidationError as exc:
         raise SerializationError(f"cannot load policies: {exc.message}", node_id=node_id,
                                  parameter=exc.parameter) from None

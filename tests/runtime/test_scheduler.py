@@ -140,3 +140,13 @@ def test_only_the_recorder_writes_node_rows_and_nothing_writes_plan_dicts():
     assert _attribute_uses("_rows") == ["runtime/engine.py"]
     assert _attribute_uses("rows") == []  # the old public list other modules appended to
     assert "plan.__dict__" not in "".join(p.read_text() for p in pathlib.Path(kailash.__file__).parent.rglob("*.py"))
+
+
+def test_every_runtime_is_a_runtime(dask_client):
+    from kailash.runtime import DaskRuntime, LocalRuntime, ParallelRuntime, TestRuntime
+    from kailash.runtime.types import Runtime
+
+    runtimes = [LocalRuntime(store=None), ParallelRuntime(store=None), TestRuntime(),
+                DaskRuntime(client=dask_client, store=None)]
+    assert all(isinstance(r, Runtime) for r in runtimes)
+    assert [r.name for r in runtimes] == ["local", "parallel", "testing", "dask"]
