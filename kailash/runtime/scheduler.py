@@ -23,6 +23,7 @@ stream). Nothing here knows which runtime is running it.
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections import deque
 from collections.abc import Awaitable, Iterable
@@ -74,8 +75,7 @@ def call_node(step: Step, inputs: Outputs, ctx: RunContext) -> Outputs:
 
 async def acall_node(step: Step, inputs: Outputs, ctx: RunContext, pool: Any) -> Outputs:
     """Await ``step``'s node: async nodes on the running loop, sync ones in ``pool`` (an Executor)."""
-    import asyncio
-    import contextvars
+    import asyncio  # not at module level: `import kailash.runtime` stays free of asyncio
 
     node = step.node
     if step.policy is not None:
@@ -215,7 +215,7 @@ def run_inline(run: Run, executor: InlineExecutor = INLINE) -> WorkflowResults:
     fixed = run.fixed
     only = run.only
     recorder = run.recorder
-    done = recorder.node_done
+    done = recorder.completion_sink()
     observers = recorder.observers
     inline = executor is INLINE
     perf = time.perf_counter
@@ -248,7 +248,7 @@ def run_inline(run: Run, executor: InlineExecutor = INLINE) -> WorkflowResults:
             run.interrupted(sid, exc, start, perf())
             raise
         results[sid] = out
-        done(sid, start, perf() - start)
+        done((sid, "completed", start, perf() - start, None))
     return run.finish()
 
 
