@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Awaitable
 from typing import Any
 
 from kailash.errors import (
@@ -155,9 +156,13 @@ def _run_task(token: str, payload: bytes, sid: str, inputs: Outputs, run_id: str
 
 class DaskExecutor:
     """The :class:`~kailash.runtime.scheduler.ConcurrentExecutor` of ``DaskRuntime``: one
-    Dask task per node call, awaited on the client's event loop."""
+    Dask task per node call, awaited on the client's event loop.
 
-    __slots__ = ("client", "token", "data", "run_id", "max_concurrency")
+    Finished tasks are collected in batches: the outputs of every task that finished
+    while the previous batch was being fetched come back in one ``gather``.
+    """
+
+    __slots__ = ("client", "token", "data", "run_id", "max_concurrency", "_finished", "_collecting")
 
     def __init__(self, client: Any, token: str, data: Any, run_id: str) -> None:
         self.client = client
@@ -165,8 +170,13 @@ class DaskExecutor:
         self.data = data
         self.run_id = run_id
         self.max_concurrency = 1 << 30  # the cluster queues what it cannot run yet
+        self._finished: list[tuple[Any, Any, Any]] = []
+        self._collecting = False
 
-    def start(self, step: Step, inputs: Outputs, ctx: RunContext) -> Any:
+    def start(self, step: Step, inputs: Outputs, ctx: RunContext) -> Awaitable[Outputs]:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
         state = None
         if step.policy is not None:
             from kailash.runtime.policies import policy_state
@@ -174,27 +184,71 @@ class DaskExecutor:
             state = policy_state(step.policy)
         fut = self.client.submit(_run_task, self.token, self.data, step.id, inputs, self.run_id, state,
                                  key=f"kailash-{step.id}-{self.run_id}", pure=False)
-        return self._wait(fut, state)
+        waiter: asyncio.Future[Outputs] = loop.create_future()
+        # Dask calls this in another thread: hand the future over to the loop.
+        fut.add_done_callback(lambda f: loop.call_soon_threadsafe(self._done, f, waiter, state))
+        return self._wait(fut, waiter)
 
-    async def _wait(self, fut: Any, state: Any) -> Outputs:
+    async def _wait(self, fut: Any, waiter: Awaitable[Outputs]) -> Outputs:
         import asyncio
 
         try:
-            out, events = await fut
+            return await waiter
         except asyncio.CancelledError:
             fut.cancel()
             raise
+        finally:
+            fut.release()
+
+    def _done(self, fut: Any, waiter: Any, state: Any) -> None:
+        self._finished.append((fut, waiter, state))
+        if not self._collecting:
+            import asyncio
+
+            self._collecting = True
+            asyncio.get_running_loop().create_task(self._collect())
+
+    async def _collect(self) -> None:
+        try:
+            while self._finished:
+                batch, self._finished = self._finished, []
+                ok = [b for b in batch if b[0].status == "finished"]
+                if ok:
+                    try:
+                        values = await self.client.gather([b[0] for b in ok])
+                    except Exception as exc:  # e.g. a worker holding the data died
+                        for _, waiter, _ in ok:
+                            if not waiter.done():
+                                waiter.set_exception(exc)
+                    else:
+                        for (_, waiter, state), (out, events) in zip(ok, values, strict=True):
+                            if events and state is not None:
+                                state.replay(events)
+                            if not waiter.done():
+                                waiter.set_result(out)
+                for fut, waiter, state in batch:
+                    if fut.status != "finished" and not waiter.done():
+                        await self._failed(fut, waiter, state)
+        finally:
+            self._collecting = False
+
+    async def _failed(self, fut: Any, waiter: Any, state: Any) -> None:
+        if fut.status == "cancelled":
+            waiter.cancel()
+            return
+        try:
+            await fut
         except _NodeFailure as failure:
             err = failure.restore()
             events = err.__dict__.pop("kailash_events", None)
             if events and state is not None:
                 state.replay(events)
-            raise err from None
-        finally:
-            fut.release()
-        if events and state is not None:
-            state.replay(events)
-        return out  # type: ignore[no-any-return]
+            err.__traceback__ = None
+            waiter.set_exception(err)
+        except BaseException as exc:  # a foreign error: a worker died, the task could not be unpickled
+            waiter.set_exception(exc)
+        else:  # finished after all
+            waiter.set_exception(NodeExecutionError("a Dask task finished in an unexpected state"))
 
 
 # -- on the client ---------------------------------------------------------------------------
