@@ -174,9 +174,6 @@ class DaskExecutor:
         self._collecting = False
 
     def start(self, step: Step, inputs: Outputs, ctx: RunContext) -> Awaitable[Outputs]:
-        import asyncio
-
-        loop = asyncio.get_running_loop()
         state = None
         if step.policy is not None:
             from kailash.runtime.policies import policy_state
@@ -184,15 +181,17 @@ class DaskExecutor:
             state = policy_state(step.policy)
         fut = self.client.submit(_run_task, self.token, self.data, step.id, inputs, self.run_id, state,
                                  key=f"kailash-{step.id}-{self.run_id}", pure=False)
-        waiter: asyncio.Future[Outputs] = loop.create_future()
-        # Dask calls this in another thread: hand the future over to the loop.
-        fut.add_done_callback(lambda f: loop.call_soon_threadsafe(self._done, f, waiter, state))
-        return self._wait(fut, waiter)
+        return self._wait(fut, state)
 
-    async def _wait(self, fut: Any, waiter: Awaitable[Outputs]) -> Outputs:
+    async def _wait(self, fut: Any, state: Any) -> Outputs:
         import asyncio
 
+        from distributed.client import _wait as settled  # waits on the loop: no callback thread per task
+
+        waiter: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         try:
+            await settled([fut])
+            self._done(fut, waiter, state)
             return await waiter
         except asyncio.CancelledError:
             fut.cancel()
