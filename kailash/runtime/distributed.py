@@ -190,7 +190,7 @@ class DaskExecutor:
 
         waiter: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         try:
-            await settled([fut])
+            await settled([fut])  # type: ignore[no-untyped-call]
             self._done(fut, waiter, state)
             return await waiter
         except asyncio.CancelledError:

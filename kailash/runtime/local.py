@@ -82,9 +82,6 @@ class LocalRuntime(RuntimeDoor):
         ``parameters`` default to the failed run's; ``rerun`` forces nodes to run again.
         See :mod:`kailash.runtime.resume` for the errors (unknown or successful run, ...).
         """
-        from kailash.runtime.resume import prepare_resume
+        from kailash.runtime.resume import resume_inline
 
-        job = prepare_resume(self.store, run_id, workflow, parameters=parameters, rerun=rerun)
-        new_id = new_run_id()
-        recorder = self._recorder(job.plan, new_id, job.parameters, parent_run_id=job.parent_run_id)
-        return run_inline(Run(job.plan, job.overrides, RunContext(new_id, self), recorder, job.fixed)), new_id
+        return resume_inline(self, run_id, workflow, parameters=parameters, rerun=rerun)

@@ -15,9 +15,11 @@ called is the executor's business, behind two small protocols:
   ``ParallelRuntime``, Dask futures for ``DaskRuntime``).
 
 How one node is called under its policy is written once too: :func:`call_node` (sync)
-and :func:`acall_node` (async). The seams later features build on: every completion
-goes through :meth:`Run.complete` (durable run records), and :meth:`Run.downstream`
-plus ``fixed=`` outputs rerun the part of a plan below some nodes (one event of a
+and :func:`acall_node` (async). The seams later features build on: every node outcome
+of every runtime reaches the :class:`~kailash.runtime.engine.RunRecorder` (``node_done``
+/ ``completion_sink``, ``node_reused``, ``node_skipped``, ``node_failed``), where a
+durable run log hooks in once; and ``Run(..., fixed=outputs, only=node_ids)`` with
+:meth:`Run.downstream` reruns the part of a plan below some nodes (one event of a
 stream). Nothing here knows which runtime is running it.
 """
 

@@ -80,13 +80,9 @@ class TestRuntime(RuntimeDoor):
 
         Returns ``(results, new_run_id)``; see :mod:`kailash.runtime.resume`.
         """
-        from kailash.runtime.resume import prepare_resume
+        from kailash.runtime.resume import resume_inline
 
-        job = prepare_resume(self.store, run_id, workflow, parameters=parameters, rerun=rerun)
-        fixed = {**job.fixed, **self.mock_outputs}
-        new_id = new_run_id()
-        recorder = self._recorder(job.plan, new_id, job.parameters, parent_run_id=job.parent_run_id)
-        return run_inline(Run(job.plan, job.overrides, RunContext(new_id, self), recorder, fixed)), new_id
+        return resume_inline(self, run_id, workflow, parameters=parameters, rerun=rerun, mocks=self.mock_outputs)
 
 
 def _prepare_with_mocks(plan: ExecutionPlan, parameters: dict[str, Any] | None, fixed: dict[str, Any]) -> dict[str, Any]:
