@@ -159,10 +159,12 @@ class DaskExecutor:
     Dask task per node call, awaited on the client's event loop.
 
     Finished tasks are collected in batches: the outputs of every task that finished
-    while the previous batch was being fetched come back in one ``gather``.
+    while the previous batch was being fetched come back in one ``gather``. Outputs of
+    nodes nothing depends on are fetched only once no other task is running (nothing
+    waits for them earlier), so a wide fan comes back in a few round trips.
     """
 
-    __slots__ = ("client", "token", "data", "run_id", "max_concurrency", "_finished", "_collecting")
+    __slots__ = ("client", "token", "data", "run_id", "max_concurrency", "_finished", "_collecting", "_running")
 
     def __init__(self, client: Any, token: str, data: Any, run_id: str) -> None:
         self.client = client
@@ -172,6 +174,7 @@ class DaskExecutor:
         self.max_concurrency = 1 << 30  # the cluster queues what it cannot run yet
         self._finished: list[tuple[Any, Any, Any]] = []
         self._collecting = False
+        self._running = 0
 
     def start(self, step: Step, inputs: Outputs, ctx: RunContext) -> Awaitable[Outputs]:
         state = None
@@ -181,17 +184,21 @@ class DaskExecutor:
             state = policy_state(step.policy)
         fut = self.client.submit(_run_task, self.token, self.data, step.id, inputs, self.run_id, state,
                                  key=f"kailash-{step.id}-{self.run_id}", pure=False)
-        return self._wait(fut, state)
+        self._running += 1
+        return self._wait(fut, state, bool(step.successors))
 
-    async def _wait(self, fut: Any, state: Any) -> Outputs:
+    async def _wait(self, fut: Any, state: Any, needed: bool) -> Outputs:
         import asyncio
 
         from distributed.client import _wait as settled  # waits on the loop: no callback thread per task
 
         waiter: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         try:
-            await settled([fut])  # type: ignore[no-untyped-call]
-            self._done(fut, waiter, state)
+            try:
+                await settled([fut])  # type: ignore[no-untyped-call]
+            finally:
+                self._running -= 1
+            self._done(fut, waiter, state, needed or fut.status != "finished")
             return await waiter
         except asyncio.CancelledError:
             fut.cancel()
@@ -199,9 +206,9 @@ class DaskExecutor:
         finally:
             fut.release()
 
-    def _done(self, fut: Any, waiter: Any, state: Any) -> None:
+    def _done(self, fut: Any, waiter: Any, state: Any, urgent: bool) -> None:
         self._finished.append((fut, waiter, state))
-        if not self._collecting:
+        if not self._collecting and (urgent or self._running == 0):
             import asyncio
 
             self._collecting = True
