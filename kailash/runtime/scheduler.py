@@ -29,12 +29,14 @@ import contextvars
 import time
 from collections import deque
 from collections.abc import Awaitable, Iterable
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from kailash.errors import KailashError
 from kailash.nodes.base import ensure_output_dict
 from kailash.runtime.engine import RunContext, RunRecorder, WorkflowResults, fail_run
-from kailash.workflow.plan import ExecutionPlan, Step
+
+if TYPE_CHECKING:  # the plan module loads with the first compile, not with `import kailash.runtime`
+    from kailash.workflow.plan import ExecutionPlan, Step
 
 __all__ = ["Run", "InlineExecutor", "ConcurrentExecutor", "INLINE", "run_inline", "run_concurrent", "call_node",
            "acall_node", "Outputs"]
