@@ -16,3 +16,15 @@ def _isolated_home(tmp_path, monkeypatch):
 
     set_security_config(None)
     close_stores(under=tmp_path)  # release each test's database connections
+
+
+@pytest.fixture(autouse=True)
+def _no_run_secrets_leak():
+    """No run's secrets stay current after a test (a run that never closed its RunSecrets)."""
+    yield
+    from kailash.security import secrets
+
+    leaked = secrets._current.get()
+    if leaked is not None:
+        secrets._current.set(None)
+        pytest.fail(f"run secrets of run {leaked.run_id!r} are still current after the test")

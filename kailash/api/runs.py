@@ -303,9 +303,7 @@ class _RedactingStore:
         import dataclasses
 
         s = self.secrets
-        nodes = tuple(
-            (n[0], n[1], n[2], n[3], redact(n[4], s)) if type(n) is tuple else dataclasses.replace(n, error=redact(n.error, s))
-            for n in run.nodes)
+        nodes = tuple(dataclasses.replace(n, error=redact(n.error, s)) if n.error else n for n in run.nodes)
         self.inner.record(dataclasses.replace(run, error=redact(run.error, s), nodes=nodes,
                                               outputs=redact(run.outputs, s), parameters=redact(run.parameters, s)))
 
@@ -411,22 +409,24 @@ def _execute(run: LiveRun, workspace: Any, workflow: Any, parameters: dict[str, 
 
 
 def _execute_within(runtime: Any, workflow: Any, parameters: dict[str, Any], run_id: str, timeout: float) -> Any:
-    """Run the workflow in a thread of its own; stop it after ``timeout`` seconds (a tenant's run limit)."""
-    import functools
+    """Run the workflow under a run time limit (a tenant's ``run_timeout``).
+
+    The scheduler starts no node past the deadline and records the run as failed; a node
+    still running then (a call blocked in C) is abandoned in its thread.
+    """
     from concurrent.futures import TimeoutError as FutureTimeout
 
     from kailash.errors import NodeTimeoutError
-    from kailash.workflow._attempts import start_thread
+    from kailash.runtime._attempts import start_thread
+    from kailash.runtime.scheduler import run_deadline
 
-    run = functools.partial(runtime.execute, workflow, parameters=parameters, run_id=run_id)
-    future, stop = start_thread(run)  # the thread copies this context: the tenant's scope and policy
+    def limited() -> Any:
+        with run_deadline(timeout):
+            return runtime.execute(workflow, parameters=parameters, run_id=run_id)
+
+    future = start_thread(limited)  # the thread copies this context: the tenant's scope and policy
     try:
-        return future.result(timeout)
+        return future.result(timeout + 5.0)  # the run stops itself at the next node after the deadline
     except FutureTimeout:
-        stop()
-        try:  # let the runtime record the interrupted run before answering
-            future.result(5.0)
-        except BaseException:  # noqa: BLE001 - whatever ended it, the run is over
-            pass
         raise NodeTimeoutError(f"the run took longer than the tenant's run_timeout of {timeout:g} s and was stopped",
                                parameter="run_timeout", expected=f"at most {timeout:g} s") from None

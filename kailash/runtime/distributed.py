@@ -1,21 +1,24 @@
 """DaskRuntime: run a workflow's nodes as Dask distributed tasks.
 
-Each run serialises the compiled plan once with cloudpickle (node classes from
-``__main__`` travel by value; others must be importable on the workers), sends the
-bytes along (as a task's argument, or scattered when large), and submits one task per node whose arguments are the futures
-of the node's predecessors. A task (``_run_task``, on the worker) rebuilds the
-predecessors' outputs, asks ``plan.gather`` for its inputs (``None`` = skipped, as in
-every runtime) and calls the node through its failure policy. Each task returns a
-small envelope (status, outputs, timing, policy events); the client records the run
-through :class:`~kailash.runtime.engine.RunRecorder` in plan order, so results,
-skipped branches, errors and run records match ``LocalRuntime``.
+A thin door onto :mod:`kailash.runtime.scheduler`: the concurrent schedule runs on the
+Dask client's event loop with the :class:`DaskExecutor`, which submits one task per
+node as soon as the node is ready and awaits its future. The core gathers each
+node's inputs, handles skipped branches and records the run, exactly as for every
+other runtime, so results, skipped branches, errors and run records match
+``LocalRuntime``; observers receive events live.
 
-Policies run on the worker; the circuit breaker and result cache travel as
-snapshots and what changed is replayed into the client's copy, so their state stays
-shared across runs in the client process. The active ``SecurityConfig`` is sent along
-and applied on the worker. Observers receive each node's events when the run's
-results arrive, not live. After a node fails the client cancels the tasks that have
-not finished and raises the failure.
+Each run serialises the compiled plan once with cloudpickle (node classes from
+``__main__`` travel by value; others must be importable on the workers) and sends the
+bytes along (as a task's argument, or scattered when large); a task (``_run_task``, on
+the worker) loads the plan once per run and calls the node with the inputs the core
+gathered. Upstream outputs therefore travel through the client, which returns them
+to the caller anyway.
+
+Policies run on the worker: a node with a policy gets a snapshot of its breaker and
+cache state, and what changed there is replayed into the client's state, so it stays
+shared across runs in the client process. The active ``SecurityConfig`` is sent
+along and applied on the worker. After a node fails no new node starts; tasks
+already running finish, then the failure is raised.
 
 Running on a real cluster: start ``dask scheduler`` on one machine and
 ``dask worker tcp://SCHEDULER:8786`` on each worker machine, in environments where
@@ -29,8 +32,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import OrderedDict
+from collections.abc import Awaitable
 from typing import Any
 
 from kailash.errors import (
@@ -40,18 +43,21 @@ from kailash.errors import (
     NodeExecutionError,
     SerializationError,
 )
-from kailash.nodes.base import ensure_output_dict
 from kailash.runtime.engine import (
     Observer,
     RunContext,
     RunRecorder,
+    RuntimeDoor,
     WorkflowResults,
     fail_run,
     new_run_id,
     resolve_store,
 )
+from kailash.runtime.scheduler import Outputs, Run, call_node, run_concurrent
+from kailash.runtime.types import RunId
+from kailash.workflow.plan import Step
 
-__all__ = ["DaskRuntime", "ClusterConnectionError"]
+__all__ = ["DaskRuntime", "DaskExecutor", "ClusterConnectionError"]
 
 
 def _require_distributed() -> Any:
@@ -86,7 +92,8 @@ class _NodeFailure(Exception):
         except Exception:  # a user subclass with another signature
             err = NodeExecutionError(message)
         err.__dict__.update(state)
-        return err
+        restored: KailashError = err
+        return restored
 
 
 _PLANS: OrderedDict[str, Any] = OrderedDict()
@@ -112,13 +119,12 @@ def _load(token: str, payload: bytes) -> tuple[Any, Any]:
             _PLANS[token] = entry
             while len(_PLANS) > _KEEP_PLANS:
                 _PLANS.popitem(last=False)
-    return entry
+    loaded: tuple[Any, Any] = entry
+    return loaded
 
 
-def _run_task(token: str, payload: bytes, sid: str, override: dict[str, Any] | None, run_id: str,
-              started_at: float, *upstream: tuple[Any, ...]) -> tuple[Any, ...]:
-    """One node, on a worker: ``(sid, status, outputs, start, duration, policy events)``."""
-    wall, t = time.time(), time.perf_counter()
+def _run_task(token: str, payload: bytes, sid: str, inputs: Outputs, run_id: str, state: Any) -> tuple[Any, ...]:
+    """One node, on a worker: ``(outputs, policy events)``; a failure travels as :class:`_NodeFailure`."""
     try:
         plan, security = _load(token, payload)
     except Exception as exc:
@@ -131,36 +137,129 @@ def _run_task(token: str, payload: bytes, sid: str, override: dict[str, Any] | N
 
     set_security_config(security)
     step = plan.by_id[sid]
-    results = {env[0]: env[2] for env in upstream if env[1] == "ok"}
+    ctx = RunContext(RunId(run_id), None, node_id=sid, workflow=plan.workflow)
     events: list[tuple[Any, ...]] | None = None
     try:
-        inputs = plan.gather(step, results, override)
-        if inputs is None:
-            return (sid, "skipped", None, 0.0, 0.0, None)
-        t, wall = time.perf_counter(), time.time()
-        node = step.node
-        if step.direct:
-            out = node.run(**inputs)
-            if type(out) is not dict:
-                out = ensure_output_dict(node, out)
-        elif step.policy is None:
-            out = node.call(inputs, RunContext(run_id, None, node_id=sid, workflow=plan.workflow))
+        if state is None:
+            out = call_node(step, inputs, ctx)
         else:
             events = []
-            out = step.policy.call(node, inputs, RunContext(run_id, None, node_id=sid, workflow=plan.workflow), events)
+            out = state.call(step.node, inputs, ctx, events)
     except Exception as exc:
         err = fail_run(exc, sid, run_id, {}, step.node)
-        err.kailash_timing = (wall - started_at, time.perf_counter() - t)  # type: ignore[attr-defined]
         err.kailash_events = events  # type: ignore[attr-defined]
         failure = _NodeFailure(type(err), err.message, dict(err.__dict__))
     else:
-        return (sid, "ok", out, wall - started_at, time.perf_counter() - t, events)
+        return (out, events)
     raise failure  # outside the except block: no __context__ for Dask to pickle
+
+
+class DaskExecutor:
+    """The :class:`~kailash.runtime.scheduler.ConcurrentExecutor` of ``DaskRuntime``: one
+    Dask task per node call, awaited on the client's event loop.
+
+    Finished tasks are collected in batches: the outputs of every task that finished
+    while the previous batch was being fetched come back in one ``gather``. Outputs of
+    nodes nothing depends on are fetched only once no other task is running (nothing
+    waits for them earlier), so a wide fan comes back in a few round trips.
+    """
+
+    __slots__ = ("client", "token", "data", "run_id", "max_concurrency", "_finished", "_collecting", "_running")
+
+    def __init__(self, client: Any, token: str, data: Any, run_id: str) -> None:
+        self.client = client
+        self.token = token
+        self.data = data
+        self.run_id = run_id
+        self.max_concurrency = 1 << 30  # the cluster queues what it cannot run yet
+        self._finished: list[tuple[Any, Any, Any]] = []
+        self._collecting = False
+        self._running = 0
+
+    def start(self, step: Step, inputs: Outputs, ctx: RunContext) -> Awaitable[Outputs]:
+        state = None
+        if step.policy is not None:
+            from kailash.runtime.policies import policy_state
+
+            state = policy_state(step.policy)
+        fut = self.client.submit(_run_task, self.token, self.data, step.id, inputs, self.run_id, state,
+                                 key=f"kailash-{step.id}-{self.run_id}", pure=False)
+        self._running += 1
+        return self._wait(fut, state, bool(step.successors))
+
+    async def _wait(self, fut: Any, state: Any, needed: bool) -> Outputs:
+        import asyncio
+
+        from distributed.client import _wait as settled  # waits on the loop: no callback thread per task
+
+        waiter: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
+        try:
+            try:
+                await settled([fut])  # type: ignore[no-untyped-call]
+            finally:
+                self._running -= 1
+            self._done(fut, waiter, state, needed or fut.status != "finished")
+            return await waiter
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
+        finally:
+            fut.release()
+
+    def _done(self, fut: Any, waiter: Any, state: Any, urgent: bool) -> None:
+        self._finished.append((fut, waiter, state))
+        if not self._collecting and (urgent or self._running == 0):
+            import asyncio
+
+            self._collecting = True
+            asyncio.get_running_loop().create_task(self._collect())
+
+    async def _collect(self) -> None:
+        try:
+            while self._finished:
+                batch, self._finished = self._finished, []
+                ok = [b for b in batch if b[0].status == "finished"]
+                if ok:
+                    try:
+                        values = await self.client.gather([b[0] for b in ok])
+                    except Exception as exc:  # e.g. a worker holding the data died
+                        for _, waiter, _ in ok:
+                            if not waiter.done():
+                                waiter.set_exception(exc)
+                    else:
+                        for (_, waiter, state), (out, events) in zip(ok, values, strict=True):
+                            if events and state is not None:
+                                state.replay(events)
+                            if not waiter.done():
+                                waiter.set_result(out)
+                for fut, waiter, state in batch:
+                    if fut.status != "finished" and not waiter.done():
+                        await self._failed(fut, waiter, state)
+        finally:
+            self._collecting = False
+
+    async def _failed(self, fut: Any, waiter: Any, state: Any) -> None:
+        if fut.status == "cancelled":
+            waiter.cancel()
+            return
+        try:
+            await fut
+        except _NodeFailure as failure:
+            err = failure.restore()
+            events = err.__dict__.pop("kailash_events", None)
+            if events and state is not None:
+                state.replay(events)
+            err.__traceback__ = None
+            waiter.set_exception(err)
+        except BaseException as exc:  # a foreign error: a worker died, the task could not be unpickled
+            waiter.set_exception(exc)
+        else:  # finished after all
+            waiter.set_exception(NodeExecutionError("a Dask task finished in an unexpected state"))
 
 
 # -- on the client ---------------------------------------------------------------------------
 
-class DaskRuntime:
+class DaskRuntime(RuntimeDoor):
     """Runs each node as a task on a Dask cluster; results and run records match LocalRuntime.
 
     Args:
@@ -237,7 +336,7 @@ class DaskRuntime:
         """
         plan = workflow.compile()
         overrides = plan.prepare(parameters)
-        run_id = run_id or new_run_id()
+        run_id = RunId(run_id) if run_id else new_run_id()
         recorder = self._recorder(plan, run_id, parameters, observers)
         return self._run(plan, overrides, recorder, None), run_id
 
@@ -251,19 +350,14 @@ class DaskRuntime:
         recorder = self._recorder(job.plan, new_id, job.parameters, None, job.parent_run_id)
         return self._run(job.plan, job.overrides, recorder, job.fixed), new_id
 
-    def _recorder(self, plan: Any, run_id: str, parameters: Any, observers: list[Observer] | None,
-                  parent_run_id: str | None = None) -> RunRecorder:
-        obs = self.observers + list(observers) if observers else self.observers
-        return RunRecorder(plan.name, run_id, self.store, obs, plan.redact_parameters(parameters), record_outputs=self.record_outputs,
-                           runtime_name=self.name, tenant=self.tenant, parent_run_id=parent_run_id)
-
     def _payload(self, plan: Any) -> bytes:
         import cloudpickle
 
         from kailash.security.config import get_security_config
 
         try:
-            return cloudpickle.dumps((plan, get_security_config()))
+            payload: bytes = cloudpickle.dumps((plan, get_security_config()))
+            return payload
         except Exception as exc:
             for node_id, node in plan.workflow.nodes.items():
                 try:
@@ -281,8 +375,6 @@ class DaskRuntime:
 
     def _run(self, plan: Any, overrides: dict[str, dict[str, Any]], recorder: RunRecorder,
              fixed: dict[str, dict[str, Any]] | None) -> WorkflowResults:
-        from distributed import as_completed
-
         client = self.client
         if client is None:
             raise KailashError("DaskRuntime is closed; create a new DaskRuntime to run workflows")
@@ -292,92 +384,15 @@ class DaskRuntime:
             data = client.submit(_identity, payload, key=f"kailash-plan-{run_id}", pure=False)
         else:  # large: straight to the workers, not through the scheduler
             [data] = client.scatter([payload], broadcast=True, hash=False)
-        args: dict[str, Any] = {}
-        futures: dict[str, Any] = {}
-        for step in plan.steps:
-            sid = step.id
-            if fixed is not None and sid in fixed:
-                args[sid] = (sid, "ok", fixed[sid], 0.0, 0.0, None)
-                continue
-            deps = [args[src] for src in dict.fromkeys(e.source for e in step.edges)]
-            fut = client.submit(_run_task, run_id, data, sid, overrides.get(sid), run_id, recorder.started_at, *deps,
-                                key=f"kailash-{sid}-{run_id}", pure=False)
-            args[sid] = futures[sid] = fut
-        try:
-            for fut in as_completed(list(futures.values()), loop=client.loop):
-                if fut.status == "error":
-                    break
-            erred = [sid for sid, f in futures.items() if f.status == "error"]
-            if erred:
-                client.cancel([f for f in futures.values() if f.status not in ("finished", "error")])
-            done = [sid for sid, f in futures.items() if f.status == "finished"]
-            envelopes = dict(zip(done, client.gather([futures[s] for s in done]), strict=True))
-            roots = {}
-            for sid in erred:
-                exc = futures[sid].exception()
-                if isinstance(exc, _NodeFailure):
-                    exc = exc.restore()
-                if getattr(exc, "node_id", None) == sid or not isinstance(exc, KailashError):
-                    roots[sid] = (exc, futures[sid].traceback())
-        finally:
-            del data
-            futures.clear()
-        return self._record(plan, recorder, fixed, envelopes, roots)
+        run = Run(plan, overrides, RunContext(run_id, self), recorder, fixed)
+        executor = DaskExecutor(client, run_id, data, run_id)
 
-    def _record(self, plan: Any, recorder: RunRecorder, fixed: dict[str, dict[str, Any]] | None,
-                envelopes: dict[str, tuple[Any, ...]], roots: dict[str, tuple[BaseException, Any]]) -> WorkflowResults:
-        results = WorkflowResults()
-        first: tuple[float, str] | None = None
-        for step in plan.steps:
-            sid = step.id
-            if fixed is not None and sid in fixed:
-                results[sid] = fixed[sid]
-                recorder.rows.append((sid, "completed", 0.0, 0.0, None))
-                continue
-            env = envelopes.get(sid)
-            if env is not None:
-                if env[5] and step.policy is not None:
-                    step.policy.replay(env[5])
-                if env[1] == "skipped":
-                    recorder.node_skipped(sid)
-                    continue
-                results[sid] = env[2]
-                recorder.node_started(sid)
-                recorder.node_done(sid, env[3], env[4])
-            elif sid in roots:
-                err = roots[sid][0]
-                events = getattr(err, "kailash_events", None)
-                if events and step.policy is not None:
-                    step.policy.replay(events)
-                start, duration = getattr(err, "kailash_timing", (0.0, 0.0))
-                recorder.node_failed(sid, start, duration, str(err))
-                if first is None or start < first[0]:
-                    first = (start, sid)
-        results.run_id = recorder.run_id
-        results.skipped = tuple(recorder.skipped)
-        if first is None and roots:  # a foreign error (e.g. a worker died)
-            first = (0.0, next(iter(roots)))
-        if first is not None:
-            err, tb = roots[first[1]]
-            if not isinstance(err, KailashError):
-                err = fail_run(err, first[1], recorder.run_id, results, plan.by_id[first[1]].node)
-            for attr in ("kailash_timing", "kailash_events"):
-                err.__dict__.pop(attr, None)
-            err.results = dict(results)  # type: ignore[attr-defined]
-            err.run_id = recorder.run_id
-            recorder.failed(results, err, first[1])
-            raise err.with_traceback(tb)
-        recorder.completed(results)
-        return results
+        async def schedule() -> WorkflowResults:
+            return await run_concurrent(run, executor)
+
+        return client.sync(schedule)  # type: ignore[no-any-return]
 
     # -- run history and lifetime ----------------------------------------------------------------
-    def get_run(self, run_id: str) -> Any:
-        """The :class:`~kailash.runtime.store.RunRecord` of ``run_id`` (None if unknown)."""
-        return self.store.get_run(run_id) if self.store is not None else None
-
-    def list_runs(self, **filters: Any) -> list[Any]:
-        return self.store.list_runs(**filters) if self.store is not None else []
-
     def close(self) -> None:
         """Close the client (if this runtime made it) and the embedded cluster (if any)."""
         if self._owns_client and self.client is not None:

@@ -1,31 +1,32 @@
-"""The scheduling core every runtime shares.
+"""The pieces of a run that every runtime shares: its context, its recorder, its results.
 
-A runtime turns a compiled :class:`~kailash.workflow.plan.ExecutionPlan` into a run:
-it asks the plan for each node's inputs (``plan.gather``), calls the node (through
-its failure policy when one is set), and keeps a :class:`RunRecorder` of what
-happened. The sync and async entry points are thin doors onto these pieces; the
-hot path allocates one dict per node and calls no logging.
+:class:`RunContext` is what a node receives from the runtime
+(:class:`kailash.nodes.context.ExecutionContext`); :class:`RunRecorder` is the only
+writer of a run's :class:`~kailash.runtime.store.RunRecord`; :func:`fail_run` turns a
+node's exception into the error a runtime raises. The schedule itself is in
+:mod:`kailash.runtime.scheduler`. The hot path allocates one dict per node and calls
+no logging.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
+from os import urandom
 from typing import Any
 
 from kailash.errors import KailashError, NodeExecutionError
-from kailash.nodes.base import ensure_output_dict
-from kailash.runtime.store import RunRecord, RunStore, default_store, to_json_safe
-from kailash.security.secrets import close_run_secrets, known_secret_values, note_secrets, open_run_secrets, redact
+from kailash.runtime.store import NodeRecords, NodeStatus, RunRecord, RunStatus, RunStore, default_store, to_json_safe
+from kailash.runtime.types import RecordOutputs, RunId
+from kailash.security.secrets import known_secret_values, note_secrets, redact, secrets_for_run
 
-__all__ = ["RunContext", "RunRecorder", "WorkflowResults", "Observer", "resolve_store", "new_run_id", "call_step",
-           "run_plan_sync"]
+__all__ = ["RunContext", "RunRecorder", "RuntimeDoor", "WorkflowResults", "Observer", "resolve_store", "new_run_id",
+           "fail_run"]
 
 Observer = Callable[[dict[str, Any]], None]
 
 
-class WorkflowResults(dict):
+class WorkflowResults(dict[str, dict[str, Any]]):
     """``{node_id: outputs}`` for every node that ran, plus what the run was.
 
     Attributes:
@@ -33,12 +34,18 @@ class WorkflowResults(dict):
         skipped: ids of nodes not run because their branch was not taken.
     """
 
-    run_id: str | None = None
+    run_id: RunId | None = None
     skipped: tuple[str, ...] = ()
 
 
-def new_run_id() -> str:
-    return uuid.uuid4().hex
+def new_run_id() -> RunId:
+    """A fresh run id: a random (version 4) UUID as 32 hex digits, made without ``uuid.UUID``'s
+    Python-level checks (this runs once per run)."""
+    b = bytearray(urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    run_id: RunId = b.hex()  # type: ignore[assignment]  # NewType without a call on the hot path
+    return run_id
 
 
 def resolve_store(store: Any) -> RunStore | None:
@@ -51,6 +58,13 @@ def resolve_store(store: Any) -> RunStore | None:
         from kailash.runtime.store import store_at
 
         return store_at(store)
+    if not isinstance(store, RunStore):
+        from kailash.errors import NodeConfigurationError
+
+        raise NodeConfigurationError(
+            f"store must be 'default', a path, a RunStore or None, got {type(store).__name__}",
+            parameter="store", expected="'default' | path | RunStore | None", got=type(store).__name__,
+        )
     return store
 
 
@@ -62,7 +76,10 @@ class RunContext:
 
     __slots__ = ("run_id", "runtime", "depth", "node_id", "workflow")
 
-    def __init__(self, run_id: str, runtime: Any, depth: int = 0, node_id: str | None = None,
+    run_id: RunId
+    node_id: str | None
+
+    def __init__(self, run_id: RunId, runtime: Any, depth: int = 0, node_id: str | None = None,
                  workflow: Any = None) -> None:
         self.run_id = run_id
         self.runtime = runtime
@@ -76,42 +93,38 @@ class RunContext:
 
     def load_workflow(self, source: Any) -> Any:
         """A workflow from a workflow object (returned as is), its dict form, or a .yaml/.json path."""
-        from kailash.workflow.graph import Workflow
+        from kailash.workflow.serialization import workflow_from
 
-        if isinstance(source, Workflow):
-            return source
-        if isinstance(source, dict):
-            return Workflow.from_dict(source)
-        path = str(source)
-        import os
-
-        if not os.path.exists(path):
-            from kailash.errors import NodeConfigurationError
-
-            raise NodeConfigurationError(f"workflow file '{path}' does not exist", node_id=self.node_id,
-                                         parameter="workflow_path", expected="an existing .yaml/.json file", got=path)
-        return Workflow.load(path)
+        return workflow_from(source, node_id=self.node_id)
 
     def run_workflow(self, workflow: Any, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run ``workflow`` inside this run (same runtime settings, not recorded separately)."""
         if self.depth >= 32:
             raise NodeExecutionError("sub-workflows nested more than 32 levels deep", node_id=self.node_id)
+        from kailash.runtime.scheduler import Run, run_inline
+
         plan = workflow.compile()
         overrides = plan.prepare(parameters)
         ctx = RunContext(self.run_id, self.runtime, self.depth + 1, self.node_id, workflow)
-        recorder = RunRecorder(plan.name, self.run_id, None, None, None)
-        return run_plan_sync(plan, overrides, ctx, recorder, raise_inner=True)
+        recorder = RunRecorder(plan.name, self.run_id, None, None, None)  # not recorded: part of the outer run
+        return run_inline(Run(plan, overrides, ctx, recorder))
 
 
 class RunRecorder:
-    """Collects per-node timing and status for one run; builds the :class:`RunRecord`."""
+    """Collects per-node timing and status for one run; builds and stores the :class:`RunRecord`.
 
-    __slots__ = ("workflow", "run_id", "store", "observers", "parameters", "started_at", "t0", "rows", "skipped",
-                 "record_outputs", "runtime_name", "tenant", "parent_run_id", "secrets", "_secrets_token")
+    The only writer of a run's record: the scheduler reports each node through
+    ``node_done`` / ``node_reused`` / ``node_skipped`` / ``node_failed`` and the run
+    through ``completed`` / ``failed``. Times passed in are ``time.perf_counter()``
+    values; the record turns them into wall-clock times.
+    """
 
-    def __init__(self, workflow: str, run_id: str, store: RunStore | None, observers: list[Observer] | None,
-                 parameters: dict[str, Any] | None, *, record_outputs: str = "failed", runtime_name: str = "local",
-                 tenant: str | None = None, parent_run_id: str | None = None) -> None:
+    __slots__ = ("workflow", "run_id", "store", "observers", "parameters", "started_at", "t0", "_rows", "skipped",
+                 "record_outputs", "runtime_name", "tenant", "parent_run_id", "secrets")
+
+    def __init__(self, workflow: str, run_id: RunId, store: RunStore | None, observers: list[Observer] | None,
+                 parameters: dict[str, Any] | None, *, record_outputs: RecordOutputs | str = "failed",
+                 runtime_name: str = "local", tenant: str | None = None, parent_run_id: str | None = None) -> None:
         self.workflow = workflow
         self.run_id = run_id
         self.store = store
@@ -119,14 +132,14 @@ class RunRecorder:
         self.parameters = parameters
         self.started_at = time.time()
         self.t0 = time.perf_counter()
-        self.rows: list[tuple[str, str, float, float, str | None]] = []
+        self._rows: list[tuple[str, NodeStatus, float, float, str | None]] = []
         self.skipped: list[str] = []
         self.record_outputs = record_outputs
         self.runtime_name = runtime_name
         self.tenant = tenant
         self.parent_run_id = parent_run_id  # set for a resumed run: the failed run it continues
-        # this run's secrets, current while it runs: redaction at record, raised error and live event
-        self.secrets, self._secrets_token = open_run_secrets(run_id, parameters)
+        # this run's secrets (current while the scheduler walks it): redaction at record, raised error, live event
+        self.secrets = secrets_for_run(run_id, parameters)
         if self.observers:
             self.emit({"event": "run_started", "run_id": run_id, "workflow": workflow})
 
@@ -139,45 +152,68 @@ class RunRecorder:
             except Exception:  # an observer must never break a run
                 pass
 
+    @property
+    def nodes(self) -> NodeRecords:
+        """What has been recorded so far, as :class:`NodeRecord` objects."""
+        return NodeRecords(tuple(self._rows), self.started_at, self.t0)
+
     def node_started(self, node_id: str) -> None:
         if self.observers:
             self.emit({"event": "node_started", "run_id": self.run_id, "node_id": node_id})
 
+    def completion_sink(self) -> Callable[[tuple[str, NodeStatus, float, float, None]], None]:
+        """A fast way to report completions: call it with ``(node_id, "completed", start, duration, None)``.
+
+        Without observers this is the row list's own ``append`` (no Python call per node
+        on the engine's hot path); with observers, :meth:`node_done`. Either way the
+        recorder decides what a completion does: a durable run log hooks in here.
+        """
+        if self.observers:
+            return lambda row: self.node_done(row[0], row[2], row[3])
+        return self._rows.append
+
     def node_done(self, node_id: str, start: float, duration: float) -> None:
-        self.rows.append((node_id, "completed", start, duration, None))
+        """Node ``node_id`` completed (``start``: its ``perf_counter`` start)."""
+        self._rows.append((node_id, "completed", start, duration, None))
         if self.observers:
             self.emit({"event": "node_completed", "run_id": self.run_id, "node_id": node_id, "duration": duration})
 
+    def node_reused(self, node_id: str) -> None:
+        """Node ``node_id`` was not run: its outputs were given (resume, mocks)."""
+        self._rows.append((node_id, "completed", time.perf_counter(), 0.0, None))
+
     def node_skipped(self, node_id: str) -> None:
-        self.rows.append((node_id, "skipped", 0.0, 0.0, None))
+        self._rows.append((node_id, "skipped", 0.0, 0.0, None))  # start 0.0: none
         self.skipped.append(node_id)
         if self.observers:
             self.emit({"event": "node_skipped", "run_id": self.run_id, "node_id": node_id})
 
     def node_failed(self, node_id: str, start: float, duration: float, error: str) -> None:
-        self.rows.append((node_id, "failed", start, duration, error))
+        self._rows.append((node_id, "failed", start, duration, error))
         if self.observers:
             self.emit({"event": "node_failed", "run_id": self.run_id, "node_id": node_id, "error": error})
 
-    def _record(self, status: str, results: dict[str, Any], error: str | None, error_node: str | None) -> None:
+    def sort(self, order: dict[str, int]) -> None:
+        """Put rows and skipped ids in plan order (``order``: ``{node_id: position}``)."""
+        self._rows.sort(key=lambda r: order.get(r[0], 0))
+        self.skipped.sort(key=lambda n: order.get(n, 0))
+
+    def _record(self, status: RunStatus, results: dict[str, Any], error: str | None, error_node: str | None) -> None:
         ended = time.time()
         if self.observers:
             self.emit({"event": f"run_{status}", "run_id": self.run_id, "workflow": self.workflow,
                        "error": error, "error_node": error_node})
         store = self.store
         if store is None:
-            close_run_secrets(self.secrets, self._secrets_token)
             return
-        nodes: Any = tuple(self.rows)  # (id, status, start offset, duration, error): see store.node_rows
         keep = self.record_outputs == "always" or (self.record_outputs == "failed" and status == "failed")
         store.record(RunRecord(
             run_id=self.run_id, workflow=self.workflow, status=status, started_at=self.started_at, ended_at=ended,
-            nodes=nodes, error=error, error_node=error_node,
+            nodes=NodeRecords(tuple(self._rows), self.started_at, self.t0), error=error, error_node=error_node,
             outputs=to_json_safe(self.secrets.redact(dict(results))) if keep else None,
             parameters=to_json_safe(self.secrets.redact(self.parameters)) if self.parameters else None,
             runtime=self.runtime_name, tenant=self.tenant, parent_run_id=self.parent_run_id,
         ))
-        close_run_secrets(self.secrets, self._secrets_token)
 
     def completed(self, results: dict[str, Any]) -> None:
         self._record("completed", results, None, None)
@@ -185,7 +221,7 @@ class RunRecorder:
     def failed(self, results: dict[str, Any], error: BaseException, node_id: str | None) -> None:
         known = self.secrets.add(results).values()  # with what the run's nodes produced (tokens)
         if known:  # error texts are free text: scrub any credential a node quoted
-            self.rows = [r if r[4] is None else (*r[:4], redact(r[4], known)) for r in self.rows]
+            self._rows = [r if r[4] is None else (*r[:4], redact(r[4], known)) for r in self._rows]
             self._record("failed", redact(dict(results), known), redact(_describe(error), known), node_id)
             return
         self._record("failed", results, _describe(error), node_id)
@@ -194,14 +230,6 @@ class RunRecorder:
 def _describe(error: BaseException) -> str:
     text = str(error)
     return text if isinstance(error, KailashError) else f"{type(error).__name__}: {text}"
-
-
-def call_step(step: Any, inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
-    """Call one node, through its failure policy when it has one."""
-    policy = step.policy
-    if policy is not None:
-        return policy.call(step.node, inputs, ctx)
-    return step.node.call(inputs, ctx)
 
 
 def fail_run(exc: BaseException, node_id: str, run_id: str, results: dict[str, Any], node: Any = None) -> KailashError:
@@ -227,58 +255,30 @@ def fail_run(exc: BaseException, node_id: str, run_id: str, results: dict[str, A
     return err
 
 
-def run_plan_sync(plan: Any, overrides: dict[str, dict[str, Any]], ctx: RunContext, recorder: RunRecorder,
-                  *, raise_inner: bool = False, fixed: dict[str, dict[str, Any]] | None = None) -> WorkflowResults:
-    """Run every step in topological order in this thread (LocalRuntime, TestRuntime, sub-workflows)."""
-    results = WorkflowResults()
-    if ctx.workflow is None:
-        ctx.workflow = plan.workflow
-    perf = time.perf_counter
-    t0 = recorder.t0
-    observers = recorder.observers
-    rows = recorder.rows
-    add_row = rows.append
-    for step in plan.steps:
-        sid = step.id
-        if fixed and sid in fixed:
-            results[sid] = fixed[sid]
-            add_row((sid, "completed", perf() - t0, 0.0, None))
-            continue
-        start = perf()
-        try:
-            inputs = step.gather(results, overrides.get(sid) if overrides else None)
-            if inputs is None:
-                recorder.node_skipped(sid)
-                continue
-            if observers:
-                recorder.node_started(sid)
-            if step.direct:
-                out = step.node.run(**inputs)
-                if type(out) is not dict:
-                    out = ensure_output_dict(step.node, out)
-            elif step.policy is None:
-                out = step.node.call(inputs, ctx.for_node(sid))
-            else:
-                out = step.policy.call(step.node, inputs, ctx.for_node(sid))
-        except BaseException as exc:
-            end = perf()
-            if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: record, then let it through
-                recorder.node_failed(sid, start - t0, end - start, f"interrupted: {type(exc).__name__}")
-                if not raise_inner:
-                    recorder.failed(results, exc, sid)
-                raise
-            err = fail_run(exc, sid, ctx.run_id, results, step.node)
-            recorder.node_failed(sid, start - t0, end - start, str(err))
-            if not raise_inner:
-                recorder.failed(results, err, sid)
-            raise err from (exc.__cause__ if exc is err else exc)
-        results[sid] = out
-        end = perf()
-        add_row((sid, "completed", start - t0, end - start, None))
-        if observers:
-            recorder.emit({"event": "node_completed", "run_id": ctx.run_id, "node_id": sid, "duration": end - start})
-    results.run_id = ctx.run_id
-    results.skipped = tuple(recorder.skipped)
-    if not raise_inner:
-        recorder.completed(results)
-    return results
+class RuntimeDoor:
+    """What every runtime shares besides the schedule: its recorder settings and run history.
+
+    A runtime sets ``name``, ``store``, ``record_outputs``, ``observers`` and ``tenant``
+    and then needs only to pick an executor (see :mod:`kailash.runtime.scheduler`).
+    """
+
+    name: str = "local"
+    store: RunStore | None = None
+    record_outputs: str = "failed"
+    observers: list[Observer] = []
+    tenant: str | None = None
+
+    def _recorder(self, plan: Any, run_id: RunId, parameters: dict[str, Any] | None,
+                  observers: list[Observer] | None = None, parent_run_id: str | None = None) -> RunRecorder:
+        obs = self.observers + list(observers) if observers else self.observers
+        return RunRecorder(plan.name, run_id, self.store, obs, plan.redact_parameters(parameters),
+                           record_outputs=self.record_outputs, runtime_name=self.name, tenant=self.tenant,
+                           parent_run_id=parent_run_id)
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """The :class:`~kailash.runtime.store.RunRecord` of ``run_id`` (None if unknown or not recording)."""
+        return self.store.get_run(run_id) if self.store is not None else None
+
+    def list_runs(self, **filters: Any) -> list[RunRecord]:
+        """Recorded runs, newest first (``limit``, ``workflow``, ``status``, ``tenant`` filter them)."""
+        return self.store.list_runs(**filters) if self.store is not None else []

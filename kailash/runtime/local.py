@@ -1,4 +1,7 @@
-"""LocalRuntime: run a workflow in this thread, in topological order, recording the run."""
+"""LocalRuntime: run a workflow in this thread, in topological order, recording the run.
+
+A thin door onto :mod:`kailash.runtime.scheduler` with the inline executor.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +10,18 @@ from typing import Any
 from kailash.runtime.engine import (
     Observer,
     RunContext,
-    RunRecorder,
+    RuntimeDoor,
     WorkflowResults,
     new_run_id,
     resolve_store,
-    run_plan_sync,
 )
+from kailash.runtime.scheduler import Run, run_inline
+from kailash.runtime.types import RunId
 
 __all__ = ["LocalRuntime"]
 
 
-class LocalRuntime:
+class LocalRuntime(RuntimeDoor):
     """Runs nodes one after another in this thread.
 
     Args:
@@ -66,12 +70,9 @@ class LocalRuntime:
         """
         plan = workflow.compile()
         overrides = plan.prepare(parameters)
-        run_id = run_id or new_run_id()
-        obs = self.observers + list(observers) if observers else self.observers
-        recorder = RunRecorder(plan.name, run_id, self.store, obs, plan.redact_parameters(parameters),
-                               record_outputs=self.record_outputs, runtime_name=self.name, tenant=self.tenant)
-        results = run_plan_sync(plan, overrides, RunContext(run_id, self), recorder)
-        return results, run_id
+        run_id = RunId(run_id) if run_id else new_run_id()
+        recorder = self._recorder(plan, run_id, parameters, observers)
+        return run_inline(Run(plan, overrides, RunContext(run_id, self), recorder)), run_id
 
     def resume(self, run_id: str, workflow: Any, *, parameters: dict[str, Any] | None = None,
                rerun: list[str] | None = None) -> tuple[WorkflowResults, str]:
@@ -81,20 +82,6 @@ class LocalRuntime:
         ``parameters`` default to the failed run's; ``rerun`` forces nodes to run again.
         See :mod:`kailash.runtime.resume` for the errors (unknown or successful run, ...).
         """
-        from kailash.runtime.resume import prepare_resume
+        from kailash.runtime.resume import resume_inline
 
-        job = prepare_resume(self.store, run_id, workflow, parameters=parameters, rerun=rerun)
-        new_id = new_run_id()
-        recorder = RunRecorder(job.plan.name, new_id, self.store, self.observers, job.plan.redact_parameters(job.parameters),
-                               record_outputs=self.record_outputs, runtime_name=self.name, tenant=self.tenant,
-                               parent_run_id=job.parent_run_id)
-        results = run_plan_sync(job.plan, job.overrides, RunContext(new_id, self), recorder, fixed=job.fixed)
-        return results, new_id
-
-    # -- run history -------------------------------------------------------------------------
-    def get_run(self, run_id: str) -> Any:
-        """The :class:`~kailash.runtime.store.RunRecord` of ``run_id`` (None if unknown)."""
-        return self.store.get_run(run_id) if self.store is not None else None
-
-    def list_runs(self, **filters: Any) -> list[Any]:
-        return self.store.list_runs(**filters) if self.store is not None else []
+        return resume_inline(self, run_id, workflow, parameters=parameters, rerun=rerun)

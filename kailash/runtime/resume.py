@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from kailash.errors import SerializationError, WorkflowValidationError
+from kailash.runtime.engine import RuntimeDoor, WorkflowResults
+from kailash.runtime.types import RunId
 from kailash.security.secrets import REDACTED, Secret
 
-__all__ = ["ResumeJob", "prepare_resume", "resume"]
+__all__ = ["ResumeJob", "prepare_resume", "resume", "resume_inline"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -155,6 +157,24 @@ def prepare_resume(store: Any, run_id: str, workflow: Any, *, parameters: dict[s
     return ResumeJob(plan=plan, overrides=overrides, fixed=fixed, parameters=parameters, parent_run_id=full_id)
 
 
+def resume_inline(door: RuntimeDoor, run_id: str, workflow: Any, *, parameters: dict[str, Any] | None = None,
+                  rerun: list[str] | None = None,
+                  mocks: dict[str, dict[str, Any]] | None = None) -> tuple[WorkflowResults, RunId]:
+    """Resume failed run ``run_id`` in this thread, recorded as ``door`` records runs
+    (``LocalRuntime.resume``, ``TestRuntime.resume`` and :func:`resume` without a runtime).
+
+    ``mocks`` are outputs that replace nodes on top of the reused ones (``TestRuntime``).
+    """
+    from kailash.runtime.engine import RunContext, new_run_id
+    from kailash.runtime.scheduler import Run, run_inline
+
+    job = prepare_resume(door.store, run_id, workflow, parameters=parameters, rerun=rerun)
+    new_id = new_run_id()
+    recorder = door._recorder(job.plan, new_id, job.parameters, parent_run_id=job.parent_run_id)
+    fixed = {**job.fixed, **mocks} if mocks else job.fixed
+    return run_inline(Run(job.plan, job.overrides, RunContext(new_id, door), recorder, fixed)), new_id
+
+
 def resume(run_id: str, workflow: Any, *, runtime: Any = None, parameters: dict[str, Any] | None = None,
            rerun: list[str] | None = None) -> tuple[Any, str]:
     """Resume failed run ``run_id`` of ``workflow`` with ``runtime`` (default: a LocalRuntime).
@@ -177,9 +197,12 @@ def resume(run_id: str, workflow: Any, *, runtime: Any = None, parameters: dict[
         >>> results["total"]
         {'result': 3.0}
     """
-    if runtime is None:
-        from kailash.runtime.local import LocalRuntime
+    if runtime is None:  # what LocalRuntime() would do, without importing the runtimes above this module
+        from kailash.runtime.engine import resolve_store
 
-        runtime = LocalRuntime()
+        default = RuntimeDoor()
+        default.store = resolve_store("default")
+        return resume_inline(default, run_id, workflow, parameters=parameters, rerun=rerun)
     door = getattr(runtime, "resume_sync", None) or runtime.resume
-    return door(run_id, workflow, parameters=parameters, rerun=rerun)
+    done: tuple[Any, str] = door(run_id, workflow, parameters=parameters, rerun=rerun)
+    return done

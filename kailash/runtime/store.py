@@ -18,13 +18,15 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, overload, runtime_checkable
 
+from kailash.runtime.types import NodeStatus, RunStatus
 from kailash.security.secrets import Secret
 
-__all__ = ["RunRecord", "NodeRecord", "RunStore", "SQLiteRunStore", "default_store", "store_at", "node_rows", "close_stores", "kailash_home", "to_json_safe"]
+__all__ = ["RunRecord", "NodeRecord", "NodeRecords", "NodeStatus", "RunStatus", "RunStore", "SQLiteRunStore", "default_store", "store_at", "node_rows", "close_stores", "kailash_home", "to_json_safe"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -32,7 +34,7 @@ class NodeRecord:
     """What happened to one node in a run."""
 
     node_id: str
-    status: str  # completed | failed | skipped
+    status: NodeStatus
     started_at: float | None = None
     duration: float | None = None
     error: str | None = None
@@ -42,16 +44,70 @@ class NodeRecord:
                 "duration": self.duration, "error": self.error}
 
 
+class NodeRecords(Sequence[NodeRecord]):
+    """The :class:`NodeRecord` of each node of a run, made from the recorder's compact rows
+    on first access (recording a run costs no object per node until someone reads it).
+
+    Each row is ``(node_id, status, start, duration, error)`` where ``start`` is a
+    ``time.perf_counter()`` reading (0.0 = none) and ``t0`` the reading at ``started_at``.
+    """
+
+    __slots__ = ("_compact", "_at", "_records")
+
+    def __init__(self, rows: tuple[tuple[str, NodeStatus, float, float, str | None], ...], started_at: float,
+                 t0: float = 0.0) -> None:
+        self._compact = rows
+        self._at = started_at - t0
+        self._records: tuple[NodeRecord, ...] | None = None
+
+    def _all(self) -> tuple[NodeRecord, ...]:
+        if self._records is None:
+            at = self._at
+            self._records = tuple(NodeRecord(node_id=r[0], status=r[1], started_at=(at + r[2]) if r[2] else None,
+                                             duration=r[3], error=r[4]) for r in self._compact)
+        return self._records
+
+    def storage_rows(self) -> list[list[Any]]:
+        """``[node_id, status, started_at, duration, error]`` lists for storage."""
+        at = self._at
+        return [[r[0], r[1], (at + r[2]) if r[2] else None, r[3], r[4]] for r in self._compact]
+
+    @overload
+    def __getitem__(self, index: int) -> NodeRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[NodeRecord, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> NodeRecord | tuple[NodeRecord, ...]:
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[NodeRecord]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._compact)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (NodeRecords, tuple, list)):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"NodeRecords({list(self)!r})"
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RunRecord:
     """One recorded run of a workflow."""
 
     run_id: str
     workflow: str
-    status: str  # running | completed | failed
+    status: RunStatus
     started_at: float
     ended_at: float | None = None
-    nodes: tuple[NodeRecord, ...] = ()  # as read back; the engine writes plain row tuples
+    nodes: Sequence[NodeRecord] = ()
     error: str | None = None
     error_node: str | None = None
     outputs: dict[str, Any] | None = None
@@ -79,15 +135,10 @@ class RunRecord:
 
 
 def node_rows(run: RunRecord) -> list[list[Any]]:
-    """``run.nodes`` as ``[node_id, status, started_at, duration, error]`` lists for storage.
-
-    The engine hands rows over as plain tuples whose third item is the node's start as
-    an offset from ``run.started_at`` (cheaper than NodeRecords on the hot path); read-back
-    records hold :class:`NodeRecord` with absolute times.
-    """
-    at = run.started_at
-    return [[n[0], n[1], (at + n[2]) if n[2] else None, n[3], n[4]] if type(n) is tuple
-            else [n.node_id, n.status, n.started_at, n.duration, n.error] for n in run.nodes]
+    """``run.nodes`` as ``[node_id, status, started_at, duration, error]`` lists for storage."""
+    if isinstance(run.nodes, NodeRecords):
+        return run.nodes.storage_rows()
+    return [[n.node_id, n.status, n.started_at, n.duration, n.error] for n in run.nodes]
 
 
 @runtime_checkable
@@ -112,6 +163,9 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, bytes):
         return {"$bytes": len(value)}
     return {"$unserializable": type(value).__name__, "repr": repr(value)[:200]}
+
+
+_encode = json.JSONEncoder(separators=(", ", ": ")).encode  # json.dumps' defaults, one layer fewer
 
 
 def to_json_safe(value: Any) -> Any:
@@ -206,8 +260,7 @@ class SQLiteRunStore:
     @staticmethod
     def _row(r: RunRecord) -> tuple[Any, ...]:
         dumps = json.dumps
-        # The engine hands node rows over as plain tuples (cheaper than NodeRecords on the hot path).
-        nodes = dumps(node_rows(r))
+        nodes = _encode(node_rows(r))
         return (
             r.run_id, r.workflow, r.status, r.started_at, r.ended_at, r.error, r.error_node, nodes,
             None if r.outputs is None else dumps(r.outputs, default=_json_default),

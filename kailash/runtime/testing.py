@@ -1,16 +1,22 @@
-"""TestRuntime: run a workflow in tests, with any node's output replaced by a fixed value."""
+"""TestRuntime: run a workflow in tests, with any node's output replaced by a fixed value.
+
+A thin door onto :mod:`kailash.runtime.scheduler` with the inline executor; the mocked
+outputs go through the core's ``fixed`` outputs, the door resume uses too.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from kailash.errors import WorkflowValidationError
-from kailash.runtime.engine import RunContext, RunRecorder, WorkflowResults, new_run_id, run_plan_sync
+from kailash.runtime.engine import Observer, RunContext, RuntimeDoor, WorkflowResults, new_run_id
+from kailash.runtime.scheduler import Run, run_inline
+from kailash.workflow.plan import ExecutionPlan
 
 __all__ = ["TestRuntime"]
 
 
-class TestRuntime:
+class TestRuntime(RuntimeDoor):
     """Runs like :class:`~kailash.runtime.LocalRuntime` but returns ``results`` alone.
 
     ``mock_outputs={node_id: {output: value}}`` (given here or to ``execute``) replaces
@@ -31,11 +37,13 @@ class TestRuntime:
     __test__ = False  # not a pytest test class
     name = "testing"
 
-    def __init__(self, mock_outputs: dict[str, dict[str, Any]] | None = None, *, store: Any = None) -> None:
+    def __init__(self, mock_outputs: dict[str, dict[str, Any]] | None = None, *, store: Any = None,
+                 observers: list[Observer] | None = None) -> None:
         from kailash.runtime.engine import resolve_store
 
         self.mock_outputs = dict(mock_outputs or {})
         self.store = resolve_store(store)
+        self.observers = list(observers or [])
 
     def mock(self, node_id: str, outputs: dict[str, Any]) -> TestRuntime:
         """Replace ``node_id``'s output with ``outputs`` in later runs."""
@@ -43,7 +51,9 @@ class TestRuntime:
         return self
 
     def execute(self, workflow: Any, parameters: dict[str, Any] | None = None, *,
-                mock_outputs: dict[str, dict[str, Any]] | None = None) -> WorkflowResults:
+                mock_outputs: dict[str, dict[str, Any]] | None = None,
+                observers: list[Observer] | None = None) -> WorkflowResults:
+        """Run ``workflow`` with the mocked outputs; return its results (``results.run_id`` is set)."""
         plan = workflow.compile()
         fixed = {**self.mock_outputs, **(mock_outputs or {})}
         unknown = [n for n in fixed if n not in plan.by_id]
@@ -60,11 +70,22 @@ class TestRuntime:
                 )
         overrides = _prepare_with_mocks(plan, parameters, fixed)
         run_id = new_run_id()
-        recorder = RunRecorder(plan.name, run_id, self.store, None, plan.redact_parameters(parameters), runtime_name=self.name)
-        return run_plan_sync(plan, overrides, RunContext(run_id, self), recorder, fixed=fixed or None)
+        recorder = self._recorder(plan, run_id, parameters, observers)
+        return run_inline(Run(plan, overrides, RunContext(run_id, self), recorder, fixed or None))
 
 
-def _prepare_with_mocks(plan: Any, parameters: dict[str, Any] | None, fixed: dict[str, Any]) -> dict[str, Any]:
+    def resume(self, run_id: str, workflow: Any, *, parameters: dict[str, Any] | None = None,
+               rerun: list[str] | None = None) -> tuple[WorkflowResults, str]:
+        """Re-run failed run ``run_id`` (needs ``store=``); mocked outputs still apply.
+
+        Returns ``(results, new_run_id)``; see :mod:`kailash.runtime.resume`.
+        """
+        from kailash.runtime.resume import resume_inline
+
+        return resume_inline(self, run_id, workflow, parameters=parameters, rerun=rerun, mocks=self.mock_outputs)
+
+
+def _prepare_with_mocks(plan: ExecutionPlan, parameters: dict[str, Any] | None, fixed: dict[str, Any]) -> dict[str, Any]:
     if not fixed:
         return plan.prepare(parameters)
     try:

@@ -38,7 +38,8 @@ __all__ = [
     "Secret", "REDACTED", "redact", "reveal", "secret_from_env", "is_secret",
     "as_secret", "template_fields", "render_template", "plain_secret_values", "wrap_secrets",
     "known_secret_values", "is_credential_header", "CREDENTIAL_HEADERS", "url_credentials",
-    "RunSecrets", "run_secrets", "open_run_secrets", "current_run_secrets", "note_secrets", "sandbox_secret",
+    "RunSecrets", "run_secrets", "secrets_for_run", "make_current", "restore", "current_run_secrets",
+    "note_secrets", "sandbox_secret",
 ]
 
 REDACTED = "***"
@@ -195,42 +196,45 @@ def note_secrets(*values: Any) -> None:
         rs.add(*values)
 
 
-def open_run_secrets(run_id: str | None, parameters: Any = None) -> tuple[RunSecrets, Any]:
-    """Make a run's secrets current here; returns ``(secrets, token)`` (token None when reused).
+def secrets_for_run(run_id: str | None, parameters: Any = None) -> RunSecrets:
+    """The :class:`RunSecrets` of run ``run_id``, seeded from ``parameters`` (not made current).
 
-    A sub-workflow of the same run reuses its run's object. Pass the token to
-    :func:`close_run_secrets` when the run ends. Prefer :func:`run_secrets`.
+    A sub-workflow of the run current here shares its run's object. The scheduler makes
+    it current around the walk (:func:`make_current`), in whatever thread or task runs it.
     """
     rs = _current.get()
     if rs is not None and run_id is not None and rs.run_id == run_id:
         if parameters:
             rs.add(parameters)
-        return rs, None
+        return rs
     rs = RunSecrets(run_id)
     if parameters:
         rs.add(parameters)
-    return rs, _current.set(rs)
+    return rs
 
 
-def close_run_secrets(rs: RunSecrets, token: Any) -> None:
-    if token is None:
-        return
-    try:
+def make_current(rs: RunSecrets) -> Any:
+    """Make ``rs`` current in this context; returns a token for :func:`restore` (None if it already was)."""
+    return None if _current.get() is rs else _current.set(rs)
+
+
+def restore(token: Any) -> None:
+    """Undo :func:`make_current` (in the same context)."""
+    if token is not None:
         _current.reset(token)
-    except ValueError:  # finished in another context (a different task): just stop being current there
-        if _current.get() is rs:
-            _current.set(None)
-    rs.close()
 
 
 @contextlib.contextmanager
 def run_secrets(run_id: str | None, parameters: Any = None) -> Iterator[RunSecrets]:
     """The secrets of run ``run_id`` (seeded from ``parameters``), current inside the block."""
-    rs, token = open_run_secrets(run_id, parameters)
+    rs = secrets_for_run(run_id, parameters)
+    token = make_current(rs)
     try:
         yield rs
     finally:
-        close_run_secrets(rs, token)
+        restore(token)
+        if token is not None:
+            rs.close()
 
 
 def is_secret(value: Any) -> bool:

@@ -5,12 +5,17 @@ what the engine needs on the hot path: its incoming edges in connection order, i
 defaults, the type checks worth doing. ``ExecutionPlan.prepare`` checks runtime
 parameters; ``ExecutionPlan.gather`` applies the data-flow rules of SPEC §3 for one
 node. Every runtime calls them, so the rules live here once. Nothing here runs a node.
+
+A plan is immutable: its steps are frozen, each step's gather function is compiled
+when the plan is built (:func:`compile_gather`), and the plan refuses attribute
+writes. Per-run state lives in the run (``kailash.runtime.scheduler``), and the state
+of failure policies in the runtime (``kailash.runtime.policies``).
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +31,7 @@ __all__ = ["ExecutionPlan", "Step", "Edge"]
 _MISSING = object()
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Edge:
     """An incoming connection as the engine uses it."""
 
@@ -38,9 +43,9 @@ class Edge:
     conditional: bool  # a missing port means "branch not taken"
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Step:
-    """One node of the plan."""
+    """One node of the plan (frozen; its ``gather`` is compiled when the plan is built)."""
 
     id: str
     node: Node
@@ -54,29 +59,77 @@ class Step:
     successors: tuple[str, ...] = ()
     policy: Any = None  # a failure policy (retries, timeout, breaker, cache), if one is set
     direct: bool = False  # the engine may call node.run(**inputs) itself (no context, no policy)
-    gather: Any = None  # (results, overrides) -> inputs | None; set by bind_gather
+    gather: Any = None  # (results, overrides) -> inputs | None; compiled by ExecutionPlan
 
 
 class ExecutionPlan:
-    """A validated, immutable view of a workflow, ready to run."""
+    """A validated, immutable view of a workflow, ready to run.
+
+    Attributes:
+        steps: the nodes in topological order.
+        by_id: ``{node_id: Step}``.
+        entries: steps without incoming connections.
+        exits: ids of nodes nothing depends on.
+        predecessors: ``{node_id: number of distinct upstream nodes}`` (for readiness).
+        order: ``{node_id: position in steps}``.
+    """
+
+    __slots__ = ("workflow", "version", "name", "steps", "by_id", "entries", "exits", "needs_inputs",
+                 "secret_names", "predecessors", "order")
+
+    workflow: Workflow
+    version: int
+    name: str
+    steps: tuple[Step, ...]
+    by_id: dict[str, Step]
+    entries: tuple[Step, ...]
+    exits: tuple[str, ...]
+    needs_inputs: bool
+    secret_names: dict[str, frozenset[str]]
+    predecessors: dict[str, int]
+    order: dict[str, int]
 
     def __init__(self, workflow: Workflow, steps: list[Step]) -> None:
-        self.workflow = workflow
-        self.version = workflow._version
-        self.name = workflow.name
-        for step in steps:
-            if step.gather is None:
-                bind_gather(step)
-        self.steps: tuple[Step, ...] = tuple(steps)
-        self.by_id: dict[str, Step] = {s.id: s for s in steps}
-        self.entries: tuple[Step, ...] = tuple(s for s in steps if not s.edges)
+        steps = [s if s.gather is not None else replace(s, gather=compile_gather(s)) for s in steps]
         targets = {e.source for s in steps for e in s.edges}
-        self.exits: tuple[str, ...] = tuple(s.id for s in steps if s.id not in targets)
-        self.needs_inputs = any(s.static_missing for s in steps)
-        self.secret_names: dict[str, frozenset[str]] = {
+        init = object.__setattr__
+        init(self, "workflow", workflow)
+        init(self, "version", workflow._version)
+        init(self, "name", workflow.name)
+        init(self, "steps", tuple(steps))
+        init(self, "by_id", {s.id: s for s in steps})
+        init(self, "entries", tuple(s for s in steps if not s.edges))
+        init(self, "exits", tuple(s.id for s in steps if s.id not in targets))
+        init(self, "needs_inputs", any(s.static_missing for s in steps))
+        init(self, "secret_names", {
             s.id: names for s in steps
             if (names := frozenset(n for n, p in s.node.parameters.items() if p.secret))
-        }
+        })
+        init(self, "predecessors", {s.id: len({e.source for e in s.edges}) for s in steps})
+        init(self, "order", {s.id: i for i, s in enumerate(steps)})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"ExecutionPlan is immutable: cannot set '{name}' (keep per-run state in the run)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"ExecutionPlan is immutable: cannot delete '{name}'")
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled to Dask workers
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+
+    def descendants(self, node_ids: Any) -> frozenset[str]:
+        """``node_ids`` and every node downstream of them."""
+        out, stack = set(node_ids), list(node_ids)
+        while stack:
+            for nxt in self.by_id[stack.pop()].successors:
+                if nxt not in out:
+                    out.add(nxt)
+                    stack.append(nxt)
+        return frozenset(out)
 
     # -- before a run ----------------------------------------------------------------------
     def prepare(self, parameters: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -189,7 +242,8 @@ class ExecutionPlan:
         Precedence, later wins: defaults, values offered by name, config, connected
         values, runtime parameters.
         """
-        return step.gather(results, overrides)
+        inputs: dict[str, Any] | None = step.gather(results, overrides)
+        return inputs
 
 
 
@@ -333,13 +387,15 @@ def _single_edge_gather(step: Step, edge: Edge) -> Any:
     return gather
 
 
-def bind_gather(step: Step) -> None:
-    """Give ``step`` its input-gathering function (specialised where the shape allows)."""
+def compile_gather(step: Step) -> Any:
+    """The input-gathering function of ``step`` (specialised where the shape allows).
+
+    ``step`` is not changed: the plan stores a copy of it holding the function.
+    """
     edges = step.edges
     if len(edges) == 1 and edges[0].pairs is None and not step.collect:
-        step.gather = _single_edge_gather(step, edges[0])
-    else:
-        step.gather = partial(gather_step, step)
+        return _single_edge_gather(step, edges[0])
+    return partial(gather_step, step)
 
 
 def _dig(out: dict[str, Any], path: str) -> Any:

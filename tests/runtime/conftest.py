@@ -79,9 +79,9 @@ def runner(request) -> Runner:
     return make_runner(request.param, request)
 
 
-@pytest.fixture(params=[r for r in RUNTIMES if r != "testing"])
+@pytest.fixture(params=RUNTIMES)
 def recording_runner(request) -> Runner:
-    """The runtimes that record runs and resume them (TestRuntime does neither by default)."""
+    """Every runtime, recording runs (TestRuntime records only when given ``store=``, as here)."""
     return make_runner(request.param, request)
 
 

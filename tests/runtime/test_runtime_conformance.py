@@ -14,6 +14,7 @@ from kailash.nodes.code.python import PythonCodeNode
 from kailash.nodes.logic.async_operations import AsyncMergeNode
 from kailash.nodes.logic.operations import MergeNode, SwitchNode
 from kailash.nodes.logic.workflow import WorkflowNode
+from kailash.runtime.policies import policy_state
 from kailash.workflow import Workflow
 
 CUSTOMERS = [
@@ -234,7 +235,7 @@ def test_circuit_breaker_state_is_shared_across_runs(runner):
             runner.run(wf)
     with pytest.raises(NodeExecutionError, match="node 'boom': circuit breaker is open after 2 consecutive failures"):
         runner.run(wf)
-    assert wf.policies["boom"].circuit_breaker.state == "open"
+    assert policy_state(wf.policies["boom"]).breaker.state == "open"  # the state lives in the runtime
 
 
 def test_resume_reruns_only_the_failed_part(recording_runner):
@@ -249,3 +250,17 @@ def test_resume_reruns_only_the_failed_part(recording_runner):
     assert results["report"]["result"] == [1, 2]
     record = runner.record(new_id)
     assert record.status == "completed" and record.parent_run_id == failed_id
+
+
+def test_same_live_events(runner, reference):
+    """Every runtime reports each node through the same recorder, live (Dask included)."""
+    def events(r) -> tuple[list, list]:
+        seen: list[dict] = []
+        params = {"customers": {"rows": CUSTOMERS}}
+        if r.kind == "parallel":
+            r.runtime.execute_sync(branches(), params, observers=[seen.append])
+        else:
+            r.runtime.execute(branches(), params, observers=[seen.append])
+        return [e["event"] for e in seen[:1] + seen[-1:]], sorted((e["event"], e.get("node_id")) for e in seen[1:-1])
+
+    assert events(runner) == events(reference)

@@ -14,6 +14,7 @@ import pytest
 
 from kailash.runtime.store import (
     NodeRecord,
+    NodeRecords,
     RunRecord,
     RunStore,
     SQLiteRunStore,
@@ -53,9 +54,11 @@ def test_round_trip_of_a_full_record(store):
     run = record(
         "r1", status="failed", error="boom", error_node="b", outputs={"a": {"result": [1, 2]}},
         parameters={"a": {"x": 1}}, tenant="acme", runtime="local", parent_run_id="p0", extra={"k": "v"},
-        # the engine's rows: (id, status, start as an offset from the run's start, duration, error)
-        nodes=(("a", "completed", 0.5, 0.01, None), ("b", "failed", 0.75, 0.02, "boom")),
+        # the recorder's compact rows: (id, status, start as an offset from the run's start, duration, error)
+        nodes=NodeRecords((("a", "completed", 0.5, 0.01, None), ("b", "failed", 0.75, 0.02, "boom")), 100.0),
     )
+    assert all(isinstance(n, NodeRecord) for n in run.nodes)  # never raw tuples
+    assert run.nodes[1] == NodeRecord(node_id="b", status="failed", started_at=100.75, duration=0.02, error="boom")
     store.record(run)
     back = store.get_run("r1")
     assert back.nodes == (
@@ -72,7 +75,7 @@ def test_round_trip_of_a_full_record(store):
     json.dumps(d)
 
 
-def test_node_records_are_accepted_as_well_as_tuples(store):
+def test_plain_node_records_are_accepted_too(store):
     store.record(record("r1", nodes=(NodeRecord(node_id="a", status="skipped"),)))
     assert store.get_run("r1").nodes[0].status == "skipped"
 

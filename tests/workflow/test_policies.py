@@ -1,4 +1,5 @@
-"""Failure policies: building and validating them, saving them, and how each part behaves."""
+"""Failure policies: building and validating them (data, in ``kailash.workflow.policies``),
+saving them, and how each part behaves when a runtime applies them (``kailash.runtime.policies``)."""
 
 from __future__ import annotations
 
@@ -17,16 +18,10 @@ from kailash.errors import (
 from kailash.nodes.base import Node, NodeParameter
 from kailash.nodes.code.python import PythonCodeNode
 from kailash.runtime import LocalRuntime
+from kailash.runtime.policies import CircuitBreaker, ResultCache, fingerprint, policy_state
 from kailash.security.secrets import Secret
 from kailash.workflow import Workflow
-from kailash.workflow.policies import (
-    CircuitBreaker,
-    CircuitOpenError,
-    NodePolicy,
-    ResultCache,
-    RetryPolicy,
-    fingerprint,
-)
+from kailash.workflow.policies import BreakerPolicy, CachePolicy, CircuitOpenError, NodePolicy, RetryPolicy
 
 
 class Counter(Node):
@@ -46,12 +41,15 @@ class Counter(Node):
 
 
 class Spinner(Node):
-    """A pure-Python busy loop that only a stop can end; counts iterations in node state."""
+    """A pure-Python busy loop that runs until ``release`` is set; counts iterations in node state."""
+
+    release = threading.Event()
 
     def run(self):
         self.state.spins = 0
-        while True:
+        while not self.release.is_set():
             self.state.spins += 1
+        return {"result": self.state.spins}
 
 
 def one(node: Node, name: str = "n") -> Workflow:
@@ -72,10 +70,15 @@ def test_set_policy_builds_a_frozen_policy_and_recompiles():
     assert step.policy is policy and not step.direct
     assert policy.retry == RetryPolicy(retries=2, backoff=0.1, max_backoff=60.0, jitter=False)
     assert policy.timeout.seconds == 3.0
-    assert policy.circuit_breaker.failure_threshold == 4
-    assert policy.cache.ttl == 30.0
+    assert isinstance(policy.circuit_breaker, BreakerPolicy) and policy.circuit_breaker.failure_threshold == 4
+    assert isinstance(policy.cache, CachePolicy) and policy.cache.ttl == 30.0
     with pytest.raises(AttributeError):
         policy.retry = None  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        step.policy = None  # type: ignore[misc]  # the plan is immutable too
+    state = policy_state(policy)  # the runtime's live objects for the spec, made once
+    assert state is policy_state(policy) and isinstance(state.breaker, CircuitBreaker)
+    assert isinstance(state.cache, ResultCache) and state.cache.ttl == 30.0
     assert wf.set_policy("n") is None  # no options: the policy is removed
     assert "n" not in wf.policies and wf.compile().by_id["n"].direct
 
@@ -125,7 +128,7 @@ def test_policies_survive_save_and_load(tmp_path):
             "circuit_breaker": {"failure_threshold": 2, "reset_timeout": 5.0}, "cache_ttl": 60.0,
         }
         # a loaded workflow has its own breaker: state is per workflow object
-        assert loaded.policies["fetch"].circuit_breaker is not wf.policies["fetch"].circuit_breaker
+        assert policy_state(loaded.policies["fetch"]).breaker is not policy_state(wf.policies["fetch"]).breaker
 
 
 def test_loading_a_bad_policy_names_node_and_option():
@@ -174,20 +177,39 @@ def test_configuration_errors_are_not_retried():
 
 # -- timeouts ----------------------------------------------------------------------------------------
 
-def test_timed_out_sync_node_is_reported_and_its_thread_stopped():
+def test_timed_out_sync_node_is_reported_and_abandoned_not_interrupted():
     node = Spinner()
     wf = one(node, "spin")
+    wf.add_node("after", PythonCodeNode(code="result = data"))
+    wf.connect("spin", "after")
     wf.set_policy("spin", timeout=0.2)
-    with pytest.raises(NodeTimeoutError, match=r"node 'spin' \(Spinner\) timed out after 0.2 s and was stopped") as info:
-        LocalRuntime().execute(wf)
-    assert isinstance(info.value, TimeoutError) and info.value.parameter == "timeout"
+    Spinner.release.clear()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(NodeTimeoutError, match=r"node 'spin' \(Spinner\) timed out after 0.2 s; it was abandoned") as info:
+            LocalRuntime().execute(wf)
+        assert time.monotonic() - t0 < 2  # the run did not wait for the node
+        assert isinstance(info.value, TimeoutError) and info.value.parameter == "timeout"
+        assert "result" not in info.value.results.get("spin", {})  # its late result is never used
+        spins = node.state.spins
+        time.sleep(0.05)
+        assert node.state.spins > spins  # no exception was injected: the thread runs on
+    finally:
+        Spinner.release.set()
     deadline = time.monotonic() + 5
     while any(t.name == "kailash-node-timeout" for t in threading.enumerate()) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert not any(t.name == "kailash-node-timeout" for t in threading.enumerate())
-    spins = node.state.spins
-    time.sleep(0.05)
-    assert node.state.spins == spins  # the loop no longer runs
+    assert not any(t.name == "kailash-node-timeout" for t in threading.enumerate())  # ends when the node returns
+
+
+def test_no_module_injects_exceptions_into_threads():
+    import pathlib
+
+    import kailash
+
+    root = pathlib.Path(kailash.__file__).parent
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py") if "SetAsyncExc" in p.read_text()]
+    assert offenders == []
 
 
 def test_timeout_applies_to_each_attempt():
@@ -247,7 +269,7 @@ def test_one_breaker_can_guard_several_nodes():
 def test_cache_is_keyed_by_inputs_and_expires():
     node = Counter()
     wf = one(node)
-    policy = wf.set_policy("n", cache_ttl=0.3)
+    policy = policy_state(wf.set_policy("n", cache_ttl=0.3))
     rt = LocalRuntime()
     assert rt.execute(wf, {"n": {"x": 1}})[0]["n"]["result"] == 1
     assert rt.execute(wf, {"n": {"x": 1}})[0]["n"]["result"] == 1  # cached

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import random
 import ssl
 import threading
 import time
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from kailash._backoff import backoff_delay
 from kailash.errors import NodeConfigurationError, NodeExecutionError, NodeTimeoutError
 from kailash.security.secrets import redact
 
@@ -70,7 +70,9 @@ class RetryPolicy:
         retries: further attempts after the first (0 = no retry).
         backoff: the first wait in seconds; each further wait doubles it.
         max_backoff: no single wait (including a server's ``Retry-After``) exceeds this.
-        jitter: add up to 10% random jitter so many clients do not retry in step.
+        jitter: draw each wait from half of it to all of it so many clients do not retry
+            in step (the schedule is :func:`kailash._backoff.backoff_delay`, shared with
+            node failure policies).
     """
 
     retries: int = 0
@@ -81,10 +83,7 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_backoff)
-        base = self.backoff * (2**attempt)
-        if self.jitter:
-            base += random.uniform(0, base * 0.1)
-        return min(base, self.max_backoff)
+        return backoff_delay(attempt + 1, backoff=self.backoff, max_backoff=self.max_backoff, jitter=self.jitter)
 
 
 class TokenBucket:

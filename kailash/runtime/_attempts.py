@@ -1,17 +1,17 @@
 """Running one attempt of a node under a time limit, and fingerprinting inputs for the cache.
 
-The helpers :class:`~kailash.workflow.policies.NodePolicy` uses. A timed sync node runs in
-its own daemon thread (its context copied); at the deadline the caller stops waiting
-and ``_Stopped`` is injected into the thread (``PyThreadState_SetAsyncExc``), which ends
-Python code at its next bytecode; a call blocked in C finishes first and its result is
-discarded. Async nodes are cancelled. Nothing here knows about runtimes.
+The helpers :mod:`kailash.runtime.policies` uses. A timed sync node runs in its own
+daemon thread (its context copied); at the deadline the caller stops waiting and raises
+:class:`~kailash.errors.NodeTimeoutError`. Python offers no safe way to stop a thread,
+so the node is *abandoned*: its thread keeps running until the node returns, and what
+it returns (or raises) is discarded. A node that must stop promptly should check a
+deadline itself or be an ``AsyncNode`` (async nodes are cancelled at the deadline).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import ctypes
 import hashlib
 import pickle
 import threading
@@ -59,45 +59,30 @@ def _feed(h: Any, v: Any) -> None:
         h.update(b"p:" + hashlib.sha256(pickle.dumps(v)).digest())
 
 
-class _Stopped(BaseException):
-    """Injected into a timed-out node's thread; BaseException so user code does not catch it."""
+def start_thread(fn: Any, *args: Any) -> Future[Any]:
+    """Run ``fn(*args)`` in a new daemon thread (context copied); return its future.
 
-
-def start_thread(fn: Any, *args: Any) -> tuple[Future, Any]:
-    """Run ``fn(*args)`` in a new daemon thread (context copied); return its future and a stopper."""
-    fut: Future = Future()
-    lock = threading.Lock()
-    state = {"done": False}
+    The thread is never interrupted: a caller that stops waiting abandons it.
+    """
+    fut: Future[Any] = Future()
     ctx = contextvars.copy_context()
 
     def target() -> None:
+        if not fut.set_running_or_notify_cancel():
+            return
         try:
-            try:
-                fut.set_result(ctx.run(fn, *args))
-            except _Stopped:
-                pass
-            except BaseException as exc:  # handed to the waiting caller
-                fut.set_exception(exc)
-            finally:
-                with lock:
-                    state["done"] = True
-        except _Stopped:  # the injected exception may land anywhere up to here
-            pass
+            fut.set_result(ctx.run(fn, *args))
+        except BaseException as exc:  # handed to the waiting caller (or discarded if it left)
+            fut.set_exception(exc)
 
-    thread = threading.Thread(target=target, name="kailash-node-timeout", daemon=True)
-    thread.start()
-
-    def stop() -> None:
-        with lock:
-            if not state["done"] and thread.ident is not None:
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(_Stopped))
-
-    return fut, stop
+    threading.Thread(target=target, name="kailash-node-timeout", daemon=True).start()
+    return fut
 
 
 def _timeout_error(node: Node, seconds: float) -> NodeTimeoutError:
     return NodeTimeoutError(
-        f"node {node.label} ({type(node).__name__}) timed out after {seconds:g} s and was stopped",
+        f"node {node.label} ({type(node).__name__}) timed out after {seconds:g} s; it was abandoned "
+        "(a sync node's thread runs on until the node returns, and its result is discarded)",
         node_id=node.name, parameter="timeout", expected=f"at most {seconds:g} s",
     )
 
@@ -116,22 +101,25 @@ def attempt_sync(node: Node, inputs: dict[str, Any], ctx: Any, limit: float | No
                     raise
                 raise _timeout_error(node, limit) from None
 
-        return run_coroutine(bounded())
-    fut, stop = start_thread(node.call, dict(inputs), ctx)
+        out: dict[str, Any] = run_coroutine(bounded())
+        return out
+    fut = start_thread(node.call, dict(inputs), ctx)
     try:
-        return fut.result(timeout=limit)
+        done: dict[str, Any] = fut.result(timeout=limit)
+        return done
     except TimeoutError as exc:
         if fut.done():
             raise
-        stop()
         raise _timeout_error(node, limit) from exc
+
 
 async def attempt_async(node: Node, inputs: dict[str, Any], ctx: Any, limit: float | None,
                          executor: Any) -> dict[str, Any]:
     if node.is_async:
         coro = node.async_call(dict(inputs), ctx)  # type: ignore[attr-defined]
         if limit is None:
-            return await coro
+            result: dict[str, Any] = await coro
+            return result
         try:
             return await asyncio.wait_for(coro, limit)
         except TimeoutError as exc:
@@ -142,11 +130,10 @@ async def attempt_async(node: Node, inputs: dict[str, Any], ctx: Any, limit: flo
     if limit is None:
         cctx = contextvars.copy_context()
         return await loop.run_in_executor(executor, cctx.run, node.call, dict(inputs), ctx)
-    fut, stop = start_thread(node.call, dict(inputs), ctx)
+    fut = start_thread(node.call, dict(inputs), ctx)
     try:
         return await asyncio.wait_for(asyncio.wrap_future(fut), limit)
     except TimeoutError as exc:
         if isinstance(exc, NodeTimeoutError):
             raise
-        stop()
         raise _timeout_error(node, limit) from None

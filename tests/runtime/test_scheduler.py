@@ -1,0 +1,152 @@
+"""The scheduling core itself: executors plug in, the plan stays immutable, records go through the recorder."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import pathlib
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import kailash
+from kailash.errors import NodeExecutionError
+from kailash.nodes.code.python import PythonCodeNode
+from kailash.runtime.engine import RunContext, RunRecorder, new_run_id
+from kailash.runtime.scheduler import (
+    INLINE,
+    ConcurrentExecutor,
+    InlineExecutor,
+    Run,
+    acall_node,
+    call_node,
+    run_concurrent,
+    run_inline,
+)
+from kailash.runtime.store import NodeRecord
+from kailash.workflow import Workflow
+
+
+def chain_and_side() -> Workflow:
+    wf = Workflow("seams")
+    wf.add_node("a", PythonCodeNode(code="result = x"))
+    wf.add_node("b", PythonCodeNode(code="result = data * 10"))
+    wf.add_node("c", PythonCodeNode(code="result = data + 1"))
+    wf.add_node("side", PythonCodeNode(code="result = 'side'"))
+    wf.connect("a", "b")
+    wf.connect("b", "c")
+    return wf
+
+
+def new_run(wf: Workflow, parameters=None, **kwargs) -> Run:
+    plan = wf.compile()
+    run_id = new_run_id()
+    return Run(plan, plan.prepare(parameters), RunContext(run_id, None), RunRecorder(plan.name, run_id, None, None, None),
+               **kwargs)
+
+
+class CountingExecutor:
+    """A ConcurrentExecutor written outside the runtime package: threads, counting calls."""
+
+    def __init__(self) -> None:
+        self.max_concurrency = 2
+        self.pool = ThreadPoolExecutor(2)
+        self.calls: list[str] = []
+
+    def start(self, step, inputs, ctx):
+        self.calls.append(step.id)
+        return acall_node(step, inputs, ctx, self.pool)
+
+
+class LoggingInline:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def call(self, step, inputs, ctx):
+        self.calls.append(step.id)
+        return call_node(step, inputs, ctx)
+
+
+def test_any_executor_plugs_into_the_core():
+    assert isinstance(INLINE, InlineExecutor)
+    concurrent = CountingExecutor()
+    assert isinstance(concurrent, ConcurrentExecutor)
+    got = asyncio.run(run_concurrent(new_run(chain_and_side(), {"a": {"x": 2}}), concurrent))
+    assert got["c"] == {"result": 21} and list(got) == ["a", "side", "b", "c"]  # plan order
+    assert sorted(concurrent.calls) == ["a", "b", "c", "side"]
+    concurrent.pool.shutdown()
+    inline = LoggingInline()
+    got = run_inline(new_run(chain_and_side(), {"a": {"x": 2}}), inline)
+    assert got["c"] == {"result": 21} and inline.calls == ["a", "side", "b", "c"]
+
+
+@pytest.mark.parametrize("walk", ["inline", "concurrent"])
+def test_rerunning_the_part_below_a_node_with_new_outputs(walk):
+    """The seam stream processing builds on: new outputs for 'a', only what depends on it runs."""
+    wf = chain_and_side()
+    first = run_inline(new_run(wf, {"a": {"x": 1}}))
+    plan = wf.compile()
+    below = plan.descendants(["a"]) - {"a"}
+    fixed = {k: v for k, v in first.items() if k not in below}
+    fixed["a"] = {"result": 5}  # the event
+    run = new_run(wf, {"a": {"x": 1}}, fixed=fixed, only=below)
+    assert run.downstream(["a"]) == below | {"a"}
+    if walk == "inline":
+        got = run_inline(run)
+    else:
+        executor = CountingExecutor()
+        got = asyncio.run(run_concurrent(run, executor))
+        assert sorted(executor.calls) == ["b", "c"]  # 'side' and 'a' were not called
+    assert got["b"] == {"result": 50} and got["c"] == {"result": 51} and got["side"] == {"result": "side"}
+
+
+def test_a_failure_is_recorded_and_raised_with_what_finished():
+    wf = chain_and_side()
+    wf.add_node("bad", PythonCodeNode(code="result = 1 / 0"))
+    wf.connect("b", "bad")
+    run = new_run(wf, {"a": {"x": 1}})
+    with pytest.raises(NodeExecutionError, match="ZeroDivisionError") as info:
+        run_inline(run)
+    assert info.value.node_id == "bad" and set(info.value.results) == {"a", "side", "b", "c"}
+    nodes = run.recorder.nodes
+    assert all(isinstance(n, NodeRecord) for n in nodes)
+    assert [(n.node_id, n.status) for n in nodes][-1] == ("bad", "failed")
+
+
+def test_the_plan_is_immutable():
+    plan = chain_and_side().compile()
+    with pytest.raises(AttributeError, match="ExecutionPlan is immutable"):
+        plan.name = "other"
+    with pytest.raises(AttributeError, match="ExecutionPlan is immutable"):
+        plan.cache = {}  # no side tables on the plan
+    with pytest.raises(AttributeError):
+        plan.steps[0].gather = None  # frozen steps; gather compiled when the plan was built
+    assert all(callable(s.gather) for s in plan.steps)
+    assert plan.predecessors == {"a": 0, "b": 1, "c": 1, "side": 0}
+
+
+def _attribute_uses(name: str) -> list[str]:
+    root = pathlib.Path(kailash.__file__).parent
+    found = []
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr == name:
+                found.append(str(path.relative_to(root)))
+    return sorted(set(found))
+
+
+def test_only_the_recorder_writes_node_rows_and_nothing_writes_plan_dicts():
+    assert _attribute_uses("_rows") == ["runtime/engine.py"]
+    assert _attribute_uses("rows") == []  # the old public list other modules appended to
+    assert "plan.__dict__" not in "".join(p.read_text() for p in pathlib.Path(kailash.__file__).parent.rglob("*.py"))
+
+
+def test_every_runtime_is_a_runtime(dask_client):
+    from kailash.runtime import DaskRuntime, LocalRuntime, ParallelRuntime, TestRuntime
+    from kailash.runtime.types import Runtime
+
+    runtimes = [LocalRuntime(store=None), ParallelRuntime(store=None), TestRuntime(),
+                DaskRuntime(client=dask_client, store=None)]
+    assert all(isinstance(r, Runtime) for r in runtimes)
+    assert [r.name for r in runtimes] == ["local", "parallel", "testing", "dask"]
