@@ -13,11 +13,7 @@ import uuid
 
 from kailash.security import SecurityConfig
 from kailash.security.sandbox import run_sandboxed, shutdown_sandboxes
-
-try:  # the OS-isolation helpers move to sandbox_fs on main (helper B)
-    from kailash.security.sandbox_fs import bwrap_available
-except ImportError:
-    from kailash.security.sandbox_os import bwrap_available
+from kailash.security.sandbox.files import bwrap_available
 
 CASES = [
     ("small result (one int)", "result = sum(range(1000))", 1000),

@@ -23,7 +23,7 @@ from kailash.errors import NodeTimeoutError
 from kailash.nodes.code.python import PythonCodeNode
 from kailash.security import SecurityConfig
 from kailash.security.sandbox import run_sandboxed, sandbox_info, shutdown_sandboxes
-from kailash.security.sandbox_pool import worker_processes
+from kailash.security.sandbox.pool import worker_processes
 
 CODE = "result = sum(range(1000))"
 WARM_CALLS = 2000

@@ -15,8 +15,7 @@ Names are re-exported lazily: ``import kailash`` imports almost nothing.
 from __future__ import annotations
 
 from kailash._lazy import lazy_exports
-
-__version__ = "0.1.0"
+from kailash._version import __version__
 
 _EXPORTS = {
     "Workflow": "kailash.workflow.graph",

@@ -444,6 +444,6 @@ def _bind(middleware: Any, app: Any) -> Any:
 
 
 def _version() -> str:
-    import kailash
+    from kailash._version import __version__
 
-    return kailash.__version__
+    return __version__

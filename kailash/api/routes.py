@@ -140,9 +140,9 @@ def install(app: Any, gw: Any) -> None:
 
     @app.get("/health", tags=["gateway"], summary="Liveness check (no key needed)")
     async def health() -> dict[str, Any]:
-        from kailash.api.gateway import _version
+        from kailash._version import __version__
 
-        return {"status": "ok", "version": _version()}
+        return {"status": "ok", "version": __version__}
 
     @app.get("/nodes", tags=["catalog"], summary="The node catalog with parameter schemas (no key needed)")
     def nodes() -> dict[str, Any]:

@@ -249,9 +249,9 @@ def openapi_document(gw: Any, app: Any) -> dict[str, Any]:
     """FastAPI's OpenAPI document plus the key schemes and each registered workflow's operations."""
     from fastapi.openapi.utils import get_openapi
 
-    from kailash.api.gateway import _version
+    from kailash._version import __version__
 
-    schema = get_openapi(title=gw.title, version=_version(), description=app.description, routes=app.routes)
+    schema = get_openapi(title=gw.title, version=__version__, description=app.description, routes=app.routes)
     schema.setdefault("components", {})["securitySchemes"] = {
         "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
         "Bearer": {"type": "http", "scheme": "bearer"},

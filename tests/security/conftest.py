@@ -7,7 +7,7 @@ import os
 import pytest
 
 from kailash.security.sandbox import shutdown_sandboxes
-from kailash.security.sandbox_fs import bwrap_available
+from kailash.security.sandbox.files import bwrap_available
 from tests.security.helpers import Runner, make_config
 
 ISOLATIONS = ["auto", "process"]

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from kailash.errors import KailashError, NodeExecutionError, NodeTimeoutError, SecurityError
-from kailash.security.sandbox_guards import DEFAULT_ALLOWED_IMPORTS
+from kailash.security.sandbox.guards import DEFAULT_ALLOWED_IMPORTS
 from tests.security.helpers import Runner, make_config
 
 CANARY = "/tmp/kailash_sandbox_escape_canary"

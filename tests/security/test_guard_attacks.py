@@ -17,12 +17,8 @@ import pytest
 
 from kailash.errors import KailashError, NodeExecutionError, SecurityError
 from kailash.security.sandbox import shutdown_sandboxes
-from kailash.security.sandbox_guards import DEFAULT_ALLOWED_IMPORTS
-
-try:  # the OS-isolation helpers move to sandbox_fs on main (helper B)
-    from kailash.security.sandbox_fs import bwrap_available
-except ImportError:
-    from kailash.security.sandbox_os import bwrap_available
+from kailash.security.sandbox.files import bwrap_available
+from kailash.security.sandbox.guards import DEFAULT_ALLOWED_IMPORTS
 from tests.security.helpers import Runner, make_config
 
 LIAR = """
@@ -129,7 +125,7 @@ ATTACKS = [
      "result = E.A.value"),
     ("global-enum-rewrites-guard-globals",
      "import enum\nclass Yes:\n    def __call__(self, *args):\n        return False\n"
-     "E = enum.Enum('E', [('attribute_refused', 1)], module='kailash.security.sandbox_guards', type=Yes)\n"
+     "E = enum.Enum('E', [('attribute_refused', 1)], module='kailash.security.sandbox.guards', type=Yes)\n"
      "enum.global_enum(E)\nresult = repr(getattr(len, '__self__'))"),
 ]
 

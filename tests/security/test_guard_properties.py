@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kailash.errors import SecurityError
-from kailash.security.sandbox_guards import DEFAULT_ALLOWED_IMPORTS, SandboxEnvironment
-from kailash.security.sandbox_policy import attribute_refused
-from kailash.security.sandbox_wire import MalformedReply, ResultRefused, decode, encode
+from kailash.security.sandbox.guards import DEFAULT_ALLOWED_IMPORTS, SandboxEnvironment
+from kailash.security.sandbox.policy import attribute_refused
+from kailash.security.sandbox.wire import MalformedReply, ResultRefused, decode, encode
 
 DUNDERS = ["__self__", "__globals__", "__class__", "__dict__", "__code__", "__closure__", "__builtins__",
            "__subclasses__", "__mro__", "__base__", "__bases__", "__getattribute__", "__reduce_ex__", "__func__",

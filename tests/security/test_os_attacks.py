@@ -24,7 +24,7 @@ import pytest
 from kailash.errors import SecurityError
 from kailash.security import SecurityConfig
 from kailash.security.sandbox import run_unguarded_for_tests, sandbox_info, shutdown_sandboxes
-from kailash.security.sandbox_fs import bwrap_available, namespaces_available
+from kailash.security.sandbox.files import bwrap_available, namespaces_available
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HOST_SECRET = "sk-host-secret-0123456789"
@@ -221,8 +221,8 @@ def test_without_capabilities_every_mode_holds_or_is_refused(who):
 
 
 def test_auto_falling_back_warns_and_a_tenant_policy_refuses(tmp_path, monkeypatch, caplog):
-    from kailash.security import sandbox_fs
     from kailash.security.config import tenant_policy
+    from kailash.security.sandbox import files as sandbox_fs
     from kailash.security.sandbox import sandbox_info
 
     monkeypatch.setattr(sandbox_fs, "bwrap_available", lambda: False)

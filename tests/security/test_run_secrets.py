@@ -96,7 +96,7 @@ def test_secrets_are_known_inside_their_own_run_only():
 def test_a_sandbox_minted_secret_cannot_blank_words_in_the_audit_log(tmp_path):
     log = tmp_path / "audit.jsonl"
     cfg = SecurityConfig(allowed_directories=[str(tmp_path)], enable_audit_logging=True, audit_log_path=str(log))
-    from kailash.security.sandbox_codec import ResultRefused, encode
+    from kailash.security.sandbox.codec import ResultRefused, encode
 
     with pytest.raises(ResultRefused):  # a worker's reply cannot carry a Secret at all
         encode({"token": Secret("the")})

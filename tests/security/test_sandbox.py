@@ -14,9 +14,10 @@ import uuid
 import pytest
 
 from kailash.errors import NodeConfigurationError, NodeExecutionError, NodeTimeoutError, SecurityError
-from kailash.security import Secret, sandbox_pool
+from kailash.security import Secret
+from kailash.security.sandbox import pool as sandbox_pool
 from kailash.security.sandbox import release_sandbox, run_sandboxed, sandbox_info
-from kailash.security.sandbox_wire import MalformedReply, encode, loads_result
+from kailash.security.sandbox.wire import MalformedReply, encode, loads_result
 from tests.security.helpers import Runner, make_config
 
 COUNTER = """
@@ -317,7 +318,7 @@ def test_sandbox_info_reports_the_isolation_in_effect(run):
 
 
 def test_bwrap_required_but_unavailable_is_an_error(tmp_path, monkeypatch):
-    from kailash.security import sandbox_fs
+    from kailash.security.sandbox import files as sandbox_fs
 
     monkeypatch.setattr(sandbox_fs, "bwrap_available", lambda: False)
     with pytest.raises(SecurityError, match="needs a working bubblewrap"):

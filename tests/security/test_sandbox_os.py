@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from kailash.security.sandbox_fs import bwrap_available, bwrap_command, readable_roots
+from kailash.security.sandbox.files import bwrap_available, bwrap_command, readable_roots
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -31,7 +31,7 @@ def _run_child(script: str, prefix: list[str] | None = None) -> dict:
 
 ATTEMPTS = """
 import json, os, resource, socket, threading
-from kailash.security.sandbox_os import apply_worker_limits, drop_capabilities, install_seccomp
+from kailash.security.sandbox.isolation import apply_worker_limits, drop_capabilities, install_seccomp
 
 def capabilities():
     with open("/proc/self/status") as f:

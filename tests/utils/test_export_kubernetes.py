@@ -14,8 +14,8 @@ from kailash.errors import SerializationError
 from kailash.nodes.code.python import PythonCodeNode
 from kailash.runtime import LocalRuntime
 from kailash.security.secrets import Secret
-from kailash.utils._export_k8s import slugify, validate_manifest
 from kailash.utils.export import WorkflowExporter, validate_kubernetes_manifests
+from kailash.utils.export.kubernetes import slugify, validate_manifest
 from kailash.workflow import Workflow
 
 

@@ -1,9 +1,9 @@
 """Operating-system limits for sandbox workers: rlimits, capabilities and seccomp.
 
 This module owns the per-process parts of the sandbox that the kernel enforces, so they
-hold even if the Python-level guards (:mod:`kailash.security.sandbox_guards`) were
+hold even if the Python-level guards (:mod:`kailash.security.sandbox.guards`) were
 bypassed (the file-system view, bubblewrap and Landlock, live in
-:mod:`kailash.security.sandbox_fs`):
+:mod:`kailash.security.sandbox.files`):
 
 * :func:`apply_worker_limits` sets the resource limits of a forked worker (address
   space, per-call CPU, file size, no core dumps, few open files, no new processes).

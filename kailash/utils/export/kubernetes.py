@@ -19,10 +19,10 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from kailash.utils._export_docker import HOME_DIR, USER_ID, WORK_DIR
+from kailash.utils.export.docker import HOME_DIR, USER_ID, WORK_DIR
 
 if TYPE_CHECKING:
-    from kailash.utils._export_deps import Dependencies
+    from kailash.utils.export.dependencies import Dependencies
 
 __all__ = ["slugify", "kubernetes_manifests", "validate_manifest", "MOUNT_DIR", "QUANTITY"]
 

@@ -3,7 +3,7 @@
 The host starts one *template* per policy (inside bubblewrap when available). The
 template imports the allowed modules once and then only forks: each fork becomes a
 *worker* hosting many PythonCodeNode instances of that policy (a bounded pool, see
-:mod:`kailash.security.sandbox_pool`); each node's ``self`` state lives in the worker
+:mod:`kailash.security.sandbox.pool`); each node's ``self`` state lives in the worker
 between executions, keyed by the node's identity, and a warm call costs a socket round
 trip. A worker locks itself down right after the fork (rlimits, no capabilities, not
 dumpable, Landlock, seccomp, the audit hook) and then runs requests until the host
@@ -11,7 +11,7 @@ closes its socket or kills it.
 
 Control messages between host and template are small JSON documents on a
 SOCK_SEQPACKET socket (worker sockets travel as passed file descriptors); worker
-traffic uses :mod:`kailash.security.sandbox_wire`. The template never runs user code.
+traffic uses :mod:`kailash.security.sandbox.wire`. The template never runs user code.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     ctl = socket.socket(fileno=int(args[0]))
     profile = json.loads(args[1])
-    from kailash.security.sandbox_os import set_parent_death_signal
+    from kailash.security.sandbox.isolation import set_parent_death_signal
 
     set_parent_death_signal(signal.SIGKILL)
     if os.getppid() == 1 and not profile.get("bwrap"):
@@ -97,10 +97,10 @@ def main(argv: list[str] | None = None) -> None:
 def _warm_up(modules: list[str]) -> list[str]:
     import importlib
 
-    import kailash.security.sandbox_guards  # noqa: F401
-    import kailash.security.sandbox_policy  # noqa: F401
-    import kailash.security.sandbox_wire  # noqa: F401
-    from kailash.security.sandbox_os import preload
+    import kailash.security.sandbox.guards  # noqa: F401
+    import kailash.security.sandbox.policy  # noqa: F401
+    import kailash.security.sandbox.wire  # noqa: F401
+    from kailash.security.sandbox.isolation import preload
 
     preload()
     missing = []
@@ -145,9 +145,9 @@ def _kill(pid: int, statuses: dict[int, int]) -> int | None:
 # -- the worker ---------------------------------------------------------------------------------
 
 def _worker_main(fd: int, profile: dict[str, Any]) -> None:
-    from kailash.security.sandbox_fs import apply_landlock
-    from kailash.security.sandbox_guards import SandboxEnvironment, SandboxState
-    from kailash.security.sandbox_os import (
+    from kailash.security.sandbox.files import apply_landlock
+    from kailash.security.sandbox.guards import SandboxEnvironment, SandboxState
+    from kailash.security.sandbox.isolation import (
         apply_worker_limits,
         drop_capabilities,
         install_read_only_files,
@@ -155,7 +155,7 @@ def _worker_main(fd: int, profile: dict[str, Any]) -> None:
         set_not_dumpable,
         set_parent_death_signal,
     )
-    from kailash.security.sandbox_wire import DEFAULT_MAX_RESULT_SIZE, ResultRefused, WireClosed, recv_msg, send_reply
+    from kailash.security.sandbox.wire import DEFAULT_MAX_RESULT_SIZE, ResultRefused, WireClosed, recv_msg, send_reply
 
     set_parent_death_signal(signal.SIGKILL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -237,10 +237,10 @@ class _Runner:
 
     def run(self, req: dict[str, Any]) -> dict[str, Any]:
         from kailash.errors import SecurityError
-        from kailash.security.sandbox_guards import UNSET
-        from kailash.security.sandbox_os import set_cpu_limit
-        from kailash.security.sandbox_policy import CodeRejected, bindable, prepare_code
-        from kailash.security.sandbox_wire import Raw, ResultRefused, encode
+        from kailash.security.sandbox.guards import UNSET
+        from kailash.security.sandbox.isolation import set_cpu_limit
+        from kailash.security.sandbox.policy import CodeRejected, bindable, prepare_code
+        from kailash.security.sandbox.wire import Raw, ResultRefused, encode
 
         env = self.env
         inputs: dict[str, Any] = req["inputs"]
@@ -324,7 +324,7 @@ def _raw(req: dict[str, Any]) -> dict[str, Any]:
 def _describe(exc: BaseException) -> dict[str, Any]:
     import builtins
 
-    from kailash.security.sandbox_policy import SANDBOX_FILENAME
+    from kailash.security.sandbox.policy import SANDBOX_FILENAME
 
     line = 0
     tb = exc.__traceback__
@@ -333,7 +333,7 @@ def _describe(exc: BaseException) -> dict[str, Any]:
             line = tb.tb_lineno
         tb = tb.tb_next
     from kailash.errors import SecurityError
-    from kailash.security.sandbox_facades import plain_str
+    from kailash.security.sandbox.facades import plain_str
 
     tp = type(exc)  # the exception and its class may be user objects: read only exact strs from them
     name = type.__dict__["__name__"].__get__(tp)

@@ -15,7 +15,7 @@ refusing, all at once and with line numbers, everything the sandbox does not all
 
 ``str.format`` reads attributes named in the format string, so every ``.format`` /
 ``.format_map`` attribute is rewritten into a call to the guard ``__kx_attr__``.
-The runtime guards in :mod:`kailash.security.sandbox_guards` back these checks up.
+The runtime guards in :mod:`kailash.security.sandbox.guards` back these checks up.
 This module only parses and compiles; it never executes user code.
 """
 

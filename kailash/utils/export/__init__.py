@@ -7,11 +7,12 @@ leak elsewhere, before writing anything: a workflow that fails validation, a con
 value that YAML/JSON cannot hold (naming the node and the value), a secret value
 anywhere in the output. Secrets are written as ``${ENV_NAME}`` references; a secret
 that came with no variable name gets one (``NODE_PARAM``), listed in the export.
-The Docker build context and the Kubernetes manifests are built by the private
-modules ``_export_docker`` and ``_export_k8s``; dependencies by ``_export_deps``;
-secret references and the leak check live in ``_export_secrets``, options in
-``_export_options``, text and file writing in ``_export_io``.
-This module never runs a workflow.
+The Docker build context and the Kubernetes manifests are built by the submodules
+:mod:`~kailash.utils.export.docker` and :mod:`~kailash.utils.export.kubernetes`;
+dependencies by :mod:`~kailash.utils.export.dependencies`; secret references and the
+leak check live in :mod:`~kailash.utils.export.secrets`, options in
+:mod:`~kailash.utils.export.options`, text and file writing in
+:mod:`~kailash.utils.export.files`. This package never runs a workflow.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from typing import Any
 
 from kailash.errors import KailashError, SerializationError, WorkflowValidationError
 from kailash.security.secrets import Secret, as_secret
-from kailash.utils._export_deps import Dependencies, workflow_dependencies
-from kailash.utils._export_io import dump_json, dump_yaml, write_files
-from kailash.utils._export_k8s import slugify, validate_manifest
-from kailash.utils._export_options import CONFIG_KEYS, check_config
-from kailash.utils._export_secrets import (
+from kailash.utils.export.dependencies import Dependencies, workflow_dependencies
+from kailash.utils.export.files import dump_json, dump_yaml, write_files
+from kailash.utils.export.kubernetes import slugify, validate_manifest
+from kailash.utils.export.options import CONFIG_KEYS, check_config
+from kailash.utils.export.secrets import (
     ENV_REF,
     credential_value,
     env_refs,
@@ -141,7 +142,7 @@ class WorkflowExporter:
         mounted at ``/params/params.json`` (``serve`` as argument runs ``kailash serve``).
         Returns the files written.
         """
-        from kailash.utils._export_docker import docker_context
+        from kailash.utils.export.docker import docker_context
 
         cfg = self._merged({"include_dependencies": True, **(config or {})})
         deps = self._shippable_dependencies()
@@ -167,7 +168,7 @@ class WorkflowExporter:
         ``kailash serve`` instead. Secrets come from a Kubernetes Secret through
         ``secretKeyRef``; pods have resource requests and limits. Returns the files written.
         """
-        from kailash.utils._export_k8s import kubernetes_manifests
+        from kailash.utils.export.kubernetes import kubernetes_manifests
 
         extra = dict(config or {})
         if serve is not None:

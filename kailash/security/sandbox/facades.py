@@ -1,6 +1,6 @@
 """Sandbox views of allowed modules and of ``type``: what is hidden, what is wrapped.
 
-Snapshots of allowed modules (see :mod:`kailash.security.sandbox_guards`) take their
+Snapshots of allowed modules (see :mod:`kailash.security.sandbox.guards`) take their
 names from here: a few modules are reduced to a short list of names, some names are
 dropped, and some functions are replaced by guarded versions. Each guarded function is
 a standard-library helper that reads or writes attributes *named by its arguments* (a
@@ -22,7 +22,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from kailash.security.sandbox_policy import SAFE_DUNDER_METHODS, SANDBOX_FILENAME, attribute_refused
+from kailash.security.sandbox.policy import SAFE_DUNDER_METHODS, SANDBOX_FILENAME, attribute_refused
 
 __all__ = ["ONLY", "DROP", "GUARDED", "check_class_namespace", "check_annotations", "make_type", "plain_str",
            "type_name", "guard_copy_module", "guard_enum_module", "is_user_class"]

@@ -2,7 +2,7 @@
 
 Messages are length-prefixed. The host sends requests as pickles (the host is trusted).
 Everything coming *back* from a worker is plain data in the encoding of
-:mod:`kailash.security.sandbox_codec`, never a pickle: the host never imports or calls
+:mod:`kailash.security.sandbox.codec`, never a pickle: the host never imports or calls
 anything a worker names, reads at most the policy's ``max_result_size`` plus a small
 allowance per reply, and builds only what those bytes spell out.
 """
@@ -15,7 +15,7 @@ import struct
 import time
 from typing import Any
 
-from kailash.security.sandbox_codec import PLAIN_TYPES, MalformedReply, Raw, ResultRefused, decode, encode
+from kailash.security.sandbox.codec import PLAIN_TYPES, MalformedReply, Raw, ResultRefused, decode, encode
 
 __all__ = ["send_msg", "recv_msg", "recv_bytes", "send_reply", "encode", "decode", "loads_result", "Raw",
            "ResultRefused", "MalformedReply", "WireClosed", "WireTimeout", "PLAIN_TYPES", "DEFAULT_MAX_RESULT_SIZE",

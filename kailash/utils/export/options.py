@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kailash.errors import SerializationError
-from kailash.utils._export_k8s import QUANTITY
+from kailash.utils.export.kubernetes import QUANTITY
 
 __all__ = ["CONFIG_KEYS", "check_config"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kailash.utils._export_deps import Dependencies
+    from kailash.utils.export.dependencies import Dependencies
 
 __all__ = ["docker_context", "ENTRYPOINT", "APP_DIR", "WORK_DIR", "HOME_DIR", "USER_ID"]
 
@@ -223,7 +223,7 @@ def _quote(value: str) -> str:
 
 
 def _version() -> str:
-    from kailash.utils._export_deps import sdk_version
+    from kailash.utils.export.dependencies import sdk_version
 
     return sdk_version()
 

@@ -197,7 +197,7 @@ def landlock_abi() -> int:
     """The Landlock ABI version the kernel offers (0 = none)."""
     if not sys.platform.startswith("linux"):
         return 0
-    from kailash.security.sandbox_os import _libc
+    from kailash.security.sandbox.isolation import _libc
 
     try:
         version = _libc().syscall(_CREATE_RULESET, None, 0, _CREATE_RULESET_VERSION)
@@ -215,7 +215,7 @@ def apply_landlock(readable: Iterable[str], writable: Iterable[str]) -> int:
     """
     import ctypes
 
-    from kailash.security.sandbox_os import _libc
+    from kailash.security.sandbox.isolation import _libc
 
     abi = landlock_abi()
     if abi < 1:

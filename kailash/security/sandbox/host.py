@@ -1,10 +1,10 @@
 """Host-side handles on sandbox processes: starting templates, forking and killing workers.
 
 A :class:`Template` is one pre-started sandbox process per policy (see
-:mod:`kailash.security.sandbox_worker`); :class:`Worker` is the host's end of one
+:mod:`kailash.security.sandbox.worker`); :class:`Worker` is the host's end of one
 forked worker. This module only moves bytes and processes; it never unpickles
 anything a worker sends except through
-:func:`kailash.security.sandbox_wire.loads_result`, and it never runs user code.
+:func:`kailash.security.sandbox.wire.loads_result`, and it never runs user code.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kailash.errors import SecurityError
-from kailash.security.sandbox_wire import (
+from kailash.security.sandbox.wire import (
     DEFAULT_MAX_RESULT_SIZE,
     ENVELOPE_ALLOWANCE,
     WireClosed,
@@ -92,13 +92,13 @@ class Profile:
     max_result_size: int = DEFAULT_MAX_RESULT_SIZE
 
     def readable(self) -> list[str]:
-        """What workers of this profile may read (see :func:`~kailash.security.sandbox_fs.readable_roots`)."""
-        from kailash.security.sandbox_fs import readable_roots
+        """What workers of this profile may read (see :func:`~kailash.security.sandbox.files.readable_roots`)."""
+        from kailash.security.sandbox.files import readable_roots
 
         return readable_roots(self.allowed_imports)
 
     def document(self, readable: list[str]) -> dict[str, Any]:
-        from kailash.security.sandbox_os import python_library_dirs
+        from kailash.security.sandbox.isolation import python_library_dirs
 
         return {"allowed_imports": list(self.allowed_imports), "allowed_directories": list(self.allowed_directories),
                 "max_file_size": self.max_file_size, "memory_limit": self.memory_limit,
@@ -137,14 +137,14 @@ class Template:
 
     def __init__(self, profile: Profile) -> None:
         import kailash
-        from kailash.security.sandbox_fs import bwrap_command, namespaces_available, namespaces_command
+        from kailash.security.sandbox.files import bwrap_command, namespaces_available, namespaces_command
 
         self.profile = profile
         self.lock = threading.Lock()
         self.ctl, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         root = os.path.dirname(os.path.dirname(os.path.abspath(kailash.__file__)))
         bootstrap = (f"import sys; sys.path.insert(0, {root!r}); "
-                     "from kailash.security.sandbox_worker import main; main()")
+                     "from kailash.security.sandbox.worker import main; main()")
         readable = profile.readable()
         cmd = [sys.executable, "-I", "-c", bootstrap, str(child.fileno()), json.dumps(profile.document(readable))]
         cwd = "/"

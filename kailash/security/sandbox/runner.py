@@ -1,26 +1,8 @@
-"""The code sandbox: run PythonCodeNode code outside the host process.
+"""The host side of the code sandbox: profiles, the entry points, and replies turned into errors.
 
-:func:`run_sandboxed` is the one entry point. Under a :class:`SecurityConfig` the
-code runs in a *worker* process forked from a pre-started template (one template per
-policy), in a bounded pool of workers per policy that each host many nodes' ``self``
-states (:mod:`~kailash.security.sandbox_pool`). The layers, outermost first:
-
-1. OS isolation (:mod:`~kailash.security.sandbox_fs`): under bubblewrap an empty
-   read-only root showing only the interpreter, its libraries, the ``kailash`` package,
-   the allowed modules and the allowed directories, with no network and its own PID
-   namespace and ``/proc``; in every mode Landlock confines the worker to the same
-   paths. ``isolation="bwrap"`` and tenant policies refuse to run without bubblewrap;
-   ``"auto"`` falls back to ``"process"`` with a WARNING and an audit event.
-2. Kernel limits (:mod:`~kailash.security.sandbox_os`): ``RLIMIT_AS``, ``RLIMIT_CPU``,
-   ``RLIMIT_FSIZE``, no core dumps, no capabilities, not dumpable, and a seccomp filter
-   refusing fork/exec, sockets, signals to other processes and raising limits.
-3. A wall-clock ``execution_timeout`` enforced by the host, which kills the worker
-   (the state of the nodes it hosted is then reset) and replaces it at the next call.
-4. Python guards: static checks (:mod:`~kailash.security.sandbox_policy`), restricted
-   builtins and module snapshots plus an audit hook (:mod:`~kailash.security.sandbox_guards`).
-
-Only plain data crosses back (:mod:`~kailash.security.sandbox_wire`). The host survives
-every failure of a worker: it sees a closed socket or a timeout, never shared state.
+The package docstring (:mod:`kailash.security.sandbox`) describes the layers. This module
+is imported lazily through the package, so a worker process, which imports the package
+to reach its own modules, never loads the host-side pool.
 """
 
 from __future__ import annotations
@@ -35,19 +17,19 @@ import time
 from typing import Any
 
 from kailash.errors import NodeConfigurationError, NodeExecutionError, NodeTimeoutError, SecurityError
-from kailash.security import sandbox_pool as pool
 from kailash.security.audit import audit_event, security_event
 from kailash.security.config import SecurityConfig
-from kailash.security.sandbox_host import Profile, SandboxUnavailable
-from kailash.security.sandbox_wire import WireClosed, WireTimeout
+from kailash.security.sandbox import pool
+from kailash.security.sandbox.host import Profile, SandboxUnavailable
+from kailash.security.sandbox.wire import WireClosed, WireTimeout
 from kailash.security.secrets import plain_secret_values, redact
 
 __all__ = ["run_sandboxed", "release_sandbox", "release_sandbox_later", "shutdown_sandboxes", "prestart_sandbox", "sandbox_info",
            "DEFAULT_ALLOWED_IMPORTS"]
 
-from kailash.security.sandbox_guards import DEFAULT_ALLOWED_IMPORTS  # noqa: E402  (a tuple of names)
+from kailash.security.sandbox.guards import DEFAULT_ALLOWED_IMPORTS  # noqa: E402  (a tuple of names)
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("kailash.security.sandbox")  # the documented logger name
 _SIGNALS = {6: "SIGABRT", 9: "SIGKILL", 11: "SIGSEGV", 24: "SIGXCPU", 25: "SIGXFSZ", 7: "SIGBUS", 31: "SIGSYS"}
 _profiles: dict[tuple[SecurityConfig, bool], Profile] = {}
 _PROFILES_MAX = 256
@@ -55,20 +37,20 @@ _PROFILES_MAX = 256
 
 def _profile(config: SecurityConfig) -> Profile:
     """The worker profile for ``config``; decides (and logs) the isolation actually used."""
-    from kailash.security import sandbox_fs
+    from kailash.security.sandbox import files
 
     mode = getattr(config, "isolation", "auto")
-    usable = mode != "process" and sandbox_fs.bwrap_available()
+    usable = mode != "process" and files.bwrap_available()
     cached = _profiles.get((config, usable))
     if cached is not None:
         return cached
     if mode != "process" and not usable:
         _refuse_or_warn_fallback(config)
-    if not usable and sandbox_fs.landlock_abi() == 0 and getattr(config, "tenant", None) is None:
+    if not usable and files.landlock_abi() == 0 and getattr(config, "tenant", None) is None:
         logger.warning("sandbox isolation='process' on a kernel without Landlock: sandboxed code that escaped the "
                        "Python guards could read any file this user can; every file write is refused instead "
                        "(allowed directories included). Install bubblewrap for a real file view.")
-    if not usable and sandbox_fs.landlock_abi() == 0 and getattr(config, "tenant", None) is not None:
+    if not usable and files.landlock_abi() == 0 and getattr(config, "tenant", None) is not None:
         raise SecurityError(f"the sandbox policy of tenant '{config.tenant}' needs bubblewrap or Landlock to keep "
                             "sandboxed code inside its file view, and this kernel has neither; it refuses to run "
                             "tenant code in a plain process", parameter="isolation", expected="bwrap or Landlock")
@@ -85,7 +67,7 @@ def _profile(config: SecurityConfig) -> Profile:
 
 def _refuse_or_warn_fallback(config: SecurityConfig) -> None:
     """No working bubblewrap: refuse ``isolation="bwrap"`` and tenant policies, warn for ``"auto"``."""
-    from kailash.security.sandbox_fs import landlock_abi
+    from kailash.security.sandbox.files import landlock_abi
 
     why = ("bubblewrap cannot start here ('bwrap' missing, or no namespaces: a root process without "
            "CAP_SYS_ADMIN, or user namespaces disabled)")
@@ -123,7 +105,7 @@ def sandbox_info(config: SecurityConfig) -> dict[str, Any]:
         hello = dict(worker.hello)
     finally:
         worker.close()
-    from kailash.security.sandbox_fs import namespaces_available
+    from kailash.security.sandbox.files import namespaces_available
 
     return {"isolation": "bwrap" if profile.bwrap else "process", "seccomp": bool(hello.get("seccomp")),
             "namespaces": profile.bwrap or namespaces_available(),

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kailash.errors import SecurityError
-from kailash.security.sandbox_facades import (
+from kailash.security.sandbox.facades import (
     DROP,
     GUARDED,
     ONLY,
@@ -43,7 +43,7 @@ from kailash.security.sandbox_facades import (
     plain_str,
     type_name,
 )
-from kailash.security.sandbox_policy import (
+from kailash.security.sandbox.policy import (
     FORBIDDEN_BUILTINS,
     SAFE_DUNDER_METHODS,
     SANDBOX_FILENAME,

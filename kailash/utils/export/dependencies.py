@@ -104,9 +104,9 @@ class Dependencies:
 
 def sdk_version() -> str:
     """The version of this Kailash SDK (what an image installs)."""
-    import kailash
+    from kailash._version import __version__
 
-    return str(kailash.__version__)
+    return __version__
 
 
 def _requires_python() -> str:

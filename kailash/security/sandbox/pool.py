@@ -1,6 +1,6 @@
 """The host's sandbox processes: one template per policy and a bounded pool of workers.
 
-A policy (:class:`~kailash.security.sandbox_host.Profile`) gets one pre-started
+A policy (:class:`~kailash.security.sandbox.host.Profile`) gets one pre-started
 template and at most :func:`workers_per_policy` workers forked from it. Each node is
 assigned stickily to one worker of its policy (the one hosting the fewest nodes), and
 its ``self`` state lives in that worker, keyed by the node's identity; a worker hosts
@@ -24,7 +24,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from kailash.security.sandbox_host import Profile, Template, Worker
+from kailash.security.sandbox.host import Profile, Template, Worker
 
 __all__ = ["MAX_TEMPLATES", "workers_per_policy", "Slot", "lease", "template_for", "release", "release_later",
            "release_queued", "shutdown", "worker_processes"]
