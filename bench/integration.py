@@ -17,6 +17,7 @@ of several repetitions. Run: ``python bench/integration.py``.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -166,8 +167,9 @@ async def _in_memory_cost() -> tuple[float, float]:
     from kailash.nodes.api import AsyncHTTPRequestNode
     from kailash.nodes.api.http import _close_with_loop
 
-    def handler(request: Any) -> Any:
-        return httpx.Response(200, json={"ok": True, "path": request.url.path})
+    def handler(request: Any) -> Any:  # a stream, as from the network: the node reads it under its cap
+        body = json.dumps({"ok": True, "path": request.url.path}).encode()
+        return httpx.Response(200, headers={"content-type": "application/json"}, stream=httpx.ByteStream(body))
 
     node = AsyncHTTPRequestNode(url="http://bench.local/echo")
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))

@@ -88,6 +88,31 @@ def start_http_server(state: ServerState | None = None, *, certfile: str | None 
     return RunningServer(url=f"{scheme}://127.0.0.1:{port}", state=state, port=port, cert_file=certfile), stop
 
 
+def serve_app(app: Any):
+    """Serve any ASGI ``app`` with uvicorn on an ephemeral port; returns ``(url, stop)``."""
+    import uvicorn
+
+    sock = _bind()
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="test-app")
+    thread.start()
+    deadline = START_TIMEOUT
+    while not server.started and deadline > 0 and thread.is_alive():
+        threading.Event().wait(0.02)
+        deadline -= 0.02
+    if not server.started:
+        raise RuntimeError("test server did not start within 10 s")
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=5)
+        sock.close()
+
+    return f"http://127.0.0.1:{port}", stop
+
+
 def start_ws_server(state: WSState | None = None, *, certfile: str | None = None, keyfile: str | None = None):
     """Start the websocket server in its own event loop thread; returns ``(RunningServer, stop)``."""
     from websockets.asyncio.server import serve

@@ -31,6 +31,9 @@ def provider_parameters() -> dict[str, NodeParameter]:
         "timeout": NodeParameter(type=(int, float), default=60, description="seconds per model call"),
         "temperature": NodeParameter(type=float, description="sampling temperature"),
         "max_tokens": NodeParameter(type=int, description="most tokens in one answer"),
+        "max_response_bytes": NodeParameter(
+            type=int, description="largest provider answer accepted, in bytes received and decompressed (10 MiB)"
+        ),
     }
 
 
@@ -38,7 +41,8 @@ def provider_from(node: Node, opt: dict[str, Any]) -> Any:
     """Build the provider a node's resolved options ask for."""
     return get_provider(opt.get("provider"), model=opt.get("model"), base_url=opt.get("base_url"),
                         api_key=opt.get("api_key"), timeout=opt.get("timeout"),
-                        owner=f"node {node.label} ({type(node).__name__})")
+                        owner=f"node {node.label} ({type(node).__name__})",
+                        max_response_bytes=opt.get("max_response_bytes"))
 
 
 class ModelNode(Node):

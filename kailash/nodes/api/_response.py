@@ -13,6 +13,9 @@ Two rules, written once for the sync and async clients:
   whose name looks like a credential, and the ones the node marks (Secret values,
   ``secret_headers``), carried in the request's extensions.
 
+A stream (server-sent events) is opened by :func:`open_stream_async` under the same
+redirect rule; its body is left unread, for the caller to read under its own cap.
+
 This module owns no node and must not log; httpx is imported by the caller.
 """
 
@@ -23,7 +26,8 @@ from typing import Any
 
 from kailash.security.secrets import is_credential_header
 
-__all__ = ["ResponseTooLarge", "CREDENTIAL_EXTENSION", "client_class", "send_sync", "send_async", "ACCEPT_ENCODING"]
+__all__ = ["ResponseTooLarge", "CREDENTIAL_EXTENSION", "client_class", "send_sync", "send_async", "ACCEPT_ENCODING",
+           "open_stream_async"]
 
 CREDENTIAL_EXTENSION = "kailash_credential_headers"  # request extension: lower-case names to drop cross-origin
 ACCEPT_ENCODING = "gzip, deflate"
@@ -187,4 +191,21 @@ async def send_async(client: Any, request: Any, *, limit: int, follow: bool) -> 
             hops += 1
             continue
         await _read_async(response, limit)
+        return response
+
+
+async def open_stream_async(client: Any, request: Any, *, follow: bool) -> Any:
+    """Send ``request`` and return the final response with its body unread (the caller closes it).
+
+    Redirects are followed as in :func:`send_async`: hop by hop, credentials dropped on
+    a change of origin, each redirect's body discarded unread.
+    """
+    hops = 0
+    while True:
+        response = await client.send(request, stream=True, follow_redirects=False)
+        if follow and response.has_redirect_location:
+            await response.aclose()
+            request = _next_hop(client, request, response, hops)
+            hops += 1
+            continue
         return response

@@ -1,4 +1,12 @@
-"""The HTTP machinery shared by the API nodes: retries, rate limits, errors, decoding.
+"""The one outbound HTTP layer: requests, retries, rate limits, errors, decoding.
+
+Every outbound HTTP call of Kailash goes through here: the request nodes
+(:mod:`kailash.nodes.api.http`, :mod:`~kailash.nodes.api.rest`), the OAuth2 token
+fetch (:mod:`kailash.nodes.api.auth`), the model providers
+(:mod:`kailash.nodes.ai.providers._http`) and the SSE reader of ``EventStreamNode``
+(:mod:`kailash.nodes.data._stream_io`). :func:`build_request` reveals secret values
+only into the request and marks the credential headers; :func:`call_sync` is the
+whole call for a caller that wants one answer.
 
 One request exchange (rate-limit wait, send, retry on connection errors, 5xx and 429
 honouring ``Retry-After``) is written once, as a generator that yields *steps*
@@ -23,12 +31,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 from kailash._backoff import backoff_delay
 from kailash.errors import NodeConfigurationError, NodeExecutionError, NodeTimeoutError
-from kailash.security.secrets import redact
+from kailash.security.secrets import Secret, is_credential_header, redact, reveal
 
 __all__ = [
     "require_httpx", "RetryPolicy", "TokenBucket", "Sleep", "Send", "exchange", "drive_sync",
     "drive_async", "where", "display_url", "is_tls_error", "transport_error", "decode_body", "status_error", "make_verify",
-    "too_large_error", "DEFAULT_MAX_RESPONSE_BYTES",
+    "too_large_error", "DEFAULT_MAX_RESPONSE_BYTES", "credential_names", "build_request", "call_sync",
 ]
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -51,7 +59,9 @@ def require_httpx() -> Any:
 
 
 def where(node: Any) -> str:
-    """How messages name ``node``: ``node 'id' (Type)``, or just the type when it has no id."""
+    """How messages name ``node``: ``node 'id' (Type)``, the type when it has no id, or a label string."""
+    if isinstance(node, str):
+        return node
     return f"node '{node.name}' ({type(node).__name__})" if node.name else type(node).__name__
 
 
@@ -237,6 +247,44 @@ async def drive_async(steps: Generator[Any, Any, Outcome], client: Any, *, limit
                 error = exc
 
 
+def credential_names(headers: dict[str, Any], marked: frozenset[str] = frozenset()) -> frozenset[str]:
+    """Lower-case names of the headers never sent to another origin on a redirect.
+
+    A header is a credential when its value is a Secret, its name looks like one
+    (:func:`~kailash.security.secrets.is_credential_header`), or the caller marked it.
+    """
+    return frozenset(
+        str(k).lower() for k, v in headers.items()
+        if isinstance(v, Secret) or is_credential_header(str(k)) or str(k).lower() in marked
+    )
+
+
+def build_request(client: Any, method: str, url: Any, *, headers: dict[str, Any], timeout: Any,
+                  marked: frozenset[str] = frozenset(), **body: Any) -> Any:
+    """``client``'s request with Secret values revealed into it and its credential headers marked.
+
+    ``Accept-Encoding`` offers only the codings decoded under the size cap unless the
+    caller sets it; ``body`` is httpx's ``json=``, ``content=`` or ``data=``.
+    """
+    from kailash.nodes.api._response import ACCEPT_ENCODING, CREDENTIAL_EXTENSION
+
+    plain = {str(k): str(reveal(v)) for k, v in headers.items() if v is not None}
+    if not any(k.lower() == "accept-encoding" for k in plain):
+        plain["Accept-Encoding"] = ACCEPT_ENCODING
+    return client.build_request(method, url, headers=plain or None, timeout=timeout,
+                                extensions={CREDENTIAL_EXTENSION: credential_names(headers, marked)}, **body)
+
+
+def call_sync(client: Any, request: Any, *, limit: int, follow: bool, policy: RetryPolicy | None = None,
+              bucket: TokenBucket | None = None) -> Outcome:
+    """The whole call: the exchange (retries, rate limit) driven with a sync client, body capped.
+
+    Raises httpx's transport errors once retries are exhausted and
+    :class:`~kailash.nodes.api._response.ResponseTooLarge` past ``limit``.
+    """
+    return drive_sync(exchange(request, policy or RetryPolicy(), bucket), client, limit=limit, follow=follow)
+
+
 def display_url(url: Any) -> str:
     """``url`` safe to show: no user info, no query string (API keys may travel there)."""
     parts = urlsplit(str(url))
@@ -331,18 +379,23 @@ def decode_body(response: Any, fmt: str, *, node: Any, secrets: Callable[[], fro
     return response.text
 
 
-def too_large_error(exc: Any, *, node: Any, method: str, url: Any) -> NodeExecutionError:
-    """The error for a body over ``max_response_bytes`` (``exc`` is a ResponseTooLarge)."""
+def too_large_error(exc: Any, *, node: Any, method: str, url: Any, error: type[NodeExecutionError] = NodeExecutionError,
+                    **context: Any) -> NodeExecutionError:
+    """The error for a body over ``max_response_bytes`` (``exc`` is a ResponseTooLarge).
+
+    ``node`` is a node or a label; ``error`` a NodeExecutionError subclass built with ``context``.
+    """
     if exc.declared is not None:
         what = f"declares {exc.declared} bytes (Content-Length)"
     elif exc.decoded > exc.limit:
         what = f"decompressed past {exc.limit} bytes after {exc.received} bytes received"
     else:
         what = f"sent more than {exc.limit} bytes"
-    return NodeExecutionError(
+    return error(
         f"{where(node)}: the response to {method} {display_url(url)} is larger than "
         f"max_response_bytes={exc.limit}: it {what}; raise 'max_response_bytes' if the body is expected",
-        node_id=node.name, parameter="max_response_bytes", expected=f"a body of at most {exc.limit} bytes",
+        node_id=getattr(node, "name", None), parameter="max_response_bytes",
+        expected=f"a body of at most {exc.limit} bytes", **context,
     )
 
 

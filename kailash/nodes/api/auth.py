@@ -19,8 +19,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from kailash.errors import NodeConfigurationError, NodeExecutionError
-from kailash.nodes.api._response import ResponseTooLarge, client_class, send_sync
-from kailash.nodes.api._transport import display_url, make_verify, require_httpx, transport_error, where
+from kailash.nodes.api._response import ResponseTooLarge, client_class
+from kailash.nodes.api._transport import (
+    build_request,
+    call_sync,
+    display_url,
+    make_verify,
+    require_httpx,
+    transport_error,
+    where,
+)
 from kailash.nodes.base import Node, NodeParameter, register_node
 from kailash.security.secrets import Secret, as_secret, plain_secret_values, redact, reveal, wrap_secrets
 
@@ -224,8 +232,9 @@ class OAuth2Node(_SecretConfig, Node):
         timeout = float(v.get("timeout") or 30.0)
         try:
             client = self._client(v.get("verify_ssl", True))
-            request = client.build_request("POST", url, data=form, headers=headers, timeout=timeout)
-            response = send_sync(client, request, limit=TOKEN_RESPONSE_LIMIT, follow=False)  # capped body
+            request = build_request(client, "POST", url, data=form, headers=headers, timeout=timeout)
+            # the shared exchange, body capped; never redirected: the secret travels in the body
+            response = call_sync(client, request, limit=TOKEN_RESPONSE_LIMIT, follow=False).response
         except ResponseTooLarge:
             raise NodeExecutionError(
                 f"{where(self)}: the token endpoint {display_url(url)} answered with more than "

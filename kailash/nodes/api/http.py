@@ -18,11 +18,13 @@ from typing import Any, ClassVar
 
 from kailash.errors import NodeConfigurationError
 from kailash.nodes.api._params import common_parameters, marked_headers, protect_headers
-from kailash.nodes.api._response import ACCEPT_ENCODING, CREDENTIAL_EXTENSION, ResponseTooLarge, client_class
+from kailash.nodes.api._response import ResponseTooLarge, client_class
 from kailash.nodes.api._transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
     RetryPolicy,
     TokenBucket,
+    build_request,
+    credential_names,
     decode_body,
     drive_async,
     drive_sync,
@@ -36,7 +38,7 @@ from kailash.nodes.api._transport import (
 )
 from kailash.nodes.base import Node, NodeParameter, register_node
 from kailash.nodes.base_async import AsyncNode
-from kailash.security.secrets import Secret, as_secret, is_credential_header, plain_secret_values, reveal
+from kailash.security.secrets import Secret, as_secret, plain_secret_values, reveal
 
 __all__ = ["HTTPRequestNode", "AsyncHTTPRequestNode", "HTTPNodeBase", "RequestPlan", "common_parameters", "protect_headers"]
 
@@ -65,10 +67,7 @@ class RequestPlan:
 
     def credential_headers(self) -> frozenset[str]:
         """Lower-case names of the headers never sent to another origin on a redirect."""
-        return frozenset(
-            str(k).lower() for k, v in self.headers.items()
-            if isinstance(v, Secret) or is_credential_header(k) or str(k).lower() in self.secret_headers
-        )
+        return credential_names(self.headers, self.secret_headers)
 
     def secrets(self) -> frozenset[str]:
         return plain_secret_values(self.headers, self.params, self.url)
@@ -261,16 +260,13 @@ class HTTPNodeBase:
     # -- sending -----------------------------------------------------------------------
     def _build(self, client: Any, plan: RequestPlan) -> Any:
         httpx = require_httpx()
-        headers = {str(k): str(reveal(x)) for k, x in plan.headers.items() if x is not None}
-        if not any(k.lower() == "accept-encoding" for k in headers):
-            headers["Accept-Encoding"] = ACCEPT_ENCODING  # only codings decoded under the size cap
         params = {str(k): reveal(x) for k, x in plan.params.items() if x is not None}
         try:
             url: Any = str(reveal(plan.url))
             if params:  # merged with the URL's own query string, which httpx would otherwise replace
                 url = httpx.URL(url).copy_merge_params(params)
-            return client.build_request(plan.method, url, headers=headers or None, timeout=plan.timeout,
-                                        extensions={CREDENTIAL_EXTENSION: plan.credential_headers()}, **plan.body)
+            return build_request(client, plan.method, url, headers=plan.headers, timeout=plan.timeout,
+                                 marked=plan.secret_headers, **plan.body)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError, TypeError) as exc:
             raise NodeConfigurationError(
                 f"{where(self)}: cannot build the request: {type(exc).__name__}; "

@@ -1,5 +1,10 @@
 """The transport side of :mod:`kailash.nodes.data.streaming`: websocket and SSE readers.
 
+SSE is HTTP, so it is sent through the one outbound HTTP layer
+(:mod:`kailash.nodes.api._transport` and :mod:`~kailash.nodes.api._response`): the same
+request building, Secret handling and cross-origin credential stripping as every
+other outbound call; the event parser here caps each event.
+
 Each reader is an async generator of raw messages ``(kind, payload, sse_type, sse_id)``
 for one connection; reconnecting, parsing and the stop rules belong to the node. A
 :class:`Subscription` runs a stream on a background thread for per-event delivery.
@@ -18,9 +23,10 @@ from typing import Any
 
 from kailash.security.secrets import reveal
 
-__all__ = ["StreamRefused", "ws_messages", "sse_messages", "retryable_errors", "Subscription", "BUFFER"]
+__all__ = ["StreamRefused", "EventTooLarge", "DEFAULT_MAX_EVENT_BYTES", "ws_messages", "sse_messages", "retryable_errors", "Subscription", "BUFFER"]
 
 BUFFER = 1000  # events a per-event subscription holds before it stops reading (backpressure)
+DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024  # one message (websocket) or event (SSE)
 
 
 class StreamRefused(Exception):
@@ -31,13 +37,21 @@ class StreamRefused(Exception):
         self.status, self.reason = status, reason
 
 
-async def ws_messages(url: str, headers: dict[str, Any], timeout: float,
-                      verify: Any) -> AsyncGenerator[tuple[str, Any, None, None], None]:
+class EventTooLarge(Exception):
+    """An SSE event (or a line of one) went past the node's ``max_event_bytes``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"an event larger than {limit} bytes")
+        self.limit = limit
+
+
+async def ws_messages(url: str, headers: dict[str, Any], timeout: float, verify: Any,
+                      limit: int = DEFAULT_MAX_EVENT_BYTES) -> AsyncGenerator[tuple[str, Any, None, None], None]:
     """The messages of one websocket connection; ends on a normal close, raises on an abnormal one."""
     connect = _websockets_connect()
     plain = {str(k): str(reveal(v)) for k, v in headers.items()}
     kwargs: dict[str, Any] = {"additional_headers": plain, "open_timeout": min(timeout, 30.0),
-                              "max_size": 16 * 1024 * 1024, "close_timeout": 2}
+                              "max_size": limit, "close_timeout": 2}
     if url.startswith("wss://"):
         kwargs["ssl"] = _ssl_context(verify)
     async with connect(url, **kwargs) as ws:
@@ -49,42 +63,86 @@ async def ws_messages(url: str, headers: dict[str, Any], timeout: float,
                 await ws.close()
 
 
-async def sse_messages(url: str, headers: dict[str, Any], timeout: float, verify: Any,
-                       last_id: Any) -> AsyncGenerator[tuple[str, Any, Any, Any], None]:
-    """The events of one server-sent-events response (resuming after ``last_id`` when given)."""
-    from kailash.nodes.api._transport import make_verify, require_httpx
+async def sse_messages(url: str, headers: dict[str, Any], timeout: float, verify: Any, last_id: Any,
+                       limit: int = DEFAULT_MAX_EVENT_BYTES) -> AsyncGenerator[tuple[str, Any, Any, Any], None]:
+    """The events of one server-sent-events response (resuming after ``last_id`` when given).
+
+    The request goes through the one outbound HTTP layer (:mod:`kailash.nodes.api._transport`):
+    Secret header values are revealed only into it, a redirect to another origin drops
+    the credential headers. No event (nor a line still without its end) grows past
+    ``limit`` bytes: :class:`EventTooLarge` instead.
+    """
+    from kailash.nodes.api._response import client_class, open_stream_async
+    from kailash.nodes.api._transport import build_request, make_verify, require_httpx
 
     httpx = require_httpx()
-    plain = {str(k): str(reveal(v)) for k, v in headers.items()}
-    plain.setdefault("Accept", "text/event-stream")
+    plain = dict(headers)
+    if not any(str(k).lower() == "accept" for k in plain):
+        plain["Accept"] = "text/event-stream"
+    plain.setdefault("Accept-Encoding", "identity")  # a stream is read raw, never inflated
     if last_id is not None:
         plain["Last-Event-ID"] = str(last_id)
     limits = httpx.Timeout(min(timeout, 30.0), read=None)
-    async with httpx.AsyncClient(verify=make_verify(verify), timeout=limits) as client:
-        async with client.stream("GET", url, headers=plain) as response:
+    async with client_class(True)(verify=make_verify(verify), timeout=limits, follow_redirects=False) as client:
+        response = await open_stream_async(client, build_request(client, "GET", url, headers=plain, timeout=limits),
+                                           follow=True)
+        try:
             if response.status_code >= 500:  # worth another try
                 raise httpx.RemoteProtocolError(f"server answered {response.status_code}")
             if response.status_code != 200:
                 raise StreamRefused(response.status_code, response.reason_phrase)
-            etype: str | None = None
-            data: list[str] = []
-            event_id: str | None = None
-            async for line in response.aiter_lines():
-                if line == "":
-                    if data:
-                        yield "sse", "\n".join(data), etype, event_id
-                    etype, data, event_id = None, [], None
-                    continue
-                if line.startswith(":"):
-                    continue
-                name, _, value = line.partition(":")
-                value = value[1:] if value.startswith(" ") else value
-                if name == "event":
-                    etype = value
-                elif name == "data":
-                    data.append(value)
-                elif name == "id":
-                    event_id = value
+            coding = response.headers.get("content-encoding", "identity").strip().lower()
+            if coding not in ("", "identity"):
+                raise StreamRefused(response.status_code, f"compressed stream ({coding}) not accepted")
+            async for etype, data, event_id in _sse_events(response.aiter_raw(), limit):
+                yield "sse", data, etype, event_id
+        finally:
+            await response.aclose()
+
+
+async def _sse_events(chunks: Any, limit: int) -> AsyncGenerator[tuple[str | None, str, str | None], None]:
+    """``(event type, data, id)`` per dispatched event; the pending bytes never exceed ``limit``."""
+    etype: str | None = None
+    data: list[str] = []
+    size = 0
+    event_id: str | None = None
+    pending: list[bytes] = []  # the line not yet ended, in pieces (joined once it ends)
+    waiting = 0
+    cr = False  # the last chunk ended with CR: an LF opening this one belongs to it
+    async for chunk in chunks:
+        if cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        cr = chunk.endswith(b"\r")
+        parts = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        if len(parts) > 1:
+            lines = [b"".join(pending) + parts[0], *parts[1:-1]]
+            pending, waiting = [], 0
+        else:
+            lines = []
+        pending.append(parts[-1])
+        waiting += len(parts[-1])
+        if waiting + size > limit:
+            raise EventTooLarge(limit)
+        for raw in lines:
+            line = raw.decode("utf-8", "replace")
+            if line == "":
+                if data:
+                    yield etype, "\n".join(data), event_id
+                etype, data, size, event_id = None, [], 0, None
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "event":
+                etype = value
+            elif name == "data":
+                size += len(raw)
+                if size > limit:
+                    raise EventTooLarge(limit)
+                data.append(value)
+            elif name == "id":
+                event_id = value
 
 
 class Subscription:

@@ -23,10 +23,19 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from kailash._backoff import backoff_delay
 from kailash.errors import NodeConfigurationError, NodeExecutionError
 from kailash.nodes.base import NodeParameter, register_node
 from kailash.nodes.base_async import AsyncNode, run_coroutine
-from kailash.nodes.data._stream_io import StreamRefused, Subscription, retryable_errors, sse_messages, ws_messages
+from kailash.nodes.data._stream_io import (
+    DEFAULT_MAX_EVENT_BYTES,
+    EventTooLarge,
+    StreamRefused,
+    Subscription,
+    retryable_errors,
+    sse_messages,
+    ws_messages,
+)
 from kailash.nodes.logic.expressions import compile_expression
 from kailash.security.secrets import Secret, plain_secret_values, redact, reveal
 
@@ -47,6 +56,7 @@ class _Spec:
     reconnects: int
     backoff: float
     verify: Any
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     url_secrets: tuple[str, ...] = ()  # query values of a secret stream_url (e.g. ?token=...)
     finished: list[str] = field(default_factory=list)  # why the stream ended, once it has
 
@@ -111,6 +121,9 @@ class EventStreamNode(AsyncNode):
                 type=float, default=0.5, description="first reconnect wait in seconds; doubles each time"
             ),
             "verify_ssl": NodeParameter(type=(bool, str), default=True, description="verify TLS (or a CA bundle)"),
+            "max_event_bytes": NodeParameter(
+                type=int, default=DEFAULT_MAX_EVENT_BYTES, description="largest single message or event, in bytes"
+            ),
         }
 
     def get_outputs(self) -> dict[str, NodeParameter]:
@@ -183,6 +196,10 @@ class EventStreamNode(AsyncNode):
             raise self._bad("max_events", "a positive number", max_events)
         types = v.get("event_types")
         cond = v.get("stop_condition")
+        cap = v.get("max_event_bytes")
+        cap = DEFAULT_MAX_EVENT_BYTES if cap is None else cap
+        if type(cap) is not int or cap <= 0:
+            raise self._bad("max_event_bytes", "a positive number of bytes", cap)
         return _Spec(
             url=url,
             event_types=frozenset(str(t) for t in types) if types else None,
@@ -196,6 +213,7 @@ class EventStreamNode(AsyncNode):
             reconnects=int(_number(v, "reconnect_attempts", 3)),
             backoff=_number(v, "reconnect_backoff", 0.5),
             verify=v.get("verify_ssl") if v.get("verify_ssl") is not None else True,
+            max_event_bytes=cap,
             url_secrets=tuple(x for _, x in parse_qsl(urlsplit(url).query)) if isinstance(v["stream_url"], Secret) else (),
         )
 
@@ -283,8 +301,9 @@ class EventStreamNode(AsyncNode):
         state: dict[str, Any] = {"last_id": None}
         while True:
             try:
-                source = (ws_messages(spec.url, spec.headers, spec.timeout, spec.verify) if ws else
-                          sse_messages(spec.url, spec.headers, spec.timeout, spec.verify, state["last_id"]))
+                source = (ws_messages(spec.url, spec.headers, spec.timeout, spec.verify, spec.max_event_bytes) if ws else
+                          sse_messages(spec.url, spec.headers, spec.timeout, spec.verify, state["last_id"],
+                                       spec.max_event_bytes))
                 async with contextlib.aclosing(source) as messages:
                     async for kind, raw, sse_type, sse_id in messages:
                         failures = 0
@@ -296,6 +315,12 @@ class EventStreamNode(AsyncNode):
                             state["last_id"] = event["id"]
                         yield event
                 return
+            except EventTooLarge as exc:  # the same server would send it again: no reconnect
+                raise self._error(
+                    f"the stream {_display(spec.url)} sent an event larger than max_event_bytes={exc.limit}; "
+                    "raise 'max_event_bytes' if such events are expected",
+                    spec, parameter="max_event_bytes", expected=f"events of at most {exc.limit} bytes",
+                ) from None
             except StreamRefused as exc:
                 raise self._error(
                     f"the SSE endpoint {_display(spec.url)} answered {exc.status} {exc.reason}; "
@@ -317,7 +342,7 @@ class EventStreamNode(AsyncNode):
                         "check that the server is reachable (reconnect_attempts sets how often to retry)",
                         spec, parameter="stream_url", expected="a reachable stream",
                     ) from exc
-                await asyncio.sleep(spec.backoff * (2 ** (failures - 1)))
+                await asyncio.sleep(backoff_delay(failures, backoff=spec.backoff, max_backoff=30.0, jitter=False))
 
     def _parse(self, spec: _Spec, kind: str, raw: Any, sse_type: str | None, sse_id: Any,
                index: int) -> dict[str, Any] | None:

@@ -70,6 +70,7 @@ def get_provider(
     api_key: Secret | str | None = None,
     timeout: float | None = None,
     owner: str = "provider",
+    max_response_bytes: int | None = None,
 ) -> ModelProvider:
     """Build the provider named by ``provider`` (or ``KAILASH_LLM_PROVIDER``, default offline).
 
@@ -80,6 +81,8 @@ def get_provider(
         api_key: a Secret or string; default from the environment.
         timeout: seconds per call.
         owner: how error messages name the caller (a node label).
+        max_response_bytes: the largest answer body accepted, received and decompressed
+            (default 10 MiB); a larger one fails with a ProviderError naming ``owner``.
 
     Raises:
         NodeConfigurationError: an unknown provider name, or Anthropic without a key.
@@ -113,6 +116,16 @@ def get_provider(
     kw: dict[str, Any] = {}
     if timeout is not None:
         kw["timeout"] = float(timeout)
+    if kind != "offline":
+        kw["owner"] = None if owner == "provider" else owner
+        if max_response_bytes is not None:
+            if type(max_response_bytes) is not int or max_response_bytes <= 0:
+                raise NodeConfigurationError(
+                    f"{owner}: parameter 'max_response_bytes' must be a positive number of bytes, "
+                    f"got {max_response_bytes!r}",
+                    parameter="max_response_bytes", expected="an int > 0", got=max_response_bytes,
+                )
+            kw["max_response_bytes"] = max_response_bytes
     if kind == "offline":
         return OfflineProvider(model=model or "kailash-offline-1")
     require("network", who=owner, what=f"calling the '{kind}' model provider", parameter="provider")

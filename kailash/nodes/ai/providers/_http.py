@@ -1,38 +1,78 @@
 """The one HTTP call every remote provider makes: POST JSON, get JSON, fail clearly.
 
-Owns timeouts, status handling and turning transport failures into
-:class:`ProviderError` with the provider's name and URL — never the API key, which is
-redacted from any echoed response text. ``httpx`` is imported here, on first use.
+The call goes through Kailash's one outbound HTTP layer (:mod:`kailash.nodes.api._transport`):
+the response body is capped at ``max_response_bytes`` (received and decompressed), a
+redirect to another origin drops the API key headers, and transport failures become
+:class:`ProviderError` naming the caller, the provider and the URL — never the API
+key, which is redacted from any echoed response text. ``httpx`` is imported on first use.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Any
 
 from kailash.nodes.ai.providers.base import ProviderError
+from kailash.nodes.api._transport import DEFAULT_MAX_RESPONSE_BYTES
 from kailash.security.secrets import Secret, redact, reveal
 
-__all__ = ["HTTPProvider", "post_json", "require_httpx", "function_tool_calls"]
+__all__ = ["HTTPProvider", "post_json", "require_httpx", "function_tool_calls", "DEFAULT_MAX_RESPONSE_BYTES"]
 
 
 class HTTPProvider:
     """What every remote provider holds: model, base URL, optional key (as a Secret), timeout.
 
     Subclasses set ``name`` and ``path`` (appended to the base URL) and implement ``chat``.
+    ``max_response_bytes`` caps each answer's body; ``owner`` is how errors name the
+    caller (a node label). The provider keeps one connection pool, closed when it goes away.
     """
 
     name = "http"
     path = ""
 
-    def __init__(self, *, model: str, base_url: str, api_key: Secret | str | None = None, timeout: float = 60.0) -> None:
+    def __init__(self, *, model: str, base_url: str, api_key: Secret | str | None = None, timeout: float = 60.0,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, owner: str | None = None) -> None:
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.api_key = Secret(api_key) if api_key is not None and not isinstance(api_key, Secret) else api_key
         self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
+        self.owner = owner
+        self._client: Any = None
+        self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
         return f"{self.base_url}{self.path}"
+
+    def client(self) -> Any:
+        """This provider's httpx client (redirects followed hop by hop by the shared layer)."""
+        if self._client is None:
+            from kailash.nodes.api._response import client_class
+
+            require_httpx()
+            with self._lock:
+                if self._client is None:
+                    client = client_class(False)(follow_redirects=False)
+                    weakref.finalize(self, client.close)
+                    self._client = client
+        return self._client
+
+    def post(self, payload: dict[str, Any], headers: dict[str, Any]) -> dict[str, Any]:
+        """POST ``payload`` to :attr:`url` through the shared layer; the JSON object answer."""
+        return post_json(provider=self.name, url=self.url, payload=payload, headers=headers, timeout=self.timeout,
+                         secret=self.api_key, client=self.client(), limit=self.max_response_bytes, owner=self.owner)
+
+    def __getstate__(self) -> dict[str, Any]:  # the pool and its lock stay in this process
+        state = dict(self.__dict__)
+        state["_client"] = None
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:  # never the key
         return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r})"
@@ -54,45 +94,62 @@ def post_json(
     headers: dict[str, Any],
     timeout: float,
     secret: Secret | str | None = None,
+    client: Any = None,
+    limit: int = DEFAULT_MAX_RESPONSE_BYTES,
+    owner: str | None = None,
 ) -> dict[str, Any]:
     """POST ``payload`` as JSON and return the decoded JSON object answer.
 
     Raises:
-        ProviderError: on timeout, connection failure, a non-2xx status, or a body that
-            is not a JSON object. Messages never contain the API key.
+        ProviderError: on timeout, connection failure, a body over ``limit`` bytes, a
+            non-2xx status, or a body that is not a JSON object. Messages never contain
+            the API key.
     """
+    from kailash.nodes.api._response import ResponseTooLarge, client_class
+    from kailash.nodes.api._transport import build_request, call_sync, too_large_error
+
     httpx = require_httpx()
-    plain_headers = {k: str(reveal(v)) for k, v in headers.items() if v is not None}
     secret_values = frozenset({str(reveal(secret))}) if secret else frozenset()
+    who = f"{owner}: provider '{provider}'" if owner else f"provider '{provider}'"
+    own = client is None
+    if own:
+        client = client_class(False)(follow_redirects=False)
     try:
-        response = httpx.post(url, json=payload, headers=plain_headers, timeout=timeout)
+        request = build_request(client, "POST", url, json=payload, timeout=timeout,
+                                headers={k: v for k, v in headers.items() if v is not None})
+        response = call_sync(client, request, limit=limit, follow=True).response
+    except ResponseTooLarge as exc:
+        raise too_large_error(exc, node=who, method="POST", url=url, error=ProviderError, provider=provider) from None
     except httpx.TimeoutException as exc:
         raise ProviderError(
-            f"provider '{provider}' timed out after {timeout:g}s at {url}; raise 'timeout' or check the server",
+            f"{who} timed out after {timeout:g}s at {url}; raise 'timeout' or check the server",
             provider=provider, expected=f"an answer within {timeout:g}s",
         ) from exc
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise ProviderError(
-            f"provider '{provider}' is unreachable at {url}: {type(exc).__name__}: {redact(str(exc), secret_values)}",
+            f"{who} is unreachable at {url}: {type(exc).__name__}: {redact(str(exc), secret_values)}",
             provider=provider,
         ) from exc
+    finally:
+        if own:
+            client.close()
     if response.status_code >= 400:
         body = redact(response.text[:300], secret_values)
         hint = " (check the API key)" if response.status_code in (401, 403) else ""
         raise ProviderError(
-            f"provider '{provider}' answered HTTP {response.status_code} at {url}{hint}: {body}",
+            f"{who} answered HTTP {response.status_code} at {url}{hint}: {body}",
             provider=provider, expected="HTTP 2xx", got=response.status_code,
         )
     try:
         data = response.json()
     except ValueError as exc:
         raise ProviderError(
-            f"provider '{provider}' returned malformed JSON at {url}: {redact(response.text[:120], secret_values)!r}",
+            f"{who} returned malformed JSON at {url}: {redact(response.text[:120], secret_values)!r}",
             provider=provider, expected="a JSON object",
         ) from exc
     if not isinstance(data, dict):
         raise ProviderError(
-            f"provider '{provider}' returned JSON {type(data).__name__} at {url}, expected an object",
+            f"{who} returned JSON {type(data).__name__} at {url}, expected an object",
             provider=provider, expected="a JSON object", got=type(data).__name__,
         )
     return data

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from kailash.nodes.ai.providers._http import HTTPProvider, malformed, post_json
+from kailash.nodes.ai.providers._http import HTTPProvider, malformed
 from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ToolCall, ToolSpec
 from kailash.security.secrets import Secret
 
@@ -28,14 +28,15 @@ class AnthropicProvider(HTTPProvider):
         api_key: a Secret or string; required by the real API.
         timeout: seconds to wait for one answer.
         default_max_tokens: the API requires ``max_tokens``; used when a call gives none.
+        options: ``max_response_bytes`` and ``owner`` (see :class:`HTTPProvider`).
     """
 
     name = "anthropic"
     path = "/v1/messages"
 
     def __init__(self, *, model: str, base_url: str, api_key: Secret | str | None = None, timeout: float = 60.0,
-                 default_max_tokens: int = 1024) -> None:
-        super().__init__(model=model, base_url=base_url, api_key=api_key, timeout=timeout)
+                 default_max_tokens: int = 1024, **options: Any) -> None:
+        super().__init__(model=model, base_url=base_url, api_key=api_key, timeout=timeout, **options)
         self.default_max_tokens = default_max_tokens
 
     def chat(
@@ -60,8 +61,7 @@ class AnthropicProvider(HTTPProvider):
         if temperature is not None:
             payload["temperature"] = temperature
         headers = {"x-api-key": self.api_key, "anthropic-version": ANTHROPIC_VERSION}
-        data = post_json(provider=self.name, url=self.url, payload=payload, headers=headers,
-                         timeout=self.timeout, secret=self.api_key)
+        data = self.post(payload, headers)
         blocks = data.get("content")
         if not isinstance(blocks, list):
             raise malformed(self.name, self.url, "no 'content' list")

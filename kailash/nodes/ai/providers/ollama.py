@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from kailash.nodes.ai.providers._http import HTTPProvider, function_tool_calls, malformed, post_json
+from kailash.nodes.ai.providers._http import HTTPProvider, function_tool_calls, malformed
 from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ToolSpec
 
 __all__ = ["OllamaProvider"]
@@ -22,13 +22,14 @@ class OllamaProvider(HTTPProvider):
         model: a pulled model name, e.g. ``"llama3.2"``.
         base_url: the server, e.g. ``"http://127.0.0.1:11434"``.
         timeout: seconds to wait for one answer (local models can be slow).
+        options: ``max_response_bytes`` and ``owner`` (see :class:`HTTPProvider`).
     """
 
     name = "ollama"
     path = "/api/chat"
 
-    def __init__(self, *, model: str, base_url: str, timeout: float = 120.0) -> None:
-        super().__init__(model=model, base_url=base_url, timeout=timeout)
+    def __init__(self, *, model: str, base_url: str, timeout: float = 120.0, **options: Any) -> None:
+        super().__init__(model=model, base_url=base_url, timeout=timeout, **options)
 
     def chat(
         self,
@@ -52,7 +53,7 @@ class OllamaProvider(HTTPProvider):
             options["num_predict"] = max_tokens
         if options:
             payload["options"] = options
-        data = post_json(provider=self.name, url=self.url, payload=payload, headers={}, timeout=self.timeout)
+        data = self.post(payload, {})
         if "error" in data and "message" not in data:
             raise malformed(self.name, self.url, f"error {str(data['error'])[:200]}")
         message = data.get("message")

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from kailash.nodes.ai.providers._http import HTTPProvider, function_tool_calls, malformed, post_json
+from kailash.nodes.ai.providers._http import HTTPProvider, function_tool_calls, malformed
 from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ToolSpec
 from kailash.security.secrets import Secret
 
@@ -27,6 +27,8 @@ class OpenAIProvider(HTTPProvider):
         base_url: e.g. ``"http://127.0.0.1:8000/v1"`` for vLLM; default OpenAI's.
         api_key: a :class:`~kailash.security.secrets.Secret` or string; sent as a bearer token.
         timeout: seconds to wait for one answer.
+        max_response_bytes: the largest answer body accepted (received and decompressed).
+        owner: how errors name the caller (a node label).
 
     Example:
         >>> p = OpenAIProvider(model="gpt-4o-mini", base_url="http://127.0.0.1:9/v1")
@@ -57,8 +59,7 @@ class OpenAIProvider(HTTPProvider):
         if max_tokens is not None:
             payload["max_tokens"] = max_tokens
         headers = {"Authorization": Secret(f"Bearer {self.api_key.reveal()}") if self.api_key else None}
-        data = post_json(provider=self.name, url=self.url, payload=payload, headers=headers,
-                         timeout=self.timeout, secret=self.api_key)
+        data = self.post(payload, headers)
         return self._from_wire(data)
 
     def _from_wire(self, data: dict[str, Any]) -> ChatResponse:
