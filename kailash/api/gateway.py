@@ -121,7 +121,7 @@ class WorkflowGateway:
             AuthenticationMiddleware(api_keys=api_keys) if api_keys is not None else None)
         self._limiters: list[RateLimitingMiddleware] = []
         self._tenant_limiter: RateLimitingMiddleware | None = None
-        self._body_limit = BodySizeLimitMiddleware(max_body_size=max_body_size)
+        self.body_limit = BodySizeLimitMiddleware(max_body_size=max_body_size)  # the pipeline's last slot
         self._workspaces: dict[str | None, Workspace] = {}
         self._workspace_born: dict[str | None, float] = {}
         self.tenant_refresh = 30.0  # seconds before a tenant's policy is read again (changes by other processes)
@@ -225,18 +225,13 @@ class WorkflowGateway:
         return self._tenant_limiter
 
     @property
-    def body_limit(self) -> BodySizeLimitMiddleware:
-        """The body-size cap (the last slot of the pipeline)."""
-        return self._body_limit
-
-    @property
     def max_body_size(self) -> int:
         """Request bodies larger than this many bytes get 413 (may be changed while serving)."""
-        return self._body_limit.max_body_size
+        return self.body_limit.max_body_size
 
     @max_body_size.setter
     def max_body_size(self, value: int) -> None:
-        self._body_limit.max_body_size = value
+        self.body_limit.max_body_size = value
 
     def origin_policy(self) -> OriginPolicy:
         """The :class:`~kailash.api.crosssite.OriginPolicy` for the current settings (cached per settings)."""
@@ -286,10 +281,7 @@ class WorkflowGateway:
         return self._workspaces.get(tenant_id)
 
     def refresh_tenant(self, tenant_id: str) -> None:
-        """Forget a tenant's workspace read more than ``tenant_refresh`` seconds ago.
-
-        So a policy changed by another process (``kailash tenant set-capabilities``) applies here too.
-        """
+        """Forget a tenant's workspace read over ``tenant_refresh`` s ago (its policy may have changed elsewhere)."""
         born = self._workspace_born.get(tenant_id)
         if born is not None and time.monotonic() - born > self.tenant_refresh:
             self._workspaces.pop(tenant_id, None)

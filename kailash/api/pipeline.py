@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from kailash.api.crosssite import OriginPolicy, refusal
+from kailash.api.crosssite import refusal
 from kailash.api.limits import resolve_client
 from kailash.api.middleware import principal_of, reject_rate_limited
 from kailash.api.responses import deny_websocket, error_body, send_json
 
-__all__ = ["GatewayLayer", "guard", "limit", "origin_policy"]
+__all__ = ["GatewayLayer", "guard", "limit"]
 
 
 class GatewayLayer:
@@ -41,12 +41,6 @@ class GatewayLayer:
             await limit(gw, scope, receive, send, self.app)
         else:
             await gw.body_limit.dispatch(scope, receive, send, self.app)
-
-
-def origin_policy(gw: Any) -> OriginPolicy:
-    """The gateway's :class:`~kailash.api.crosssite.OriginPolicy` for its current settings (cached)."""
-    policy: OriginPolicy = gw.origin_policy()
-    return policy
 
 
 async def limit(gw: Any, scope: dict[str, Any], receive: Any, send: Any, app: Any) -> None:
@@ -84,7 +78,7 @@ async def guard(gw: Any, scope: dict[str, Any], receive: Any, send: Any, app: An
     """Settle the client address, then answer 403 to what :func:`~kailash.api.crosssite.refusal` refuses."""
     if scope["type"] in ("http", "websocket"):
         resolve_client(scope, gw.trusted_proxies)
-        refused = refusal(scope, origin_policy(gw), trusted_proxies=gw.trusted_proxies)
+        refused = refusal(scope, gw.origin_policy(), trusted_proxies=gw.trusted_proxies)
         if refused is not None:
             body = error_body(*refused)
             if scope["type"] == "websocket":

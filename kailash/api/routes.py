@@ -25,8 +25,17 @@ INSTALLERS = ("catalog_routes", "studio_routes", "workflow_routes", "validation_
 
 
 def install(app: Any, gw: Any) -> None:
-    """Add every resource's routes to ``app``."""
-    import importlib
+    """Add every resource's routes to ``app``, in the order of :data:`INSTALLERS`."""
+    from kailash.api import (
+        catalog_routes,
+        event_routes,
+        run_routes,
+        studio_routes,
+        validation_routes,
+        workflow_routes,
+    )
 
+    modules = {"catalog_routes": catalog_routes, "studio_routes": studio_routes, "workflow_routes": workflow_routes,
+               "validation_routes": validation_routes, "run_routes": run_routes, "event_routes": event_routes}
     for name in INSTALLERS:
-        importlib.import_module(f"kailash.api.{name}").install(app, gw)
+        modules[name].install(app, gw)
