@@ -118,7 +118,7 @@ def answer(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
 async def handle(request: Request, exc: Exception) -> JSONResponse:
     """The gateway's one exception handler: answer ``exc`` from the table."""
     status, body, headers = answer(exc)
-    if status >= 500:
+    if status >= 500 and not isinstance(exc, (ApiError, StarletteHTTPException)):  # those chose their status
         logger.error("%s on %s %s: %s", body["error"]["code"], request.method, request.url.path, type(exc).__name__)
     return JSONResponse(body, status, headers=headers or None)
 
