@@ -6,8 +6,12 @@ and, with tenancy, every tenant's). Requests pass, outermost first: the cross-si
 guard (:mod:`kailash.api.crosssite`, which also settles the client address), authentication
 (which attaches the caller's :class:`~kailash.api.middleware.Principal`), rate limits
 (added ``RateLimitingMiddleware`` and the tenant's own limit), the body-size cap,
-then the routes in :mod:`kailash.api.routes` and :mod:`kailash.api.run_routes`.
-The REST contract is documented in ``docs/api.md``. Requires ``pip install 'kailash[api]'``.
+then the routes (:mod:`kailash.api.routes` lists the installers, one per resource).
+The gateway is the one object holding the serving state; the pipeline, the routes and
+the lifespan use its public methods only. Every exception leaving a route is answered
+from the one table of :mod:`kailash.api.failures`. The application is assembled in
+:mod:`kailash.api.app`. The REST contract is documented in ``docs/api.md``.
+Requires ``pip install 'kailash[api]'``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from kailash.api.crosssite import OriginPolicy, check_keyless_exposure
@@ -25,9 +28,8 @@ from kailash.api.middleware import (
     BodySizeLimitMiddleware,
     Principal,
     RateLimitingMiddleware,
-    principal_of,
-    reject_rate_limited,
 )
+from kailash.api.registration import RegisteredWorkflow, registered_entry
 from kailash.api.responses import ApiError
 from kailash.api.storage import Workspace
 
@@ -43,19 +45,6 @@ def require_fastapi() -> Any:
     except ImportError:
         raise ImportError("the workflow gateway needs FastAPI and uvicorn: pip install 'kailash[api]'") from None
     return fastapi
-
-
-@dataclass(kw_only=True)
-class RegisteredWorkflow:
-    """A workflow registered in code with :meth:`WorkflowGateway.register_workflow`."""
-
-    name: str
-    workflow: Any
-    description: str = ""
-    mcp_config: dict[str, Any] | None = None
-    secrets: frozenset[str] = frozenset()
-    allow_overrides: dict[str, frozenset[str]] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 class WorkflowGateway:
@@ -132,7 +121,7 @@ class WorkflowGateway:
             AuthenticationMiddleware(api_keys=api_keys) if api_keys is not None else None)
         self._limiters: list[RateLimitingMiddleware] = []
         self._tenant_limiter: RateLimitingMiddleware | None = None
-        self._body_limit = BodySizeLimitMiddleware(max_body_size=max_body_size)
+        self.body_limit = BodySizeLimitMiddleware(max_body_size=max_body_size)  # the pipeline's last slot
         self._workspaces: dict[str | None, Workspace] = {}
         self._workspace_born: dict[str | None, float] = {}
         self.tenant_refresh = 30.0  # seconds before a tenant's policy is read again (changes by other processes)
@@ -160,29 +149,8 @@ class WorkflowGateway:
                 URLs, files, commands; see :mod:`kailash.api.overrides`) that a run may replace.
                 Without it a run that tries gets 422 ``parameter_not_overridable``.
         """
-        from kailash.api.documents import NAME_PATTERN
-        from kailash.security.secrets import plain_secret_values
-
-        if not isinstance(name, str) or not NAME_PATTERN.match(name):
-            raise ValueError(f"register_workflow: name {name!r} must be 1-128 letters, digits, '_', '.' or '-', "
-                             "starting with a letter or digit")
-        if not hasattr(workflow, "compile") or not hasattr(workflow, "nodes"):
-            raise TypeError(f"register_workflow('{name}', ...): expected a Workflow, got {type(workflow).__name__}")
-        workflow.compile()  # raises WorkflowValidationError listing every problem
-        from kailash.api.overrides import parse_allowed
-
-        allowed = parse_allowed(allow_overrides, workflow, where=f"register_workflow('{name}', ...)")
-        parse_allowed((getattr(workflow, "metadata", None) or {}).get("allow_overrides"), workflow,
-                      where=f"workflow '{name}' metadata")
-        if mcp_config:
-            from kailash.nodes.mcp import register_mcp_servers
-
-            register_mcp_servers(mcp_config)
-        secrets = plain_secret_values(*[n.config for n in workflow.nodes.values()])
-        self.registered[name] = RegisteredWorkflow(
-            name=name, workflow=workflow, description=description if description is not None else workflow.description,
-            mcp_config=dict(mcp_config) if mcp_config else None, secrets=secrets, allow_overrides=allowed,
-            options=options)
+        self.registered[name] = registered_entry(name, workflow, mcp_config, description=description,
+                                                 allow_overrides=allow_overrides, options=options)
         self._openapi = None
 
     def unregister_workflow(self, name: str) -> None:
@@ -244,30 +212,35 @@ class WorkflowGateway:
         if self.keyless:
             check_keyless_exposure(str(self.host), self.cors_origins, override=self.insecure_no_auth_on_network)
 
-    async def _limit(self, scope: dict[str, Any], receive: Any, send: Any, app: Any) -> None:
-        if scope["type"] in ("http", "websocket"):
-            principal = principal_of(scope)
-            if principal is not None and self.tenants is not None and await _wrong_host(self, principal, scope,
-                                                                                        send):
-                return
-            if principal is not None and principal.tenant_id is not None and principal.requests_per_minute:
-                limiter = self._tenant_limiter
-                if limiter is None:
-                    limiter = self._tenant_limiter = RateLimitingMiddleware(
-                        requests_per_minute=principal.requests_per_minute, redis_url=self.redis_url,
-                        key_prefix="kailash:tenant")
-                wait = await limiter.retry_after(f"{principal.tenant_id}", principal.requests_per_minute,
-                                                 redis_db=principal.redis_db)
-                if wait > 0:
-                    await reject_rate_limited(scope, send, principal.requests_per_minute, wait)
-                    return
-        if not self._limiters:
-            await app(scope, receive, send)
-            return
-        inner = app
-        for limiter in reversed(self._limiters):
-            inner = _bind(limiter, inner)
-        await inner(scope, receive, send)
+    @property
+    def rate_limiters(self) -> tuple[RateLimitingMiddleware, ...]:
+        """The rate limits added with :meth:`add_middleware`, in the order added."""
+        return tuple(self._limiters)
+
+    def tenant_limiter(self, requests_per_minute: int) -> RateLimitingMiddleware:
+        """The limiter counting tenants' own ``requests_per_minute`` (created on first use)."""
+        if self._tenant_limiter is None:
+            self._tenant_limiter = RateLimitingMiddleware(requests_per_minute=requests_per_minute,
+                                                          redis_url=self.redis_url, key_prefix="kailash:tenant")
+        return self._tenant_limiter
+
+    @property
+    def max_body_size(self) -> int:
+        """Request bodies larger than this many bytes get 413 (may be changed while serving)."""
+        return self.body_limit.max_body_size
+
+    @max_body_size.setter
+    def max_body_size(self, value: int) -> None:
+        self.body_limit.max_body_size = value
+
+    def origin_policy(self) -> OriginPolicy:
+        """The :class:`~kailash.api.crosssite.OriginPolicy` for the current settings (cached per settings)."""
+        keyless = self.keyless
+        key = (keyless, tuple(self.cors_origins or ()), self.host)
+        policy = self._policies.get(key)
+        if policy is None:
+            policy = self._policies[key] = OriginPolicy.build(self.cors_origins, keyless=keyless, host=str(self.host))
+        return policy
 
     # -- namespaces --------------------------------------------------------------------------
     @property
@@ -302,6 +275,17 @@ class WorkflowGateway:
                     self._workspaces[tenant_id] = ws
                     self._workspace_born[tenant_id] = time.monotonic()
         return ws
+
+    def open_workspace(self, tenant_id: str | None) -> Workspace | None:
+        """The namespace's workspace if already open (never blocks), else ``None``."""
+        return self._workspaces.get(tenant_id)
+
+    def refresh_tenant(self, tenant_id: str) -> None:
+        """Forget a tenant's workspace read over ``tenant_refresh`` s ago (its policy may have changed elsewhere)."""
+        born = self._workspace_born.get(tenant_id)
+        if born is not None and time.monotonic() - born > self.tenant_refresh:
+            self._workspaces.pop(tenant_id, None)
+            self._workspace_born.pop(tenant_id, None)
 
     def concurrency_limit(self, principal: Principal | None) -> int | None:
         if principal is not None and principal.tenant_id is not None:
@@ -350,47 +334,40 @@ class WorkflowGateway:
                     self._app = self._build_app()
         return self._app
 
-    def _build_app(self) -> Any:
-        fastapi = require_fastapi()
-        from starlette.middleware import Middleware
+    def _build_app(self) -> Any:  # WorkflowAPI adds its own routes here
+        from kailash.api.app import build_app
 
-        from kailash.api import routes, run_routes
-
-        app = fastapi.FastAPI(title=self.title, description=self.description or "Kailash workflows over HTTP",
-                              version=_version(), lifespan=self._lifespan)
-        app.state.gateway = self
-        if self.cors_origins:
-            from starlette.middleware.cors import CORSMiddleware
-
-            app.user_middleware.append(Middleware(CORSMiddleware, allow_origins=self.cors_origins,
-                                                  allow_methods=["*"], allow_headers=["*"]))
-        from kailash.api.pipeline import GatewayLayer
-
-        app.user_middleware += [Middleware(GatewayLayer, gateway=self, kind=k) for k in ("guard", "auth", "limits", "body")]
-        routes.install(app, self)
-        run_routes.install(app, self)
-        app.openapi = lambda: self.openapi_schema(app)  # type: ignore[method-assign]
-        return app
-
-    def _lifespan(self, app: Any) -> Any:
-        from kailash.api.serving import lifespan
-
-        return lifespan(self)
+        return build_app(self)
 
     def openapi_schema(self, app: Any) -> dict[str, Any]:
         """The OpenAPI document, with one execute operation per registered workflow."""
         if self._openapi is None:
-            from kailash.api.run_routes import openapi_document
+            from kailash.api.openapi import openapi_document
 
             self._openapi = openapi_document(self, app)
         return self._openapi
 
+    async def aclose(self) -> None:
+        """Release what serving opened: the run pool, Redis connections and storage the gateway opened itself."""
+        self.runs.shutdown()
+        for limiter in [*self._limiters, self._tenant_limiter]:
+            if limiter is not None:
+                await limiter.aclose()
+        storage = self._storage
+        if self._owns_storage and storage is not None and hasattr(storage, "close"):  # a PostgreSQL pool
+            storage.close()
+            self._storage, self._owns_storage = None, False
+            self._workspaces.clear()
+
     # -- serving ------------------------------------------------------------------------------
     def start(self, **uvicorn_options: Any) -> None:
-        """Serve until interrupted (blocking). Extra keywords go to ``uvicorn.Config``."""
+        """Serve until interrupted (blocking). Extra keywords go to ``uvicorn.Config``.
+
+        Raises:
+            ValueError: keyless serving on an exposed host (see :meth:`check_exposure`).
+        """
         from kailash.api.serving import uvicorn_server
 
-        self._before_serving(uvicorn_options)
         names = ", ".join(sorted(self.registered)) or "none yet"
         logger.info("Kailash gateway: workflows %s; Studio at /studio; API docs at /docs", names)
         uvicorn_server(self, **uvicorn_options).run()
@@ -408,39 +385,7 @@ class WorkflowGateway:
         """
         from kailash.api.serving import serve_in_thread
 
-        self._before_serving(uvicorn_options)
         return serve_in_thread(self, timeout, **uvicorn_options)
-
-    def _before_serving(self, uvicorn_options: dict[str, Any]) -> None:
-        self.check_exposure()
-        if self.keyless:
-            logger.warning("serving WITHOUT API keys: any program or user on this machine can run code as this "
-                           "process; pages from other origins and other Host names are refused")
-        # the client address comes from trusted_proxies alone: uvicorn's own X-Forwarded-For
-        # handling would believe any local caller (each request a new rate-limit bucket)
-        uvicorn_options.setdefault("proxy_headers", False)
-
-
-async def _wrong_host(gw: WorkflowGateway, principal: Principal, scope: dict[str, Any], send: Any) -> bool:
-    """Answer 421 when the key is used under a host name it may not be (tenant domains); True if answered.
-
-    Also forgets a tenant's workspace read more than ``tenant_refresh`` seconds ago, so a
-    policy changed by another process (``kailash tenant set-capabilities``) applies here too.
-    """
-    from kailash.api.tenant_hosts import refuse_misdirected
-
-    born = gw._workspace_born.get(principal.tenant_id)
-    if principal.tenant_id is not None and born is not None and time.monotonic() - born > gw.tenant_refresh:
-        gw._workspaces.pop(principal.tenant_id, None)
-        gw._workspace_born.pop(principal.tenant_id, None)
-    return await refuse_misdirected(gw.tenants, principal, scope, send)
-
-
-def _bind(middleware: Any, app: Any) -> Any:
-    async def call(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await middleware.dispatch(scope, receive, send, app)
-
-    return call
 
 
 def _version() -> str:

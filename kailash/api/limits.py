@@ -238,7 +238,11 @@ class RedisCounters:
 
 
 class BodyTooLarge(Exception):
-    """Raised from ``receive`` when a request body passes the cap."""
+    """Raised from ``receive`` when a request body passes the cap of ``max_body_size`` bytes."""
+
+    def __init__(self, max_body_size: int = 0) -> None:
+        super().__init__(f"request body is larger than {max_body_size} bytes")
+        self.max_body_size = max_body_size
 
 
 class BodySizeLimitMiddleware:
@@ -255,7 +259,8 @@ class BodySizeLimitMiddleware:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         await self.dispatch(scope, receive, send, self.app)
 
-    def _body(self) -> dict[str, Any]:
+    def too_large_body(self) -> dict[str, Any]:
+        """The 413 error body naming the cap."""
         return error_body("body_too_large", f"request body is larger than {self.max_body_size} bytes",
                           max_body_size=self.max_body_size)
 
@@ -266,7 +271,7 @@ class BodySizeLimitMiddleware:
         limit = self.max_body_size
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await send_json(send, 413, self._body())
+            await send_json(send, 413, self.too_large_body())
             return
         seen = 0
         started = False
@@ -277,7 +282,7 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise BodyTooLarge()
+                    raise BodyTooLarge(limit)
             return message
 
         async def tracking_send(message: dict[str, Any]) -> None:
@@ -290,4 +295,4 @@ class BodySizeLimitMiddleware:
             await app(scope, counted_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await send_json(send, 413, self._body())
+                await send_json(send, 413, self.too_large_body())

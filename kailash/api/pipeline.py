@@ -2,19 +2,21 @@
 
 ``guard`` (the cross-site and Host checks of :mod:`kailash.api.crosssite`, after settling
 the client address from the trusted proxies), ``auth``, ``limits``, ``body`` (the size
-cap). Each slot reads the gateway's settings per request, so keys, limits and origins
-may change after the app is built. Nothing here touches storage or runs a workflow.
+cap). Each slot reads the gateway's settings per request (through its public methods),
+so keys, limits and origins may change after the app is built. Nothing here touches
+storage or runs a workflow.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from kailash.api.crosssite import OriginPolicy, refusal
+from kailash.api.crosssite import refusal
 from kailash.api.limits import resolve_client
+from kailash.api.middleware import principal_of, reject_rate_limited
 from kailash.api.responses import deny_websocket, error_body, send_json
 
-__all__ = ["GatewayLayer", "guard", "origin_policy"]
+__all__ = ["GatewayLayer", "guard", "limit"]
 
 
 class GatewayLayer:
@@ -36,26 +38,47 @@ class GatewayLayer:
             else:
                 await auth.dispatch(scope, receive, send, self.app)
         elif self.kind == "limits":
-            await gw._limit(scope, receive, send, self.app)
+            await limit(gw, scope, receive, send, self.app)
         else:
-            await gw._body_limit.dispatch(scope, receive, send, self.app)
+            await gw.body_limit.dispatch(scope, receive, send, self.app)
 
 
-def origin_policy(gw: Any) -> OriginPolicy:
-    """The gateway's :class:`~kailash.api.crosssite.OriginPolicy` for its current settings (cached)."""
-    keyless = gw.keyless
-    key = (keyless, tuple(gw.cors_origins or ()), gw.host)
-    policy = gw._policies.get(key)
-    if policy is None:
-        policy = gw._policies[key] = OriginPolicy.build(gw.cors_origins, keyless=keyless, host=str(gw.host))
-    return policy
+async def limit(gw: Any, scope: dict[str, Any], receive: Any, send: Any, app: Any) -> None:
+    """The ``limits`` slot: a tenant key's host name (421), the tenant's own rate, then added rate limits."""
+    if scope["type"] in ("http", "websocket"):
+        principal = principal_of(scope)
+        if principal is not None and gw.tenants is not None:
+            from kailash.api.tenant_hosts import refuse_misdirected
+
+            if principal.tenant_id is not None:
+                gw.refresh_tenant(principal.tenant_id)
+            if await refuse_misdirected(gw.tenants, principal, scope, send):
+                return
+        if principal is not None and principal.tenant_id is not None and principal.requests_per_minute:
+            limiter = gw.tenant_limiter(principal.requests_per_minute)
+            wait = await limiter.retry_after(f"{principal.tenant_id}", principal.requests_per_minute,
+                                             redis_db=principal.redis_db)
+            if wait > 0:
+                await reject_rate_limited(scope, send, principal.requests_per_minute, wait)
+                return
+    inner = app
+    for limiter in reversed(gw.rate_limiters):
+        inner = _bind(limiter, inner)
+    await inner(scope, receive, send)
+
+
+def _bind(middleware: Any, app: Any) -> Any:
+    async def call(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await middleware.dispatch(scope, receive, send, app)
+
+    return call
 
 
 async def guard(gw: Any, scope: dict[str, Any], receive: Any, send: Any, app: Any) -> None:
     """Settle the client address, then answer 403 to what :func:`~kailash.api.crosssite.refusal` refuses."""
     if scope["type"] in ("http", "websocket"):
         resolve_client(scope, gw.trusted_proxies)
-        refused = refusal(scope, origin_policy(gw), trusted_proxies=gw.trusted_proxies)
+        refused = refusal(scope, gw.origin_policy(), trusted_proxies=gw.trusted_proxies)
         if refused is not None:
             body = error_body(*refused)
             if scope["type"] == "websocket":

@@ -16,6 +16,8 @@ from typing import Any
 
 __all__ = ["RunningGateway", "uvicorn_server", "serve_in_thread", "lifespan"]
 
+logger = logging.getLogger("kailash.api")
+
 
 @dataclass(kw_only=True)
 class RunningGateway:
@@ -39,23 +41,23 @@ async def lifespan(gateway: Any) -> Any:
     if auth is not None:
         auth.prepare()  # generate the key file now, not on the first request with a key
     yield
-    gateway.runs.shutdown()
-    for limiter in [*gateway._limiters, gateway._tenant_limiter]:
-        if limiter is not None:
-            await limiter.aclose()
-    storage = gateway._storage
-    if gateway._owns_storage and storage is not None and hasattr(storage, "close"):  # a PostgreSQL pool
-        storage.close()
-        gateway._storage, gateway._owns_storage = None, False
-        gateway._workspaces.clear()
+    await gateway.aclose()
 
 
 def uvicorn_server(gateway: Any, **config: Any) -> Any:
-    """A ``uvicorn.Server`` for ``gateway`` (its host, port and log level)."""
+    """A ``uvicorn.Server`` for ``gateway`` (its host, port and log level), after checking its exposure."""
     from kailash.api.gateway import require_fastapi
 
     require_fastapi()
     import uvicorn
+
+    gateway.check_exposure()
+    if gateway.keyless:
+        logger.warning("serving WITHOUT API keys: any program or user on this machine can run code as this "
+                       "process; pages from other origins and other Host names are refused")
+    # the client address comes from trusted_proxies alone: uvicorn's own X-Forwarded-For
+    # handling would believe any local caller (each request a new rate-limit bucket)
+    config.setdefault("proxy_headers", False)
 
     options = {"host": gateway.host, "port": gateway.port, "log_level": gateway.log_level, "lifespan": "on"}
     cfg = uvicorn.Config(gateway.app, **{**options, **config})

@@ -1,4 +1,4 @@
-"""``kailash serve FILE... [--port --host]``: serve saved workflows with the gateway and the Studio.
+"""``kailash serve FILE... [--port --host --trusted-proxy --cors-origin]``: serve saved workflows with the gateway and the Studio.
 
 Each file is loaded (safe YAML / JSON) and registered under its workflow name (or the
 file's stem when two share a name). Tenants are served when the tenant registry has
@@ -59,7 +59,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             registry.storage.close()
     try:
         gateway = WorkflowGateway(port=args.port, host=args.host, tenants=tenants,
-                                  max_body_size=args.max_body_mb * 1024 * 1024, log_level=args.log_level)
+                                  max_body_size=args.max_body_mb * 1024 * 1024, log_level=args.log_level,
+                                  trusted_proxies=args.trusted_proxy or None, cors_origins=args.cors_origin or None)
     except (KailashError, ValueError) as exc:
         _err(f"error: {exc}")
         return 2
@@ -102,5 +103,11 @@ def add_subcommand(subparsers: Any) -> None:
     p.add_argument("--max-body-mb", type=int, default=10, help="largest request body in MiB (default 10)")
     p.add_argument("--tenants", action="store_true", help="serve tenants even if none exist yet")
     p.add_argument("--no-tenants", action="store_true", help="do not serve tenants")
+    p.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDR",
+                   help="address or network (10.0.0.0/8) of a reverse proxy whose X-Forwarded-For names the "
+                        "client (repeatable; default: none, the connecting address is the client)")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="an origin (https://app.example.com) whose pages may call the API from a browser "
+                        "(repeatable; default: none)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)

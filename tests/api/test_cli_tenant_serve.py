@@ -56,3 +56,45 @@ def test_serve_help_lists_options(capsys):
         main(["serve", "--help"])
     out = capsys.readouterr().out
     assert "--port" in out and "--host" in out and "FILE" in out
+
+
+def test_serve_trusted_proxy_and_cors_origin_flags_reach_the_gateway(monkeypatch, capsys):
+    """``--trusted-proxy`` makes the proxy's X-Forwarded-For name the client (one rate bucket each);
+    ``--cors-origin`` lets that origin's pages call the API. Checked over a real socket."""
+    import httpx
+
+    from kailash.api.gateway import WorkflowGateway
+
+    seen: dict[str, object] = {}
+
+    def serve_briefly(self, **options):  # instead of blocking in uvicorn: serve, ask, stop
+        running = self.serve_in_thread(log_level="warning")
+        try:
+            def get(client: str) -> int:
+                return httpx.get(f"{running.url}/nodes/PythonCodeNode",
+                                 headers={"X-Forwarded-For": client}).status_code
+
+            seen["clients"] = [get(f"203.0.113.{i}") for i in range(4)]
+            seen["same_client"] = [get("198.51.100.1") for _ in range(3)]
+            preflight = httpx.options(f"{running.url}/workflows", headers={
+                "Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"})
+            seen["cors"] = preflight.headers.get("access-control-allow-origin")
+            other = httpx.options(f"{running.url}/workflows", headers={
+                "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+            seen["cors_other"] = other.headers.get("access-control-allow-origin")
+        finally:
+            running.stop()
+
+    monkeypatch.setattr(WorkflowGateway, "start", serve_briefly)
+    assert main(["serve", "--no-tenants", "--port", "0", "--requests-per-minute", "2",
+                 "--trusted-proxy", "127.0.0.1", "--trusted-proxy", "10.0.0.0/8",
+                 "--cors-origin", "https://app.example.com", "--cors-origin", "https://b.example.com"]) == 0
+    assert seen["clients"] == [200, 200, 200, 200]  # four clients behind the proxy: four buckets
+    assert seen["same_client"] == [200, 200, 429]
+    assert seen["cors"] == "https://app.example.com"
+    assert seen["cors_other"] is None
+
+
+def test_serve_refuses_a_trusted_proxy_that_is_not_an_address(capsys):
+    assert main(["serve", "--no-tenants", "--trusted-proxy", "proxy.example"]) == 2
+    assert "trusted_proxies: 'proxy.example' is not an IP address or network" in capsys.readouterr().err

@@ -241,7 +241,7 @@ def test_export_refuses_unplain_registered_config(gateway, client):
 def test_oversized_bodies_get_413(gateway):
     from starlette.testclient import TestClient
 
-    gateway._body_limit.max_body_size = 1000
+    gateway.max_body_size = 1000
     with TestClient(gateway.app) as c:
         big = {"name": "big", "workflow": {**SIMPLE_DOC, "description": "x" * 5000}}
         reply = c.post("/workflows", json=big, headers=HEADERS)

@@ -1,0 +1,99 @@
+"""The gateway's live run events: Server-Sent Events and a websocket per run.
+
+A subscriber gets the run's events so far, then each later one, until the terminal
+event; a finished run's events are rebuilt from its record. A run of another namespace
+is refused exactly like one that does not exist (404; a websocket is refused before it opens).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from fastapi import Request, WebSocket
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.websockets import WebSocketDisconnect
+
+from kailash.api.middleware import principal_of
+from kailash.api.responses import ApiError, deny_websocket
+from kailash.api.run_routes import find_record
+from kailash.api.runs import TERMINAL_EVENTS, events_from_record
+
+__all__ = ["install", "KEEPALIVE_SECONDS"]
+
+KEEPALIVE_SECONDS = 15.0
+
+
+def install(app: Any, gw: Any) -> None:
+    """Add ``GET /runs/{run_id}/events`` (SSE) and ``/ws/runs/{run_id}`` (websocket) to ``app``."""
+
+    async def subscribe(principal: Any, run_id: str) -> tuple[list[dict[str, Any]], Any, Any]:
+        tenant_id = principal.tenant_id if principal is not None else None
+        live = gw.runs.find(run_id, tenant_id)
+        if live is not None:
+            past, queue = live.subscribe()
+            return past, queue, live
+        record = await run_in_threadpool(find_record, gw, principal, run_id)
+        if record is None:
+            raise ApiError(404, "run_not_found", f"no run '{run_id}' here", run_id=run_id)
+        return events_from_record(record), None, None
+
+    async def follow(past: list[dict[str, Any]], queue: Any) -> Any:
+        """Yield the run's events until the terminal one (``None`` = nothing for a while)."""
+        for ev in past:
+            yield ev
+            if ev.get("event") in TERMINAL_EVENTS:
+                return
+        if queue is None:
+            return
+        seen = past[-1]["seq"] if past else -1
+        while True:
+            try:
+                ev = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield None
+                continue
+            if ev["seq"] <= seen:
+                continue
+            yield ev
+            if ev.get("event") in TERMINAL_EVENTS:
+                return
+
+    @app.get("/runs/{run_id}/events", tags=["runs"], summary="A run's live events (Server-Sent Events)")
+    async def run_events(run_id: str, request: Request) -> StreamingResponse:
+        past, queue, live = await subscribe(principal_of(request.scope), run_id)
+
+        async def stream() -> Any:
+            try:
+                async for ev in follow(past, queue):
+                    if ev is None:
+                        yield ": keepalive\n\n"
+                        continue
+                    yield f"id: {ev['seq']}\nevent: {ev['event']}\ndata: {json.dumps(ev, default=str)}\n\n"
+            finally:
+                if live is not None:
+                    live.unsubscribe(queue)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.websocket("/ws/runs/{run_id}")
+    async def run_socket(websocket: WebSocket, run_id: str) -> None:
+        try:
+            past, queue, live = await subscribe(principal_of(websocket.scope), run_id)
+        except ApiError as exc:
+            await deny_websocket(websocket.scope, websocket._send, exc.status, exc.body())
+            return
+        await websocket.accept()
+        try:
+            async for ev in follow(past, queue):
+                if ev is not None:
+                    await websocket.send_text(json.dumps(ev, default=str))
+            await websocket.close(1000)
+        except (WebSocketDisconnect, RuntimeError, OSError):  # the client went away first
+            pass
+        finally:
+            if live is not None:
+                live.unsubscribe(queue)
