@@ -153,6 +153,8 @@ class _Meter:
         owner = getattr(f, "__self__", None)
         if owner is not None and owner is not _BUILTINS and type(owner).__module__ == "builtins":
             args = self._method(owner, getattr(f, "__name__", ""), args, kwargs)
+        elif getattr(f, "__objclass__", None) is not None and args:  # unbound: str.center('a', 10**9)
+            args = (args[0], *self._method(args[0], getattr(f, "__name__", ""), args[1:], kwargs))
         result = f(*args, **kwargs)
         if isinstance(result, (str, bytes, bytearray)):  # text built call by call counts against the budget
             self.charge(len(result))

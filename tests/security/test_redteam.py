@@ -1,0 +1,168 @@
+"""Red-team attacks at the seams between the trust-boundary pieces of issue 11.
+
+Each test is an attack; it asserts the secure outcome, so it fails when the attack works.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+
+from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError, SecurityError
+from kailash.nodes.capabilities import DEFAULT_TENANT_CAPABILITIES, TenantScope, tenant_scope, workflow_problems
+from kailash.nodes.logic.expressions import compile_expression
+from kailash.security import SecurityConfig
+from kailash.security.config import get_security_config, security_context, set_security_config
+
+ISOLATIONS = ["auto", "process"]
+
+
+@pytest.fixture
+def tenant_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("KAILASH_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture(params=ISOLATIONS)
+def operator_policy(request):
+    before = get_security_config()
+    set_security_config(SecurityConfig(isolation=request.param, execution_timeout=10.0))
+    yield request.param
+    set_security_config(before)
+
+
+def _tenant(tenant_id, **extra):
+    from kailash.api.runs import tenant_policy
+
+    policy = tenant_policy(tenant_id)
+    scope = TenantScope(tenant_id=tenant_id, capabilities=DEFAULT_TENANT_CAPABILITIES,
+                        files_dir=policy.allowed_directories[0], **extra)
+    return policy, scope
+
+
+# -- bounded conditions: unbound methods reach str.center etc. without the "before" checks -----
+
+@pytest.mark.parametrize("expr", [
+    "len(str.center('a', 4 * 10**8)) > 0",
+    "len(str.ljust('', 4 * 10**8)) > 0",
+    "len(str.zfill('1', 4 * 10**8)) > 0",
+    "len(str.join('a' * 100000, [''] * 4000)) > 0",
+    "len(str.expandtabs('\\t' * 1000, 400000)) > 0",
+    "len(str.replace('a' * 1000, 'a', 'b' * 400000)) > 0",
+    "len(int.to_bytes(1, 4 * 10**8, 'big')) > 0",
+])
+def test_unbound_builtin_methods_in_a_condition_are_bounded_before_they_run(expr):
+    check = compile_expression(expr, node_id="route", parameter="condition")
+    tracemalloc.start()
+    try:
+        with pytest.raises(NodeExecutionError) as err:
+            check({})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert err.value.parameter == "condition"
+    assert peak < 50 * 1024 * 1024, f"{expr} built {peak // 2**20} MiB before it was stopped"
+
+
+# -- a tenant's code node replaces the tenant's sandbox policy with its own -------------------
+
+@pytest.mark.parametrize("given", [False, 0, "", "none", {}, {"sandbox": False}, {"allowed_directories": ["/"]}])
+def test_a_tenant_node_cannot_pass_a_non_policy_as_security_config(tenant_home, operator_policy, given):
+    from kailash.nodes.code.python import PythonCodeNode
+
+    policy, scope = _tenant("acme")
+    node = PythonCodeNode(config={"code": "result = 1", "security_config": given}, name="x")
+    with security_context(policy), tenant_scope(scope), pytest.raises(NodeConfigurationError) as err:
+        node.execute()
+    assert err.value.parameter == "security_config" and "SecurityConfig" in str(err.value)
+
+
+def test_a_tenant_node_with_its_own_wider_policy_still_runs_under_the_tenants(tenant_home, operator_policy, tmp_path):
+    from kailash.nodes.code.python import PythonCodeNode
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("host secret")
+    wide = SecurityConfig(allowed_directories=[str(outside)], isolation=operator_policy, execution_timeout=10.0)
+    policy, scope = _tenant("acme")
+    node = PythonCodeNode(config={"code": f"result = open({str(outside / 'secret.txt')!r}).read()",
+                                  "security_config": wide}, name="x")
+    with security_context(policy), tenant_scope(scope), pytest.raises(KailashError) as err:
+        node.execute()
+    assert "host secret" not in str(err.value)
+
+
+# -- the shared worker pool: two tenants' nodes must never share a worker -----------------------
+
+def test_two_tenants_and_the_operator_never_share_a_sandbox_worker_pool(tenant_home, operator_policy):
+    from kailash.security import sandbox
+
+    acme, _ = _tenant("acme")
+    globex, _ = _tenant("globex")
+    profiles = {sandbox._profile(p) for p in (acme, globex, get_security_config())}
+    assert len(profiles) == 3
+
+
+# -- node types: everything that names a host resource declares a capability -------------------
+
+_HOST_PARAMETERS = {"file_path", "connection_string", "url", "base_url", "stream_url", "token_url", "server_config",
+                    "mcp_servers", "mcp_server", "mcp_config", "command"}
+
+
+def test_every_node_type_that_takes_a_host_resource_declares_a_capability():
+    from kailash.nodes.registry import list_node_types
+
+    undeclared = []
+    for name, cls in list_node_types().items():
+        caps = getattr(cls, "capabilities", None)
+        params = set(_parameters(cls))
+        if caps is not None and not caps and params & _HOST_PARAMETERS:
+            undeclared.append((name, sorted(params & _HOST_PARAMETERS)))
+    assert undeclared == []
+
+
+def _parameters(cls):
+    try:
+        return cls(name="probe").get_parameters().keys()
+    except Exception:  # a node that cannot be built without configuration
+        return ()
+
+
+# -- ${ENV} three levels down, inside inline workflows given to WorkflowNodes --------------------
+
+def test_env_reference_inside_nested_inline_workflows_is_refused(tenant_home, monkeypatch):
+    import kailash.runtime  # noqa: F401 - inner workflows load with a runtime, as in the gateway
+    from kailash.workflow.serialization import workflow_from_dict
+
+    monkeypatch.setenv("REDTEAM_HOST_SECRET", "host-secret-value")
+    inner = {"name": "inner", "nodes": [{"id": "code", "type": "PythonCodeNode", "config": {
+        "code": "result = 1", "imports": [{"deep": ["${REDTEAM_HOST_SECRET}"]}]}}]}
+    middle = {"name": "middle", "nodes": [{"id": "wf", "type": "WorkflowNode", "config": {"workflow": inner}}]}
+    outer = {"name": "outer", "nodes": [{"id": "wf", "type": "WorkflowNode", "config": {"workflow": middle}}]}
+    _, scope = _tenant("acme")
+    with tenant_scope(scope):
+        try:
+            wf = workflow_from_dict(outer)
+        except SecurityError as err:
+            assert "REDTEAM_HOST_SECRET" in str(err) and "host-secret-value" not in str(err)
+            return
+        problems = workflow_problems(wf, scope.capabilities, tenant_id="acme")
+    assert problems and any("environment" in p for p in problems), problems
+    assert "host-secret-value" not in repr(problems)
+
+
+# -- a password in a tenant's connection string never shows in the error ---------------------
+
+def test_tenant_sql_connection_error_does_not_show_a_password(tenant_home):
+    from kailash.nodes.data.sql import SQLDatabaseNode
+
+    _, scope = _tenant("acme", database_role="acme_role_x", database_schema="acme_x",
+                       database_password="role-pw-98765")
+    node = SQLDatabaseNode(name="db", config={
+        "connection_string": "postgresql://127.0.0.1:1/test?password=hunter2-given-pw&connect_timeout=1",
+        "query": "SELECT 1", "timeout": 1})
+    with tenant_scope(scope), pytest.raises(KailashError) as err:
+        node.execute()
+    text = str(err.value) + repr(err.value.__dict__)
+    assert "hunter2-given-pw" not in text and "role-pw-98765" not in text
