@@ -166,3 +166,55 @@ def test_tenant_sql_connection_error_does_not_show_a_password(tenant_home):
         node.execute()
     text = str(err.value) + repr(err.value.__dict__)
     assert "hunter2-given-pw" not in text and "role-pw-98765" not in text
+
+
+# -- protected run parameters: a sub-workflow passes a caller's values on to its inner nodes ------
+
+def _nested_gateway():
+    from kailash.api.gateway import WorkflowGateway
+    from kailash.nodes.code.python import PythonCodeNode
+    from kailash.nodes.data.sql import SQLDatabaseNode
+    from kailash.nodes.logic.workflow import WorkflowNode
+    from kailash.workflow import Workflow
+
+    inner = Workflow("inner")
+    inner.add_node("calc", PythonCodeNode(code="result = x"))
+    sql = Workflow("sql")
+    sql.add_node("db", SQLDatabaseNode(connection_string="sqlite:///:memory:", query="SELECT 1 AS one"))
+    middle = Workflow("middle")
+    middle.add_node("deeper", WorkflowNode(workflow=inner))
+    outer = Workflow("outer")
+    outer.add_node("wf", WorkflowNode(workflow=inner))
+    outer.add_node("sqlwf", WorkflowNode(workflow=sql))
+    outer.add_node("twice", WorkflowNode(workflow=middle))
+    gateway = WorkflowGateway(port=0, api_keys=["redteam-key-123456"])
+    gateway.register_workflow("outer", outer)
+    return gateway
+
+
+@pytest.mark.parametrize("parameters", [
+    {"wf": {"calc.code": "result = 42"}},                                   # node.param form
+    {"wf": {"input_mapping": {"x": "calc.code"}, "x": "result = 42"}},     # a mapping given at run time
+    {"sqlwf": {"query": "SELECT 42 AS one"}},                              # a name an entry node takes
+    {"sqlwf": {"db.connection_string": "sqlite:////tmp/redteam.db"}},
+    {"twice": {"deeper.calc.code": "result = 42"}},                         # two levels down
+    {"twice": {"code": "result = 42"}},
+])
+def test_run_parameters_cannot_replace_protected_parameters_of_inner_workflows(tenant_home, parameters):
+    from starlette.testclient import TestClient
+
+    with TestClient(_nested_gateway().app) as client:
+        reply = client.post("/workflows/outer/execute", json={"parameters": parameters},
+                            headers={"X-API-Key": "redteam-key-123456"})
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["error"]["code"] == "parameter_not_overridable"
+
+
+def test_inner_workflow_data_inputs_still_pass(tenant_home):
+    from starlette.testclient import TestClient
+
+    with TestClient(_nested_gateway().app) as client:
+        reply = client.post("/workflows/outer/execute", headers={"X-API-Key": "redteam-key-123456"},
+                            json={"parameters": {"wf": {"x": 5}, "twice": {"deeper.calc.x": 6}}})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["results"]["wf"] == {"result": 5} and reply.json()["results"]["twice"] == {"result": 6}
