@@ -218,3 +218,31 @@ def test_inner_workflow_data_inputs_still_pass(tenant_home):
                             json={"parameters": {"wf": {"x": 5}, "twice": {"deeper.calc.x": 6}}})
     assert reply.status_code == 200, reply.text
     assert reply.json()["results"]["wf"] == {"result": 5} and reply.json()["results"]["twice"] == {"result": 6}
+
+
+# -- the other way of serving workflows: MCP tools must keep the same protected parameters --------
+
+def test_an_mcp_tool_call_cannot_replace_a_served_workflows_code(tenant_home, tmp_path):
+    anyio = pytest.importorskip("anyio")
+    pytest.importorskip("mcp")
+    from kailash.api.mcp_server import build_workflow_mcp_server
+    from kailash.nodes.code.python import PythonCodeNode
+    from kailash.workflow import Workflow
+
+    marker = tmp_path / "pwned"
+    wf = Workflow("doubler")
+    wf.add_node("double", PythonCodeNode(code="result = x * 2"))
+    server = build_workflow_mcp_server(wf)
+    evil = f"open({str(marker)!r}, 'w').write('x')\nresult = 1"
+
+    async def call(arguments):
+        try:
+            return await server.call_tool("doubler", arguments)
+        except Exception as exc:  # the SDK raises ToolError for a refused call
+            return exc
+
+    refused = anyio.run(call, {"parameters": {"double": {"code": evil, "x": 1}}})
+    assert isinstance(refused, Exception) and "may not replace" in str(refused), refused
+    assert not marker.exists()
+    ok = anyio.run(call, {"parameters": {"double": {"x": 21}}})
+    assert not isinstance(ok, Exception) and "42" in str(ok), ok
