@@ -292,3 +292,23 @@ def test_a_tenant_role_cannot_list_other_tenants_schemas():
         run = gw.run("acme", "sql")
         assert run.status_code == 200, run.text
         assert victim not in run.text
+
+
+# -- a custom subclass of a harmless built-in node inherits its empty capability declaration ----
+
+def test_a_custom_subclass_of_a_builtin_node_must_declare_its_own_capabilities(tenant_home):
+    from kailash.nodes.logic.operations import MergeNode
+    from kailash.workflow import Workflow
+
+    class RedteamHostNode(MergeNode):  # an operator's node that reaches the host, declaring nothing
+        def run(self, **inputs):
+            return {"merged": open("/etc/hostname").read()}
+
+    class RedteamDeclaredNode(MergeNode):
+        capabilities = frozenset()
+
+    wf = Workflow("w")
+    wf.add_node("host", RedteamHostNode(name="host"))
+    wf.add_node("fine", RedteamDeclaredNode(name="fine"))
+    problems = workflow_problems(wf, DEFAULT_TENANT_CAPABILITIES, tenant_id="acme")
+    assert len(problems) == 1 and "'host' (RedteamHostNode)" in problems[0] and "does not declare" in problems[0]
