@@ -312,3 +312,71 @@ def test_a_custom_subclass_of_a_builtin_node_must_declare_its_own_capabilities(t
     wf.add_node("fine", RedteamDeclaredNode(name="fine"))
     problems = workflow_problems(wf, DEFAULT_TENANT_CAPABILITIES, tenant_id="acme")
     assert len(problems) == 1 and "'host' (RedteamHostNode)" in problems[0] and "does not declare" in problems[0]
+
+
+# -- cross-site: odd content types, Host tricks, websockets, against a keyless gateway ------------
+
+_JSON = {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    ({**_JSON, "Origin": "http://evil.example", "Host": "127.0.0.1:8000"}, 403),
+    ({"Content-Type": "text/plain", "Host": "127.0.0.1"}, 415),
+    ({"Content-Type": "text/plain; application/json", "Host": "127.0.0.1"}, 415),
+    ({"Content-Type": "application/x-www-form-urlencoded", "Host": "127.0.0.1"}, 415),
+    ({**_JSON, "Host": "evil.example"}, 403),                                   # DNS rebinding
+    ({**_JSON, "Host": "127.0.0.1.nip.io"}, 403),
+    ({**_JSON, "Host": "localhost:8000", "Origin": "http://localhost:9999"}, 403),  # another local port
+    ({**_JSON, "Host": "127.0.0.1", "Origin": "null"}, 403),                    # sandboxed iframe, file://
+    ({**_JSON, "Host": "127.0.0.1", "Sec-Fetch-Site": "cross-site"}, 403),
+    ({**_JSON, "Host": "127.0.0.1", "Sec-Fetch-Site": "same-site"}, 403),
+    ({**_JSON, "Host": "127.0.0.1:8000", "Origin": "http://127.0.0.1:8000@evil.example"}, 403),
+    ({**_JSON, "Host": "127.0.0.1", "X-Forwarded-Host": "evil.example", "Origin": "http://evil.example"}, 403),
+])
+def test_a_keyless_gateway_refuses_what_a_web_page_could_send(tenant_home, headers, status):
+    import json
+
+    from starlette.testclient import TestClient
+
+    from kailash.api.gateway import WorkflowGateway
+
+    doc = {"name": "w", "nodes": [{"id": "c", "type": "PythonCodeNode", "config": {"code": "result = 1"}}]}
+    with TestClient(WorkflowGateway(port=0, auth=False).app, base_url="http://127.0.0.1") as client:
+        reply = client.post("/workflows", content=json.dumps({"name": "w", "workflow": doc}), headers=headers)
+        assert reply.status_code == status, reply.text
+        assert client.get("/workflows/w", headers={"Host": "127.0.0.1"}).status_code == 404
+
+
+@pytest.mark.parametrize("headers", [{"Origin": "http://evil.example"}, {"Host": "evil.example"},
+                                     {"Sec-Fetch-Site": "cross-site"}])
+def test_a_keyless_gateway_refuses_cross_site_websockets(tenant_home, headers):
+    from starlette.testclient import TestClient, WebSocketDenialResponse
+
+    from kailash.api.gateway import WorkflowGateway
+
+    with TestClient(WorkflowGateway(port=0, auth=False).app, base_url="http://127.0.0.1") as client:
+        with pytest.raises(WebSocketDenialResponse) as denied:
+            with client.websocket_connect("/ws/runs/none", headers=headers):
+                pass
+    assert denied.value.status_code in (403, 421)
+
+
+# -- Python guards: the allowed modules' own ways to run or reach things -----------------------------
+
+@pytest.mark.parametrize(("code", "imports"), [
+    ("import types\nresult = str(types.CodeType(0,0,0,0,0,0,b'',(),(),(),'f','f','f',1,b'',b''))", ["types"]),
+    ("import types\nresult = str(types.FunctionType)", ["types"]),
+    ("import io\nresult = io.FileIO('/etc/hostname').read()", ["io"]),
+    ("import functools\nresult = str(functools.partial(getattr, len)('__self__'))", ["functools"]),
+    ("import operator\nresult = str(operator.attrgetter('__self__')(len))", ["operator"]),
+    ("import string\nresult = string.Formatter().format('{0.__class__}', 1)", ["string"]),
+    ("import dataclasses\nD = dataclasses.make_dataclass('D', [('x=__import__(\"os\").getpid()', int)])\n"
+     "result = 1", ["dataclasses"]),
+    ("import typing\ndef f(x: '__import__(\"os\").getpid()'):\n    pass\nresult = str(typing.get_type_hints(f))",
+     ["typing"]),
+    ("try:\n    1/0\nexcept Exception as e:\n    t = e.__traceback__\nresult = 1", []),
+])
+def test_allowed_modules_give_no_way_around_the_guards(run, code, imports):
+    with pytest.raises(SecurityError):
+        run(code, imports=imports)
+    assert run.healthy()
