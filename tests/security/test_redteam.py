@@ -380,3 +380,18 @@ def test_allowed_modules_give_no_way_around_the_guards(run, code, imports):
     with pytest.raises(SecurityError):
         run(code, imports=imports)
     assert run.healthy()
+
+
+# -- tenants whose ids, schemas or domains collide after normalisation ----------------------------
+
+def test_tenants_never_share_a_schema_or_a_domain_after_normalisation(tmp_path):
+    from kailash.api.tenancy import TenantRegistry
+    from kailash.errors import TenantError
+
+    registry = TenantRegistry(home=str(tmp_path))
+    registry.create_tenant("acme-corp", domain="acme.example.com")
+    for tenant_id, options in [("acme.corp", {}), ("acme_corp", {}), ("other", {"database_schema": "t_acme_corp"}),
+                               ("third", {"domain": "ACME.example.com."})]:
+        with pytest.raises(TenantError):
+            registry.create_tenant(tenant_id, **options)
+    assert [t.tenant_id for t in registry.list_tenants()] == ["acme-corp"]
