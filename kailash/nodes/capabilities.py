@@ -62,6 +62,8 @@ class TenantScope:
         database_role: its own PostgreSQL role (``None``: no PostgreSQL for it).
         database_password: that role's password, if the server needs one.
         database_schema: its schema (the role's ``search_path``).
+        run_timeout: seconds one of its runs may take (``None``: no limit); calls that block
+            outside Python (a SQL statement) are bounded by it too.
     """
 
     tenant_id: str
@@ -70,6 +72,7 @@ class TenantScope:
     database_role: str | None = None
     database_password: Any = None
     database_schema: str | None = None
+    run_timeout: float | None = None
 
     def __repr__(self) -> str:  # the password never shows
         return (f"TenantScope(tenant_id={self.tenant_id!r}, capabilities={sorted(self.capabilities)}, "

@@ -395,3 +395,30 @@ def test_tenants_never_share_a_schema_or_a_domain_after_normalisation(tmp_path):
         with pytest.raises(TenantError):
             registry.create_tenant(tenant_id, **options)
     assert [t.tenant_id for t in registry.list_tenants()] == ["acme-corp"]
+
+
+# -- run_timeout: a statement blocked in the database outlives the run, in an abandoned thread ------
+
+def test_a_tenants_sql_statement_never_outlives_its_run_timeout():
+    import time
+
+    from tests.security.tenant_gateway import tenant_gateway
+
+    with tenant_gateway(acme={"run_timeout": 2.0}) as gw:
+        nodes = [{"id": "q", "type": "SQLDatabaseNode", "config": {
+            "connection_string": "postgresql://127.0.0.1:5432/test", "query": "SELECT pg_sleep(12) AS s"}}]
+        assert gw.upload("acme", "sql", nodes).status_code == 201
+        for name, query, fetch in (("lift", "SET statement_timeout = 0", "none"),
+                                   ("show", "SHOW statement_timeout", "all")):
+            assert gw.upload("acme", name, [{"id": "q", "type": "SQLDatabaseNode", "config": {
+                "connection_string": "postgresql://127.0.0.1:5432/test", "query": query, "fetch": fetch}}]
+            ).status_code == 201
+        # lifting the bound in one statement does not carry over to the next use of the connection
+        for _ in range(3):
+            assert gw.run("acme", "lift").status_code == 200
+        shown = gw.run("acme", "show")
+        assert shown.status_code == 200, shown.text
+        assert shown.json()["results"]["q"]["data"][0]["statement_timeout"] == "2s"
+        started = time.monotonic()
+        run = gw.run("acme", "sql")
+        assert run.status_code == 500 and time.monotonic() - started < 6.0, run.text
