@@ -93,6 +93,7 @@ def _make_tool(workflow: Any, runtime: Any) -> Any:
     async def run_workflow(**kwargs: Any) -> dict[str, Any]:
         merged: dict[str, Any] = dict(kwargs.pop("parameters", None) or {})
         merged.update({k: v for k, v in kwargs.items() if v is not None})
+        _refuse_overrides(workflow, merged)
         try:
             results, run_id = await anyio.to_thread.run_sync(lambda: runtime.execute(workflow, parameters=merged))
         except KailashError as exc:  # the client sees which node failed and why (the SDK hides other errors)
@@ -104,6 +105,22 @@ def _make_tool(workflow: Any, runtime: Any) -> Any:
     run_workflow.__signature__ = inspect.Signature(params, return_annotation=dict[str, Any])  # type: ignore[attr-defined]
     run_workflow.__annotations__ = {p.name: p.annotation for p in params} | {"return": dict[str, Any]}
     return run_workflow
+
+
+def _refuse_overrides(workflow: Any, parameters: dict[str, Any]) -> None:
+    """A tool call supplies data, like a gateway run: it may not replace the workflow's code, SQL, URLs,
+    files or sub-workflows unless the workflow allows it (``metadata["allow_overrides"]``)."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from kailash.api.overrides import refuse_overrides, workflow_allowed
+    from kailash.api.responses import ApiError
+
+    try:
+        refuse_overrides(workflow, workflow.compile().prepare(parameters), workflow_allowed(workflow))
+    except ApiError as exc:
+        raise ToolError(f"workflow '{workflow.name}': {exc.message}") from None
+    except KailashError as exc:
+        raise ToolError(f"workflow '{workflow.name}' failed: {exc}") from exc
 
 
 def _reader(text: str) -> Any:

@@ -39,7 +39,7 @@ __all__ = ["PROTECTED_PARAMETERS", "PROTECTED_BY_TYPE", "protected_names", "pars
 
 PROTECTED_PARAMETERS = frozenset({
     # what runs
-    "code", "imports", "security_config", "workflow", "workflow_path", "command", "stop_condition",
+    "code", "imports", "security_config", "workflow", "workflow_path", "input_mapping", "command", "stop_condition",
     # what is reached, and where data and credentials go
     "connection_string", "url", "base_url", "stream_url", "endpoint", "token_url", "server_config",
     "mcp_servers", "mcp_server", "mcp_config", "provider", "verify_ssl", "file_path",
@@ -117,16 +117,53 @@ def refuse_overrides(workflow: Any, per_node: Mapping[str, Mapping[str, Any]],
         if step is None:
             continue
         guarded = protected_names(step.node) & set(values)
-        if not guarded:
-            continue
         open_inputs = set(step.static_missing)  # nothing in the workflow supplies these
         for name in sorted(guarded - open_inputs - allowed.get(node_id, frozenset())):
             found.append(problem(
                 f"node '{node_id}': parameter '{name}' is fixed by the workflow and a run may not replace it; "
                 f"to let callers set it, register the workflow with allow_overrides={{'{node_id}': ['{name}']}}",
                 node_id, name))
+        for port, inner in _inner_protected(step.node, values, 0):  # values a sub-workflow passes on
+            if port not in allowed.get(node_id, frozenset()):
+                found.append(problem(
+                    f"node '{node_id}': input '{port}' would replace {inner} of its inner workflow, which the "
+                    f"workflow fixes; to let callers set it, register the workflow with "
+                    f"allow_overrides={{'{node_id}': ['{port}']}}", node_id, port))
     if found:
         first = found[0]
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         raise ApiError(422, "parameter_not_overridable", first["message"] + more, node_id=first["node_id"],
                        parameter=first["parameter"], problems=found)
+
+
+def _inner_protected(node: Any, values: Mapping[str, Any], depth: int) -> list[tuple[str, str]]:
+    """``(port, "parameter 'p' of node 'n'")`` for each value a sub-workflow node would pass to a protected
+    parameter of an inner node (``{"wf": {"calc.code": ...}}``, or a name an entry node takes)."""
+    find_inner = getattr(node, "tenant_inner_workflow", None)
+    if not callable(find_inner) or depth > 16:
+        return []
+    try:
+        inner = find_inner()
+    except Exception:  # an inner workflow that cannot load fails the run anyway
+        return []
+    if inner is None:
+        return []
+    plan = inner.compile()
+    mapping = node.config.get("input_mapping")
+    mapping = mapping if isinstance(mapping, Mapping) and mapping else None
+    own = ("workflow", "workflow_path", "input_mapping", "output_mapping")
+    ports = [p for p in values if p not in own and (mapping is None or p in mapping)]
+    found: list[tuple[str, str]] = []
+    for port in ports:
+        target = str(mapping[port]) if mapping is not None else port
+        head, dot, param = target.partition(".")
+        if dot and head in plan.by_id:
+            takers = [(plan.by_id[head], param)]
+        else:
+            takers = [(s, target) for s in plan.entries if s.accepts is None or target in s.accepts]
+        for step, name in takers:
+            if name in protected_names(step.node) and name not in set(step.static_missing):
+                found.append((port, f"parameter '{name}' of node '{step.id}'"))
+            elif _inner_protected(step.node, {name: values[port]}, depth + 1):
+                found.append((port, f"a protected parameter inside node '{step.id}'"))
+    return found

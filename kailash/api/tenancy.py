@@ -133,7 +133,8 @@ def tenant_scope_of(tenant: Tenant) -> TenantScope:
     return TenantScope(tenant_id=tenant.tenant_id, capabilities=tenant.capabilities,
                        files_dir=str(tenant_files_dir(tenant.tenant_id)), database_role=tenant.database_role,
                        database_password=Secret(tenant.database_password) if tenant.database_password else None,
-                       database_schema=tenant.database_schema if tenant.database_role else None)
+                       database_schema=tenant.database_schema if tenant.database_role else None,
+                       run_timeout=tenant.run_timeout)
 
 
 def _positive(name: str, value: int | None) -> int | None:

@@ -62,6 +62,8 @@ class TenantScope:
         database_role: its own PostgreSQL role (``None``: no PostgreSQL for it).
         database_password: that role's password, if the server needs one.
         database_schema: its schema (the role's ``search_path``).
+        run_timeout: seconds one of its runs may take (``None``: no limit); calls that block
+            outside Python (a SQL statement) are bounded by it too.
     """
 
     tenant_id: str
@@ -70,6 +72,7 @@ class TenantScope:
     database_role: str | None = None
     database_password: Any = None
     database_schema: str | None = None
+    run_timeout: float | None = None
 
     def __repr__(self) -> str:  # the password never shows
         return (f"TenantScope(tenant_id={self.tenant_id!r}, capabilities={sorted(self.capabilities)}, "
@@ -131,11 +134,22 @@ def require(capability: str, *, who: str, what: str, node_id: str | None = None,
 
 def node_needs(node: Any) -> frozenset[str] | None:
     """What ``node`` needs from its configuration (``None``: its type declares nothing)."""
-    declared = getattr(type(node), "capabilities", None)
+    declared = _declared(type(node))
     if declared is None:
         return None
     narrow = getattr(node, "required_capabilities", None)
     return frozenset(narrow()) if callable(narrow) else frozenset(declared)
+
+
+def _declared(cls: type) -> Any:
+    """``capabilities`` as declared for ``cls``: a class outside Kailash must declare its own (a custom
+    subclass of a built-in node may do more than its parent, so it inherits no declaration)."""
+    for klass in cls.__mro__:
+        if "capabilities" in vars(klass):
+            return vars(klass)["capabilities"]
+        if not klass.__module__.startswith("kailash."):
+            return None
+    return None
 
 
 def workflow_problems(workflow: Any, capabilities: frozenset[str], *, tenant_id: str = "",

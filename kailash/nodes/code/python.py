@@ -29,7 +29,7 @@ from typing import Any
 from kailash import _ast as safe_ast
 from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError, Problem
 from kailash.nodes.base import Node, NodeParameter, register_node
-from kailash.security.config import get_security_config
+from kailash.security.config import SecurityConfig, get_security_config
 
 __all__ = ["PythonCodeNode"]
 
@@ -219,10 +219,17 @@ class PythonCodeNode(Node):
                 f"node {self.label} (PythonCodeNode): parameter 'code' is required", node_id=self.name,
                 parameter="code", expected="Python source",
             )
-        if security is None:
-            active = get_security_config()
-            if active is not None and active.sandbox:
-                security = active
+        if security is not None and not isinstance(security, SecurityConfig):
+            raise NodeConfigurationError(
+                f"node {self.label} (PythonCodeNode): parameter 'security_config' must be a SecurityConfig, "
+                f"got {type(security).__name__}", node_id=self.name, parameter="security_config",
+                expected="SecurityConfig", got=type(security).__name__,
+            )
+        active = get_security_config()
+        if active is not None and active.tenant is not None:
+            security = active  # a tenant's policy is never replaced by the node's own
+        elif security is None and active is not None and active.sandbox:
+            security = active
         if security is not None:
             from kailash.security.sandbox import run_sandboxed
 

@@ -60,7 +60,10 @@ def tenant_dsn(node: Any, dsn: str, scope: TenantScope) -> tuple[str, str]:
             f"'{scope.database_role}', not as '{given.get('user')}'; leave the user out of the connection string",
             node_id=node.name, parameter="connection_string", expected=scope.database_role, got=given.get("user"))
     password = reveal(scope.database_password)
-    forced = dict(kept, user=scope.database_role, options=f"-c search_path={scope.database_schema}")
+    options = f"-c search_path={scope.database_schema}"
+    if scope.run_timeout:  # a statement never outlives the run (the run's thread would be abandoned, still busy)
+        options += f" -c statement_timeout={max(1, int(scope.run_timeout * 1000))}"
+    forced = dict(kept, user=scope.database_role, options=options)
     if password:
         forced["password"] = str(password)
     shown = (f"postgresql://{scope.database_role}@{host}{':' + kept['port'] if 'port' in kept else ''}"

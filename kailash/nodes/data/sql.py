@@ -300,7 +300,8 @@ class SQLDatabaseNode(Node):
                     node_id=self.name, parameter="connection_string", expected="a reachable PostgreSQL database",
                 ) from None
             return ConnectionPool(dsn, min_size=1, max_size=max(1, int(v.get("pool_size") or 5)),
-                                  timeout=timeout, open=True, name=f"kailash-{shown}")
+                                  timeout=timeout, open=True, name=f"kailash-{shown}",
+                                  reset=_reset_session if scope is not None else None)
 
         pool = self._pool("postgres", dsn, make_pool)
         query = translate_placeholders(v["query"], "postgres") if params is not None else v["query"]
@@ -369,3 +370,10 @@ def _display_dsn(dsn: str) -> str:
     port = f":{parts.port}" if parts.port else ""
     user = f"{parts.username}@" if parts.username else ""
     return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+
+def _reset_session(conn: Any) -> None:
+    """Back to the session's start for the next use (a tenant's ``SET statement_timeout = 0`` or
+    ``SET search_path`` never outlives its statement's connection lease)."""
+    conn.execute("RESET ALL")
+    conn.commit()

@@ -16,8 +16,9 @@ operations that make a large value from a small one are checked *before* they ru
 ``10**10**10`` and ``2**x`` past :data:`MAX_INT_BITS` bits, ``'a'*10**10`` or
 ``[0]*10**9`` past :data:`MAX_SIZE` items, ``str.center``/``ljust``/``zfill``/
 ``replace``/``join``/``translate``/``expandtabs``, ``int.to_bytes``, ``round`` with a
-huge digit count, and format widths or precisions above :data:`MAX_FORMAT_WIDTH` in
-f-strings and ``%`` formatting. A bounded expression fails with
+huge digit count, format widths or precisions above :data:`MAX_FORMAT_WIDTH` in
+f-strings and ``%`` formatting, and the text of a container (``str([big] * 1000)``, each
+shared reference counted); ``key=`` functions given to ``sorted``/``min``/``max`` are metered too. A bounded expression fails with
 :class:`~kailash.errors.NodeExecutionError` naming the node, the parameter and the limit.
 """
 
@@ -63,6 +64,7 @@ _BLOCKED_PREFIXES = ("gi_", "cr_", "ag_", "f_", "tb_", "co_", "func_")
 _BUILTINS = SAFE_BUILTINS["len"].__self__  # the builtins module: its functions are no methods
 _METER = "__kailash_meter"  # the per-evaluation meter; user names may not start with "__"
 _SEQUENCES = (str, bytes, bytearray, list, tuple)
+_CONTAINERS = (list, tuple, dict, set, frozenset)
 _PRINTF = re.compile(rb"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _SPEC_NUMBERS = re.compile(r"\d+")
 
@@ -133,6 +135,7 @@ class _Meter:
             return a**b
         # "%": printf-style formatting can pad to any width
         if isinstance(a, (str, bytes, bytearray)):
+            self.text_size(b)
             raw = a.encode("utf-8", "surrogatepass") if isinstance(a, str) else bytes(a)
             for m in _PRINTF.finditer(raw):
                 for n in m.groups():
@@ -145,6 +148,11 @@ class _Meter:
 
     def call(self, f: Any, *args: Any, **kwargs: Any) -> Any:
         self.charge(1)
+        key = kwargs.get("key")
+        if callable(key):  # sorted/min/max call it themselves: each call goes through the meter too
+            kwargs = {**kwargs, "key": lambda item: self.call(key, item)}
+        if f is str and args:  # str([big] * 1000) is as large as the text of every shared reference
+            self.text_size(args[0])
         if f is round and len(args) > 1 and isinstance(args[1], int):
             _check(abs(args[1]) <= MAX_FORMAT_WIDTH, f"round() to more than {MAX_FORMAT_WIDTH} digits")
         elif f is sum and (len(args) > 1 or "start" in kwargs):
@@ -153,10 +161,34 @@ class _Meter:
         owner = getattr(f, "__self__", None)
         if owner is not None and owner is not _BUILTINS and type(owner).__module__ == "builtins":
             args = self._method(owner, getattr(f, "__name__", ""), args, kwargs)
+        elif getattr(f, "__objclass__", None) is not None and args:  # unbound: str.center('a', 10**9)
+            args = (args[0], *self._method(args[0], getattr(f, "__name__", ""), args[1:], kwargs))
         result = f(*args, **kwargs)
         if isinstance(result, (str, bytes, bytearray)):  # text built call by call counts against the budget
             self.charge(len(result))
         return result
+
+    def text_size(self, value: Any) -> None:
+        """Refuse, before it is built, the text of a container longer than MAX_SIZE (shared items count each time)."""
+        if not isinstance(value, _CONTAINERS):
+            return
+        total, stack = 0, [value]
+        while stack:
+            item = stack.pop()
+            self.charge(1)
+            if isinstance(item, (str, bytes, bytearray)):
+                total += len(item) + 4
+            elif isinstance(item, dict):
+                stack += [*item.keys(), *item.values()]
+                total += 2
+            elif isinstance(item, _CONTAINERS):
+                stack += list(item)
+                total += 2
+            elif isinstance(item, int):
+                total += item.bit_length() // 3 + 2
+            else:
+                total += 32
+            _check(total <= MAX_SIZE, f"a text of more than {MAX_SIZE} characters")
 
     def _method(self, owner: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         """Check the methods that can make a large value from small arguments, before they run."""
@@ -185,6 +217,7 @@ class _Meter:
         return args
 
     def fmt(self, value: Any, conversion: int, spec: str) -> str:
+        self.text_size(value)
         if conversion == ord("r"):
             value = repr(value)
         elif conversion == ord("s"):
