@@ -178,6 +178,13 @@ class RunRecorder:
         """What has been recorded so far, as :class:`NodeRecord` objects."""
         return NodeRecords(tuple(self._rows), self.started_at, self.t0)
 
+    def rows_after(self, written: int) -> list[tuple[str, NodeStatus, float, float, str | None]]:
+        """The rows recorded after the first ``written`` (what the run log has not written yet).
+
+        Safe from the log's writer thread: slicing a list is atomic.
+        """
+        return self._rows[written:]
+
     def node_started(self, node_id: str) -> None:
         if self.observers:
             self.emit({"event": "node_started", "run_id": self.run_id, "node_id": node_id})

@@ -225,14 +225,13 @@ class RunLog:
         from kailash.runtime.store import _json_default
 
         rec, written = state
-        rows = rec._rows
-        n = len(rows)
-        if n <= written:
+        rows = rec.rows_after(written)
+        if not rows:
             return
-        state[1] = n
+        state[1] = written + len(rows)
         at = rec.started_at - rec.t0
         results = rec.results if rec.record_outputs != "never" else None
-        for node_id, status, start, duration, error in rows[written:n]:
+        for node_id, status, start, duration, error in rows:
             outputs = None
             if status == "completed" and results is not None:
                 value = results.get(node_id)
@@ -243,6 +242,8 @@ class RunLog:
                             break
                         except (RuntimeError, ValueError, TypeError):
                             outputs = None
+            if error is not None:
+                error = rec.secrets.redact(error)
             out.append((rec.run_id, node_id, status, (at + start) if start else None, duration, error, outputs))
 
 
