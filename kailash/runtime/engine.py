@@ -155,7 +155,7 @@ class RunRecorder:
         self.secrets = secrets_for_run(run_id, parameters)
         self.results: dict[str, Any] | None = None  # the run's outputs (the scheduler's Run sets it): for the log
         # durable runs are written ahead (kailash.runtime.runlog): running row, then node by node
-        self.log = getattr(store, "log", None) if durability != "off" else None
+        self.log = getattr(store, "run_log", None) if durability != "off" else None
         self.strict = durability == "strict" and self.log is not None
         if self.log is not None:
             self.log.begin(self)

@@ -223,7 +223,7 @@ class SQLiteRunStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA + LOG_SCHEMA)
-        self.log = RunLog(self)
+        self.run_log = RunLog(self)
         _open_stores.add(self)
 
     def record(self, run: RunRecord) -> None:
@@ -241,8 +241,8 @@ class SQLiteRunStore:
                     t.start()
 
     def flush(self) -> None:
-        if self.log.pending or self.log.active:
-            self.log.drain()
+        if self.run_log.pending or self.run_log.active:
+            self.run_log.drain()
         with self._buf_lock:
             timer, self._timer = self._timer, None
             batch, self._buffer = self._buffer, []
@@ -323,6 +323,7 @@ class SQLiteRunStore:
 
     def close(self) -> None:
         self.flush()
+        self.run_log.active.clear()  # runs still going on here are written no more
         with self._lock:
             self._conn.close()
         _open_stores.discard(self)
