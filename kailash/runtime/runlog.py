@@ -145,13 +145,16 @@ class RunLog:
         interval = self.INTERVAL
         while True:
             self.wake.wait()
-            while self.pending or self.active:
+            t = time.perf_counter()
+            while True:  # the first drain one interval after waking: a run shorter than that writes once
+                time.sleep(max(0.0, interval - (time.perf_counter() - t)))
                 t = time.perf_counter()
                 try:
                     self.drain()
                 except Exception:  # a full disk or a closed store must not kill the writer
                     pass
-                time.sleep(max(0.0, interval - (time.perf_counter() - t)))
+                if not (self.pending or self.active):
+                    break
             self.wake.clear()
             if self.pending:
                 self.wake.set()
