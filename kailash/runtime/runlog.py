@@ -262,4 +262,4 @@ def live_view(store: SQLiteRunStore, record: RunRecord) -> RunRecord:
     outputs = {r[0]: json.loads(r[5]) for r in rows if r[5] is not None}
     alive = owner_alive(record.extra.get("owner"))
     status = "interrupted" if alive is False else record.status
-    return replace(record, status=status, nodes=nodes, outputs=outputs)  # type: ignore[arg-type]
+    return replace(record, status=status, nodes=nodes, outputs=outputs)
