@@ -29,6 +29,25 @@ class SideEffectNode(Node):
         return {"result": data * 2 + i, "trail": [i, f"n{i}"]}
 
 
+class PeekNode(Node):
+    """Reads the run store at ``path`` through a store of its own (so nothing is flushed for
+    it) after ``pause`` s, and returns the ``running`` runs it sees."""
+
+    def get_parameters(self) -> dict[str, NodeParameter]:
+        return {"path": NodeParameter(type=str, required=True), "pause": NodeParameter(type=float, default=0.0),
+                "data": NodeParameter(default=None), "token": NodeParameter(default=None)}
+
+    def run(self, path: str, pause: float = 0.0, data: Any = None, token: Any = None) -> dict[str, Any]:
+        from kailash.runtime.store import SQLiteRunStore
+
+        time.sleep(pause)
+        store = SQLiteRunStore(path)
+        try:
+            return {"seen": [r.to_dict() for r in store.list_runs(status="running")]}
+        finally:
+            store.close()
+
+
 def crash_workflow(durability: str | None = None) -> Workflow:
     """``n0 -> n1 -> ... -> n9`` (``durability``: the workflow's own setting, in its metadata)."""
     wf = Workflow("crash", metadata={"durability": durability} if durability else None)

@@ -16,6 +16,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ from kailash.runtime.store import SQLiteRunStore
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from crash_nodes import NODES, crash_workflow, expected_results  # noqa: E402
+from crash_nodes import NODES, PeekNode, SideEffectNode, crash_workflow, expected_results  # noqa: E402
 
 PAUSE = 0.012  # per node: a run takes ~0.12 s plus the writes
 KILLS = 32
@@ -162,3 +163,39 @@ def test_bad_durability_names_the_parameter() -> None:
         LocalRuntime(store=None, durability="sometimes")
     with pytest.raises(NodeConfigurationError, match="workflow 'crash' metadata"):
         LocalRuntime(store=None).execute(crash_workflow("eventually"))
+
+
+@pytest.mark.parametrize("kind", ["local", "parallel"])
+@pytest.mark.parametrize("durability", ["default", "strict"])
+def test_a_running_run_is_in_the_store_with_its_finished_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               kind: str, durability: str) -> None:
+    """Read through another connection while the run runs: ``running``, owner this process,
+    the finished node with its outputs, parameters redacted. ``default``: the writer thread
+    put it there within its interval; ``strict``: it was committed before the node started."""
+    from kailash import Workflow
+    from kailash.runtime import ParallelRuntime
+    from kailash.security.secrets import Secret
+
+    monkeypatch.setenv("KAILASH_CRASH_FILE", str(tmp_path / "side.txt"))
+    monkeypatch.setenv("KAILASH_CRASH_PAUSE", "0")
+    path = tmp_path / "runs.db"
+    wf = Workflow("peek")
+    wf.add_node("first", SideEffectNode(), i=3)
+    wf.add_node("peek", PeekNode(), path=str(path), pause=0.1 if durability == "default" else 0.0)
+    wf.connect("first", "peek", mapping={"result": "data"})
+    params = {"peek": {"token": Secret("s3cr3t-value-42", env="PEEK_TOKEN")}}
+    if kind == "local":
+        runtime: Any = LocalRuntime(store=path, durability=durability)
+        results, run_id = runtime.execute(wf, params)
+    else:
+        runtime = ParallelRuntime(store=path, durability=durability)
+        results, run_id = runtime.execute_sync(wf, params)
+    [seen] = results["peek"]["seen"]
+    assert seen["run_id"] == run_id and seen["status"] == "running"
+    assert seen["extra"]["owner"]["pid"] == os.getpid()
+    assert [n["node_id"] for n in seen["nodes"]] == ["first"]
+    assert seen["outputs"] == {"first": {"result": 3, "trail": [3, "n3"]}}
+    assert "s3cr3t-value-42" not in repr(seen)
+    assert seen["parameters"]["peek"]["token"] == "${PEEK_TOKEN}"
+    assert runtime.get_run(run_id).status == "completed"  # (reading flushes the log)
+    assert runtime.store._conn.execute("SELECT count(*) FROM run_nodes").fetchone()[0] == 0  # cleaned up
