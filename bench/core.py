@@ -6,6 +6,9 @@ function called with its upstream's value and returning a one-key dict. Run reco
 is ON (the default SQLite store, in a temporary ``KAILASH_HOME``). Targets from issue 2
 are printed beside the measurements with pass/fail.
 
+The durability rows (issue 13) run each mode in turn, round by round, in one process;
+their 500-chain figures include flushing the run's record.
+
 Run: ``python bench/core.py`` (or ``python bench/run.py`` for every bench module).
 Timings are the best of several repetitions, so a busy machine shows up as noise
 rather than as a slower engine.
