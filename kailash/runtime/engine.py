@@ -249,6 +249,13 @@ class RunRecorder:
         else:
             store.record(record)
 
+    def abandoned(self) -> None:
+        """The run stops without an outcome (its task was cancelled): the log writes what it has
+        and stops following it; the record stays ``running`` and reads ``interrupted`` once this
+        process is gone."""
+        if self.log is not None:
+            self.log.forget(self)
+
     def completed(self, results: dict[str, Any]) -> None:
         self._record("completed", results, None, None)
 

@@ -134,6 +134,12 @@ class RunLog:
         elif not self.wake.is_set():
             self._awake()
 
+    def forget(self, recorder: RunRecorder) -> None:
+        """Write what ``recorder`` has recorded, then stop following it (a run without an end)."""
+        self.drain()
+        with self.lock:
+            self.active.pop(recorder.run_id, None)
+
     def _awake(self) -> None:
         if self.thread is None or self.pid != os.getpid() or not self.thread.is_alive():
             self.pid = os.getpid()

@@ -373,5 +373,6 @@ async def _walk_concurrent(run: Run, executor: ConcurrentExecutor) -> WorkflowRe
     except asyncio.CancelledError:
         for task in list(running):
             task.cancel()
+        recorder.abandoned()  # not finished: a durable record stays `running` (interrupted once we exit)
         raise
     return run.finish()

@@ -199,3 +199,25 @@ def test_a_running_run_is_in_the_store_with_its_finished_nodes(tmp_path: Path, m
     assert seen["parameters"]["peek"]["token"] == "${PEEK_TOKEN}"
     assert runtime.get_run(run_id).status == "completed"  # (reading flushes the log)
     assert runtime.store._conn.execute("SELECT count(*) FROM run_nodes").fetchone()[0] == 0  # cleaned up
+
+
+def test_a_cancelled_parallel_run_is_not_followed_forever(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from kailash.runtime import ParallelRuntime
+
+    monkeypatch.setenv("KAILASH_CRASH_FILE", str(tmp_path / "side.txt"))
+    monkeypatch.setenv("KAILASH_CRASH_PAUSE", "0.2")
+    runtime = ParallelRuntime(store=tmp_path / "runs.db")
+
+    async def cancel_it() -> None:
+        task = asyncio.ensure_future(runtime.execute(crash_workflow()))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_it())
+    assert runtime.store.run_log.active == {}
+    [run] = runtime.list_runs()
+    assert run.status == "running" and [n.node_id for n in run.nodes] == ["n0"]  # owner (us) alive
