@@ -6,6 +6,9 @@ function called with its upstream's value and returning a one-key dict. Run reco
 is ON (the default SQLite store, in a temporary ``KAILASH_HOME``). Targets from issue 2
 are printed beside the measurements with pass/fail.
 
+The durability rows (issue 13) run each mode in turn, round by round, in one process;
+their 500-chain figures include flushing the run's record.
+
 Run: ``python bench/core.py`` (or ``python bench/run.py`` for every bench module).
 Timings are the best of several repetitions, so a busy machine shows up as noise
 rather than as a slower engine.
@@ -233,6 +236,7 @@ def measure() -> list[dict[str, Any]]:
     floor3 = _best(floor_chain(3), 1000)
     row("1,000 runs of a 3-node workflow", 1 / per, 1 / floor3, "workflows/s", "≥ 20,000/s", 1 / per >= 20000)
 
+    measure_durability(floor3, row)
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     imp = import_time("import kailash", env) * 1000
@@ -244,6 +248,45 @@ def measure() -> list[dict[str, Any]]:
     rss_floor = peak_rss(True, env)
     row("peak RSS, 500-node chain run (VmHWM)", rss, rss_floor, "MiB", "≤ 25 MiB", rss <= 25)
     return rows
+
+
+def measure_durability(floor3: float, row: Callable[..., None], rounds: int = 7) -> None:
+    """Issue 13: 3-node workflows/s and the 500-node chain's µs/node per durability mode,
+    same process, the modes taking turns round by round (best of ``rounds``) so that a busy
+    machine weighs on every mode alike. ``recording off`` = ``store=None``."""
+    from kailash.runtime import LocalRuntime
+
+    three, chain = kailash_chain(3, "custom"), kailash_chain(500, "custom")
+    f500 = _best(floor_chain(500), 20) / 500 * 1e6
+    modes = ("recording off", "off", "default", "strict")
+    runtimes = {m: LocalRuntime(store=None) if m == "recording off" else LocalRuntime(durability=m) for m in modes}
+    best = {m: [float("inf"), float("inf")] for m in modes}  # seconds per run, µs per node
+    for r in range(rounds):
+        for mode, runtime in runtimes.items():
+            strict = mode == "strict"
+            if strict and r >= 2:  # an fsync per node: two rounds are enough
+                continue
+            runs = 20 if strict else 1000
+            t0 = time.perf_counter()
+            for _ in range(runs):
+                runtime.execute(three)
+            if runtime.store is not None:
+                runtime.store.flush()  # the writes belong to the cost of recording
+            best[mode][0] = min(best[mode][0], (time.perf_counter() - t0) / runs)
+            t0 = time.perf_counter()
+            runtime.execute(chain)
+            if runtime.store is not None:
+                runtime.store.flush()
+            best[mode][1] = min(best[mode][1], (time.perf_counter() - t0) / 500 * 1e6)
+    base_wf, base_node = 1 / best["recording off"][0], best["recording off"][1]
+    for mode in modes:
+        wfs, node = 1 / best[mode][0], best[mode][1]
+        label = f"durability={mode}" if mode != "recording off" else "recording off (store=None)"
+        default = mode == "default"
+        row(f"3-node wf/s, {label}", wfs, 1 / floor3, "workflows/s",
+            ("≥ 50,000/s " if default else "") + f"({wfs / base_wf:.2f}× rec. off)", wfs >= 50000 if default else None)
+        row(f"500-chain, {label}", node, f500, "µs/node",
+            ("≤ 6× floor " if default else "") + f"({node / base_node:.2f}× rec. off)", node <= 6 * f500 if default else None)
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

@@ -1,4 +1,4 @@
-"""The ``kailash`` command line: run, validate, nodes, runs (and the subcommands other parts add).
+"""The ``kailash`` command line: run, resume, validate, nodes, runs (and the subcommands other parts add).
 
 Each subcommand is a function taking the parsed arguments and returning an exit code:
 0 success, 1 the workflow failed, 2 bad input. Heavy parts (the gateway, exporters)
@@ -119,6 +119,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Resume a failed or interrupted run: finished nodes are reused, the rest run."""
+    from kailash.errors import KailashError
+    from kailash.runtime import LocalRuntime
+    from kailash.workflow.graph import Workflow
+
+    try:
+        wf = Workflow.load(args.file)
+        params = _parameters(args) if (args.param or args.params_file) else None
+    except (KailashError, ValueError, OSError) as exc:
+        _err(f"error: {exc}")
+        return 2
+    runtime = LocalRuntime(observers=[_Progress(len(wf.nodes), args.progress or sys.stderr.isatty())])
+    try:
+        results, run_id = runtime.resume(args.run_id, wf, parameters=params, rerun=args.rerun or None)
+    except KailashError as exc:
+        _err(f"error: {exc}")
+        if exc.run_id:
+            _err(f"run {exc.run_id} recorded as failed; see `kailash runs {exc.run_id}`")
+        return 2 if exc.run_id is None else 1
+    if args.json:
+        from kailash.runtime.store import to_json_safe
+
+        _out(json.dumps({"run_id": run_id, "resumed": args.run_id, "status": "completed",
+                         "results": to_json_safe(dict(results))}, indent=2))
+        return 0
+    _out(f"workflow '{wf.name}' resumed from run {args.run_id} and completed (run {run_id})")
+    for node_id in wf.nodes:
+        _out(f"  {node_id}: {_summarise(results[node_id]) if node_id in results else 'skipped'}")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from kailash.errors import KailashError
     from kailash.workflow.graph import Workflow
@@ -223,6 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action="store_true", help="show per-node progress even when not on a terminal")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("resume", help="resume a failed or interrupted run of a saved workflow")
+    p.add_argument("run_id")
+    p.add_argument("file")
+    p.add_argument("-p", "--param", action="append", metavar="NODE.PARAM=VALUE",
+                   help="parameters to use instead of the recorded ones; repeatable")
+    p.add_argument("--params-file", help="parameters as YAML/JSON: {node_id: {param: value}}")
+    p.add_argument("--rerun", action="append", metavar="NODE_ID", help="run this finished node again; repeatable")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--progress", action="store_true", help="show per-node progress even when not on a terminal")
+    p.set_defaults(func=cmd_resume)
+
     p = sub.add_parser("validate", help="check a saved workflow without running it")
     p.add_argument("file")
     p.set_defaults(func=cmd_validate)
@@ -236,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", nargs="?")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--workflow")
-    p.add_argument("--status", choices=["completed", "failed", "running"])
+    p.add_argument("--status", choices=["completed", "failed", "running", "interrupted"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
 

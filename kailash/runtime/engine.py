@@ -21,7 +21,7 @@ from kailash.runtime.types import RecordOutputs, RunId
 from kailash.security.secrets import known_secret_values, note_secrets, redact, secrets_for_run
 
 __all__ = ["RunContext", "RunRecorder", "RuntimeDoor", "WorkflowResults", "Observer", "resolve_store", "new_run_id",
-           "fail_run"]
+           "fail_run", "check_durability"]
 
 Observer = Callable[[dict[str, Any]], None]
 
@@ -66,6 +66,18 @@ def resolve_store(store: Any) -> RunStore | None:
             parameter="store", expected="'default' | path | RunStore | None", got=type(store).__name__,
         )
     return store
+
+
+def check_durability(value: Any, where: str) -> str:
+    """``value`` if it is a durability mode ("default", "strict", "off"); else a clear error."""
+    if value not in ("default", "strict", "off"):
+        from kailash.errors import NodeConfigurationError
+
+        raise NodeConfigurationError(
+            f"{where}: durability must be 'default', 'strict' or 'off', got {value!r}",
+            parameter="durability", expected="'default' | 'strict' | 'off'", got=repr(value),
+        )
+    return str(value)
 
 
 class RunContext:
@@ -120,11 +132,12 @@ class RunRecorder:
     """
 
     __slots__ = ("workflow", "run_id", "store", "observers", "parameters", "started_at", "t0", "_rows", "skipped",
-                 "record_outputs", "runtime_name", "tenant", "parent_run_id", "secrets")
+                 "record_outputs", "runtime_name", "tenant", "parent_run_id", "secrets", "results", "log", "strict")
 
     def __init__(self, workflow: str, run_id: RunId, store: RunStore | None, observers: list[Observer] | None,
                  parameters: dict[str, Any] | None, *, record_outputs: RecordOutputs | str = "failed",
-                 runtime_name: str = "local", tenant: str | None = None, parent_run_id: str | None = None) -> None:
+                 runtime_name: str = "local", tenant: str | None = None, parent_run_id: str | None = None,
+                 durability: str = "off") -> None:
         self.workflow = workflow
         self.run_id = run_id
         self.store = store
@@ -140,6 +153,14 @@ class RunRecorder:
         self.parent_run_id = parent_run_id  # set for a resumed run: the failed run it continues
         # this run's secrets (current while the scheduler walks it): redaction at record, raised error, live event
         self.secrets = secrets_for_run(run_id, parameters)
+        self.results: dict[str, Any] | None = None  # the run's outputs (the scheduler's Run sets it): for the log
+        # durable runs are written ahead (kailash.runtime.runlog): running row, then node by node
+        self.log = getattr(store, "run_log", None) if durability != "off" else None
+        self.strict = durability == "strict" and self.log is not None
+        if self.log is not None:
+            self.log.begin(self)
+            if self.strict:
+                self.log.drain(sync=True)
         if self.observers:
             self.emit({"event": "run_started", "run_id": run_id, "workflow": workflow})
 
@@ -157,6 +178,13 @@ class RunRecorder:
         """What has been recorded so far, as :class:`NodeRecord` objects."""
         return NodeRecords(tuple(self._rows), self.started_at, self.t0)
 
+    def rows_after(self, written: int) -> list[tuple[str, NodeStatus, float, float, str | None]]:
+        """The rows recorded after the first ``written`` (what the run log has not written yet).
+
+        Safe from the log's writer thread: slicing a list is atomic.
+        """
+        return self._rows[written:]
+
     def node_started(self, node_id: str) -> None:
         if self.observers:
             self.emit({"event": "node_started", "run_id": self.run_id, "node_id": node_id})
@@ -168,13 +196,15 @@ class RunRecorder:
         on the engine's hot path); with observers, :meth:`node_done`. Either way the
         recorder decides what a completion does: a durable run log hooks in here.
         """
-        if self.observers:
+        if self.observers or self.strict:
             return lambda row: self.node_done(row[0], row[2], row[3])
-        return self._rows.append
+        return self._rows.append  # default durability: the log's writer thread drains this list
 
     def node_done(self, node_id: str, start: float, duration: float) -> None:
         """Node ``node_id`` completed (``start``: its ``perf_counter`` start)."""
         self._rows.append((node_id, "completed", start, duration, None))
+        if self.strict:  # committed before the next node starts
+            self.log.drain(sync=True)  # type: ignore[union-attr]
         if self.observers:
             self.emit({"event": "node_completed", "run_id": self.run_id, "node_id": node_id, "duration": duration})
 
@@ -207,13 +237,24 @@ class RunRecorder:
         if store is None:
             return
         keep = self.record_outputs == "always" or (self.record_outputs == "failed" and status == "failed")
-        store.record(RunRecord(
+        record = RunRecord(
             run_id=self.run_id, workflow=self.workflow, status=status, started_at=self.started_at, ended_at=ended,
             nodes=NodeRecords(tuple(self._rows), self.started_at, self.t0), error=error, error_node=error_node,
             outputs=to_json_safe(self.secrets.redact(dict(results))) if keep else None,
             parameters=to_json_safe(self.secrets.redact(self.parameters)) if self.parameters else None,
             runtime=self.runtime_name, tenant=self.tenant, parent_run_id=self.parent_run_id,
-        ))
+        )
+        if self.log is not None:
+            self.log.end(record, now=self.strict or status == "failed")
+        else:
+            store.record(record)
+
+    def abandoned(self) -> None:
+        """The run stops without an outcome (its task was cancelled): the log writes what it has
+        and stops following it; the record stays ``running`` and reads ``interrupted`` once this
+        process is gone."""
+        if self.log is not None:
+            self.log.forget(self)
 
     def completed(self, results: dict[str, Any]) -> None:
         self._record("completed", results, None, None)
@@ -264,6 +305,7 @@ class RuntimeDoor:
 
     name: str = "local"
     store: RunStore | None = None
+    durability: str = "default"
     record_outputs: str = "failed"
     observers: list[Observer] = []
     tenant: str | None = None
@@ -271,9 +313,13 @@ class RuntimeDoor:
     def _recorder(self, plan: Any, run_id: RunId, parameters: dict[str, Any] | None,
                   observers: list[Observer] | None = None, parent_run_id: str | None = None) -> RunRecorder:
         obs = self.observers + list(observers) if observers else self.observers
+        durability = self.durability
+        meta = getattr(plan.workflow, "metadata", None)
+        if meta and "durability" in meta:  # the workflow's own setting wins
+            durability = check_durability(meta["durability"], f"workflow '{plan.name}' metadata")
         return RunRecorder(plan.name, run_id, self.store, obs, plan.redact_parameters(parameters),
                            record_outputs=self.record_outputs, runtime_name=self.name, tenant=self.tenant,
-                           parent_run_id=parent_run_id)
+                           parent_run_id=parent_run_id, durability=durability)
 
     def get_run(self, run_id: str) -> RunRecord | None:
         """The :class:`~kailash.runtime.store.RunRecord` of ``run_id`` (None if unknown or not recording)."""

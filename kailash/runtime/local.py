@@ -12,6 +12,7 @@ from kailash.runtime.engine import (
     RunContext,
     RuntimeDoor,
     WorkflowResults,
+    check_durability,
     new_run_id,
     resolve_store,
 )
@@ -31,6 +32,10 @@ class LocalRuntime(RuntimeDoor):
             resume a failed run), ``"always"`` or ``"never"``.
         observers: callables receiving live events (``node_started``, ``node_completed``, ...).
         debug: accepted for compatibility; errors always carry full context.
+        durability: how soon a run's progress reaches the store: ``"default"`` (written ahead
+            by a writer thread within ~10 ms), ``"strict"`` (each completion committed before
+            the next node starts) or ``"off"`` (recorded when the run ends). A workflow's
+            ``metadata["durability"]`` overrides it. See docs/runtimes.md.
 
     Example:
         >>> from kailash.workflow import Workflow
@@ -45,7 +50,8 @@ class LocalRuntime(RuntimeDoor):
     name = "local"
 
     def __init__(self, *, store: Any = "default", record_outputs: str = "failed",
-                 observers: list[Observer] | None = None, debug: bool = False, tenant: str | None = None) -> None:
+                 observers: list[Observer] | None = None, debug: bool = False, tenant: str | None = None,
+                 durability: str = "default") -> None:
         if record_outputs not in ("failed", "always", "never"):
             from kailash.errors import NodeConfigurationError
 
@@ -53,6 +59,7 @@ class LocalRuntime(RuntimeDoor):
                 f"LocalRuntime: record_outputs must be 'failed', 'always' or 'never', got {record_outputs!r}",
                 parameter="record_outputs", expected="'failed' | 'always' | 'never'", got=record_outputs,
             )
+        self.durability = check_durability(durability, "LocalRuntime")
         self.store = resolve_store(store)
         self.record_outputs = record_outputs
         self.observers = list(observers or [])
@@ -76,7 +83,7 @@ class LocalRuntime(RuntimeDoor):
 
     def resume(self, run_id: str, workflow: Any, *, parameters: dict[str, Any] | None = None,
                rerun: list[str] | None = None) -> tuple[WorkflowResults, str]:
-        """Re-run failed run ``run_id``: the failed node and what depends on it, reusing finished outputs.
+        """Re-run failed or interrupted run ``run_id``: the failed (or unfinished) node and what depends on it, reusing finished outputs.
 
         Returns ``(results, new_run_id)``; the new record's ``parent_run_id`` is ``run_id``.
         ``parameters`` default to the failed run's; ``rerun`` forces nodes to run again.

@@ -18,7 +18,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kailash.errors import NodeConfigurationError
-from kailash.runtime.engine import Observer, RunContext, RuntimeDoor, WorkflowResults, new_run_id, resolve_store
+from kailash.runtime.engine import (
+    Observer,
+    RunContext,
+    RuntimeDoor,
+    WorkflowResults,
+    check_durability,
+    new_run_id,
+    resolve_store,
+)
 from kailash.runtime.scheduler import Outputs, Run, acall_node, run_concurrent
 from kailash.runtime.types import RunId
 from kailash.workflow.plan import Step
@@ -46,7 +54,7 @@ class ParallelRuntime(RuntimeDoor):
     Args:
         max_concurrency: at most this many nodes run at once.
         max_workers: threads for sync nodes (default ``min(max_concurrency, 32)``).
-        store, record_outputs, observers, tenant: as for :class:`~kailash.runtime.LocalRuntime`.
+        store, record_outputs, observers, tenant, durability: as for :class:`~kailash.runtime.LocalRuntime`.
 
     Example:
         >>> import asyncio
@@ -64,7 +72,7 @@ class ParallelRuntime(RuntimeDoor):
 
     def __init__(self, max_concurrency: int = 32, *, max_workers: int | None = None, store: Any = "default",
                  record_outputs: str = "failed", observers: list[Observer] | None = None,
-                 tenant: str | None = None, debug: bool = False) -> None:
+                 tenant: str | None = None, debug: bool = False, durability: str = "default") -> None:
         problems = []
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
             problems.append(("max_concurrency", f"must be an integer >= 1, got {max_concurrency!r}"))
@@ -79,6 +87,7 @@ class ParallelRuntime(RuntimeDoor):
             )
         self.max_concurrency = max_concurrency
         self.max_workers = max_workers or min(max_concurrency, 32)
+        self.durability = check_durability(durability, type(self).__name__)
         self.store = resolve_store(store)
         self.record_outputs = record_outputs
         self.observers = list(observers or [])

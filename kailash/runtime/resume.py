@@ -1,5 +1,8 @@
-"""Resuming a failed run: re-run the failed node and what depends on it, reuse the rest.
+"""Resuming a failed or interrupted run: re-run what did not finish, reuse the rest.
 
+An interrupted run (its process died; see :mod:`kailash.runtime.runlog`) is resumed
+like a failed one: the nodes its log recorded as completed are reused, every other node
+runs (a node that was running when the process died runs again: at-least-once).
 A failed run's record holds the outputs of the nodes that finished (``record_outputs``
 is ``"failed"`` by default). :func:`prepare_resume` reads that record and works out
 what the new run reuses; every runtime then runs the plan with those outputs fixed,
@@ -114,8 +117,11 @@ def prepare_resume(store: Any, run_id: str, workflow: Any, *, parameters: dict[s
     if record.status == "completed":
         raise _error(full_id, f"it completed successfully (workflow '{record.workflow}'); there is nothing to "
                               "resume — run the workflow again with execute()")
-    if record.status != "failed":
-        raise _error(full_id, f"its status is '{record.status}'; only failed runs can be resumed")
+    if record.status == "running":
+        raise _error(full_id, "it is still running (its owner process is alive); resume it once it has "
+                              "failed or been interrupted")
+    if record.status not in ("failed", "interrupted"):
+        raise _error(full_id, f"its status is '{record.status}'; only failed or interrupted runs can be resumed")
     plan = workflow.compile()
     if record.workflow != plan.name:
         raise _error(full_id, f"it is a run of workflow '{record.workflow}', not of '{plan.name}'")

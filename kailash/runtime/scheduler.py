@@ -160,6 +160,7 @@ class Run:
         self.recorder = recorder
         self.fixed = fixed or None
         self.results: WorkflowResults = WorkflowResults()
+        recorder.results = self.results  # what a durable run log reads a finished node's outputs from
         self.failures: list[tuple[KailashError, BaseException, str]] = []
         self.waiting: dict[str, int] | None = None  # readiness counts, for concurrent executors
         self.only = only
@@ -372,5 +373,6 @@ async def _walk_concurrent(run: Run, executor: ConcurrentExecutor) -> WorkflowRe
     except asyncio.CancelledError:
         for task in list(running):
             task.cancel()
+        recorder.abandoned()  # not finished: a durable record stays `running` (interrupted once we exit)
         raise
     return run.finish()

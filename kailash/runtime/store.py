@@ -4,7 +4,9 @@ Every run is recorded: id, workflow, status, start/end, per-node status, timing 
 error, the failing node, and (for failed runs, so they can be resumed) the outputs of
 the nodes that finished. Writes are buffered and flushed in batches — after a short
 delay, when the buffer fills, at once for a failed run, before any read, and at exit —
-so recording costs the engine microseconds, not an fsync per node.
+so recording costs the engine microseconds, not an fsync per node. Durable runs are
+written ahead as they run (:mod:`kailash.runtime.runlog`): a ``running`` row whose
+owner process is gone reads as ``interrupted``, with the nodes that finished.
 
 The store location is ``$KAILASH_HOME/runs.db`` (default ``~/.kailash``). Other
 backends implement the :class:`RunStore` protocol.
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, overload, runtime_checkable
 
+from kailash.runtime.runlog import LOG_SCHEMA, RunLog, live_view
 from kailash.runtime.types import NodeStatus, RunStatus
 from kailash.security.secrets import Secret
 
@@ -219,7 +222,8 @@ class SQLiteRunStore:
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
+        self._conn.executescript(_SCHEMA + LOG_SCHEMA)
+        self.run_log = RunLog(self)
         _open_stores.add(self)
 
     def record(self, run: RunRecord) -> None:
@@ -237,6 +241,8 @@ class SQLiteRunStore:
                     t.start()
 
     def flush(self) -> None:
+        if self.run_log.pending or self.run_log.active:
+            self.run_log.drain()
         with self._buf_lock:
             timer, self._timer = self._timer, None
             batch, self._buffer = self._buffer, []
@@ -292,24 +298,32 @@ class SQLiteRunStore:
                     "SELECT * FROM runs WHERE substr(run_id, 1, ?) = ? LIMIT 2", (len(run_id), run_id)
                 ).fetchall()
             row = rows[0] if len(rows) == 1 else None
-        return None if row is None else self._from_row(row)
+        if row is None:
+            return None
+        run = self._from_row(row)
+        return live_view(self, run) if run.status == "running" else run
 
     def list_runs(self, *, limit: int = 50, workflow: str | None = None, status: str | None = None,
                   tenant: str | None = None) -> list[RunRecord]:
+        """Runs newest first; ``running`` ones whose owner is gone read (and filter) as ``interrupted``."""
         self.flush()
+        live = status in ("running", "interrupted")
         where, args = [], []
-        for col, val in (("workflow", workflow), ("status", status), ("tenant", tenant)):
+        for col, val in (("workflow", workflow), ("status", "running" if live else status), ("tenant", tenant)):
             if val is not None:
                 where.append(f"{col} = ?")
                 args.append(val)
         sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY started_at DESC LIMIT ?"
         with self._lock:
-            rows = self._conn.execute(sql, (*args, int(limit))).fetchall()
-        return [self._from_row(r) for r in rows]
+            rows = self._conn.execute(sql, (*args, -1 if live else int(limit))).fetchall()
+        runs = [self._from_row(r) for r in rows]
+        runs = [live_view(self, r) if r.status == "running" else r for r in runs]
+        return [r for r in runs if r.status == status][:int(limit)] if live else runs
 
     def close(self) -> None:
         self.flush()
+        self.run_log.active.clear()  # runs still going on here are written no more
         with self._lock:
             self._conn.close()
         _open_stores.discard(self)

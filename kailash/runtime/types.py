@@ -24,7 +24,7 @@ RunId = NewType("RunId", str)
 NodeStatus = Literal["completed", "failed", "skipped"]
 """What happened to one node in a run."""
 
-RunStatus = Literal["running", "completed", "failed"]
+RunStatus = Literal["running", "completed", "failed", "interrupted"]
 """Where a run is."""
 
 RecordOutputs = Literal["failed", "always", "never"]

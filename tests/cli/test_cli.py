@@ -227,3 +227,58 @@ def test_usage_errors_exit_2(_isolated_home):
     assert proc.returncode == 2 and "usage: kailash" in proc.stderr
     proc = kailash("frobnicate", home=_isolated_home)
     assert proc.returncode == 2 and "invalid choice: 'frobnicate'" in proc.stderr
+
+
+def test_a_killed_run_reads_interrupted_and_kailash_resume_finishes_it(tmp_path):
+    """`kailash run` killed with SIGKILL mid-run: `kailash runs --status interrupted` shows it
+    with the node that finished; `kailash resume RUN_ID FILE` runs only the rest."""
+    import signal
+    import time
+
+    from kailash.runtime.store import SQLiteRunStore
+
+    wf = Workflow("slow_pair")
+    wf.add_node("a", PythonCodeNode(code="result = 20"))
+    wf.add_node("b", PythonCodeNode(code="import time\ntime.sleep(pause)\nresult = data + 1"), pause=60)
+    wf.connect("a", "b")
+    wf.save(tmp_path / "slow.yaml")
+    home = tmp_path / "home"
+    env = {**os.environ, "KAILASH_HOME": str(home)}
+    child = subprocess.Popen([*COMMAND, "run", str(tmp_path / "slow.yaml")], env=env, cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        run_id = None
+        while run_id is None and time.monotonic() < deadline:  # until node a's completion is in the store
+            time.sleep(0.05)
+            if (home / "runs.db").exists():
+                store = SQLiteRunStore(home / "runs.db")
+                runs = store.list_runs(status="running")
+                store.close()
+                if runs and [n.node_id for n in runs[0].nodes] == ["a"]:
+                    run_id = runs[0].run_id
+        assert run_id is not None, "the running run never showed node a as completed"
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    listed = kailash("runs", "--status", "interrupted", "--json", home=home)
+    assert listed.returncode == 0, listed.stderr
+    [run] = json.loads(listed.stdout)
+    assert run["run_id"] == run_id and run["status"] == "interrupted"
+    assert [n["node_id"] for n in run["nodes"]] == ["a"]
+    assert kailash("runs", "--status", "running", "--json", home=home).stdout.strip() == "[]"
+    done = kailash("resume", run_id[:12], str(tmp_path / "slow.yaml"), "-p", "b.pause=0", "--json", home=home)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["results"] == {"a": {"result": 20}, "b": {"result": 21}}
+    new = json.loads(kailash("runs", out["run_id"], "--json", home=home).stdout)
+    assert new["parent_run_id"] == run_id and new["nodes"][0]["duration"] == 0.0  # a: reused, not run
+
+
+def test_kailash_resume_explains_an_unknown_run(tmp_path, files):
+    done = kailash("resume", "nope", str(files / "scale.yaml"), home=tmp_path / "home")
+    assert done.returncode == 2
+    assert "cannot resume run 'nope': no such run" in done.stderr
