@@ -33,7 +33,7 @@ def operator_policy(request):
 
 
 def _tenant(tenant_id, **extra):
-    from kailash.api.runs import tenant_policy
+    from kailash.api.tenant_runs import tenant_policy
 
     policy = tenant_policy(tenant_id)
     scope = TenantScope(tenant_id=tenant_id, capabilities=DEFAULT_TENANT_CAPABILITIES,
@@ -101,7 +101,7 @@ def test_a_tenant_node_with_its_own_wider_policy_still_runs_under_the_tenants(te
 # -- the shared worker pool: two tenants' nodes must never share a worker -----------------------
 
 def test_two_tenants_and_the_operator_never_share_a_sandbox_worker_pool(tenant_home, operator_policy):
-    from kailash.security import sandbox
+    from kailash.security.sandbox import runner as sandbox
 
     acme, _ = _tenant("acme")
     globex, _ = _tenant("globex")
