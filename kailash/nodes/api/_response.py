@@ -182,16 +182,9 @@ def send_sync(client: Any, request: Any, *, limit: int, follow: bool) -> Any:
 
 async def send_async(client: Any, request: Any, *, limit: int, follow: bool) -> Any:
     """The async twin of :func:`send_sync`."""
-    hops = 0
-    while True:
-        response = await client.send(request, stream=True, follow_redirects=False)
-        if follow and response.has_redirect_location:
-            await response.aclose()
-            request = _next_hop(client, request, response, hops)
-            hops += 1
-            continue
-        await _read_async(response, limit)
-        return response
+    response = await open_stream_async(client, request, follow=follow)
+    await _read_async(response, limit)
+    return response
 
 
 async def open_stream_async(client: Any, request: Any, *, follow: bool) -> Any:
