@@ -112,19 +112,10 @@ def readable_roots(allowed_imports: Iterable[str] = ()) -> list[str]:
         >>> any(r.endswith("/kailash") for r in roots) and "/etc" not in roots
         True
     """
-    import site
-    import sysconfig
-
     import kailash
+    from kailash.security.sandbox.isolation import interpreter_libraries
 
-    libraries: set[str] = set()
-    for scheme_vars in ({}, {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}):
-        paths = sysconfig.get_paths(vars=scheme_vars or None)
-        libraries.update(paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths)
-    try:
-        libraries.update(site.getsitepackages())
-    except AttributeError:  # pragma: no cover - some embedded interpreters
-        pass
+    libraries = interpreter_libraries()
     package = os.path.dirname(os.path.abspath(kailash.__file__))
     project = os.path.realpath(os.path.dirname(package))
     roots = set(libraries)

@@ -28,19 +28,14 @@ import sys
 from typing import Any
 
 __all__ = ["apply_worker_limits", "set_cpu_limit", "install_seccomp", "install_read_only_files",
-           "set_parent_death_signal", "python_library_dirs", "drop_capabilities", "set_not_dumpable"]
+           "set_parent_death_signal", "python_library_dirs", "interpreter_libraries", "drop_capabilities",
+           "set_not_dumpable"]
 
 
-def python_library_dirs() -> list[str]:
-    """The standard library, site-packages and the Kailash package: what sandboxed imports may read.
-
-    Narrower than :func:`library_roots` on purpose: a project directory on ``sys.path``
-    (with its ``.env`` files) is not readable by sandboxed code.
-    """
+def interpreter_libraries() -> set[str]:
+    """The interpreter's standard library and site-packages directories, as configured (not resolved)."""
     import site
     import sysconfig
-
-    import kailash
 
     dirs: set[str] = set()
     for scheme_vars in ({}, {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}):
@@ -50,6 +45,18 @@ def python_library_dirs() -> list[str]:
         dirs.update(site.getsitepackages())
     except AttributeError:  # pragma: no cover - some embedded interpreters
         pass
+    return dirs
+
+
+def python_library_dirs() -> list[str]:
+    """The standard library, site-packages and the Kailash package: what sandboxed imports may read.
+
+    Narrower than :func:`library_roots` on purpose: a project directory on ``sys.path``
+    (with its ``.env`` files) is not readable by sandboxed code.
+    """
+    import kailash
+
+    dirs = interpreter_libraries()
     dirs.add(os.path.dirname(os.path.abspath(kailash.__file__)))
     return sorted({os.path.realpath(d) for d in dirs if os.path.isdir(d)})
 
