@@ -23,10 +23,42 @@ Example:
 
 from __future__ import annotations
 
+import contextvars
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ExecutionContext"]
+__all__ = ["ExecutionContext", "RUN_DEADLINE", "run_time_left", "bounded_by_run"]
+
+#: ``(time.perf_counter() deadline, seconds)`` of the run executing here, if it has a time
+#: limit; set by the runtime (``kailash.runtime.scheduler.run_deadline``).
+RUN_DEADLINE: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar(
+    "kailash_run_deadline", default=None)
+
+
+def run_time_left() -> float | None:
+    """Seconds left before the run executing here must stop (``None``: no limit)."""
+    deadline = RUN_DEADLINE.get()
+    return None if deadline is None else max(deadline[0] - time.perf_counter(), 0.001)
+
+
+def bounded_by_run(timeout: Any) -> Any:
+    """``timeout`` (seconds, ``None`` or an ``httpx.Timeout``) no longer than the run has left.
+
+    Nodes that block outside Python (network calls) use it, so a call cannot outlive the
+    run's time limit in an abandoned thread.
+
+    Example:
+        >>> bounded_by_run(30.0)  # no run limit here
+        30.0
+    """
+    left = run_time_left()
+    if left is None:
+        return timeout
+    if timeout is None or isinstance(timeout, (int, float)):
+        return left if timeout is None else min(float(timeout), left)
+    fields = {k: getattr(timeout, k, None) for k in ("connect", "read", "write", "pool")}
+    return type(timeout)(**{k: left if v is None else min(v, left) for k, v in fields.items()})
 
 
 @runtime_checkable

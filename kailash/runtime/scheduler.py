@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from kailash.errors import KailashError, NodeTimeoutError
 from kailash.nodes.base import ensure_output_dict
+from kailash.nodes.context import RUN_DEADLINE
 from kailash.runtime.engine import RunContext, RunRecorder, WorkflowResults, fail_run
 from kailash.security.secrets import make_current, restore
 
@@ -45,25 +46,22 @@ __all__ = ["Run", "InlineExecutor", "ConcurrentExecutor", "INLINE", "run_inline"
 
 Outputs = dict[str, Any]
 
-# (perf_counter deadline, seconds) for runs started in this context: see run_deadline.
-_deadline: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar("kailash_run_deadline",
-                                                                                     default=None)
-
-
 @contextlib.contextmanager
 def run_deadline(seconds: float) -> Iterator[None]:
     """Runs started inside the block start no node after ``seconds`` (a run time limit).
 
-    The stop is cooperative: a node already running finishes (or is stopped by its own
-    limits, e.g. the sandbox's), and the next node fails the run with a
+    The stop is cooperative: a node already running finishes (network calls through the
+    HTTP layer are bounded by the time left, see
+    :func:`kailash.nodes.context.bounded_by_run`; sandboxed code by its own limits), and
+    the next node fails the run with a
     :class:`~kailash.errors.NodeTimeoutError` naming ``run_timeout``; the record keeps
     what finished, so the run can be resumed.
     """
-    token = _deadline.set((time.perf_counter() + seconds, seconds))
+    token = RUN_DEADLINE.set((time.perf_counter() + seconds, seconds))
     try:
         yield
     finally:
-        _deadline.reset(token)
+        RUN_DEADLINE.reset(token)
 
 
 def _past_deadline(deadline: tuple[float, float], sid: str) -> NodeTimeoutError:
@@ -164,7 +162,7 @@ class Run:
         self.failures: list[tuple[KailashError, BaseException, str]] = []
         self.waiting: dict[str, int] | None = None  # readiness counts, for concurrent executors
         self.only = only
-        self.deadline = _deadline.get()
+        self.deadline = RUN_DEADLINE.get()
 
     # -- the seams --------------------------------------------------------------------------
     def begin(self, step: Step) -> Outputs | None:

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from kailash._backoff import backoff_delay
 from kailash.errors import NodeConfigurationError, NodeExecutionError, NodeTimeoutError
+from kailash.nodes.context import bounded_by_run, run_time_left
 from kailash.security.secrets import Secret, is_credential_header, redact, reveal
 
 __all__ = [
@@ -271,7 +272,7 @@ def build_request(client: Any, method: str, url: Any, *, headers: dict[str, Any]
     plain = {str(k): str(reveal(v)) for k, v in headers.items() if v is not None}
     if not any(k.lower() == "accept-encoding" for k in plain):
         plain["Accept-Encoding"] = ACCEPT_ENCODING
-    return client.build_request(method, url, headers=plain or None, timeout=timeout,
+    return client.build_request(method, url, headers=plain or None, timeout=bounded_by_run(timeout),
                                 extensions={CREDENTIAL_EXTENSION: credential_names(headers, marked)}, **body)
 
 
@@ -322,6 +323,13 @@ def transport_error(exc: Exception, *, node: Any, method: str, url: Any, timeout
             node_id=node.name, parameter="url", expected="an http:// or https:// URL",
         )
     if isinstance(exc, httpx.TimeoutException):
+        left = run_time_left()
+        if left is not None and isinstance(timeout, (int, float)) and left <= 0.01:
+            return NodeTimeoutError(
+                f"{place}: {target} got no response before the run's run_timeout ran out{tries} "
+                f"({type(exc).__name__}); the run was stopped",
+                node_id=node.name, parameter="run_timeout", expected="a response within the run's time limit",
+            )
         return NodeTimeoutError(
             f"{place}: {target} got no response within {timeout} s{tries} ({type(exc).__name__}); "
             "raise 'timeout' or check the service",
