@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kailash._backoff import backoff_delay
-from kailash.errors import CircuitOpenError, SerializationError, WorkflowValidationError
+from kailash.errors import CircuitOpenError, Problem, SerializationError, WorkflowValidationError
 
 if TYPE_CHECKING:
     from kailash.workflow.graph import Workflow
@@ -123,11 +123,20 @@ class NodePolicy:
 
 # -- building policies ---------------------------------------------------------------------------
 
-def _positive(problems: list[str], where: str, name: str, value: Any, *, zero_ok: bool = False) -> None:
+def _problem(node_id: str, parameter: str, expected: str, got: str, message: str) -> Problem:
+    return Problem(node_id=node_id, parameter=parameter, expected=expected, got=got, message=message)
+
+
+def _positive(problems: list[Problem], node_id: str, name: str, value: Any, *, zero_ok: bool = False) -> None:
+    where = f"set_policy('{node_id}')"
+    parameter = name.replace("circuit_breaker ", "circuit_breaker.")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        problems.append(f"{where}: {name} must be a number of seconds, got {type(value).__name__}")
+        problems.append(_problem(node_id, parameter, "a number of seconds", type(value).__name__,
+                                 f"{where}: {name} must be a number of seconds, got {type(value).__name__}"))
     elif value < 0 or (value == 0 and not zero_ok):
-        problems.append(f"{where}: {name} must be {'>= 0' if zero_ok else 'a positive number of seconds'}, got {value}")
+        expected = ">= 0" if zero_ok else "a positive number of seconds"
+        problems.append(_problem(node_id, parameter, expected, repr(value),
+                                 f"{where}: {name} must be {expected}, got {value}"))
 
 
 def make_policy(node_id: str, *, retries: int = 0, backoff: float = 0.5, max_backoff: float = 60.0,
@@ -135,22 +144,24 @@ def make_policy(node_id: str, *, retries: int = 0, backoff: float = 0.5, max_bac
                 cache_ttl: float | None = None) -> NodePolicy | None:
     """Validate the options of ``Workflow.set_policy`` and build the policy (``None`` if it does nothing)."""
     where = f"set_policy('{node_id}')"
-    problems: list[str] = []
+    problems: list[Problem] = []
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        problems.append(f"{where}: retries must be an integer >= 0, got {retries!r}")
-    _positive(problems, where, "backoff", backoff, zero_ok=True)
-    _positive(problems, where, "max_backoff", max_backoff)
+        problems.append(_problem(node_id, "retries", "an integer >= 0", repr(retries),
+                                 f"{where}: retries must be an integer >= 0, got {retries!r}"))
+    _positive(problems, node_id, "backoff", backoff, zero_ok=True)
+    _positive(problems, node_id, "max_backoff", max_backoff)
     if not isinstance(jitter, bool):
-        problems.append(f"{where}: jitter must be True or False, got {jitter!r}")
+        problems.append(_problem(node_id, "jitter", "True or False", repr(jitter),
+                                 f"{where}: jitter must be True or False, got {jitter!r}"))
     if timeout is not None:
-        _positive(problems, where, "timeout", timeout)
+        _positive(problems, node_id, "timeout", timeout)
     if cache_ttl is not None:
-        _positive(problems, where, "cache_ttl", cache_ttl)
-    breaker = _breaker(problems, where, circuit_breaker)
+        _positive(problems, node_id, "cache_ttl", cache_ttl)
+    breaker = _breaker(problems, node_id, circuit_breaker)
     if problems:
         raise WorkflowValidationError(
-            f"invalid policy for node '{node_id}':\n  - " + "\n  - ".join(problems),
-            problems=problems, node_id=node_id, parameter=problems[0].split(": ", 1)[1].split(" ", 1)[0],
+            f"invalid policy for node '{node_id}':\n  - " + "\n  - ".join(p.message for p in problems),
+            problems=problems, node_id=node_id, parameter=problems[0].parameter,
         )
     policy = NodePolicy(
         node_id=node_id,
@@ -165,7 +176,8 @@ def make_policy(node_id: str, *, retries: int = 0, backoff: float = 0.5, max_bac
     return policy
 
 
-def _breaker(problems: list[str], where: str, spec: Any) -> BreakerPolicy | None:
+def _breaker(problems: list[Problem], node_id: str, spec: Any) -> BreakerPolicy | None:
+    where = f"set_policy('{node_id}')"
     if spec is None or spec is False:
         return None
     if isinstance(spec, BreakerPolicy):
@@ -177,19 +189,25 @@ def _breaker(problems: list[str], where: str, spec: Any) -> BreakerPolicy | None
     if isinstance(spec, int) and not isinstance(spec, bool):
         spec = {"failure_threshold": spec}
     if not isinstance(spec, dict):
-        problems.append(f"{where}: circuit_breaker must be True, a failure count, "
-                        f"{{'failure_threshold': n, 'reset_timeout': s}} or a CircuitBreaker, got {type(spec).__name__}")
+        problems.append(_problem(
+            node_id, "circuit_breaker", "True, a failure count, a dict or a CircuitBreaker", type(spec).__name__,
+            f"{where}: circuit_breaker must be True, a failure count, "
+            f"{{'failure_threshold': n, 'reset_timeout': s}} or a CircuitBreaker, got {type(spec).__name__}"))
         return None
     unknown = set(spec) - {"failure_threshold", "reset_timeout"}
     if unknown:
-        problems.append(f"{where}: circuit_breaker has unknown option(s) {', '.join(sorted(map(str, unknown)))} "
-                        "(known: failure_threshold, reset_timeout)")
+        names = ", ".join(sorted(map(str, unknown)))
+        problems.append(_problem(node_id, "circuit_breaker", "failure_threshold, reset_timeout", names,
+                                 f"{where}: circuit_breaker has unknown option(s) {names} "
+                                 "(known: failure_threshold, reset_timeout)"))
         return None
     threshold = spec.get("failure_threshold", 5)
     reset = spec.get("reset_timeout", 30.0)
     if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
-        problems.append(f"{where}: circuit_breaker failure_threshold must be an integer >= 1, got {threshold!r}")
-    _positive(problems, where, "circuit_breaker reset_timeout", reset)
+        problems.append(_problem(
+            node_id, "circuit_breaker.failure_threshold", "an integer >= 1", repr(threshold),
+            f"{where}: circuit_breaker failure_threshold must be an integer >= 1, got {threshold!r}"))
+    _positive(problems, node_id, "circuit_breaker reset_timeout", reset)
     return BreakerPolicy(failure_threshold=threshold, reset_timeout=float(reset)) if not problems else None
 
 

@@ -293,3 +293,16 @@ def test_cache_keeps_at_most_max_entries():
     for k in "abc":
         cache.put(k, {"v": k})
     assert len(cache) == 2 and cache.get("a") is None and cache.get("c") == {"v": "c"}
+
+
+def test_policy_problems_are_data_naming_node_parameter_and_expectation():
+    from kailash.errors import WorkflowValidationError
+    from kailash.workflow.policies import make_policy
+
+    with pytest.raises(WorkflowValidationError) as info:
+        make_policy("fetch", retries=-1, timeout="soon", circuit_breaker={"failure_threshold": 0})
+    found = {(p.node_id, p.parameter, p.expected) for p in info.value.problems}
+    assert found == {("fetch", "retries", "an integer >= 0"), ("fetch", "timeout", "a number of seconds"),
+                     ("fetch", "circuit_breaker.failure_threshold", "an integer >= 1")}
+    assert info.value.parameter == "retries"
+    assert "set_policy('fetch'): retries must be an integer >= 0, got -1" in str(info.value)
