@@ -53,6 +53,29 @@ def _bind() -> socket.socket:
     return sock
 
 
+def _serve(config: Any, sock: socket.socket, name: str):
+    """Run a uvicorn ``config`` on ``sock`` in a daemon thread; return ``stop`` once it accepts connections."""
+    import uvicorn
+
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=name)
+    thread.start()
+    deadline = START_TIMEOUT
+    while not server.started and deadline > 0 and thread.is_alive():
+        threading.Event().wait(0.02)
+        deadline -= 0.02
+    if not server.started:
+        raise RuntimeError(f"{name} server did not start within {START_TIMEOUT:g} s")
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=5)
+        sock.close()
+
+    return stop
+
+
 def start_http_server(state: ServerState | None = None, *, certfile: str | None = None, keyfile: str | None = None):
     """Start the test app with uvicorn; returns ``(RunningServer, stop)``."""
     import uvicorn
@@ -60,31 +83,10 @@ def start_http_server(state: ServerState | None = None, *, certfile: str | None 
     state = state or ServerState()
     sock = _bind()
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(state),
-        log_level="warning",
-        lifespan="off",
-        ssl_certfile=certfile,
-        ssl_keyfile=keyfile,
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="test-http")
-    thread.start()
-    deadline = START_TIMEOUT
-    while not server.started and deadline > 0 and thread.is_alive():
-        threading.Event().wait(0.02)
-        deadline -= 0.02
-    if not server.started:
-        raise RuntimeError("test HTTP server did not start within 10 s")
+    config = uvicorn.Config(create_app(state), log_level="warning", lifespan="off", ssl_certfile=certfile,
+                            ssl_keyfile=keyfile, timeout_graceful_shutdown=1)
+    stop = _serve(config, sock, "test-http")
     scheme = "https" if certfile else "http"
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(timeout=5)
-        sock.close()
-
     return RunningServer(url=f"{scheme}://127.0.0.1:{port}", state=state, port=port, cert_file=certfile), stop
 
 
@@ -94,23 +96,8 @@ def serve_app(app: Any):
 
     sock = _bind()
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="test-app")
-    thread.start()
-    deadline = START_TIMEOUT
-    while not server.started and deadline > 0 and thread.is_alive():
-        threading.Event().wait(0.02)
-        deadline -= 0.02
-    if not server.started:
-        raise RuntimeError("test server did not start within 10 s")
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(timeout=5)
-        sock.close()
-
-    return f"http://127.0.0.1:{port}", stop
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
+    return f"http://127.0.0.1:{port}", _serve(config, sock, "test-app")
 
 
 def start_ws_server(state: WSState | None = None, *, certfile: str | None = None, keyfile: str | None = None):
