@@ -299,7 +299,8 @@ def test_edit_connections_rename_and_delete(page, served):
     row = pg.locator(".map-row").first
     row.locator("input").nth(0).fill("result.items")
     row.locator("input").nth(1).fill("values")
-    assert "result.items → values" in pg.text_content(f"g.edge[data-from='{a}'] .edge-label")
+    # the label is redrawn after the inputs' events: wait for it (fails after the timeout otherwise)
+    pg.wait_for_selector(f"g.edge[data-from='{a}'] .edge-label:has-text('result.items → values')")
     pg.wait_for_selector("#validation[data-state='valid']")
 
     # Rename b: the connection follows.
