@@ -1,0 +1,94 @@
+"""The stream-source protocol: how a node hands a runtime a stream, event by event.
+
+A node that is a *stream source* (websocket/SSE :class:`~kailash.nodes.data.streaming.EventStreamNode`,
+Redis Streams, NATS JetStream, MQTT, AMQP) lets a runtime run a workflow as a stream
+run: the runtime opens the source once (:meth:`StreamSource.open_stream`), and for each
+:class:`StreamEvent` the cursor yields it runs the nodes downstream of the source with
+:meth:`StreamSource.event_outputs` as the source's outputs, then acknowledges the event
+(:meth:`StreamCursor.ack`) only after those nodes finished. A crash therefore loses
+nothing a broker has not been told is done (at-least-once).
+
+Nothing here imports a broker client; each source imports its own when opened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["StreamEvent", "StreamCursor", "StreamSource", "is_stream_source"]
+
+
+@dataclass(slots=True)
+class StreamEvent:
+    """One event of a stream.
+
+    Attributes:
+        data: the payload (parsed JSON, or text/bytes when the source is told so).
+        event_type: the event's type or subject/topic/routing key, if the system has one.
+        id: the event's id or position (stream entry id, sequence number, delivery tag).
+        key: events with the same key are processed in order (per-key order); None: no key.
+        timestamp: event time in seconds since the epoch, when the event carries one.
+        token: opaque, for the source's own :meth:`StreamCursor.ack`.
+    """
+
+    data: Any
+    event_type: str | None = None
+    id: Any = None
+    key: str | None = None
+    timestamp: float | None = None
+    token: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{event_type, data, id}``: the ``event`` output of a source node."""
+        return {"event_type": self.event_type, "data": self.data, "id": self.id}
+
+
+@runtime_checkable
+class StreamCursor(Protocol):
+    """An open stream: iterate it for events, acknowledge each one when its work is done.
+
+    Iteration ends when the stream ends or a stop rule of the source fires
+    (``max_events``, ``stop_condition``); :attr:`stopped_by` then says which.
+    """
+
+    stopped_by: str | None
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]: ...
+
+    async def ack(self, event: StreamEvent) -> None:
+        """The event's downstream work finished: the broker may forget it."""
+
+    async def nack(self, event: StreamEvent) -> None:
+        """The event's work failed and the event was not dead-lettered: the broker may redeliver it."""
+
+    async def close(self) -> None:
+        """Stop reading and release the connection (unacknowledged events are redelivered later)."""
+
+
+class StreamSource:
+    """Mixin for nodes that can be the source of a stream run.
+
+    Subclasses implement :meth:`open_stream` and :meth:`event_outputs`;
+    :meth:`streams` says whether this configuration streams (a node with a batch mode
+    returns False for it, and then runs as an ordinary node).
+    """
+
+    def streams(self, inputs: dict[str, Any]) -> bool:
+        """True when a run with these inputs should be a stream run."""
+        return True
+
+    async def open_stream(self, inputs: dict[str, Any]) -> StreamCursor:
+        """Connect and return a cursor over the events (``inputs``: the node's validated parameters)."""
+        raise NotImplementedError
+
+    def event_outputs(self, event: StreamEvent) -> dict[str, Any]:
+        """The node's outputs for one event, as its downstream connections see them."""
+        return {"data": event.data, "event_type": event.event_type, "id": event.id, "event": event.as_dict(),
+                "done": False, "stopped_by": None}
+
+
+def is_stream_source(node: Any) -> bool:
+    """True when ``node`` implements the stream-source protocol."""
+    return isinstance(node, StreamSource)
