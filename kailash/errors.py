@@ -14,6 +14,7 @@ know Kailash::
     ├── SecurityError(PermissionError)           a security policy refused an action
     ├── SerializationError(ValueError)           a saved workflow cannot be read or written
     ├── TenantError(ValueError)                  a tenant cannot be created or found
+    ├── ScheduleError(ValueError)                a schedule is invalid (cron, interval, timezone...)
     └── UnknownNodeTypeError(LookupError)        a node type name is not registered
 
 Context travels as attributes (``node_id``, ``parameter``, ``expected``, ``got``,
@@ -42,6 +43,7 @@ __all__ = [
     "SerializationError",
     "UnknownNodeTypeError",
     "TenantError",
+    "ScheduleError",
 ]
 
 
@@ -206,6 +208,10 @@ class SerializationError(KailashError, ValueError):
 
 class TenantError(KailashError, ValueError):
     """A tenant cannot be created or found (bad id, taken id or schema, unknown tenant)."""
+
+
+class ScheduleError(KailashError, ValueError):
+    """A schedule is invalid (bad cron expression, interval, timezone or catch-up policy); ``parameter`` names the field."""
 
 
 class UnknownNodeTypeError(KailashError, LookupError):
