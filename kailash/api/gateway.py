@@ -75,6 +75,10 @@ class WorkflowGateway:
             anyway (everyone who can reach it can run code as this process).
         storage: the storage backend of the gateway's own namespace (default: the tenant
             registry's, else :func:`kailash.api.storage.open_storage`).
+        schedule_tick: seconds between two looks for due schedules while serving (``None``:
+            this gateway fires no schedules). See ``docs/schedules.md``.
+        schedule_enqueue: where a due schedule's run goes: a run queue's ``enqueue``
+            (default: started at once in this gateway, :class:`~kailash.api.scheduling.StartScheduledRun`).
 
     Example:
         >>> from kailash.workflow import Workflow
@@ -92,7 +96,8 @@ class WorkflowGateway:
                  database_url: str | None = None, max_body_size: int = 10 * 1024 * 1024,
                  max_concurrent_runs: int | None = None, max_workers: int = 32, redis_url: str | None = None,
                  cors_origins: list[str] | None = None, log_level: str = "info", storage: Any = None,
-                 trusted_proxies: list[str] | None = None, insecure_no_auth_on_network: bool = False) -> None:
+                 trusted_proxies: list[str] | None = None, insecure_no_auth_on_network: bool = False,
+                 schedule_tick: float | None = 1.0, schedule_enqueue: Any = None) -> None:
         from kailash.api.runs import RunManager
 
         self.port = port
@@ -115,6 +120,9 @@ class WorkflowGateway:
         self.tenants = tenants
         self._storage = storage if storage is not None else (tenants.storage if tenants is not None else None)
         self._owns_storage = False
+        self.schedule_tick = schedule_tick
+        self.schedule_enqueue = schedule_enqueue
+        self._schedules: Any = None
         self.registered: dict[str, RegisteredWorkflow] = {}
         self.runs = RunManager(max_workers=max_workers)
         self._auth: AuthenticationMiddleware | None = (
@@ -252,6 +260,15 @@ class WorkflowGateway:
             self._owns_storage = True
         return self._storage
 
+    @property
+    def schedules(self) -> Any:
+        """The schedule store of every namespace (opened on first use, blocking)."""
+        if self._schedules is None:
+            with self._lock:
+                if self._schedules is None:
+                    self._schedules = self.storage.schedule_store()
+        return self._schedules
+
     def workspace(self, principal: Principal | None) -> Workspace:
         """The workspace a request may use (blocking on first use of a namespace)."""
         tenant_id = principal.tenant_id if principal is not None else None
@@ -353,6 +370,9 @@ class WorkflowGateway:
         for limiter in [*self._limiters, self._tenant_limiter]:
             if limiter is not None:
                 await limiter.aclose()
+        schedules, self._schedules = self._schedules, None
+        if schedules is not None:
+            schedules.close()  # a PostgreSQL store leaves the shared pool to the storage
         storage = self._storage
         if self._owns_storage and storage is not None and hasattr(storage, "close"):  # a PostgreSQL pool
             storage.close()

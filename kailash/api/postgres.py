@@ -103,6 +103,12 @@ class PostgresStorage:
         self.ensure_schema(self.registry_schema, _REGISTRY_DDL)
         return PostgresTenantBackend(self.pool, self.registry_schema)
 
+    def schedule_store(self) -> Any:
+        """Every namespace's schedules, in the registry schema (shared by all gateways on this database)."""
+        from kailash.runtime.schedule_store import PostgresScheduleStore
+
+        return PostgresScheduleStore(self.pool, self.registry_schema)
+
     def create_tenant_role(self, role: str, schema: str, password: str) -> None:
         """Create the login role a tenant's SQL runs as: it may use and create objects in ``schema`` only.
 

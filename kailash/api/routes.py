@@ -7,6 +7,7 @@
 :mod:`kailash.api.validation_routes`        ``/validate``
 :mod:`kailash.api.run_routes`               ``/workflows/{name}/execute``, ``/runs``, ``/runs/{id}``
 :mod:`kailash.api.event_routes`             ``/runs/{id}/events`` (SSE), ``/ws/runs/{id}``
+:mod:`kailash.api.schedule_routes`          ``/schedules``, ``/schedules/{id}``, ``/schedules/{id}/fires``
 ==========================================  =============================================
 
 Each installer is ``install(app, gateway)`` and uses the gateway's public methods only.
@@ -21,7 +22,8 @@ from kailash.api.studio_routes import STUDIO_DIR
 
 __all__ = ["install", "INSTALLERS", "STUDIO_DIR"]
 
-INSTALLERS = ("catalog_routes", "studio_routes", "workflow_routes", "validation_routes", "run_routes", "event_routes")
+INSTALLERS = ("catalog_routes", "studio_routes", "workflow_routes", "validation_routes", "run_routes", "event_routes",
+              "schedule_routes")
 
 
 def install(app: Any, gw: Any) -> None:
@@ -30,12 +32,14 @@ def install(app: Any, gw: Any) -> None:
         catalog_routes,
         event_routes,
         run_routes,
+        schedule_routes,
         studio_routes,
         validation_routes,
         workflow_routes,
     )
 
     modules = {"catalog_routes": catalog_routes, "studio_routes": studio_routes, "workflow_routes": workflow_routes,
-               "validation_routes": validation_routes, "run_routes": run_routes, "event_routes": event_routes}
+               "validation_routes": validation_routes, "run_routes": run_routes, "event_routes": event_routes,
+               "schedule_routes": schedule_routes}
     for name in INSTALLERS:
         modules[name].install(app, gw)

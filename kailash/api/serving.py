@@ -36,12 +36,25 @@ class RunningGateway:
 
 @contextlib.asynccontextmanager
 async def lifespan(gateway: Any) -> Any:
-    """The gateway's startup and shutdown: keys ready first; runs, Redis and owned storage closed last."""
+    """The gateway's startup and shutdown: keys ready and the schedule tick started first; runs, Redis and owned storage closed last."""
+    import asyncio
+
     auth = gateway.authentication
     if auth is not None:
         auth.prepare()  # generate the key file now, not on the first request with a key
-    yield
-    await gateway.aclose()
+    ticking = None
+    if gateway.schedule_tick is not None:
+        from kailash.api.scheduling import schedule_loop
+
+        ticking = asyncio.create_task(schedule_loop(gateway), name="kailash-schedules")
+    try:
+        yield
+    finally:
+        if ticking is not None:
+            ticking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticking
+        await gateway.aclose()
 
 
 def uvicorn_server(gateway: Any, **config: Any) -> Any:

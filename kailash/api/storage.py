@@ -159,6 +159,8 @@ class Storage(Protocol):
 
     def describe(self) -> str: ...
 
+    def schedule_store(self) -> Any: ...
+
 
 class SQLiteStorage:
     """Workspaces as SQLite files under ``home`` (default ``$KAILASH_HOME``).
@@ -202,6 +204,12 @@ class SQLiteStorage:
 
     def tenant_backend(self) -> Any:
         return SQLiteTenantBackend(self.home / "tenants.db")
+
+    def schedule_store(self) -> Any:
+        """Every namespace's schedules, in ``home/schedules.db`` (:mod:`kailash.runtime.schedule_store`)."""
+        from kailash.runtime.schedule_store import SQLiteScheduleStore
+
+        return SQLiteScheduleStore(self.home / "schedules.db")
 
     def describe(self) -> str:
         return f"SQLite under {self.home}"

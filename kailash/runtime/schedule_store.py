@@ -13,6 +13,7 @@ never recorded (nor enqueued) again. The gateway's own namespace is stored with 
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
@@ -152,12 +153,12 @@ class _Store:
         """Delete a schedule and its fire history; ``False`` if there was none."""
         where, args = self._scope(tenant_id, any_tenant)
         with self._tx() as db:
-            gone = db.run(f"DELETE FROM {{s}} WHERE id = ?{where}", (schedule_id, *args)) > 0
+            gone = bool(db.run(f"DELETE FROM {{s}} WHERE id = ?{where}", (schedule_id, *args)) > 0)
             if gone:
                 db.run("DELETE FROM {f} WHERE schedule_id = ?", (schedule_id,))
         return gone
 
-    def fires(self, schedule_id: str, *, limit: int = 50) -> list[Fire]:
+    def fires(self, schedule_id: str, *, limit: int = 50) -> builtins.list[Fire]:
         """The schedule's most recent fires, newest first."""
         with self._tx() as db:
             rows = db.all("SELECT schedule_id, fire_at, run_id, enqueued_at FROM {f} WHERE schedule_id = ? "

@@ -170,13 +170,13 @@ def _check_cron(expr: Any) -> str:
     if type(expr) is not str or not expr.strip() or len(expr) > 200:
         raise ScheduleError("cron expression must be a non-empty string like '*/5 * * * *'", parameter="cron",
                             expected="a cron expression", got=repr(expr)[:80])
-    expr = " ".join(expr.split())
+    text: str = " ".join(expr.split())
     croniter = _croniter()
-    if len(expr.split(" ")) not in (5, 6) or not croniter.is_valid(expr):
-        raise ScheduleError(f"cron expression '{expr}' is not valid: use 5 fields 'minute hour day month weekday' "
+    if len(text.split(" ")) not in (5, 6) or not croniter.is_valid(text):
+        raise ScheduleError(f"cron expression '{text}' is not valid: use 5 fields 'minute hour day month weekday' "
                             "(or 6 with seconds last), like '*/5 * * * *'", parameter="cron",
-                            expected="minute hour day-of-month month day-of-week", got=expr)
-    return expr
+                            expected="minute hour day-of-month month day-of-week", got=text)
+    return text
 
 
 def check_schedule(*, workflow: Any, cron: Any = None, every: Any = None, timezone: Any = "UTC",
