@@ -11,6 +11,7 @@ import { Inspector } from "./inspector.js";
 import { Model } from "./model.js";
 import { Palette } from "./palette.js";
 import { Runner } from "./run.js";
+import { SchedulesPanel } from "./schedules.js";
 
 const $ = (sel) => document.querySelector(sel);
 const api = new Api("");
@@ -434,6 +435,8 @@ const runner = new Runner(api, model, canvas, inspector, {
   isDirty: () => dirty,
   applyProblems,
 });
+
+new SchedulesPanel(api, toast, () => model.name);
 
 // -- start ---------------------------------------------------------------------------------
 async function start() {
