@@ -15,6 +15,7 @@ create which schedule is checked in :mod:`kailash.api.schedule_routes`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -127,7 +128,13 @@ async def schedule_loop(gw: Any) -> None:
             if scheduler is None:
                 store = await asyncio.to_thread(lambda: gw.schedules)
                 scheduler = Scheduler(store, gw.schedule_enqueue or StartScheduledRun(gw, loop))
-            report = await asyncio.to_thread(scheduler.tick)
+            ticking = asyncio.ensure_future(asyncio.to_thread(scheduler.tick))
+            try:
+                report = await asyncio.shield(ticking)
+            except asyncio.CancelledError:  # shutting down: let the tick's transaction end before storage closes
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ticking, 10)
+                raise
             if report.fires:
                 logger.info("schedules: %d run(s) enqueued", len(report.fires))
         except asyncio.CancelledError:

@@ -335,13 +335,19 @@ class TenantRegistry:
         return self._new_key(tenant_id)
 
     def delete_tenant(self, tenant_id: str, *, purge: bool = False) -> bool:
-        """Remove a tenant and its keys; with ``purge``, its workflows and runs too."""
+        """Remove a tenant, its keys and its schedules; with ``purge``, its workflows and runs too."""
         tenant = self.get_tenant(tenant_id)
         if tenant is None:
             return False
         self._backend.revoke_keys(tenant_id)
         self._backend.delete_tenant(tenant_id)
         self._changed(tenant_id)
+        if hasattr(self.storage, "schedule_store"):  # nothing of a deleted tenant may fire again
+            schedules = self.storage.schedule_store()
+            try:
+                schedules.delete_namespace(tenant_id)
+            finally:
+                schedules.close()
         if purge:
             self.storage.drop_workspace(tenant.database_schema)
         if tenant.database_role and hasattr(self.storage, "drop_tenant_role"):

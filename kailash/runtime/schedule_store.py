@@ -158,6 +158,12 @@ class _Store:
                 db.run("DELETE FROM {f} WHERE schedule_id = ?", (schedule_id,))
         return gone
 
+    def delete_namespace(self, tenant_id: str | None) -> int:
+        """Delete every schedule of one namespace (a deleted tenant's) with its fires; return how many."""
+        with self._tx() as db:
+            db.run("DELETE FROM {f} WHERE schedule_id IN (SELECT id FROM {s} WHERE tenant = ?)", (tenant_id or "",))
+            return int(db.run("DELETE FROM {s} WHERE tenant = ?", (tenant_id or "",)))
+
     def fires(self, schedule_id: str, *, limit: int = 50) -> builtins.list[Fire]:
         """The schedule's most recent fires, newest first."""
         with self._tx() as db:

@@ -209,3 +209,16 @@ def test_two_gateways_on_one_postgres_start_each_fire_once(pg_registry):
     assert not set(started[0]) & set(started[1])  # no fire started in both gateways
     assert sorted(started[0] + started[1]) == sorted(f["run_id"] for f in fires)
     assert sorted(runs) == sorted(f["run_id"] for f in fires)
+
+
+def test_deleting_a_tenant_deletes_its_schedules(tmp_path):
+    registry = TenantRegistry(home=tmp_path / "home")
+    _, key = registry.create_tenant("acme", database_schema="acme")
+    gw = WorkflowGateway(port=0, tenants=registry, api_keys=[API_KEY], schedule_tick=None)
+    with TestClient(gw.app) as client:
+        client.post("/workflows", headers={"X-API-Key": key}, json={"name": "hello", "workflow": SIMPLE_DOC})
+        assert client.post("/schedules", headers={"X-API-Key": key},
+                           json={"workflow": "hello", "every": 60}).status_code == 201
+        assert len(gw.schedules.list(tenant_id="acme")) == 1
+        registry.delete_tenant("acme")
+        assert gw.schedules.list(any_tenant=True) == []

@@ -298,3 +298,19 @@ def test_two_gateway_processes_on_one_postgres_enqueue_each_fire_once(pg_schema,
     assert {r[1] for r in rows} == {"a", "b"}  # both took part: each won some of the fires
     assert len(run_ids) == len(set(run_ids))
     assert set(run_ids) == _expected(schedules, T0 + 300)
+
+
+def test_cron_follows_the_timezone_across_daylight_saving(store):
+    before = store.add(workflow="w", cron="0 9 * * *", timezone="Europe/Berlin", now=1_806_883_200.0)  # 2027-04-05 00:00Z
+    assert before.next_fire_at == 1_806_883_200.0 + 7 * 3600  # 09:00 CEST is 07:00 UTC in April
+    winter = store.add(workflow="w", cron="0 9 * * *", timezone="Europe/Berlin", now=T0)
+    assert (winter.next_fire_at - T0) % 3600 == 0 and (winter.next_fire_at - 8 * 3600) % 86400 == 0  # 08:00 UTC
+
+
+def test_a_namespace_is_deleted_with_its_fires(store):
+    gone = store.add(workflow="w", every=60, tenant_id="acme", now=T0)
+    kept = store.add(workflow="w", every=60, now=T0)
+    Scheduler(store, Queue()).tick(T0 + 60)
+    assert store.delete_namespace("acme") == 1
+    assert [s.id for s in store.list(any_tenant=True)] == [kept.id]
+    assert store.fires(gone.id) == [] and len(store.fires(kept.id)) == 1
