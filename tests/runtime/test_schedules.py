@@ -314,3 +314,62 @@ def test_a_namespace_is_deleted_with_its_fires(store):
     assert store.delete_namespace("acme") == 1
     assert [s.id for s in store.list(any_tenant=True)] == [kept.id]
     assert store.fires(gone.id) == [] and len(store.fires(kept.id)) == 1
+
+
+_CRASHER = r"""
+import sys, time, psycopg
+from kailash.runtime.schedule_store import PostgresScheduleStore
+from kailash.runtime.schedules import Scheduler
+url, schema, now = sys.argv[1], sys.argv[2], float(sys.argv[3])
+store = PostgresScheduleStore.connect(url, schema)
+log = psycopg.connect(url, autocommit=True)
+
+def enqueue(*, run_id, workflow, parameters, tenant_id=None, options=None):
+    log.execute(f'INSERT INTO "{schema}".queue VALUES (%s) ON CONFLICT DO NOTHING', (run_id,))
+    print("enqueued", run_id, flush=True)
+    time.sleep(600)  # killed here: after the enqueue, before the fire is committed
+
+Scheduler(store, enqueue).tick(now)
+"""
+
+
+def test_a_gateway_killed_mid_tick_loses_no_fire_and_an_idempotent_queue_sees_it_once(pg_schema, tmp_path):
+    """SIGKILL a process holding a due schedule's lock after it enqueued: the lock goes with it, the next
+    scheduler fires the same run id again, and a queue keyed on run id keeps one."""
+    import psycopg
+
+    from kailash.runtime.schedule_store import PostgresScheduleStore
+
+    store = PostgresScheduleStore.connect(PG_URL, pg_schema)
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE TABLE "{pg_schema}".queue (run_id TEXT PRIMARY KEY)')
+    s = store.add(workflow="w", every=60, now=T0)
+    script = tmp_path / "crasher.py"
+    script.write_text(_CRASHER)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, str(script), PG_URL, pg_schema, str(T0 + 60)], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().split() == ["enqueued", fire_run_id(s.id, T0 + 60)]
+        assert Scheduler(store, Queue()).tick(T0 + 60).fires == ()  # locked by the live process: skipped
+        proc.kill()
+        proc.wait(30)
+        answers: list[bool] = []
+
+        def idempotent(*, run_id, workflow, parameters, tenant_id=None, options=None):
+            with psycopg.connect(PG_URL, autocommit=True) as conn:
+                cur = conn.execute(f'INSERT INTO "{pg_schema}".queue VALUES (%s) ON CONFLICT DO NOTHING', (run_id,))
+                answers.append(cur.rowcount == 1)
+            return answers[-1]
+
+        report = Scheduler(store, idempotent).tick(T0 + 61)
+        assert [f.run_id for f in report.fires] == [fire_run_id(s.id, T0 + 60)]
+        assert answers == [False]  # the queue already had it from the killed process
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            assert conn.execute(f'SELECT count(*) FROM "{pg_schema}".queue').fetchone()[0] == 1
+        assert [f.run_id for f in store.fires(s.id)] == [fire_run_id(s.id, T0 + 60)]
+        assert store.get(s.id).next_fire_at == T0 + 120
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        store.close()
