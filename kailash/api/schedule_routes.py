@@ -81,7 +81,8 @@ def install(app: Any, gw: Any) -> None:
         principal = principal_of(request.scope)
 
         def save() -> Any:
-            checked = check_schedule(**{k: v for k, v in fields.items() if k != "enabled"})  # field errors first
+            given = {k: v for k, v in fields.items() if k not in ("enabled", "workflow")}
+            checked = check_schedule(workflow=fields.get("workflow"), **given)  # field errors first
             check_schedule_run(gw, principal, checked["workflow"], checked["parameters"])
             return gw.schedules.add(**checked, enabled=fields.get("enabled", True), tenant_id=tenant_of(request))
 

@@ -69,6 +69,7 @@ def test_create_read_pause_resume_delete(client):
     ({"workflow": "double", "every": 60, "catchup": "maybe"}, "invalid_schedule", "catchup"),
     ({"workflow": "double"}, "invalid_schedule", "cron"),
     ({"workflow": "nope", "every": 60}, "invalid_schedule", "workflow"),
+    ({"every": 60}, "invalid_schedule", "workflow"),
     ({"workflow": "double", "every": 60, "when": "now"}, "invalid_schedule", "when"),
     ({"workflow": "double", "every": 60, "enabled": "yes"}, "invalid_schedule", "enabled"),
     ({"workflow": "secret", "every": 60, "parameters": {"check": {"fail": "no"}}}, "invalid_parameters", "parameters"),

@@ -53,3 +53,24 @@ def test_bad_input_names_the_field(tmp_path):
     r = kailash("schedule", "add", "etl", home=tmp_path)
     assert r.returncode == 2 and "one of the arguments --cron --every is required" in r.stderr
     assert kailash("schedule", "list", home=tmp_path).stdout.strip() == "no schedules"
+
+
+def test_with_postgres_storage_the_cli_uses_the_registry_schema(tmp_path, monkeypatch):
+    import uuid
+
+    psycopg = __import__("pytest").importorskip("psycopg")
+    url = "postgresql://postgres@127.0.0.1:5432/test"
+    schema = "kcli_" + uuid.uuid4().hex[:10]
+    monkeypatch.setenv("KAILASH_DATABASE_URL", url)
+    monkeypatch.setenv("KAILASH_REGISTRY_SCHEMA", schema)
+    try:
+        r = kailash("schedule", "add", "etl", "--every", "5m", "--json", home=tmp_path)
+        assert r.returncode == 0, r.stderr
+        sid = json.loads(r.stdout)["id"]
+        with psycopg.connect(url) as conn:
+            assert conn.execute(f'SELECT workflow, every FROM "{schema}".schedules WHERE id = %s',
+                                (sid,)).fetchone() == ("etl", 300)
+        assert sid in kailash("schedule", "list", home=tmp_path).stdout
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
