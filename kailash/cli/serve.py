@@ -60,7 +60,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         gateway = WorkflowGateway(port=args.port, host=args.host, tenants=tenants,
                                   max_body_size=args.max_body_mb * 1024 * 1024, log_level=args.log_level,
-                                  trusted_proxies=args.trusted_proxy or None, cors_origins=args.cors_origin or None)
+                                  trusted_proxies=args.trusted_proxy or None, cors_origins=args.cors_origin or None,
+                                  schedule_tick=None if args.no_schedules else 1.0)
     except (KailashError, ValueError) as exc:
         _err(f"error: {exc}")
         return 2
@@ -109,5 +110,7 @@ def add_subcommand(subparsers: Any) -> None:
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="an origin (https://app.example.com) whose pages may call the API from a browser "
                         "(repeatable; default: none)")
+    p.add_argument("--no-schedules", action="store_true",
+                   help="fire no schedules from this gateway (others on the same database still do)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)

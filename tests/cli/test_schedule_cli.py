@@ -74,3 +74,14 @@ def test_with_postgres_storage_the_cli_uses_the_registry_schema(tmp_path, monkey
     finally:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_serve_no_schedules_turns_the_tick_off(monkeypatch):
+    from kailash.api.gateway import WorkflowGateway
+    from kailash.cli.main import main
+
+    ticks = []
+    monkeypatch.setattr(WorkflowGateway, "start", lambda self, **options: ticks.append(self.schedule_tick))
+    assert main(["serve", "--no-tenants", "--port", "0", "--no-schedules"]) == 0
+    assert main(["serve", "--no-tenants", "--port", "0"]) == 0
+    assert ticks == [None, 1.0]
