@@ -27,7 +27,10 @@ from typing import Any
 
 from kailash.runtime.schedules import Fire, Schedule, check_schedule, new_schedule_id, next_fire_after
 
-__all__ = ["SQLiteScheduleStore", "PostgresScheduleStore", "Claim"]
+__all__ = ["SQLiteScheduleStore", "PostgresScheduleStore", "Claim", "KEEP_FIRES"]
+
+#: fires kept per schedule (the history ``fires()`` shows); older ones are deleted as new ones come
+KEEP_FIRES = 1000
 
 _COLUMNS = ("id, workflow, tenant, cron, every, timezone, parameters, catchup, enabled, next_fire_at, "
             "created_at, updated_at")
@@ -64,8 +67,13 @@ class Claim:
         return bool(self._db.insert_fire(self.schedule.id, fire_at, run_id, now))
 
     def advance(self, next_fire_at: float) -> None:
+        """Set the schedule's next fire time, and forget its fires beyond the latest :data:`KEEP_FIRES`."""
         assert self.schedule is not None
-        self._db.run("UPDATE {s} SET next_fire_at = ? WHERE id = ?", (next_fire_at, self.schedule.id))
+        sid = self.schedule.id
+        self._db.run("UPDATE {s} SET next_fire_at = ? WHERE id = ?", (next_fire_at, sid))
+        # an old fire can never be due again (next_fire_at only moves forward), so its guard row may go
+        self._db.run("DELETE FROM {f} WHERE schedule_id = ? AND fire_at < (SELECT fire_at FROM {f} "
+                     "WHERE schedule_id = ? ORDER BY fire_at DESC LIMIT 1 OFFSET ?)", (sid, sid, KEEP_FIRES - 1))
 
 
 class _Store:

@@ -373,3 +373,23 @@ def test_a_gateway_killed_mid_tick_loses_no_fire_and_an_idempotent_queue_sees_it
         if proc.poll() is None:
             proc.kill()
         store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_fire_history_keeps_the_latest_fires(tmp_path, monkeypatch, backend, request):
+    from kailash.runtime import schedule_store
+
+    monkeypatch.setattr(schedule_store, "KEEP_FIRES", 3)
+    if backend == "sqlite":
+        store = SQLiteScheduleStore(tmp_path / "s.db")
+    else:
+        store = schedule_store.PostgresScheduleStore.connect(PG_URL, request.getfixturevalue("pg_schema"))
+    try:
+        s = store.add(workflow="w", every=60, catchup="all", now=T0)
+        scheduler = Scheduler(store, Queue())
+        assert len(scheduler.tick(T0 + 300).fires) == 5
+        assert [f.fire_at for f in store.fires(s.id)] == [T0 + 300, T0 + 240, T0 + 180]
+        assert [f.fire_at for f in scheduler.tick(T0 + 360).fires] == [T0 + 360]
+        assert [f.fire_at for f in store.fires(s.id)] == [T0 + 360, T0 + 300, T0 + 240]
+    finally:
+        store.close()
