@@ -44,7 +44,7 @@ def add_subcommand(subparsers: Any) -> None:
     p.add_argument(
         "--validate",
         action="store_true",
-        help="kubernetes: check the manifests against the Kubernetes API schemas (needs `kubernetes`)",
+        help="kubernetes: check the manifests against the Kubernetes API schemas, offline (needs the [k8s] extra)",
     )
     p.set_defaults(func=cmd_export)
 
