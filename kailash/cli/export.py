@@ -37,6 +37,13 @@ def add_subcommand(subparsers: Any) -> None:
     )
     p.add_argument("--format", choices=["yaml", "json"], help="docker/kubernetes: format of the workflow file")
     p.add_argument("--params-file", help="default run parameters (YAML/JSON) baked into the image or ConfigMap")
+    p.add_argument(
+        "--sdk",
+        metavar="PATH|SPEC",
+        help="docker: the Kailash to install in the image: a kailash wheel or source checkout to bundle, or a "
+        "requirement to install from your index (default: a wheel built from the Kailash running this command; "
+        "the name 'kailash' on the public index is another project)",
+    )
     p.add_argument("--serve", action="store_true", help="kubernetes: a Deployment + Service running `kailash serve`")
     p.add_argument("--image", help="kubernetes: the image the pods run")
     p.add_argument("--namespace", help="kubernetes: the namespace")
@@ -51,6 +58,16 @@ def add_subcommand(subparsers: Any) -> None:
 
 def _err(text: str) -> None:
     sys.stderr.write(text + "\n")
+
+
+def _say_sdk(context: Path) -> None:
+    """Tell which Kailash the image installs (the first comment of its requirements.txt)."""
+    try:
+        first = (context / "requirements.txt").read_text(encoding="utf-8").splitlines()[0]
+    except (OSError, IndexError):
+        return
+    if first.startswith("# "):
+        _err(first[2:])
 
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
@@ -71,7 +88,7 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
         from kailash.cli.main import _parameters
 
         cfg["parameters"] = _parameters(argparse.Namespace(params_file=args.params_file, param=None))
-    for key in ("format", "image", "namespace", "replicas"):
+    for key in ("format", "image", "namespace", "replicas", "sdk"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
     if args.serve:
@@ -97,9 +114,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             written = [write(out, config=cfg)]
         elif args.target == "docker":
             written = exporter.to_docker(args.out, config=cfg)
+            _say_sdk(Path(args.out))
         else:
             written = exporter.to_kubernetes(args.out, config=cfg)
-    except (KailashError, ValueError, OSError) as exc:
+    except (KailashError, ValueError, OSError, RuntimeError) as exc:
         _err(f"error: {exc}")
         return 2
     for path in written:
