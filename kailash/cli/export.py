@@ -127,7 +127,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             problems = validate_kubernetes_manifests(args.out)
         except ImportError as exc:
             _err(f"error: {exc}")
-            return 2
+            return 3  # the environment: an extra is missing (exit codes: kailash.cli.main)
         for name, items in problems.items():
             for p in items:
                 _err(f"invalid: {name}: {p}")
