@@ -1,8 +1,9 @@
 """``kailash export FILE --to yaml|json|docker|kubernetes --out DIR``.
 
 Loads a saved workflow and hands it to :class:`kailash.utils.export.WorkflowExporter`
-(imported only when the command runs). Exit codes as for every subcommand: 0 done,
-2 bad input (unreadable or invalid workflow, bad options, unwritable target).
+(imported only when the command runs). Exit codes as for every subcommand (docs/cli.md): 0 done,
+1 manifests invalid (--validate), 2 bad input (unreadable or invalid workflow, bad options,
+unwritable target), 3 an extra is missing.
 """
 
 from __future__ import annotations

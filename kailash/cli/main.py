@@ -82,7 +82,7 @@ def _summarise(value: Any, limit: int = 200) -> str:
     """A one-line preview of ``value``, at most ``limit`` characters, built without serialising all of it."""
     parts: list[str] = []
     budget = [limit + 1]
-    sizes: list[int] = []  # lengths of the collections met, outermost first
+    open_lists: list[int] = []  # lengths of the lists being walked (left open when the budget runs out)
 
     def put(text: str) -> bool:
         parts.append(text[: budget[0]])
@@ -91,7 +91,6 @@ def _summarise(value: Any, limit: int = 200) -> str:
 
     def walk(v: Any) -> bool:
         if isinstance(v, dict):
-            sizes.append(len(v))
             if not put("{"):
                 return False
             for i, (k, item) in enumerate(v.items()):
@@ -99,12 +98,13 @@ def _summarise(value: Any, limit: int = 200) -> str:
                     return False
             return put("}")
         if isinstance(v, (list, tuple)):
-            sizes.append(len(v))
+            open_lists.append(len(v))
             if not put("["):
                 return False
             for i, item in enumerate(v):
                 if (i and not put(", ")) or not walk(item):
                     return False
+            open_lists.pop()
             return put("]")
         if isinstance(v, str):
             return put(json.dumps(v[:limit]))
@@ -116,8 +116,7 @@ def _summarise(value: Any, limit: int = 200) -> str:
     text = "".join(parts)
     if complete and len(text) <= limit:
         return text
-    big = max(sizes, default=0)
-    size = f" ({big:,} items)" if big > 1 else ""
+    size = f" (a list of {open_lists[0]:,})" if open_lists else ""
     return text[: max(0, limit - 3 - len(size))] + "..." + size
 
 

@@ -140,7 +140,7 @@ def test_summary_of_a_million_rows_looks_at_a_few(flows):
 
     rows = [Watched(id=i, name=f"n{i}") for i in range(1_000_000)]
     text = cli_main._summarise({"data": rows})
-    assert len(text) <= 200 and text.endswith("... (1,000,000 items)")
+    assert len(text) <= 200 and text.endswith("... (a list of 1,000,000)")
     assert text.startswith('{"data": [{"id": 0, "name": "n0"}, {"id": 1')
     assert len(seen) < 20  # rows past the preview are never visited, let alone serialised
     assert cli_main._summarise({"result": 42}) == '{"result": 42}'

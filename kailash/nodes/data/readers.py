@@ -144,8 +144,8 @@ class CSVReaderNode(Node):
 
         if batch_size:
             return {"data": BatchStream(
-                lambda: progress.counted(_batched(iter(counted_rows()), batch_size), node=label, what="read",
-                                         unit="batches", every=1),
+                lambda: iter(progress.counted(_batched(iter(counted_rows()), batch_size), node=label, what="read",
+                                              unit="batches", every=1)),
                 f"{file_path}, {batch_size} rows/batch")}
         return {"data": list(counted_rows())}
 

@@ -212,7 +212,7 @@ def docker_context(
         f"WORKDIR {APP_DIR}",
         *wheel_copy,
         f"COPY requirements.txt {APP_DIR}/requirements.txt",
-        f"RUN pip install -r requirements.txt",
+        "RUN pip install -r requirements.txt",
         "",
         f"RUN useradd --uid {USER_ID} --user-group --no-create-home --home-dir {WORK_DIR} kailash \\",
         f"    && mkdir -p {HOME_DIR} {WORK_DIR} \\",
