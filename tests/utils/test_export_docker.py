@@ -144,6 +144,9 @@ def test_installed_distribution_is_packed_back_into_a_wheel(tmp_path):
         assert sorted(repacked.namelist()) == sorted(original.namelist())
         assert repacked.read("kailash/__init__.py") == original.read("kailash/__init__.py")
         assert any(n.startswith("kailash/api/static/") for n in repacked.namelist())  # the Studio files
+        assert "kailash-0.1.0.dist-info/licenses/LICENSE" in original.namelist()
+        assert "License-Expression: Apache-2.0" in original.read("kailash-0.1.0.dist-info/METADATA").decode()
+        assert "Apache License" in original.read("kailash-0.1.0.dist-info/licenses/LICENSE").decode()
 
 
 @pytest.mark.slow
