@@ -11,7 +11,8 @@ first found:
 - an installed (non-editable) distribution: its recorded files are packed back into a
   wheel, byte for byte as installed.
 
-Wheels are cached by the digest of their sources, so exporting many workflows builds once.
+Wheels are cached (``$XDG_CACHE_HOME/kailash/wheels``; older source states go after a day) by
+the digest of their sources, so exporting many workflows builds once.
 """
 
 from __future__ import annotations
@@ -84,7 +85,25 @@ def build_wheel(root: str | os.PathLike[str]) -> SdkWheel:
         target = cache / wheels[0].name
         shutil.copy2(wheels[0], target.with_suffix(".part"))
         os.replace(target.with_suffix(".part"), target)  # atomic: a concurrent export sees all or nothing
+    _prune(cache.parent, keep=5)
     return SdkWheel(target, f"built from the source checkout at {root}")
+
+
+def _prune(cache: Path, keep: int) -> None:
+    """Remove wheels of older source states: beyond the ``keep`` newest, those unused for a day.
+
+    The day spares an export in another process (another checkout) that has just picked
+    its wheel and is about to copy it.
+    """
+    import time
+
+    try:
+        built = sorted(cache.glob("src-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in built[keep:]:
+            if time.time() - old.stat().st_mtime > 86400:
+                shutil.rmtree(old, ignore_errors=True)
+    except OSError:  # another process pruned it first
+        pass
 
 
 def _is_kailash_project(root: Path) -> bool:
