@@ -66,6 +66,10 @@ def build_wheel(root: str | os.PathLike[str]) -> SdkWheel:
     cache = _cache_dir() / f"src-{digest.hexdigest()[:20]}"
     found = sorted(cache.glob("kailash-*.whl")) if cache.is_dir() else []
     if found:
+        try:
+            os.utime(cache)  # in use: spared by _prune
+        except OSError:
+            pass
         return SdkWheel(found[0], f"built from the source checkout at {root}")
     with tempfile.TemporaryDirectory(prefix="kailash-wheel-") as tmp:
         src = Path(tmp) / "src"
