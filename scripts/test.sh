@@ -28,4 +28,17 @@ PY=${PYTHON:-python3}
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 PY=.venv/bin/python bash scripts/lint.sh
+
+# Dependency floors: every dependency of these extras at the lowest version pyproject.toml
+# allows (scripts/floors.py), in a venv of its own, on the integration tests that broke below
+# the floors (websocket streams, multipart upload, a real uvicorn server, PostgreSQL, Redis).
+# About a minute. Raise a floor in pyproject.toml when this fails; never pin around it here.
+[ -x .venv-floors/bin/python ] || "$PY" -m venv .venv-floors
+.venv/bin/python scripts/floors.py api http postgres redis > .venv-floors/floors.txt
+.venv-floors/bin/python -m pip install -q -r .venv-floors/floors.txt pytest pytest-asyncio pytest-timeout
+echo "dependency floors: $(tr '\n' ' ' < .venv-floors/floors.txt)"
+PYTHONPATH="$PWD" .venv-floors/bin/python -m pytest -q -p no:randomly -p no:cacheprovider \
+  tests/nodes/data/test_streaming.py tests/api/test_request_bodies.py tests/api/test_workflows.py \
+  tests/api/test_server_e2e.py tests/nodes/data/test_sql.py tests/api/test_rate_limit.py
+
 exec .venv/bin/python -m pytest -q "$@"

@@ -1,8 +1,9 @@
 """``kailash export FILE --to yaml|json|docker|kubernetes --out DIR``.
 
 Loads a saved workflow and hands it to :class:`kailash.utils.export.WorkflowExporter`
-(imported only when the command runs). Exit codes as for every subcommand: 0 done,
-2 bad input (unreadable or invalid workflow, bad options, unwritable target).
+(imported only when the command runs). Exit codes as for every subcommand (docs/cli.md): 0 done,
+1 manifests invalid (--validate), 2 bad input (unreadable or invalid workflow, bad options,
+unwritable target), 3 an extra is missing.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ def add_subcommand(subparsers: Any) -> None:
     )
     p.add_argument("--format", choices=["yaml", "json"], help="docker/kubernetes: format of the workflow file")
     p.add_argument("--params-file", help="default run parameters (YAML/JSON) baked into the image or ConfigMap")
+    p.add_argument(
+        "--sdk",
+        metavar="PATH|SPEC",
+        help="docker: the Kailash to install in the image: a kailash wheel or source checkout to bundle, or a "
+        "requirement to install from your index (default: a wheel built from the Kailash running this command; "
+        "the name 'kailash' on the public index is another project)",
+    )
     p.add_argument("--serve", action="store_true", help="kubernetes: a Deployment + Service running `kailash serve`")
     p.add_argument("--image", help="kubernetes: the image the pods run")
     p.add_argument("--namespace", help="kubernetes: the namespace")
@@ -44,13 +52,23 @@ def add_subcommand(subparsers: Any) -> None:
     p.add_argument(
         "--validate",
         action="store_true",
-        help="kubernetes: check the manifests against the Kubernetes API schemas (needs `kubernetes`)",
+        help="kubernetes: check the manifests against the Kubernetes API schemas, offline (needs the [k8s] extra)",
     )
     p.set_defaults(func=cmd_export)
 
 
 def _err(text: str) -> None:
     sys.stderr.write(text + "\n")
+
+
+def _say_sdk(context: Path) -> None:
+    """Tell which Kailash the image installs (the first comment of its requirements.txt)."""
+    try:
+        first = (context / "requirements.txt").read_text(encoding="utf-8").splitlines()[0]
+    except (OSError, IndexError):
+        return
+    if first.startswith("# "):
+        _err(first[2:])
 
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
@@ -71,7 +89,7 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
         from kailash.cli.main import _parameters
 
         cfg["parameters"] = _parameters(argparse.Namespace(params_file=args.params_file, param=None))
-    for key in ("format", "image", "namespace", "replicas"):
+    for key in ("format", "image", "namespace", "replicas", "sdk"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
     if args.serve:
@@ -97,9 +115,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             written = [write(out, config=cfg)]
         elif args.target == "docker":
             written = exporter.to_docker(args.out, config=cfg)
+            _say_sdk(Path(args.out))
         else:
             written = exporter.to_kubernetes(args.out, config=cfg)
-    except (KailashError, ValueError, OSError) as exc:
+    except (KailashError, ValueError, OSError, RuntimeError) as exc:
         _err(f"error: {exc}")
         return 2
     for path in written:
@@ -109,7 +128,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             problems = validate_kubernetes_manifests(args.out)
         except ImportError as exc:
             _err(f"error: {exc}")
-            return 2
+            return 3  # the environment: an extra is missing (exit codes: kailash.cli.main)
         for name, items in problems.items():
             for p in items:
                 _err(f"invalid: {name}: {p}")

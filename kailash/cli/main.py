@@ -1,8 +1,17 @@
 """The ``kailash`` command line: run, resume, validate, nodes, runs (and the subcommands other parts add).
 
-Each subcommand is a function taking the parsed arguments and returning an exit code:
-0 success, 1 the workflow failed, 2 bad input. Heavy parts (the gateway, exporters)
-are imported only by the subcommand that needs them.
+Each subcommand is a function taking the parsed arguments and returning an exit code.
+The codes, the same for every subcommand (docs/cli.md):
+
+- 0: done.
+- 1: the workflow ran and failed, or a check found problems (``validate``, ``export --validate``).
+- 2: bad input: usage, an unreadable or invalid file, a bad parameter.
+- 3: the environment: an optional extra is not installed, ``KAILASH_HOME`` is unusable.
+- 70: an internal error (a bug): one line, the traceback with ``KAILASH_DEBUG=1``.
+- 130: interrupted (Ctrl-C).
+
+:func:`main` turns every expected error into one line that says what to do. Heavy
+parts (the gateway, exporters) are imported only by the subcommand that needs them.
 """
 
 from __future__ import annotations
@@ -13,7 +22,9 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_ENVIRONMENT", "EXIT_INTERNAL"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 70, 130
 
 
 def _out(text: str = "") -> None:
@@ -21,6 +32,11 @@ def _out(text: str = "") -> None:
 
 
 def _err(text: str) -> None:
+    from kailash.cli.progress import paint, use_colour
+
+    if text.startswith(("error:", "invalid:")):
+        head, sep, rest = text.partition(":")
+        text = paint(head + sep, "red", use_colour(sys.stderr)) + rest
     sys.stderr.write(text + "\n")
 
 
@@ -54,33 +70,64 @@ def _parameters(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
-class _Progress:
-    """Live per-node progress on stderr (only when stderr is a terminal or --progress)."""
+def _progress(args: argparse.Namespace, total: int) -> Any:
+    """The run's progress display: node lines on a terminal or with --progress, a live status on a terminal."""
+    from kailash.cli.progress import RunProgress, StatusLine
 
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.done, self.enabled = total, 0, enabled
-        self.t0 = time.perf_counter()
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        kind = event["event"]
-        if kind == "node_started":
-            sys.stderr.write(f"  ▶ {event['node_id']} ...\n")
-        elif kind in ("node_completed", "node_skipped", "node_failed"):
-            self.done += 1
-            mark = {"node_completed": "✔", "node_skipped": "↷", "node_failed": "✘"}[kind]
-            extra = f" {event.get('duration', 0) * 1000:.1f} ms" if kind == "node_completed" else ""
-            sys.stderr.write(f"  {mark} [{self.done}/{self.total}] {event['node_id']}{extra}\n")
-        sys.stderr.flush()
+    shown = bool(args.progress) or sys.stderr.isatty()
+    return RunProgress(total, nodes=shown, status=StatusLine(every=2.0 if args.progress else None))
 
 
 def _summarise(value: Any, limit: int = 200) -> str:
-    try:
-        text = json.dumps(value, default=repr)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """A one-line preview of ``value``, at most ``limit`` characters, built without serialising all of it."""
+    parts: list[str] = []
+    budget = [limit + 1]
+    open_lists: list[int] = []  # lengths of the lists being walked (left open when the budget runs out)
+
+    def put(text: str) -> bool:
+        parts.append(text[: budget[0]])
+        budget[0] -= len(text)
+        return budget[0] > 0
+
+    def walk(v: Any) -> bool:
+        if isinstance(v, dict):
+            if not put("{"):
+                return False
+            for i, (k, item) in enumerate(v.items()):
+                if (i and not put(", ")) or not put(json.dumps(str(k)) + ": ") or not walk(item):
+                    return False
+            return put("}")
+        if isinstance(v, (list, tuple)):
+            open_lists.append(len(v))
+            if not put("["):
+                return False
+            for i, item in enumerate(v):
+                if (i and not put(", ")) or not walk(item):
+                    return False
+            open_lists.pop()
+            return put("]")
+        if isinstance(v, str):
+            return put(json.dumps(v[:limit]))
+        if v is None or isinstance(v, (bool, int, float)):
+            return put(json.dumps(v))
+        return put(repr(v)[:limit])
+
+    complete = walk(value)
+    text = "".join(parts)
+    if complete and len(text) <= limit:
+        return text
+    size = f" (a list of {open_lists[0]:,})" if open_lists else ""
+    return text[: max(0, limit - 3 - len(size))] + "..." + size
+
+
+def _failure_json(exc: BaseException, run_id: str | None, code: int) -> None:
+    error: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+    for key in ("node_id", "parameter", "expected"):
+        value = getattr(exc, key, None)
+        if value is not None:
+            error[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
+    _out(json.dumps({"run_id": run_id, "status": "failed" if run_id else "error", "exit_code": code,
+                     "error": error}, indent=2))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -92,25 +139,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         wf = Workflow.load(args.file)
         params = _parameters(args)
     except (KailashError, ValueError, OSError) as exc:
+        if args.json:
+            _failure_json(exc, None, EXIT_USAGE)
         _err(f"error: {exc}")
-        return 2
-    progress = _Progress(len(wf.nodes), args.progress or sys.stderr.isatty())
+        return EXIT_USAGE
+    progress = _progress(args, len(wf.nodes))
     runtime = LocalRuntime(observers=[progress])
     t0 = time.perf_counter()
     try:
-        results, run_id = runtime.execute(wf, parameters=params)
+        with progress:
+            results, run_id = runtime.execute(wf, parameters=params)
     except KailashError as exc:
+        code = EXIT_USAGE if exc.run_id is None else EXIT_FAILED
+        if args.json:
+            _failure_json(exc, exc.run_id, code)
         _err(f"error: {exc}")
         if exc.run_id:
             _err(f"run {exc.run_id} recorded as failed; see `kailash runs {exc.run_id}`")
-        return 2 if exc.run_id is None else 1
+        return code
     elapsed = time.perf_counter() - t0
     if args.json:
         from kailash.runtime.store import to_json_safe
 
         _out(json.dumps({"run_id": run_id, "status": "completed", "results": to_json_safe(dict(results))}, indent=2))
         return 0
-    _out(f"workflow '{wf.name}' completed in {elapsed * 1000:.1f} ms (run {run_id})")
+    from kailash.cli.progress import format_elapsed, paint, use_colour
+
+    done = paint("completed", "green", use_colour(sys.stdout))
+    _out(f"workflow '{wf.name}' {done} in {format_elapsed(elapsed)} (run {run_id})")
     for node_id in wf.nodes:
         if node_id in results:
             _out(f"  {node_id}: {_summarise(results[node_id])}")
@@ -129,16 +185,23 @@ def cmd_resume(args: argparse.Namespace) -> int:
         wf = Workflow.load(args.file)
         params = _parameters(args) if (args.param or args.params_file) else None
     except (KailashError, ValueError, OSError) as exc:
+        if args.json:
+            _failure_json(exc, None, EXIT_USAGE)
         _err(f"error: {exc}")
-        return 2
-    runtime = LocalRuntime(observers=[_Progress(len(wf.nodes), args.progress or sys.stderr.isatty())])
+        return EXIT_USAGE
+    progress = _progress(args, len(wf.nodes))
+    runtime = LocalRuntime(observers=[progress])
     try:
-        results, run_id = runtime.resume(args.run_id, wf, parameters=params, rerun=args.rerun or None)
+        with progress:
+            results, run_id = runtime.resume(args.run_id, wf, parameters=params, rerun=args.rerun or None)
     except KailashError as exc:
+        code = EXIT_USAGE if exc.run_id is None else EXIT_FAILED
+        if args.json:
+            _failure_json(exc, exc.run_id, code)
         _err(f"error: {exc}")
         if exc.run_id:
             _err(f"run {exc.run_id} recorded as failed; see `kailash runs {exc.run_id}`")
-        return 2 if exc.run_id is None else 1
+        return code
     if args.json:
         from kailash.runtime.store import to_json_safe
 
@@ -243,16 +306,26 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kailash", description="Build and run Kailash workflows.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="kailash",
+        description="Build and run Kailash workflows. Start with `kailash run FILE.yaml` "
+        "(examples/ has some) or `kailash nodes` for the node catalog.",
+        epilog="exit codes: 0 done, 1 the workflow failed (or a check found problems), 2 bad input, "
+        "3 missing extra or unusable KAILASH_HOME, 70 internal error, 130 interrupted. "
+        "KAILASH_DEBUG=1 prints tracebacks; NO_COLOR=1 turns colour off.",
+    )
+    parser.add_argument("--version", action="version", version=_version_text())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run a saved workflow (.yaml/.json)")
     p.add_argument("file")
     p.add_argument("-p", "--param", action="append", metavar="NODE.PARAM=VALUE",
                    help="a parameter (value parsed as JSON when it is JSON); repeatable")
     p.add_argument("--params-file", help="parameters as YAML/JSON: {node_id: {param: value}}")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.add_argument("--progress", action="store_true", help="show per-node progress even when not on a terminal")
+    p.add_argument("--json", action="store_true",
+                   help="print the results as JSON on stdout (on failure too: status, exit_code, error)")
+    p.add_argument("--progress", action="store_true",
+                   help="show per-node progress (and a status every 2 s) even when not on a terminal")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("resume", help="resume a failed or interrupted run of a saved workflow")
@@ -289,20 +362,84 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version_text() -> str:
+    from kailash._version import __version__
+
+    return f"kailash {__version__} (Python {sys.version.split()[0]})"
+
+
+def _home_problem() -> str | None:
+    """Why ``$KAILASH_HOME`` (or ~/.kailash) cannot hold the run store, if it cannot."""
+    import os
+    from pathlib import Path
+
+    raw = os.environ.get("KAILASH_HOME")
+    home = Path(raw) if raw else Path.home() / ".kailash"
+    name = "KAILASH_HOME" if raw else "the default KAILASH_HOME"
+    if home.exists() and not home.is_dir():
+        return f"{name} '{home}' is a file, not a directory; point KAILASH_HOME at a directory (or remove the file)"
+    parent = next((p for p in (home, *home.parents) if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        return f"{name} '{home}' is inside '{parent}', which is a file; point KAILASH_HOME at a directory"
+    return None
+
+
+# Subcommands that keep runs, tenants or workspaces under KAILASH_HOME.
+_USES_HOME = {"run", "resume", "runs", "serve", "mcp", "tenant"}
+
+
+def _expected_error(exc: BaseException) -> tuple[int, str] | None:
+    """``(exit code, one line)`` for an error a user can fix; None for a bug."""
+    from kailash.errors import KailashError
+
+    if isinstance(exc, ImportError):
+        text = str(exc)
+        if "pip install" not in text:
+            missing = getattr(exc, "name", None) or "a package"
+            text = f"{text}: a Kailash extra is not installed ({missing}); pip install 'kailash[all]'"
+        return EXIT_ENVIRONMENT, text
+    if isinstance(exc, KailashError):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, PermissionError):
+        return EXIT_ENVIRONMENT, f"permission denied: '{exc.filename}'; check the file's owner and mode"
+    if isinstance(exc, OSError) and exc.filename:
+        return EXIT_USAGE, f"{exc.strerror or exc}: '{exc.filename}'"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    import os
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in _USES_HOME:
+        problem = _home_problem()
+        if problem:
+            _err(f"error: {problem}")
+            return EXIT_ENVIRONMENT
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         _err("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `kailash nodes | head`: the reader left; exit quietly
-        import os
-
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail again
-        return 1
+        return EXIT_FAILED
+    except Exception as exc:
+        if os.environ.get("KAILASH_DEBUG"):
+            raise
+        expected = _expected_error(exc)
+        if expected is not None:
+            code, text = expected
+        else:
+            code = EXIT_INTERNAL
+            text = (f"internal error: {type(exc).__name__}: {exc} (a bug in Kailash; "
+                    "run again with KAILASH_DEBUG=1 for the traceback and report it)")
+        if getattr(args, "json", False):
+            _failure_json(exc, getattr(exc, "run_id", None), code)
+        _err(text if text.startswith("internal error") else f"error: {text}")
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,8 +26,9 @@ def cmd_mcp_serve(args: argparse.Namespace) -> int:
     try:
         from kailash.api.mcp_server import serve_workflows_mcp
     except ImportError as exc:
-        sys.stderr.write(f"error: {exc} (pip install 'kailash[mcp]')\n")
-        return 2
+        text = str(exc) if "pip install" in str(exc) else f"{exc} (pip install 'kailash[mcp]')"
+        sys.stderr.write(f"error: {text}\n")
+        return 3  # the environment: an extra is missing (exit codes: kailash.cli.main)
     if args.transport == "http":
         sys.stderr.write(f"serving {len(workflows)} workflow(s) as MCP tools at http://{args.host}:{args.port}/mcp\n")
     serve_workflows_mcp(workflows, transport=args.transport, host=args.host, port=args.port, name=args.name,

@@ -30,7 +30,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         require_fastapi()
     except ImportError as exc:
         _err(f"error: {exc}")
-        return 2
+        return 3  # the environment: an extra is missing (exit codes: kailash.cli.main)
     loaded: dict[str, Any] = {}
     for file in args.files:
         try:

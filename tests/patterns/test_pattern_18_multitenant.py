@@ -14,11 +14,11 @@ import queue
 import re
 import signal
 import subprocess
-from pathlib import Path
 import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest

@@ -70,7 +70,9 @@ def test_docker_and_kubernetes_targets(tmp_path, capsys, run_entrypoint):
     params = tmp_path / "params.json"
     params.write_text(json.dumps({"total": {"k": 10}}))
     assert main(["export", str(src), "--to", "docker", "--out", str(tmp_path / "d"), "--params-file", str(params)]) == 0
-    assert "Dockerfile" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "Dockerfile" in said.out
+    assert said.err.startswith("Kailash is bundled as wheels/kailash-0.1.0-py3-none-any.whl, built from the source")
     proc = run_entrypoint(tmp_path / "d")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["results"]["total"] == {"result": 60}
@@ -101,6 +103,15 @@ def test_docker_and_kubernetes_targets(tmp_path, capsys, run_entrypoint):
     dep = yaml.safe_load((tmp_path / "k" / "deployment.yaml").read_text())
     assert dep["spec"]["replicas"] == 2 and dep["metadata"]["namespace"] == "jobs"
     assert json.loads(yaml.safe_load((tmp_path / "k" / "configmap.yaml").read_text())["data"]["params.json"]) == {}
+
+
+def test_docker_sdk_option(tmp_path, capsys):
+    src = saved_workflow(tmp_path)
+    assert main(["export", str(src), "--to", "docker", "--out", str(tmp_path / "d"), "--sdk", "kailash-sdk>=0.9"]) == 0
+    assert "from the index as given by the export's sdk option: kailash-sdk>=0.9" in capsys.readouterr().err
+    assert (tmp_path / "d" / "requirements.txt").read_text().splitlines()[1] == "kailash-sdk>=0.9"
+    assert main(["export", str(src), "--to", "docker", "--out", str(tmp_path / "e"), "--sdk", "nope.whl"]) == 2
+    assert "wheel 'nope.whl' does not exist" in capsys.readouterr().err
 
 
 def test_bad_input_exits_2_with_a_message(tmp_path, capsys):

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -43,11 +47,16 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
     return out
 
 
+def requirement_lines(context: Path) -> list[str]:
+    return [x for x in (context / "requirements.txt").read_text().splitlines() if x and not x.startswith("#")]
+
+
 def test_context_files_and_dockerfile(tmp_path):
     out = tmp_path / "docker"
     written = WorkflowExporter(pricing_workflow()).to_docker(out)
     names = sorted(p.relative_to(out).as_posix() for p in written)
-    assert names == [".dockerignore", "Dockerfile", "README.md", "entrypoint.sh", "requirements.txt", "workflow.yaml"]
+    wheel = "wheels/kailash-0.1.0-py3-none-any.whl"
+    assert names == [".dockerignore", "Dockerfile", "README.md", "entrypoint.sh", "requirements.txt", wheel, "workflow.yaml"]
     assert (out / "entrypoint.sh").stat().st_mode & 0o111
     steps = instructions(out / "Dockerfile")
     assert {w for w, _ in steps} <= DOCKER_INSTRUCTIONS
@@ -58,9 +67,11 @@ def test_context_files_and_dockerfile(tmp_path):
                 assert (out / src).exists(), src
     assert ("ENTRYPOINT", '["/app/entrypoint.sh"]') in steps
     assert ("USER", "10001") in steps
-    assert any(w == "RUN" and "pip install -r /app/requirements.txt" in r for w, r in steps)
-    reqs = [Requirement(line) for line in (out / "requirements.txt").read_text().splitlines()]
-    assert reqs[0].name == "kailash" and str(reqs[0].specifier) == "==0.1.0"
+    assert ("WORKDIR", "/app") in steps and ("RUN", "pip install -r requirements.txt") in steps
+    # never `kailash==0.1.0` from the index (another project's name there): this SDK's wheel, and it says so
+    assert requirement_lines(out) == [f"./{wheel}"]
+    assert "built from the source checkout" in (out / "requirements.txt").read_text()
+    assert f"Kailash wheel `{wheel}` (built from the source checkout" in (out / "README.md").read_text()
     loaded = Workflow.load(out / "workflow.yaml")
     assert loaded.to_dict()["nodes"] == pricing_workflow().to_dict()["nodes"]
 
@@ -73,9 +84,9 @@ def test_extras_packages_and_json_format(tmp_path):
     wf.add_node("load", PythonCodeNode(code="import yaml\nresult = yaml.safe_load('a: 1')"))
     out = tmp_path / "docker"
     WorkflowExporter(wf).to_docker(out, config={"format": "json", "packages": ["rich>=13"]})
-    reqs = [Requirement(line) for line in (out / "requirements.txt").read_text().splitlines()]
-    assert reqs[0].name == "kailash" and reqs[0].extras == {"http"}
-    assert {r.name for r in reqs[1:]} == {"PyYAML", "rich"}
+    lines = requirement_lines(out)
+    assert lines[0] == "./wheels/kailash-0.1.0-py3-none-any.whl[http]"
+    assert {Requirement(x).name for x in lines[1:]} == {"PyYAML", "rich"}
     assert (out / "workflow.json").exists() and not (out / "workflow.yaml").exists()
     assert "KAILASH_WORKFLOW=/app/workflow.json" in (out / "Dockerfile").read_text()
     assert json.loads((out / "workflow.json").read_text())["dependencies"]["extras"] == ["http"]
@@ -87,14 +98,85 @@ def test_sdk_from_a_wheel_is_copied_into_the_context(tmp_path):
     out = tmp_path / "docker"
     WorkflowExporter(pricing_workflow()).to_docker(out, config={"sdk": str(wheel)})
     assert (out / "wheels" / wheel.name).read_bytes() == wheel.read_bytes()
-    req = Requirement((out / "requirements.txt").read_text().splitlines()[0])
-    assert req.name == "kailash" and req.url == f"file:///app/wheels/{wheel.name}"
+    assert requirement_lines(out)[0] == f"./wheels/{wheel.name}"
     steps = instructions(out / "Dockerfile")
     copy_wheels = steps.index(("COPY", "wheels/ /app/wheels/"))
     pip = next(i for i, (w, r) in enumerate(steps) if w == "RUN" and "pip install" in r)
     assert copy_wheels < pip
     with pytest.raises(SerializationError, match="wheel '.*missing.whl' does not exist"):
         WorkflowExporter(pricing_workflow()).to_docker(out, config={"sdk": str(tmp_path / "missing.whl")})
+
+
+def test_sdk_as_a_source_checkout_or_an_index_requirement(tmp_path):
+    root = Path(__file__).resolve().parents[2]  # this checkout
+    out = tmp_path / "docker"
+    WorkflowExporter(pricing_workflow()).to_docker(out, config={"sdk": str(root)})
+    assert requirement_lines(out) == ["./wheels/kailash-0.1.0-py3-none-any.whl"]
+    spec = "kailash-sdk==0.9.0"
+    WorkflowExporter(pricing_workflow()).to_docker(tmp_path / "idx", config={"sdk": spec})
+    assert requirement_lines(tmp_path / "idx") == [spec]
+    assert not (tmp_path / "idx" / "wheels").exists()
+    with pytest.raises(ValueError, match="not a Kailash source checkout"):
+        WorkflowExporter(pricing_workflow()).to_docker(tmp_path / "bad", config={"sdk": str(tmp_path)})
+
+
+def test_installed_distribution_is_packed_back_into_a_wheel(tmp_path):
+    from kailash.utils.export import wheel as wheel_mod
+
+    # install the built wheel into a directory, then pack what is recorded there back into a wheel
+    built = wheel_mod.sdk_wheel().path
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(built)],
+        check=True, capture_output=True,
+    )
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import kailash, kailash.utils.export.wheel as w; "
+        "assert kailash.__file__.startswith(sys.argv[1]), kailash.__file__; r = w.sdk_wheel(); print(r.path); print(r.origin)"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    path, origin = proc.stdout.splitlines()
+    assert origin == "packed from the installed distribution kailash 0.1.0"
+    with zipfile.ZipFile(path) as repacked, zipfile.ZipFile(built) as original:
+        assert sorted(repacked.namelist()) == sorted(original.namelist())
+        assert repacked.read("kailash/__init__.py") == original.read("kailash/__init__.py")
+        assert any(n.startswith("kailash/api/static/") for n in repacked.namelist())  # the Studio files
+        assert "kailash-0.1.0.dist-info/licenses/LICENSE" in original.namelist()
+        assert "License-Expression: Apache-2.0" in original.read("kailash-0.1.0.dist-info/METADATA").decode()
+        assert "Apache License" in original.read("kailash-0.1.0.dist-info/licenses/LICENSE").decode()
+
+
+@pytest.mark.slow
+def test_context_installs_in_a_fresh_venv_and_its_entrypoint_runs(tmp_path, image_env):
+    """The image's install step for real: a fresh venv, `pip install -r requirements.txt` in the
+    context (the bundled wheel + PyYAML from the index), then the entrypoint runs the workflow
+    with nothing of this checkout on the path."""
+    out = tmp_path / "docker"
+    WorkflowExporter(pricing_workflow()).to_docker(out)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    pip = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-r", "requirements.txt"],
+        cwd=out, capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert pip.returncode == 0, pip.stderr
+    run_env = {**image_env(out), "PATH": f"{venv / 'bin'}:/usr/bin:/bin"}
+    run_env["KAILASH_PARAMS"] = json.dumps({"price": {"qty": 3, "unit": 50}})
+    proc = subprocess.run(
+        ["sh", str(out / "entrypoint.sh")], env=run_env, cwd=tmp_path / "workdir", capture_output=True, text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["results"]["discount"]["result"] == 135.0
+    where = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import kailash; print(kailash.__file__)"],
+        capture_output=True, text=True, env=env, cwd=tmp_path,
+    )
+    assert where.stdout.startswith(str(venv)), where.stdout  # the wheel's copy ran, not this checkout
 
 
 # -- the entrypoint, run as the image would run it ------------------------------------------------

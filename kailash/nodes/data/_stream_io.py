@@ -214,7 +214,7 @@ def _websockets_connect() -> Any:
     try:
         from websockets.asyncio.client import connect
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("websocket streams need websockets>=13: pip install 'kailash[http]'") from exc
+        raise ImportError("websocket streams need websockets>=13.1: pip install -U 'websockets>=13.1'") from exc
     return connect
 
 

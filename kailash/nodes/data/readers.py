@@ -12,10 +12,11 @@ import csv
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from kailash.errors import NodeExecutionError
+from kailash.nodes import progress
 from kailash.nodes.base import Node, NodeParameter, register_node
 from kailash.nodes.capabilities import current_tenant, tenant_file
 from kailash.security.paths import safe_open, validate_path
@@ -136,9 +137,17 @@ class CSVReaderNode(Node):
                         node_id=self.name, parameter="file_path", expected="valid CSV",
                     ) from None
 
+        label = self.name or type(self).__name__
+
+        def counted_rows() -> Iterable[Any]:
+            return progress.counted(rows(), node=label, what="read")
+
         if batch_size:
-            return {"data": BatchStream(lambda: _batched(rows(), batch_size), f"{file_path}, {batch_size} rows/batch")}
-        return {"data": list(rows())}
+            return {"data": BatchStream(
+                lambda: iter(progress.counted(_batched(iter(counted_rows()), batch_size), node=label, what="read",
+                                              unit="batches", every=1)),
+                f"{file_path}, {batch_size} rows/batch")}
+        return {"data": list(counted_rows())}
 
 
 @register_node(category="data")

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from kailash.errors import NodeExecutionError
+from kailash.nodes import progress
 from kailash.nodes.base import Node, NodeParameter, register_node
 from kailash.nodes.data.readers import BatchStream, tenant_path
 from kailash.security.paths import safe_open
@@ -72,7 +73,7 @@ class CSVWriterNode(Node):
         with safe_open(file_path, "a" if append else "w", encoding=encoding, newline="", node_id=self.name, make_parents=True) as f:
             existing = append and os.fstat(f.fileno()).st_size > 0  # measured on the file opened, not the path
             writer: Any = None
-            for row in _records(data):
+            for row in progress.counted(_records(data), node=self.name or type(self).__name__, what="written"):
                 if writer is None:
                     if isinstance(row, dict):
                         writer = csv.DictWriter(f, fieldnames=headers or list(row), delimiter=delimiter,
@@ -126,7 +127,7 @@ class JSONWriterNode(Node):
             with safe_open(file_path, mode, encoding=encoding, node_id=self.name, make_parents=True) as f:
                 if lines:
                     count = 0
-                    for rec in _records(data):
+                    for rec in progress.counted(_records(data), node=self.name or type(self).__name__, what="written"):
                         f.write(json.dumps(rec, default=_default) + "\n")
                         count += 1
                 else:

@@ -315,7 +315,7 @@ def validate_kubernetes_manifests(directory: str | os.PathLike[str]) -> dict[str
     """Check every manifest written by :meth:`WorkflowExporter.to_kubernetes` in ``directory``.
 
     Returns ``{file name: problems}`` for the files with problems (empty when all are
-    valid). Needs the official ``kubernetes`` client (``pip install kubernetes``).
+    valid). Needs ``kubernetes-validate`` (``pip install 'kailash[k8s]'``; in ``[all]``).
     """
     from kailash.workflow.serialization import _safe_yaml_load
 

@@ -2,7 +2,10 @@
 
 Used by :meth:`kailash.utils.export.WorkflowExporter.to_docker`. Everything here is
 text built from the export document and its dependencies; the exporter writes it. The
-image installs this SDK with the extras the workflow needs, holds the workflow file,
+image installs this SDK from a wheel bundled in the context (built from the running
+source: the name ``kailash`` on the public index is another project; see
+:mod:`kailash.utils.export.wheel`) with the extras the workflow needs, and the other
+packages from the index; it holds the workflow file,
 and its entrypoint runs ``kailash run`` (or ``kailash serve``) with parameters from
 ``$KAILASH_PARAMS`` (JSON) or a mounted file. Secrets stay out of the image: the
 workflow refers to environment variables, which the entrypoint insists on at start.
@@ -131,16 +134,30 @@ def docker_context(
     files[".dockerignore"] = (_DOCKERIGNORE, 0o644)
 
     sdk = cfg.get("sdk")
-    requirements = []
+    requirements: list[str] = []
     wheel_copy: list[str] = []
-    if isinstance(sdk, str) and sdk.endswith(".whl"):
-        wheel = Path(sdk)
+    extras = f"[{','.join(deps.extras)}]" if deps.extras else ""
+    if sdk is None or str(sdk).endswith(".whl") or Path(str(sdk)).is_dir():
+        # The name `kailash` on the public index is another project: bundle this SDK as a wheel.
+        from kailash.utils.export.wheel import SdkWheel, build_wheel, sdk_wheel
+
+        if sdk is None:
+            bundled = sdk_wheel()
+        elif str(sdk).endswith(".whl"):
+            bundled = SdkWheel(Path(str(sdk)), f"copied from {Path(str(sdk)).resolve()}")
+        else:
+            bundled = build_wheel(str(sdk))
+        wheel = bundled.path
         files[f"wheels/{wheel.name}"] = (wheel, 0o644)
-        extras = f"[{','.join(deps.extras)}]" if deps.extras else ""
-        requirements.append(f"kailash{extras} @ file://{APP_DIR}/wheels/{wheel.name}")
+        requirements.append(f"# Kailash is bundled as wheels/{wheel.name}, {bundled.origin}")
+        requirements.append("# (the name 'kailash' on the public package index belongs to another project).")
+        requirements.append(f"./wheels/{wheel.name}{extras}")
         wheel_copy.append(f"COPY wheels/ {APP_DIR}/wheels/")
+        sdk_text = f"the Kailash wheel `wheels/{wheel.name}` ({bundled.origin})"
     else:
-        requirements.append(str(sdk) if sdk else deps.kailash_requirement)
+        requirements.append(f"# Kailash from the index as given by the export's sdk option: {sdk}")
+        requirements.append(str(sdk))
+        sdk_text = f"`{sdk}` from the package index"
     requirements.extend(deps.packages)
     requirements.extend(str(p) for p in cfg.get("packages") or ())
     files["requirements.txt"] = ("\n".join(requirements) + "\n", 0o644)
@@ -195,7 +212,7 @@ def docker_context(
         f"WORKDIR {APP_DIR}",
         *wheel_copy,
         f"COPY requirements.txt {APP_DIR}/requirements.txt",
-        f"RUN pip install -r {APP_DIR}/requirements.txt",
+        "RUN pip install -r requirements.txt",
         "",
         f"RUN useradd --uid {USER_ID} --user-group --no-create-home --home-dir {WORK_DIR} kailash \\",
         f"    && mkdir -p {HOME_DIR} {WORK_DIR} \\",
@@ -212,7 +229,7 @@ def docker_context(
         "",
     ]
     files["Dockerfile"] = ("\n".join(lines), 0o644)
-    files["README.md"] = (_readme(slug, workflow_file, deps, env_names, cfg), 0o644)
+    files["README.md"] = (_readme(slug, workflow_file, deps, env_names, cfg, sdk_text), 0o644)
     return files
 
 
@@ -228,13 +245,16 @@ def _version() -> str:
     return sdk_version()
 
 
-def _readme(slug: str, workflow_file: str, deps: Dependencies, env_names: list[str], cfg: dict[str, Any]) -> str:
+def _readme(
+    slug: str, workflow_file: str, deps: Dependencies, env_names: list[str], cfg: dict[str, Any], sdk_text: str
+) -> str:
     port = cfg.get("port", 8000)
     secrets = "".join(f" -e {n}" for n in env_names)
     out = [
         f"# {slug}: a Kailash workflow image",
         "",
-        f"Built from `{workflow_file}` with `{deps.kailash_requirement}`"
+        f"Built from `{workflow_file}` with {sdk_text}"
+        + (f", extras {', '.join(deps.extras)}" if deps.extras else "")
         + (f" and {', '.join(deps.packages)}" if deps.packages else "")
         + ".",
         "",

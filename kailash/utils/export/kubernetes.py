@@ -7,9 +7,9 @@ Deployment and a Service running ``kailash serve``. Pods run the image written b
 and limits; every ``${NAME}`` the workflow refers to comes from a Kubernetes Secret
 through ``secretKeyRef``, so no secret value is ever written into a manifest.
 
-:func:`validate_manifest` checks a manifest against the official ``kubernetes``
-client's models (unknown fields, wrong types and missing required fields fail) plus
-the name rules the API server enforces; the client is imported only there.
+:func:`validate_manifest` checks a manifest against the Kubernetes JSON schemas that
+``kubernetes-validate`` ships (unknown fields, wrong types and missing required fields
+fail; no network) plus the name rules the API server enforces; it is imported only there.
 """
 
 from __future__ import annotations
@@ -247,103 +247,56 @@ def _readme(
 
 # -- checking against the Kubernetes API schemas ---------------------------------------
 
-_MODELS = {
-    ("v1", "ConfigMap"): "V1ConfigMap",
-    ("v1", "Service"): "V1Service",
-    ("v1", "Secret"): "V1Secret",
-    ("batch/v1", "Job"): "V1Job",
-    ("apps/v1", "Deployment"): "V1Deployment",
-}
-
-
-def validate_manifest(manifest: Any) -> list[str]:
+def validate_manifest(manifest: Any, kubernetes_version: str | None = None) -> list[str]:
     """Every problem with ``manifest`` against the Kubernetes API schemas (empty when valid).
 
-    Uses the official ``kubernetes`` client's models: fields a model does not have,
-    values of the wrong type and missing required fields are problems, as are names,
-    label values and environment variable names the API server would refuse.
+    Checks with ``kubernetes-validate`` (the ``[k8s]`` extra), which ships the JSON
+    schemas of every Kubernetes release, so it works offline: fields a kind does not
+    have, values of the wrong type and missing required fields are problems (the
+    schema's first problem per manifest), as are names, label values, environment
+    variable names and quantities the API server would refuse. ``kubernetes_version``
+    (e.g. ``"1.30"``) picks the schemas; the newest the package ships by default.
     """
     try:
-        import kubernetes.client as k8s
-    except ImportError as exc:  # pragma: no cover - the dev extra installs it
-        raise ImportError("checking Kubernetes manifests needs the official client: pip install kubernetes") from exc
+        import kubernetes_validate
+    except ImportError as exc:
+        raise ImportError(
+            "checking Kubernetes manifests needs kubernetes-validate: pip install 'kailash[k8s]'"
+        ) from exc
     if not isinstance(manifest, dict):
         return [f"a manifest must be a mapping, got {type(manifest).__name__}"]
-    key = (manifest.get("apiVersion"), manifest.get("kind"))
-    model = _MODELS.get(key)  # type: ignore[arg-type]
-    if model is None:
-        return [
-            f"unsupported apiVersion/kind {key[0]}/{key[1]} (expected one of: "
-            + ", ".join(f"{a}/{k}" for a, k in _MODELS)
-            + ")"
-        ]
+    kind = manifest.get("kind")
+    if not isinstance(kind, str) or not isinstance(manifest.get("apiVersion"), str):
+        return ["a manifest needs 'apiVersion' and 'kind' strings"]
+    version = kubernetes_version or kubernetes_validate.latest_version()
     problems: list[str] = []
-    _check(manifest, model, str(key[1]), problems, k8s)
-    if not problems:
-        try:
-            k8s.ApiClient()._ApiClient__deserialize(manifest, model)  # type: ignore[attr-defined]
-        except (ValueError, TypeError) as exc:  # a required field is missing (pydantic or classic models)
-            errors = getattr(exc, "errors", None)
-            if callable(errors):
-                title = getattr(exc, "title", "")
-                problems.extend(
-                    f"{key[1]}: {title}.{'.'.join(str(x) for x in e['loc'])}: "
-                    + ("required field is missing" if e.get("input", "") is None else e["msg"])
-                    for e in errors()
-                )
-            else:
-                problems.append(f"{key[1]}: {exc}")
+    try:
+        kubernetes_validate.validate(manifest, version, strict=True)
+    except kubernetes_validate.utils.VersionNotSupportedError as exc:
+        raise ValueError(
+            f"no Kubernetes {exc.version} schemas in kubernetes-validate (newest: {kubernetes_validate.latest_version()})"
+        ) from None
+    except kubernetes_validate.SchemaNotFoundError as exc:
+        return [f"unsupported apiVersion/kind {manifest['apiVersion']}/{kind}: {exc.message}"]
+    except kubernetes_validate.ValidationError as exc:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path)
+        problems.append(f"{kind}{where}: {_schema_message(exc)}")
     problems.extend(_api_server_rules(manifest))
     return problems
 
 
-def _check(data: Any, type_name: str, path: str, problems: list[str], k8s: Any) -> None:
-    if data is None:
-        return
-    if type_name.startswith(("list[", "List[")):
-        if not isinstance(data, list):
-            problems.append(f"{path}: expected a list, got {type(data).__name__}")
-            return
-        for i, item in enumerate(data):
-            _check(item, type_name[5:-1], f"{path}[{i}]", problems, k8s)
-        return
-    if type_name.startswith(("dict(", "Dict[")):  # 'dict(str, X)' in older clients, 'Dict[str, X]' now
-        if not isinstance(data, dict):
-            problems.append(f"{path}: expected a mapping, got {type(data).__name__}")
-            return
-        inner = type_name[5:-1].split(",", 1)[1].strip()
-        for k, v in data.items():
-            _check(v, inner, f"{path}.{k}", problems, k8s)
-        return
-    primitive: dict[str, Any] = {
-        "str": str,
-        "int": int,
-        "float": (int, float),
-        "bool": bool,
-        "datetime": str,
-        "date": str,
-        "bytes": str,
-    }
-    if type_name in primitive:
-        ok = isinstance(data, primitive[type_name]) and not (type_name in ("int", "float") and isinstance(data, bool))
-        if not ok:
-            problems.append(f"{path}: expected {type_name}, got {type(data).__name__} {data!r}")
-        return
-    if type_name == "object":
-        return
-    cls = getattr(k8s, type_name, None)
-    if cls is None:  # pragma: no cover - a type this checker does not know
-        return
-    if not isinstance(data, dict):
-        problems.append(f"{path}: expected a {type_name} mapping, got {type(data).__name__}")
-        return
-    fields = {json_key: attr for attr, json_key in cls.attribute_map.items()}
-    for k, v in data.items():
-        attr = fields.get(k)
-        if attr is None:
-            problems.append(f"{path}: unknown field '{k}' for {type_name} (known: {', '.join(sorted(fields))})")
-            continue
-        _check(v, cls.openapi_types[attr], f"{path}.{k}", problems, k8s)
+def _schema_message(exc: Any) -> str:
+    message = str(exc.message)
+    if exc.validator == "additionalProperties":
+        m = re.search(r"\('?([^']*)'? (?:was|were) unexpected\)", message)
+        return f"unknown field {m.group(1)!r}" if m else message
+    if exc.validator == "required":
+        m = re.match(r"'([^']*)' is a required property", message)
+        return f"required field {m.group(1)!r} is missing" if m else message
+    if exc.validator == "type":
+        want = exc.validator_value if isinstance(exc.validator_value, list) else [exc.validator_value]
+        return f"expected {' or '.join(str(w) for w in want if w != 'null')}, got {type(exc.instance).__name__} {exc.instance!r}"
+    return message
 
 
 def _api_server_rules(m: dict[str, Any]) -> list[str]:

@@ -41,7 +41,7 @@ CONFIG_KEYS: dict[str, str] = {
     "ttl_seconds_after_finished": "Kubernetes: how long a finished Job is kept (default 86400)",
     "active_deadline_seconds": "Kubernetes: the Job's time limit",
     "base_image": "Docker: the base image (default python:3.11-slim)",
-    "sdk": "Docker: the Kailash requirement, or a path to a kailash wheel to copy in",
+    "sdk": "Docker: a kailash wheel or source checkout to bundle (default: a wheel of the running SDK), or a requirement to install from the index",
     "packages": "Docker: further pip requirements",
 }
 _TYPES: dict[str, Any] = {
