@@ -254,6 +254,15 @@ class BrokerWriterNode(_Named, AsyncNode):
         held = self.__dict__.pop("_broker_client", None)
         return None if held is None else held[2]
 
+    async def aclose(self) -> None:
+        """Close the kept connection (call from the event loop that used the writer)."""
+        client = self._drop_client()
+        if client is not None:
+            await self.shutdown(client)
+
+    async def shutdown(self, client: Any) -> None:
+        """Close one kept client (each writer knows its own)."""
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_broker_client", None)

@@ -232,6 +232,9 @@ class MQTTWriterNode(BrokerWriterNode):
             raise
         return {"id": mid}
 
+    async def shutdown(self, client: Any) -> None:
+        client.close()
+
     def close(self) -> None:
         """Disconnect the kept connection."""
         conn = self._drop_client()

@@ -197,6 +197,9 @@ class NATSJetStreamWriterNode(BrokerWriterNode):
                               parameter="subject", expected="a subject a JetStream stream captures") from exc
         return {"id": ack.seq}
 
+    async def shutdown(self, client: Any) -> None:
+        await client[0].drain()
+
     def close(self) -> None:
         """Forget the kept connection (it belongs to the event loop that made it)."""
         self._drop_client()

@@ -218,6 +218,9 @@ class RedisStreamWriterNode(BrokerWriterNode):
                               f"{type(exc).__name__}: {exc}", parameter="stream", expected="a writable stream") from exc
         return {"id": eid.decode() if isinstance(eid, bytes) else str(eid)}
 
+    async def shutdown(self, client: Any) -> None:
+        await client.aclose()
+
     def close(self) -> None:
         """Forget the kept connection (it belongs to the event loop that made it)."""
         self._drop_client()
