@@ -11,6 +11,7 @@ the event loop through a queue. Uses paho-mqtt 2.x (``pip install 'kailash[strea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -42,6 +43,7 @@ class _Connection:
         self.loop = asyncio.get_running_loop()
         self.messages: asyncio.Queue[Any] = asyncio.Queue()
         self.connected: asyncio.Future[Any] = self.loop.create_future()
+        self.disconnected: asyncio.Future[Any] = self.loop.create_future()
         self.waiting: dict[int, asyncio.Future[Any]] = {}
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or (8883 if parts.scheme == "mqtts" else 1883)
@@ -53,6 +55,7 @@ class _Connection:
             self.client.tls_set()
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_done
         self.client.on_publish = self._on_done
 
@@ -62,6 +65,9 @@ class _Connection:
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self.loop.call_soon_threadsafe(self._settle, self.connected, reason)
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self.loop.call_soon_threadsafe(self._settle, self.disconnected, reason)
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         self.loop.call_soon_threadsafe(self.messages.put_nowait, message)
@@ -113,7 +119,15 @@ class _Connection:
         return int(info.mid)
 
     def close(self) -> None:
+        """Disconnect at once (sync callers: PUBACKs still queued may not be sent; they are resent later)."""
         self.client.disconnect()
+        self.client.loop_stop()
+
+    async def aclose(self) -> None:
+        """Disconnect after the queued packets (PUBACKs before the DISCONNECT) went out."""
+        self.client.disconnect()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.disconnected), CONNECT_TIMEOUT)
         self.client.loop_stop()
 
 
@@ -151,7 +165,7 @@ class _MQTTCursor(BrokerCursor):
         """Left unacknowledged: the broker resends them on the next connection with this client id."""
 
     async def release(self) -> None:
-        self.conn.close()
+        await self.conn.aclose()
 
 
 @register_node(category="data")
@@ -233,7 +247,7 @@ class MQTTWriterNode(BrokerWriterNode):
         return {"id": mid}
 
     async def shutdown(self, client: Any) -> None:
-        client.close()
+        await client.aclose()
 
     def close(self) -> None:
         """Disconnect the kept connection."""

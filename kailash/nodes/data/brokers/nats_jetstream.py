@@ -61,12 +61,16 @@ class _NATSCursor(BrokerCursor):
         super().__init__(node, options, f"JetStream consumer {options['durable']!r} on {options['stream']!r}")
         self.nc, self.sub = nc, sub
         self.timeout_error = require("nats.errors", "nats-py").TimeoutError
+        self.outstanding: dict[int, Any] = {}  # fetched, not yet acked or nacked: nacked on close
 
     async def receive(self, wait: float | None) -> list[Any]:
         try:
-            return list(await self.sub.fetch(self.options["batch_size"], timeout=min(1.0 if wait is None else wait, 1.0)))
+            msgs = list(await self.sub.fetch(self.options["batch_size"], timeout=min(1.0 if wait is None else wait, 1.0)))
         except self.timeout_error:
             return []
+        for m in msgs:
+            self.outstanding[id(m)] = m
+        return msgs
 
     def parse(self, raw: Any) -> StreamEvent:
         meta = raw.metadata
@@ -75,13 +79,17 @@ class _NATSCursor(BrokerCursor):
                            id=meta.sequence.stream, timestamp=stamp, token=raw)
 
     async def ack_token(self, token: Any) -> None:
+        self.outstanding.pop(id(token), None)
         await token.ack()
 
     async def nack_token(self, token: Any) -> None:
+        self.outstanding.pop(id(token), None)
         await token.nak()
 
     async def release(self) -> None:
         try:
+            for msg in list(self.outstanding.values()):  # redelivered now rather than after ack_wait
+                await self.nack_token(msg)
             await self.sub.unsubscribe()
         finally:
             await self.nc.drain()  # flushes the acks still buffered, then closes
