@@ -94,6 +94,15 @@ class _Named:
     name: str | None
     _secrets: frozenset[str] = frozenset()
 
+    def values(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Parameter defaults, then the node's config, then ``inputs`` (a stream run passes validated inputs)."""
+        params = self.get_parameters()  # type: ignore[attr-defined]
+        config = self.config  # type: ignore[attr-defined]
+        out = {k: p.default for k, p in params.items()}
+        out.update({k: v for k, v in config.items() if k in params})
+        out.update(inputs)
+        return out
+
     def _where(self) -> str:
         kind = type(self).__name__
         return f"node '{self.name}' ({kind})" if self.name else kind
@@ -190,14 +199,6 @@ class BrokerSourceNode(_Named, StreamSource, AsyncNode):
     def event_outputs(self, event: StreamEvent) -> dict[str, Any]:
         return {"data": event.data, "event_type": event.event_type, "id": event.id, "key": event.key,
                 "timestamp": event.timestamp, "event": event.as_dict(), "done": False, "stopped_by": None}
-
-    def values(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        """Parameter defaults, then the node's config, then ``inputs`` (a stream run passes validated inputs)."""
-        params = self.get_parameters()
-        out = {k: p.default for k, p in params.items()}
-        out.update({k: v for k, v in self.config.items() if k in params})
-        out.update(inputs)
-        return out
 
     def common(self, v: dict[str, Any]) -> dict[str, Any]:
         """The validated common source options."""

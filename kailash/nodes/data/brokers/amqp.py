@@ -160,6 +160,7 @@ class AMQPWriterNode(BrokerWriterNode):
         return {"id": NodeParameter(type=str, description="the message id")}
 
     async def async_run(self, **v: Any) -> dict[str, Any]:
+        v = self.values(v)
         aio_pika = require("aio_pika", "aio-pika")
         url = self._url(v, "url", SCHEMES)
         key = self._name(v, "routing_key")

@@ -230,6 +230,7 @@ class MQTTWriterNode(BrokerWriterNode):
         return {"id": NodeParameter(type=int, description="the packet id")}
 
     async def async_run(self, **v: Any) -> dict[str, Any]:
+        v = self.values(v)
         url = self._url(v, "url", ("mqtt", "mqtts"))
         topic = self._name(v, "topic")
         payload = encode(v.get("data"), self._choice(v, "message_format", ("json", "text")))

@@ -2,13 +2,17 @@
 
 The source binds durable consumer ``durable`` on stream ``stream`` (created, capturing
 ``subject``, if missing) with explicit acks, ``ack_wait`` and ``max_ack_pending`` equal
-to ``batch_size``: while a crashed worker's fetched-but-unacknowledged messages wait
-out ``ack_wait``, nothing newer is delivered, so they come back first and in order.
+to ``batch_size``. An ack waits for the server's confirmation (``AckSync``), so an event
+whose ack returned is never delivered again. A consumer that finds messages of its durable
+still unacknowledged when it opens (a previous worker was killed) waits ``ack_wait`` first:
+by then the server has queued them for redelivery, which comes before newer messages, so
+processing resumes in order after the last acknowledged event.
 Uses nats-py (``pip install 'kailash[streams]'``).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from kailash.errors import NodeExecutionError
@@ -66,7 +70,7 @@ class _NATSCursor(BrokerCursor):
     async def receive(self, wait: float | None) -> list[Any]:
         try:
             msgs = list(await self.sub.fetch(self.options["batch_size"], timeout=min(1.0 if wait is None else wait, 1.0)))
-        except self.timeout_error:
+        except (self.timeout_error, TimeoutError):
             return []
         for m in msgs:
             self.outstanding[id(m)] = m
@@ -80,7 +84,7 @@ class _NATSCursor(BrokerCursor):
 
     async def ack_token(self, token: Any) -> None:
         self.outstanding.pop(id(token), None)
-        await token.ack()
+        await token.ack_sync(timeout=5.0)  # confirmed: a crash after ack() returns repeats nothing
 
     async def nack_token(self, token: Any) -> None:
         self.outstanding.pop(id(token), None)
@@ -145,6 +149,9 @@ class NATSJetStreamSourceNode(BrokerSourceNode):
                 ack_policy=api.AckPolicy.EXPLICIT, ack_wait=o["ack_wait"], max_ack_pending=o["batch_size"],
                 deliver_policy=api.DeliverPolicy.ALL if o["deliver"] == "all" else api.DeliverPolicy.NEW)
             sub = await js.pull_subscribe(o["subject"], durable=o["durable"], stream=o["stream"], config=config)
+            info = await js.consumer_info(o["stream"], o["durable"])
+            if info.num_ack_pending:  # left by a dead worker: let ack_wait expire so they are redelivered first
+                await asyncio.sleep(float(info.config.ack_wait or o["ack_wait"]))
         except Exception as exc:
             await nc.close()
             if isinstance(exc, NodeExecutionError):
@@ -179,6 +186,7 @@ class NATSJetStreamWriterNode(BrokerWriterNode):
         return {"id": NodeParameter(type=int, description="the message's stream sequence")}
 
     async def async_run(self, **v: Any) -> dict[str, Any]:
+        v = self.values(v)
         url = self._url(v, "url", ("nats", "tls", "ws", "wss"))
         subject = self._name(v, "subject")
         stream = v.get("stream")

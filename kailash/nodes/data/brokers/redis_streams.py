@@ -199,6 +199,7 @@ class RedisStreamWriterNode(BrokerWriterNode):
         return {"id": NodeParameter(type=str, description="the new entry's id")}
 
     async def async_run(self, **v: Any) -> dict[str, Any]:
+        v = self.values(v)
         url = self._url(v, "url", ("redis", "rediss", "unix"))
         stream, field = self._name(v, "stream"), self._name(v, "field")
         fmt = self._choice(v, "message_format", ("json", "text"))
