@@ -135,7 +135,7 @@ class _Named:
         return str(value)
 
     def _positive(self, v: dict[str, Any], param: str, *, allow_none: bool = True, number: bool = False) -> Any:
-        value = v.get(param)
+        value: Any = v.get(param)
         if value is None and allow_none:
             return None
         ok = (isinstance(value, (int, float)) if number else type(value) is int) and not isinstance(value, bool)

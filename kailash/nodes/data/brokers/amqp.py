@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from kailash.errors import NodeExecutionError
@@ -183,7 +183,7 @@ class AMQPWriterNode(BrokerWriterNode):
                 exchanges[("queue", key)] = True
             message_id = uuid.uuid4().hex
             await exchange.publish(aio_pika.Message(
-                body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=message_id, timestamp=datetime.now(timezone.utc),
+                body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=message_id, timestamp=datetime.now(UTC),
                 content_type="application/json" if fmt == "json" else "text/plain"), routing_key=key)
         except Exception as exc:
             dropped = self._drop_client()
