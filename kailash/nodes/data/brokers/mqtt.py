@@ -39,7 +39,7 @@ class _Connection:
 
     def __init__(self, node: Any, url: str, client_id: str | None, persistent: bool) -> None:
         mqtt = require("paho.mqtt.client", "paho-mqtt")
-        self.node, self.url = node, url
+        self.node, self.url, self.client_id = node, url, client_id or ""
         self.loop = asyncio.get_running_loop()
         self.messages: asyncio.Queue[Any] = asyncio.Queue()
         self.connected: asyncio.Future[Any] = self.loop.create_future()
@@ -57,6 +57,7 @@ class _Connection:
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_done
+        self.client.on_unsubscribe = self._on_done
         self.client.on_publish = self._on_done
 
     def _settle(self, fut: asyncio.Future[Any], value: Any) -> None:
@@ -124,7 +125,17 @@ class _Connection:
         self.client.loop_stop()
 
     async def aclose(self) -> None:
-        """Disconnect after the queued packets (PUBACKs before the DISCONNECT) went out."""
+        """Disconnect once the broker has processed every PUBACK sent so far.
+
+        Closing a socket with unread incoming data (messages the broker keeps pushing)
+        resets the connection, and the broker may drop what it had not read yet. An
+        UNSUBSCRIBE of a filter never subscribed is a round trip without side effects:
+        its UNSUBACK means the PUBACKs queued before it were processed.
+        """
+        with contextlib.suppress(Exception):
+            result, mid = self.client.unsubscribe(f"kailash/ack-barrier/{self.client_id}")
+            if result == 0:
+                await self.wait(mid, "the ack barrier")
         self.client.disconnect()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.disconnected), CONNECT_TIMEOUT)
