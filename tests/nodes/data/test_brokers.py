@@ -20,6 +20,7 @@ import pytest
 
 from kailash.errors import NodeConfigurationError, NodeExecutionError
 from kailash.nodes.data.brokers.amqp import AMQPSourceNode, AMQPWriterNode
+from kailash.nodes.data.brokers.mqtt import MQTTWriterNode
 from kailash.nodes.data.brokers.nats_jetstream import NATSJetStreamSourceNode
 from kailash.nodes.data.brokers.redis_streams import RedisStreamSourceNode, RedisStreamWriterNode
 from kailash.nodes.data.stream_source import StreamCursor, is_stream_source
@@ -272,3 +273,42 @@ def test_sigkilled_consumer_resumes_after_last_acknowledged_event(system, tmp_pa
     assert rest == list(range(rest[0], n))  # in order after the restart, each once
     repeated = killed_at - rest[0]
     assert 0 <= repeated <= 10, f"{repeated} events processed twice"
+
+
+# -- run as ordinary nodes (no stream run) -----------------------------------------------------------
+
+def test_ordinary_workflow_run_reads_a_batch_and_writes_it():
+    import redis
+
+    from kailash.nodes.code.python import PythonCodeNode
+    from kailash.runtime import LocalRuntime
+    from kailash.workflow import Workflow
+
+    name = unique()
+    asyncio.run(publish("redis", name, [{"i": i} for i in range(3)]))
+    wf = Workflow("batch")
+    wf.add_node("src", RedisStreamSourceNode(stream=name, timeout=0.3))
+    wf.add_node("code", PythonCodeNode(code="result = sum(e['data']['i'] for e in data)"))
+    wf.add_node("sink", RedisStreamWriterNode(stream=f"{name}-out"))
+    wf.connect("src", "code", mapping={"data": "data"})
+    wf.connect("code", "sink", mapping={"result": "data"})
+    results, _ = LocalRuntime().execute(wf)
+    assert results["src"]["count"] == 3 and results["code"]["result"] == 3
+    client = redis.Redis()
+    try:
+        assert client.xrange(f"{name}-out")[0][1] == {b"data": b"3"}
+    finally:
+        client.delete(name, f"{name}-out")
+        client.close()
+
+
+def test_a_writer_run_from_sync_code_leaves_no_client_thread_behind():
+    import threading
+
+    writer = MQTTWriterNode(name="w", topic=f"kailash-test/{unique()}")
+    before = threading.active_count()
+    for i in range(3):  # each execute() runs on its own event loop: the previous loop's client is let go
+        assert writer.execute(data={"i": i})["id"] >= 1
+    assert threading.active_count() <= before + 1
+    writer.close()
+    assert threading.active_count() == before

@@ -242,9 +242,16 @@ class BrokerWriterNode(_Named, AsyncNode):
         import asyncio
 
         held = self.__dict__.get("_broker_client")
-        if held is not None and held[0] is asyncio.get_running_loop() and held[1] == key:
+        if held is None:
+            return None
+        if held[0] is asyncio.get_running_loop() and held[1] == key:
             return held[2]
+        self.__dict__.pop("_broker_client", None)  # made on another (finished) event loop, or another URL
+        self.discard(held[2])
         return None
+
+    def discard(self, client: Any) -> None:
+        """Let go of a client kept from another event loop (sync; its loop may be closed)."""
 
     def _keep_client(self, key: Any, client: Any) -> None:
         import asyncio

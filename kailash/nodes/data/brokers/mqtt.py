@@ -60,25 +60,30 @@ class _Connection:
         self.client.on_unsubscribe = self._on_done
         self.client.on_publish = self._on_done
 
+    def _post(self, fn: Any, *args: Any) -> None:
+        """Hand a callback from paho's thread to the event loop (gone once that loop has closed)."""
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(fn, *args)
+
     def _settle(self, fut: asyncio.Future[Any], value: Any) -> None:
         if not fut.done():
             fut.set_result(value)
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        self.loop.call_soon_threadsafe(self._settle, self.connected, reason)
+        self._post(self._settle, self.connected, reason)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        self.loop.call_soon_threadsafe(self._settle, self.disconnected, reason)
+        self._post(self._settle, self.disconnected, reason)
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        self.loop.call_soon_threadsafe(self.messages.put_nowait, message)
+        self._post(self.messages.put_nowait, message)
 
     def _on_done(self, client: Any, userdata: Any, mid: int, *rest: Any) -> None:
         def settle() -> None:
             fut = self.waiting.pop(mid, None)
             if fut is not None:
                 self._settle(fut, rest[0] if rest else None)
-        self.loop.call_soon_threadsafe(settle)
+        self._post(settle)
 
     async def open(self) -> None:
         try:
@@ -260,6 +265,9 @@ class MQTTWriterNode(BrokerWriterNode):
 
     async def shutdown(self, client: Any) -> None:
         await client.aclose()
+
+    def discard(self, client: Any) -> None:
+        client.close()  # paho's network thread would otherwise outlive the event loop
 
     def close(self) -> None:
         """Disconnect the kept connection."""
