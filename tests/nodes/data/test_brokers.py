@@ -272,7 +272,10 @@ def test_sigkilled_consumer_resumes_after_last_acknowledged_event(system, tmp_pa
     assert first == list(range(killed_at))  # in order before the kill
     assert rest == list(range(rest[0], n))  # in order after the restart, each once
     repeated = killed_at - rest[0]
-    assert 0 <= repeated <= 10, f"{repeated} events processed twice"
+    # Redis XACK and NATS AckSync are confirmed round trips: only the event being acked can repeat.
+    # AMQP basic.ack and MQTT PUBACK are fire-and-forget: the last few may not have reached the broker.
+    limit = {"redis": 1, "nats": 1}.get(system, 20)
+    assert 0 <= repeated <= limit, f"{repeated} events processed twice"
 
 
 # -- run as ordinary nodes (no stream run) -----------------------------------------------------------
