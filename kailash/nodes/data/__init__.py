@@ -1,4 +1,4 @@
-"""Data nodes: file readers and writers, SQL, event streams.
+"""Data nodes: file readers and writers, SQL, event streams, broker sources and writers.
 
 Names are re-exported lazily, so ``from kailash.nodes.data import SQLDatabaseNode`` works
 without importing every data module (or their optional dependencies) up front.
@@ -13,6 +13,10 @@ _EXPORTS = {
     "CSVWriterNode": "kailash.nodes.data.writers", "JSONWriterNode": "kailash.nodes.data.writers", "TextWriterNode": "kailash.nodes.data.writers",
     "SQLDatabaseNode": "kailash.nodes.data.sql",
     "EventStreamNode": "kailash.nodes.data.streaming",
+    "RedisStreamSourceNode": "kailash.nodes.data.brokers.redis_streams", "RedisStreamWriterNode": "kailash.nodes.data.brokers.redis_streams",
+    "NATSJetStreamSourceNode": "kailash.nodes.data.brokers.nats_jetstream", "NATSJetStreamWriterNode": "kailash.nodes.data.brokers.nats_jetstream",
+    "MQTTSourceNode": "kailash.nodes.data.brokers.mqtt", "MQTTWriterNode": "kailash.nodes.data.brokers.mqtt",
+    "AMQPSourceNode": "kailash.nodes.data.brokers.amqp", "AMQPWriterNode": "kailash.nodes.data.brokers.amqp",
 }
 
 __all__ = sorted(_EXPORTS)
