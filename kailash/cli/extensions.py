@@ -1,4 +1,4 @@
-"""Subcommands contributed by other parts of Kailash (export, serve, mcp, tenant).
+"""Subcommands contributed by other parts of Kailash (export, serve, mcp, tenant, schema).
 
 Each module named here defines ``add_subcommand(subparsers)`` and imports nothing
 heavy at module level; a module that is not present is simply not offered.
@@ -16,6 +16,7 @@ MODULES = (
     "kailash.cli.serve",
     "kailash.cli.mcp",
     "kailash.cli.tenant",
+    "kailash.cli.schema",
 )
 
 

@@ -219,11 +219,12 @@ class MCPClientNode(Node):
                                            description="{'name', 'command', 'args', 'env'}, {'url'}, a URL or a "
                                                        "registered server name"),
             "operation": NodeParameter(type=str, default="list_tools",
+                                       choices=("list_tools", "call_tool", "list_resources", "read_resource"),
                                        description="list_tools | call_tool | list_resources | read_resource"),
             "tool_name": NodeParameter(type=str, description="the tool to call (call_tool)"),
             "tool_arguments": NodeParameter(type=dict, default=None, description="the tool's arguments (call_tool)"),
             "resource_uri": NodeParameter(type=str, description="the resource to read (read_resource)"),
-            "timeout": NodeParameter(type=float, default=DEFAULT_TIMEOUT, description="seconds per request"),
+            "timeout": NodeParameter(type=float, default=DEFAULT_TIMEOUT, minimum=0, description="seconds per request"),
             "connect_timeout": NodeParameter(type=float, default=DEFAULT_CONNECT_TIMEOUT,
                                              description="seconds to start and greet the server"),
             "raise_on_error": NodeParameter(type=bool, default=True,

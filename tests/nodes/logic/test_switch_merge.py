@@ -156,7 +156,7 @@ def test_merge_explicit_inputs_and_none_skipping():
 
 
 def test_unknown_merge_strategy_lists_the_known_ones():
-    with pytest.raises(NodeConfigurationError, match=r"node 'm': unknown merge_strategy 'bogus' \(expected one of: concat, dict_merge"):
+    with pytest.raises(NodeConfigurationError, match=r"(?s)node 'm' \(MergeNode\).*'merge_strategy' expects one of 'concat', 'dict_merge'.*got 'bogus'"):
         MergeNode(name="m", merge_strategy="bogus").execute(data=[[1]])
 
 
