@@ -14,6 +14,8 @@ Names are re-exported lazily: ``import kailash`` imports almost nothing.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kailash._lazy import lazy_exports
 from kailash._version import __version__
 
@@ -33,6 +35,22 @@ _EXPORTS = {
     "SerializationError": "kailash.errors",
     "UnknownNodeTypeError": "kailash.errors",
 }
+
+if TYPE_CHECKING:  # what type checkers see; at run time each name is imported on first use
+    from kailash.errors import KailashError as KailashError
+    from kailash.errors import NodeConfigurationError as NodeConfigurationError
+    from kailash.errors import NodeExecutionError as NodeExecutionError
+    from kailash.errors import SecurityError as SecurityError
+    from kailash.errors import SerializationError as SerializationError
+    from kailash.errors import UnknownNodeTypeError as UnknownNodeTypeError
+    from kailash.errors import WorkflowValidationError as WorkflowValidationError
+    from kailash.nodes.base import Node as Node
+    from kailash.nodes.base import NodeParameter as NodeParameter
+    from kailash.nodes.registry import register_node as register_node
+    from kailash.runtime.local import LocalRuntime as LocalRuntime
+    from kailash.workflow.builder import WorkflowBuilder as WorkflowBuilder
+    from kailash.workflow.graph import Connection as Connection
+    from kailash.workflow.graph import Workflow as Workflow
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

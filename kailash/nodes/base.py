@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError, Problem
 from kailash.nodes.registry import _auto_register, register_node
@@ -146,7 +146,7 @@ class _State:
         return f"NodeState({', '.join(sorted(vars(self)))})"
 
 
-class Node(ABC):
+class Node(ABC):  # noqa: B024 - run() is abstract at run time; type checkers see a callable (below)
     """Base class of every node.
 
     Subclasses implement :meth:`run` and usually :meth:`get_parameters`. All three
@@ -230,9 +230,15 @@ class Node(ABC):
         """
         return self.validate_config()
 
-    @abstractmethod
-    def run(self, **inputs: Any) -> dict[str, Any]:
-        """Do the node's work and return a dict of named outputs."""
+    if TYPE_CHECKING:
+        # Each node implements run() with its own keyword parameters (``def run(self, x: int)``);
+        # declared as "any keywords" for type checkers, so no user node needs ``# type: ignore[override]``.
+        run: Callable[..., dict[str, Any]]
+    else:
+
+        @abstractmethod
+        def run(self, **inputs: Any) -> dict[str, Any]:
+            """Do the node's work and return a dict of named outputs."""
 
     @classmethod
     def _declared_names(cls) -> frozenset[str]:

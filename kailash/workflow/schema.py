@@ -82,25 +82,22 @@ def workflow_schema(node_types: dict[str, type] | None = None) -> dict[str, Any]
     }
     node_item = {"allOf": [{"$ref": "#/$defs/node"}], "properties": {"id": {"type": "string", "minLength": 1}},
                  "required": ["id", "type"]}
-    policy = {
-        "type": "object",
-        "properties": {
-            "retries": {"type": "integer", "minimum": 0},
-            "backoff": {"type": "number", "minimum": 0},
-            "max_backoff": {"type": "number", "minimum": 0},
-            "jitter": {"type": "boolean"},
-            "timeout": {"type": ["number", "null"], "exclusiveMinimum": 0},
-            "circuit_breaker": {"anyOf": [
-                {"type": "integer", "minimum": 1},
-                {"type": "object", "properties": {"failure_threshold": {"type": "integer", "minimum": 1},
-                                                  "reset_timeout": {"type": "number", "minimum": 0}},
-                 "additionalProperties": False},
-                {"type": "null"}]},
-            "cache_ttl": {"type": ["number", "null"], "minimum": 0},
-        },
-        "additionalProperties": False,
+    policy_options: dict[str, Any] = {
+        "retries": {"type": "integer", "minimum": 0},
+        "backoff": {"type": "number", "minimum": 0},
+        "max_backoff": {"type": "number", "minimum": 0},
+        "jitter": {"type": "boolean"},
+        "timeout": {"type": ["number", "null"], "exclusiveMinimum": 0},
+        "circuit_breaker": {"anyOf": [
+            {"type": "integer", "minimum": 1},
+            {"type": "object", "properties": {"failure_threshold": {"type": "integer", "minimum": 1},
+                                              "reset_timeout": {"type": "number", "minimum": 0}},
+             "additionalProperties": False},
+            {"type": "null"}]},
+        "cache_ttl": {"type": ["number", "null"], "minimum": 0},
     }
-    assert set(policy["properties"]) == set(POLICY_KEYS), "the policy schema must list every policy option"  # type: ignore[arg-type]
+    assert set(policy_options) == set(POLICY_KEYS), "the policy schema must list every policy option"
+    policy = {"type": "object", "properties": policy_options, "additionalProperties": False}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
