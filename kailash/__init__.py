@@ -9,12 +9,13 @@ Example:
     >>> results["double"]
     {'result': 42}
 
-Names are re-exported lazily: ``import kailash`` imports almost nothing.
+Names are re-exported lazily: ``import kailash`` imports almost nothing. Type checkers
+read ``__init__.pyi`` beside this file, which imports each name from where it lives (kept
+in step with ``_EXPORTS`` by tests/test_typing.py; a stub, because the import layering
+counts imports under ``TYPE_CHECKING`` too).
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from kailash._lazy import lazy_exports
 from kailash._version import __version__
@@ -36,27 +37,10 @@ _EXPORTS = {
     "UnknownNodeTypeError": "kailash.errors",
 }
 
-if TYPE_CHECKING:  # what type checkers see; at run time each name is imported on first use
-    from kailash.errors import KailashError as KailashError
-    from kailash.errors import NodeConfigurationError as NodeConfigurationError
-    from kailash.errors import NodeExecutionError as NodeExecutionError
-    from kailash.errors import SecurityError as SecurityError
-    from kailash.errors import SerializationError as SerializationError
-    from kailash.errors import UnknownNodeTypeError as UnknownNodeTypeError
-    from kailash.errors import WorkflowValidationError as WorkflowValidationError
-    from kailash.nodes.base import Node as Node
-    from kailash.nodes.base import NodeParameter as NodeParameter
-    from kailash.nodes.registry import register_node as register_node
-    from kailash.runtime.local import LocalRuntime as LocalRuntime
-    from kailash.workflow.builder import WorkflowBuilder as WorkflowBuilder
-    from kailash.workflow.graph import Connection as Connection
-    from kailash.workflow.graph import Workflow as Workflow
-
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 __getattr__ = lazy_exports("kailash", _EXPORTS, globals())
-
 
 
 def __dir__() -> list[str]:

@@ -63,6 +63,13 @@ def exported(module_name: str) -> tuple[set[str], set[str]]:
     tree = ast.parse(path.read_text())
     table: set[str] = set()
     typed: set[str] = set()
+    stub = path.with_suffix(".pyi")
+    if stub.exists():  # the root package: a stub (the import layering counts TYPE_CHECKING imports)
+        for imp in ast.parse(stub.read_text()).body:
+            if isinstance(imp, ast.ImportFrom) and imp.module != "kailash._version":
+                for alias in imp.names:
+                    assert alias.asname == alias.name, f"{module_name}: re-export {alias.name} as itself"
+                    typed.add(alias.name)
     for stmt in tree.body:
         if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Dict) and isinstance(stmt.targets[0], ast.Name) \
                 and stmt.targets[0].id in ("_EXPORTS", "_LAZY", "_WHERE"):
