@@ -34,6 +34,8 @@ def provider_parameters() -> dict[str, NodeParameter]:
         "max_response_bytes": NodeParameter(
             type=int, description="largest provider answer accepted, in bytes received and decompressed (10 MiB)"
         ),
+        "retries": NodeParameter(type=int, minimum=0,
+                                 description="resend a model call after a connection error, 429 or 5xx (default 2)"),
     }
 
 
@@ -42,7 +44,7 @@ def provider_from(node: Node, opt: dict[str, Any]) -> Any:
     return get_provider(opt.get("provider"), model=opt.get("model"), base_url=opt.get("base_url"),
                         api_key=opt.get("api_key"), timeout=opt.get("timeout"),
                         owner=f"node {node.label} ({type(node).__name__})",
-                        max_response_bytes=opt.get("max_response_bytes"))
+                        max_response_bytes=opt.get("max_response_bytes"), retries=opt.get("retries"))
 
 
 class ModelNode(Node):
