@@ -28,6 +28,7 @@ _EXPORTS = {
     "Node": "kailash.nodes.base",
     "NodeParameter": "kailash.nodes.base",
     "register_node": "kailash.nodes.registry",
+    "node": "kailash.nodes.decorators",
     "KailashError": "kailash.errors",
     "WorkflowValidationError": "kailash.errors",
     "NodeConfigurationError": "kailash.errors",

@@ -10,6 +10,7 @@ from kailash.errors import UnknownNodeTypeError as UnknownNodeTypeError
 from kailash.errors import WorkflowValidationError as WorkflowValidationError
 from kailash.nodes.base import Node as Node
 from kailash.nodes.base import NodeParameter as NodeParameter
+from kailash.nodes.decorators import node as node
 from kailash.nodes.registry import register_node as register_node
 from kailash.runtime.local import LocalRuntime as LocalRuntime
 from kailash.workflow.builder import WorkflowBuilder as WorkflowBuilder

@@ -22,10 +22,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from kailash import LocalRuntime, Node, NodeParameter, Workflow
+from kailash import LocalRuntime, Node, NodeParameter, Workflow, node
 from kailash.nodes.api import HTTPRequestNode
 from kailash.nodes.base_async import AsyncNode
-from kailash.nodes.decorators import node
 from kailash.runtime import ParallelRuntime
 
 
