@@ -328,6 +328,8 @@ def _type_schema(tp: Any) -> dict[str, Any]:
     if tp is Any or tp is None or tp is object or isinstance(tp, str):
         return {}
     if isinstance(tp, tuple):
+        if Secret in tp and str in tp:  # a string or a secret one: on the wire, a string
+            tp = tuple(t for t in tp if t is not Secret)
         return _any_of([_type_schema(t) for t in tp])
     if tp is Secret:
         return {"type": "string", "writeOnly": True}

@@ -88,12 +88,12 @@ class A2ACoordinatorNode(Node):
 
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {
-            "action": NodeParameter(type=str, default="status", choices=ACTIONS, description=" | ".join(ACTIONS)),
+            "action": NodeParameter(type=str, default="status", choices=ACTIONS, description="what to do"),
             "agent_info": NodeParameter(type=dict, description="{'agent_id', 'capabilities', 'availability', "
                                                                "'performance', 'cost'} (register)"),
             "agent_id": NodeParameter(type=str, description="the agent to unregister"),
             "task": NodeParameter(type=dict, description="{'type', 'description', 'required_skills'} (delegate)"),
-            "coordination_strategy": NodeParameter(type=str, default="best_match", choices=STRATEGIES, description=" | ".join(STRATEGIES)),
+            "coordination_strategy": NodeParameter(type=str, default="best_match", choices=STRATEGIES, description="how to pick agents for a task"),
             "message": NodeParameter(type=Any, description="what to broadcast"),
             "target_agents": NodeParameter(type=list, description="broadcast recipients (default all)"),
             "proposals": NodeParameter(type=list, description="the options to vote on (consensus)"),

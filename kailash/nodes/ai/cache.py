@@ -111,7 +111,7 @@ class IntelligentCacheNode(Node):
 
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {
-            "action": NodeParameter(type=str, default="stats", choices=ACTIONS, description="cache | get | invalidate | stats | cleanup"),
+            "action": NodeParameter(type=str, default="stats", choices=ACTIONS, description="what to do"),
             "cache_key": NodeParameter(type=str, description="the entry's key"),
             "data": NodeParameter(type=Any, description="the value to cache (action=cache)"),
             "metadata": NodeParameter(type=dict, description="{'source', 'cost', 'semantic_tags'}"),

@@ -139,7 +139,7 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
             "improvement_threshold": NodeParameter(type=float, default=0.02, description="stop when quality stalls"),
             "time_limit_minutes": NodeParameter(type=(int, float), default=10, minimum=0, description="hard time limit"),
             "enable_caching": NodeParameter(type=bool, default=True, description="share tool results through a cache"),
-            "team_strategy": NodeParameter(type=str, default="capability_matching", choices=org.STRATEGIES, description=" | ".join(org.STRATEGIES)),
+            "team_strategy": NodeParameter(type=str, default="capability_matching", choices=org.STRATEGIES, description="how teams are formed"),
             "shared_cache": NodeParameter(type=Any, description="an IntelligentCacheNode (default: the node's own)"),
             "shared_memory": NodeParameter(type=Any, description="a SharedMemoryPoolNode (default: a fresh one per run)"),
             "tool_timeout": NodeParameter(type=(int, float), default=60, minimum=0, description="seconds per tool call"),

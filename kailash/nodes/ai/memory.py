@@ -80,7 +80,7 @@ class SharedMemoryPoolNode(Node):
 
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {
-            "action": NodeParameter(type=str, default="read", choices=ACTIONS, description=" | ".join(ACTIONS)),
+            "action": NodeParameter(type=str, default="read", choices=ACTIONS, description="what to do"),
             "agent_id": NodeParameter(type=str, description="the agent writing, reading or subscribing"),
             "content": NodeParameter(type=Any, description="what to remember (write)"),
             "tags": NodeParameter(type=list, description="labels for attention filters and subscriptions"),

@@ -84,7 +84,7 @@ class AgentPoolManagerNode(Node):
 
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {
-            "action": NodeParameter(type=str, default="list", choices=self.ACTIONS, description=" | ".join(self.ACTIONS)),
+            "action": NodeParameter(type=str, default="list", choices=self.ACTIONS, description="what to do"),
             "agent_id": NodeParameter(type=str, description="the agent concerned"),
             "capabilities": NodeParameter(type=list, description="the agent's skills, or skills a created pool covers"),
             "performance": NodeParameter(type=float, description="0..1"),
@@ -163,7 +163,7 @@ class TeamFormationNode(Node):
             "problem_analysis": NodeParameter(type=dict, description="{'required_capabilities': [...]}"),
             "available_agents": NodeParameter(type=list, description="[{'id', 'capabilities', 'performance', 'cost'}]"),
             "formation_strategy": NodeParameter(type=str, default="capability_matching", choices=org.STRATEGIES,
-                                                description=" | ".join(org.STRATEGIES)),
+                                                description="how the team is formed"),
             "constraints": NodeParameter(type=dict, description="{'max_team_size', 'min_team_size', 'budget'}"),
         }
 

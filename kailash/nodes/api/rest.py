@@ -71,7 +71,7 @@ class RESTClientNode(_SecretConfig, HTTPNodeBase, AsyncNode):
             ),
             "auth_headers": NodeParameter(type=dict, default=None, description="headers from an auth node"),
             "auth_params": NodeParameter(type=dict, default=None, description="query parameters from an auth node"),
-            "auth_type": NodeParameter(type=str, default=None, choices=AUTH_TYPES, description=" | ".join(AUTH_TYPES)),
+            "auth_type": NodeParameter(type=str, default=None, choices=AUTH_TYPES, description="how requests authenticate"),
             "auth_config": NodeParameter(type=dict, default=None, description="settings for auth_type"),
         }
         params.update(common_parameters())

@@ -258,12 +258,12 @@ _MERGE_PARAMS = {
     "data": NodeParameter(type=list, required=False, default=None,
                           description="every value that arrived, in connection order"),
     "merge_strategy": NodeParameter(type=str, default="concat", choices=(*MERGE_STRATEGIES, "join"),
-                                    description="concat | dict_merge | zip | list | first | join"),
+                                    description="how to combine the values that arrived"),
     "key": NodeParameter(type=str, default=None, description="field to join on (join)"),
     "skip_none": NodeParameter(type=bool, default=True, description="ignore inputs that are None"),
     "on_conflict": NodeParameter(type=str, default="error", choices=ON_CONFLICT,
-                                 description="dict_merge, when inputs give one key different values: "
-                                             "error | last | first"),
+                                 description="dict_merge, when inputs give one key different values: fail, "
+                                             "or keep the last or the first"),
     **{f"data{i}": NodeParameter(default=None, description=f"explicit input {i}") for i in range(1, 6)},
 }
 

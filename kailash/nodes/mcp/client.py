@@ -220,7 +220,7 @@ class MCPClientNode(Node):
                                                        "registered server name"),
             "operation": NodeParameter(type=str, default="list_tools",
                                        choices=("list_tools", "call_tool", "list_resources", "read_resource"),
-                                       description="list_tools | call_tool | list_resources | read_resource"),
+                                       description="what to ask the server"),
             "tool_name": NodeParameter(type=str, description="the tool to call (call_tool)"),
             "tool_arguments": NodeParameter(type=dict, default=None, description="the tool's arguments (call_tool)"),
             "resource_uri": NodeParameter(type=str, description="the resource to read (read_resource)"),
