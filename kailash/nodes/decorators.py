@@ -68,6 +68,10 @@ class FunctionNode(Node):
         if "_abstract_node" not in cls.__dict__:
             cls._abstract_node = False
 
+    @classmethod
+    def _declared_names(cls) -> frozenset[str]:
+        return frozenset(cls._parameters_spec)
+
     def get_parameters(self) -> dict[str, NodeParameter]:
         return dict(self._parameters_spec)
 
