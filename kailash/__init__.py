@@ -9,7 +9,10 @@ Example:
     >>> results["double"]
     {'result': 42}
 
-Names are re-exported lazily: ``import kailash`` imports almost nothing.
+Names are re-exported lazily: ``import kailash`` imports almost nothing. Type checkers
+read ``__init__.pyi`` beside this file, which imports each name from where it lives (kept
+in step with ``_EXPORTS`` by tests/test_typing.py; a stub, because the import layering
+counts imports under ``TYPE_CHECKING`` too).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ _EXPORTS = {
     "Node": "kailash.nodes.base",
     "NodeParameter": "kailash.nodes.base",
     "register_node": "kailash.nodes.registry",
+    "node": "kailash.nodes.decorators",
     "KailashError": "kailash.errors",
     "WorkflowValidationError": "kailash.errors",
     "NodeConfigurationError": "kailash.errors",
@@ -38,7 +42,6 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 __getattr__ = lazy_exports("kailash", _EXPORTS, globals())
-
 
 
 def __dir__() -> list[str]:

@@ -6,6 +6,8 @@ FastAPI/uvicorn stack is needed only by the gateway (``pip install 'kailash[api]
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kailash._lazy import lazy_exports
 
 __all__ = [
@@ -28,6 +30,19 @@ _EXPORTS = {
     "build_workflow_mcp_server": "kailash.api.mcp_server",
 }
 
+
+if TYPE_CHECKING:  # what type checkers see; at run time each name is imported on first use
+    from kailash.api.gateway import WorkflowGateway as WorkflowGateway
+    from kailash.api.mcp_server import build_workflow_mcp_server as build_workflow_mcp_server
+    from kailash.api.mcp_server import serve_workflows_mcp as serve_workflows_mcp
+    from kailash.api.middleware import AuthenticationMiddleware as AuthenticationMiddleware
+    from kailash.api.middleware import BodySizeLimitMiddleware as BodySizeLimitMiddleware
+    from kailash.api.middleware import RateLimitingMiddleware as RateLimitingMiddleware
+    from kailash.api.studio import StudioClient as StudioClient
+    from kailash.api.tenancy import Tenant as Tenant
+    from kailash.api.tenancy import TenantRegistry as TenantRegistry
+    from kailash.api.tenancy import create_tenant as create_tenant
+    from kailash.api.workflow_api import WorkflowAPI as WorkflowAPI
 
 __getattr__ = lazy_exports("kailash.api", _EXPORTS, globals())
 

@@ -1,4 +1,5 @@
-"""The gateway's public catalog endpoints: ``/health``, ``/nodes`` and ``/nodes/{type}`` (no key needed)."""
+"""The gateway's public catalog endpoints (no key needed): ``/health``, ``/nodes``, ``/nodes/{type}``
+and ``/schema/workflow.json`` (the JSON Schema of workflow files, with this gateway's node types)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,13 @@ def install(app: Any, gw: Any) -> None:
     @app.get("/nodes", tags=["catalog"], summary="The node catalog with parameter schemas (no key needed)")
     def nodes() -> dict[str, Any]:
         return {"nodes": node_catalog()}
+
+    @app.get("/schema/workflow.json", tags=["catalog"],
+             summary="JSON Schema of the workflow file format, for editors (no key needed)")
+    def workflow_file_schema() -> dict[str, Any]:
+        from kailash.workflow.schema import workflow_schema
+
+        return workflow_schema()
 
     @app.get("/nodes/{node_type}", tags=["catalog"], summary="One node type (no key needed)")
     def node(node_type: str) -> dict[str, Any]:

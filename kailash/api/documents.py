@@ -213,10 +213,8 @@ def parameters_schema(workflow: Any) -> dict[str, Any]:
             params = {}
         node_props = {}
         for name, p in params.items():
-            d = p.to_dict()
-            prop: dict[str, Any] = {**json_schema_for(d["type"]), "description": d["description"]}
-            if d["default"] is not None:
-                prop["default"] = d["default"]
+            prop: dict[str, Any] = p.json_schema()  # the type, enum, range and format the node checks
+            prop.setdefault("description", p.description)
             if p.secret:
                 prop["writeOnly"] = True
                 prop["format"] = "password"

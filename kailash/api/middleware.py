@@ -39,7 +39,7 @@ __all__ = ["Principal", "AuthenticationMiddleware", "RateLimitingMiddleware", "B
 
 logger = logging.getLogger("kailash.api")
 
-PUBLIC_PATHS = ("/health", "/nodes", "/openapi.json", "/docs", "/redoc", "/studio")
+PUBLIC_PATHS = ("/health", "/nodes", "/schema/workflow.json", "/openapi.json", "/docs", "/redoc", "/studio")
 PRINCIPAL = "kailash_principal"
 # where ?api_key= is read: a browser's EventSource and WebSocket cannot send headers
 QUERY_KEY_PATHS = re.compile(r"^/runs/[^/]+/events/?$")

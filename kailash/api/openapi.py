@@ -12,8 +12,10 @@ def workflow_operations(name: str, reg: Any) -> dict[str, Any]:
     from kailash.api.documents import parameters_schema
 
     schema = parameters_schema(reg.workflow)
+    # node_id and parameter are null when a run fails outside any node (a store error, the run's deadline)
     error = {"type": "object", "properties": {"error": {"type": "object", "properties": {
-        "code": {"type": "string"}, "message": {"type": "string"}, "node_id": {"type": "string"}}}}}
+        "code": {"type": "string"}, "message": {"type": "string"}, "node_id": {"type": ["string", "null"]},
+        "parameter": {"type": ["string", "null"]}}}}}
     responses = {
         "200": {"description": "the run completed", "content": {"application/json": {"schema": {
             "type": "object", "properties": {"run_id": {"type": "string"}, "status": {"type": "string"},

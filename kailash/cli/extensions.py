@@ -1,4 +1,4 @@
-"""Subcommands contributed by other parts of Kailash (export, serve, mcp, tenant, schedule).
+"""Subcommands contributed by other parts of Kailash (export, serve, mcp, tenant, schedule, schema).
 
 Each module named here defines ``add_subcommand(subparsers)`` and imports nothing
 heavy at module level; a module that is not present is simply not offered.
@@ -17,6 +17,7 @@ MODULES = (
     "kailash.cli.mcp",
     "kailash.cli.tenant",
     "kailash.cli.schedule",
+    "kailash.cli.schema",
 )
 
 

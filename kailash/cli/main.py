@@ -250,7 +250,17 @@ def cmd_nodes(args: argparse.Namespace) -> int:
         _out("parameters:")
         for p in info["parameters"]:
             req = "required" if p["required"] else f"default {p['default']!r}"
-            _out(f"  {p['name']}: {p['type']} ({req}) {p['description']}")
+            allowed = []
+            if p.get("choices") is not None:
+                allowed.append("one of " + " | ".join(map(str, p["choices"])))
+            if p.get("minimum") is not None:
+                allowed.append(f">= {p['minimum']}")
+            if p.get("maximum") is not None:
+                allowed.append(f"<= {p['maximum']}")
+            if p.get("format"):
+                allowed.append(f"format {p['format']}")
+            extra = f" [{', '.join(allowed)}]" if allowed else ""
+            _out(f"  {p['name']}: {p['type']} ({req}){extra} {p['description']}")
         return 0
     skipped = load_catalog()
     catalog = [describe_node(c, n) for n, c in list_node_types(include_custom=False).items()]

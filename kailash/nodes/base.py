@@ -9,15 +9,17 @@ workflow package; the runtime hands nodes what they need when it calls them.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError, Problem
 from kailash.nodes.registry import _auto_register, register_node
 from kailash.nodes.standalone import WorkflowLoader
-from kailash.nodes.types import TypeCheck, compile_type_check, fits, type_name
+from kailash.nodes.types import Constraints, TypeCheck, compile_parameter_check, fits, json_schema, type_name
 
 __all__ = ["Node", "NodeParameter", "register_node", "check_type", "type_name"]
 
@@ -28,11 +30,24 @@ class NodeParameter:
 
     Attributes:
         name: the parameter's name (filled from the ``get_parameters()`` key if empty).
-        type: the expected Python type (``Any`` accepts everything).
+        type: the expected Python type (``Any`` accepts everything; ``Literal[...]`` lists the values).
         required: whether a value must be supplied (by config, a connection or the runtime).
         default: the value used when none is supplied.
         description: one line for the catalog, the CLI and the Studio.
         secret: the value is a credential, redacted everywhere it could be shown.
+        choices: every allowed value (JSON Schema ``enum``), or ``None``.
+        minimum: the smallest allowed number (inclusive), or ``None``.
+        maximum: the largest allowed number (inclusive), or ``None``.
+        format: what a string holds: ``uri``, ``email``, ``date``, ``date-time`` and ``regex``
+            are checked; other names (``path``, ``python``, ``sql``) only describe it.
+
+    Constraints are checked wherever the type is (``Workflow.validate``, ``execute()``,
+    runtime parameters and values arriving over connections) and published in
+    :meth:`json_schema`.
+
+    Example:
+        >>> NodeParameter(type=int, minimum=1).json_schema()
+        {'type': 'integer', 'minimum': 1}
     """
 
     name: str = ""
@@ -41,19 +56,79 @@ class NodeParameter:
     default: Any = None
     description: str = ""
     secret: bool = False
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    format: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.choices is not None and not isinstance(self.choices, tuple):
+            if isinstance(self.choices, (str, bytes)) or not isinstance(self.choices, Iterable):
+                raise NodeConfigurationError(
+                    f"NodeParameter '{self.name}': choices must be a list or tuple of values, "
+                    f"got {type(self.choices).__name__}", parameter="choices", expected="list | tuple")
+            object.__setattr__(self, "choices", tuple(self.choices))
+        for bound in ("minimum", "maximum"):
+            value = getattr(self, bound)
+            if value is not None and (type(value) is bool or not isinstance(value, (int, float))):
+                raise NodeConfigurationError(
+                    f"NodeParameter '{self.name}': {bound} must be a number, got {type(value).__name__}",
+                    parameter=bound, expected="int | float", got=type(value).__name__)
+
+    @property
+    def constraints(self) -> Constraints | None:
+        """The constraints beyond the type, or ``None`` when there are none."""
+        if self.choices is None and self.minimum is None and self.maximum is None and self.format is None:
+            return None
+        return Constraints(choices=self.choices, minimum=self.minimum, maximum=self.maximum,
+                           format=self.format, secret=self.secret)
+
+    def check(self) -> TypeCheck | None:
+        """The compiled check of type and constraints (``None``: every value fits)."""
+        return compile_parameter_check(self.type, self.constraints)
+
+    def json_schema(self) -> dict[str, Any]:
+        """This parameter as JSON Schema (type, enum, range, format, default, description)."""
+        schema = json_schema(self.type, self.constraints)
+        if self.secret:
+            schema["writeOnly"] = True
+        if self.description:
+            schema["description"] = self.description
+        default = self.default
+        if default is not None and not self.secret and _is_json(default):
+            schema["default"] = default
+        return schema
 
     def to_dict(self) -> dict[str, Any]:
         default = self.default
         if not isinstance(default, (str, int, float, bool, type(None), list, dict)):
             default = repr(default)
-        return {
+        out = {
             "name": self.name,
             "type": type_name(self.type),
             "required": self.required,
             "default": None if self.secret else default,
             "description": self.description,
             "secret": self.secret,
+            "schema": self.json_schema(),
         }
+        for key in ("choices", "minimum", "maximum", "format"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = list(value) if key == "choices" else value
+        return out
+
+
+def _is_json(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return True
+    if depth > 20:
+        return False
+    if isinstance(value, list):
+        return all(_is_json(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v, depth + 1) for k, v in value.items())
+    return False
 
 
 def check_type(value: Any, tp: Any) -> bool:
@@ -71,7 +146,7 @@ class _State:
         return f"NodeState({', '.join(sorted(vars(self)))})"
 
 
-class Node(ABC):
+class Node(ABC):  # noqa: B024 - run() is abstract at run time; type checkers see a callable (below)
     """Base class of every node.
 
     Subclasses implement :meth:`run` and usually :meth:`get_parameters`. All three
@@ -155,9 +230,15 @@ class Node(ABC):
         """
         return self.validate_config()
 
-    @abstractmethod
-    def run(self, **inputs: Any) -> dict[str, Any]:
-        """Do the node's work and return a dict of named outputs."""
+    if TYPE_CHECKING:
+        # Each node implements run() with its own keyword parameters (``def run(self, x: int)``);
+        # declared as "any keywords" for type checkers, so no user node needs ``# type: ignore[override]``.
+        run: Callable[..., dict[str, Any]]
+    else:
+
+        @abstractmethod
+        def run(self, **inputs: Any) -> dict[str, Any]:
+            """Do the node's work and return a dict of named outputs."""
 
     @classmethod
     def _declared_names(cls) -> frozenset[str]:
@@ -178,10 +259,7 @@ class Node(ABC):
                         parameter=key,
                         expected="NodeParameter",
                     )
-                params[key] = p if p.name == key else NodeParameter(
-                    name=key, type=p.type, required=p.required, default=p.default,
-                    description=p.description, secret=p.secret,
-                )
+                params[key] = p if p.name == key else dataclasses.replace(p, name=key)
             self._parameters = params
             self._type_checks = None
             config_name = getattr(self, "_config_name", None)
@@ -257,7 +335,7 @@ class Node(ABC):
                                             message=unknown_parameter_message(key, params)))
         checks = getattr(self, "_type_checks", None)
         if checks is None or checks.keys() != params.keys():
-            checks = self._type_checks = {n: compile_type_check(p.type) for n, p in params.items()}
+            checks = self._type_checks = {n: p.check() for n, p in params.items()}
         for name, p in params.items():
             value = values.get(name)
             if value is None:
@@ -269,8 +347,8 @@ class Node(ABC):
                     ))
             elif (check := checks[name]) is not None and not check(value):
                 problems.append(Problem(
-                    node_id=node_id, parameter=name, expected=check.expected, got=type(value).__name__,
-                    message=f"parameter '{name}' expects {check.expected}, got {type(value).__name__}",
+                    node_id=node_id, parameter=name, expected=check.expected, got=check.got(value),
+                    message=f"parameter '{name}' expects {check.expected}, {check.misfit(value)}",
                 ))
         return problems
 

@@ -11,8 +11,8 @@ import asyncio
 import contextvars
 import threading
 from abc import abstractmethod
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from kailash.errors import KailashError, NodeExecutionError
 from kailash.nodes.base import Node, NodeParameter, ensure_output_dict, register_node
@@ -66,9 +66,14 @@ class AsyncNode(Node):
         if "_abstract_node" not in cls.__dict__:
             cls._abstract_node = False
 
-    @abstractmethod
-    async def async_run(self, **inputs: Any) -> dict[str, Any]:
-        """Do the node's work; return a dict of named outputs."""
+    if TYPE_CHECKING:
+        # each node's own keyword parameters (``async def async_run(self, url: str)``): no [override]
+        async_run: Callable[..., Coroutine[Any, Any, dict[str, Any]]]
+    else:
+
+        @abstractmethod
+        async def async_run(self, **inputs: Any) -> dict[str, Any]:
+            """Do the node's work; return a dict of named outputs."""
 
     def run(self, **inputs: Any) -> dict[str, Any]:
         return run_coroutine(self.async_run(**inputs))

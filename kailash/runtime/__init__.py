@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kailash._lazy import lazy_exports
 from kailash.nodes.standalone import provide_standalone_context
@@ -20,6 +20,12 @@ _LAZY = {
     "TestRuntime": "kailash.runtime.testing",
 }
 
+
+if TYPE_CHECKING:  # what type checkers see; at run time each name is imported on first use
+    from kailash.runtime.distributed import DaskRuntime as DaskRuntime
+    from kailash.runtime.parallel import AsyncLocalRuntime as AsyncLocalRuntime
+    from kailash.runtime.parallel import ParallelRuntime as ParallelRuntime
+    from kailash.runtime.testing import TestRuntime as TestRuntime
 
 __getattr__ = lazy_exports("kailash.runtime", _LAZY, globals())
 

@@ -98,6 +98,15 @@ class CircuitBreaker:
             if self.failures >= self.failure_threshold:
                 self.opened_at = time.monotonic()
 
+    def release(self) -> None:
+        """Give back a call that was let through but ended with no outcome (cancelled).
+
+        A cancelled half-open trial proves nothing either way: the circuit stays open
+        (its timeout already passed), so the next call becomes the trial.
+        """
+        with self._lock:
+            self._trial = False
+
     def reset(self) -> None:
         """Close the circuit and forget past failures."""
         self.record(True)
@@ -194,8 +203,19 @@ class PolicyState:
                 if hit is not None:
                     return hit
         breaker = self.breaker
-        if breaker is not None:
-            breaker.before(node.name)
+        if breaker is None:
+            return (yield from self._attempts(node, None, events, cache, key))
+        breaker.before(node.name)
+        outcome: list[bool] = []  # filled when the breaker recorded this call's outcome
+        try:
+            return (yield from self._attempts(node, breaker, events, cache, key, outcome))
+        finally:
+            if not outcome:  # cancelled or abandoned (GeneratorExit): free the half-open trial slot
+                breaker.release()
+
+    def _attempts(self, node: Node, breaker: CircuitBreaker | None, events: Events | None,
+                  cache: ResultCache | None, key: str | None,
+                  outcome: list[bool] | None = None) -> Generator[tuple[str, float | None], Any, dict[str, Any]]:
         retry = self.spec.retry
         retries = retry.retries if retry is not None else 0
         limit = self.spec.timeout.seconds if self.spec.timeout is not None else None
@@ -210,6 +230,8 @@ class PolicyState:
                     continue
                 if breaker is not None:
                     breaker.record(False, str(exc))
+                    if outcome is not None:
+                        outcome.append(False)
                     if events is not None:
                         events.append(("breaker", False, str(exc)))
                 if attempt > 1 and isinstance(exc, KailashError):
@@ -219,6 +241,8 @@ class PolicyState:
                 raise
             if breaker is not None:
                 breaker.record(True)
+                if outcome is not None:
+                    outcome.append(True)
                 if events is not None:
                     events.append(("breaker", True, None))
             if cache is not None and key is not None:
@@ -246,6 +270,9 @@ class PolicyState:
                 send = attempt_sync(node, inputs, ctx, arg)
             except Exception as exc:
                 error = exc
+            except BaseException:  # KeyboardInterrupt, a cancelled thread: no outcome to record
+                gen.close()
+                raise
 
     async def acall(self, node: Node, inputs: dict[str, Any], ctx: Any, executor: Any = None,
                     events: Events | None = None) -> dict[str, Any]:
@@ -259,13 +286,16 @@ class PolicyState:
             except StopIteration as stop:
                 return stop.value  # type: ignore[no-any-return]
             send, error = None, None
-            if op == "sleep":
-                await asyncio.sleep(arg or 0.0)
-                continue
             try:
+                if op == "sleep":
+                    await asyncio.sleep(arg or 0.0)
+                    continue
                 send = await attempt_async(node, inputs, ctx, arg, executor)
             except Exception as exc:
                 error = exc
+            except BaseException:  # CancelledError: the trial (if it was one) ends with no outcome
+                gen.close()
+                raise
 
     def replay(self, events: Events) -> None:
         """Apply state changes recorded by a copy of this state (on a Dask worker) to this one."""

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from kailash.errors import NodeConfigurationError, NodeExecutionError, Problem, WorkflowValidationError
 from kailash.nodes.base import Node, type_name, unknown_parameter_message
-from kailash.nodes.types import compile_type_check
 
 if TYPE_CHECKING:
     from kailash.workflow.graph import Workflow
@@ -185,10 +184,10 @@ class ExecutionPlan:
                                             + unknown_parameter_message(name, step.node.parameters)))
                     continue
                 p = step.node.parameters.get(name)
-                if p is not None and (check := compile_type_check(p.type)) is not None and not check(v):
+                if p is not None and (check := p.check()) is not None and not check(v):
                     problems.append(Problem(
-                        node_id=key, parameter=name, expected=check.expected, got=type(v).__name__,
-                        message=f"node '{key}': parameter '{name}' expects {check.expected}, got {type(v).__name__}",
+                        node_id=key, parameter=name, expected=check.expected, got=check.got(v),
+                        message=f"node '{key}': parameter '{name}' expects {check.expected}, {check.misfit(v)}",
                     ))
                 mine[name] = v
         problems.extend(self._missing_problems(per_node))
@@ -334,8 +333,8 @@ def _check_inputs(step: Step, inputs: dict[str, Any]) -> None:
         if v is not None and not check(v):
             raise NodeConfigurationError(
                 f"node '{step.id}' ({type(node).__name__}): parameter '{name}' expects "
-                f"{check.expected}, got {type(v).__name__}",
-                node_id=step.id, parameter=name, expected=check.expected, got=type(v).__name__,
+                f"{check.expected}, {check.misfit(v)}",
+                node_id=step.id, parameter=name, expected=check.expected, got=check.got(v),
             )
     for name in step.required:
         if inputs.get(name) is None:

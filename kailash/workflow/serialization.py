@@ -122,11 +122,20 @@ def workflow_from_dict(data: dict[str, Any]) -> Workflow:
             f"(supports 1..{SCHEMA_VERSION}); upgrade kailash to load it",
             parameter="schema_version", expected=f"1..{SCHEMA_VERSION}", got=version,
         )
-    nodes = data.get("nodes", [])
+    nodes = data.get("nodes") or []
     if isinstance(nodes, dict):  # {id: {type, config}} is accepted too
-        nodes = [{"id": k, **v} for k, v in nodes.items()]
+        nodes = [{"id": k, **v} if isinstance(v, dict) else v for k, v in nodes.items()]
     if not isinstance(nodes, list):
-        raise SerializationError("'nodes' must be a list of {id, type, config}", parameter="nodes")
+        raise SerializationError("'nodes' must be a list of {id, type, config}", parameter="nodes",
+                                 expected="list", got=type(nodes).__name__)
+    connections = data.get("connections") or []
+    if not isinstance(connections, list):
+        raise SerializationError("'connections' must be a list of {from, to}", parameter="connections",
+                                 expected="list", got=type(connections).__name__)
+    policies = data.get("policies")
+    if policies is not None and not isinstance(policies, dict):
+        raise SerializationError("'policies' must be a mapping of node id to policy", parameter="policies",
+                                 expected="mapping", got=type(policies).__name__)
     wf = Workflow(
         name=str(data.get("name") or "workflow"),
         description=str(data.get("description") or ""),
@@ -142,6 +151,9 @@ def workflow_from_dict(data: dict[str, Any]) -> Workflow:
         if not isinstance(spec, dict) or "id" not in spec or "type" not in spec:
             problems.append(f"nodes[{i}] must be a mapping with 'id' and 'type'")
             continue
+        if not isinstance(spec["id"], (str, int)) or isinstance(spec["id"], bool) or str(spec["id"]) == "":
+            problems.append(f"nodes[{i}]: 'id' must be a non-empty string, got {spec['id']!r}")
+            continue
         config = spec.get("config") or {}
         if not isinstance(config, dict):
             problems.append(f"node '{spec['id']}': config must be a mapping")
@@ -155,18 +167,27 @@ def workflow_from_dict(data: dict[str, Any]) -> Workflow:
         for key, value in node.config.items():
             if isinstance(value, dict) and set(value) == {"node"} and value["node"] in wf.nodes:
                 node.config[key] = wf.nodes[value["node"]]
-    for i, c in enumerate(data.get("connections") or []):
+    for i, c in enumerate(connections):
         if not isinstance(c, dict) or "from" not in c or "to" not in c:
             problems.append(f"connections[{i}] must be a mapping with 'from' and 'to'")
             continue
         mapping = c.get("mapping")
         port = c.get("output_key", c.get("port"))
-        wf.connect(str(c["from"]), str(c["to"]), port, mapping=mapping)
+        if mapping is not None and not (isinstance(mapping, dict)
+                                        and all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())):
+            problems.append(f"connections[{i}]: 'mapping' must map output names to input names (strings)")
+            continue
+        if port is not None and not isinstance(port, str):
+            problems.append(f"connections[{i}]: 'output_key' must be a string, got {type(port).__name__}")
+            continue
+        try:
+            wf.connect(str(c["from"]), str(c["to"]), port, mapping=mapping)
+        except KailashError as exc:
+            problems.append(f"connections[{i}]: {exc}")
     if problems:
         raise SerializationError(
             "cannot load workflow:\n  - " + "\n  - ".join(problems), node_id=None, parameter="nodes"
         )
-    policies = data.get("policies")
     if policies:
         from kailash.workflow import policies as policy_mod  # issue 3: failure policies
 
@@ -315,8 +336,21 @@ def load_workflow(path: str | os.PathLike[str]) -> Workflow:
     p = Path(path)
     if not p.exists():
         raise SerializationError(f"workflow file '{path}' does not exist", parameter="path", got=str(path))
-    with safe_open(p, "r") as f:
-        text = f.read(MAX_FILE_BYTES + 1)  # measured on what is read, not on an earlier stat
+    try:
+        with safe_open(p, "r") as f:
+            text = f.read(MAX_FILE_BYTES + 1)  # measured on what is read, not on an earlier stat
+    except KailashError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise SerializationError(f"workflow file '{path}' is not UTF-8 text (byte {exc.start}: "
+                                 f"{exc.object[exc.start:exc.start + 1]!r}); save it as UTF-8",
+                                 parameter="path", expected="UTF-8 text") from None
+    except IsADirectoryError:
+        raise SerializationError(f"workflow file '{path}' is a directory", parameter="path",
+                                 expected="a YAML or JSON file") from None
+    except OSError as exc:
+        raise SerializationError(f"cannot read workflow file '{path}': {exc.strerror or exc}",
+                                 parameter="path") from None
     if len(text) > MAX_FILE_BYTES:
         raise SerializationError(f"workflow file '{path}' is larger than {MAX_FILE_BYTES} bytes", parameter="path")
     fmt = "json" if p.suffix.lower() == ".json" else None

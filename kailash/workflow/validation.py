@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from kailash.errors import Problem, WorkflowValidationError
 from kailash.nodes.base import Node, unknown_parameter_message
-from kailash.nodes.types import compile_type_check
 from kailash.workflow.plan import Edge, ExecutionPlan, Step
 from kailash.workflow.serialization import WORKFLOW_LOADER
 
@@ -43,10 +42,10 @@ def compile_workflow(workflow: Workflow) -> ExecutionPlan:
             if not node.accepts(key):
                 problems.append(Problem(node_id=node_id, parameter=key, expected="a declared parameter",
                                         message=f"{where}: " + unknown_parameter_message(key, params)))
-            elif key in params and (check := compile_type_check(params[key].type)) is not None and not check(value):
+            elif key in params and (check := params[key].check()) is not None and not check(value):
                 problems.append(Problem(
-                    node_id=node_id, parameter=key, expected=check.expected, got=type(value).__name__,
-                    message=f"{where}: parameter '{key}' expects {check.expected}, got {type(value).__name__}",
+                    node_id=node_id, parameter=key, expected=check.expected, got=check.got(value),
+                    message=f"{where}: parameter '{key}' expects {check.expected}, {check.misfit(value)}",
                 ))
         for found in node.validate_with(WORKFLOW_LOADER):
             if isinstance(found, Problem):
@@ -149,7 +148,7 @@ def compile_workflow(workflow: Workflow) -> ExecutionPlan:
                 and (fed is not None and n not in fed)
             )
             checks = tuple(
-                (n, check) for n, p in params.items() if (check := compile_type_check(p.type)) is not None
+                (n, check) for n, p in params.items() if (check := p.check()) is not None
             )
             collect = node.input_name() if node.collects_inputs else None
             steps.append(Step(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jsonschema
 import pytest
 
 from kailash.errors import UnknownNodeTypeError
@@ -73,7 +74,8 @@ def test_describe_node_gives_the_parameter_schema():
     assert info["category"] == "testing"
     assert info["description"] == "Greets someone."
     assert info["parameters"] == [
-        {"name": "who", "type": "str", "required": True, "default": None, "description": "whom to greet", "secret": False}
+        {"name": "who", "type": "str", "required": True, "default": None, "description": "whom to greet", "secret": False,
+         "schema": {"type": "string", "description": "whom to greet"}}
     ]
 
 
@@ -93,4 +95,9 @@ def test_every_registered_node_can_be_described():
         info = describe_node(cls, name)
         assert info["name"] == name
         for p in info["parameters"]:
-            assert set(p) == {"name", "type", "required", "default", "description", "secret"}
+            assert {"name", "type", "required", "default", "description", "secret", "schema"} <= set(p)
+            assert set(p) - {"name", "type", "required", "default", "description", "secret", "schema"} <= {
+                "choices", "minimum", "maximum", "format"}
+            jsonschema.Draft202012Validator.check_schema(p["schema"])
+            if p["default"] is not None and "default" in p["schema"]:  # a default fits its own schema
+                assert not list(jsonschema.Draft202012Validator(p["schema"]).iter_errors(p["default"])), (name, p)

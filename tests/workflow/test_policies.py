@@ -306,3 +306,59 @@ def test_policy_problems_are_data_naming_node_parameter_and_expectation():
                      ("fetch", "circuit_breaker.failure_threshold", "an integer >= 1")}
     assert info.value.parameter == "retries"
     assert "set_policy('fetch'): retries must be an integer >= 0, got -1" in str(info.value)
+
+
+
+def test_a_cancelled_half_open_trial_does_not_leave_the_circuit_open_for_good():
+    import asyncio
+
+    from kailash.nodes.base_async import AsyncNode
+    from kailash.runtime import ParallelRuntime
+
+    class Flaky(AsyncNode):
+        calls = 0
+
+        async def async_run(self):
+            type(self).calls += 1
+            if type(self).calls == 1:
+                raise OSError("down")
+            if type(self).calls == 2:
+                await asyncio.sleep(30)  # the trial call hangs: its caller gives up (cancels)
+            return {"result": type(self).calls}
+
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=0.1)
+    wf = one(Flaky())
+    wf.set_policy("n", circuit_breaker=breaker)
+
+    async def scenario():
+        runtime = ParallelRuntime()
+        with pytest.raises(NodeExecutionError, match="down"):
+            await runtime.execute(wf)
+        assert breaker.state == "open"
+        await asyncio.sleep(0.15)
+        trial = asyncio.ensure_future(runtime.execute(wf))
+        while Flaky.calls < 2:
+            await asyncio.sleep(0.01)
+        trial.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await trial
+        # the cancelled trial proved nothing: the circuit is still open past its timeout,
+        # and the next call is let through as the new trial (before the fix: refused for good)
+        assert breaker.state == "half-open"
+        results, _ = await runtime.execute(wf)
+        return results
+
+    results = asyncio.run(scenario())
+    assert results["n"]["result"] == 3
+    assert breaker.state == "closed"
+
+
+def test_breaker_release_frees_the_trial_slot_without_recording():
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=0.0)
+    breaker.record(False, "boom")
+    breaker.before("n")  # the trial is let through
+    with pytest.raises(CircuitOpenError):
+        breaker.before("n")  # only one trial at a time
+    breaker.release()
+    breaker.before("n")  # a released trial: the next call is the trial
+    assert breaker.failures == 1 and breaker.last_error == "boom"

@@ -88,12 +88,12 @@ class A2ACoordinatorNode(Node):
 
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {
-            "action": NodeParameter(type=str, default="status", description=" | ".join(ACTIONS)),
+            "action": NodeParameter(type=str, default="status", choices=ACTIONS, description="what to do"),
             "agent_info": NodeParameter(type=dict, description="{'agent_id', 'capabilities', 'availability', "
                                                                "'performance', 'cost'} (register)"),
             "agent_id": NodeParameter(type=str, description="the agent to unregister"),
             "task": NodeParameter(type=dict, description="{'type', 'description', 'required_skills'} (delegate)"),
-            "coordination_strategy": NodeParameter(type=str, default="best_match", description=" | ".join(STRATEGIES)),
+            "coordination_strategy": NodeParameter(type=str, default="best_match", choices=STRATEGIES, description="how to pick agents for a task"),
             "message": NodeParameter(type=Any, description="what to broadcast"),
             "target_agents": NodeParameter(type=list, description="broadcast recipients (default all)"),
             "proposals": NodeParameter(type=list, description="the options to vote on (consensus)"),
@@ -238,7 +238,7 @@ class A2AAgentNode(ModelNode):
             "capabilities": NodeParameter(type=list, default=None, description="what this agent is good at"),
             "memory_pool": NodeParameter(type=Any, description="a SharedMemoryPoolNode shared with other agents"),
             "attention_filter": NodeParameter(type=dict, description="which memories to read"),
-            "importance": NodeParameter(type=float, default=0.7, description="importance of the written finding"),
+            "importance": NodeParameter(type=float, default=0.7, minimum=0, maximum=1, description="importance of the written finding"),
             "mcp_servers": NodeParameter(type=list, description="MCP servers whose tools it may call"),
             "shared_cache": NodeParameter(type=Any, description="an IntelligentCacheNode for tool results"),
             **provider_parameters(),

@@ -111,7 +111,7 @@ class IntelligentCacheNode(Node):
 
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {
-            "action": NodeParameter(type=str, default="stats", description="cache | get | invalidate | stats | cleanup"),
+            "action": NodeParameter(type=str, default="stats", choices=ACTIONS, description="what to do"),
             "cache_key": NodeParameter(type=str, description="the entry's key"),
             "data": NodeParameter(type=Any, description="the value to cache (action=cache)"),
             "metadata": NodeParameter(type=dict, description="{'source', 'cost', 'semantic_tags'}"),
@@ -120,7 +120,7 @@ class IntelligentCacheNode(Node):
             "similarity_threshold": NodeParameter(type=float, default=0.8,
                                                   description="least cosine similarity for a semantic hit"),
             "tags": NodeParameter(type=list, description="invalidate every entry carrying one of these tags"),
-            "max_entries": NodeParameter(type=int, default=100_000,
+            "max_entries": NodeParameter(type=int, default=100_000, minimum=1,
                                          description="least recently used entries are evicted beyond this"),
             "embedder": NodeParameter(type=Any, default=None,
                                       description="'hashing' (default), 'minilm', 'auto' or an Embedder"),

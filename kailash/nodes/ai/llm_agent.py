@@ -26,14 +26,16 @@ def provider_parameters() -> dict[str, NodeParameter]:
         "provider": NodeParameter(type=Any, default=None,
                                   description="offline (default) | openai | ollama | anthropic (or a ModelProvider)"),
         "model": NodeParameter(type=str, description="model name (default per provider / environment)"),
-        "base_url": NodeParameter(type=str, description="provider endpoint (default from the environment)"),
+        "base_url": NodeParameter(type=str, format="uri", description="provider endpoint (default from the environment)"),
         "api_key": NodeParameter(type=Any, secret=True, description="provider API key (default from the environment)"),
-        "timeout": NodeParameter(type=(int, float), default=60, description="seconds per model call"),
-        "temperature": NodeParameter(type=float, description="sampling temperature"),
-        "max_tokens": NodeParameter(type=int, description="most tokens in one answer"),
+        "timeout": NodeParameter(type=(int, float), default=60, minimum=0, description="seconds per model call"),
+        "temperature": NodeParameter(type=float, minimum=0, maximum=2, description="sampling temperature"),
+        "max_tokens": NodeParameter(type=int, minimum=1, description="most tokens in one answer"),
         "max_response_bytes": NodeParameter(
             type=int, description="largest provider answer accepted, in bytes received and decompressed (10 MiB)"
         ),
+        "retries": NodeParameter(type=int, minimum=0,
+                                 description="resend a model call after a connection error, 429 or 5xx (default 2)"),
     }
 
 
@@ -42,7 +44,7 @@ def provider_from(node: Node, opt: dict[str, Any]) -> Any:
     return get_provider(opt.get("provider"), model=opt.get("model"), base_url=opt.get("base_url"),
                         api_key=opt.get("api_key"), timeout=opt.get("timeout"),
                         owner=f"node {node.label} ({type(node).__name__})",
-                        max_response_bytes=opt.get("max_response_bytes"))
+                        max_response_bytes=opt.get("max_response_bytes"), retries=opt.get("retries"))
 
 
 class ModelNode(Node):
@@ -104,7 +106,7 @@ class LLMAgentNode(ModelNode):
             "context": NodeParameter(type=Any, description="extra material for the model (text or JSON-able data)"),
             "mcp_servers": NodeParameter(type=list, description="MCP servers whose tools the model may call"),
             "shared_cache": NodeParameter(type=Any, description="an IntelligentCacheNode to reuse tool results"),
-            "max_tool_rounds": NodeParameter(type=int, default=4, description="most model turns with tool calls"),
+            "max_tool_rounds": NodeParameter(type=int, default=4, minimum=0, description="most model turns with tool calls"),
             **provider_parameters(),
         }
 

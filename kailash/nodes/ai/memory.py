@@ -80,18 +80,18 @@ class SharedMemoryPoolNode(Node):
 
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {
-            "action": NodeParameter(type=str, default="read", description=" | ".join(ACTIONS)),
+            "action": NodeParameter(type=str, default="read", choices=ACTIONS, description="what to do"),
             "agent_id": NodeParameter(type=str, description="the agent writing, reading or subscribing"),
             "content": NodeParameter(type=Any, description="what to remember (write)"),
             "tags": NodeParameter(type=list, description="labels for attention filters and subscriptions"),
-            "importance": NodeParameter(type=float, default=0.5, description="0..1; reads can require a least value"),
+            "importance": NodeParameter(type=float, default=0.5, minimum=0, maximum=1, description="0..1; reads can require a least value"),
             "segment": NodeParameter(type=str, default="general", description="a named region of the pool"),
             "attention_filter": NodeParameter(type=dict, description="{'tags', 'importance_threshold', 'agents', "
                                                                      "'segments', 'window_size', 'exclude_own'}"),
             "query": NodeParameter(type=str, description="find memories by meaning (query)"),
-            "top_k": NodeParameter(type=int, default=10, description="most results of a query"),
+            "top_k": NodeParameter(type=int, default=10, minimum=1, description="most results of a query"),
             "metadata": NodeParameter(type=dict, description="anything else to keep with a memory"),
-            "max_memories": NodeParameter(type=int, default=10_000, description="oldest memories are dropped beyond this"),
+            "max_memories": NodeParameter(type=int, default=10_000, minimum=1, description="oldest memories are dropped beyond this"),
             "embedder": NodeParameter(type=Any, description="embedder for 'query': 'hashing' (default), 'minilm', 'auto'"),
         }
 

@@ -84,14 +84,14 @@ class AgentPoolManagerNode(Node):
 
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {
-            "action": NodeParameter(type=str, default="list", description=" | ".join(self.ACTIONS)),
+            "action": NodeParameter(type=str, default="list", choices=self.ACTIONS, description="what to do"),
             "agent_id": NodeParameter(type=str, description="the agent concerned"),
             "capabilities": NodeParameter(type=list, description="the agent's skills, or skills a created pool covers"),
             "performance": NodeParameter(type=float, description="0..1"),
             "cost": NodeParameter(type=float, description="relative cost of one task"),
             "success": NodeParameter(type=bool, description="outcome of a task (update_performance)"),
             "required_capabilities": NodeParameter(type=list, description="skills to find"),
-            "pool_size": NodeParameter(type=int, default=10, description="agents to create (create_pool)"),
+            "pool_size": NodeParameter(type=int, default=10, minimum=1, description="agents to create (create_pool)"),
         }
 
     def run(self, **kw: Any) -> dict[str, Any]:
@@ -162,8 +162,8 @@ class TeamFormationNode(Node):
         return {
             "problem_analysis": NodeParameter(type=dict, description="{'required_capabilities': [...]}"),
             "available_agents": NodeParameter(type=list, description="[{'id', 'capabilities', 'performance', 'cost'}]"),
-            "formation_strategy": NodeParameter(type=str, default="capability_matching",
-                                                description=" | ".join(org.STRATEGIES)),
+            "formation_strategy": NodeParameter(type=str, default="capability_matching", choices=org.STRATEGIES,
+                                                description="how the team is formed"),
             "constraints": NodeParameter(type=dict, description="{'max_team_size', 'min_team_size', 'budget'}"),
         }
 
@@ -211,7 +211,7 @@ class SelfOrganizingAgentNode(ModelNode):
             "shared_memory": NodeParameter(type=Any, description="a SharedMemoryPoolNode shared by the team"),
             "shared_cache": NodeParameter(type=Any, description="an IntelligentCacheNode for tool results"),
             "mcp_servers": NodeParameter(type=list, description="MCP servers whose tools it may call"),
-            "max_tool_rounds": NodeParameter(type=int, default=3, description="most model turns with tool calls"),
+            "max_tool_rounds": NodeParameter(type=int, default=3, minimum=0, description="most model turns with tool calls"),
             **provider_parameters(),
         }
 

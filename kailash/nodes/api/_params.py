@@ -50,21 +50,21 @@ def common_parameters() -> dict[str, NodeParameter]:
             description="request body: a dict or list is sent as JSON, str/bytes as they are",
         ),
         "json": NodeParameter(type=Any, default=None, description="request body sent as JSON"),
-        "timeout": NodeParameter(type=float, default=30.0, description="seconds to wait for the server"),
+        "timeout": NodeParameter(type=float, default=30.0, minimum=0, description="seconds to wait for the server"),
         "response_format": NodeParameter(
-            type=str, default="auto", description="auto (JSON when the content type says so), json, text or bytes"
+            type=str, default="auto", choices=("auto", "json", "text", "bytes"), description="auto (JSON when the content type says so), json, text or bytes"
         ),
         "raise_for_status": NodeParameter(
             type=bool, default=False, description="fail the node on a 4xx/5xx response (after retries)"
         ),
         "retry_count": NodeParameter(
-            type=int, default=0, description="retries on connection errors, 5xx and 429 (honouring Retry-After)"
+            type=int, default=0, minimum=0, description="retries on connection errors, 5xx and 429 (honouring Retry-After)"
         ),
         "retry_backoff": NodeParameter(
-            type=float, default=0.5, description="first retry wait in seconds; doubles each retry"
+            type=float, default=0.5, minimum=0, description="first retry wait in seconds; doubles each retry"
         ),
-        "max_backoff": NodeParameter(type=float, default=30.0, description="longest single wait between retries"),
-        "rate_limit": NodeParameter(type=float, default=None, description="at most this many requests per minute"),
+        "max_backoff": NodeParameter(type=float, default=30.0, minimum=0, description="longest single wait between retries"),
+        "rate_limit": NodeParameter(type=float, default=None, minimum=0, description="at most this many requests per minute"),
         "verify_ssl": NodeParameter(
             type=(bool, str), default=True, description="verify TLS certificates (or a CA bundle path to trust)"
         ),
@@ -73,7 +73,7 @@ def common_parameters() -> dict[str, NodeParameter]:
             description="follow 3xx redirects (credential headers are dropped when one leads to another origin)",
         ),
         "max_response_bytes": NodeParameter(
-            type=int, default=DEFAULT_MAX_RESPONSE_BYTES,
+            type=int, default=DEFAULT_MAX_RESPONSE_BYTES, minimum=1,
             description="largest response body accepted, in bytes received and after decompression (10 MiB)",
         ),
         "secret_headers": NodeParameter(

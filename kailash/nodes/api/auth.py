@@ -113,7 +113,7 @@ class OAuth2Node(_SecretConfig, Node):
 
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {
-            "token_url": NodeParameter(type=str, required=True, description="the token endpoint URL"),
+            "token_url": NodeParameter(type=str, required=True, format="uri", description="the token endpoint URL"),
             "client_id": NodeParameter(type=(str, Secret), required=True, description="the OAuth2 client id"),
             "client_secret": NodeParameter(
                 type=(str, Secret), required=True, secret=True, description="the OAuth2 client secret"
@@ -122,14 +122,14 @@ class OAuth2Node(_SecretConfig, Node):
             "audience": NodeParameter(type=str, default=None, description="audience, for providers that need one"),
             "extra_params": NodeParameter(type=dict, default=None, description="more form fields for the request"),
             "auth_method": NodeParameter(
-                type=str, default="body",
+                type=str, default="body", choices=("body", "basic"),
                 description="send the client credentials in the form body ('body') or as HTTP Basic ('basic')",
             ),
             "refresh_margin": NodeParameter(
                 type=float, default=60.0, description="refresh this many seconds before the token expires"
             ),
             "use_cache": NodeParameter(type=bool, default=True, description="reuse a cached token while valid"),
-            "timeout": NodeParameter(type=float, default=30.0, description="seconds to wait for the token endpoint"),
+            "timeout": NodeParameter(type=float, default=30.0, minimum=0, description="seconds to wait for the token endpoint"),
             "verify_ssl": NodeParameter(type=(bool, str), default=True, description="verify TLS (or a CA bundle path)"),
         }
 

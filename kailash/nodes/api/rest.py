@@ -62,7 +62,7 @@ class RESTClientNode(_SecretConfig, HTTPNodeBase, AsyncNode):
 
     def get_parameters(self) -> dict[str, NodeParameter]:
         params = {
-            "base_url": NodeParameter(type=str, required=True, description="the API's base URL"),
+            "base_url": NodeParameter(type=str, required=True, format="uri", description="the API's base URL"),
             "resource": NodeParameter(type=str, default="", description="path below base_url, may use {placeholders}"),
             "endpoint": NodeParameter(type=str, default=None, description="alias of 'resource'"),
             "token": NodeParameter(
@@ -71,7 +71,7 @@ class RESTClientNode(_SecretConfig, HTTPNodeBase, AsyncNode):
             ),
             "auth_headers": NodeParameter(type=dict, default=None, description="headers from an auth node"),
             "auth_params": NodeParameter(type=dict, default=None, description="query parameters from an auth node"),
-            "auth_type": NodeParameter(type=str, default=None, description=" | ".join(AUTH_TYPES)),
+            "auth_type": NodeParameter(type=str, default=None, choices=AUTH_TYPES, description="how requests authenticate"),
             "auth_config": NodeParameter(type=dict, default=None, description="settings for auth_type"),
         }
         params.update(common_parameters())

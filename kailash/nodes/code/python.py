@@ -85,7 +85,7 @@ class PythonCodeNode(Node):
 
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {
-            "code": NodeParameter(type=str, required=False, description="Python code; inputs are variables, set `result`"),
+            "code": NodeParameter(type=str, required=False, format="python", description="Python code; inputs are variables, set `result`"),
             "imports": NodeParameter(type=list, required=False, default=None, description="modules to pre-import"),
             "security_config": NodeParameter(required=False, default=None,
                                              description="a SecurityConfig: run the code in the sandbox"),

@@ -6,6 +6,8 @@ without importing every data module (or their optional dependencies) up front.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kailash._lazy import lazy_exports
 
 _EXPORTS = {
@@ -21,6 +23,17 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
+
+if TYPE_CHECKING:  # what type checkers see; at run time each name is imported on first use
+    from kailash.nodes.data.readers import BatchStream as BatchStream
+    from kailash.nodes.data.readers import CSVReaderNode as CSVReaderNode
+    from kailash.nodes.data.readers import JSONReaderNode as JSONReaderNode
+    from kailash.nodes.data.readers import TextReaderNode as TextReaderNode
+    from kailash.nodes.data.sql import SQLDatabaseNode as SQLDatabaseNode
+    from kailash.nodes.data.streaming import EventStreamNode as EventStreamNode
+    from kailash.nodes.data.writers import CSVWriterNode as CSVWriterNode
+    from kailash.nodes.data.writers import JSONWriterNode as JSONWriterNode
+    from kailash.nodes.data.writers import TextWriterNode as TextWriterNode
 
 __getattr__ = lazy_exports("kailash.nodes.data", _EXPORTS, globals())
 

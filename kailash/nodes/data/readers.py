@@ -69,7 +69,7 @@ def _convert(value: str) -> Any:
 
 _FILE = NodeParameter(type=str, required=True, description="path of the file to read")
 _ENC = NodeParameter(type=str, default="utf-8", description="text encoding")
-_BATCH = NodeParameter(type=int, default=None, description="stream the file in batches of this many records")
+_BATCH = NodeParameter(type=int, default=None, minimum=1, description="stream the file in batches of this many records")
 
 
 @register_node(category="data")

@@ -195,8 +195,8 @@ class SQLDatabaseNode(Node):
             ),
             "fetch": NodeParameter(type=str, default="all", description="'all' rows, 'one' row, or 'none'"),
             "password": NodeParameter(type=(str, Secret), default=None, secret=True, description="database password"),
-            "pool_size": NodeParameter(type=int, default=5, description="most pooled connections per database"),
-            "timeout": NodeParameter(type=float, default=30.0, description="seconds to wait for a connection/lock"),
+            "pool_size": NodeParameter(type=int, default=5, minimum=1, description="most pooled connections per database"),
+            "timeout": NodeParameter(type=float, default=30.0, minimum=0, description="seconds to wait for a connection/lock"),
         }
 
     def get_outputs(self) -> dict[str, NodeParameter]:

@@ -105,15 +105,15 @@ class EventStreamNode(AsyncNode):
         return {
             "stream_url": NodeParameter(type=(str, Secret), required=True, description="ws(s):// or http(s):// (SSE)"),
             "event_types": NodeParameter(type=list, default=None, description="keep only these event types"),
-            "delivery": NodeParameter(type=str, default="per_event", description="'per_event' or 'batch'"),
-            "max_events": NodeParameter(type=int, default=None, description="stop after this many events (no limit)"),
+            "delivery": NodeParameter(type=str, default="per_event", choices=("per_event", "batch"), description="'per_event' or 'batch'"),
+            "max_events": NodeParameter(type=int, default=None, minimum=1, description="stop after this many events (no limit)"),
             "timeout": NodeParameter(
                 type=float, default=30.0, description="seconds: per event (per_event) or in total (batch)"
             ),
             "stop_condition": NodeParameter(
                 type=str, default=None, description="stop after an event for which this expression is true"
             ),
-            "message_format": NodeParameter(type=str, default="json", description="'json' or 'text'"),
+            "message_format": NodeParameter(type=str, default="json", choices=("json", "text"), description="'json' or 'text'"),
             "on_malformed": NodeParameter(type=str, default="error", description="'error' or 'skip'"),
             "headers": NodeParameter(type=dict, default=None, description="headers for the connection"),
             "reconnect_attempts": NodeParameter(type=int, default=3, description="reopen a dropped stream this often"),

@@ -37,9 +37,10 @@ class AsyncMergeNode(AsyncNode):
         return check_strategy(self.config.get("merge_strategy"))
 
     async def async_run(self, data: list[Any] | None = None, merge_strategy: str = "concat", key: str | None = None,
-                        skip_none: bool = True, wait_for_all: bool = True, **explicit: Any) -> dict[str, Any]:
+                        skip_none: bool = True, wait_for_all: bool = True, on_conflict: str = "error",
+                        **explicit: Any) -> dict[str, Any]:
         values = list(data or [])
         values += [explicit[f"data{i}"] for i in range(1, 6) if explicit.get(f"data{i}") is not None]
         if skip_none:
             values = [v for v in values if v is not None]
-        return {"merged_data": merge_values(self, values, merge_strategy, key)}
+        return {"merged_data": merge_values(self, values, merge_strategy, key, on_conflict)}

@@ -161,12 +161,33 @@ def _concat(values: list[Any]) -> list[Any]:
     return out
 
 
-def _dict_merge(values: list[Any]) -> dict[str, Any]:
+ON_CONFLICT = ("error", "last", "first")
+
+
+class MergeConflict(ValueError):
+    """Two inputs of ``dict_merge`` gave different values for one key (``on_conflict='error'``)."""
+
+    def __init__(self, key: Any, first: int, second: int) -> None:
+        super().__init__(
+            f"dict_merge: inputs {first} and {second} both set key {key!r} to different values; "
+            "rename the key upstream, or set on_conflict='last' or 'first' to keep one of them")
+        self.key = key
+
+
+def _dict_merge(values: list[Any], on_conflict: str = "error") -> dict[str, Any]:
     out: dict[str, Any] = {}
+    origin: dict[Any, int] = {}
     for i, v in enumerate(values):
         if not isinstance(v, dict):
             raise TypeError(f"dict_merge needs dicts, input {i + 1} is a {type(v).__name__}")
-        out.update(v)
+        for k, item in v.items():
+            if k in out:
+                if on_conflict == "first":
+                    continue
+                if on_conflict == "error" and out[k] != item:
+                    raise MergeConflict(k, origin[k] + 1, i + 1)
+            out[k] = item
+            origin[k] = i
     return out
 
 
@@ -184,8 +205,13 @@ MERGE_STRATEGIES: dict[str, Callable[[list[Any]], Any]] = {
 }
 
 
-def merge_values(node: Node, values: list[Any], strategy: str, key: str | None = None) -> Any:
-    """Combine ``values`` by ``strategy``; errors name the node."""
+def merge_values(node: Node, values: list[Any], strategy: str, key: str | None = None,
+                 on_conflict: str = "error") -> Any:
+    """Combine ``values`` by ``strategy``; errors name the node.
+
+    ``dict_merge`` refuses two inputs that give one key different values unless
+    ``on_conflict`` is ``"last"`` (the later input wins) or ``"first"``.
+    """
     if strategy == "join":
         if not key:
             raise NodeConfigurationError(f"node {node.label}: merge_strategy 'join' needs a 'key'",
@@ -203,7 +229,17 @@ def merge_values(node: Node, values: list[Any], strategy: str, key: str | None =
             node_id=node.name, parameter="merge_strategy", expected=" | ".join([*MERGE_STRATEGIES, "join"]), got=strategy,
         )
     try:
+        if fn is _dict_merge:
+            if on_conflict not in ON_CONFLICT:
+                raise NodeConfigurationError(
+                    f"node {node.label}: unknown on_conflict '{on_conflict}' (expected one of: {', '.join(ON_CONFLICT)})",
+                    node_id=node.name, parameter="on_conflict", expected=" | ".join(ON_CONFLICT), got=str(on_conflict))
+            return _dict_merge(values, on_conflict)
         return fn(values)
+    except MergeConflict as exc:
+        raise NodeExecutionError(f"node {node.label} ({type(node).__name__}): {exc}", node_id=node.name,
+                                 parameter="on_conflict", expected="inputs with distinct keys",
+                                 got=repr(exc.key)) from None
     except TypeError as exc:
         raise NodeExecutionError(f"node {node.label} ({type(node).__name__}): {exc}", node_id=node.name,
                                  parameter="data", expected=strategy) from None
@@ -221,10 +257,13 @@ def check_strategy(strategy: Any) -> list[str | Problem]:
 _MERGE_PARAMS = {
     "data": NodeParameter(type=list, required=False, default=None,
                           description="every value that arrived, in connection order"),
-    "merge_strategy": NodeParameter(type=str, default="concat",
-                                    description="concat | dict_merge | zip | list | first | join"),
+    "merge_strategy": NodeParameter(type=str, default="concat", choices=(*MERGE_STRATEGIES, "join"),
+                                    description="how to combine the values that arrived"),
     "key": NodeParameter(type=str, default=None, description="field to join on (join)"),
     "skip_none": NodeParameter(type=bool, default=True, description="ignore inputs that are None"),
+    "on_conflict": NodeParameter(type=str, default="error", choices=ON_CONFLICT,
+                                 description="dict_merge, when inputs give one key different values: fail, "
+                                             "or keep the last or the first"),
     **{f"data{i}": NodeParameter(default=None, description=f"explicit input {i}") for i in range(1, 6)},
 }
 
@@ -254,9 +293,9 @@ class MergeNode(Node):
         return check_strategy(self.config.get("merge_strategy"))
 
     def run(self, data: list[Any] | None = None, merge_strategy: str = "concat", key: str | None = None,
-            skip_none: bool = True, **explicit: Any) -> dict[str, Any]:
+            skip_none: bool = True, on_conflict: str = "error", **explicit: Any) -> dict[str, Any]:
         values = list(data or [])
         values += [explicit[f"data{i}"] for i in range(1, 6) if explicit.get(f"data{i}") is not None]
         if skip_none:
             values = [v for v in values if v is not None]
-        return {"merged_data": merge_values(self, values, merge_strategy, key)}
+        return {"merged_data": merge_values(self, values, merge_strategy, key, on_conflict)}

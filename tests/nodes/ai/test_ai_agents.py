@@ -154,7 +154,7 @@ def test_names_resolved_through_mcp_config(market_server):
 def test_orchestrator_parameter_errors():
     with pytest.raises(NodeConfigurationError, match="node 'o'.*parameter 'query' is required"):
         OrchestrationManagerNode(name="o").execute()
-    with pytest.raises(NodeConfigurationError, match="'team_strategy' got 'chaos'"):
+    with pytest.raises(NodeConfigurationError, match=r"'team_strategy' expects one of 'capability_matching', .*got 'chaos'"):
         OrchestrationManagerNode(name="o").execute(query="x", team_strategy="chaos")
 
 

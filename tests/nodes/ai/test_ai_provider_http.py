@@ -130,3 +130,56 @@ def test_a_redirect_to_another_origin_does_not_carry_the_api_key(model, elsewher
     assert len(seen) == 1  # ... to the other origin, which got the request but not the key
     assert "authorization" not in seen[0] and "x-api-key" not in seen[0]
     assert not any(KEY in v for v in seen[0].values())
+
+
+@pytest.fixture
+def flaky():
+    """A model server that answers 429 (Retry-After: 0), then 503, then the answer; records each client port."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    calls: list[tuple[str, int]] = []
+
+    async def chat(request):
+        kind = request.path_params["kind"]
+        calls.append((kind, request.client.port))
+        n = sum(1 for k, _ in calls if k == kind)
+        if kind == "flaky" and n % 3 == 1:
+            return JSONResponse({"error": "slow down"}, status_code=429, headers={"Retry-After": "0"})
+        if kind == "flaky" and n % 3 == 2:
+            return JSONResponse({"error": "overloaded"}, status_code=503)
+        if kind == "down":
+            return JSONResponse({"error": "down"}, status_code=500)
+        return JSONResponse(OPENAI_ANSWER)
+
+    url, stop = serve_app(Starlette(routes=[Route("/{kind}/chat/completions", chat, methods=["POST"])]))
+    yield url, calls
+    stop()
+
+
+def test_a_provider_retries_429_and_5xx_like_the_http_nodes(flaky):
+    url, calls = flaky
+    node = LLMAgentNode(name="chat", provider="openai", model="m", base_url=f"{url}/flaky", api_key=KEY)
+    assert node.execute(prompt="hi")["response"] == "hi"
+    assert [k for k, _ in calls] == ["flaky"] * 3  # 429, 503, then the answer
+
+
+def test_retries_are_bounded_and_the_error_says_how_many_attempts(flaky):
+    url, calls = flaky
+    node = LLMAgentNode(name="chat", provider="openai", model="m", base_url=f"{url}/down", api_key=KEY, retries=1)
+    with pytest.raises(ProviderError, match=r"node 'chat' \(LLMAgentNode\): provider 'openai' answered HTTP 500 "
+                                            r"at .* after 2 attempts") as info:
+        node.execute(prompt="hi")
+    assert len(calls) == 2 and KEY not in str(info.value)
+    with pytest.raises(NodeConfigurationError, match=r"parameter 'retries' expects int >= 0, got -1"):
+        LLMAgentNode(provider="openai", base_url=f"{url}/down", retries=-1).execute(prompt="hi")
+
+
+def test_runs_of_model_nodes_reuse_one_connection(flaky):
+    url, calls = flaky
+    for i in range(4):  # a new node (and provider) each time, as a workflow run builds them
+        node = LLMAgentNode(name=f"chat{i}", provider="openai", model="m", base_url=f"{url}/ok", api_key=KEY)
+        assert node.execute(prompt="hi")["response"] == "hi"
+    ports = {port for _, port in calls}
+    assert len(calls) == 4 and len(ports) == 1  # one pooled connection, not four

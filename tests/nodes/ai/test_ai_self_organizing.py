@@ -70,7 +70,7 @@ def test_strategies_differ_as_documented():
 
 def test_team_formation_input_errors():
     node = TeamFormationNode(name="tf")
-    with pytest.raises(NodeConfigurationError, match="'formation_strategy' got 'random'"):
+    with pytest.raises(NodeConfigurationError, match=r"'formation_strategy' expects one of 'capability_matching', .*got 'random'"):
         node.execute(problem_analysis=NEED, available_agents=AGENTS, formation_strategy="random")
     with pytest.raises(NodeConfigurationError, match="entries \\[0\\] lack an 'id'"):
         node.execute(problem_analysis=NEED, available_agents=[{"capabilities": []}])

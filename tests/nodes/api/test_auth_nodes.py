@@ -67,7 +67,7 @@ def test_wrong_secret_is_rejected_and_never_served_from_cache(http_server):
 
 def test_basic_auth_method(http_server):
     assert oauth(http_server, auth_method="basic").execute()["token"].reveal().startswith("tok-")
-    with pytest.raises(NodeConfigurationError, match=r"'auth_method' must be 'body' or 'basic'"):
+    with pytest.raises(NodeConfigurationError, match=r"'auth_method' expects one of 'body', 'basic', got 'digest'"):
         oauth(http_server, auth_method="digest").execute()
 
 

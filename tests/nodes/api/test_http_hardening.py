@@ -235,7 +235,7 @@ def test_small_compressed_bodies_still_decode(origin):
 
 
 def test_a_bad_cap_is_a_configuration_error():
-    with pytest.raises(NodeConfigurationError, match=r"'max_response_bytes' must be a positive number of bytes"):
+    with pytest.raises(NodeConfigurationError, match=r"'max_response_bytes' expects int >= 1, got 0"):
         HTTPRequestNode(name="f", url="http://127.0.0.1:9/", max_response_bytes=0).execute()
 
 

@@ -68,7 +68,7 @@ def test_auth_type_api_key_and_basic_and_bearer(http_server):
     basic = RESTClientNode(base_url=http_server.url, resource="echo", auth_type="basic",
                            auth_config={"username": "u", "password": "p-secret"})
     assert basic.execute()["data"]["headers"]["authorization"] == "Basic dTpwLXNlY3JldA=="
-    with pytest.raises(NodeConfigurationError, match=r"'auth_type' must be one of .*did you mean 'oauth2'"):
+    with pytest.raises(NodeConfigurationError, match=r"'auth_type' expects one of .*got 'oauth'; did you mean 'oauth2'"):
         RESTClientNode(base_url=http_server.url, auth_type="oauth").execute()
 
 

@@ -111,7 +111,7 @@ def test_sse_endpoint_that_refuses(http_server):
 def test_bad_configuration_is_reported():
     with pytest.raises(NodeConfigurationError, match=r"'stream_url' must be a ws://, wss://, http:// or https:// URL"):
         EventStreamNode(name="s", stream_url="ftp://x/y").execute()
-    with pytest.raises(NodeConfigurationError, match=r"'delivery' must be 'per_event' or 'batch'"):
+    with pytest.raises(NodeConfigurationError, match=r"'delivery' expects one of 'per_event', 'batch', got 'stream'"):
         EventStreamNode(stream_url="ws://x/y", delivery="stream").execute()
     with pytest.raises(NodeConfigurationError, match=r"node 's' \(EventStreamNode\): parameter 'stop_condition': "
                                                      r".*uses the private name '__import__'"):

@@ -123,3 +123,24 @@ def test_an_overlong_expression_is_refused_at_configuration():
 
     with pytest.raises(NodeConfigurationError, match="over the 10000-character limit"):
         compile_expression("1+" * 6000 + "1", node_id="route")
+
+
+def test_an_uploaded_switch_condition_is_stopped_in_the_gateway():
+    """The report: ``9**9**8`` in an uploaded switch condition ran over 20 s in the gateway."""
+    pytest.importorskip("fastapi")
+    from starlette.testclient import TestClient
+
+    from kailash.api.gateway import WorkflowGateway
+
+    key = "expression-limit-key-0123456789"
+    gw = WorkflowGateway(port=0, api_keys=[key])
+    doc = {"nodes": [{"id": "route", "type": "SwitchNode",
+                      "config": {"condition": "amount", "outputs": {"big": "9**9**8 > amount"}}}]}
+    with TestClient(gw.app) as client:
+        assert client.post("/workflows", json={"name": "sw", "workflow": doc}, headers={"X-API-Key": key}).status_code == 201
+        reply = client.post("/workflows/sw/execute", json={"parameters": {"route": {"data": {"amount": 5}}}},
+                            headers={"X-API-Key": key})
+    error = reply.json()["error"]
+    assert error["node_id"] == "route" and error["parameter"] == "outputs.big"
+    # refused before the power is computed (the check is on the operands' sizes, not a clock)
+    assert "was stopped: it would need an integer over 100000 bits" in error["message"]

@@ -125,7 +125,7 @@ def test_condition_is_required():
     ("strategy", "values", "expected"),
     [
         ("concat", [[1, 2], [3], 4], [1, 2, 3, 4]),
-        ("dict_merge", [{"a": 1, "b": 1}, {"b": 2}], {"a": 1, "b": 2}),
+        ("dict_merge", [{"a": 1, "b": 1}, {"b": 1, "c": 2}], {"a": 1, "b": 1, "c": 2}),
         ("merge_dict", [{"a": 1}, {"c": 3}], {"a": 1, "c": 3}),
         ("zip", [[1, 2, 3], ["a", "b"]], [[1, "a"], [2, "b"]]),
         ("list", [[1], [2]], [[1], [2]]),
@@ -156,13 +156,46 @@ def test_merge_explicit_inputs_and_none_skipping():
 
 
 def test_unknown_merge_strategy_lists_the_known_ones():
-    with pytest.raises(NodeConfigurationError, match=r"node 'm': unknown merge_strategy 'bogus' \(expected one of: concat, dict_merge"):
+    with pytest.raises(NodeConfigurationError, match=r"(?s)node 'm' \(MergeNode\).*'merge_strategy' expects one of 'concat', 'dict_merge'.*got 'bogus'"):
         MergeNode(name="m", merge_strategy="bogus").execute(data=[[1]])
 
 
 def test_dict_merge_of_a_non_dict_names_the_input():
     with pytest.raises(NodeExecutionError, match=r"node 'm' \(MergeNode\): dict_merge needs dicts, input 2 is a list"):
         MergeNode(name="m", merge_strategy="dict_merge").execute(data=[{"a": 1}, [1]])
+
+
+def test_dict_merge_reports_a_clash_naming_the_key_and_inputs():
+    with pytest.raises(NodeExecutionError, match=r"node 'm' \(MergeNode\): dict_merge: inputs 1 and 3 both set "
+                                                 r"key 'status' to different values.*on_conflict='last'") as info:
+        MergeNode(name="m", merge_strategy="dict_merge").execute(
+            data=[{"status": 200, "a": 1}, {"b": 2}, {"status": 404}])
+    assert info.value.parameter == "on_conflict" and info.value.got == "'status'"
+
+
+@pytest.mark.parametrize(("on_conflict", "expected"), [("last", {"k": 2, "a": 1}), ("first", {"k": 1, "a": 1})])
+def test_dict_merge_keeps_one_value_when_asked(on_conflict, expected):
+    node = MergeNode(merge_strategy="dict_merge", on_conflict=on_conflict)
+    assert node.execute(data=[{"k": 1, "a": 1}, {"k": 2}]) == {"merged_data": expected}
+
+
+def test_async_merge_clash_in_a_parallel_workflow_is_reported():
+    import asyncio
+
+    from kailash.runtime import ParallelRuntime
+
+    wf = Workflow("clash")
+    wf.add_node("a", PythonCodeNode(code="result = {'data': 1}"))
+    wf.add_node("b", PythonCodeNode(code="result = {'data': 2}"))
+    wf.add_node("m", AsyncMergeNode(merge_strategy="dict_merge"))
+    wf.connect("a", "m")
+    wf.connect("b", "m")
+    with pytest.raises(NodeExecutionError, match=r"key 'data' to different values") as info:
+        asyncio.run(ParallelRuntime().execute(wf))
+    assert info.value.node_id == "m"
+    wf.nodes["m"].config["on_conflict"] = "last"
+    results, _ = asyncio.run(ParallelRuntime().execute(wf))
+    assert results["m"]["merged_data"] == {"data": 2}
 
 
 def test_async_merge_node_runs_in_a_local_workflow():

@@ -198,7 +198,20 @@ export class Inspector {
     const value = node.config[prm.name];
     const err = el("div", "field-problem");
     let input;
-    if (kind === "bool") {
+    const choices = Array.isArray(prm.choices) && prm.choices.every((c) => typeof c === "string") ? prm.choices : null;
+    if (choices && kind !== "bool") {
+      // an enum from the parameter's schema: pick one (a value from elsewhere stays selectable)
+      input = el("select");
+      const dflt = prm.default === null || prm.default === undefined ? "unset" : String(prm.default);
+      const options = [["", `default (${dflt})`], ...choices.map((c) => [c, c])];
+      if (typeof value === "string" && !choices.includes(value)) options.push([value, `${value} (not allowed)`]);
+      for (const [v, t] of options) {
+        const o = el("option", null, t);
+        o.value = v;
+        input.append(o);
+      }
+      input.value = typeof value === "string" ? value : "";
+    } else if (kind === "bool") {
       input = el("select");
       const dflt = prm.default === null || prm.default === undefined ? "unset" : String(prm.default);
       for (const [v, t] of [["", `default (${dflt})`], ["true", "true"], ["false", "false"]]) {
@@ -211,6 +224,8 @@ export class Inspector {
       input = el("input");
       input.type = "number";
       input.step = kind === "int" ? "1" : "any";
+      if (typeof prm.minimum === "number") input.min = String(prm.minimum);
+      if (typeof prm.maximum === "number") input.max = String(prm.maximum);
       input.value = value ?? "";
       if (prm.default != null) input.placeholder = String(prm.default);
     } else if (kind === "str") {
@@ -242,7 +257,7 @@ export class Inspector {
       wrap.classList.toggle("local-error", !!msg);
       if (!msg) this.model.setParam(node.id, prm.name, v);
     };
-    input.addEventListener(kind === "bool" ? "change" : "input", apply);
+    input.addEventListener(kind === "bool" || choices ? "change" : "input", apply);
     wrap.append(input);
     if (prm.description) wrap.append(el("div", "field-help", prm.description));
     const mine = problems.filter((p) => p.parameter === prm.name);
@@ -256,11 +271,14 @@ export class Inspector {
 
   parse(kind, prm, text) {
     if (text === "") return [undefined, ""];
+    if (Array.isArray(prm.choices) && kind !== "bool" && prm.choices.includes(text)) return [text, ""];
     if (kind === "bool") return [text === "true", ""];
     if (kind === "int" || kind === "float") {
       const n = Number(text);
       if (!Number.isFinite(n)) return [undefined, `${prm.name} expects a number`];
       if (kind === "int" && !Number.isInteger(n)) return [undefined, `${prm.name} expects a whole number`];
+      if (typeof prm.minimum === "number" && n < prm.minimum) return [undefined, `${prm.name} must be at least ${prm.minimum}`];
+      if (typeof prm.maximum === "number" && n > prm.maximum) return [undefined, `${prm.name} must be at most ${prm.maximum}`];
       return [n, ""];
     }
     if (kind === "str") return [text, ""];

@@ -71,6 +71,7 @@ def get_provider(
     timeout: float | None = None,
     owner: str = "provider",
     max_response_bytes: int | None = None,
+    retries: int | None = None,
 ) -> ModelProvider:
     """Build the provider named by ``provider`` (or ``KAILASH_LLM_PROVIDER``, default offline).
 
@@ -83,6 +84,8 @@ def get_provider(
         owner: how error messages name the caller (a node label).
         max_response_bytes: the largest answer body accepted, received and decompressed
             (default 10 MiB); a larger one fails with a ProviderError naming ``owner``.
+        retries: how often a call is sent again after a connection error, 429 or 5xx
+            (default 2; ``Retry-After`` honoured).
 
     Raises:
         NodeConfigurationError: an unknown provider name, or Anthropic without a key.
@@ -126,6 +129,13 @@ def get_provider(
                     parameter="max_response_bytes", expected="an int > 0", got=max_response_bytes,
                 )
             kw["max_response_bytes"] = max_response_bytes
+        if retries is not None:
+            if type(retries) is not int or retries < 0:
+                raise NodeConfigurationError(
+                    f"{owner}: parameter 'retries' must be an int >= 0, got {retries!r}",
+                    parameter="retries", expected="an int >= 0", got=retries,
+                )
+            kw["retries"] = retries
     if kind == "offline":
         return OfflineProvider(model=model or "kailash-offline-1")
     require("network", who=owner, what=f"calling the '{kind}' model provider", parameter="provider")

@@ -5,19 +5,28 @@ the response body is capped at ``max_response_bytes`` (received and decompressed
 redirect to another origin drops the API key headers, and transport failures become
 :class:`ProviderError` naming the caller, the provider and the URL — never the API
 key, which is redacted from any echoed response text. ``httpx`` is imported on first use.
+
+Like the HTTP nodes, a provider retries connection errors, 429 and 5xx answers
+(``retries`` times, honouring ``Retry-After``, on the one backoff schedule of
+:mod:`kailash._backoff`), and every provider of a process shares one connection pool,
+so the runs of a model node reuse their connections instead of opening new ones.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 import threading
-import weakref
 from typing import Any
 
 from kailash.nodes.ai.providers.base import ProviderError
 from kailash.nodes.api._transport import DEFAULT_MAX_RESPONSE_BYTES
 from kailash.security.secrets import Secret, redact, reveal
 
-__all__ = ["HTTPProvider", "post_json", "require_httpx", "function_tool_calls", "DEFAULT_MAX_RESPONSE_BYTES"]
+__all__ = ["HTTPProvider", "post_json", "require_httpx", "function_tool_calls", "shared_client", "DEFAULT_MAX_RESPONSE_BYTES",
+           "DEFAULT_RETRIES"]
+
+DEFAULT_RETRIES = 2  # as the vendors' own SDKs do
 
 
 class HTTPProvider:
@@ -32,50 +41,63 @@ class HTTPProvider:
     path = ""
 
     def __init__(self, *, model: str, base_url: str, api_key: Secret | str | None = None, timeout: float = 60.0,
-                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, owner: str | None = None) -> None:
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, owner: str | None = None,
+                 retries: int = DEFAULT_RETRIES, backoff: float = 0.5, max_backoff: float = 30.0) -> None:
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.api_key = Secret(api_key) if api_key is not None and not isinstance(api_key, Secret) else api_key
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
         self.owner = owner
-        self._client: Any = None
-        self._lock = threading.Lock()
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
 
     @property
     def url(self) -> str:
         return f"{self.base_url}{self.path}"
 
     def client(self) -> Any:
-        """This provider's httpx client (redirects followed hop by hop by the shared layer)."""
-        if self._client is None:
-            from kailash.nodes.api._response import client_class
-
-            require_httpx()
-            with self._lock:
-                if self._client is None:
-                    client = client_class(False)(follow_redirects=False)
-                    weakref.finalize(self, client.close)
-                    self._client = client
-        return self._client
+        """The process's shared provider client (redirects followed hop by hop by the shared layer)."""
+        return shared_client()
 
     def post(self, payload: dict[str, Any], headers: dict[str, Any]) -> dict[str, Any]:
         """POST ``payload`` to :attr:`url` through the shared layer; the JSON object answer."""
+        from kailash.nodes.api._transport import RetryPolicy
+
+        policy = RetryPolicy(retries=self.retries, backoff=self.backoff, max_backoff=self.max_backoff)
         return post_json(provider=self.name, url=self.url, payload=payload, headers=headers, timeout=self.timeout,
-                         secret=self.api_key, client=self.client(), limit=self.max_response_bytes, owner=self.owner)
-
-    def __getstate__(self) -> dict[str, Any]:  # the pool and its lock stay in this process
-        state = dict(self.__dict__)
-        state["_client"] = None
-        state.pop("_lock", None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
+                         secret=self.api_key, client=self.client(), limit=self.max_response_bytes, owner=self.owner,
+                         policy=policy)
 
     def __repr__(self) -> str:  # never the key
         return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r})"
+
+
+_shared: tuple[int, Any] | None = None  # (pid, client): a forked child opens its own
+_shared_lock = threading.Lock()
+
+
+def shared_client() -> Any:
+    """The one httpx client (connection pool) every provider of this process uses.
+
+    Requests carry their own headers, timeout and key, so one pool serves every
+    provider and model node; it is closed at interpreter exit.
+    """
+    global _shared
+    current = _shared
+    pid = os.getpid()
+    if current is not None and current[0] == pid:
+        return current[1]
+    from kailash.nodes.api._response import client_class
+
+    require_httpx()
+    with _shared_lock:
+        if _shared is None or _shared[0] != pid:
+            client = client_class(False)(follow_redirects=False)
+            _shared = (pid, client)
+            atexit.register(client.close)
+        return _shared[1]
 
 
 def require_httpx() -> Any:
@@ -97,6 +119,7 @@ def post_json(
     client: Any = None,
     limit: int = DEFAULT_MAX_RESPONSE_BYTES,
     owner: str | None = None,
+    policy: Any = None,
 ) -> dict[str, Any]:
     """POST ``payload`` as JSON and return the decoded JSON object answer.
 
@@ -117,7 +140,8 @@ def post_json(
     try:
         request = build_request(client, "POST", url, json=payload, timeout=timeout,
                                 headers={k: v for k, v in headers.items() if v is not None})
-        response = call_sync(client, request, limit=limit, follow=True).response
+        outcome = call_sync(client, request, limit=limit, follow=True, policy=policy)
+        response = outcome.response
     except ResponseTooLarge as exc:
         raise too_large_error(exc, node=who, method="POST", url=url, error=ProviderError, provider=provider) from None
     except httpx.TimeoutException as exc:
@@ -126,8 +150,10 @@ def post_json(
             provider=provider, expected=f"an answer within {timeout:g}s",
         ) from exc
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        attempts = getattr(exc, "attempts", 1)
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
         raise ProviderError(
-            f"{who} is unreachable at {url}: {type(exc).__name__}: {redact(str(exc), secret_values)}",
+            f"{who} is unreachable at {url}{tries}: {type(exc).__name__}: {redact(str(exc), secret_values)}",
             provider=provider,
         ) from exc
     finally:
@@ -136,8 +162,9 @@ def post_json(
     if response.status_code >= 400:
         body = redact(response.text[:300], secret_values)
         hint = " (check the API key)" if response.status_code in (401, 403) else ""
+        tries = f" after {outcome.attempts} attempts" if outcome.attempts > 1 else ""
         raise ProviderError(
-            f"{who} answered HTTP {response.status_code} at {url}{hint}: {body}",
+            f"{who} answered HTTP {response.status_code} at {url}{tries}{hint}: {body}",
             provider=provider, expected="HTTP 2xx", got=response.status_code,
         )
     try:
