@@ -132,7 +132,8 @@ class RunRecorder:
     """
 
     __slots__ = ("workflow", "run_id", "store", "observers", "parameters", "started_at", "t0", "_rows", "skipped",
-                 "record_outputs", "runtime_name", "tenant", "parent_run_id", "secrets", "results", "log", "strict")
+                 "record_outputs", "runtime_name", "tenant", "parent_run_id", "secrets", "results", "log", "strict",
+                 "output")
 
     def __init__(self, workflow: str, run_id: RunId, store: RunStore | None, observers: list[Observer] | None,
                  parameters: dict[str, Any] | None, *, record_outputs: RecordOutputs | str = "failed",
@@ -154,6 +155,7 @@ class RunRecorder:
         # this run's secrets (current while the scheduler walks it): redaction at record, raised error, live event
         self.secrets = secrets_for_run(run_id, parameters)
         self.results: dict[str, Any] | None = None  # the run's outputs (the scheduler's Run sets it): for the log
+        self.output: Any = None  # what nodes printed and logged (kailash.runtime.capture, on the first write)
         # durable runs are written ahead (kailash.runtime.runlog): running row, then node by node
         self.log = getattr(store, "run_log", None) if durability != "off" else None
         self.strict = durability == "strict" and self.log is not None
@@ -243,6 +245,7 @@ class RunRecorder:
             outputs=to_json_safe(self.secrets.redact(dict(results))) if keep else None,
             parameters=to_json_safe(self.secrets.redact(self.parameters)) if self.parameters else None,
             runtime=self.runtime_name, tenant=self.tenant, parent_run_id=self.parent_run_id,
+            extra={"output": self.output.finish(self.secrets)} if self.output is not None else {},
         )
         if self.log is not None:
             self.log.end(record, now=self.strict or status == "failed")

@@ -1,7 +1,7 @@
 """Run records and the embedded SQLite run store.
 
 Every run is recorded: id, workflow, status, start/end, per-node status, timing and
-error, the failing node, and (for failed runs, so they can be resumed) the outputs of
+error, the failing node, what each node printed and logged (``output``), and (for failed runs, so they can be resumed) the outputs of
 the nodes that finished. Writes are buffered and flushed in batches — after a short
 delay, when the buffer fills, at once for a failed run, before any read, and at exit —
 so recording costs the engine microseconds, not an fsync per node. Durable runs are
@@ -127,13 +127,21 @@ class RunRecord:
     def node(self, node_id: str) -> NodeRecord | None:
         return next((n for n in self.nodes if n.node_id == node_id), None)
 
+    @property
+    def output(self) -> dict[str, str]:
+        """What each node printed and logged, ``{node_id: text}`` (bounded, secrets masked;
+        see :mod:`kailash.runtime.capture`). Empty when no node wrote anything."""
+        out = self.extra.get("output")
+        return out if isinstance(out, dict) else {}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id, "workflow": self.workflow, "status": self.status,
             "started_at": self.started_at, "ended_at": self.ended_at, "duration": self.duration,
             "nodes": [n.to_dict() for n in self.nodes], "error": self.error, "error_node": self.error_node,
             "outputs": self.outputs, "parameters": self.parameters, "tenant": self.tenant,
-            "runtime": self.runtime, "parent_run_id": self.parent_run_id, **({"extra": self.extra} if self.extra else {}),
+            "runtime": self.runtime, "parent_run_id": self.parent_run_id, "output": self.output,
+            **({"extra": extra} if (extra := {k: v for k, v in self.extra.items() if k != "output"}) else {}),
         }
 
 

@@ -1,0 +1,237 @@
+"""Each node's printed output and log records, captured per run and node (bounded, redacted).
+
+While a recorded run is going on, ``sys.stdout`` and ``sys.stderr`` are wrapped by a tee
+and the root logger has one extra handler. What a node writes still goes where it went
+before (the terminal, the server's console); a copy is kept for the node that wrote it
+and stored with the run record (``RunRecord.output``: ``{node_id: text}``), shown by
+``kailash runs RUN_ID`` and ``GET /runs/{id}``.
+
+* Which run: a context variable set for the run by the scheduler (:func:`capturing`, :func:`stop`), so
+  it follows the run into ``ParallelRuntime``'s worker threads and tasks (context copied)
+  and never into unrelated threads.
+* Which node: found only when something is written, from the call stack (the scheduler's
+  frame calling the node, or the :class:`~kailash.runtime.engine.RunContext` a node was
+  called with). The engine's hot path does nothing per node: a node that prints nothing
+  costs nothing.
+* Bounded: :data:`LIMIT` characters per node; the rest is counted and replaced by a
+  ``[output truncated: N more characters]`` line.
+* Redacted: the run's secrets (and URL passwords) are masked when the record is written.
+
+Log records are those the logging configuration lets through (a logger's level decides;
+the default is WARNING), formatted ``LEVEL logger: message``. Output written by threads a
+node starts itself (without copying its context) and by Dask workers is not captured.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+import threading
+from types import CodeType, FrameType
+from typing import Any
+
+__all__ = ["LIMIT", "RunOutput", "capturing", "stop", "register_node_frames"]
+
+#: characters kept per node and run; more is counted and reported as truncated
+LIMIT = 64 * 1024
+
+_RUN: contextvars.ContextVar[Any] = contextvars.ContextVar("kailash_capture_run", default=None)
+_lock = threading.Lock()
+_active = 0
+_installed: list[tuple[str, Any]] = []  # (sys attribute, the stream it wrapped)
+_node_codes: set[CodeType] = set()  # the scheduler's frames that call a node for the run's own context
+_CTX_NAMES = ("ctx", "context")
+
+
+class RunOutput:
+    """The captured text of one run's nodes (made on the first write; thread-safe)."""
+
+    __slots__ = ("nodes", "lock")
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, list[Any]] = {}  # node id -> [parts, size, dropped]
+        self.lock = threading.Lock()
+
+    def write(self, node_id: str, text: str) -> None:
+        if not text:
+            return
+        with self.lock:
+            entry = self.nodes.get(node_id)
+            if entry is None:
+                entry = self.nodes[node_id] = [[], 0, 0]
+            room = LIMIT - entry[1]
+            if len(text) <= room:
+                entry[0].append(text)
+                entry[1] += len(text)
+            else:
+                if room > 0:
+                    entry[0].append(text[:room])
+                    entry[1] = LIMIT
+                entry[2] += len(text) - max(room, 0)
+
+    def finish(self, secrets: Any) -> dict[str, str]:
+        """``{node_id: text}``, secrets masked, a truncation line where output was dropped."""
+        with self.lock:
+            out: dict[str, str] = {}
+            for node_id, (parts, _size, dropped) in self.nodes.items():
+                text = "".join(parts)
+                if dropped:
+                    text += f"{'' if text.endswith(chr(10)) else chr(10)}[output truncated: {dropped} more characters]\n"
+                out[node_id] = str(secrets.redact(text)) if secrets is not None else text
+            return out
+
+
+def register_node_frames(*codes: CodeType) -> None:
+    """The scheduler's functions whose frames hold the running node (``sid``/``step``) and run ``ctx``."""
+    _node_codes.update(codes)
+
+
+def _node_of(run: Any, frame: FrameType | None) -> str | None:
+    """The id of the node of ``run`` whose code is running in ``frame``'s stack, if any."""
+    ctx = run.ctx
+    run_id, depth = ctx.run_id, ctx.depth
+    while frame is not None:
+        code = frame.f_code
+        if code in _node_codes:
+            loc = frame.f_locals
+            if loc.get("ctx") is ctx:
+                sid = loc.get("sid")
+                if sid is None:
+                    step = loc.get("step")
+                    sid = getattr(step, "id", None)
+                if sid is not None:
+                    return str(sid)
+        elif "ctx" in code.co_varnames or "context" in code.co_varnames or "ctx" in code.co_freevars:
+            loc = frame.f_locals
+            for name in _CTX_NAMES:  # a node called with its RunContext (policies, timeouts, async nodes)
+                c = loc.get(name)
+                node_id = getattr(c, "node_id", None)
+                if node_id is not None and getattr(c, "run_id", None) == run_id and getattr(c, "depth", -1) == depth:
+                    return str(node_id)
+        frame = frame.f_back
+    return None
+
+
+def _keep(text: str, frame: FrameType | None) -> None:
+    run = _RUN.get()
+    if run is None:
+        return
+    node_id = _node_of(run, frame)
+    if node_id is None:
+        return
+    rec = run.recorder
+    out = rec.output
+    if out is None:
+        with _lock:
+            out = rec.output
+            if out is None:
+                out = rec.output = RunOutput()
+    out.write(node_id, text)
+
+
+class _Tee:
+    """``sys.stdout``/``sys.stderr`` during runs: writes go to the stream as before, and a copy
+    to the node writing (if any)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        if _RUN.get() is not None and isinstance(text, str):
+            try:
+                _keep(text, sys._getframe(1))
+            except Exception:  # capturing must never break a node's print
+                pass
+        return self._inner.write(text)  # type: ignore[no-any-return]
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _LogHandler(logging.Handler):
+    """The root logger's handler during runs: a node's log records go to its captured output."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        if _RUN.get() is not None:
+            try:
+                _keep(self.format(record) + "\n", sys._getframe(1))
+            except Exception:  # capturing must never break a node's logging
+                pass
+        if _only_handler(record):  # logging would have used its last resort: keep doing so
+            last = logging.lastResort
+            if last is not None and record.levelno >= last.level:
+                token = _RUN.set(None)  # to stderr, not captured a second time
+                try:
+                    last.handle(record)
+                finally:
+                    _RUN.reset(token)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:  # handle() does the work
+        pass
+
+
+def _only_handler(record: logging.LogRecord) -> bool:
+    logger: Any = logging.getLogger(record.name)
+    while logger is not None:
+        for h in logger.handlers:
+            if h is not _handler:
+                return False
+        if not logger.propagate:
+            break
+        logger = logger.parent
+    return True
+
+
+_handler = _LogHandler()
+
+
+def _install() -> None:
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, _Tee):
+            setattr(sys, name, _Tee(stream))
+            _installed.append((name, stream))
+    logging.getLogger().addHandler(_handler)
+
+
+def _uninstall() -> None:
+    logging.getLogger().removeHandler(_handler)
+    while _installed:
+        name, stream = _installed.pop()
+        current = getattr(sys, name)
+        if isinstance(current, _Tee) and current._inner is stream:  # still ours: put the stream back
+            setattr(sys, name, stream)
+
+
+def capturing(run: Any) -> Any:
+    """Start capturing what ``run``'s nodes print and log (``run``: a scheduler ``Run`` of a
+    recorded run); returns a token for :func:`stop`. Call from the run's own context."""
+    global _active
+    with _lock:
+        _active += 1
+        if _active == 1:
+            _install()
+    return _RUN.set(run)
+
+
+def stop(token: Any) -> None:
+    """Stop the capture :func:`capturing` started (the streams are restored after the last run)."""
+    global _active
+    _RUN.reset(token)
+    with _lock:
+        _active -= 1
+        if _active == 0:
+            _uninstall()
