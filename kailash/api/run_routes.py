@@ -16,10 +16,13 @@ from starlette.concurrency import run_in_threadpool
 from kailash.api.bodies import read_json
 from kailash.api.middleware import principal_of
 from kailash.api.overrides import workflow_allowed
-from kailash.api.responses import ApiError, error_body
+from kailash.api.responses import PROBLEM_JSON, ApiError, error_body, problem_document
 from kailash.api.runs import new_run_id
 
-__all__ = ["install", "find_record"]
+__all__ = ["install", "find_record", "RUN_FAILED_STATUS"]
+
+#: the status of ``POST /workflows/{name}/execute`` when the run ran and a node failed
+RUN_FAILED_STATUS = 422
 
 
 def _summary(record: Any) -> dict[str, Any]:
@@ -75,8 +78,11 @@ def install(app: Any, gw: Any) -> None:
             where = f" at node '{err['node_id']}'" if err.get("node_id") else ""
             body = error_body("run_failed", f"workflow '{name}' failed{where}: {err['message']}",
                               type=err["type"], node_id=err.get("node_id"), parameter=err.get("parameter"))
-            body.update(run_id=run.run_id, workflow=name, status="failed", results=run.results or {}, links=links)
-            return JSONResponse(body, 500)
+            body.update(run_id=run.run_id, workflow=name, run_status="failed", error_type=err["type"],
+                        results=run.results or {}, links=links)
+            # the run happened and failed as the workflow decided: not a gateway fault (5xx)
+            return JSONResponse(problem_document(RUN_FAILED_STATUS, body, request.url.path), RUN_FAILED_STATUS,
+                                media_type=PROBLEM_JSON, headers={"Location": links["run"]})
         return JSONResponse({"run_id": run.run_id, "workflow": name, "status": "completed", "results": run.results,
                              "skipped": run.skipped, "duration": (run.ended_at or 0) - run.started_at,
                              "links": links})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import random
 import threading
@@ -30,6 +31,7 @@ from kailash.security.secrets import plain_secret_values, redact, wrap_secrets
 
 __all__ = ["LiveRun", "RunManager", "TERMINAL_EVENTS", "events_from_record", "new_run_id", "tenant_security"]
 
+logger = logging.getLogger("kailash.api")
 TERMINAL_EVENTS = frozenset({"run_completed", "run_failed"})
 _ids = random.Random(os.urandom(32))
 
@@ -86,6 +88,9 @@ class LiveRun:
         if error is None:
             self._publish({"event": "run_completed", "run_id": self.run_id, "workflow": self.workflow})
         else:
+            logger.warning("run %s of workflow '%s' failed%s: %s: %s", self.run_id, self.workflow,
+                           f" at node '{error['node_id']}'" if error.get("node_id") else "", error.get("type"),
+                           redact(str(error.get("message")), self.secrets))
             self._publish({"event": "run_failed", "run_id": self.run_id, "workflow": self.workflow,
                            "error": error["message"], "error_node": error["node_id"]})
 
@@ -305,7 +310,8 @@ class _RedactingStore:
         s = self.secrets
         nodes = tuple(dataclasses.replace(n, error=redact(n.error, s)) if n.error else n for n in run.nodes)
         self.inner.record(dataclasses.replace(run, error=redact(run.error, s), nodes=nodes,
-                                              outputs=redact(run.outputs, s), parameters=redact(run.parameters, s)))
+                                              outputs=redact(run.outputs, s), parameters=redact(run.parameters, s),
+                                              extra=redact(run.extra, s)))  # extra: the nodes' printed output
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -31,7 +31,7 @@ RAISED = {
                 422, "invalid_workflow"),
     "unknown": (UnknownNodeTypeError("no node type 'Foo'", suggestions=["FooNode"]), 422, "unknown_node_type"),
     "timeout": (NodeTimeoutError("node 'slow' took too long", node_id="slow"), 504, "node_timeout"),
-    "node": (NodeExecutionError("node 'n' failed", node_id="n"), 500, "node_failed"),
+    "node": (NodeExecutionError("node 'n' failed", node_id="n"), 422, "node_failed"),
     "kailash": (KailashError("secret-detail-1"), 500, "internal_error"),
     "bug": (RuntimeError("secret-detail-2"), 500, "internal_error"),
 }
@@ -57,7 +57,12 @@ def test_each_exception_gets_its_tables_status_and_code(raising_client, kind):
     assert (status_of(exc).status, status_of(exc).code) == (status, code)
     reply = raising_client.get(f"/boom/{kind}", headers={"X-API-Key": API_KEY})
     assert reply.status_code == status
-    error = reply.json()["error"]
+    assert reply.headers["content-type"] == "application/problem+json"
+    doc = reply.json()  # RFC 9457: type, title, status, detail, instance; the code and fields as members
+    assert (doc["type"], doc["status"], doc["instance"], doc["code"]) == (
+        f"urn:kailash:problem:{code}", status, f"/boom/{kind}", code)
+    assert doc["title"] and doc["detail"] == doc["error"]["message"]
+    error = doc["error"]
     assert error["code"] == code
     if code == "internal_error":  # the cause goes to the log by type only, never to the caller
         assert "secret-detail" not in reply.text and error["message"] == "internal error; see the gateway's log"
