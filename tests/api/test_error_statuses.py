@@ -97,3 +97,16 @@ def test_every_row_of_the_table_is_documented():
     for cls, row in ERROR_STATUSES.items():
         assert cls.__name__ in rows, f"{cls.__name__} missing from docs/api.md's error statuses"
         assert rows[cls.__name__] == (str(row.status) if row.status else "own"), cls.__name__
+
+
+def test_middleware_and_framework_errors_are_problem_documents_too(client):
+    for reply, status, code in ((client.get("/runs"), 401, "missing_api_key"),  # raw ASGI middleware
+                                (client.get("/no/such/path", headers={"X-API-Key": API_KEY}), 404, "not_found"),
+                                (client.get("/runs/nope", headers={"X-API-Key": API_KEY}), 404, "run_not_found")):
+        assert reply.status_code == status
+        assert reply.headers["content-type"] == "application/problem+json"
+        doc = reply.json()
+        assert doc["type"] == f"urn:kailash:problem:{code}" and doc["status"] == status and doc["code"] == code
+        assert doc["instance"] == reply.request.url.path and doc["detail"] == doc["error"]["message"]
+    ok = client.get("/health")
+    assert ok.headers["content-type"] == "application/json"  # successes stay plain JSON
