@@ -7,6 +7,7 @@
 :mod:`kailash.api.validation_routes`        ``/validate``
 :mod:`kailash.api.run_routes`               ``/workflows/{name}/execute``, ``/runs``, ``/runs/{id}``
 :mod:`kailash.api.event_routes`             ``/runs/{id}/events`` (SSE), ``/ws/runs/{id}``
+:mod:`kailash.api.metrics`                  ``/metrics`` (Prometheus text format)
 ==========================================  =============================================
 
 Each installer is ``install(app, gateway)`` and uses the gateway's public methods only.
@@ -21,7 +22,8 @@ from kailash.api.studio_routes import STUDIO_DIR
 
 __all__ = ["install", "INSTALLERS", "STUDIO_DIR"]
 
-INSTALLERS = ("catalog_routes", "studio_routes", "workflow_routes", "validation_routes", "run_routes", "event_routes")
+INSTALLERS = ("catalog_routes", "studio_routes", "workflow_routes", "validation_routes", "run_routes", "event_routes",
+              "metrics")
 
 
 def install(app: Any, gw: Any) -> None:
@@ -29,6 +31,7 @@ def install(app: Any, gw: Any) -> None:
     from kailash.api import (
         catalog_routes,
         event_routes,
+        metrics,
         run_routes,
         studio_routes,
         validation_routes,
@@ -36,6 +39,7 @@ def install(app: Any, gw: Any) -> None:
     )
 
     modules = {"catalog_routes": catalog_routes, "studio_routes": studio_routes, "workflow_routes": workflow_routes,
-               "validation_routes": validation_routes, "run_routes": run_routes, "event_routes": event_routes}
+               "validation_routes": validation_routes, "run_routes": run_routes, "event_routes": event_routes,
+               "metrics": metrics}
     for name in INSTALLERS:
         modules[name].install(app, gw)

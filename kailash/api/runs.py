@@ -68,6 +68,7 @@ class LiveRun:
         self.skipped: list[str] = []
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._lock = threading.Lock()
+        self.metrics: Any = None  # the gateway's GatewayMetrics (kailash.api.metrics): fed each event
 
     def observe(self, event: dict[str, Any]) -> None:
         """The runtime observer (called in the worker thread).
@@ -119,6 +120,8 @@ class LiveRun:
             if len(self.events) < _MAX_EVENTS or kind in TERMINAL_EVENTS:
                 self.events.append(ev)
             subscribers = tuple(self._subscribers)
+        if self.metrics is not None:
+            self.metrics.event(self.workflow, ev)
         for q in subscribers:
             self.loop.call_soon_threadsafe(q.put_nowait, ev)
 
@@ -188,6 +191,7 @@ class RunManager:
         self._executor: ThreadPoolExecutor | None = None
         self.live: OrderedDict[str, LiveRun] = OrderedDict()
         self.active: dict[str | None, int] = {}
+        self.metrics: Any = None  # handed to each LiveRun (the gateway sets it)
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -242,6 +246,7 @@ class RunManager:
         else:
             params = parameters
         run = LiveRun(run_id, name, tenant, loop, secrets)
+        run.metrics = self.metrics
         self._remember(run)
         self.active[tenant] = self.active.get(tenant, 0) + 1
         future = loop.run_in_executor(self.executor, _execute, run, workspace, workflow, params, not wait)
