@@ -87,6 +87,16 @@ def _inside(started_at: float, run_id: str, window: dict[str, Any]) -> bool:
     return before is None or (started_at, run_id) < before
 
 
+def _redacted(gw: Any, tenant_id: str | None, workflow: str, value: Any) -> Any:
+    """``value`` with the secrets of the registered workflow ``workflow`` masked."""
+    reg = gw.registered.get(workflow) if tenant_id is None else None
+    if reg is not None and reg.secrets:
+        from kailash.security.secrets import redact
+
+        return redact(value, reg.secrets)
+    return value
+
+
 def find_record(gw: Any, principal: Any, run_id: str) -> Any:
     """The stored record of ``run_id`` in the caller's namespace, else ``None`` (blocking)."""
     ws = gw.workspace(principal)
@@ -198,7 +208,11 @@ def install(app: Any, gw: Any) -> None:
         tenant_id = principal.tenant_id if principal is not None else None
         live = gw.runs.find(run_id, tenant_id)
         if live is not None:
-            return live.to_dict()
+            d = live.to_dict()
+            if live.status != "running":  # what its nodes printed and logged is in the record
+                record = find_record(gw, principal, run_id)
+                d["output"] = _redacted(gw, tenant_id, record.workflow, record.output) if record is not None else {}
+            return d
         record = find_record(gw, principal, run_id)
         if record is None:
             raise ApiError(404, "run_not_found", f"no run '{run_id}' here; GET /runs lists them", run_id=run_id)
