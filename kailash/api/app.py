@@ -69,10 +69,10 @@ def _install_docs(app: Any) -> None:
         from starlette.staticfiles import StaticFiles
 
         app.mount(DOCS_ASSETS, StaticFiles(directory=folder), name="docs-assets")
-        local = {"swagger_js_url": f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+        local: dict[str, Any] = {"swagger_js_url": f"{DOCS_ASSETS}/swagger-ui-bundle.js",
                  "swagger_css_url": f"{DOCS_ASSETS}/swagger-ui.css",
                  "swagger_favicon_url": f"{DOCS_ASSETS}/favicon.png"}
-        redoc = {"redoc_js_url": f"{DOCS_ASSETS}/redoc.standalone.js",
+        redoc: dict[str, Any] = {"redoc_js_url": f"{DOCS_ASSETS}/redoc.standalone.js",
                  "redoc_favicon_url": f"{DOCS_ASSETS}/favicon.png", "with_google_fonts": False}
     else:
         import logging

@@ -42,7 +42,7 @@ def _moment(value: str | None, name: str) -> float | None:
         return float(value)
     except ValueError:
         pass
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -51,7 +51,7 @@ def _moment(value: str | None, name: str) -> float | None:
                        f"(2026-12-04T16:30:00Z), got {value[:40]!r}", parameter=name,
                        expected="Unix seconds | ISO 8601", got=repr(value[:40])) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 

@@ -163,7 +163,7 @@ class _LogHandler(logging.Handler):
         super().__init__(logging.NOTSET)
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
 
-    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+    def handle(self, record: logging.LogRecord) -> bool:
         if _RUN.get() is not None:
             try:
                 _keep(self.format(record) + "\n", sys._getframe(1))
