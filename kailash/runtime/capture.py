@@ -1,7 +1,7 @@
 """Each node's printed output and log records, captured per run and node (bounded, redacted).
 
 While a recorded run is going on, ``sys.stdout`` and ``sys.stderr`` are wrapped by a tee
-and the root logger has one extra handler. What a node writes still goes where it went
+and log records are made by a wrapping record factory (no handler is added). What a node writes still goes where it went
 before (the terminal, the server's console); a copy is kept for the node that wrote it
 and stored with the run record (``RunRecord.output``: ``{node_id: text}``), shown by
 ``kailash runs RUN_ID`` and ``GET /runs/{id}``.
@@ -42,6 +42,7 @@ _active = 0
 _installed: list[tuple[str, Any]] = []  # (sys attribute, the stream it wrapped)
 _node_codes: set[CodeType] = set()  # the scheduler's frames that call a node for the run's own context
 _CTX_NAMES = ("ctx", "context")
+_HANDLER_EMIT = logging.StreamHandler.emit.__code__
 
 
 class RunOutput:
@@ -140,7 +141,9 @@ class _Tee:
     def write(self, text: str) -> int:
         if _RUN.get() is not None and isinstance(text, str):
             try:
-                _keep(text, sys._getframe(1))
+                caller = sys._getframe(1)
+                if caller.f_code is not _HANDLER_EMIT:  # a log record: already kept by the record factory
+                    _keep(text, caller)
             except Exception:  # capturing must never break a node's print
                 pass
         return self._inner.write(text)  # type: ignore[no-any-return]
@@ -156,46 +159,23 @@ class _Tee:
         return getattr(self._inner, name)
 
 
-class _LogHandler(logging.Handler):
-    """The root logger's handler during runs: a node's log records go to its captured output."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.NOTSET)
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-
-    def handle(self, record: logging.LogRecord) -> bool:
-        if _RUN.get() is not None:
-            try:
-                _keep(self.format(record) + "\n", sys._getframe(1))
-            except Exception:  # capturing must never break a node's logging
-                pass
-        if _only_handler(record):  # logging would have used its last resort: keep doing so
-            last = logging.lastResort
-            if last is not None and record.levelno >= last.level:
-                token = _RUN.set(None)  # to stderr, not captured a second time
-                try:
-                    last.handle(record)
-                finally:
-                    _RUN.reset(token)
-        return True
-
-    def emit(self, record: logging.LogRecord) -> None:  # handle() does the work
-        pass
+_FORMAT = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+_factory_in: list[Any] = []  # the record factory ours wraps while installed
 
 
-def _only_handler(record: logging.LogRecord) -> bool:
-    logger: Any = logging.getLogger(record.name)
-    while logger is not None:
-        for h in logger.handlers:
-            if h is not _handler:
-                return False
-        if not logger.propagate:
-            break
-        logger = logger.parent
-    return True
+def _make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """The log record factory during runs: a node's records go to its captured output too.
 
-
-_handler = _LogHandler()
+    A factory, not a handler: it sees each record that a logger's level lets through, in
+    the thread that logs, and leaves the handlers (and ``logging.basicConfig``) as they are.
+    """
+    record: logging.LogRecord = (_factory_in[-1] if _factory_in else logging.LogRecord)(*args, **kwargs)
+    if _RUN.get() is not None:
+        try:
+            _keep(_FORMAT.format(record) + "\n", sys._getframe(1))
+        except Exception:  # capturing must never break a node's logging
+            pass
+    return record
 
 
 def _install() -> None:
@@ -204,11 +184,17 @@ def _install() -> None:
         if stream is not None and not isinstance(stream, _Tee):
             setattr(sys, name, _Tee(stream))
             _installed.append((name, stream))
-    logging.getLogger().addHandler(_handler)
+    factory = logging.getLogRecordFactory()
+    if factory is not _make_record:
+        _factory_in.append(factory)
+        logging.setLogRecordFactory(_make_record)
 
 
 def _uninstall() -> None:
-    logging.getLogger().removeHandler(_handler)
+    if _factory_in:
+        factory = _factory_in.pop()
+        if logging.getLogRecordFactory() is _make_record:  # still ours: put the previous one back
+            logging.setLogRecordFactory(factory)
     while _installed:
         name, stream = _installed.pop()
         current = getattr(sys, name)

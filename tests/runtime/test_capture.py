@@ -101,12 +101,25 @@ def test_print_and_log_records_are_stored_per_node_and_still_printed(capsys, cap
     assert runtime.get_run(run_id).to_dict()["output"] == output
 
 
-def test_streams_and_root_logger_are_restored_after_the_run():
-    before = (sys.stdout, sys.stderr, list(logging.getLogger().handlers))
+def test_streams_and_logging_are_restored_after_the_run_and_handlers_never_change():
+    before = (sys.stdout, sys.stderr, logging.getLogRecordFactory())
+    handlers = list(logging.getLogger().handlers)
+    during: list[Any] = []
+
+    class Peek(Node):
+        def get_parameters(self) -> dict[str, NodeParameter]:
+            return {}
+
+        def run(self) -> dict[str, Any]:
+            during.append(list(logging.getLogger().handlers))  # logging.basicConfig() would still configure
+            return {}
+
     wf = Workflow("talk")
     wf.add_node("a", Talker())
+    wf.add_node("peek", Peek())
     LocalRuntime().execute(wf)
-    assert (sys.stdout, sys.stderr, list(logging.getLogger().handlers)) == before
+    assert (sys.stdout, sys.stderr, logging.getLogRecordFactory()) == before
+    assert during == [handlers] and list(logging.getLogger().handlers) == handlers
 
 
 def test_failed_node_output_is_kept():
@@ -177,3 +190,30 @@ def test_a_run_without_a_store_captures_nothing():
     wf.add_node("peek", Peek())
     LocalRuntime(store=None).execute(wf)
     assert seen == [before]  # no tee installed: an unrecorded run pays nothing
+
+
+def test_unconfigured_logging_still_prints_once_and_is_kept_once(tmp_path):
+    """Without any logging setup (no pytest handlers), a warning reaches stderr as before, kept once."""
+    import json
+    import os
+    import subprocess
+
+    script = tmp_path / "warn.py"
+    script.write_text(
+        "import json, logging\n"
+        "from kailash.nodes.base import Node, NodeParameter\n"
+        "from kailash.runtime import LocalRuntime\n"
+        "from kailash.workflow import Workflow\n"
+        "class Warn(Node):\n"
+        "    def get_parameters(self): return {}\n"
+        "    def run(self):\n"
+        "        logging.getLogger('w').warning('disk nearly full')\n"
+        "        return {}\n"
+        "wf = Workflow('w'); wf.add_node('warn', Warn())\n"
+        "rt = LocalRuntime(); _, run_id = rt.execute(wf)\n"
+        "print(json.dumps(rt.get_run(run_id).output))\n")
+    env = {**os.environ, "KAILASH_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("disk nearly full") == 1  # logging's last resort, as without capture
+    assert json.loads(done.stdout.splitlines()[-1]) == {"warn": "WARNING w: disk nearly full\n"}
