@@ -1,7 +1,8 @@
 """Each node's printed output and log records, captured per run and node (bounded, redacted).
 
-While a recorded run is going on, ``sys.stdout`` and ``sys.stderr`` are wrapped by a tee
-and log records are made by a wrapping record factory (no handler is added). What a node writes still goes where it went
+From the first recorded run on, ``sys.stdout`` and ``sys.stderr`` are wrapped by a tee and
+log records are made by a wrapping record factory (no handler is added); outside runs both
+pass everything through unchanged (:func:`release` unwraps them). What a node writes still goes where it went
 before (the terminal, the server's console); a copy is kept for the node that wrote it
 and stored with the run record (``RunRecord.output``: ``{node_id: text}``), shown by
 ``kailash runs RUN_ID`` and ``GET /runs/{id}``.
@@ -31,15 +32,14 @@ import threading
 from types import CodeType, FrameType
 from typing import Any
 
-__all__ = ["LIMIT", "RunOutput", "capturing", "stop", "register_node_frames"]
+__all__ = ["LIMIT", "RunOutput", "capturing", "stop", "release", "register_node_frames"]
 
 #: characters kept per node and run; more is counted and reported as truncated
 LIMIT = 64 * 1024
 
 _RUN: contextvars.ContextVar[Any] = contextvars.ContextVar("kailash_capture_run", default=None)
 _lock = threading.Lock()
-_active = 0
-_installed: list[tuple[str, Any]] = []  # (sys attribute, the stream it wrapped)
+_installed: dict[str, Any] = {}  # sys attribute -> the stream its tee wraps
 _node_codes: set[CodeType] = set()  # the scheduler's frames that call a node for the run's own context
 _CTX_NAMES = ("ctx", "context")
 _HANDLER_EMIT = logging.StreamHandler.emit.__code__
@@ -179,45 +179,47 @@ def _make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
 
 
 def _install() -> None:
-    for name in ("stdout", "stderr"):
-        stream = getattr(sys, name)
-        if stream is not None and not isinstance(stream, _Tee):
-            setattr(sys, name, _Tee(stream))
-            _installed.append((name, stream))
-    factory = logging.getLogRecordFactory()
-    if factory is not _make_record:
-        _factory_in.append(factory)
-        logging.setLogRecordFactory(_make_record)
+    with _lock:
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            if stream is not None and not isinstance(stream, _Tee):
+                setattr(sys, name, _Tee(stream))
+                _installed[name] = stream
+        factory = logging.getLogRecordFactory()
+        if factory is not _make_record:
+            _factory_in.append(factory)
+            logging.setLogRecordFactory(_make_record)
 
 
-def _uninstall() -> None:
-    if _factory_in:
-        factory = _factory_in.pop()
-        if logging.getLogRecordFactory() is _make_record:  # still ours: put the previous one back
-            logging.setLogRecordFactory(factory)
-    while _installed:
-        name, stream = _installed.pop()
-        current = getattr(sys, name)
-        if isinstance(current, _Tee) and current._inner is stream:  # still ours: put the stream back
-            setattr(sys, name, stream)
+def release() -> None:
+    """Put back the streams and the log record factory that capturing wrapped (for programs that
+    want them untouched between runs; the next recorded run wraps them again)."""
+    with _lock:
+        for name, stream in list(_installed.items()):
+            current = getattr(sys, name)
+            if isinstance(current, _Tee) and current._inner is stream:  # still ours: put the stream back
+                setattr(sys, name, stream)
+            del _installed[name]
+        if _factory_in and logging.getLogRecordFactory() is _make_record:
+            logging.setLogRecordFactory(_factory_in[-1])
+            _factory_in.clear()
 
 
 def capturing(run: Any) -> Any:
     """Start capturing what ``run``'s nodes print and log (``run``: a scheduler ``Run`` of a
-    recorded run); returns a token for :func:`stop`. Call from the run's own context."""
-    global _active
-    with _lock:
-        _active += 1
-        if _active == 1:
-            _install()
+    recorded run); returns a token for :func:`stop`. Call from the run's own context.
+
+    The first call wraps ``sys.stdout``, ``sys.stderr`` and the log record factory (again
+    whenever something has replaced them); they stay wrapped, passing everything through
+    unchanged outside runs, so a run costs one context variable, not a swap of the streams
+    (:func:`release` puts the originals back).
+    """
+    if (type(sys.stdout) is not _Tee or type(sys.stderr) is not _Tee
+            or logging.getLogRecordFactory() is not _make_record):
+        _install()
     return _RUN.set(run)
 
 
 def stop(token: Any) -> None:
-    """Stop the capture :func:`capturing` started (the streams are restored after the last run)."""
-    global _active
+    """Stop the capture :func:`capturing` started."""
     _RUN.reset(token)
-    with _lock:
-        _active -= 1
-        if _active == 0:
-            _uninstall()

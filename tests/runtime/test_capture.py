@@ -101,7 +101,10 @@ def test_print_and_log_records_are_stored_per_node_and_still_printed(capsys, cap
     assert runtime.get_run(run_id).to_dict()["output"] == output
 
 
-def test_streams_and_logging_are_restored_after_the_run_and_handlers_never_change():
+def test_outside_runs_writes_pass_through_release_unwraps_and_handlers_never_change(capsys):
+    from kailash.runtime import capture
+
+    capture.release()  # as wrapped by earlier tests' runs: put back what was there
     before = (sys.stdout, sys.stderr, logging.getLogRecordFactory())
     handlers = list(logging.getLogger().handlers)
     during: list[Any] = []
@@ -117,9 +120,15 @@ def test_streams_and_logging_are_restored_after_the_run_and_handlers_never_chang
     wf = Workflow("talk")
     wf.add_node("a", Talker())
     wf.add_node("peek", Peek())
-    LocalRuntime().execute(wf)
-    assert (sys.stdout, sys.stderr, logging.getLogRecordFactory()) == before
+    runtime = LocalRuntime()
+    _, run_id = runtime.execute(wf)
+    print("after the run")  # not part of any run: passes through, kept nowhere
+    logging.getLogger("talker").warning("outside")
+    assert "after the run\n" in capsys.readouterr().out
+    assert "after the run" not in str(runtime.get_run(run_id).output)
     assert during == [handlers] and list(logging.getLogger().handlers) == handlers
+    capture.release()
+    assert (sys.stdout, sys.stderr, logging.getLogRecordFactory()) == before
 
 
 def test_failed_node_output_is_kept():
