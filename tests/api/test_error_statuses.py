@@ -110,3 +110,14 @@ def test_middleware_and_framework_errors_are_problem_documents_too(client):
         assert doc["instance"] == reply.request.url.path and doc["detail"] == doc["error"]["message"]
     ok = client.get("/health")
     assert ok.headers["content-type"] == "application/json"  # successes stay plain JSON
+
+
+def test_the_openapi_document_describes_errors_as_problem_documents(client):
+    doc = client.get("/openapi.json").json()
+    execute = doc["paths"]["/workflows/failing/execute"]["post"]["responses"]
+    assert "500" not in execute and "run_failed" in execute["422"]["description"]
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for code, answer in op.get("responses", {}).items():
+                if code.startswith(("4", "5")) and "content" in answer:
+                    assert list(answer["content"]) == ["application/problem+json"], (path, method, code)
