@@ -226,3 +226,22 @@ def test_unconfigured_logging_still_prints_once_and_is_kept_once(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("disk nearly full") == 1  # logging's last resort, as without capture
     assert json.loads(done.stdout.splitlines()[-1]) == {"warn": "WARNING w: disk nearly full\n"}
+
+
+def test_a_node_under_a_timeout_policy_and_a_sub_workflow_are_attributed_to_the_outer_node():
+    from kailash.nodes.logic.workflow import WorkflowNode
+
+    inner = Workflow("inner")
+    inner.add_node("deep", Talker(word="inner"))
+    wf = Workflow("outer")
+    wf.add_node("timed", Talker(word="timed"))  # runs in a timeout thread (context copied)
+    wf.set_policy("timed", timeout=5, retries=1)
+    wf.add_node("sub", WorkflowNode(workflow=inner))
+    for runtime in (LocalRuntime(), ParallelRuntime()):
+        if isinstance(runtime, ParallelRuntime):
+            _, run_id = runtime.execute_sync(wf)
+        else:
+            _, run_id = runtime.execute(wf)
+        output = runtime.get_run(run_id).output
+        assert output == {"timed": "timed 0\nWARNING talker: timed warned\n",
+                          "sub": "inner 0\nWARNING talker: inner warned\n"}, type(runtime).__name__
