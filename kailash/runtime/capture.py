@@ -48,11 +48,12 @@ _HANDLER_EMIT = logging.StreamHandler.emit.__code__
 class RunOutput:
     """The captured text of one run's nodes (made on the first write; thread-safe)."""
 
-    __slots__ = ("nodes", "lock")
+    __slots__ = ("nodes", "lock", "frames")
 
     def __init__(self) -> None:
         self.nodes: dict[str, list[Any]] = {}  # node id -> [parts, size, dropped]
         self.lock = threading.Lock()
+        self.frames: dict[FrameType, str] = {}  # frames that wrote lately -> their node (a few, see _keep)
 
     def write(self, node_id: str, text: str) -> None:
         if not text:
@@ -61,6 +62,9 @@ class RunOutput:
             entry = self.nodes.get(node_id)
             if entry is None:
                 entry = self.nodes[node_id] = [[], 0, 0]
+            elif entry[1] >= LIMIT:  # full: count what is dropped
+                entry[2] += len(text)
+                return
             room = LIMIT - entry[1]
             if len(text) <= room:
                 entry[0].append(text)
@@ -116,18 +120,23 @@ def _node_of(run: Any, frame: FrameType | None) -> str | None:
 
 def _keep(text: str, frame: FrameType | None) -> None:
     run = _RUN.get()
-    if run is None:
-        return
-    node_id = _node_of(run, frame)
-    if node_id is None:
+    if run is None or frame is None:
         return
     rec = run.recorder
     out = rec.output
-    if out is None:
-        with _lock:
-            out = rec.output
-            if out is None:
-                out = rec.output = RunOutput()
+    node_id = out.frames.get(frame) if out is not None else None  # a print loop: the same frame again
+    if node_id is None:
+        node_id = _node_of(run, frame)
+        if node_id is None:
+            return
+        if out is None:
+            with _lock:
+                out = rec.output
+                if out is None:
+                    out = rec.output = RunOutput()
+        if len(out.frames) >= 64:
+            out.frames.clear()
+        out.frames[frame] = node_id  # held until the run's output is dropped: its identity is not reused
     out.write(node_id, text)
 
 
