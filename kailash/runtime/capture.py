@@ -77,6 +77,7 @@ class RunOutput:
 
     def finish(self, secrets: Any) -> dict[str, str]:
         """``{node_id: text}``, secrets masked, a truncation line where output was dropped."""
+        self.frames.clear()  # the run is over: let its frames go now, not at the next garbage collection
         with self.lock:
             out: dict[str, str] = {}
             for node_id, (parts, _size, dropped) in self.nodes.items():
