@@ -60,3 +60,18 @@ def test_queue_depth_comes_from_the_callable_the_gateway_is_given(gateway, clien
 
 def test_metrics_need_a_key(client):
     assert client.get("/metrics").status_code == 401
+
+
+def test_a_tenants_key_may_not_read_every_tenants_metrics(tmp_path):
+    from starlette.testclient import TestClient
+
+    from kailash.api.gateway import WorkflowGateway
+    from kailash.api.tenancy import TenantRegistry
+
+    registry = TenantRegistry(home=tmp_path / "tenants-home")
+    _, key = registry.create_tenant("acme-metrics")
+    gw = WorkflowGateway(port=0, tenants=registry, api_keys=[HEADERS["X-API-Key"]])
+    with TestClient(gw.app) as client:
+        refused = client.get("/metrics", headers={"X-API-Key": key})
+        assert refused.status_code == 403 and refused.json()["code"] == "metrics_refused"
+        assert client.get("/metrics", headers=HEADERS).status_code == 200
