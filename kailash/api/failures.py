@@ -1,7 +1,7 @@
 """The gateway's one error→status table and the one exception handler that consults it.
 
-Every exception that leaves a route becomes an HTTP answer here, in the one JSON shape
-of :mod:`kailash.api.responses`. :data:`ERROR_STATUSES` maps an exception class to its
+Every exception that leaves a route becomes an HTTP answer here, an RFC 9457 problem
+document (``application/problem+json``, see :mod:`kailash.api.responses`). :data:`ERROR_STATUSES` maps an exception class to its
 status and stable ``code``; an exception is answered by the row of the nearest class in
 its MRO (the same rule Starlette uses to pick a handler), so a subclass without a row
 of its own answers like its parent. :class:`~kailash.api.responses.ApiError` and
@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kailash.api.documents import problem
 from kailash.api.limits import BodyTooLarge
-from kailash.api.responses import ApiError, error_body
+from kailash.api.responses import PROBLEM_JSON, ApiError, error_body, problem_document
 from kailash.errors import (
     CircuitOpenError,
     ClusterConnectionError,
@@ -76,7 +76,7 @@ ERROR_STATUSES: dict[type[BaseException], ErrorStatus] = {
     NodeTimeoutError: ErrorStatus(status=504, code="node_timeout"),
     CircuitOpenError: ErrorStatus(status=503, code="circuit_open"),
     ClusterConnectionError: ErrorStatus(status=503, code="cluster_unavailable"),
-    NodeExecutionError: ErrorStatus(status=500, code="node_failed"),
+    NodeExecutionError: ErrorStatus(status=422, code="node_failed"),  # the work failed, not the gateway
     KailashError: ErrorStatus(status=500, code="internal_error"),
     Exception: ErrorStatus(status=500, code="internal_error"),
 }
@@ -122,7 +122,8 @@ async def handle(request: Request, exc: Exception) -> JSONResponse:
     status, body, headers = answer(exc)
     if status >= 500 and not isinstance(exc, (ApiError, StarletteHTTPException)):  # those chose their status
         logger.error("%s on %s %s: %s", body["error"]["code"], request.method, request.url.path, type(exc).__name__)
-    return JSONResponse(body, status, headers=headers or None)
+    return JSONResponse(problem_document(status, body, request.url.path), status, headers=headers or None,
+                        media_type=PROBLEM_JSON)
 
 
 def install(app: Any) -> None:

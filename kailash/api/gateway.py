@@ -125,6 +125,11 @@ class WorkflowGateway:
         self._schedules: Any = None
         self.registered: dict[str, RegisteredWorkflow] = {}
         self.runs = RunManager(max_workers=max_workers)
+        from kailash.api.metrics import GatewayMetrics
+
+        #: what GET /metrics reports; ``metrics.queue_depth`` may be set to a ``() -> int``
+        self.metrics = GatewayMetrics(in_progress=lambda: sum(self.runs.active.values()), max_workers=max_workers)
+        self.runs.metrics = self.metrics
         self._auth: AuthenticationMiddleware | None = (
             AuthenticationMiddleware(api_keys=api_keys) if api_keys is not None else None)
         self._limiters: list[RateLimitingMiddleware] = []

@@ -271,7 +271,7 @@ class BodySizeLimitMiddleware:
         limit = self.max_body_size
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await send_json(send, 413, self.too_large_body())
+            await send_json(send, 413, self.too_large_body(), scope=scope)
             return
         seen = 0
         started = False
@@ -295,4 +295,4 @@ class BodySizeLimitMiddleware:
             await app(scope, counted_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await send_json(send, 413, self.too_large_body())
+                await send_json(send, 413, self.too_large_body(), scope=scope)

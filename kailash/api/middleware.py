@@ -248,7 +248,7 @@ async def _refuse(scope: dict[str, Any], send: Any, status: int, body: dict[str,
     if scope["type"] == "websocket":
         await deny_websocket(scope, send, status, body, headers)
     else:
-        await send_json(send, status, body, headers)
+        await send_json(send, status, body, headers, scope=scope)
 
 
 def _reveal(key: Any) -> str:
@@ -365,4 +365,4 @@ async def reject_rate_limited(scope: dict[str, Any], send: Any, limit: int, wait
     if scope["type"] == "websocket":
         await deny_websocket(scope, send, 429, body, headers)
     else:
-        await send_json(send, 429, body, headers)
+        await send_json(send, 429, body, headers, scope=scope)

@@ -84,6 +84,6 @@ async def guard(gw: Any, scope: dict[str, Any], receive: Any, send: Any, app: An
             if scope["type"] == "websocket":
                 await deny_websocket(scope, send, 403, body)
             else:
-                await send_json(send, 403, body)
+                await send_json(send, 403, body, scope=scope)
             return
     await app(scope, receive, send)

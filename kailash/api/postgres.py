@@ -277,15 +277,21 @@ class PostgresRunStore(_SchemaStore):
         return None if row is None else self._from_row(row)
 
     def list_runs(self, *, limit: int = 50, workflow: str | None = None, status: str | None = None,
-                  tenant: str | None = None) -> list[RunRecord]:
-        where, args = [], []
+                  tenant: str | None = None, since: float | None = None, until: float | None = None,
+                  before: tuple[float, str] | None = None) -> list[RunRecord]:
+        from kailash.runtime.store import _time_filters
+
+        where: list[str] = []
+        args: list[Any] = []
         for col, val in (("workflow", workflow), ("status", status), ("tenant", tenant)):
             if val is not None:
                 where.append(f"{col} = %s")
                 args.append(val)
+        where, args = _time_filters(where, args, since, until, before, "%s")
         text = f"SELECT {self._COLUMNS} FROM {{schema}}.runs" + (" WHERE " + " AND ".join(where) if where else "")
         with self.pool.connection() as conn:
-            rows = conn.execute(self.q(text + " ORDER BY started_at DESC LIMIT %s"), (*args, int(limit))).fetchall()
+            rows = conn.execute(self.q(text + " ORDER BY started_at DESC, run_id DESC LIMIT %s"),
+                                (*args, int(limit))).fetchall()
         return [self._from_row(r) for r in rows]
 
     def flush(self) -> None:

@@ -8,6 +8,7 @@
 :mod:`kailash.api.run_routes`               ``/workflows/{name}/execute``, ``/runs``, ``/runs/{id}``
 :mod:`kailash.api.event_routes`             ``/runs/{id}/events`` (SSE), ``/ws/runs/{id}``
 :mod:`kailash.api.schedule_routes`          ``/schedules``, ``/schedules/{id}``, ``/schedules/{id}/fires``
+:mod:`kailash.api.metrics`                  ``/metrics`` (Prometheus text format)
 ==========================================  =============================================
 
 Each installer is ``install(app, gateway)`` and uses the gateway's public methods only.
@@ -23,7 +24,7 @@ from kailash.api.studio_routes import STUDIO_DIR
 __all__ = ["install", "INSTALLERS", "STUDIO_DIR"]
 
 INSTALLERS = ("catalog_routes", "studio_routes", "workflow_routes", "validation_routes", "run_routes", "event_routes",
-              "schedule_routes")
+              "schedule_routes", "metrics")
 
 
 def install(app: Any, gw: Any) -> None:
@@ -31,6 +32,7 @@ def install(app: Any, gw: Any) -> None:
     from kailash.api import (
         catalog_routes,
         event_routes,
+        metrics,
         run_routes,
         schedule_routes,
         studio_routes,
@@ -40,6 +42,6 @@ def install(app: Any, gw: Any) -> None:
 
     modules = {"catalog_routes": catalog_routes, "studio_routes": studio_routes, "workflow_routes": workflow_routes,
                "validation_routes": validation_routes, "run_routes": run_routes, "event_routes": event_routes,
-               "schedule_routes": schedule_routes}
+               "schedule_routes": schedule_routes, "metrics": metrics}
     for name in INSTALLERS:
         modules[name].install(app, gw)

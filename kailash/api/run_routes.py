@@ -16,16 +16,85 @@ from starlette.concurrency import run_in_threadpool
 from kailash.api.bodies import read_json
 from kailash.api.middleware import principal_of
 from kailash.api.overrides import workflow_allowed
-from kailash.api.responses import ApiError, error_body
+from kailash.api.responses import PROBLEM_JSON, ApiError, error_body, problem_document
 from kailash.api.runs import new_run_id
 
-__all__ = ["install", "find_record"]
+__all__ = ["install", "find_record", "RUN_FAILED_STATUS"]
+
+#: the status of ``POST /workflows/{name}/execute`` when the run ran and a node failed
+RUN_FAILED_STATUS = 422
 
 
 def _summary(record: Any) -> dict[str, Any]:
     return {"run_id": record.run_id, "workflow": record.workflow, "status": record.status,
             "started_at": record.started_at, "ended_at": record.ended_at, "duration": record.duration,
             "error": record.error, "error_node": record.error_node}
+
+
+RUN_STATUSES = ("running", "completed", "failed", "interrupted")
+
+
+def _moment(value: str | None, name: str) -> float | None:
+    """A ``since``/``until`` query value (Unix seconds or ISO 8601; no zone: UTC) as Unix seconds."""
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(422, "invalid_request", f"{name} must be Unix seconds or an ISO 8601 time "
+                       f"(2026-12-04T16:30:00Z), got {value[:40]!r}", parameter=name,
+                       expected="Unix seconds | ISO 8601", got=repr(value[:40])) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _make_cursor(started_at: float, run_id: str) -> str:
+    import base64
+    import json
+
+    return base64.urlsafe_b64encode(json.dumps([started_at, run_id]).encode()).decode().rstrip("=")
+
+
+def _read_cursor(cursor: str) -> tuple[float, str]:
+    import base64
+    import json
+
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], (int, float))
+                and isinstance(raw[1], str)):
+            return float(raw[0]), raw[1]
+    except (ValueError, TypeError):
+        pass
+    raise ApiError(422, "invalid_request", "cursor is not one this gateway gave: pass the next_cursor of the "
+                   "previous page as it is", parameter="cursor", got=repr(cursor[:40]))
+
+
+def _inside(started_at: float, run_id: str, window: dict[str, Any]) -> bool:
+    """Whether a run started at ``started_at`` falls in a /runs request's time window and page."""
+    since, until, before = window["since"], window["until"], window["before"]
+    if since is not None and started_at < since:
+        return False
+    if until is not None and started_at >= until:
+        return False
+    return before is None or (started_at, run_id) < before
+
+
+def _redacted(gw: Any, tenant_id: str | None, workflow: str, value: Any) -> Any:
+    """``value`` with the secrets of the registered workflow ``workflow`` masked."""
+    reg = gw.registered.get(workflow) if tenant_id is None else None
+    if reg is not None and reg.secrets:
+        from kailash.security.secrets import redact
+
+        return redact(value, reg.secrets)
+    return value
 
 
 def find_record(gw: Any, principal: Any, run_id: str) -> Any:
@@ -75,8 +144,11 @@ def install(app: Any, gw: Any) -> None:
             where = f" at node '{err['node_id']}'" if err.get("node_id") else ""
             body = error_body("run_failed", f"workflow '{name}' failed{where}: {err['message']}",
                               type=err["type"], node_id=err.get("node_id"), parameter=err.get("parameter"))
-            body.update(run_id=run.run_id, workflow=name, status="failed", results=run.results or {}, links=links)
-            return JSONResponse(body, 500)
+            body.update(run_id=run.run_id, workflow=name, run_status="failed", error_type=err["type"],
+                        results=run.results or {}, links=links)
+            # the run happened and failed as the workflow decided: not a gateway fault (5xx)
+            return JSONResponse(problem_document(RUN_FAILED_STATUS, body, request.url.path), RUN_FAILED_STATUS,
+                                media_type=PROBLEM_JSON, headers={"Location": links["run"]})
         return JSONResponse({"run_id": run.run_id, "workflow": name, "status": "completed", "results": run.results,
                              "skipped": run.skipped, "duration": (run.ended_at or 0) - run.started_at,
                              "links": links})
@@ -89,26 +161,46 @@ def install(app: Any, gw: Any) -> None:
                           "parameters": [{"name": "async", "in": "query", "required": False,
                                           "schema": {"type": "boolean"}}]})
 
-    @app.get("/runs", tags=["runs"], summary="Run history of the caller's namespace, newest first")
+    @app.get("/runs", tags=["runs"], summary="Run history of the caller's namespace, newest first, a page at a time",
+             description="Filters: `workflow`, `status` (running, completed, failed, interrupted), `since` and "
+                         "`until` (start time: Unix seconds or ISO 8601; `since` inclusive, `until` exclusive). "
+                         "Pages: at most `limit` runs (1-500, default 50); when there are more, `next_cursor` is "
+                         "set and `links.next` is the URL of the next page (same filters, `cursor=`).")
     def list_runs(request: Request, workflow: str | None = None, status: str | None = None,
+                  since: str | None = None, until: str | None = None, cursor: str | None = None,
                   limit: int = 50) -> dict[str, Any]:
         principal = principal_of(request.scope)
         tenant_id = principal.tenant_id if principal is not None else None
         limit = max(1, min(int(limit), 500))
-        out = []
+        if status is not None and status not in RUN_STATUSES:
+            raise ApiError(422, "invalid_request", f"status must be one of {', '.join(RUN_STATUSES)}, got {status!r}",
+                           parameter="status", expected=" | ".join(RUN_STATUSES), got=repr(status)[:80])
+        t_since, t_until = _moment(since, "since"), _moment(until, "until")
+        before = _read_cursor(cursor) if cursor else None
+        window = {"since": t_since, "until": t_until, "before": before}
+        out: dict[str, dict[str, Any]] = {}
         if status in (None, "running"):
-            for run in reversed(gw.runs.running(tenant_id)):
-                if workflow is None or run.workflow == workflow:
+            for run in gw.runs.running(tenant_id):
+                if (workflow is None or run.workflow == workflow) and _inside(run.started_at, run.run_id, window):
                     d = run.to_dict()
-                    out.append({k: d[k] for k in ("run_id", "workflow", "status", "started_at", "ended_at",
-                                                  "duration")} | {"error": None, "error_node": None})
+                    out[run.run_id] = {k: d[k] for k in ("run_id", "workflow", "status", "started_at", "ended_at",
+                                                         "duration")} | {"error": None, "error_node": None}
         ws = gw.workspace(principal)
         if status != "running":
-            seen = {r["run_id"] for r in out}
-            for record in ws.runs.list_runs(limit=limit, workflow=workflow, status=status):
-                if record.tenant == ws.tenant_id and record.run_id not in seen:
-                    out.append(_summary(record))
-        return {"runs": out[:limit]}
+            for record in ws.runs.list_runs(limit=limit + 1, workflow=workflow, status=status, since=t_since,
+                                            until=t_until, before=before):
+                if record.tenant == ws.tenant_id and record.run_id not in out:
+                    out[record.run_id] = _summary(record)
+        runs = sorted(out.values(), key=lambda r: (r["started_at"], r["run_id"]), reverse=True)
+        page, more = runs[:limit], len(runs) > limit
+        next_cursor = _make_cursor(page[-1]["started_at"], page[-1]["run_id"]) if more and page else None
+        links: dict[str, str | None] = {"next": None}
+        if next_cursor:  # the same request, one page on (a path, like every link here)
+            from urllib.parse import urlencode
+
+            query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+            links["next"] = f"{request.url.path}?{urlencode([*query, ('cursor', next_cursor)])}"
+        return {"runs": page, "next_cursor": next_cursor, "links": links}
 
     @app.get("/runs/{run_id}", tags=["runs"], summary="A run: status, per-node status and timing, errors, results")
     def get_run(run_id: str, request: Request) -> dict[str, Any]:
@@ -116,7 +208,11 @@ def install(app: Any, gw: Any) -> None:
         tenant_id = principal.tenant_id if principal is not None else None
         live = gw.runs.find(run_id, tenant_id)
         if live is not None:
-            return live.to_dict()
+            d = live.to_dict()
+            if live.status != "running":  # what its nodes printed and logged is in the record
+                record = find_record(gw, principal, run_id)
+                d["output"] = _redacted(gw, tenant_id, record.workflow, record.output) if record is not None else {}
+            return d
         record = find_record(gw, principal, run_id)
         if record is None:
             raise ApiError(404, "run_not_found", f"no run '{run_id}' here; GET /runs lists them", run_id=run_id)

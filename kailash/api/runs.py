@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import random
 import threading
@@ -30,6 +31,7 @@ from kailash.security.secrets import plain_secret_values, redact, wrap_secrets
 
 __all__ = ["LiveRun", "RunManager", "TERMINAL_EVENTS", "events_from_record", "new_run_id", "tenant_security"]
 
+logger = logging.getLogger("kailash.api")
 TERMINAL_EVENTS = frozenset({"run_completed", "run_failed"})
 _ids = random.Random(os.urandom(32))
 
@@ -66,6 +68,7 @@ class LiveRun:
         self.skipped: list[str] = []
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._lock = threading.Lock()
+        self.metrics: Any = None  # the gateway's GatewayMetrics (kailash.api.metrics): fed each event
 
     def observe(self, event: dict[str, Any]) -> None:
         """The runtime observer (called in the worker thread).
@@ -86,6 +89,9 @@ class LiveRun:
         if error is None:
             self._publish({"event": "run_completed", "run_id": self.run_id, "workflow": self.workflow})
         else:
+            logger.warning("run %s of workflow '%s' failed%s: %s: %s", self.run_id, self.workflow,
+                           f" at node '{error['node_id']}'" if error.get("node_id") else "", error.get("type"),
+                           redact(str(error.get("message")), self.secrets))
             self._publish({"event": "run_failed", "run_id": self.run_id, "workflow": self.workflow,
                            "error": error["message"], "error_node": error["node_id"]})
 
@@ -114,6 +120,8 @@ class LiveRun:
             if len(self.events) < _MAX_EVENTS or kind in TERMINAL_EVENTS:
                 self.events.append(ev)
             subscribers = tuple(self._subscribers)
+        if self.metrics is not None:
+            self.metrics.event(self.workflow, ev)
         for q in subscribers:
             self.loop.call_soon_threadsafe(q.put_nowait, ev)
 
@@ -183,6 +191,7 @@ class RunManager:
         self._executor: ThreadPoolExecutor | None = None
         self.live: OrderedDict[str, LiveRun] = OrderedDict()
         self.active: dict[str | None, int] = {}
+        self.metrics: Any = None  # handed to each LiveRun (the gateway sets it)
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -237,6 +246,7 @@ class RunManager:
         else:
             params = parameters
         run = LiveRun(run_id, name, tenant, loop, secrets)
+        run.metrics = self.metrics
         self._remember(run)
         self.active[tenant] = self.active.get(tenant, 0) + 1
         future = loop.run_in_executor(self.executor, _execute, run, workspace, workflow, params, not wait)
@@ -305,7 +315,8 @@ class _RedactingStore:
         s = self.secrets
         nodes = tuple(dataclasses.replace(n, error=redact(n.error, s)) if n.error else n for n in run.nodes)
         self.inner.record(dataclasses.replace(run, error=redact(run.error, s), nodes=nodes,
-                                              outputs=redact(run.outputs, s), parameters=redact(run.parameters, s)))
+                                              outputs=redact(run.outputs, s), parameters=redact(run.parameters, s),
+                                              extra=redact(run.extra, s)))  # extra: the nodes' printed output
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -133,8 +133,8 @@ class StudioClient:
         what = f"run workflow '{name}'"
         status, body = self._send("POST", f"/workflows/{quote(name, safe='')}/execute",
                                   json={"parameters": parameters or {}}, what=what)
-        if isinstance(body, dict) and body.get("status") == "failed" and body.get("run_id"):
-            raise _run_failure(name, body)  # the run started and a node failed (HTTP 500)
+        if isinstance(body, dict) and body.get("code") == "run_failed" and body.get("run_id"):
+            raise _run_failure(name, body)  # the run started and a node failed (HTTP 422, a problem document)
         if not 200 <= status < 300:
             raise _http_error(status, body, what, self.base_url)
         return body

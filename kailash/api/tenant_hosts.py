@@ -56,5 +56,5 @@ async def refuse_misdirected(tenants: Any, principal: Any, scope: dict[str, Any]
     if scope["type"] == "websocket":
         await deny_websocket(scope, send, 421, body, {})
     else:
-        await send_json(send, 421, body)
+        await send_json(send, 421, body, scope=scope)
     return True

@@ -300,6 +300,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         for n in run.nodes:
             dur = f"{n.duration * 1000:.2f} ms" if n.duration else ""
             _out(f"  {n.status:<9} {n.node_id:<24} {dur}" + (f"  {n.error}" if n.error else ""))
+        for node_id, text in run.output.items():  # what each node printed and logged
+            _out(f"  output of '{node_id}':")
+            for line in text.splitlines():
+                _out(f"    | {line}")
         return 0
     runs = store.list_runs(limit=args.limit, workflow=args.workflow, status=args.status)
     if args.json:

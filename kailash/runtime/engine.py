@@ -16,6 +16,7 @@ from os import urandom
 from typing import Any
 
 from kailash.errors import KailashError, NodeExecutionError
+from kailash.runtime import tracing
 from kailash.runtime.store import NodeRecords, NodeStatus, RunRecord, RunStatus, RunStore, default_store, to_json_safe
 from kailash.runtime.types import RecordOutputs, RunId
 from kailash.security.secrets import known_secret_values, note_secrets, redact, secrets_for_run
@@ -132,7 +133,8 @@ class RunRecorder:
     """
 
     __slots__ = ("workflow", "run_id", "store", "observers", "parameters", "started_at", "t0", "_rows", "skipped",
-                 "record_outputs", "runtime_name", "tenant", "parent_run_id", "secrets", "results", "log", "strict")
+                 "record_outputs", "runtime_name", "tenant", "parent_run_id", "secrets", "results", "log", "strict",
+                 "output", "plan")
 
     def __init__(self, workflow: str, run_id: RunId, store: RunStore | None, observers: list[Observer] | None,
                  parameters: dict[str, Any] | None, *, record_outputs: RecordOutputs | str = "failed",
@@ -154,6 +156,8 @@ class RunRecorder:
         # this run's secrets (current while the scheduler walks it): redaction at record, raised error, live event
         self.secrets = secrets_for_run(run_id, parameters)
         self.results: dict[str, Any] | None = None  # the run's outputs (the scheduler's Run sets it): for the log
+        self.output: Any = None  # what nodes printed and logged (kailash.runtime.capture, on the first write)
+        self.plan: Any = None  # the compiled plan, when the runtime gives it: node types for observers
         # durable runs are written ahead (kailash.runtime.runlog): running row, then node by node
         self.log = getattr(store, "run_log", None) if durability != "off" else None
         self.strict = durability == "strict" and self.log is not None
@@ -187,7 +191,11 @@ class RunRecorder:
 
     def node_started(self, node_id: str) -> None:
         if self.observers:
-            self.emit({"event": "node_started", "run_id": self.run_id, "node_id": node_id})
+            event = {"event": "node_started", "run_id": self.run_id, "node_id": node_id}
+            step = self.plan.by_id.get(node_id) if self.plan is not None else None
+            if step is not None:
+                event["node_type"] = type(step.node).__name__
+            self.emit(event)
 
     def completion_sink(self) -> Callable[[tuple[str, NodeStatus, float, float, None]], None]:
         """A fast way to report completions: call it with ``(node_id, "completed", start, duration, None)``.
@@ -243,6 +251,7 @@ class RunRecorder:
             outputs=to_json_safe(self.secrets.redact(dict(results))) if keep else None,
             parameters=to_json_safe(self.secrets.redact(self.parameters)) if self.parameters else None,
             runtime=self.runtime_name, tenant=self.tenant, parent_run_id=self.parent_run_id,
+            extra={"output": self.output.finish(self.secrets)} if self.output is not None else {},
         )
         if self.log is not None:
             self.log.end(record, now=self.strict or status == "failed")
@@ -313,13 +322,18 @@ class RuntimeDoor:
     def _recorder(self, plan: Any, run_id: RunId, parameters: dict[str, Any] | None,
                   observers: list[Observer] | None = None, parent_run_id: str | None = None) -> RunRecorder:
         obs = self.observers + list(observers) if observers else self.observers
+        traced = tracing.enabled()  # KAILASH_OTEL=1 or tracing.enable(): spans for every run
+        if traced is not None:
+            obs = [*obs, traced]
         durability = self.durability
         meta = getattr(plan.workflow, "metadata", None)
         if meta and "durability" in meta:  # the workflow's own setting wins
             durability = check_durability(meta["durability"], f"workflow '{plan.name}' metadata")
-        return RunRecorder(plan.name, run_id, self.store, obs, plan.redact_parameters(parameters),
-                           record_outputs=self.record_outputs, runtime_name=self.name, tenant=self.tenant,
-                           parent_run_id=parent_run_id, durability=durability)
+        recorder = RunRecorder(plan.name, run_id, self.store, obs, plan.redact_parameters(parameters),
+                               record_outputs=self.record_outputs, runtime_name=self.name, tenant=self.tenant,
+                               parent_run_id=parent_run_id, durability=durability)
+        recorder.plan = plan
+        return recorder
 
     def get_run(self, run_id: str) -> RunRecord | None:
         """The :class:`~kailash.runtime.store.RunRecord` of ``run_id`` (None if unknown or not recording)."""

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from kailash.errors import KailashError, NodeTimeoutError
 from kailash.nodes.base import ensure_output_dict
 from kailash.nodes.context import RUN_DEADLINE
+from kailash.runtime import capture
 from kailash.runtime.engine import RunContext, RunRecorder, WorkflowResults, fail_run
 from kailash.security.secrets import make_current, restore
 
@@ -242,9 +243,12 @@ def run_inline(run: Run, executor: InlineExecutor = INLINE) -> WorkflowResults:
     The hot path: a direct node is called here without a further function call.
     """
     token = make_current(run.recorder.secrets)  # the run's secrets, for redacting its errors
+    cap = capture.capturing(run) if run.recorder.store is not None else None  # nodes' print/log output
     try:
         return _walk_inline(run, executor)
     finally:
+        if cap is not None:
+            capture.stop(cap)
         restore(token)
 
 
@@ -302,9 +306,12 @@ async def run_concurrent(run: Run, executor: ConcurrentExecutor) -> WorkflowResu
     recorded, so a resume does not redo them), then the first failure is raised.
     """
     token = make_current(run.recorder.secrets)  # in this task's context: the run's secrets
+    cap = capture.capturing(run) if run.recorder.store is not None else None  # nodes' print/log output
     try:
         return await _walk_concurrent(run, executor)
     finally:
+        if cap is not None:
+            capture.stop(cap)
         restore(token)
 
 
@@ -374,3 +381,8 @@ async def _walk_concurrent(run: Run, executor: ConcurrentExecutor) -> WorkflowRe
         recorder.abandoned()  # not finished: a durable record stays `running` (interrupted once we exit)
         raise
     return run.finish()
+
+
+# the frames that call a node, for telling which node printed (kailash.runtime.capture)
+capture.register_node_frames(_walk_inline.__code__, call_node.__code__, acall_node.__code__,
+                             *(c for c in _walk_concurrent.__code__.co_consts if getattr(c, "co_name", "") == "one"))

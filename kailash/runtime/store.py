@@ -1,7 +1,7 @@
 """Run records and the embedded SQLite run store.
 
 Every run is recorded: id, workflow, status, start/end, per-node status, timing and
-error, the failing node, and (for failed runs, so they can be resumed) the outputs of
+error, the failing node, what each node printed and logged (``output``), and (for failed runs, so they can be resumed) the outputs of
 the nodes that finished. Writes are buffered and flushed in batches — after a short
 delay, when the buffer fills, at once for a failed run, before any read, and at exit —
 so recording costs the engine microseconds, not an fsync per node. Durable runs are
@@ -127,13 +127,21 @@ class RunRecord:
     def node(self, node_id: str) -> NodeRecord | None:
         return next((n for n in self.nodes if n.node_id == node_id), None)
 
+    @property
+    def output(self) -> dict[str, str]:
+        """What each node printed and logged, ``{node_id: text}`` (bounded, secrets masked;
+        see :mod:`kailash.runtime.capture`). Empty when no node wrote anything."""
+        out = self.extra.get("output")
+        return out if isinstance(out, dict) else {}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id, "workflow": self.workflow, "status": self.status,
             "started_at": self.started_at, "ended_at": self.ended_at, "duration": self.duration,
             "nodes": [n.to_dict() for n in self.nodes], "error": self.error, "error_node": self.error_node,
             "outputs": self.outputs, "parameters": self.parameters, "tenant": self.tenant,
-            "runtime": self.runtime, "parent_run_id": self.parent_run_id, **({"extra": self.extra} if self.extra else {}),
+            "runtime": self.runtime, "parent_run_id": self.parent_run_id, "output": self.output,
+            **({"extra": extra} if (extra := {k: v for k, v in self.extra.items() if k != "output"}) else {}),
         }
 
 
@@ -153,7 +161,8 @@ class RunStore(Protocol):
     def get_run(self, run_id: str) -> RunRecord | None: ...
 
     def list_runs(self, *, limit: int = 50, workflow: str | None = None, status: str | None = None,
-                  tenant: str | None = None) -> list[RunRecord]: ...
+                  tenant: str | None = None, since: float | None = None, until: float | None = None,
+                  before: tuple[float, str] | None = None) -> list[RunRecord]: ...
 
     def flush(self) -> None: ...
 
@@ -304,8 +313,15 @@ class SQLiteRunStore:
         return live_view(self, run) if run.status == "running" else run
 
     def list_runs(self, *, limit: int = 50, workflow: str | None = None, status: str | None = None,
-                  tenant: str | None = None) -> list[RunRecord]:
-        """Runs newest first; ``running`` ones whose owner is gone read (and filter) as ``interrupted``."""
+                  tenant: str | None = None, since: float | None = None, until: float | None = None,
+                  before: tuple[float, str] | None = None) -> list[RunRecord]:
+        """Runs newest first (by start time, then id); ``running`` ones whose owner is gone read
+        (and filter) as ``interrupted``.
+
+        ``since``/``until``: runs started at or after / before these times (``time.time()``
+        seconds); ``before``: runs after ``(started_at, run_id)`` in this order (the last run
+        of the previous page, for paging).
+        """
         self.flush()
         live = status in ("running", "interrupted")
         where, args = [], []
@@ -313,8 +329,11 @@ class SQLiteRunStore:
             if val is not None:
                 where.append(f"{col} = ?")
                 args.append(val)
+        where_args: list[Any] = list(args)
+        where, where_args = _time_filters(where, where_args, since, until, before, "?")
+        args = where_args
         sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY started_at DESC LIMIT ?"
+        sql += " ORDER BY started_at DESC, run_id DESC LIMIT ?"
         with self._lock:
             rows = self._conn.execute(sql, (*args, -1 if live else int(limit))).fetchall()
         runs = [self._from_row(r) for r in rows]
@@ -327,6 +346,22 @@ class SQLiteRunStore:
         with self._lock:
             self._conn.close()
         _open_stores.discard(self)
+
+
+def _time_filters(where: list[str], args: list[Any], since: float | None, until: float | None,
+                  before: tuple[float, str] | None, mark: str) -> tuple[list[str], list[Any]]:
+    """``where`` and ``args`` with the start-time and paging conditions of ``list_runs`` added
+    (``mark``: the driver's parameter marker)."""
+    if since is not None:
+        where.append(f"started_at >= {mark}")
+        args.append(float(since))
+    if until is not None:
+        where.append(f"started_at < {mark}")
+        args.append(float(until))
+    if before is not None:
+        where.append(f"(started_at < {mark} OR (started_at = {mark} AND run_id < {mark}))")
+        args += [float(before[0]), float(before[0]), str(before[1])]
+    return where, args
 
 
 _open_stores: set[SQLiteRunStore] = set()

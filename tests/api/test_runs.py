@@ -53,14 +53,19 @@ def test_skipped_branches_are_reported(client):
     assert {n["node_id"]: n["status"] for n in run["nodes"]}["on_b"] == "skipped"
 
 
-def test_failing_node_is_named(client):
+def test_failing_node_is_named(client, caplog):
     reply = client.post("/workflows/failing/execute", json={}, headers=HEADERS)
-    assert reply.status_code == 500
+    assert reply.status_code == 422
     body = reply.json()
-    assert body["status"] == "failed"
+    assert body["run_status"] == "failed" and body["status"] == 422 and body["code"] == "run_failed"
+    assert reply.headers["content-type"] == "application/problem+json" and body["type"] == "urn:kailash:problem:run_failed"
+    assert body["node_id"] == "explode" and body["error_type"] == "NodeExecutionError" and "the data is bad" in body["detail"]
     assert body["error"]["code"] == "run_failed" and body["error"]["node_id"] == "explode"
     assert "explode" in body["error"]["message"] and "the data is bad" in body["error"]["message"]
     assert body["results"] == {"ok": {"result": 1}}  # what finished before the failure
+    assert reply.headers["location"] == f"/runs/{body['run_id']}"
+    logged = [r.getMessage() for r in caplog.records if r.name == "kailash.api" and r.levelname == "WARNING"]
+    assert [m for m in logged if body["run_id"] in m and "'explode'" in m and "the data is bad" in m]  # logged with its error
     run = client.get(f"/runs/{body['run_id']}", headers=HEADERS).json()
     assert run["status"] == "failed" and run["error"]["node_id"] == "explode"
     assert {n["node_id"]: n["status"] for n in run["nodes"]} == {"ok": "completed", "explode": "failed"}
@@ -175,7 +180,7 @@ def test_secret_parameters_never_come_back(client, _isolated_home):
     assert ok.json()["results"]["check"] == {"length": len(token), "token_is_secret": True}
     failed = client.post("/workflows/secret/execute", json={"parameters": {"check": {"token": token, "fail": True}}},
                          headers=HEADERS)
-    assert failed.status_code == 500 and failed.json()["error"]["node_id"] == "check"
+    assert failed.status_code == 422 and failed.json()["error"]["node_id"] == "check"
     assert token not in failed.text
     for run_id in (ok.json()["run_id"], failed.json()["run_id"]):
         assert token not in client.get(f"/runs/{run_id}", headers=HEADERS).text

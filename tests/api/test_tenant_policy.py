@@ -57,11 +57,11 @@ def test_each_tenant_runs_under_its_own_sandbox_limits():
             assert gw.upload(tenant, "hog", _code(hog)).status_code == 201
             assert gw.upload(tenant, "spin", _code(spin)).status_code == 201
         run = gw.run("small", "hog")
-        assert run.status_code == 500 and "memory" in run.text.lower(), run.text
+        assert run.status_code == 422 and "memory" in run.text.lower(), run.text
         assert gw.run("roomy", "hog").json()["results"] == {"c": {"result": 300 * 1024 * 1024}}
         started = time.monotonic()
         run = gw.run("small", "spin")
-        assert run.status_code == 500 and time.monotonic() - started < 20, run.text
+        assert run.status_code == 422 and time.monotonic() - started < 20, run.text
         assert _error_type(run) in ("NodeTimeoutError", "SecurityError", "NodeExecutionError"), run.text
 
 
@@ -79,7 +79,7 @@ def test_a_tenants_run_timeout_stops_its_run():
         started = time.monotonic()
         run = gw.run("quick", "slow")
         took = time.monotonic() - started
-        assert run.status_code == 500 and "run_timeout of 1.5 s" in run.text, run.text
+        assert run.status_code == 422 and "run_timeout of 1.5 s" in run.text, run.text
         assert took < 8, took
         record = httpx.get(f"{gw.url}/runs/{run.json()['run_id']}", headers={"X-API-Key": gw.keys["quick"]}).json()
         assert record["status"] == "failed"
@@ -184,7 +184,7 @@ def test_a_tenant_from_before_database_roles_gets_one():
         assert gw.upload("old", "who", sql).status_code == 201
         gw.gateway.tenant_refresh = 0.0
         refused = gw.run("old", "who")
-        assert refused.status_code == 500 and "has no PostgreSQL role" in refused.text, refused.text
+        assert refused.status_code == 422 and "has no PostgreSQL role" in refused.text, refused.text
         again = registry.add_database_role("old")
         assert again.database_role == tenant.database_role
         assert gw.run("old", "who").json()["results"]["q"]["data"] == [{"who": tenant.database_role}]

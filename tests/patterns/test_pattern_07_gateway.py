@@ -124,7 +124,7 @@ def test_pattern_07_api_gateway(tmp_path):
             assert report.json()["results"]["report"]["result"] == "Q3: orders=3, revenue=200.5"
 
             missing = http.post("/workflows/ml_pipeline/execute", headers=headers, json={"parameters": {}})
-            assert missing.status_code == 500 and missing.json()["error"]["node_id"] == "fit"
+            assert missing.status_code == 422 and missing.json()["error"]["node_id"] == "fit"
 
             spec = http.get("/openapi.json").json()
             assert {"/workflows/data_processing/execute", "/workflows/ml_pipeline/execute",

@@ -47,7 +47,7 @@ def test_mcp_stdio_command_is_refused_at_upload_and_at_run_time(tmp_path):
         # the command arrives as a run parameter instead
         assert gw.upload("acme", "mcp2", [{"id": "mcp", "type": "MCPClientNode", "config": {}}]).status_code == 201
         run = gw.run("acme", "mcp2", {"mcp": {"server_config": _marker_command(marker)}})
-        assert run.status_code == 500 and _error(run)["type"] == "SecurityError", run.text
+        assert run.status_code == 422 and _error(run)["type"] == "SecurityError", run.text
         assert "host_process" in _error(run)["message"]
 
         # ... or through a connection, computed by the tenant's own code
@@ -57,7 +57,7 @@ def test_mcp_stdio_command_is_refused_at_upload_and_at_run_time(tmp_path):
         conn = [{"from": "make", "to": "mcp", "mapping": {"result": "server_config"}}]
         assert gw.upload("acme", "mcp3", nodes, conn).status_code == 201
         run = gw.run("acme", "mcp3")
-        assert run.status_code == 500 and "host_process" in _error(run)["message"], run.text
+        assert run.status_code == 422 and "host_process" in _error(run)["message"], run.text
 
         # ... or as an agent's tool server
         agent = [{"id": "agent", "type": "LLMAgentNode", "config": {"prompt": "hi"}}]
@@ -118,7 +118,7 @@ def test_a_tenant_without_network_cannot_call_a_model_or_http(tmp_path):
         assert gw.upload("closed", "llm2", [{"id": "agent", "type": "LLMAgentNode",
                                              "config": {"prompt": "x"}}]).status_code == 201
         run = gw.run("closed", "llm2", {"agent": {"provider": "openai", "base_url": url}})
-        assert run.status_code == 500 and "network" in _error(run)["message"], run.text
+        assert run.status_code == 422 and "network" in _error(run)["message"], run.text
         assert seen == []
 
 
@@ -150,7 +150,7 @@ def test_env_references_are_refused_in_run_parameters_and_inline_workflows(monke
         conn = [{"from": "make", "to": "sub", "mapping": {"result": "workflow"}}]
         assert gw.upload("acme", "built", nodes, conn).status_code == 201
         run = gw.run("acme", "built")
-        assert run.status_code == 500 and "HOST_SECRET" in run.text, run.text
+        assert run.status_code == 422 and "HOST_SECRET" in run.text, run.text
         assert "the-host-secret-value" not in run.text
 
 
@@ -163,7 +163,7 @@ def test_node_types_inside_a_run_parameter_workflow_are_checked(tmp_path):
         assert gw.upload("acme", "sub", [{"id": "sub", "type": "WorkflowNode",
                                           "config": {"workflow": safe}}]).status_code == 201
         run = gw.run("acme", "sub", {"sub": {"workflow": inner}})
-        assert run.status_code == 500 and _error(run)["type"] == "SecurityError", run.text
+        assert run.status_code == 422 and _error(run)["type"] == "SecurityError", run.text
         assert "host_process" in _error(run)["message"]
     assert not marker.exists()
 
@@ -191,7 +191,7 @@ def test_workflow_path_outside_the_tenant_directory_is_refused_without_an_existe
         assert gw.upload("acme", "sub", [{"id": "sub", "type": "WorkflowNode",
                                           "config": {"workflow": safe}}]).status_code == 201
         run = gw.run("acme", "sub", {"sub": {"workflow": None, "workflow_path": str(host_file)}})
-        assert run.status_code == 500 and _error(run)["type"] == "SecurityError", run.text
+        assert run.status_code == 422 and _error(run)["type"] == "SecurityError", run.text
 
         # a workflow file in the tenant's own directory works, by a relative path
         from kailash.api.tenancy import tenant_files_dir
@@ -210,7 +210,7 @@ def test_file_readers_and_writers_stay_inside_the_tenant_directory(tmp_path):
                                                                           "data": "x"}})):
             assert gw.upload("acme", name, [{"id": name, **node}]).status_code == 201
             run = gw.run("acme", name)
-            assert run.status_code == 500 and _error(run)["type"] == "SecurityError", run.text
+            assert run.status_code == 422 and _error(run)["type"] == "SecurityError", run.text
             assert "root:" not in run.text
         assert not outside.exists()
         # relative paths are files in the tenant's own directory
@@ -250,7 +250,7 @@ def test_tenant_sql_cannot_reach_the_gateways_storage_or_other_tenants():
         }
         for label, query in attacks.items():
             run = gw.run("acme", "sql", {"q": {"query": query}})
-            assert run.status_code == 500, (label, run.text)
+            assert run.status_code == 422, (label, run.text)
             assert "plan" not in run.text and "key_digest" not in run.text.replace(query, ""), label
         # naming the storage role in the connection string does not work either (nor options, nor a socket)
         for cs in ("postgresql://postgres@127.0.0.1:5432/test",
@@ -258,7 +258,7 @@ def test_tenant_sql_cannot_reach_the_gateways_storage_or_other_tenants():
                    "postgresql:///test?host=/var/run/postgresql"):
             run = gw.run("acme", "sql", {"q": {"connection_string": cs,
                                                "query": f"SELECT count(*) AS n FROM {victim}.workflows"}})
-            assert run.status_code == 500, (cs, run.text)
+            assert run.status_code == 422, (cs, run.text)
         # what the tenant may do: its own tables, in its own schema, as its own role
         for query in ("CREATE TABLE notes (x int)", "INSERT INTO notes VALUES (7)"):
             assert gw.run("acme", "sql", {"q": {"query": query, "fetch": "none"}}).status_code == 200
@@ -279,18 +279,18 @@ def test_sqlite_files_and_memory_databases_are_the_tenants_own(tmp_path):
                                               "config": {"connection_string": "sqlite:///:memory:",
                                                          "query": "SELECT 1"}}]).status_code == 201
         run = gw.run("acme", "sql", {"q": {"connection_string": f"sqlite:///{host_db}", "query": "SELECT 1"}})
-        assert run.status_code == 500 and _error(run)["type"] == "SecurityError", run.text
+        assert run.status_code == 422 and _error(run)["type"] == "SecurityError", run.text
         assert not host_db.exists()
         for query in (f"ATTACH DATABASE '{host_db}' AS h", f"VACUUM INTO '{host_db}'"):  # SQL that opens files
             run = gw.run("acme", "sql", {"q": {"query": query, "fetch": "none"}})
-            assert run.status_code == 500 and ("not authorized" in run.text or "authorization denied" in run.text), run.text
+            assert run.status_code == 422 and ("not authorized" in run.text or "authorization denied" in run.text), run.text
         assert not host_db.exists()
         assert gw.run("acme", "sql", {"q": {"query": "CREATE TABLE mine (secret TEXT)", "fetch": "none"}}
                       ).status_code == 200
         assert gw.run("acme", "sql", {"q": {"query": "INSERT INTO mine VALUES ('acme-only')", "fetch": "none"}}
                       ).status_code == 200
         peek = gw.run("other", "sql", {"q": {"query": "SELECT secret FROM mine"}})
-        assert peek.status_code == 500 and "acme-only" not in peek.text, peek.text
+        assert peek.status_code == 422 and "acme-only" not in peek.text, peek.text
         # a relative SQLite path is a file in the tenant's directory
         assert gw.run("acme", "sql", {"q": {"connection_string": "sqlite:///own.db",
                                             "query": "CREATE TABLE t (x int)", "fetch": "none"}}).status_code == 200

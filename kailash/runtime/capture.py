@@ -1,0 +1,235 @@
+"""Each node's printed output and log records, captured per run and node (bounded, redacted).
+
+From the first recorded run on, ``sys.stdout`` and ``sys.stderr`` are wrapped by a tee and
+log records are made by a wrapping record factory (no handler is added); outside runs both
+pass everything through unchanged (:func:`release` unwraps them). What a node writes still goes where it went
+before (the terminal, the server's console); a copy is kept for the node that wrote it
+and stored with the run record (``RunRecord.output``: ``{node_id: text}``), shown by
+``kailash runs RUN_ID`` and ``GET /runs/{id}``.
+
+* Which run: a context variable set for the run by the scheduler (:func:`capturing`, :func:`stop`), so
+  it follows the run into ``ParallelRuntime``'s worker threads and tasks (context copied)
+  and never into unrelated threads.
+* Which node: found only when something is written, from the call stack (the scheduler's
+  frame calling the node, or the :class:`~kailash.runtime.engine.RunContext` a node was
+  called with). The engine's hot path does nothing per node: a node that prints nothing
+  costs nothing.
+* Bounded: :data:`LIMIT` characters per node; the rest is counted and replaced by a
+  ``[output truncated: N more characters]`` line.
+* Redacted: the run's secrets (and URL passwords) are masked when the record is written.
+
+Log records are those the logging configuration lets through (a logger's level decides;
+the default is WARNING), formatted ``LEVEL logger: message``. Output written by threads a
+node starts itself (without copying its context) and by Dask workers is not captured.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+import threading
+from types import CodeType, FrameType
+from typing import Any
+
+__all__ = ["LIMIT", "RunOutput", "capturing", "stop", "release", "register_node_frames"]
+
+#: characters kept per node and run; more is counted and reported as truncated
+LIMIT = 64 * 1024
+
+_RUN: contextvars.ContextVar[Any] = contextvars.ContextVar("kailash_capture_run", default=None)
+_lock = threading.Lock()
+_installed: dict[str, Any] = {}  # sys attribute -> the stream its tee wraps
+_node_codes: set[CodeType] = set()  # the scheduler's frames that call a node for the run's own context
+_CTX_NAMES = ("ctx", "context")
+_HANDLER_EMIT = logging.StreamHandler.emit.__code__
+
+
+class RunOutput:
+    """The captured text of one run's nodes (made on the first write; thread-safe)."""
+
+    __slots__ = ("nodes", "lock", "frames")
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, list[Any]] = {}  # node id -> [parts, size, dropped]
+        self.lock = threading.Lock()
+        self.frames: dict[FrameType, str] = {}  # frames that wrote lately -> their node (a few, see _keep)
+
+    def write(self, node_id: str, text: str) -> None:
+        if not text:
+            return
+        with self.lock:
+            entry = self.nodes.get(node_id)
+            if entry is None:
+                entry = self.nodes[node_id] = [[], 0, 0]
+            elif entry[1] >= LIMIT:  # full: count what is dropped
+                entry[2] += len(text)
+                return
+            room = LIMIT - entry[1]
+            if len(text) <= room:
+                entry[0].append(text)
+                entry[1] += len(text)
+            else:
+                if room > 0:
+                    entry[0].append(text[:room])
+                    entry[1] = LIMIT
+                entry[2] += len(text) - max(room, 0)
+
+    def finish(self, secrets: Any) -> dict[str, str]:
+        """``{node_id: text}``, secrets masked, a truncation line where output was dropped."""
+        self.frames.clear()  # the run is over: let its frames go now, not at the next garbage collection
+        with self.lock:
+            out: dict[str, str] = {}
+            for node_id, (parts, _size, dropped) in self.nodes.items():
+                text = "".join(parts)
+                if dropped:
+                    text += f"{'' if text.endswith(chr(10)) else chr(10)}[output truncated: {dropped} more characters]\n"
+                out[node_id] = str(secrets.redact(text)) if secrets is not None else text
+            return out
+
+
+def register_node_frames(*codes: CodeType) -> None:
+    """The scheduler's functions whose frames hold the running node (``sid``/``step``) and run ``ctx``."""
+    _node_codes.update(codes)
+
+
+def _node_of(run: Any, frame: FrameType | None) -> str | None:
+    """The id of the node of ``run`` whose code is running in ``frame``'s stack, if any."""
+    ctx = run.ctx
+    run_id, depth = ctx.run_id, ctx.depth
+    while frame is not None:
+        code = frame.f_code
+        if code in _node_codes:
+            loc = frame.f_locals
+            if loc.get("ctx") is ctx:
+                sid = loc.get("sid")
+                if sid is None:
+                    step = loc.get("step")
+                    sid = getattr(step, "id", None)
+                if sid is not None:
+                    return str(sid)
+        elif "ctx" in code.co_varnames or "context" in code.co_varnames or "ctx" in code.co_freevars:
+            loc = frame.f_locals
+            for name in _CTX_NAMES:  # a node called with its RunContext (policies, timeouts, async nodes)
+                c = loc.get(name)
+                node_id = getattr(c, "node_id", None)
+                if node_id is not None and getattr(c, "run_id", None) == run_id and getattr(c, "depth", -1) == depth:
+                    return str(node_id)
+        frame = frame.f_back
+    return None
+
+
+def _keep(text: str, frame: FrameType | None) -> None:
+    run = _RUN.get()
+    if run is None or frame is None:
+        return
+    rec = run.recorder
+    out = rec.output
+    node_id = out.frames.get(frame) if out is not None else None  # a print loop: the same frame again
+    if node_id is None:
+        node_id = _node_of(run, frame)
+        if node_id is None:
+            return
+        if out is None:
+            with _lock:
+                out = rec.output
+                if out is None:
+                    out = rec.output = RunOutput()
+        if len(out.frames) >= 64:
+            out.frames.clear()
+        out.frames[frame] = node_id  # held until the run's output is dropped: its identity is not reused
+    out.write(node_id, text)
+
+
+class _Tee:
+    """``sys.stdout``/``sys.stderr`` during runs: writes go to the stream as before, and a copy
+    to the node writing (if any)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        if _RUN.get() is not None and isinstance(text, str):
+            try:
+                caller = sys._getframe(1)
+                if caller.f_code is not _HANDLER_EMIT:  # a log record: already kept by the record factory
+                    _keep(text, caller)
+            except Exception:  # capturing must never break a node's print
+                pass
+        return self._inner.write(text)  # type: ignore[no-any-return]
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+_FORMAT = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+_factory_in: list[Any] = []  # the record factory ours wraps while installed
+
+
+def _make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """The log record factory during runs: a node's records go to its captured output too.
+
+    A factory, not a handler: it sees each record that a logger's level lets through, in
+    the thread that logs, and leaves the handlers (and ``logging.basicConfig``) as they are.
+    """
+    record: logging.LogRecord = (_factory_in[-1] if _factory_in else logging.LogRecord)(*args, **kwargs)
+    if _RUN.get() is not None:
+        try:
+            _keep(_FORMAT.format(record) + "\n", sys._getframe(1))
+        except Exception:  # capturing must never break a node's logging
+            pass
+    return record
+
+
+def _install() -> None:
+    with _lock:
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            if stream is not None and not isinstance(stream, _Tee):
+                setattr(sys, name, _Tee(stream))
+                _installed[name] = stream
+        factory = logging.getLogRecordFactory()
+        if factory is not _make_record:
+            _factory_in.append(factory)
+            logging.setLogRecordFactory(_make_record)
+
+
+def release() -> None:
+    """Put back the streams and the log record factory that capturing wrapped (for programs that
+    want them untouched between runs; the next recorded run wraps them again)."""
+    with _lock:
+        for name, stream in list(_installed.items()):
+            current = getattr(sys, name)
+            if isinstance(current, _Tee) and current._inner is stream:  # still ours: put the stream back
+                setattr(sys, name, stream)
+            del _installed[name]
+        if _factory_in and logging.getLogRecordFactory() is _make_record:
+            logging.setLogRecordFactory(_factory_in[-1])
+            _factory_in.clear()
+
+
+def capturing(run: Any) -> Any:
+    """Start capturing what ``run``'s nodes print and log (``run``: a scheduler ``Run`` of a
+    recorded run); returns a token for :func:`stop`. Call from the run's own context.
+
+    The first call wraps ``sys.stdout``, ``sys.stderr`` and the log record factory (again
+    whenever something has replaced them); they stay wrapped, passing everything through
+    unchanged outside runs, so a run costs one context variable, not a swap of the streams
+    (:func:`release` puts the originals back).
+    """
+    if (type(sys.stdout) is not _Tee or type(sys.stderr) is not _Tee
+            or logging.getLogRecordFactory() is not _make_record):
+        _install()
+    return _RUN.set(run)
+
+
+def stop(token: Any) -> None:
+    """Stop the capture :func:`capturing` started."""
+    _RUN.reset(token)
