@@ -25,6 +25,14 @@ __all__ = sorted(_EXPORTS)
 
 
 if TYPE_CHECKING:  # what type checkers see; at run time each name is imported on first use
+    from kailash.nodes.data.brokers.amqp import AMQPSourceNode as AMQPSourceNode
+    from kailash.nodes.data.brokers.amqp import AMQPWriterNode as AMQPWriterNode
+    from kailash.nodes.data.brokers.mqtt import MQTTSourceNode as MQTTSourceNode
+    from kailash.nodes.data.brokers.mqtt import MQTTWriterNode as MQTTWriterNode
+    from kailash.nodes.data.brokers.nats_jetstream import NATSJetStreamSourceNode as NATSJetStreamSourceNode
+    from kailash.nodes.data.brokers.nats_jetstream import NATSJetStreamWriterNode as NATSJetStreamWriterNode
+    from kailash.nodes.data.brokers.redis_streams import RedisStreamSourceNode as RedisStreamSourceNode
+    from kailash.nodes.data.brokers.redis_streams import RedisStreamWriterNode as RedisStreamWriterNode
     from kailash.nodes.data.readers import BatchStream as BatchStream
     from kailash.nodes.data.readers import CSVReaderNode as CSVReaderNode
     from kailash.nodes.data.readers import JSONReaderNode as JSONReaderNode
