@@ -22,10 +22,13 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import threading
 import time
 from collections import deque
 from dataclasses import replace
+from functools import lru_cache
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -51,6 +54,15 @@ CREATE TABLE IF NOT EXISTS run_nodes (
 
 _INSERT_NODE = "INSERT OR REPLACE INTO run_nodes VALUES (?,?,?,?,?,?,?)"
 _INSERT_RUN = "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+
+
+@lru_cache(maxsize=64)
+def _sql(head: str, width: int, rows: int) -> str:
+    """``head`` followed by ``rows`` groups of ``width`` placeholders (one id list for a DELETE)."""
+    if width == 1:
+        return head + "(" + ",".join("?" * rows) + ")"
+    group = "(" + ",".join("?" * width) + ")"
+    return head + ",".join([group] * rows)
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -106,29 +118,49 @@ def owner_alive(who: Any) -> bool | None:
 
 
 class RunLog:
-    """The write-ahead log of one SQLite store and its writer thread."""
+    """The write-ahead log of one SQLite store and its writer thread.
+
+    The run's side costs no lock and no syscall: :meth:`begin` puts the recorder in
+    ``running`` (a dict), :meth:`end` appends the run's final row, still in compact form,
+    to ``pending`` (a deque). The writer thread turns both into SQL rows (JSON, redaction,
+    packed node rows) and commits them in a few multi-row statements: each statement
+    releases the GIL once, so the run's thread and SQLite work side by side, and a batch
+    of any size costs the writer only a few GIL hand-overs.
+    """
 
     INTERVAL = 0.010
 
     def __init__(self, store: SQLiteRunStore) -> None:
         self.store = store
-        self.pending: deque[tuple[RunRecorder | None, RunRecord | None]] = deque()
-        self.active: dict[str, list[Any]] = {}  # run_id -> [recorder, rows written]
+        self.running: dict[str, RunRecorder] = {}  # runs begun and not ended
+        self.pending: deque[tuple[Any, ...] | RunRecord] = deque()  # final rows to write (see RunRecorder)
+        self.active: dict[str, list[Any]] = {}  # runs whose `running` row is written: run_id -> [recorder, rows written]
         self.lock = threading.Lock()  # one drain at a time
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
         self.pid = os.getpid()
+        try:
+            limit = store._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        except (AttributeError, sqlite3.Error):
+            limit = 999
+        self.max_rows = max(1, min(512, limit // 14))  # rows per INSERT statement (14 columns in `runs`)
+
+    def busy(self) -> bool:
+        """Whether anything is waiting to be written (or followed)."""
+        return bool(self.pending or self.running or self.active)
 
     # -- the recorder's side ----------------------------------------------------------------
     def begin(self, recorder: RunRecorder) -> None:
         """``recorder``'s run started (written as ``running`` unless it ends first)."""
-        self.pending.append((recorder, None))
+        self.running[recorder.run_id] = recorder
         if not self.wake.is_set():
             self._awake()
 
-    def end(self, record: RunRecord, *, now: bool = False) -> None:
-        """The run's final record (``now``: committed before returning)."""
-        self.pending.append((None, record))
+    def end(self, final: tuple[Any, ...] | RunRecord, *, now: bool = False) -> None:
+        """The run's final record (``now``: committed before returning): a :class:`RunRecord`
+        or the recorder's compact tuple (see :meth:`_final_row`)."""
+        self.pending.append(final)
+        self.running.pop(final[0] if type(final) is tuple else final.run_id, None)  # type: ignore[union-attr]
         if now:
             self.drain()
         elif not self.wake.is_set():
@@ -138,6 +170,7 @@ class RunLog:
         """Write what ``recorder`` has recorded, then stop following it (a run without an end)."""
         self.drain()
         with self.lock:
+            self.running.pop(recorder.run_id, None)
             self.active.pop(recorder.run_id, None)
 
     def _awake(self) -> None:
@@ -160,64 +193,89 @@ class RunLog:
                     self.drain()
                 except Exception:  # a full disk or a closed store must not kill the writer
                     pass
-                if not (self.pending or self.active):
+                if not self.busy():
                     break
             self.wake.clear()
-            if self.pending:
+            if self.busy():
                 self.wake.set()
 
     # -- writing ----------------------------------------------------------------------------
     def drain(self, *, sync: bool = False) -> None:
-        """Commit what is pending and every active run's new node rows, in one transaction
-        (``sync``: with an fsync, for strict durability)."""
+        """Commit the final rows waiting, the ``running`` rows of runs not written yet and every
+        active run's new node rows, in one transaction (``sync``: with an fsync, for strict
+        durability)."""
         with self.lock:
             pending, active = self.pending, self.active
-            starts: list[RunRecorder] = []
-            ends: dict[str, RunRecord] = {}
+            finals: list[tuple[Any, ...] | RunRecord] = []
             while pending:
-                rec, record = pending.popleft()
-                if rec is not None:
-                    starts.append(rec)
-                elif record is not None:
-                    ends[record.run_id] = record
+                finals.append(pending.popleft())
+            ended = {f[0] if type(f) is tuple else f.run_id for f in finals}  # type: ignore[union-attr]
+            running = self.running.copy()  # after the finals: a run ending meanwhile is in neither or in both
             runs: list[tuple[Any, ...]] = []
-            for rec in starts:
-                if rec.run_id not in ends:  # a run that already ended writes only its final record
-                    runs.append(self._running_row(rec))
-                    active[rec.run_id] = [rec, 0]
             nodes: list[tuple[Any, ...]] = []
-            for run_id, state in active.items():
-                if run_id not in ends:
-                    self._node_rows(state, nodes)
-            done = [(run_id,) for run_id in ends if active.pop(run_id, None) is not None]
-            row = self.store._row
-            runs.extend(row(r) for r in ends.values())
+            for run_id, rec in running.items():
+                if run_id in ended:
+                    continue
+                state = active.get(run_id)
+                if state is None:
+                    runs.append(self._running_row(rec))
+                    state = active[run_id] = [rec, 0]
+                self._node_rows(state, nodes)
+            done = [run_id for run_id in ended if active.pop(run_id, None) is not None]
+            if finals:
+                from kailash.runtime.store import SQLiteRunStore
+
+                row = SQLiteRunStore._row
+                final_row = self._final_row
+                runs.extend(final_row(f) if type(f) is tuple else row(f) for f in finals)  # type: ignore[arg-type]
             if not (runs or nodes):
                 return
-            self._commit(runs, nodes, done, sync)
+            self._commit(runs, nodes, [(run_id,) for run_id in done], sync)
 
     def _commit(self, runs: list[tuple[Any, ...]], nodes: list[tuple[Any, ...]], done: list[tuple[str]],
                 sync: bool) -> None:
         store = self.store
+        statements = self._statements(runs, nodes, done)
         with store._lock:
             conn = store._conn
             if sync:
                 conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("BEGIN")
             try:
-                if runs:
-                    conn.executemany(_INSERT_RUN, runs)
-                if nodes:
-                    conn.executemany(_INSERT_NODE, nodes)
-                if done:
-                    conn.executemany("DELETE FROM run_nodes WHERE run_id = ?", done)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+                if len(statements) == 1:  # one statement is its own transaction
+                    conn.execute(*statements[0])
+                    return
+                conn.execute("BEGIN")
+                try:
+                    for sql, args in statements:
+                        conn.execute(sql, args)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
             finally:
                 if sync:
                     conn.execute("PRAGMA synchronous=NORMAL")
+
+    def _statements(self, runs: list[tuple[Any, ...]], nodes: list[tuple[Any, ...]],
+                    done: list[tuple[str]]) -> list[tuple[str, list[Any]]]:
+        """Multi-row statements for the rows: each releases the GIL once while SQLite works
+        (``executemany`` releases and re-takes it per row: behind a busy thread, ~1 ms a row).
+        Batches are padded to a few sizes by repeating their last row (writing a row twice is
+        harmless), so a handful of prepared statements serve every batch."""
+        out: list[tuple[str, list[Any]]] = []
+        for rows, head, width in ((runs, "INSERT OR REPLACE INTO runs VALUES ", 14),
+                                  (nodes, "INSERT OR REPLACE INTO run_nodes VALUES ", 7),
+                                  (done, "DELETE FROM run_nodes WHERE run_id IN ", 1)):
+            most = max(1, min(self.max_rows * 14 // width, 512))
+            i, n = 0, len(rows)
+            while i < n:
+                size = most if n - i >= most else 1 << (n - i - 1).bit_length()
+                part = rows[i:i + size]
+                if len(part) < size:
+                    part = part + [part[-1]] * (size - len(part))
+                out.append((_sql(head, width, size), list(chain.from_iterable(part))))
+                i += size
+        return out
 
     @staticmethod
     def _running_row(rec: RunRecorder) -> tuple[Any, ...]:
@@ -229,6 +287,18 @@ class RunLog:
         extra = json.dumps({"owner": owner()})
         return (rec.run_id, rec.workflow, "running", rec.started_at, None, None, None, "[]", None, params,
                 rec.tenant, rec.runtime_name, rec.parent_run_id, extra)
+
+    @staticmethod
+    def _final_row(final: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The ``runs`` row of a recorder's compact final tuple ``(run_id, workflow, status,
+        started_at, ended_at, node rows, t0, error, error_node, outputs JSON, parameters JSON,
+        tenant, runtime, parent_run_id)`` (everything already redacted; JSON already encoded)."""
+        from kailash.runtime.store import pack_nodes
+
+        (run_id, workflow, status, started, ended, rows, t0, error, error_node, outputs, params,
+         tenant, runtime, parent) = final
+        return (run_id, workflow, status, started, ended, error, error_node, pack_nodes(rows, t0), outputs, params,
+                tenant, runtime, parent, None)
 
     @staticmethod
     def _node_rows(state: list[Any], out: list[tuple[Any, ...]]) -> None:
