@@ -18,7 +18,6 @@ import atexit
 import json
 import os
 import sqlite3
-import struct
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -26,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, overload, runtime_checkable
 
-from kailash.runtime.runlog import LOG_SCHEMA, RunLog, live_view
+from kailash.runtime.runlog import _HEAD, LOG_SCHEMA, RunLog, _packer, live_view, pack_nodes
 from kailash.runtime.types import NodeStatus, RunStatus
 from kailash.security.secrets import Secret
 
 __all__ = ["RunRecord", "NodeRecord", "NodeRecords", "NodeStatus", "RunStatus", "RunStore", "SQLiteRunStore", "default_store", "store_at", "node_rows", "close_stores", "kailash_home", "to_json_safe",
-           "pack_nodes", "unpack_nodes"]
+           "unpack_nodes"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -140,48 +139,12 @@ class RunRecord:
         }
 
 
-# -- the stored form of a run's node rows --------------------------------------------------
-# SQLite keeps a finished run's nodes as one packed value made from the recorder's compact
-# rows without a Python step per node (JSON text of 500 nodes' floats costs ~0.5 ms):
-#   b"\0KN1", n, byte length of the ids, t0      (little-endian: 4s I I d)
-#   n starts (perf_counter readings; 0.0 = none), n durations (d), n id lengths (I)
-#   the ids, concatenated (UTF-8), then - only if some node is not "completed" or has an
-#   error - the JSON text of [statuses, errors].
-# A node's started_at is the run's started_at + (start - t0), exactly as NodeRecords computes it.
-# Older records (and any store's record() of plain NodeRecord sequences) keep the JSON list form.
-_PACKED = b"\0KN1"
-_HEAD = struct.Struct("<4sIId")
-_bodies: dict[int, struct.Struct] = {}
-
-
-def _body(n: int) -> struct.Struct:
-    fmt = _bodies.get(n)
-    if fmt is None:
-        if len(_bodies) > 256:
-            _bodies.clear()
-        fmt = _bodies[n] = struct.Struct(f"<{n}d{n}d{n}I")
-    return fmt
-
-
-def pack_nodes(rows: Sequence[tuple[str, str, float, float, str | None]], t0: float) -> bytes:
-    """The stored form of a run's compact node rows ``(node_id, status, start, duration, error)``."""
-    n = len(rows)
-    if not n:
-        return _HEAD.pack(_PACKED, 0, 0, t0)
-    ids, statuses, starts, durations, errors = zip(*rows)
-    text = "".join(ids).encode()
-    out = _HEAD.pack(_PACKED, n, len(text), t0) + _body(n).pack(*starts, *durations, *map(len, ids)) + text
-    if statuses.count("completed") != n or errors.count(None) != n:
-        out += json.dumps([statuses, errors]).encode()
-    return out
-
-
 def unpack_nodes(data: bytes, started_at: float) -> tuple[NodeRecord, ...]:
-    """The :class:`NodeRecord` tuple of a value made by :func:`pack_nodes`."""
+    """The :class:`NodeRecord` tuple of a value made by :func:`~kailash.runtime.runlog.pack_nodes`."""
     _, n, size, t0 = _HEAD.unpack_from(data)
     if not n:
         return ()
-    values = _body(n).unpack_from(data, _HEAD.size)
+    values = _packer(n).unpack_from(data)[4:]
     at = started_at - t0
     pos = _HEAD.size + 20 * n
     text = data[pos:pos + size].decode()
