@@ -265,7 +265,7 @@ class SQLiteRunStore:
                     t.start()
 
     def flush(self) -> None:
-        if self.run_log.pending or self.run_log.active:
+        if self.run_log.busy():
             self.run_log.drain()
         with self._buf_lock:
             timer, self._timer = self._timer, None
@@ -354,6 +354,7 @@ class SQLiteRunStore:
     def close(self) -> None:
         self.flush()
         self.run_log.active.clear()  # runs still going on here are written no more
+        self.run_log.running.clear()
         with self._lock:
             self._conn.close()
         _open_stores.discard(self)
