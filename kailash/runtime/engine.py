@@ -169,7 +169,7 @@ class RunRecorder:
 
     __slots__ = ("workflow", "run_id", "store", "observers", "parameters", "started_at", "t0", "_rows", "skipped",
                  "record_outputs", "runtime_name", "tenant", "parent_run_id", "secrets", "results", "log", "strict",
-                 "final")
+                 "final", "ended_at")
 
     def __init__(self, workflow: str, run_id: RunId, store: RunStore | None, observers: list[Observer] | None,
                  parameters: dict[str, Any] | None, *, record_outputs: RecordOutputs | str = "failed",
@@ -182,6 +182,7 @@ class RunRecorder:
         self.parameters = parameters
         self.started_at = time.time()
         self.t0 = time.perf_counter()
+        self.ended_at: float | None = None  # set when the run ends (the run log reads it)
         self._rows: list[tuple[str, NodeStatus, float, float, str | None]] = []
         self.skipped: list[str] = []
         self.record_outputs = record_outputs
@@ -273,7 +274,7 @@ class RunRecorder:
         self.skipped.sort(key=lambda n: order.get(n, 0))
 
     def _record(self, status: RunStatus, results: dict[str, Any], error: str | None, error_node: str | None) -> None:
-        ended = time.time()
+        self.ended_at = ended = time.time()
         if self.observers:
             self.emit({"event": f"run_{status}", "run_id": self.run_id, "workflow": self.workflow,
                        "error": error, "error_node": error_node})
@@ -283,6 +284,10 @@ class RunRecorder:
         keep = self.record_outputs == "always" or (self.record_outputs == "failed" and status == "failed")
         log = self.final
         if log is not None:  # compact: the log's writer packs the node rows and writes the row
+            if not (keep or self.parameters) and error is None and self.tenant is None and self.parent_run_id is None:
+                log.end((self.run_id, self.workflow, status, self.started_at, ended, self._rows, self.t0,
+                         self.runtime_name), now=self.strict)
+                return
             outputs = params = None
             if keep:
                 outputs = json.dumps(self.secrets.redact(dict(results)), default=_json_default)

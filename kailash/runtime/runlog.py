@@ -30,7 +30,6 @@ from collections import deque
 from dataclasses import replace
 from functools import lru_cache
 from itertools import chain
-from operator import itemgetter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -61,9 +60,6 @@ _INSERT_RUN = "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 # a `runs` row whose optional columns (error, error_node, outputs, parameters, tenant,
 # parent_run_id, extra) are all empty: its 7 other columns, NULL literals for the rest
-_optional = itemgetter(5, 6, 8, 9, 10, 12, 13)
-_required = itemgetter(0, 1, 2, 3, 4, 7, 11)
-_NOTHING = (None,) * 7
 _PLAIN_GROUP = "(?,?,?,?,?,NULL,NULL,?,NULL,NULL,NULL,?,NULL,NULL)"
 
 
@@ -77,6 +73,12 @@ def _sql(head: str, group: str, rows: int) -> str:
 
 def _group(width: int) -> str:
     return "(" + ",".join("?" * width) + ")"
+
+
+def _store_row(record: RunRecord) -> tuple[Any, ...]:
+    from kailash.runtime.store import SQLiteRunStore
+
+    return SQLiteRunStore._row(record)
 
 
 # -- the stored form of a run's node rows --------------------------------------------------
@@ -194,7 +196,7 @@ class RunLog:
             limit = store._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         except (AttributeError, sqlite3.Error):
             limit = 999
-        self.max_rows = max(1, min(512, limit // 14))  # rows per INSERT statement (14 columns in `runs`)
+        self.max_values = limit  # values one statement may bind
 
     def busy(self) -> bool:
         """Whether anything is waiting to be written (or followed)."""
@@ -257,43 +259,51 @@ class RunLog:
         durability)."""
         with self.lock:
             pending, active = self.pending, self.active
-            finals: list[tuple[Any, ...] | RunRecord] = []
+            plain: list[tuple[Any, ...]] = []  # finished runs with nothing in the optional columns
+            runs: list[tuple[Any, ...]] = []  # any other `runs` row
+            ended: list[str] = []
+            pack = pack_nodes
             while pending:
-                finals.append(pending.popleft())
-            ended = {f[0] if type(f) is tuple else f.run_id for f in finals}  # type: ignore[union-attr]
-            running = self.running.copy()  # after the finals: a run ending meanwhile is in neither or in both
-            runs: list[tuple[Any, ...]] = []
+                f = pending.popleft()
+                if type(f) is not tuple:  # a RunRecord
+                    runs.append(_store_row(f))
+                    ended.append(f.run_id)
+                elif len(f) == 8:  # (run_id, workflow, status, started_at, ended_at, rows, t0, runtime)
+                    plain.append((f[0], f[1], f[2], f[3], f[4], pack(f[5], f[6]), f[7]))
+                    ended.append(f[0])
+                else:
+                    runs.append(self._final_row(f))
+                    ended.append(f[0])
             nodes: list[tuple[Any, ...]] = []
-            for run_id, rec in running.items():
-                if run_id in ended:
+            for run_id, rec in self.running.copy().items():  # after the finals were taken
+                if rec.ended_at is not None:  # ended: its final row is written now or next time
                     continue
                 state = active.get(run_id)
                 if state is None:
                     runs.append(self._running_row(rec))
                     state = active[run_id] = [rec, 0]
                 self._node_rows(state, nodes)
-            done = [run_id for run_id in ended if active.pop(run_id, None) is not None]
-            if finals:
-                from kailash.runtime.store import SQLiteRunStore
-
-                row = SQLiteRunStore._row
-                final_row = self._final_row
-                runs.extend(final_row(f) if type(f) is tuple else row(f) for f in finals)  # type: ignore[arg-type]
-            if not (runs or nodes):
+            done = [(run_id,) for run_id in ended if active.pop(run_id, None) is not None] if active else []
+            if not (plain or runs or nodes):
                 return
-            self._commit(runs, nodes, [(run_id,) for run_id in done], sync)
+            self._commit(self._statements(plain, runs, nodes, done), sync or bool(nodes or done), sync)
 
-    def _commit(self, runs: list[tuple[Any, ...]], nodes: list[tuple[Any, ...]], done: list[tuple[str]],
-                sync: bool) -> None:
+    def _commit(self, statements: list[tuple[str, list[Any]]], together: bool, sync: bool) -> None:
+        """Execute ``statements``, in one transaction if ``together`` (``sync``: with an fsync).
+
+        Rows of finished runs need no common transaction (each statement is atomic, and every
+        GIL hand-over costs the run's thread a context switch): a crash between two of them
+        is a crash a moment earlier. Node rows and their deletion go together with the rest.
+        """
         store = self.store
-        statements = self._statements(runs, nodes, done)
         with store._lock:
             conn = store._conn
             if sync:
                 conn.execute("PRAGMA synchronous=FULL")
             try:
-                if len(statements) == 1:  # one statement is its own transaction
-                    conn.execute(*statements[0])
+                if len(statements) == 1 or not together:  # one statement is its own transaction
+                    for sql, args in statements:
+                        conn.execute(sql, args)
                     return
                 conn.execute("BEGIN")
                 try:
@@ -307,29 +317,24 @@ class RunLog:
                 if sync:
                     conn.execute("PRAGMA synchronous=NORMAL")
 
-    def _statements(self, runs: list[tuple[Any, ...]], nodes: list[tuple[Any, ...]],
+    def _statements(self, plain: list[tuple[Any, ...]], runs: list[tuple[Any, ...]], nodes: list[tuple[Any, ...]],
                     done: list[tuple[str]]) -> list[tuple[str, list[Any]]]:
         """Multi-row statements for the rows: each releases the GIL once while SQLite works
         (``executemany`` releases and re-takes it per row: behind a busy thread, ~1 ms a row).
         Batches are padded to a few sizes by repeating their last row (writing a row twice is
-        harmless), so a handful of prepared statements serve every batch. A finished run with
-        nothing in its optional columns (the usual case) binds 7 values instead of 14: binding
-        ``None`` goes through sqlite3's adapter lookup and costs more than the row's insert."""
+        harmless), so a handful of prepared statements serve every batch. A ``plain`` row (7
+        values) leaves its empty optional columns to NULL literals: binding ``None`` goes
+        through sqlite3's adapter lookup and costs about as much as inserting the row."""
         out: list[tuple[str, list[Any]]] = []
-        plain = [r for r in runs if _optional(r) == _NOTHING]
-        if plain:
-            full = [r for r in runs if _optional(r) != _NOTHING] if len(plain) < len(runs) else []
-            self._chunks(out, [_required(r) for r in plain], "INSERT OR REPLACE INTO runs VALUES ", _PLAIN_GROUP, 7)
-        else:
-            full = runs
-        self._chunks(out, full, "INSERT OR REPLACE INTO runs VALUES ", _group(14), 14)
+        self._chunks(out, plain, "INSERT OR REPLACE INTO runs VALUES ", _PLAIN_GROUP, 7)
+        self._chunks(out, runs, "INSERT OR REPLACE INTO runs VALUES ", _group(14), 14)
         self._chunks(out, nodes, "INSERT OR REPLACE INTO run_nodes VALUES ", _group(7), 7)
         self._chunks(out, done, "DELETE FROM run_nodes WHERE run_id IN ", "?", 1)
         return out
 
     def _chunks(self, out: list[tuple[str, list[Any]]], rows: list[tuple[Any, ...]], head: str, group: str,
                 width: int) -> None:
-        most = max(1, min(self.max_rows * 14 // width, 512))
+        most = max(1, min(self.max_values // width, 512))  # a prepared 512-row statement holds ~1 MiB
         i, n = 0, len(rows)
         while i < n:
             size = most if n - i >= most else 1 << (n - i - 1).bit_length()
