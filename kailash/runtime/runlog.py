@@ -27,10 +27,10 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
 from itertools import chain
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def pack_nodes(rows: Sequence[tuple[str, str, float, float, str | None]], t0: fl
     n = len(rows)
     if not n:
         return _HEAD.pack(_PACKED, 0, 0, t0)
-    ids, statuses, starts, durations, errors = zip(*rows)
+    ids, statuses, starts, durations, errors = zip(*rows, strict=True)
     text = "".join(ids).encode()
     out = (_packers.get(n) or _packer(n)).pack(_PACKED, n, len(text), t0, *starts, *durations, *map(len, ids)) + text
     if statuses.count("completed") != n or errors.count(None) != n:
@@ -265,7 +265,7 @@ class RunLog:
             pack = pack_nodes
             while pending:
                 f = pending.popleft()
-                if type(f) is not tuple:  # a RunRecord
+                if not isinstance(f, tuple):  # a RunRecord
                     runs.append(_store_row(f))
                     ended.append(f.run_id)
                 elif len(f) == 8:  # (run_id, workflow, status, started_at, ended_at, rows, t0, runtime)
