@@ -15,6 +15,13 @@ turns a ``running`` row whose owner process is gone into ``interrupted``.
   only its final record.
 * ``strict`` — the run's start and each completion are committed (``synchronous=FULL``,
   an fsync) before the next node starts.
+
+Every run of a SQLite store ends here, durable or not (``"off"`` has no ``running`` row):
+the run's thread hands :meth:`RunLog.end` a compact tuple (node rows as the recorder's
+list, parameters and kept outputs already redacted JSON) and the writer makes the row —
+node rows packed by :func:`pack_nodes`, runs without optional columns bound as 7
+values, every batch in a few multi-row statements (each releases the GIL once, not once
+per row). The hot path holds no lock and makes no system call.
 """
 
 from __future__ import annotations

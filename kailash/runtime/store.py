@@ -6,7 +6,9 @@ the nodes that finished. Writes are buffered and flushed in batches — after a 
 delay, when the buffer fills, at once for a failed run, before any read, and at exit —
 so recording costs the engine microseconds, not an fsync per node. Durable runs are
 written ahead as they run (:mod:`kailash.runtime.runlog`): a ``running`` row whose
-owner process is gone reads as ``interrupted``, with the nodes that finished.
+owner process is gone reads as ``interrupted``, with the nodes that finished. A
+finished run's node rows are stored packed (:func:`~kailash.runtime.runlog.pack_nodes`;
+JSON text in records written before, which still read).
 
 The store location is ``$KAILASH_HOME/runs.db`` (default ``~/.kailash``). Other
 backends implement the :class:`RunStore` protocol.
