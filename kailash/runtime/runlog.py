@@ -93,23 +93,33 @@ def _store_row(record: RunRecord) -> tuple[Any, ...]:
 # rows without a Python step per node (JSON text of 500 nodes' floats costs ~0.5 ms):
 #   b"\0KN1", n, byte length of the ids, t0      (little-endian: 4s I I d)
 #   n starts (perf_counter readings; 0.0 = none), n durations (d), n id lengths (I)
-#   the ids, concatenated (UTF-8), then - only if some node is not "completed" or has an
-#   error - the JSON text of [statuses, errors].
+#   the ids, concatenated (UTF-8), then - only if some node is not "completed" (a completed
+#   row has no error) - the JSON text of [statuses, errors].
 # A node's started_at is the run's started_at + (start - t0), exactly as NodeRecords computes it.
 # Older records (and any store's record() of plain NodeRecord sequences) keep the JSON list form.
 _PACKED = b"\0KN1"
 _HEAD = struct.Struct("<4sIId")
-_packers: dict[int, struct.Struct] = {}
+_packers: dict[int, struct.Struct] = {}  # n -> the head, starts and durations of n rows
+_shapes: dict[tuple[str, ...], tuple[bytes, int]] = {}  # node ids -> (their lengths + text, text size)
 
 
 def _packer(n: int) -> struct.Struct:
-    """The head and the fixed-size part of ``n`` rows, as one struct."""
+    """The head, the starts and the durations of ``n`` rows, as one struct."""
     fmt = _packers.get(n)
     if fmt is None:
         if len(_packers) > 256:
             _packers.clear()
-        fmt = _packers[n] = struct.Struct(f"<4sIId{n}d{n}d{n}I")
+        fmt = _packers[n] = struct.Struct(f"<4sIId{n}d{n}d")
     return fmt
+
+
+def _shape(ids: tuple[str, ...]) -> tuple[bytes, int]:
+    """The id lengths and the ids (UTF-8) of a run's rows: the same for every run of a workflow."""
+    text = "".join(ids).encode()
+    if len(_shapes) > 1024:
+        _shapes.clear()
+    shape = _shapes[ids] = (struct.pack(f"<{len(ids)}I", *map(len, ids)) + text, len(text))
+    return shape
 
 
 def pack_nodes(rows: Sequence[tuple[str, str, float, float, str | None]], t0: float) -> bytes:
@@ -117,10 +127,10 @@ def pack_nodes(rows: Sequence[tuple[str, str, float, float, str | None]], t0: fl
     n = len(rows)
     if not n:
         return _HEAD.pack(_PACKED, 0, 0, t0)
-    ids, statuses, starts, durations, errors = zip(*rows, strict=True)
-    text = "".join(ids).encode()
-    out = (_packers.get(n) or _packer(n)).pack(_PACKED, n, len(text), t0, *starts, *durations, *map(len, ids)) + text
-    if statuses.count("completed") != n or errors.count(None) != n:
+    ids, statuses, starts, durations, errors = zip(*rows)  # noqa: B905  # the recorder's rows: all 5 long
+    tail, size = _shapes.get(ids) or _shape(ids)
+    out = (_packers.get(n) or _packer(n)).pack(_PACKED, n, size, t0, *starts, *durations) + tail
+    if statuses.count("completed") != n:  # a completed row never has an error
         out += json.dumps([statuses, errors]).encode()
     return out
 

@@ -20,6 +20,7 @@ import atexit
 import json
 import os
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -146,20 +147,22 @@ def unpack_nodes(data: bytes, started_at: float) -> tuple[NodeRecord, ...]:
     _, n, size, t0 = _HEAD.unpack_from(data)
     if not n:
         return ()
-    values = _packer(n).unpack_from(data)[4:]
-    at = started_at - t0
-    pos = _HEAD.size + 20 * n
+    timing = _packer(n)
+    values = timing.unpack_from(data)[4:]
+    pos = timing.size
+    lengths = struct.unpack_from(f"<{n}I", data, pos)
+    pos += 4 * n
     text = data[pos:pos + size].decode()
     tail = data[pos + size:]
     statuses, errors = json.loads(tail) if tail else (("completed",) * n, (None,) * n)
+    at = started_at - t0
     out = []
     k = 0
     for i in range(n):
-        length = values[2 * n + i]
         start = values[i]
-        out.append(NodeRecord(node_id=text[k:k + length], status=statuses[i],
+        out.append(NodeRecord(node_id=text[k:k + lengths[i]], status=statuses[i],
                               started_at=(at + start) if start else None, duration=values[n + i], error=errors[i]))
-        k += length
+        k += lengths[i]
     return tuple(out)
 
 
