@@ -279,9 +279,12 @@ class RunLog:
             plain: list[tuple[Any, ...]] = []  # finished runs with nothing in the optional columns
             runs: list[tuple[Any, ...]] = []  # any other `runs` row
             ended: list[str] = []
+            taken: list[tuple[Any, ...] | RunRecord] = []
+            saved = [(run_id, state, state[1]) for run_id, state in active.items()] if active else None
             pack = pack_nodes
             while pending:
                 f = pending.popleft()
+                taken.append(f)
                 if not isinstance(f, tuple):  # a RunRecord
                     runs.append(_store_row(f))
                     ended.append(f.run_id)
@@ -303,7 +306,15 @@ class RunLog:
             done = [(run_id,) for run_id in ended if active.pop(run_id, None) is not None] if active else []
             if not (plain or runs or nodes):
                 return
-            self._commit(self._statements(plain, runs, nodes, done), sync or bool(nodes or done), sync)
+            try:
+                self._commit(self._statements(plain, runs, nodes, done), sync or bool(nodes or done), sync)
+            except sqlite3.OperationalError:  # locked by another process, disk full, I/O: try again next time
+                pending.extendleft(reversed(taken))
+                active.clear()
+                for run_id, state, written in saved or ():
+                    state[1] = written
+                    active[run_id] = state
+                raise
 
     def _commit(self, statements: list[tuple[str, list[Any]]], together: bool, sync: bool) -> None:
         """Execute ``statements``, in one transaction if ``together`` (``sync``: with an fsync).

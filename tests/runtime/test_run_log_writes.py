@@ -207,3 +207,26 @@ def test_durability_off_with_another_store_still_records_through_it(tmp_path: Pa
     _, run_id = LocalRuntime(store=store, durability="off").execute(chain(2))
     [run] = store.records
     assert run.run_id == run_id and [n.node_id for n in run.nodes] == ["n0", "n1"]
+
+
+def test_a_locked_store_keeps_what_it_could_not_write_for_the_next_drain(tmp_path: Path) -> None:
+    """Another process holds the write lock: the drain fails, nothing is lost; once the
+    lock is released the next drain writes every run (a real lock, not a stand-in)."""
+    store = SQLiteRunStore(tmp_path / "runs.db")
+    try:
+        store._conn.execute("PRAGMA busy_timeout=50")
+        blocker = sqlite3.connect(store.path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # the write lock, as another process's writer holds it
+        runtime = LocalRuntime(store=store)
+        ids = [runtime.execute(chain(2, "locked"))[1] for _ in range(5)]
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            store.run_log.drain()
+        assert len(store.run_log.pending) == 5
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        store.run_log.drain()
+        for run_id in ids:
+            run = store.get_run(run_id)
+            assert run is not None and run.status == "completed" and len(run.nodes) == 2
+    finally:
+        store.close()
