@@ -324,6 +324,7 @@ def _store_with_runs(path: Path, n: int) -> Any:
         store._conn.execute("BEGIN")
         store._conn.executemany("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         store._conn.execute("COMMIT")
+        store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # as a store that has been running a while
     return store
 
 
