@@ -10,14 +10,27 @@ no logging.
 
 from __future__ import annotations
 
+import json
+import os
 import time
+from collections import deque
 from collections.abc import Callable
 from os import urandom
 from typing import Any
 
 from kailash.errors import KailashError, NodeExecutionError
 from kailash.runtime import tracing
-from kailash.runtime.store import NodeRecords, NodeStatus, RunRecord, RunStatus, RunStore, default_store, to_json_safe
+from kailash.runtime.store import (
+    NodeRecords,
+    NodeStatus,
+    RunRecord,
+    RunStatus,
+    RunStore,
+    SQLiteRunStore,
+    _json_default,
+    default_store,
+    to_json_safe,
+)
 from kailash.runtime.types import RecordOutputs, RunId
 from kailash.security.secrets import known_secret_values, note_secrets, redact, secrets_for_run
 
@@ -39,14 +52,37 @@ class WorkflowResults(dict[str, dict[str, Any]]):
     skipped: tuple[str, ...] = ()
 
 
+_ids: deque[str] = deque()  # run ids made ahead, in batches: one urandom call per 256 runs
+
+
+_BATCH = 256
+# version 4 and the RFC 4122 variant, set in all ids of a batch at once: (bytes & AND) | OR
+_AND = int.from_bytes(bytes([0xFF] * 6 + [0x0F, 0xFF, 0x3F] + [0xFF] * 7) * _BATCH, "big")
+_OR = int.from_bytes(bytes([0] * 6 + [0x40, 0, 0x80] + [0] * 7) * _BATCH, "big")
+
+
+def _more_ids() -> None:
+    """Make a batch of run ids at once (a ``urandom`` call releases the GIL: once per run it
+    would hand the interpreter to the run log's writer thread and wait to get it back)."""
+    n = 16 * _BATCH
+    h = ((int.from_bytes(urandom(n), "big") & _AND) | _OR).to_bytes(n, "big").hex()
+    _ids.extend([h[i:i + 32] for i in range(0, 2 * n, 32)])
+
+
 def new_run_id() -> RunId:
     """A fresh run id: a random (version 4) UUID as 32 hex digits, made without ``uuid.UUID``'s
-    Python-level checks (this runs once per run)."""
-    b = bytearray(urandom(16))
-    b[6] = (b[6] & 0x0F) | 0x40  # version 4
-    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
-    run_id: RunId = b.hex()  # type: ignore[assignment]  # NewType without a call on the hot path
+    Python-level checks (this runs once per run). Ids are made ahead in batches from
+    ``os.urandom``; a forked child drops the parent's batch."""
+    try:
+        run_id: RunId = _ids.popleft()  # type: ignore[assignment]  # atomic: no two threads get the same id
+    except IndexError:
+        _more_ids()
+        return new_run_id()
     return run_id
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ids.clear)
 
 
 def resolve_store(store: Any) -> RunStore | None:
@@ -134,7 +170,7 @@ class RunRecorder:
 
     __slots__ = ("workflow", "run_id", "store", "observers", "parameters", "started_at", "t0", "_rows", "skipped",
                  "record_outputs", "runtime_name", "tenant", "parent_run_id", "secrets", "results", "log", "strict",
-                 "output", "plan")
+                 "output", "plan", "final", "ended_at")
 
     def __init__(self, workflow: str, run_id: RunId, store: RunStore | None, observers: list[Observer] | None,
                  parameters: dict[str, Any] | None, *, record_outputs: RecordOutputs | str = "failed",
@@ -147,6 +183,7 @@ class RunRecorder:
         self.parameters = parameters
         self.started_at = time.time()
         self.t0 = time.perf_counter()
+        self.ended_at: float | None = None  # set when the run ends (the run log reads it)
         self._rows: list[tuple[str, NodeStatus, float, float, str | None]] = []
         self.skipped: list[str] = []
         self.record_outputs = record_outputs
@@ -158,13 +195,20 @@ class RunRecorder:
         self.results: dict[str, Any] | None = None  # the run's outputs (the scheduler's Run sets it): for the log
         self.output: Any = None  # what nodes printed and logged (kailash.runtime.capture, on the first write)
         self.plan: Any = None  # the compiled plan, when the runtime gives it: node types for observers
-        # durable runs are written ahead (kailash.runtime.runlog): running row, then node by node
-        self.log = getattr(store, "run_log", None) if durability != "off" else None
-        self.strict = durability == "strict" and self.log is not None
-        if self.log is not None:
-            self.log.begin(self)
-            if self.strict:
-                self.log.drain(sync=True)
+        # durable runs are written ahead (kailash.runtime.runlog): running row, then node by node;
+        # a SQLite store's runs, durable or not, end through its log's writer thread too
+        log = getattr(store, "run_log", None)
+        self.strict = False
+        if durability == "off":
+            self.final = log if type(store) is SQLiteRunStore else None
+            self.log = None
+        else:
+            self.final = self.log = log
+            if log is not None:
+                log.begin(self)
+                if durability == "strict":
+                    self.strict = True
+                    log.drain(sync=True)
         if self.observers:
             self.emit({"event": "run_started", "run_id": run_id, "workflow": workflow})
 
@@ -237,7 +281,7 @@ class RunRecorder:
         self.skipped.sort(key=lambda n: order.get(n, 0))
 
     def _record(self, status: RunStatus, results: dict[str, Any], error: str | None, error_node: str | None) -> None:
-        ended = time.time()
+        self.ended_at = ended = time.time()
         if self.observers:
             self.emit({"event": f"run_{status}", "run_id": self.run_id, "workflow": self.workflow,
                        "error": error, "error_node": error_node})
@@ -245,6 +289,21 @@ class RunRecorder:
         if store is None:
             return
         keep = self.record_outputs == "always" or (self.record_outputs == "failed" and status == "failed")
+        log = self.final
+        if log is not None and self.output is None:  # compact: the log's writer packs the node rows and writes the row
+            if not (keep or self.parameters) and error is None and self.tenant is None and self.parent_run_id is None:
+                log.end((self.run_id, self.workflow, status, self.started_at, ended, self._rows, self.t0,
+                         self.runtime_name), now=self.strict)
+                return
+            outputs = params = None
+            if keep:
+                outputs = json.dumps(self.secrets.redact(dict(results)), default=_json_default)
+            if self.parameters:
+                params = json.dumps(self.secrets.redact(self.parameters), default=_json_default)
+            log.end((self.run_id, self.workflow, status, self.started_at, ended, self._rows, self.t0, error,
+                     error_node, outputs, params, self.tenant, self.runtime_name, self.parent_run_id),
+                    now=self.strict or status == "failed")
+            return
         record = RunRecord(
             run_id=self.run_id, workflow=self.workflow, status=status, started_at=self.started_at, ended_at=ended,
             nodes=NodeRecords(tuple(self._rows), self.started_at, self.t0), error=error, error_node=error_node,
@@ -253,8 +312,8 @@ class RunRecorder:
             runtime=self.runtime_name, tenant=self.tenant, parent_run_id=self.parent_run_id,
             extra={"output": self.output.finish(self.secrets)} if self.output is not None else {},
         )
-        if self.log is not None:
-            self.log.end(record, now=self.strict or status == "failed")
+        if log is not None:  # durable, or a SQLite store's run: through the log's writer
+            log.end(record, now=self.strict or status == "failed")
         else:
             store.record(record)
 

@@ -6,7 +6,9 @@ the nodes that finished. Writes are buffered and flushed in batches — after a 
 delay, when the buffer fills, at once for a failed run, before any read, and at exit —
 so recording costs the engine microseconds, not an fsync per node. Durable runs are
 written ahead as they run (:mod:`kailash.runtime.runlog`): a ``running`` row whose
-owner process is gone reads as ``interrupted``, with the nodes that finished.
+owner process is gone reads as ``interrupted``, with the nodes that finished. A
+finished run's node rows are stored packed (:func:`~kailash.runtime.runlog.pack_nodes`;
+JSON text in records written before, which still read).
 
 The store location is ``$KAILASH_HOME/runs.db`` (default ``~/.kailash``). Other
 backends implement the :class:`RunStore` protocol.
@@ -18,6 +20,7 @@ import atexit
 import json
 import os
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -25,11 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, overload, runtime_checkable
 
-from kailash.runtime.runlog import LOG_SCHEMA, RunLog, live_view
+from kailash.runtime.runlog import _HEAD, LOG_SCHEMA, RunLog, _packer, live_view, pack_nodes
 from kailash.runtime.types import NodeStatus, RunStatus
 from kailash.security.secrets import Secret
 
-__all__ = ["RunRecord", "NodeRecord", "NodeRecords", "NodeStatus", "RunStatus", "RunStore", "SQLiteRunStore", "default_store", "store_at", "node_rows", "close_stores", "kailash_home", "to_json_safe"]
+__all__ = ["RunRecord", "NodeRecord", "NodeRecords", "NodeStatus", "RunStatus", "RunStore", "SQLiteRunStore", "default_store", "store_at", "node_rows", "close_stores", "kailash_home", "to_json_safe",
+           "unpack_nodes"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -55,12 +59,13 @@ class NodeRecords(Sequence[NodeRecord]):
     ``time.perf_counter()`` reading (0.0 = none) and ``t0`` the reading at ``started_at``.
     """
 
-    __slots__ = ("_compact", "_at", "_records")
+    __slots__ = ("_compact", "_at", "_t0", "_records")
 
     def __init__(self, rows: tuple[tuple[str, NodeStatus, float, float, str | None], ...], started_at: float,
                  t0: float = 0.0) -> None:
         self._compact = rows
         self._at = started_at - t0
+        self._t0 = t0
         self._records: tuple[NodeRecord, ...] | None = None
 
     def _all(self) -> tuple[NodeRecord, ...]:
@@ -143,6 +148,30 @@ class RunRecord:
             "runtime": self.runtime, "parent_run_id": self.parent_run_id, "output": self.output,
             **({"extra": extra} if (extra := {k: v for k, v in self.extra.items() if k != "output"}) else {}),
         }
+
+
+def unpack_nodes(data: bytes, started_at: float) -> tuple[NodeRecord, ...]:
+    """The :class:`NodeRecord` tuple of a value made by :func:`~kailash.runtime.runlog.pack_nodes`."""
+    _, n, size, t0 = _HEAD.unpack_from(data)
+    if not n:
+        return ()
+    timing = _packer(n)
+    values = timing.unpack_from(data)[4:]
+    pos = timing.size
+    lengths = struct.unpack_from(f"<{n}I", data, pos)
+    pos += 4 * n
+    text = data[pos:pos + size].decode()
+    tail = data[pos + size:]
+    statuses, errors = json.loads(tail) if tail else (("completed",) * n, (None,) * n)
+    at = started_at - t0
+    out = []
+    k = 0
+    for i in range(n):
+        start = values[i]
+        out.append(NodeRecord(node_id=text[k:k + lengths[i]], status=statuses[i],
+                              started_at=(at + start) if start else None, duration=values[n + i], error=errors[i]))
+        k += lengths[i]
+    return tuple(out)
 
 
 def node_rows(run: RunRecord) -> list[list[Any]]:
@@ -250,7 +279,7 @@ class SQLiteRunStore:
                     t.start()
 
     def flush(self) -> None:
-        if self.run_log.pending or self.run_log.active:
+        if self.run_log.busy():
             self.run_log.drain()
         with self._buf_lock:
             timer, self._timer = self._timer, None
@@ -275,7 +304,12 @@ class SQLiteRunStore:
     @staticmethod
     def _row(r: RunRecord) -> tuple[Any, ...]:
         dumps = json.dumps
-        nodes = _encode(node_rows(r))
+        nodes: str | bytes
+        if isinstance(r.nodes, NodeRecords):  # a recorder's rows: packed as they are
+            nodes = pack_nodes(r.nodes._compact, r.nodes._t0) if r.nodes._at == r.started_at - r.nodes._t0 \
+                else _encode(node_rows(r))
+        else:
+            nodes = _encode(node_rows(r))
         return (
             r.run_id, r.workflow, r.status, r.started_at, r.ended_at, r.error, r.error_node, nodes,
             None if r.outputs is None else dumps(r.outputs, default=_json_default),
@@ -290,8 +324,9 @@ class SQLiteRunStore:
         return RunRecord(
             run_id=run_id, workflow=workflow, status=status, started_at=started, ended_at=ended,
             error=error, error_node=error_node,
-            nodes=tuple(NodeRecord(node_id=n[0], status=n[1], started_at=n[2], duration=n[3], error=n[4])
-                        for n in json.loads(nodes or "[]")),
+            nodes=unpack_nodes(nodes, started) if type(nodes) is bytes else
+            tuple(NodeRecord(node_id=n[0], status=n[1], started_at=n[2], duration=n[3], error=n[4])
+                  for n in json.loads(nodes or "[]")),
             outputs=None if outputs is None else json.loads(outputs),
             parameters=None if parameters is None else json.loads(parameters),
             tenant=tenant, runtime=runtime, parent_run_id=parent, extra=json.loads(extra) if extra else {},
@@ -343,6 +378,7 @@ class SQLiteRunStore:
     def close(self) -> None:
         self.flush()
         self.run_log.active.clear()  # runs still going on here are written no more
+        self.run_log.running.clear()
         with self._lock:
             self._conn.close()
         _open_stores.discard(self)

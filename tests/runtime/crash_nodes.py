@@ -80,18 +80,16 @@ if __name__ == "__main__":  # the child: crash_nodes.py STORE [DURABILITY] [KILL
         calls = [0]
         commit = runlog.RunLog._commit
 
-        def dying_commit(self: Any, runs: Any, nodes: Any, done: Any, sync: bool) -> None:
+        def dying_commit(self: Any, statements: Any, together: bool, sync: bool) -> None:
             calls[0] += 1
             if calls[0] == kill_at:
                 with self.store._lock:
                     conn = self.store._conn
                     conn.execute("BEGIN")
-                    if runs:
-                        conn.executemany(runlog._INSERT_RUN, runs)
-                    if nodes:
-                        conn.executemany(runlog._INSERT_NODE, nodes)
+                    for sql, args in statements:
+                        conn.execute(sql, args)
                     os.kill(os.getpid(), signal.SIGKILL)
-            commit(self, runs, nodes, done, sync)
+            commit(self, statements, together, sync)
 
         runlog.RunLog._commit = dying_commit  # type: ignore[method-assign]
     wf = crash_workflow()
