@@ -104,6 +104,13 @@ class PostgresStorage:
         self.ensure_schema(self.registry_schema, _REGISTRY_DDL)
         return PostgresTenantBackend(self.pool, self.registry_schema)
 
+    def run_queue(self) -> Any:
+        """The durable run queue: ``<registry schema>.run_queue``, shared by every gateway on this database
+        (out of reach of tenants' roles, like the registry)."""
+        from kailash.runtime.queue import PostgresRunQueue
+
+        return PostgresRunQueue(self.pool, self.registry_schema)
+
     def create_tenant_role(self, role: str, schema: str, password: str) -> None:
         """Create the login role a tenant's SQL runs as: it may use and create objects in ``schema`` only.
 

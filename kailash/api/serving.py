@@ -36,10 +36,16 @@ class RunningGateway:
 
 @contextlib.asynccontextmanager
 async def lifespan(gateway: Any) -> Any:
-    """The gateway's startup and shutdown: keys ready first; runs, Redis and owned storage closed last."""
+    """The gateway's startup and shutdown: keys ready and the queue worker started first; runs, Redis and owned storage closed last."""
     auth = gateway.authentication
     if auth is not None:
         auth.prepare()  # generate the key file now, not on the first request with a key
+    import asyncio
+
+    worker = await asyncio.to_thread(gateway.queue_worker)
+    if worker is not None:  # runs queued before this gateway started (or left by one that died) start now
+        worker.loop = asyncio.get_running_loop()
+        worker.start()
     yield
     await gateway.aclose()
 
