@@ -49,6 +49,36 @@ class _Interrupted:
         return record
 
 
+class _TaggingLog:
+    """A run log whose final records carry ``extra["queue"]`` (the attempt, the reused nodes)."""
+
+    def __init__(self, inner: Any, info: dict[str, Any]) -> None:
+        self.inner = inner
+        self.info = info
+
+    def end(self, record: Any, *, now: bool = False) -> None:
+        self.inner.end(dataclasses.replace(record, extra={**record.extra, "queue": self.info}), now=now)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class _TaggingStore:
+    """A run store writing a taken-over run's record with ``extra["queue"]``."""
+
+    def __init__(self, inner: Any, info: dict[str, Any]) -> None:
+        self.inner = inner
+        self.info = info
+        log = getattr(inner, "run_log", None)
+        self.run_log = _TaggingLog(log, info) if log is not None else None
+
+    def record(self, run: Any) -> None:
+        self.inner.record(dataclasses.replace(run, extra={**run.extra, "queue": self.info}))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 class QueueWorker:
     """Claims and runs one gateway's share of the queue.
 
@@ -78,6 +108,7 @@ class QueueWorker:
         self.id = worker_id()
         self.loop: Any = None  # the server's event loop (live events), once serving
         self.inflight: dict[str, QueuedRun] = {}
+        self._finishing: set[str] = set()
         self._reserved = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -169,8 +200,15 @@ class QueueWorker:
             self._wake.clear()
 
     def _heartbeat(self) -> None:
-        while not self._stop.wait(self.lease / 3):
-            self.beat()
+        tick = min(self.lease / 3, 2.0)  # dead workers on this host are noticed within a tick
+        renewed = time.monotonic()
+        self._expire_dead()
+        while not self._stop.wait(tick):
+            if time.monotonic() - renewed >= self.lease / 3 - tick / 2:
+                self.beat()
+                renewed = time.monotonic()
+            else:
+                self._expire_dead()
         # stopping: keep the leases of runs still finishing here alive until they end
         while self.inflight:
             self.beat()
@@ -179,15 +217,24 @@ class QueueWorker:
     def beat(self) -> None:
         """Renew this worker's leases; end the leases of dead workers on this host."""
         try:
+            before = set(self.inflight) - self._finishing
             held = self.queue.renew(self.id, lease=self.lease)
-            lost = [r for r in list(self.inflight) if r not in held]
+            lost = [r for r in before if r not in held and r in self.inflight and r not in self._finishing]
             for run_id in lost:
                 logger.warning("queued run %s: this gateway lost its claim (lease expired); another may run it",
                                run_id)
-            if self.expire_dead and not self._stop.is_set() and self.queue.expire_dead_owners():
-                self._wake.set()
         except Exception:
             logger.warning("queue lease renewal failed; retrying", exc_info=True)
+        self._expire_dead()
+
+    def _expire_dead(self) -> None:
+        if not self.expire_dead or self._stop.is_set():
+            return
+        try:
+            if self.queue.expire_dead_owners():
+                self._wake.set()
+        except Exception:
+            logger.warning("looking for dead queue workers failed; retrying", exc_info=True)
 
     # -- running one ----------------------------------------------------------------------------
     def run_item(self, item: QueuedRun, prepared: Any = None) -> None:
@@ -213,7 +260,7 @@ class QueueWorker:
                     return
                 record = workspace.runs.get_run(item.run_id) if item.attempts > 1 else None
                 if record is not None and record.status in ("completed", "failed"):  # it ended; only the queue lagged
-                    self.queue.finish(item.run_id, self.id, attempt=item.attempts, status=record.status,
+                    self._finish(item, status=record.status,
                                       error=record.error)
                     return
                 job = None
@@ -223,18 +270,20 @@ class QueueWorker:
                         return
                     job = self._resume_job(item, workspace, workflow, params)
                 run = manager.queued_live_run(item, secrets, self.loop)
+                if item.attempts > 1:  # taken over: the record says so, and what it reused
+                    info = {"attempt": item.attempts, "previous_worker": item.previous_owner,
+                            "reused": sorted(job.fixed) if job is not None else []}
+                    workspace = dataclasses.replace(workspace, runs=_TaggingStore(workspace.runs, info))
+                    run.extra = {"queue": info}
                 if job is not None:
                     manager.count(tenant, +1)
                     counted = True
                     self._execute_resumed(run, workspace, job)
-                    self._annotate(workspace, item, job)
                     self._settle(item, run)
                     return
             manager.count(tenant, +1)
             counted = True
             _execute(run, workspace, workflow, params, True)
-            if item.attempts > 1:
-                self._annotate(workspace, item, None)
             self._settle(item, run)
         except Exception:
             logger.exception("queued run %s: the worker failed", item.run_id)
@@ -243,6 +292,7 @@ class QueueWorker:
                 manager.count(tenant, -1)
             with self._lock:
                 self.inflight.pop(item.run_id, None)
+            self._finishing.discard(item.run_id)
             self._wake.set()
 
     def _prepare(self, item: QueuedRun) -> tuple[Any, Any, dict[str, Any], frozenset[str]]:
@@ -276,7 +326,7 @@ class QueueWorker:
                                             started_at=now, ended_at=now, error=message, tenant=item.tenant_id,
                                             extra={"queue": {"attempt": item.attempts, "worker": self.id}}))
         finally:
-            self.queue.finish(item.run_id, self.id, attempt=item.attempts, status="failed", error=message)
+            self._finish(item, status="failed", error=message)
 
     def _mark(self, item: QueuedRun, workspace: Any, record: Any) -> None:
         error = (f"the gateway running it stopped (attempt {item.attempts - 1}, worker {item.previous_owner}); "
@@ -285,7 +335,7 @@ class QueueWorker:
             record, status="interrupted", ended_at=time.time(), error=error,
             extra={**record.extra, "queue": {"attempt": item.attempts, "marked": True,
                                              "previous_worker": item.previous_owner}}))
-        self.queue.finish(item.run_id, self.id, attempt=item.attempts, status="interrupted", error=error)
+        self._finish(item, status="interrupted", error=error)
 
     def _resume_job(self, item: QueuedRun, workspace: Any, workflow: Any, params: dict[str, Any]) -> Any:
         """What to reuse of the interrupted attempt; ``None`` (run it all again) if nothing can be."""
@@ -329,17 +379,12 @@ class QueueWorker:
         run.finish(redact(safe, run.secrets) if run.secrets else safe, None,
                    list(getattr(results, "skipped", ()) or ()))
 
-    def _annotate(self, workspace: Any, item: QueuedRun, job: Any) -> None:
-        """Say in the record that this run was taken over: the attempt and the nodes reused from before."""
-        record = workspace.runs.get_run(item.run_id)
-        if record is None:
-            return
-        info = {"attempt": item.attempts, "previous_worker": item.previous_owner,
-                "reused": sorted(job.fixed) if job is not None else []}
-        workspace.runs.record(dataclasses.replace(record, extra={**record.extra, "queue": info}))
+    def _finish(self, item: QueuedRun, *, status: str, error: str | None = None) -> bool:
+        self._finishing.add(item.run_id)  # from now on its row may leave 'running': not a lost claim
+        return bool(self.queue.finish(item.run_id, self.id, attempt=item.attempts, status=status, error=error))
 
     def _settle(self, item: QueuedRun, run: Any) -> None:
         status = "completed" if run.error is None else "failed"
         error = None if run.error is None else run.error.get("message")
-        if not self.queue.finish(item.run_id, self.id, attempt=item.attempts, status=status, error=error):
+        if not self._finish(item, status=status, error=error):
             logger.warning("queued run %s finished here after its claim passed to another worker", item.run_id)

@@ -67,6 +67,7 @@ class LiveRun:
         self.results: dict[str, Any] | None = None
         self.error: dict[str, Any] | None = None
         self.skipped: list[str] = []
+        self.extra: dict[str, Any] | None = None  # e.g. {"queue": ...} of a run taken over from a dead gateway
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._lock = threading.Lock()
 
@@ -141,6 +142,8 @@ class LiveRun:
                "nodes": nodes, "error": self.error, "skipped": list(self.skipped)}
         if self.results is not None:
             out["results"] = self.results
+        if self.extra:
+            out["extra"] = self.extra
         return out
 
 
