@@ -279,12 +279,12 @@ class QueueWorker:
                     manager.count(tenant, +1)
                     counted = True
                     self._execute_resumed(run, workspace, job)
-                    self._settle(item, run)
+                    self._settle(item, run, workspace.runs)
                     return
             manager.count(tenant, +1)
             counted = True
             _execute(run, workspace, workflow, params, True)
-            self._settle(item, run)
+            self._settle(item, run, workspace.runs)
         except Exception:
             logger.exception("queued run %s: the worker failed", item.run_id)
         finally:
@@ -383,7 +383,11 @@ class QueueWorker:
         self._finishing.add(item.run_id)  # from now on its row may leave 'running': not a lost claim
         return bool(self.queue.finish(item.run_id, self.id, attempt=item.attempts, status=status, error=error))
 
-    def _settle(self, item: QueuedRun, run: Any) -> None:
+    def _settle(self, item: QueuedRun, run: Any, store: Any) -> None:
+        try:  # the record is durable before the queue says the run ended (else a kill between would lose it)
+            store.flush()
+        except Exception:
+            logger.warning("queued run %s: could not flush its record", item.run_id, exc_info=True)
         status = "completed" if run.error is None else "failed"
         error = None if run.error is None else run.error.get("message")
         if not self._finish(item, status=status, error=error):

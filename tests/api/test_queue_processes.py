@@ -135,7 +135,14 @@ def test_two_gateways_on_postgres_one_killed_every_run_once(tmp_path, pg_schemas
         _wait_lines(effects, 300, 60)  # about half of the 600 node executions
         os.kill(one.pid, signal.SIGKILL)
         one.wait(10)
-        records = _records(url_two, list(tokens), 60)
+        try:
+            records = _records(url_two, list(tokens), 60)
+        except AssertionError:
+            psycopg = pytest.importorskip("psycopg")
+            with psycopg.connect(PG_URL) as conn:
+                rows = conn.execute(f'SELECT run_id, status, owner, attempts, lease_until, error FROM '
+                                    f'"{pg_schemas[0]}".run_queue WHERE status <> %s', ("completed",)).fetchall()
+            raise AssertionError(f"unfinished queue rows: {rows}; effects: {len(_effects(effects))}") from None
         taken_over = _check_exactly_once(_effects(effects), records, tokens, one.pid)
         assert taken_over >= 1  # the killed gateway was running some: the survivor took them over
         ran = collections.Counter(p for _, _, p in _effects(effects))
