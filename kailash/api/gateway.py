@@ -130,6 +130,8 @@ class WorkflowGateway:
         self.runs = RunManager(max_workers=max_workers)
         from kailash.api.queue_worker import ON_INTERRUPTED
 
+        if not isinstance(queue_slots, int) or queue_slots < 1:
+            raise ValueError(f"queue_slots must be a whole number >= 1, got {queue_slots!r}")
         if on_interrupted not in ON_INTERRUPTED:
             raise ValueError(f"on_interrupted must be 'resume' or 'mark', got {on_interrupted!r}")
         self.queue_enabled = queue
