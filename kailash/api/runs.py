@@ -271,13 +271,14 @@ class RunManager:
         on whichever gateway frees one first; that one is not kept here).
         """
         from kailash.errors import SecurityError
-        from kailash.runtime.queue import QueuedRun, queueable_parameters
+        from kailash.runtime.queue import QueuedRun, queueable_parameters, resolve_references
 
         worker = self.worker
         assert worker is not None
         tenant = workspace.tenant_id
         try:
             queueable_parameters(workflow, parameters, allow_env=tenant is None)
+            resolved = resolve_references(workflow, parameters)  # what runs here, if it starts here
         except SecurityError as exc:
             raise ApiError(422, "secret_not_queueable", exc.message, node_id=exc.node_id,
                            parameter=exc.parameter) from None
@@ -309,10 +310,10 @@ class RunManager:
         secret_names = _secret_parameters(workflow)
         if secret_names:
             params = {k: (wrap_secrets(dict(v), secret_names[k]) if k in secret_names and isinstance(v, dict) else v)
-                      for k, v in parameters.items()}
+                      for k, v in resolved.items()}
             secrets = secrets | plain_secret_values(params)
         else:
-            params = parameters
+            params = resolved
         run = LiveRun(run_id, name, tenant, loop, secrets)
         self._remember(run)
         worker.adopt(item)

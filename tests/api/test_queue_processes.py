@@ -179,3 +179,41 @@ def test_sqlite_gateway_killed_and_restarted_completes_every_run(tmp_path):
             _stop(second)
     finally:
         _stop(first)
+
+
+def test_on_interrupted_mark_records_the_runs_of_a_dead_gateway_without_running_them_again(tmp_path):
+    effects = tmp_path / "effects.txt"
+    env = {"KAILASH_HOME": str(tmp_path / "home"), "QUEUE_TEST_EFFECTS": str(effects), "QUEUE_TEST_DELAY": "0.4",
+           "QUEUE_TEST_SLOTS": "2", "KAILASH_QUEUE_LEASE": "300", "KAILASH_DATABASE_URL": ""}
+    first, url = _start(env)
+    try:
+        tokens = {_submit(url, f"m{i}"): f"m{i}" for i in range(5)}
+        _wait_lines(effects, 2, 30)  # both slots are in their first node
+        time.sleep(0.1)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+        at_kill = collections.Counter(t for t, _, _ in _effects(effects))
+        second, url = _start({**env, "QUEUE_TEST_ON_INTERRUPTED": "mark", "QUEUE_TEST_DELAY": "0.01"})
+        try:
+            deadline = time.monotonic() + 30
+            with httpx.Client(base_url=url, timeout=10) as http:
+                while True:
+                    runs = {r: http.get(f"/runs/{r}").json() for r in tokens}
+                    settled = {r: d for r, d in runs.items() if d["status"] == "completed"
+                               or (d["status"] == "interrupted" and "not resumed" in (d.get("error") or {}).get("message", ""))}
+                    if len(settled) == len(tokens):
+                        break
+                    assert time.monotonic() < deadline, [d for r, d in runs.items() if r not in settled]
+                    time.sleep(0.2)
+        finally:
+            _stop(second)
+        after = collections.Counter(t for t, _, _ in _effects(effects))
+        marked = [r for r, d in settled.items() if d["status"] == "interrupted"]
+        assert len(marked) == 2 and {tokens[r] for r in marked} == set(at_kill)  # the two in flight at the kill
+        for run_id in marked:
+            assert after[tokens[run_id]] == at_kill[tokens[run_id]]  # not run again
+            assert settled[run_id]["extra"]["queue"]["marked"] is True
+        for run_id in set(tokens) - set(marked):  # the queued ones ran on the new gateway, once
+            assert after[tokens[run_id]] == 3
+    finally:
+        _stop(first)
