@@ -401,7 +401,7 @@ class PostgresRunQueue:
                 (run_id, workflow, tenant_id, _dumps(parameters), _dumps(options or {}),
                  "running" if claimed else "queued", owner, _dumps(_owner_info()) if claimed else None,
                  1 if claimed else 0, claimed, lease_s, claimed))
-            return cur.rowcount > 0
+            return bool(cur.rowcount > 0)
 
     def claim(self, worker: str, *, limit: int = 1, lease: float | None = None) -> list[QueuedRun]:
         """Claim up to ``limit`` runs (``FOR UPDATE SKIP LOCKED``: concurrent claimers never get the same row)."""
@@ -437,7 +437,7 @@ class PostgresRunQueue:
                 f"UPDATE {{schema}}.run_queue SET status = %s, error = %s, ended_at = {_NOW}, lease_until = NULL "
                 "WHERE run_id = %s AND owner = %s AND attempts = %s AND status = 'running'"),
                 (status, error, run_id, worker, attempt))
-            return cur.rowcount > 0
+            return bool(cur.rowcount > 0)
 
     def release(self, worker: str, run_ids: list[str] | None = None) -> int:
         """Let another worker take ``worker``'s runs (all, or ``run_ids``) at once: their leases end now."""
@@ -449,7 +449,7 @@ class PostgresRunQueue:
             text += " AND run_id = ANY(%s)"
             args.append(list(run_ids))
         with self.pool.connection() as conn:
-            return conn.execute(self.q(text), args).rowcount
+            return int(conn.execute(self.q(text), args).rowcount)
 
     def expire_dead_owners(self) -> int:
         """End the leases of runs whose worker process on this host is gone (no waiting for the lease)."""
