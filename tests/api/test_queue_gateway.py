@@ -3,6 +3,8 @@ secrets (references only), the in-memory fallback."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 
 from starlette.testclient import TestClient
@@ -40,7 +42,12 @@ def test_runs_beyond_the_slots_wait_queued_then_run(gate):
         waiting = c.get(f"/runs/{second.json()['run_id']}", headers=HEADERS).json()
         assert waiting["status"] == "queued" and waiting["workflow"] == "double"
         assert gw.run_queue.depth() == 1 and gw.run_queue.depth(status="running") == 1
-        gate.gate.set()
+        threading.Timer(0.5, gate.gate.set).start()  # opens while the event stream of the queued run is read
+        stream = c.get(f"/runs/{second.json()['run_id']}/events", headers=HEADERS)
+        assert stream.status_code == 200
+        events = [json.loads(line[6:]) for line in stream.text.splitlines() if line.startswith("data: ")]
+        assert [e["event"] for e in events] == ["run_started", "node_completed", "node_completed", "run_completed"]
+        assert [e["seq"] for e in events] == [0, 1, 2, 3]
         assert _wait(c, first.json()["run_id"])["status"] == "completed"
         done = _wait(c, second.json()["run_id"])
         assert done["status"] == "completed" and done["results"]["plus"] == {"result": 9}
