@@ -20,6 +20,7 @@ final record's ``extra["queue"]`` names the attempt and the reused nodes. With
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -356,7 +357,7 @@ class QueueWorker:
         from kailash.errors import KailashError
         from kailash.runtime import LocalRuntime
         from kailash.runtime.engine import RunContext
-        from kailash.runtime.scheduler import Run, run_inline
+        from kailash.runtime.scheduler import Run, run_deadline, run_inline
         from kailash.runtime.store import to_json_safe
         from kailash.security.secrets import redact
 
@@ -364,8 +365,10 @@ class QueueWorker:
         runtime = LocalRuntime(store=store, observers=[run.observe], tenant=workspace.tenant_id,
                                record_outputs="always")
         recorder = runtime._recorder(job.plan, run.run_id, job.parameters)
+        timeout = getattr(getattr(workspace, "tenant", None), "run_timeout", None)
         try:
-            with tenant_security(workspace.tenant_id, workspace):
+            with tenant_security(workspace.tenant_id, workspace), (
+                    run_deadline(timeout) if timeout is not None else contextlib.nullcontext()):
                 results = run_inline(Run(job.plan, job.overrides, RunContext(run.run_id, runtime), recorder,
                                          job.fixed))
         except KailashError as exc:

@@ -2,7 +2,7 @@
 
 Serves workflow ``effects`` (three nodes in a chain, each appending ``token node pid`` to
 the file ``$QUEUE_TEST_EFFECTS`` — the side effect the tests count — then sleeping
-``$QUEUE_TEST_DELAY`` s) on a free port, prints ``PORT <n>`` and serves until killed.
+``$QUEUE_TEST_DELAY`` s, a tenth of it for the first) on a free port, prints ``PORT <n>`` and serves until killed.
 Storage: PostgreSQL schemas ``$QUEUE_TEST_REGISTRY``/``$QUEUE_TEST_SCHEMA`` when
 ``KAILASH_DATABASE_URL`` is set, else SQLite under ``KAILASH_HOME``.
 """
@@ -26,12 +26,17 @@ class EffectNode(Node):
                 "data": NodeParameter(default=None)}
 
     def run(self, token: str, step: str, data: Any) -> dict[str, Any]:
+        go = os.environ.get("QUEUE_TEST_GO")  # the test lets every run start at once, once all are queued
+        deadline = time.monotonic() + 60
+        while go and not os.path.exists(go) and time.monotonic() < deadline:
+            time.sleep(0.005)
         fd = os.open(os.environ["QUEUE_TEST_EFFECTS"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, f"{token} {step} {os.getpid()}\n".encode())
         finally:
             os.close(fd)
-        time.sleep(float(os.environ.get("QUEUE_TEST_DELAY", "0.02")))
+        delay = float(os.environ.get("QUEUE_TEST_DELAY", "0.02"))
+        time.sleep(delay / 10 if step == "a" else delay)  # a kill mostly finds runs past their first node
         return {"result": f"{token}:{step}"}
 
 

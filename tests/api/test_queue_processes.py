@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import os
 import signal
 import subprocess
@@ -69,13 +70,14 @@ def _check_exactly_once(effects: list[tuple[str, str, int]], records: dict[str, 
     """Every node of every run ran; a node ran twice only where the record says the run was taken over
     and did not reuse that node. Returns how many runs were taken over."""
     counts = collections.Counter((t, s) for t, s, _ in effects)
-    taken_over = 0
+    taken_over = reused = 0
     for run_id, token in tokens.items():
         record = records[run_id]
         assert record["status"] == "completed", (run_id, record)
         queue = (record.get("extra") or {}).get("queue") or {}
         attempt = queue.get("attempt", 1)
         taken_over += attempt > 1
+        reused += len(queue.get("reused", []))
         for step in STEPS:
             n = counts[(token, step)]
             assert n >= 1, f"run {run_id}: node {step} never ran"
@@ -85,6 +87,7 @@ def _check_exactly_once(effects: list[tuple[str, str, int]], records: dict[str, 
                 assert {p for t, s, p in effects if (t, s) == (token, step)} >= {killed_pid}
             if step in queue.get("reused", []):
                 assert n == 1, (run_id, step, n, queue)
+    assert reused >= 1 or not taken_over  # taken-over runs were resumed: finished nodes were not run again
     return taken_over
 
 
@@ -122,19 +125,21 @@ def pg_schemas():
 def test_two_gateways_on_postgres_one_killed_every_run_once(tmp_path, pg_schemas):
     effects = tmp_path / "effects.txt"
     env = {"KAILASH_DATABASE_URL": PG_URL, "QUEUE_TEST_REGISTRY": pg_schemas[0], "QUEUE_TEST_SCHEMA": pg_schemas[1],
-           "QUEUE_TEST_EFFECTS": str(effects), "QUEUE_TEST_DELAY": "0.03", "QUEUE_TEST_SLOTS": "4",
+           "QUEUE_TEST_EFFECTS": str(effects), "QUEUE_TEST_DELAY": "0.06", "QUEUE_TEST_SLOTS": "4",
            "KAILASH_QUEUE_LEASE": "2", "KAILASH_HOME": str(tmp_path / "home"),
+           "QUEUE_TEST_GO": str(tmp_path / "go"),  # nodes wait until all 200 runs are queued
            "QUEUE_TEST_EXPIRE_DEAD": "0"}  # takeover by lease expiry alone, as across hosts
     one, url_one = _start(env)
     two, url_two = _start(env)
     try:
-        tokens: dict[str, str] = {}
-        for i in range(200):  # half through each gateway
-            token = f"t{i:03d}"
-            tokens[_submit(url_one if i % 2 else url_two, token)] = token
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:  # half through each gateway
+            ids = pool.map(lambda i: _submit(url_one if i % 2 else url_two, f"t{i:03d}"), range(200))
+            tokens = {run_id: f"t{i:03d}" for i, run_id in enumerate(ids)}
+        (tmp_path / "go").touch()
         _wait_lines(effects, 300, 60)  # about half of the 600 node executions
         os.kill(one.pid, signal.SIGKILL)
         one.wait(10)
+        assert len(_effects(effects)) < 500  # killed midway, with runs in flight and runs still queued
         try:
             records = _records(url_two, list(tokens), 60)
         except AssertionError:
