@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import random
 import threading
 import time
 from types import SimpleNamespace
@@ -92,6 +93,9 @@ class QueueWorker:
         on_interrupted: ``"resume"`` or ``"mark"`` a run whose previous worker died.
         expire_dead: end at once the leases of workers on this host whose process is gone.
     """
+
+    UNKNOWN_RETRY = 5.0  # s before a run of a workflow not served here is offered again
+    UNKNOWN_GIVE_UP = 600.0  # s after which a run whose workflow no gateway serves is failed
 
     def __init__(self, gateway: Any, queue: Any, *, slots: int = 8, lease: float | None = None, poll: float = 0.5,
                  on_interrupted: str = "resume", expire_dead: bool = True) -> None:
@@ -197,7 +201,7 @@ class QueueWorker:
                     self.queue.release(self.id, [item.run_id])
             if claimed and self._free() > 0:
                 continue
-            self._wake.wait(idle)
+            self._wake.wait(idle * (0.5 + random.random()))  # jittered: gateways do not poll in lockstep
             self._wake.clear()
 
     def _heartbeat(self) -> None:
@@ -257,6 +261,9 @@ class QueueWorker:
                 try:
                     workspace, workflow, params, secrets = self._prepare(item)
                 except Exception as exc:
+                    if self._not_served_here(item, exc):  # another gateway on this storage may serve it
+                        self.queue.unclaim(item.run_id, self.id, attempt=item.attempts, delay=self.UNKNOWN_RETRY)
+                        return
                     self._refuse(item, exc)
                     return
                 record = workspace.runs.get_run(item.run_id) if item.attempts > 1 else None
@@ -313,6 +320,12 @@ class QueueWorker:
                       for k, v in params.items()}
             secrets = secrets | plain_secret_values(params)
         return workspace, workflow, params, secrets
+
+    def _not_served_here(self, item: QueuedRun, exc: BaseException) -> bool:
+        """A gateway-namespace run of a workflow this gateway does not have (another gateway on the same
+        storage registered it), queued less than :attr:`UNKNOWN_GIVE_UP` s ago."""
+        return (item.tenant_id is None and getattr(exc, "code", None) == "workflow_not_found"
+                and time.time() - item.enqueued_at < self.UNKNOWN_GIVE_UP)
 
     def _refuse(self, item: QueuedRun, exc: BaseException) -> None:
         """The run cannot start here (its workflow is gone, a secret is missing): record it failed."""

@@ -111,6 +111,8 @@ class RunQueue(Protocol):
 
     def finish(self, run_id: str, worker: str, *, attempt: int, status: str, error: str | None = None) -> bool: ...
 
+    def unclaim(self, run_id: str, worker: str, *, attempt: int, delay: float = 5.0) -> bool: ...
+
     def release(self, worker: str, run_ids: list[str] | None = None) -> int: ...
 
     def expire_dead_owners(self) -> int: ...
@@ -243,8 +245,9 @@ class SQLiteRunQueue:
         def pick(conn: sqlite3.Connection) -> list[QueuedRun]:
             now = time.time()
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM run_queue WHERE status = 'queued' OR (status = 'running' AND "
-                "lease_until < ?) ORDER BY enqueued_at LIMIT ?", (now, int(limit))).fetchall()
+                f"SELECT {_COLUMNS} FROM run_queue WHERE (status = 'queued' AND (lease_until IS NULL OR "
+                "lease_until < ?)) OR (status = 'running' AND lease_until < ?) ORDER BY enqueued_at LIMIT ?",
+                (now, now, int(limit))).fetchall()
             out = []
             for row in rows:
                 conn.execute("UPDATE run_queue SET status = 'running', owner = ?, owner_info = ?, "
@@ -279,6 +282,16 @@ class SQLiteRunQueue:
                 "UPDATE run_queue SET status = ?, error = ?, ended_at = ?, lease_until = NULL WHERE run_id = ? "
                 "AND owner = ? AND attempts = ? AND status = 'running'",
                 (status, error, time.time(), run_id, worker, attempt))
+        return cur.rowcount > 0
+
+    def unclaim(self, run_id: str, worker: str, *, attempt: int, delay: float = 5.0) -> bool:
+        """Put a claimed run back, unstarted, for another worker (this one cannot run it); nobody
+        claims it for ``delay`` s. ``False`` if ``worker`` no longer holds it."""
+        with self._lock:
+            cur = self._conn.execute(
+                "UPDATE run_queue SET status = 'queued', owner = NULL, owner_info = NULL, attempts = attempts - 1, "
+                "lease_until = ? WHERE run_id = ? AND owner = ? AND attempts = ? AND status = 'running'",
+                (time.time() + delay, run_id, worker, attempt))
         return cur.rowcount > 0
 
     def release(self, worker: str, run_ids: list[str] | None = None) -> int:
@@ -411,7 +424,8 @@ class PostgresRunQueue:
         with self.pool.connection() as conn:
             rows = conn.execute(self.q(
                 f"WITH picked AS (SELECT run_id, owner AS previous FROM {{schema}}.run_queue "
-                f"WHERE status = 'queued' OR (status = 'running' AND lease_until < {_NOW}) "
+                f"WHERE (status = 'queued' AND (lease_until IS NULL OR lease_until < {_NOW})) "
+                f"OR (status = 'running' AND lease_until < {_NOW}) "
                 "ORDER BY enqueued_at LIMIT %s FOR UPDATE SKIP LOCKED) "
                 f"UPDATE {{schema}}.run_queue q SET status = 'running', owner = %s, owner_info = %s::jsonb, "
                 f"attempts = q.attempts + 1, lease_until = {_NOW} + %s, started_at = COALESCE(q.started_at, {_NOW}) "
@@ -437,6 +451,16 @@ class PostgresRunQueue:
                 f"UPDATE {{schema}}.run_queue SET status = %s, error = %s, ended_at = {_NOW}, lease_until = NULL "
                 "WHERE run_id = %s AND owner = %s AND attempts = %s AND status = 'running'"),
                 (status, error, run_id, worker, attempt))
+            return bool(cur.rowcount > 0)
+
+    def unclaim(self, run_id: str, worker: str, *, attempt: int, delay: float = 5.0) -> bool:
+        """Put a claimed run back, unstarted, for another worker (this one cannot run it); nobody
+        claims it for ``delay`` s. ``False`` if ``worker`` no longer holds it."""
+        with self.pool.connection() as conn:
+            cur = conn.execute(self.q(
+                "UPDATE {schema}.run_queue SET status = 'queued', owner = NULL, owner_info = NULL, "
+                f"attempts = attempts - 1, lease_until = {_NOW} + %s WHERE run_id = %s AND owner = %s "
+                "AND attempts = %s AND status = 'running'"), (float(delay), run_id, worker, attempt))
             return bool(cur.rowcount > 0)
 
     def release(self, worker: str, run_ids: list[str] | None = None) -> int:

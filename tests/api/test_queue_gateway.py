@@ -85,3 +85,25 @@ def test_queue_off_runs_async_in_memory():
         assert started.status_code == 202 and started.json()["status"] == "running"
         assert _wait(c, started.json()["run_id"])["results"]["plus"] == {"result": 3}
         assert gw.run_queue is None and gw.queue_worker() is None
+
+
+def test_enqueued_directly_runs_and_a_workflow_served_elsewhere_waits_for_its_gateway():
+    """What schedules do: ``enqueue`` a run by workflow name. A gateway that does not serve
+    that workflow puts the run back for one that does, instead of failing it."""
+    here = _gateway()
+    with TestClient(here.app) as c:
+        queue = here.run_queue
+        here.queue_worker().UNKNOWN_RETRY = 0.2
+        assert queue.enqueue(run_id="sched-1", workflow="double", parameters={"make": {"x": 5}}) is True
+        assert queue.enqueue(run_id="sched-1", workflow="double", parameters={"make": {"x": 5}}) is False
+        assert queue.enqueue(run_id="sched-2", workflow="elsewhere", parameters={"make": {"x": 1}}) is True
+        here.queue_worker().wake()
+        assert _wait(c, "sched-1")["results"]["plus"] == {"result": 11}
+        time.sleep(0.6)  # offered to this gateway again and again: never failed here
+        row = queue.get("sched-2")
+        assert row.status == "queued" and row.attempts == 0
+        other = WorkflowGateway(port=0, api_keys=[API_KEY])
+        other.register_workflow("elsewhere", make_workflows()["double"])
+        with TestClient(other.app) as c2:
+            assert _wait(c2, "sched-2")["results"]["plus"] == {"result": 3}
+        assert queue.get("sched-2").attempts == 1
