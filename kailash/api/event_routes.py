@@ -36,6 +36,11 @@ def install(app: Any, gw: Any) -> None:
             past, queue = live.subscribe()
             return past, queue, live
         record = await run_in_threadpool(find_record, gw, principal, run_id)
+        if record is None or record.status in ("running", "interrupted"):  # queued, or run by another gateway
+            remote = await run_in_threadpool(_queued, gw, tenant_id, run_id) if gw.runs.worker is not None else False
+            if remote:
+                follower = _RecordFollower(gw, principal, run_id)
+                return [], follower.queue, follower
         if record is None:
             raise ApiError(404, "run_not_found", f"no run '{run_id}' here", run_id=run_id)
         return events_from_record(record), None, None
@@ -97,3 +102,51 @@ def install(app: Any, gw: Any) -> None:
         finally:
             if live is not None:
                 live.unsubscribe(queue)
+
+
+def _queued(gw: Any, tenant_id: str | None, run_id: str) -> bool:
+    """Whether ``run_id`` is a run of the caller's namespace in the durable queue (blocking)."""
+    item = gw.runs.worker.queue.get(run_id)
+    return item is not None and item.tenant_id == tenant_id
+
+
+class _RecordFollower:
+    """The events of a run executing in another gateway (or still queued), read from its
+    record every :attr:`POLL` s: one event per node as it finishes, then the terminal one."""
+
+    POLL = 0.25
+
+    def __init__(self, gw: Any, principal: Any, run_id: str) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._task = asyncio.get_running_loop().create_task(self._poll(gw, principal, run_id))
+
+    async def _poll(self, gw: Any, principal: Any, run_id: str) -> None:
+        seen: set[str] = set()
+        seq = 0
+        started = False
+        while True:
+            record = await run_in_threadpool(find_record, gw, principal, run_id)
+            events: list[dict[str, Any]] = []
+            if record is not None:
+                finished = record.status in ("completed", "failed")
+                rebuilt = events_from_record(record)[:-1] if not finished else events_from_record(record)
+                for ev in rebuilt:
+                    key = ev.get("node_id") or ev["event"]
+                    if ev["event"] == "run_started":
+                        if started:
+                            continue
+                        started = True
+                    elif key in seen:
+                        continue
+                    else:
+                        seen.add(key)
+                    events.append(ev)
+            for ev in events:
+                self.queue.put_nowait({**ev, "seq": seq})
+                seq += 1
+                if ev["event"] in TERMINAL_EVENTS:
+                    return
+            await asyncio.sleep(self.POLL)
+
+    def unsubscribe(self, _queue: Any) -> None:
+        self._task.cancel()

@@ -79,6 +79,15 @@ class WorkflowGateway:
             this gateway fires no schedules). See ``docs/schedules.md``.
         schedule_enqueue: where a due schedule's run goes: a run queue's ``enqueue``
             (default: started at once in this gateway, :class:`~kailash.api.scheduling.StartScheduledRun`).
+        queue: run async runs (``?async=true``) through the durable run queue in the
+            storage (the default; see :mod:`kailash.api.queue_worker`). ``False`` runs them
+            in memory, lost if the gateway stops.
+        queue_slots: queued runs executing in this gateway at once.
+        queue_lease: seconds a claimed run's lease lasts (default ``KAILASH_QUEUE_LEASE`` or 30);
+            a run whose gateway died is taken over by another once it expires.
+        on_interrupted: ``"resume"`` (default) a taken-over run, reusing the nodes it finished,
+            or ``"mark"`` it ``interrupted`` without running it again.
+        shutdown_grace: seconds a stopping gateway waits for its queued runs to finish.
 
     Example:
         >>> from kailash.workflow import Workflow
@@ -97,7 +106,9 @@ class WorkflowGateway:
                  max_concurrent_runs: int | None = None, max_workers: int = 32, redis_url: str | None = None,
                  cors_origins: list[str] | None = None, log_level: str = "info", storage: Any = None,
                  trusted_proxies: list[str] | None = None, insecure_no_auth_on_network: bool = False,
-                 schedule_tick: float | None = 1.0, schedule_enqueue: Any = None) -> None:
+                 schedule_tick: float | None = 1.0, schedule_enqueue: Any = None,
+                 queue: bool = True, queue_slots: int = 8, queue_lease: float | None = None,
+                 on_interrupted: str = "resume", shutdown_grace: float = 10.0) -> None:
         from kailash.api.runs import RunManager
 
         self.port = port
@@ -130,6 +141,17 @@ class WorkflowGateway:
         #: what GET /metrics reports; ``metrics.queue_depth`` may be set to a ``() -> int``
         self.metrics = GatewayMetrics(in_progress=lambda: sum(self.runs.active.values()), max_workers=max_workers)
         self.runs.metrics = self.metrics
+        from kailash.api.queue_worker import ON_INTERRUPTED
+
+        if not isinstance(queue_slots, int) or queue_slots < 1:
+            raise ValueError(f"queue_slots must be a whole number >= 1, got {queue_slots!r}")
+        if on_interrupted not in ON_INTERRUPTED:
+            raise ValueError(f"on_interrupted must be 'resume' or 'mark', got {on_interrupted!r}")
+        self.queue_enabled = queue
+        self.queue_options: dict[str, Any] = {"slots": min(queue_slots, max_workers), "lease": queue_lease,
+                                              "on_interrupted": on_interrupted}
+        self.shutdown_grace = shutdown_grace
+        self.runs.worker_factory = self.queue_worker
         self._auth: AuthenticationMiddleware | None = (
             AuthenticationMiddleware(api_keys=api_keys) if api_keys is not None else None)
         self._limiters: list[RateLimitingMiddleware] = []
@@ -343,6 +365,32 @@ class WorkflowGateway:
         self._parsed[key] = (stored.revision, workflow)
         return workflow, "uploaded", None, stored
 
+    # -- the run queue ------------------------------------------------------------------------
+    def queue_worker(self) -> Any:
+        """The :class:`~kailash.api.queue_worker.QueueWorker` of this gateway (created on first use,
+        blocking), or ``None`` when async runs run in memory (``queue=False``, or a storage without a queue)."""
+        if not self.queue_enabled:
+            return None
+        worker = self.runs.worker
+        if worker is None:
+            with self._lock:
+                worker = self.runs.worker
+                if worker is None:
+                    make = getattr(self.storage, "run_queue", None)
+                    if make is None:
+                        self.queue_enabled = False
+                        return None
+                    from kailash.api.queue_worker import QueueWorker
+
+                    worker = self.runs.worker = QueueWorker(self, make(), **self.queue_options)
+        return worker
+
+    @property
+    def run_queue(self) -> Any:
+        """The run queue (``depth()``: runs waiting for a worker), or ``None`` (blocking on first use)."""
+        worker = self.queue_worker()
+        return None if worker is None else worker.queue
+
     def forget_parsed(self, tenant_id: str | None, name: str) -> None:
         self._parsed.pop((tenant_id, name), None)
 
@@ -370,7 +418,15 @@ class WorkflowGateway:
         return self._openapi
 
     async def aclose(self) -> None:
-        """Release what serving opened: the run pool, Redis connections and storage the gateway opened itself."""
+        """Release what serving opened: the queue worker (its runs finish first, up to
+        ``shutdown_grace`` s), the run pool, Redis connections and storage the gateway opened itself."""
+        worker = self.runs.worker
+        if worker is not None:
+            import asyncio
+
+            await asyncio.to_thread(worker.stop, self.shutdown_grace)
+            self.runs.worker = None
+            worker.close()
         self.runs.shutdown()
         for limiter in [*self._limiters, self._tenant_limiter]:
             if limiter is not None:

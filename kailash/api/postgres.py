@@ -20,9 +20,10 @@ import time
 from typing import Any
 
 from kailash.api.storage import StoredWorkflow
-from kailash.runtime.store import NodeRecord, RunRecord, _json_default, node_rows
+from kailash.runtime.runlog import RunLog
+from kailash.runtime.store import NodeRecord, RunRecord, SQLiteRunStore, _json_default, node_rows
 
-__all__ = ["PostgresStorage", "PostgresWorkflowStore", "PostgresRunStore", "PostgresTenantBackend"]
+__all__ = ["PostgresStorage", "PostgresWorkflowStore", "PostgresRunStore", "PostgresRunLog", "PostgresTenantBackend"]
 
 DEFAULT_SCHEMA = "kailash_default"
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -109,6 +110,13 @@ class PostgresStorage:
 
         return PostgresScheduleStore(self.pool, self.registry_schema)
 
+    def run_queue(self) -> Any:
+        """The durable run queue: ``<registry schema>.run_queue``, shared by every gateway on this database
+        (out of reach of tenants' roles, like the registry)."""
+        from kailash.runtime.queue import PostgresRunQueue
+
+        return PostgresRunQueue(self.pool, self.registry_schema)
+
     def create_tenant_role(self, role: str, schema: str, password: str) -> None:
         """Create the login role a tenant's SQL runs as: it may use and create objects in ``schema`` only.
 
@@ -172,6 +180,9 @@ CREATE TABLE IF NOT EXISTS {schema}.runs (
     started_at DOUBLE PRECISION NOT NULL, ended_at DOUBLE PRECISION, error TEXT, error_node TEXT,
     nodes JSONB, outputs JSONB, parameters JSONB, tenant TEXT, runtime TEXT, parent_run_id TEXT, extra JSONB);
 CREATE INDEX IF NOT EXISTS runs_started ON {schema}.runs (started_at);
+CREATE TABLE IF NOT EXISTS {schema}.run_nodes (
+    run_id TEXT NOT NULL, node_id TEXT NOT NULL, status TEXT NOT NULL, started_at DOUBLE PRECISION,
+    duration DOUBLE PRECISION, error TEXT, outputs JSONB, PRIMARY KEY (run_id, node_id));
 """
 
 _REGISTRY_DDL = """
@@ -238,8 +249,61 @@ def _jsonb(value: Any) -> Any:
     return None if value is None else Jsonb(json.loads(json.dumps(value, default=_json_default)))
 
 
+class PostgresRunLog(RunLog):
+    """The write-ahead run log (:mod:`kailash.runtime.runlog`) of a PostgreSQL run store.
+
+    The same writer thread and group commit as SQLite's; each drain is one transaction
+    on ``<schema>.runs`` and ``<schema>.run_nodes``. This is what lets a run taken over
+    from a gateway that died be resumed by another: the nodes it finished are here.
+    """
+
+    def _write(self, plain: list[tuple[Any, ...]], runs: list[tuple[Any, ...]], nodes: list[tuple[Any, ...]],
+               done: list[tuple[str]], sync: bool) -> None:
+        store: Any = self.store
+        cols = PostgresRunStore._COLUMNS
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols.split(", ")[1:])
+        rows = [(r[0], r[1], r[2], r[3], r[4], None, None, r[5], None, None, None, r[6], None, None) for r in plain]
+        rows += runs
+        rows = [r if type(r[7]) is not bytes else (*r[:7], _json_nodes(r[7], r[3]), *r[8:]) for r in rows]
+        with store.pool.connection() as conn:
+            with conn.transaction():
+                with conn.cursor() as cur:
+                    if rows:
+                        cur.executemany(store.q(
+                            f"INSERT INTO {{schema}}.runs ({cols}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, "
+                            "%s::jsonb, %s::jsonb, %s, %s, %s, %s::jsonb) "
+                            f"ON CONFLICT (run_id) DO UPDATE SET {updates}"), rows)
+                    if nodes:
+                        cur.executemany(store.q(
+                            "INSERT INTO {schema}.run_nodes VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb) "
+                            "ON CONFLICT (run_id, node_id) DO UPDATE SET status = EXCLUDED.status, "
+                            "started_at = EXCLUDED.started_at, duration = EXCLUDED.duration, "
+                            "error = EXCLUDED.error, outputs = EXCLUDED.outputs"), nodes)
+                    if done:
+                        cur.executemany(store.q("DELETE FROM {schema}.run_nodes WHERE run_id = %s"), done)
+
+
+def _json_nodes(packed: bytes, started_at: float) -> str:
+    """A packed node value (:func:`kailash.runtime.runlog.pack_nodes`) as the JSON list PostgreSQL keeps."""
+    from kailash.runtime.store import unpack_nodes
+
+    return json.dumps([[n.node_id, n.status, n.started_at, n.duration, n.error]
+                       for n in unpack_nodes(packed, started_at)])
+
+
 class PostgresRunStore(_SchemaStore):
-    """Run records in ``<schema>.runs`` (the :class:`~kailash.runtime.store.RunStore` protocol)."""
+    """Run records in ``<schema>.runs`` (the :class:`~kailash.runtime.store.RunStore` protocol).
+
+    Durable runs are written ahead as they run (:class:`PostgresRunLog`): a ``running``
+    record with the nodes finished so far, read as ``interrupted`` once its owner
+    process is known to be gone.
+    """
+
+    _row = staticmethod(SQLiteRunStore._row)  # the run log's row form (JSON as text)
+
+    def __init__(self, pool: Any, schema: str) -> None:
+        super().__init__(pool, schema)
+        self.run_log = PostgresRunLog(self)  # type: ignore[arg-type]
 
     _COLUMNS = ("run_id, workflow, status, started_at, ended_at, error, error_node, nodes, outputs, parameters, "
                 "tenant, runtime, parent_run_id, extra")
@@ -267,6 +331,7 @@ class PostgresRunStore(_SchemaStore):
         )
 
     def get_run(self, run_id: str) -> RunRecord | None:
+        self.flush()
         with self.pool.connection() as conn:
             row = conn.execute(self.q(f"SELECT {self._COLUMNS} FROM {{schema}}.runs WHERE run_id = %s"),
                                (run_id,)).fetchone()
@@ -274,13 +339,32 @@ class PostgresRunStore(_SchemaStore):
                 rows = conn.execute(self.q(f"SELECT {self._COLUMNS} FROM {{schema}}.runs WHERE run_id LIKE %s "
                                            "LIMIT 2"), (_like_prefix(run_id),)).fetchall()
                 row = rows[0] if len(rows) == 1 else None
-        return None if row is None else self._from_row(row)
+        if row is None:
+            return None
+        run = self._from_row(row)
+        return self._live(run) if run.status == "running" else run
+
+    def _live(self, record: RunRecord) -> RunRecord:
+        """A ``running`` record with the nodes logged so far, ``interrupted`` if its owner is known gone."""
+        import dataclasses
+
+        from kailash.runtime.runlog import owner_alive
+
+        with self.pool.connection() as conn:
+            rows = conn.execute(self.q("SELECT node_id, status, started_at, duration, error, outputs FROM "
+                                       "{schema}.run_nodes WHERE run_id = %s ORDER BY started_at NULLS LAST"),
+                                (record.run_id,)).fetchall()
+        nodes = tuple(NodeRecord(node_id=r[0], status=r[1], started_at=r[2], duration=r[3], error=r[4]) for r in rows)
+        outputs = {r[0]: r[5] for r in rows if r[5] is not None}
+        status = "interrupted" if owner_alive(record.extra.get("owner")) is False else record.status
+        return dataclasses.replace(record, status=status, nodes=nodes, outputs=outputs)
 
     def list_runs(self, *, limit: int = 50, workflow: str | None = None, status: str | None = None,
                   tenant: str | None = None, since: float | None = None, until: float | None = None,
                   before: tuple[float, str] | None = None) -> list[RunRecord]:
         from kailash.runtime.store import _time_filters
 
+        self.flush()
         where: list[str] = []
         args: list[Any] = []
         for col, val in (("workflow", workflow), ("status", status), ("tenant", tenant)):
@@ -292,10 +376,13 @@ class PostgresRunStore(_SchemaStore):
         with self.pool.connection() as conn:
             rows = conn.execute(self.q(text + " ORDER BY started_at DESC, run_id DESC LIMIT %s"),
                                 (*args, int(limit))).fetchall()
-        return [self._from_row(r) for r in rows]
+        runs = [self._from_row(r) for r in rows]
+        return [self._live(r) if r.status == "running" else r for r in runs]
 
     def flush(self) -> None:
-        """Writes are immediate; nothing to flush."""
+        """Write what the run log holds (other writes are immediate)."""
+        if self.run_log.busy():
+            self.run_log.drain()
 
     def close(self) -> None:
         """The pool belongs to :class:`PostgresStorage`."""

@@ -137,7 +137,7 @@ def install(app: Any, gw: Any) -> None:
         links = {"run": f"/runs/{run.run_id}", "events": f"/runs/{run.run_id}/events",
                  "websocket": f"/ws/runs/{run.run_id}"}
         if not wait:
-            return JSONResponse({"run_id": run.run_id, "workflow": name, "status": "running", "links": links}, 202,
+            return JSONResponse({"run_id": run.run_id, "workflow": name, "status": run.status, "links": links}, 202,
                                 headers={"Location": links["run"]})
         if run.error is not None:
             err = run.error
@@ -214,6 +214,10 @@ def install(app: Any, gw: Any) -> None:
                 d["output"] = _redacted(gw, tenant_id, record.workflow, record.output) if record is not None else {}
             return d
         record = find_record(gw, principal, run_id)
+        if record is None and gw.runs.worker is not None:  # waiting in the durable queue
+            queued = gw.runs.worker.queue.get(run_id)
+            if queued is not None and queued.tenant_id == tenant_id:
+                return queued.to_dict()
         if record is None:
             raise ApiError(404, "run_not_found", f"no run '{run_id}' here; GET /runs lists them", run_id=run_id)
         d = record.to_dict()

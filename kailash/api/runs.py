@@ -36,6 +36,9 @@ TERMINAL_EVENTS = frozenset({"run_completed", "run_failed"})
 _ids = random.Random(os.urandom(32))
 
 
+loop_now = asyncio.get_running_loop
+
+
 def new_run_id() -> str:
     """A 128-bit random run id, like ``uuid4().hex``.
 
@@ -51,14 +54,14 @@ _MAX_EVENTS = 20_000
 class LiveRun:
     """What the gateway knows about a run while (and shortly after) it runs."""
 
-    def __init__(self, run_id: str, workflow: str, tenant_id: str | None, loop: asyncio.AbstractEventLoop,
-                 secrets: frozenset[str]) -> None:
+    def __init__(self, run_id: str, workflow: str, tenant_id: str | None, loop: asyncio.AbstractEventLoop | None,
+                 secrets: frozenset[str], status: str = "running") -> None:
         self.run_id = run_id
         self.workflow = workflow
         self.tenant_id = tenant_id
         self.loop = loop
         self.secrets = secrets
-        self.status = "running"
+        self.status = status
         self.started_at = time.time()
         self.ended_at: float | None = None
         self.nodes: dict[str, dict[str, Any]] = {}
@@ -66,6 +69,7 @@ class LiveRun:
         self.results: dict[str, Any] | None = None
         self.error: dict[str, Any] | None = None
         self.skipped: list[str] = []
+        self.extra: dict[str, Any] | None = None  # e.g. {"queue": ...} of a run taken over from a dead gateway
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._lock = threading.Lock()
         self.metrics: Any = None  # the gateway's GatewayMetrics (kailash.api.metrics): fed each event
@@ -123,7 +127,7 @@ class LiveRun:
         if self.metrics is not None:
             self.metrics.event(self.workflow, ev)
         for q in subscribers:
-            self.loop.call_soon_threadsafe(q.put_nowait, ev)
+            self.loop.call_soon_threadsafe(q.put_nowait, ev)  # type: ignore[union-attr]  # subscribers imply a loop
 
     def subscribe(self) -> tuple[list[dict[str, Any]], asyncio.Queue[dict[str, Any]]]:
         """The events so far, and a queue receiving every later one (call on the event loop)."""
@@ -146,6 +150,8 @@ class LiveRun:
                "nodes": nodes, "error": self.error, "skipped": list(self.skipped)}
         if self.results is not None:
             out["results"] = self.results
+        if self.extra:
+            out["extra"] = self.extra
         return out
 
 
@@ -192,6 +198,9 @@ class RunManager:
         self.live: OrderedDict[str, LiveRun] = OrderedDict()
         self.active: dict[str | None, int] = {}
         self.metrics: Any = None  # handed to each LiveRun (the gateway sets it)
+        self._count_lock = threading.Lock()
+        self.worker: Any = None  # the gateway's QueueWorker: async runs go through the durable queue
+        self.worker_factory: Any = None  # makes it on first use (WorkflowGateway.queue_worker)
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -234,6 +243,11 @@ class RunManager:
             refuse_overrides(workflow, per_node, allowed)
         if tenant is not None:
             check_tenant_run(scope_of(workspace), workflow, parameters, secrets)
+        if not wait and self.worker_factory is not None and self.worker is None:
+            await loop_now().run_in_executor(None, self.worker_factory)
+        if not wait and self.worker is not None:
+            return await self._enqueue(workspace=workspace, name=name, workflow=workflow, parameters=parameters,
+                                       limit=limit, secrets=secrets, run_id=run_id)
         if limit is not None and self.active.get(tenant, 0) >= limit:
             raise ApiError(429, "too_many_runs", f"at most {limit} runs may run at once here; retry when one "
                            "finishes", headers={"Retry-After": "1"}, limit=limit)
@@ -248,16 +262,87 @@ class RunManager:
         run = LiveRun(run_id, name, tenant, loop, secrets)
         run.metrics = self.metrics
         self._remember(run)
-        self.active[tenant] = self.active.get(tenant, 0) + 1
+        self.count(tenant, +1)
         future = loop.run_in_executor(self.executor, _execute, run, workspace, workflow, params, not wait)
 
         def finished(_: Any) -> None:
-            self.active[tenant] = max(0, self.active.get(tenant, 1) - 1)
+            self.count(tenant, -1)
 
         future.add_done_callback(finished)
         if wait:  # shielded: a client that hangs up must not make the run look finished to the limiter
             await asyncio.shield(future)
         return run
+
+    async def _enqueue(self, *, workspace: Any, name: str, workflow: Any, parameters: dict[str, Any],
+                       limit: int | None, secrets: frozenset[str], run_id: str) -> LiveRun:
+        """An async run: written to the durable queue, started here at once if a slot is free.
+
+        Returns the run's :class:`LiveRun` (``status`` ``"queued"`` when it waits for a slot
+        on whichever gateway frees one first; that one is not kept here).
+        """
+        from kailash.errors import SecurityError
+        from kailash.runtime.queue import QueuedRun, queueable_parameters, resolve_references
+
+        worker = self.worker
+        assert worker is not None
+        tenant = workspace.tenant_id
+        try:
+            queueable_parameters(workflow, parameters, allow_env=tenant is None)
+            resolved = resolve_references(workflow, parameters)  # what runs here, if it starts here
+        except SecurityError as exc:
+            raise ApiError(422, "secret_not_queueable", exc.message, node_id=exc.node_id,
+                           parameter=exc.parameter) from None
+        loop = asyncio.get_running_loop()
+        worker.loop = loop
+        queue = worker.queue
+        if limit is not None and await loop.run_in_executor(None, queue.pending, tenant) >= limit:
+            raise ApiError(429, "too_many_runs", f"at most {limit} runs may run at once here; retry when one "
+                           "finishes", headers={"Retry-After": "1"}, limit=limit)
+        mine = worker.reserve()
+        options = {"record_outputs": "always"}
+
+        def put() -> bool:
+            return bool(queue.enqueue(run_id=run_id, workflow=name, parameters=parameters, tenant_id=tenant,
+                                      options=options, owner=worker.id if mine else None, lease=worker.lease))
+
+        try:
+            await loop.run_in_executor(None, put)
+        except BaseException:
+            if mine:
+                worker.release_slot()
+            raise
+        worker.start()
+        if not mine:
+            worker.wake()
+            return LiveRun(run_id, name, tenant, loop, secrets, status="queued")
+        item = QueuedRun(run_id=run_id, workflow=name, parameters=parameters, tenant_id=tenant, options=options,
+                         status="running", owner=worker.id, attempts=1)
+        secret_names = _secret_parameters(workflow)
+        if secret_names:
+            params = {k: (wrap_secrets(dict(v), secret_names[k]) if k in secret_names and isinstance(v, dict) else v)
+                      for k, v in resolved.items()}
+            secrets = secrets | plain_secret_values(params)
+        else:
+            params = resolved
+        run = LiveRun(run_id, name, tenant, loop, secrets)
+        self._remember(run)
+        worker.adopt(item)
+        try:
+            self.executor.submit(worker.run_item, item, (workspace, workflow, params, run))
+        except RuntimeError:  # the pool is shut down: another gateway takes it over
+            worker.queue.release(worker.id, [run_id])
+        return run
+
+    def queued_live_run(self, item: Any, secrets: frozenset[str], loop: Any) -> LiveRun:
+        """The :class:`LiveRun` of a run claimed from the queue (kept for status and live events)."""
+        run = LiveRun(item.run_id, item.workflow, item.tenant_id, loop, secrets)
+        self._remember(run)
+        return run
+
+    def count(self, tenant: str | None, delta: int) -> None:
+        """A run of ``tenant`` started (+1) or ended (-1) in this process (the concurrency limit's count)."""
+        with self._count_lock:
+            self.active[tenant] = max(0, self.active.get(tenant, 0) + delta)
 
     def _remember(self, run: LiveRun) -> None:
         live = self.live

@@ -36,12 +36,16 @@ class RunningGateway:
 
 @contextlib.asynccontextmanager
 async def lifespan(gateway: Any) -> Any:
-    """The gateway's startup and shutdown: keys ready and the schedule tick started first; runs, Redis and owned storage closed last."""
+    """The gateway's startup and shutdown: keys ready, the queue worker and the schedule tick started first; runs, Redis and owned storage closed last."""
     import asyncio
 
     auth = gateway.authentication
     if auth is not None:
         auth.prepare()  # generate the key file now, not on the first request with a key
+    worker = await asyncio.to_thread(gateway.queue_worker)
+    if worker is not None:  # runs queued before this gateway started (or left by one that died) start now
+        worker.loop = asyncio.get_running_loop()
+        worker.start()
     ticking = None
     if gateway.schedule_tick is not None:
         from kailash.api.scheduling import schedule_loop

@@ -211,6 +211,12 @@ class SQLiteStorage:
 
         return SQLiteScheduleStore(self.home / "schedules.db")
 
+    def run_queue(self) -> Any:
+        """The durable run queue (``home/queue.db``; one machine): every namespace's async runs."""
+        from kailash.runtime.queue import SQLiteRunQueue
+
+        return SQLiteRunQueue(self.home / "queue.db")
+
     def describe(self) -> str:
         return f"SQLite under {self.home}"
 

@@ -48,7 +48,13 @@ def add_subcommand(subparsers: Any) -> None:
     p.add_argument("--serve", action="store_true", help="kubernetes: a Deployment + Service running `kailash serve`")
     p.add_argument("--image", help="kubernetes: the image the pods run")
     p.add_argument("--namespace", help="kubernetes: the namespace")
-    p.add_argument("--replicas", type=int, help="kubernetes: Deployment replicas")
+    p.add_argument("--replicas", type=int, help="kubernetes: Deployment replicas (more than 1 needs "
+                   "--database-url-secret)")
+    p.add_argument("--database-url-secret", metavar="NAME",
+                   help="kubernetes: the Secret whose KAILASH_DATABASE_URL is the PostgreSQL database the gateway "
+                        "replicas share (runs and the run queue)")
+    p.add_argument("--on-interrupted", choices=["resume", "mark"],
+                   help="kubernetes: what a replica does with a queued run whose pod died (default resume)")
     p.add_argument(
         "--validate",
         action="store_true",
@@ -89,7 +95,7 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
         from kailash.cli.main import _parameters
 
         cfg["parameters"] = _parameters(argparse.Namespace(params_file=args.params_file, param=None))
-    for key in ("format", "image", "namespace", "replicas", "sdk"):
+    for key in ("format", "image", "namespace", "replicas", "sdk", "database_url_secret", "on_interrupted"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
     if args.serve:

@@ -1,4 +1,4 @@
-"""``kailash serve FILE... [--port --host --trusted-proxy --cors-origin]``: serve saved workflows with the gateway and the Studio.
+"""``kailash serve FILE... [--port --host --trusted-proxy --cors-origin --queue-slots --on-interrupted]``: serve saved workflows with the gateway and the Studio.
 
 Each file is loaded (safe YAML / JSON) and registered under its workflow name (or the
 file's stem when two share a name). Tenants are served when the tenant registry has
@@ -8,6 +8,7 @@ any (or with ``--tenants``). Imports the gateway only when the command runs.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -61,7 +62,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         gateway = WorkflowGateway(port=args.port, host=args.host, tenants=tenants,
                                   max_body_size=args.max_body_mb * 1024 * 1024, log_level=args.log_level,
                                   trusted_proxies=args.trusted_proxy or None, cors_origins=args.cors_origin or None,
-                                  schedule_tick=None if args.no_schedules else 1.0)
+                                  schedule_tick=None if args.no_schedules else 1.0,
+                                  queue=not args.no_queue, queue_slots=args.queue_slots,
+                                  on_interrupted=args.on_interrupted or os.environ.get("KAILASH_ON_INTERRUPTED")
+                                  or "resume")
     except (KailashError, ValueError) as exc:
         _err(f"error: {exc}")
         return 2
@@ -112,5 +116,13 @@ def add_subcommand(subparsers: Any) -> None:
                         "(repeatable; default: none)")
     p.add_argument("--no-schedules", action="store_true",
                    help="fire no schedules from this gateway (others on the same database still do)")
+    p.add_argument("--queue-slots", type=int, default=8, metavar="N",
+                   help="async runs executing in this gateway at once; more wait in the durable queue (default 8)")
+    p.add_argument("--on-interrupted", choices=["resume", "mark"], default=None,
+                   help="a queued run whose gateway died (lease expired, or its process gone on this host): resume "
+                        "it, reusing the nodes it finished, or mark it interrupted (default: $KAILASH_ON_INTERRUPTED "
+                        "or resume)")
+    p.add_argument("--no-queue", action="store_true",
+                   help="run async runs in memory instead of the durable queue (lost if the gateway stops)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)

@@ -199,6 +199,7 @@ class RunLog:
     """
 
     INTERVAL = 0.010
+    RETRY: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)  # a drain that raises these is retried
 
     def __init__(self, store: SQLiteRunStore) -> None:
         self.store = store
@@ -307,14 +308,21 @@ class RunLog:
             if not (plain or runs or nodes):
                 return
             try:
-                self._commit(self._statements(plain, runs, nodes, done), sync or bool(nodes or done), sync)
-            except sqlite3.OperationalError:  # locked by another process, disk full, I/O: try again next time
+                self._write(plain, runs, nodes, done, sync)
+            except self.RETRY:  # locked by another process, disk full, I/O: try again next time
                 pending.extendleft(reversed(taken))
                 active.clear()
                 for run_id, state, written in saved or ():
                     state[1] = written
                     active[run_id] = state
                 raise
+
+    def _write(self, plain: list[tuple[Any, ...]], runs: list[tuple[Any, ...]], nodes: list[tuple[Any, ...]],
+               done: list[tuple[str]], sync: bool) -> None:
+        """Write one drain's rows: ``plain`` (7 values), ``runs`` (14, the ``runs`` columns in
+        order), ``nodes`` (7, ``run_nodes``) and ``done`` (runs whose node rows go). Another
+        store's log overrides this (:class:`kailash.api.postgres.PostgresRunLog`)."""
+        self._commit(self._statements(plain, runs, nodes, done), sync or bool(nodes or done), sync)
 
     def _commit(self, statements: list[tuple[str, list[Any]]], together: bool, sync: bool) -> None:
         """Execute ``statements``, in one transaction if ``together`` (``sync``: with an fsync).

@@ -91,6 +91,8 @@ def test_docker_and_kubernetes_targets(tmp_path, capsys, run_entrypoint):
                 "jobs",
                 "--replicas",
                 "2",
+                "--database-url-secret",
+                "flow-db",
                 "--image",
                 "reg.local/flow:1",
                 "--validate",

@@ -100,6 +100,7 @@ def test_served_workflow_gets_deployment_and_service(tmp_path):
         serve=True,
         config={
             "replicas": 3,
+            "database_url_secret": "analytics-db",
             "namespace": "analytics",
             "port": 9000,
             "image": "registry.local/totals:7",
@@ -121,6 +122,10 @@ def test_served_workflow_gets_deployment_and_service(tmp_path):
     assert svc.spec.selector == dep.spec.selector.match_labels
     assert svc.spec.ports[0].target_port == "http" and svc.spec.ports[0].port == 80
     assert load(out / "kustomization.yaml")["namespace"] == "analytics"
+    db = next(e for e in container.env if e.name == "KAILASH_DATABASE_URL")  # the replicas share one PostgreSQL
+    assert (db.value_from.secret_key_ref.name, db.value_from.secret_key_ref.key) == ("analytics-db",
+                                                                                      "KAILASH_DATABASE_URL")
+    assert "--from-literal=KAILASH_DATABASE_URL=" in (out / "README.md").read_text()
 
     both = tmp_path / "both"
     WorkflowExporter(totals_workflow()).to_kubernetes(both, config={"serve": True, "job": True})
@@ -227,3 +232,26 @@ def test_validator_rejects_wrong_types_names_and_kinds(job):
     bad["apiVersion"] = "batch/v2"
     assert "unsupported apiVersion/kind batch/v2/Job" in validate_manifest(bad)[0]
     assert validate_manifest(["not", "a", "mapping"]) == ["a manifest must be a mapping, got list"]
+
+
+def test_gateway_replicas_need_a_shared_postgres(tmp_path):
+    exporter = WorkflowExporter(totals_workflow())
+    with pytest.raises(SerializationError) as info:
+        exporter.to_kubernetes(tmp_path / "k", serve=True, config={"replicas": 2})
+    assert "'replicas' is 2" in str(info.value) and "database_url_secret" in str(info.value)
+    assert not (tmp_path / "k").exists()
+    one = tmp_path / "one"  # one replica keeps its own SQLite store, as before
+    exporter.to_kubernetes(one, serve=True, config={"replicas": 1})
+    env = {e["name"] for e in load(one / "deployment.yaml")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "KAILASH_DATABASE_URL" not in env
+    out = tmp_path / "many"
+    exporter.to_kubernetes(out, serve=True, config={"replicas": 4, "database_url_secret": "gw-db",
+                                                    "on_interrupted": "mark", "queue_lease": 15})
+    assert validate_kubernetes_manifests(out) == {}
+    dep = load(out / "deployment.yaml")
+    assert dep["spec"]["replicas"] == 4
+    env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["KAILASH_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "gw-db", "key": "KAILASH_DATABASE_URL"}
+    assert env["KAILASH_ON_INTERRUPTED"]["value"] == "mark" and env["KAILASH_QUEUE_LEASE"]["value"] == "15"
+    with pytest.raises(SerializationError, match="'on_interrupted' must be one of resume, mark"):
+        exporter.to_kubernetes(tmp_path / "bad", serve=True, config={"on_interrupted": "retry"})

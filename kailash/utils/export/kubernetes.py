@@ -178,6 +178,19 @@ def kubernetes_manifests(
                 "valueFrom": {"secretKeyRef": {"name": secret_name, "key": "KAILASH_API_KEYS"}},
             },
         ]
+        database_secret = cfg.get("database_url_secret")
+        if database_secret:  # replicas share runs and the run queue through one PostgreSQL database
+            server["spec"]["containers"][0]["env"].append(
+                {
+                    "name": "KAILASH_DATABASE_URL",
+                    "valueFrom": {"secretKeyRef": {"name": database_secret, "key": "KAILASH_DATABASE_URL"}},
+                }
+            )
+        for key, var in (("on_interrupted", "KAILASH_ON_INTERRUPTED"), ("queue_lease", "KAILASH_QUEUE_LEASE")):
+            if cfg.get(key) is not None:
+                server["spec"]["containers"][0]["env"].append({"name": var, "value": str(cfg[key])})
+        # a stopping pod lets its queued runs finish (kailash serve waits up to 10 s for them)
+        server["spec"]["terminationGracePeriodSeconds"] = 30
         selector = {"app.kubernetes.io/name": slug, "app.kubernetes.io/component": "server"}
         out["deployment.yaml"] = {
             "apiVersion": "apps/v1",
@@ -207,6 +220,14 @@ def kubernetes_manifests(
     kustomization["resources"] = list(out)
     out["kustomization.yaml"] = kustomization
     out["README.md"] = _readme(slug, image, secret_name, env_names, namespace, serve, list(out))
+    if serve and cfg.get("database_url_secret"):
+        ns = f" -n {namespace}" if namespace else ""
+        out["README.md"] += (
+            f"\nThe {int(cfg.get('replicas', 1))} gateway replica(s) share one PostgreSQL database: "
+            f"`kubectl{ns} create secret generic {cfg['database_url_secret']} "
+            "--from-literal=KAILASH_DATABASE_URL=postgresql://USER:PASSWORD@HOST:5432/DB`. Async runs are queued "
+            "there and run by whichever replica has a free slot; a run of a pod that dies is taken over by another "
+            "replica once its lease expires (see docs/deploy.md).\n")
     return out
 
 

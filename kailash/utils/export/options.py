@@ -31,7 +31,11 @@ CONFIG_KEYS: dict[str, str] = {
     "image": "Kubernetes: the image the pods run (default NAME:VERSION, built from to_docker)",
     "image_pull_policy": "Kubernetes: IfNotPresent (default), Always or Never",
     "namespace": "Kubernetes: the namespace of every object",
-    "replicas": "Kubernetes: Deployment replicas (default 1)",
+    "replicas": "Kubernetes: Deployment replicas (default 1; more than 1 needs database_url_secret)",
+    "database_url_secret": "Kubernetes: the Secret whose key KAILASH_DATABASE_URL names the PostgreSQL database "
+    "the gateway replicas share (runs, queue); required for replicas > 1",
+    "on_interrupted": "Kubernetes: 'resume' (default) or 'mark' a queued run whose gateway pod died",
+    "queue_lease": "Kubernetes: seconds before another replica takes over a run of a pod that died (default 30)",
     "port": "the HTTP port `kailash serve` listens on (default 8000)",
     "service_port": "Kubernetes: the Service port (default 80)",
     "service_type": "Kubernetes: ClusterIP (default), NodePort or LoadBalancer",
@@ -56,6 +60,9 @@ _TYPES: dict[str, Any] = {
     "image_pull_policy": str,
     "namespace": str,
     "replicas": int,
+    "database_url_secret": str,
+    "on_interrupted": str,
+    "queue_lease": (int, float),
     "port": int,
     "service_port": int,
     "service_type": str,
@@ -72,6 +79,7 @@ _CHOICES = {
     "format": ("yaml", "json"),
     "service_type": ("ClusterIP", "NodePort", "LoadBalancer"),
     "image_pull_policy": ("IfNotPresent", "Always", "Never"),
+    "on_interrupted": ("resume", "mark"),
 }
 
 
@@ -108,6 +116,17 @@ def check_config(cfg: dict[str, Any]) -> dict[str, Any]:
             problems.append(f"export option 'sdk': wheel '{value}' does not exist")
         elif key == "version" and isinstance(value, float) and not math.isfinite(value):
             problems.append("export option 'version' must be a version string")
+        elif key == "queue_lease" and not (math.isfinite(value) and value > 0):
+            problems.append(f"export option 'queue_lease' must be a positive number of seconds, got {value}")
+        elif key == "database_url_secret" and not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", value):
+            problems.append(f"export option 'database_url_secret' {value!r} is not a valid Kubernetes Secret name")
+    replicas = cfg.get("replicas")
+    if isinstance(replicas, int) and replicas > 1 and cfg.get("serve") and not cfg.get("database_url_secret"):
+        problems.append(
+            f"export option 'replicas' is {replicas}, but gateway replicas must share one PostgreSQL database "
+            "(each pod's default SQLite store is its own: runs queued on one pod would be invisible to the others "
+            "and lost with it); set 'database_url_secret' (--database-url-secret NAME) to a Secret holding "
+            "KAILASH_DATABASE_URL, or use replicas: 1")
     if problems:
         raise SerializationError("invalid export config:\n  - " + "\n  - ".join(problems), parameter="config")
     return cfg
