@@ -30,6 +30,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from kailash.runtime.queue import QueuedRun, default_lease, worker_id
+from kailash.runtime.runlog import record_of
 
 __all__ = ["QueueWorker", "ON_INTERRUPTED"]
 
@@ -59,6 +60,8 @@ class _TaggingLog:
         self.info = info
 
     def end(self, record: Any, *, now: bool = False) -> None:
+        if type(record) is tuple:  # the recorder's compact final row
+            record = record_of(record)
         self.inner.end(dataclasses.replace(record, extra={**record.extra, "queue": self.info}), now=now)
 
     def __getattr__(self, name: str) -> Any:

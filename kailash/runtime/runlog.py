@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from kailash.runtime.engine import RunRecorder
     from kailash.runtime.store import RunRecord, SQLiteRunStore
 
-__all__ = ["RunLog", "owner", "owner_alive", "LOG_SCHEMA", "DURABILITY", "pack_nodes"]
+__all__ = ["RunLog", "owner", "owner_alive", "LOG_SCHEMA", "DURABILITY", "pack_nodes", "record_of"]
 
 DURABILITY = ("default", "strict", "off")
 
@@ -80,6 +80,22 @@ def _sql(head: str, group: str, rows: int) -> str:
 
 def _group(width: int) -> str:
     return "(" + ",".join("?" * width) + ")"
+
+
+def record_of(final: tuple[Any, ...]) -> RunRecord:
+    """The :class:`RunRecord` of a recorder's compact final tuple (see :meth:`RunLog.end`)."""
+    from kailash.runtime.store import NodeRecords, RunRecord
+
+    if len(final) == 8:
+        run_id, workflow, status, started, ended, rows, t0, runtime = final
+        error = error_node = outputs = params = tenant = parent = None
+    else:
+        (run_id, workflow, status, started, ended, rows, t0, error, error_node, outputs, params, tenant, runtime,
+         parent) = final
+    return RunRecord(run_id=run_id, workflow=workflow, status=status, started_at=started, ended_at=ended,
+                     nodes=NodeRecords(tuple(rows), started, t0), error=error, error_node=error_node,
+                     outputs=json.loads(outputs) if outputs else None, parameters=json.loads(params) if params else None,
+                     runtime=runtime, tenant=tenant, parent_run_id=parent)
 
 
 def _store_row(record: RunRecord) -> tuple[Any, ...]:
