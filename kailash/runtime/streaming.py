@@ -172,6 +172,11 @@ class _PartRecorder(RunRecorder):
 
     __slots__ = ()
 
+    def reset(self) -> None:
+        """Forget the rows of the last part (the recorder is reused for the next event)."""
+        self._rows.clear()
+        self.skipped.clear()
+
     def completed(self, results: dict[str, Any]) -> None:
         pass
 
@@ -217,6 +222,7 @@ class StreamRun:
         self._last_progress = 0.0
         self._sink: Any = None
         self._ticker: asyncio.TimerHandle | None = None
+        self._spare: _PartRecorder | None = None
 
     # -- the run --------------------------------------------------------------------------------
     async def run(self) -> WorkflowResults:
@@ -295,8 +301,13 @@ class StreamRun:
     async def _part(self, fixed: dict[str, Outputs] | None, only: frozenset[str]) -> WorkflowResults | KailashError:
         """Run one part of the plan; its rows go to the run's record (upstream) or the stats (events)."""
         main = self.recorder
-        rec = _PartRecorder(self.plan.name, self.ctx.run_id, None, None, None)
-        rec.secrets = main.secrets
+        spare = self._spare
+        if spare is not None:  # one part at a time: reuse the recorder
+            self._spare = None
+            rec = spare
+        else:
+            rec = _PartRecorder(self.plan.name, self.ctx.run_id, None, None, None)
+            rec.secrets = main.secrets
         run = Run(self.plan, self.overrides, self.ctx, rec, fixed, only)
         try:
             results = await self.part(run)
@@ -323,6 +334,8 @@ class StreamRun:
                 s[2] += dur
                 if status == "failed":
                     s[1] += 1
+        rec.reset()
+        self._spare = rec
         return err if err is not None else results  # type: ignore[return-value]
 
     async def _consume(self, cursor: Any, upstream: dict[str, Outputs]) -> tuple[KailashError, str] | None:

@@ -13,6 +13,7 @@ _EXPORTS = {
     "CSVWriterNode": "kailash.nodes.data.writers", "JSONWriterNode": "kailash.nodes.data.writers", "TextWriterNode": "kailash.nodes.data.writers",
     "SQLDatabaseNode": "kailash.nodes.data.sql",
     "EventStreamNode": "kailash.nodes.data.streaming",
+    "WindowNode": "kailash.nodes.data.windows",
 }
 
 __all__ = sorted(_EXPORTS)

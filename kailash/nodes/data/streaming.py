@@ -92,7 +92,8 @@ class EventStreamNode(AsyncNode, StreamSource):
     own, the node outputs one event per call, plus ``done`` (True once the stream has
     ended); ``timeout`` bounds the wait for it (in a stream run it bounds only opening
     the connection: the run's own ``timeout`` option is the idle limit).
-    ``delivery="batch"`` outputs ``data`` (the list of events), ``count`` and
+    ``key_field`` names a field of the events' data: in a concurrent stream run, events
+    with the same value keep their order. ``delivery="batch"`` outputs ``data`` (the list of events), ``count`` and
     ``stopped_by`` (``max_events``, ``timeout``, ``stop_condition`` or ``closed``);
     ``timeout`` bounds the whole collection. ``stop_condition`` is a safe expression over
     ``event_type``, ``data`` and ``id``; the event that meets it is the last delivered.
@@ -129,6 +130,9 @@ class EventStreamNode(AsyncNode, StreamSource):
             "verify_ssl": NodeParameter(type=(bool, str), default=True, description="verify TLS (or a CA bundle)"),
             "max_event_bytes": NodeParameter(
                 type=int, default=DEFAULT_MAX_EVENT_BYTES, description="largest single message or event, in bytes"
+            ),
+            "key_field": NodeParameter(
+                type=str, default=None, description="field of data whose value keys events (per-key order in a stream run)"
             ),
         }
 
@@ -182,7 +186,10 @@ class EventStreamNode(AsyncNode, StreamSource):
     async def open_stream(self, inputs: dict[str, Any]) -> _Cursor:
         """A cursor over the selected events (websockets and SSE have no acknowledgement)."""
         spec = self._spec(inputs)
-        return _Cursor(self._selected(spec), spec.finished)
+        key = inputs.get("key_field")
+        if key is not None and (type(key) is not str or not key):
+            raise self._bad("key_field", "the name of a field of the events' data", key)
+        return _Cursor(self._selected(spec), spec.finished, key)
 
     # -- configuration -----------------------------------------------------------------------
     def _delivery(self, v: dict[str, Any]) -> str:
@@ -389,10 +396,11 @@ class EventStreamNode(AsyncNode, StreamSource):
 class _Cursor:
     """:class:`~kailash.nodes.data.stream_source.StreamCursor` over a node's selected events."""
 
-    __slots__ = ("_events", "_finished", "stopped_by")
+    __slots__ = ("_events", "_finished", "_key", "stopped_by")
 
-    def __init__(self, events: AsyncGenerator[dict[str, Any], None], finished: list[str]) -> None:
+    def __init__(self, events: AsyncGenerator[dict[str, Any], None], finished: list[str], key: str | None) -> None:
         self._events = events
+        self._key = key
         self._finished = finished  # the spec's: why the stream ended
         self.stopped_by: str | None = None
 
@@ -405,7 +413,12 @@ class _Cursor:
         except StopAsyncIteration:
             self.stopped_by = self._finished[0] if self._finished else "closed"
             raise
-        return StreamEvent(e["data"], e["event_type"], e["id"])
+        data = e["data"]
+        key = self._key
+        if key is not None:
+            value = data.get(key) if isinstance(data, dict) else None
+            return StreamEvent(data, e["event_type"], e["id"], None if value is None else str(value))
+        return StreamEvent(data, e["event_type"], e["id"])
 
     async def ack(self, event: StreamEvent) -> None:
         """Nothing to tell a websocket or SSE server."""
