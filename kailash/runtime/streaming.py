@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from array import array
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["StreamOptions", "stream_options", "stream_source", "stream_job", "StreamRun", "NoOutputInline",
            "NoOutputConcurrent"]
 
-_LATENCIES = 8192  # latencies kept for the percentiles: the most recent events (constant memory)
+_LATENCIES = 2048  # latencies kept for the percentiles: the most recent events (constant memory)
 _ERRORS = 20  # per-event errors kept in the summary
 
 
@@ -211,7 +212,7 @@ class StreamRun:
         self.events = self.failures = self.dead_lettered = 0
         self.errors: list[dict[str, Any]] = []
         self.node_stats: dict[str, list[float]] = {}  # node id -> [runs, failures, seconds, first start]
-        self.latencies = [0.0] * _LATENCIES
+        self.latencies = array("d", bytes(8 * _LATENCIES))  # doubles, not float objects
         self.stopped_by: str | None = None
         self.stop_reason: str | None = None  # a stop asked for (signal, stop, timeout), not yet acted on
         self.waiting = False
@@ -369,7 +370,11 @@ class StreamRun:
             self.latencies[self.events % _LATENCIES] = done - arrived
             self._maybe_progress(done)
 
+        stop = opts.stop
+        stop_asked = None if stop is None else (stop.is_set if hasattr(stop, "is_set") else stop)
         while not failed:
+            if stop_asked is not None and self.stop_reason is None and stop_asked():
+                self.stop_reason = "stop"
             if self.stop_reason is not None:
                 self.stopped_by = self.stop_reason
                 break
