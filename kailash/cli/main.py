@@ -60,12 +60,27 @@ class _Progress:
     def __init__(self, total: int, enabled: bool) -> None:
         self.total, self.done, self.enabled = total, 0, enabled
         self.t0 = time.perf_counter()
+        self.streaming = False
+
+    def end_line(self) -> None:
+        """End the in-place stream progress line, if one is showing."""
+        if self.streaming:
+            sys.stderr.write("\n")
+            self.streaming = False
 
     def __call__(self, event: dict[str, Any]) -> None:
         if not self.enabled:
             return
         kind = event["event"]
-        if kind == "node_started":
+        if kind == "stream_progress":  # one line, rewritten in place
+            sys.stderr.write(f"\r  ≋ {event['events']} events  {event['events_per_s']:,.1f} events/s  "
+                             f"{event['failures']} failures  {event['dead_lettered']} dead-lettered ")
+            sys.stderr.flush()
+            self.streaming = True
+            return
+        if kind == "stream_started":
+            sys.stderr.write(f"  ≋ streaming from '{event['source']}' (Ctrl-C stops after the event in flight)\n")
+        elif kind == "node_started":
             sys.stderr.write(f"  ▶ {event['node_id']} ...\n")
         elif kind in ("node_completed", "node_skipped", "node_failed"):
             self.done += 1
@@ -96,21 +111,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     progress = _Progress(len(wf.nodes), args.progress or sys.stderr.isatty())
     runtime = LocalRuntime(observers=[progress])
+    stream: dict[str, Any] = {}
+    if args.max_events is not None:
+        stream["max_events"] = args.max_events
+    if args.idle_timeout is not None:
+        stream["timeout"] = args.idle_timeout
+    if args.dead_letter:
+        stream.update(on_event_error="dead_letter", dead_letter=args.dead_letter)
     t0 = time.perf_counter()
     try:
-        results, run_id = runtime.execute(wf, parameters=params)
+        results, run_id = runtime.execute(wf, parameters=params, stream=stream or None)
     except KailashError as exc:
+        progress.end_line()
         _err(f"error: {exc}")
         if exc.run_id:
             _err(f"run {exc.run_id} recorded as failed; see `kailash runs {exc.run_id}`")
         return 2 if exc.run_id is None else 1
     elapsed = time.perf_counter() - t0
+    progress.end_line()
     if args.json:
         from kailash.runtime.store import to_json_safe
 
         _out(json.dumps({"run_id": run_id, "status": "completed", "results": to_json_safe(dict(results))}, indent=2))
         return 0
     _out(f"workflow '{wf.name}' completed in {elapsed * 1000:.1f} ms (run {run_id})")
+    summary = getattr(results, "stream", None)
+    if summary is not None:
+        _out(f"  stream stopped by {summary['stopped_by']}: {summary['events']} events, {summary['failures']} failures, "
+             f"{summary['dead_lettered']} dead-lettered, {summary['events_per_s']:,.1f} events/s")
     for node_id in wf.nodes:
         if node_id in results:
             _out(f"  {node_id}: {_summarise(results[node_id])}")
@@ -253,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params-file", help="parameters as YAML/JSON: {node_id: {param: value}}")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--progress", action="store_true", help="show per-node progress even when not on a terminal")
+    p.add_argument("--max-events", type=int, help="stream runs: stop after this many events")
+    p.add_argument("--idle-timeout", type=float, help="stream runs: stop after this many seconds without an event")
+    p.add_argument("--dead-letter", metavar="FILE.jsonl",
+                   help="stream runs: write failing events to this file and go on (default: the run fails)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("resume", help="resume a failed or interrupted run of a saved workflow")
