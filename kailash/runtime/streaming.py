@@ -626,3 +626,12 @@ async def run_stream_concurrent(runtime: Any, plan: ExecutionPlan, overrides: di
         return await run_concurrent(run, wrapped)
 
     return await StreamRun(plan, overrides, RunContext(run_id, runtime), recorder, job[0], job[1], part).run()
+
+
+def stoppable(workflow: Any, parameters: dict[str, Any] | None, stop: Any) -> dict[str, Any] | None:
+    """``{"stop": stop, "handle_signals": False}`` when running ``workflow`` with ``parameters`` is a
+    stream run, else None: the options a server passes to let a client stop the run (the gateway)."""
+    plan = workflow.compile()
+    if not plan.stream_sources or stream_source(plan, plan.prepare(parameters)) is None:
+        return None
+    return {"stop": stop, "handle_signals": False}
