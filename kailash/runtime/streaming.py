@@ -173,11 +173,6 @@ class _PartRecorder(RunRecorder):
 
     __slots__ = ()
 
-    def reset(self) -> None:
-        """Forget the rows of the last part (the recorder is reused for the next event)."""
-        self._rows.clear()
-        self.skipped.clear()
-
     def completed(self, results: dict[str, Any]) -> None:
         pass
 
@@ -286,17 +281,17 @@ class StreamRun:
                 self._sink.close()
         if failure is not None:
             err, sid = failure
-            self._rows(sid)
+            self._record_rows(sid)
             self._fail(upstream, err, sid)
         for stage in self.stages:  # the last partial windows
             out = stage.node.stream_ended()  # type: ignore[attr-defined]
             if out is not None:
                 res = await self._part({**upstream, stage.id: out}, self.plan.descendants([stage.id]) - {stage.id})
                 if isinstance(res, KailashError):
-                    self._rows(res.node_id)
+                    self._record_rows(res.node_id)
                     self._fail(upstream, res, res.node_id or stage.id)
         rec.node_done(src.id, start, perf() - start)
-        self._rows()
+        self._record_rows()
         return self._finish(upstream, self.stopped_by or "closed")
 
     async def _part(self, fixed: dict[str, Outputs] | None, only: frozenset[str]) -> WorkflowResults | KailashError:
@@ -335,7 +330,7 @@ class StreamRun:
                 s[2] += dur
                 if status == "failed":
                     s[1] += 1
-        rec.reset()
+        rec.clear()
         self._spare = rec
         return err if err is not None else results  # type: ignore[return-value]
 
@@ -526,7 +521,7 @@ class StreamRun:
         return undo
 
     # -- the record ------------------------------------------------------------------------------
-    def _rows(self, failed: str | None = None) -> None:
+    def _record_rows(self, failed: str | None = None) -> None:
         """One row per node below the source: runs summed (failures are in the summary)."""
         rec = self.recorder
         for s in self.plan.steps:
