@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from array import array
 import threading
 import time
+from array import array
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -162,7 +162,7 @@ class NoOutputConcurrent:
 
     async def _one(self, step: Step, inputs: Outputs, ctx: RunContext) -> Outputs:
         out = await self.inner.start(step, inputs, ctx)
-        return None if is_no_output(out) else out  # type: ignore[no-any-return]
+        return None if is_no_output(out) else out  # type: ignore[return-value]  # None: the nodes below skip
 
     def start(self, step: Step, inputs: Outputs, ctx: RunContext) -> Awaitable[Outputs]:
         return self._one(step, inputs, ctx)
@@ -414,7 +414,7 @@ class StreamRun:
 
             def settled(t: asyncio.Task[None], key: Any = key) -> None:
                 inflight.discard(t)
-                sem.release()  # type: ignore[union-attr]
+                sem.release()
                 if key is not None and tails.get(key) is t:
                     del tails[key]
 
@@ -538,7 +538,10 @@ class StreamRun:
         now = time.perf_counter()
         counts = self.counts(now)
         lat = sorted(self.latencies[: min(self.events, _LATENCIES)])
-        pct = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else None)
+
+        def pct(q: float) -> float | None:
+            return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else None
+
         return {"events": counts["events"], "failures": self.failures, "dead_lettered": self.dead_lettered,
                 "stopped_by": stopped_by, "elapsed": counts["elapsed"], "events_per_s": counts["events_per_s"],
                 "latency_p50_ms": pct(0.5), "latency_p99_ms": pct(0.99), "errors": list(self.errors),

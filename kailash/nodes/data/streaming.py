@@ -29,7 +29,6 @@ from kailash._backoff import backoff_delay
 from kailash.errors import NodeConfigurationError, NodeExecutionError
 from kailash.nodes.base import NodeParameter, register_node
 from kailash.nodes.base_async import AsyncNode, run_coroutine
-from kailash.nodes.data.stream_source import StreamEvent, StreamSource
 from kailash.nodes.data._stream_io import (
     DEFAULT_MAX_EVENT_BYTES,
     EventTooLarge,
@@ -39,6 +38,7 @@ from kailash.nodes.data._stream_io import (
     sse_messages,
     ws_messages,
 )
+from kailash.nodes.data.stream_source import StreamEvent, StreamSource
 from kailash.nodes.logic.expressions import compile_expression
 from kailash.security.secrets import Secret, plain_secret_values, redact, reveal
 

@@ -79,7 +79,14 @@ class WindowNode(Node, StreamStage):
         super().__init__(config, **kwargs)
         self._clock = clock or time.time
         self._lock = threading.Lock()
-        self._reset(None)
+        self._aggs: tuple[str, ...] = ("count",)
+        self._start: float | None = None
+        self._end: float | None = None
+        self._count = 0
+        self._sum: float = 0
+        self._min: Any = None
+        self._max: Any = None
+        self._items: list[Any] = []
 
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {
@@ -127,14 +134,16 @@ class WindowNode(Node, StreamStage):
                     self._reset(None)
                     return out
                 return no_output()
+            width = float(duration or 0.0)  # set: _settings made sure one of size/duration is
             ts = self._time(data, inputs.get("timestamp_field"))
-            start = math.floor(ts / duration) * duration  # type: ignore[operator]
-            if self._start is None:
-                self._start, self._end = start, start + duration  # type: ignore[operator]
-            elif start >= self._end:  # a later window: close the open one, this event opens the next
+            start = math.floor(ts / width) * width
+            end = self._end
+            if end is None:
+                self._start, self._end = start, start + width
+            elif start >= end:  # a later window: close the open one, this event opens the next
                 out = self._emit()
                 self._reset(start)
-                self._end = start + duration  # type: ignore[operator]
+                self._end = start + width
                 self._add(value, field)
                 return out
             self._add(value, field)
@@ -161,14 +170,13 @@ class WindowNode(Node, StreamStage):
         return size, float(duration) if duration is not None else None, tuple(aggs)
 
     def _reset(self, start: float | None) -> None:
-        self._start: float | None = start
-        self._end: float | None = None
+        self._start = start
+        self._end = None
         self._count = 0
-        self._sum: float = 0
-        self._min: Any = None
-        self._max: Any = None
-        self._items: list[Any] = []
-        self._aggs: tuple[str, ...] = getattr(self, "_aggs", ("count",))
+        self._sum = 0
+        self._min = None
+        self._max = None
+        self._items = []
 
     def _add(self, value: Any, field: str | None) -> None:
         self._count += 1
