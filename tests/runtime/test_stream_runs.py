@@ -30,6 +30,7 @@ from tests.servers import fixtures as servers
 
 http_server = servers.http_server
 ws_server = servers.ws_server
+dead_url = servers.dead_url
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -264,3 +265,39 @@ def test_live_progress_events_reach_observers(ws_server):
     assert len(progress) >= 2
     assert progress[-1]["events"] == 50 and progress[-1]["failures"] == 0
     assert [p["events"] for p in progress] == sorted(p["events"] for p in progress)
+
+
+def test_a_source_that_cannot_connect_fails_the_run_naming_it(dead_url):
+    wf = stream_workflow(dead_url.replace("http://", "ws://"), reconnect_attempts=0)
+    runtime = LocalRuntime()
+    with pytest.raises(KailashError, match=r"node 'source' \(EventStreamNode\): cannot read the stream") as info:
+        runtime.execute(wf, parameters={"process": {"handle": Seen()}})
+    assert info.value.node_id == "source"
+    record = runtime.get_run(info.value.run_id)
+    assert record.status == "failed" and record.error_node == "source"
+
+
+def test_an_upstream_failure_fails_the_run_before_the_stream_opens(ws_server):
+    wf = stream_workflow(f"{ws_server.url}/events?count=3")
+    wf.add_node("config", PythonCodeNode(code="result = 1 / 0"))
+    wf.connect("config", "process", mapping={"result": "offset"})
+    seen = Seen()
+    before = ws_server.state.connections.get("/events", 0)
+    with pytest.raises(KailashError, match="ZeroDivisionError") as info:
+        LocalRuntime(store=None).execute(wf, parameters={"process": {"handle": seen}})
+    assert info.value.node_id == "config" and seen.items == []
+    assert ws_server.state.connections.get("/events", 0) == before  # the stream was never opened
+
+
+def test_parallel_fail_policy_stops_taking_events(ws_server):
+    seen = Seen(fail_when=lambda d: d["seq"] == 10)
+    wf = stream_workflow(f"{ws_server.url}/events?count=200&keys=4", key_field="key")
+    runtime = ParallelRuntime(store=None)
+    try:
+        with pytest.raises(KailashError, match="cannot handle seq 10") as info:
+            runtime.execute_sync(wf, parameters={"process": {"handle": seen}}, stream={"window": 4})
+    finally:
+        runtime.close()
+    assert info.value.node_id == "process"
+    assert len(seen.items) < 200
+    assert info.value.results["source"]["failures"] >= 1
