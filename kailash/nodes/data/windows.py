@@ -71,6 +71,8 @@ class WindowNode(Node, StreamStage):
         {'window_start': None, 'window_end': None, 'count': 2, 'sum': 3}
     """
 
+    capabilities = frozenset()  # computes only: no files, network or processes
+
     primary_input = "data"
     primary_output = "result"
 
