@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from kailash.nodes.code.python import PythonCodeNode
 from kailash.nodes.data.streaming import EventStreamNode
 from kailash.nodes.data.writers import JSONWriterNode
@@ -48,7 +50,8 @@ def lines(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
 
-def test_sigint_stops_a_stream_run_gracefully(ws_server, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_a_stream_run_gracefully(ws_server, tmp_path, sig):
     path, out = save_stream_workflow(tmp_path, f"{ws_server.url}/endless?interval=0.005")
     proc = kailash("run", str(path), "--progress")
     try:
@@ -57,7 +60,7 @@ def test_sigint_stops_a_stream_run_gracefully(ws_server, tmp_path):
             assert time.monotonic() < deadline, "the stream run did not get going"
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
