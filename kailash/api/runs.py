@@ -329,7 +329,7 @@ def _execute(run: LiveRun, workspace: Any, workflow: Any, parameters: dict[str, 
                            record_outputs="always" if keep_outputs else "failed")
     timeout = getattr(getattr(workspace, "tenant", None), "run_timeout", None)
     try:
-        from kailash.runtime.streaming import stoppable
+        from kailash.runtime.stream_options import stoppable
 
         stream = stoppable(workflow, parameters, run.stop_requested)  # a stream run: stoppable through the API
         run.streaming = stream is not None

@@ -122,7 +122,7 @@ class ParallelRuntime(RuntimeDoor):
         run_id = RunId(run_id) if run_id else new_run_id()
         job = None
         if plan.stream_sources or stream is not None:
-            from kailash.runtime.streaming import stream_job
+            from kailash.runtime.stream_options import stream_job
 
             job = stream_job(plan, overrides, stream)
         recorder = self._recorder(plan, run_id, parameters, observers)
