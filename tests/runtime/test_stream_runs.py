@@ -301,3 +301,15 @@ def test_parallel_fail_policy_stops_taking_events(ws_server):
     assert info.value.node_id == "process"
     assert len(seen.items) < 200
     assert info.value.results["source"]["failures"] >= 1
+
+
+def test_workflow_metadata_sets_stream_options_and_survives_saving(ws_server, tmp_path):
+    from kailash.workflow.graph import Workflow as W
+
+    wf = stream_workflow(f"{ws_server.url}/events?count=20", code="result = data['seq']")
+    wf.metadata["stream"] = {"max_events": 4}
+    loaded = W.load(wf.save(tmp_path / "s.yaml"))
+    results, _ = LocalRuntime(store=None).execute(loaded)
+    assert (results["source"]["events"], results["source"]["stopped_by"]) == (4, "max_events")
+    results, _ = LocalRuntime(store=None).execute(loaded, stream={"max_events": 2})  # the call's options win
+    assert results["source"]["events"] == 2
