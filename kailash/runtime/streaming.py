@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from kailash.errors import KailashError
 from kailash.nodes.data.stream_source import StreamEvent, StreamStage, is_no_output
 from kailash.runtime.engine import RunContext, RunRecorder, WorkflowResults
-from kailash.runtime.scheduler import Outputs, Run, call_node
+from kailash.runtime.scheduler import INLINE, Outputs, Run, call_node
 from kailash.runtime.stream_options import StreamOptions, stoppable, stream_job, stream_options, stream_source
 from kailash.security.secrets import make_current, restore
 
@@ -77,6 +77,12 @@ class NoOutputConcurrent:
 
     def start(self, step: Step, inputs: Outputs, ctx: RunContext) -> Awaitable[Outputs]:
         return self._one(step, inputs, ctx)
+
+
+def _holds_events(plan: ExecutionPlan, source: Step) -> bool:
+    """Whether a node below the source may return ``no_output()`` (only :class:`StreamStage` nodes do)."""
+    below = plan.descendants([source.id])
+    return any(isinstance(s.node, StreamStage) for s in plan.steps if s.id in below and s.id != source.id)
 
 
 class _PartRecorder(RunRecorder):
@@ -491,7 +497,7 @@ def run_stream_inline(runtime: Any, plan: ExecutionPlan, overrides: dict[str, Ou
     from kailash.nodes.base_async import run_coroutine
     from kailash.runtime.scheduler import run_inline
 
-    executor = NoOutputInline()
+    executor = NoOutputInline() if _holds_events(plan, job[0]) else INLINE  # INLINE: the engine's fast path
 
     async def part(run: Run) -> WorkflowResults:
         return run_inline(run, executor)
@@ -507,7 +513,7 @@ async def run_stream_concurrent(runtime: Any, plan: ExecutionPlan, overrides: di
     """A stream run for a concurrent door (``ParallelRuntime``): each part on the concurrent schedule."""
     from kailash.runtime.scheduler import run_concurrent
 
-    wrapped = NoOutputConcurrent(executor)
+    wrapped = NoOutputConcurrent(executor) if _holds_events(plan, job[0]) else executor
 
     async def part(run: Run) -> WorkflowResults:
         return await run_concurrent(run, wrapped)

@@ -99,10 +99,12 @@ def is_stream_source(node: Any) -> bool:
 
 
 def no_output() -> dict[str, Any]:
-    """What a node returns for an event it only absorbs (a window not yet closed).
+    """What a :class:`StreamStage` node returns for an event it only absorbs (a window not yet closed).
 
     In a stream run the nodes below it do not run for that event (they are skipped, as
-    for a branch not taken). Outside a stream run it is an ordinary output dict.
+    for a branch not taken). Only nodes that are a :class:`StreamStage` are checked for
+    it (the others keep the engine's fast path). Outside a stream run it is an ordinary
+    output dict.
     """
     return {NO_OUTPUT_KEY: True}
 
@@ -113,7 +115,8 @@ def is_no_output(outputs: Any) -> bool:
 
 
 class StreamStage:
-    """Mixin for nodes that keep state across the events of a stream run (windows).
+    """Mixin for nodes that keep state across the events of a stream run (windows), and
+    may return :func:`no_output` for an event.
 
     The runtime calls :meth:`stream_started` before the first event and, when the
     stream ends without a failure, :meth:`stream_ended`: outputs returned then (the
