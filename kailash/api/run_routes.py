@@ -202,6 +202,26 @@ def install(app: Any, gw: Any) -> None:
             links["next"] = f"{request.url.path}?{urlencode([*query, ('cursor', next_cursor)])}"
         return {"runs": page, "next_cursor": next_cursor, "links": links}
 
+    @app.post("/runs/{run_id}/stop", tags=["runs"], status_code=202,
+              summary="Stop a stream run gracefully: the event in flight finishes, the run completes")
+    def stop_run(run_id: str, request: Request) -> JSONResponse:
+        principal = principal_of(request.scope)
+        tenant_id = principal.tenant_id if principal is not None else None
+        live = gw.runs.find(run_id, tenant_id)
+        if live is None:
+            if find_record(gw, principal, run_id) is not None:
+                raise ApiError(409, "run_not_running", f"run '{run_id}' has finished; nothing to stop", run_id=run_id)
+            raise ApiError(404, "run_not_found", f"no run '{run_id}' here; GET /runs lists them", run_id=run_id)
+        if live.status != "running":
+            raise ApiError(409, "run_not_running", f"run '{run_id}' has finished; nothing to stop", run_id=run_id)
+        if not live.streaming:
+            raise ApiError(409, "not_a_stream_run", f"run '{run_id}' is not a stream run; only stream runs can be "
+                           "stopped (an ordinary run ends when its last node does)", run_id=run_id)
+        live.stop_requested.set()
+        live.observe({"event": "stream_stop_requested", "run_id": run_id})
+        return JSONResponse({"run_id": run_id, "status": "stopping", "links": {"run": f"/runs/{run_id}",
+                             "events": f"/runs/{run_id}/events"}}, 202)
+
     @app.get("/runs/{run_id}", tags=["runs"], summary="A run: status, per-node status and timing, errors, results")
     def get_run(run_id: str, request: Request) -> dict[str, Any]:
         principal = principal_of(request.scope)

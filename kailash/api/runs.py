@@ -70,6 +70,10 @@ class LiveRun:
         self.error: dict[str, Any] | None = None
         self.skipped: list[str] = []
         self.extra: dict[str, Any] | None = None  # e.g. {"queue": ...} of a run taken over from a dead gateway
+        # stream runs: POST /runs/{id}/stop sets this; the live counts of the last stream_progress event
+        self.stop_requested = threading.Event()
+        self.streaming = False
+        self.stream: dict[str, Any] | None = None
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._lock = threading.Lock()
         self.metrics: Any = None  # the gateway's GatewayMetrics (kailash.api.metrics): fed each event
@@ -117,6 +121,8 @@ class LiveRun:
                     state.update(status="failed", error=ev.get("error"))
                 elif kind == "node_skipped":
                     state.update(status="skipped")
+            if kind == "stream_progress":
+                self.stream = {k: ev.get(k) for k in ("events", "failures", "dead_lettered", "events_per_s", "elapsed")}
             if kind in TERMINAL_EVENTS:
                 self.status = "completed" if kind == "run_completed" else "failed"
                 self.ended_at = ev["ts"]
@@ -148,6 +154,8 @@ class LiveRun:
                "started_at": self.started_at, "ended_at": self.ended_at,
                "duration": None if self.ended_at is None else self.ended_at - self.started_at,
                "nodes": nodes, "error": self.error, "skipped": list(self.skipped)}
+        if self.streaming:
+            out["stream"] = self.stream
         if self.results is not None:
             out["results"] = self.results
         if self.extra:
@@ -417,11 +425,15 @@ def _execute(run: LiveRun, workspace: Any, workflow: Any, parameters: dict[str, 
                            record_outputs="always" if keep_outputs else "failed")
     timeout = getattr(getattr(workspace, "tenant", None), "run_timeout", None)
     try:
+        from kailash.runtime.stream_options import stoppable
+
+        stream = stoppable(workflow, parameters, run.stop_requested)  # a stream run: stoppable through the API
+        run.streaming = stream is not None
         with tenant_security(workspace.tenant_id, workspace):
             if timeout is None:
-                results, _ = runtime.execute(workflow, parameters=parameters, run_id=run.run_id)
+                results, _ = runtime.execute(workflow, parameters=parameters, run_id=run.run_id, stream=stream)
             else:
-                results, _ = _execute_within(runtime, workflow, parameters, run.run_id, timeout)
+                results, _ = _execute_within(runtime, workflow, parameters, run.run_id, timeout, stream)
     except KailashError as exc:
         partial = getattr(exc, "results", None) or {}
         run.finish(redact(to_json_safe(dict(partial)), run.secrets), error_info(exc, run.secrets), [])
@@ -433,7 +445,8 @@ def _execute(run: LiveRun, workspace: Any, workflow: Any, parameters: dict[str, 
     run.finish(redact(safe, run.secrets) if run.secrets else safe, None, list(getattr(results, "skipped", ()) or ()))
 
 
-def _execute_within(runtime: Any, workflow: Any, parameters: dict[str, Any], run_id: str, timeout: float) -> Any:
+def _execute_within(runtime: Any, workflow: Any, parameters: dict[str, Any], run_id: str, timeout: float,
+                    stream: Any = None) -> Any:
     """Run the workflow under a run time limit (a tenant's ``run_timeout``).
 
     The scheduler starts no node past the deadline and records the run as failed; a node
@@ -447,7 +460,7 @@ def _execute_within(runtime: Any, workflow: Any, parameters: dict[str, Any], run
 
     def limited() -> Any:
         with run_deadline(timeout):
-            return runtime.execute(workflow, parameters=parameters, run_id=run_id)
+            return runtime.execute(workflow, parameters=parameters, run_id=run_id, stream=stream)
 
     future = start_thread(limited)  # the thread copies this context: the tenant's scope and policy
     try:

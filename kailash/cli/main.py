@@ -145,10 +145,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     progress = _progress(args, len(wf.nodes))
     runtime = LocalRuntime(observers=[progress])
+    stream: dict[str, Any] = {}
+    if args.max_events is not None:
+        stream["max_events"] = args.max_events
+    if args.idle_timeout is not None:
+        stream["timeout"] = args.idle_timeout
+    if args.dead_letter:
+        stream.update(on_event_error="dead_letter", dead_letter=args.dead_letter)
     t0 = time.perf_counter()
     try:
         with progress:
-            results, run_id = runtime.execute(wf, parameters=params)
+            results, run_id = runtime.execute(wf, parameters=params, stream=stream or None)
     except KailashError as exc:
         code = EXIT_USAGE if exc.run_id is None else EXIT_FAILED
         if args.json:
@@ -167,6 +174,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     done = paint("completed", "green", use_colour(sys.stdout))
     _out(f"workflow '{wf.name}' {done} in {format_elapsed(elapsed)} (run {run_id})")
+    summary = getattr(results, "stream", None)
+    if summary is not None:
+        _out(f"  stream stopped by {summary['stopped_by']}: {summary['events']} events, {summary['failures']} failures, "
+             f"{summary['dead_lettered']} dead-lettered, {summary['events_per_s']:,.1f} events/s")
     for node_id in wf.nodes:
         if node_id in results:
             _out(f"  {node_id}: {_summarise(results[node_id])}")
@@ -340,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the results as JSON on stdout (on failure too: status, exit_code, error)")
     p.add_argument("--progress", action="store_true",
                    help="show per-node progress (and a status every 2 s) even when not on a terminal")
+    p.add_argument("--max-events", type=int, help="stream runs: stop after this many events")
+    p.add_argument("--idle-timeout", type=float, help="stream runs: stop after this many seconds without an event")
+    p.add_argument("--dead-letter", metavar="FILE.jsonl",
+                   help="stream runs: write failing events to this file and go on (default: the run fails)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("resume", help="resume a failed or interrupted run of a saved workflow")

@@ -148,6 +148,7 @@ class RunProgress:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._previous: Any = None
+        self._stream = ""  # a stream run's counts, once it reports them
 
     # -- lifetime -------------------------------------------------------------------------------
     def __enter__(self) -> RunProgress:
@@ -194,6 +195,14 @@ class RunProgress:
                 self.out.line(f"  {mark} [{self.done}/{self.total}] {node}{extra}")
             self._redraw(force=True)
 
+        elif kind == "stream_started":
+            self.out.line(f"  ≋ streaming from '{event.get('source')}' (Ctrl-C stops after the event in flight)")
+        elif kind == "stream_progress":  # a stream run's live counts: the status line
+            with self._lock:
+                self._stream = (f"≋ {format_count(event['events'])} events · {event['events_per_s']:,.1f} events/s · "
+                                f"{event['failures']} failures · {event['dead_lettered']} dead-lettered")
+            self._redraw(force=True)
+
     def on_node_progress(self, event: dict[str, Any]) -> None:
         """A count from inside a node (:mod:`kailash.nodes.progress`)."""
         with self._lock:
@@ -213,6 +222,8 @@ class RunProgress:
             for unit, (what, n) in counts.get(node, {}).items():
                 text += f" · {format_count(n)} {unit} {what}"
             parts.append(text)
+        if self._stream:
+            return self._stream
         if not parts:
             return ""
         return f"[{self.done}/{self.total}] " + " | ".join(parts)

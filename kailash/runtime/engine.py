@@ -233,6 +233,11 @@ class RunRecorder:
         """
         return self._rows[written:]
 
+    def clear(self) -> None:
+        """Forget the rows recorded so far (a recorder reused for each event of a stream run)."""
+        self._rows.clear()  # in place: a completion sink handed out earlier still appends here
+        self.skipped.clear()
+
     def node_started(self, node_id: str) -> None:
         if self.observers:
             event = {"event": "node_started", "run_id": self.run_id, "node_id": node_id}

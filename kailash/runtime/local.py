@@ -67,8 +67,14 @@ class LocalRuntime(RuntimeDoor):
         self.tenant = tenant
 
     def execute(self, workflow: Any, parameters: dict[str, Any] | None = None, *, run_id: str | None = None,
-                observers: list[Observer] | None = None) -> tuple[WorkflowResults, str]:
+                observers: list[Observer] | None = None, stream: Any = None) -> tuple[WorkflowResults, str]:
         """Validate and run ``workflow``; return ``(results, run_id)``.
+
+        A workflow whose source streams (``EventStreamNode``, broker sources) runs as a
+        stream run: the nodes below the source run once per event until the stream ends;
+        ``stream`` sets its options (:class:`~kailash.runtime.streaming.StreamOptions` or a
+        dict: ``max_events``, ``timeout``, ``stop``, ``on_event_error``, ``dead_letter``).
+        See docs/streams.md.
 
         Raises:
             WorkflowValidationError: the graph or ``parameters`` are invalid (nothing ran).
@@ -78,7 +84,16 @@ class LocalRuntime(RuntimeDoor):
         plan = workflow.compile()
         overrides = plan.prepare(parameters)
         run_id = RunId(run_id) if run_id else new_run_id()
+        job = None
+        if plan.stream_sources or stream is not None:
+            from kailash.runtime.stream_options import stream_job
+
+            job = stream_job(plan, overrides, stream)
         recorder = self._recorder(plan, run_id, parameters, observers)
+        if job is not None:
+            from kailash.runtime.streaming import run_stream_inline
+
+            return run_stream_inline(self, plan, overrides, run_id, recorder, job), run_id
         return run_inline(Run(plan, overrides, RunContext(run_id, self), recorder)), run_id
 
     def resume(self, run_id: str, workflow: Any, *, parameters: dict[str, Any] | None = None,

@@ -106,8 +106,12 @@ class ParallelRuntime(RuntimeDoor):
         return pool
 
     async def execute(self, workflow: Any, parameters: dict[str, Any] | None = None, *, run_id: str | None = None,
-                      observers: list[Observer] | None = None) -> tuple[WorkflowResults, str]:
+                      observers: list[Observer] | None = None, stream: Any = None) -> tuple[WorkflowResults, str]:
         """Validate and run ``workflow`` concurrently; return ``(results, run_id)``.
+
+        A workflow whose source streams runs as a stream run (see docs/streams.md); with
+        ``stream={"window": N}`` up to N events are processed at once, events sharing a
+        key in order.
 
         Raises:
             WorkflowValidationError: the graph or ``parameters`` are invalid (nothing ran).
@@ -116,7 +120,17 @@ class ParallelRuntime(RuntimeDoor):
         plan = workflow.compile()
         overrides = plan.prepare(parameters)
         run_id = RunId(run_id) if run_id else new_run_id()
+        job = None
+        if plan.stream_sources or stream is not None:
+            from kailash.runtime.stream_options import stream_job
+
+            job = stream_job(plan, overrides, stream)
         recorder = self._recorder(plan, run_id, parameters, observers)
+        if job is not None:
+            from kailash.runtime.streaming import run_stream_concurrent
+
+            executor = AsyncioExecutor(self.max_concurrency, self._pool())
+            return await run_stream_concurrent(self, plan, overrides, run_id, recorder, job, executor), run_id
         run = Run(plan, overrides, RunContext(run_id, self), recorder)
         return await run_concurrent(run, AsyncioExecutor(self.max_concurrency, self._pool())), run_id
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from kailash.errors import NodeConfigurationError, NodeExecutionError, Problem, WorkflowValidationError
 from kailash.nodes.base import Node, type_name, unknown_parameter_message
+from kailash.nodes.data.stream_source import is_stream_source
 
 if TYPE_CHECKING:
     from kailash.workflow.graph import Workflow
@@ -71,10 +72,12 @@ class ExecutionPlan:
         exits: ids of nodes nothing depends on.
         predecessors: ``{node_id: number of distinct upstream nodes}`` (for readiness).
         order: ``{node_id: position in steps}``.
+        stream_sources: ids of nodes that can be a stream source
+            (:mod:`kailash.nodes.data.stream_source`); a runtime asks them whether they stream.
     """
 
     __slots__ = ("workflow", "version", "name", "steps", "by_id", "entries", "exits", "needs_inputs",
-                 "secret_names", "predecessors", "order")
+                 "secret_names", "predecessors", "order", "stream_sources")
 
     workflow: Workflow
     version: int
@@ -87,6 +90,7 @@ class ExecutionPlan:
     secret_names: dict[str, frozenset[str]]
     predecessors: dict[str, int]
     order: dict[str, int]
+    stream_sources: tuple[str, ...]
 
     def __init__(self, workflow: Workflow, steps: list[Step]) -> None:
         steps = [s if s.gather is not None else replace(s, gather=compile_gather(s)) for s in steps]
@@ -106,6 +110,7 @@ class ExecutionPlan:
         })
         init(self, "predecessors", {s.id: len({e.source for e in s.edges}) for s in steps})
         init(self, "order", {s.id: i for i, s in enumerate(steps)})
+        init(self, "stream_sources", tuple(s.id for s in steps if is_stream_source(s.node)))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"ExecutionPlan is immutable: cannot set '{name}' (keep per-run state in the run)")

@@ -1,9 +1,9 @@
 """Seed pattern 12 (Stream Processing), run against the local websocket server.
 
 ``stream_url`` points at the test server's ``/events`` stream; ``process_data_update`` and
-``handle_status_change`` are real local functions passed in as inputs. Each run of the
-workflow processes the next event (per-event delivery keeps one subscription open
-between runs); a batch variant processes a list of events in one run.
+``handle_status_change`` are real local functions passed in as inputs. One run of the
+workflow, as written, processes the whole stream event by event (a stream run); a
+batch variant processes a list of events in one run.
 """
 
 from __future__ import annotations
@@ -68,35 +68,43 @@ else:
     return workflow, stream_consumer
 
 
-def test_pattern_12_processes_each_event_as_it_arrives(ws_server):
-    workflow, consumer = build(f"{ws_server.url}/events?count=5&types=data_update,status_change,heartbeat")
-    runtime = LocalRuntime()
-    processed = []
-    try:
-        for _ in range(10):  # bounded: the stream has 5 events, 4 of the wanted types
-            results, _ = runtime.execute(workflow, parameters={"stream_processor": HANDLERS})
-            if results["stream_consumer"]["done"]:
-                break
-            processed.append(results["stream_processor"]["result"])
-    finally:
-        consumer.close()
-    assert processed == [
+class Recording:
+    """The seed's handlers, recording each result they produce."""
+
+    def __init__(self) -> None:
+        self.results: list[dict] = []
+
+    def handlers(self) -> dict:
+        def record(fn):
+            def wrapped(data):
+                self.results.append(fn(data))
+                return self.results[-1]
+            return wrapped
+
+        return {name: record(fn) for name, fn in HANDLERS.items()}
+
+
+def test_pattern_12_one_run_processes_the_whole_stream(ws_server):
+    workflow, _ = build(f"{ws_server.url}/events?count=5&types=data_update,status_change,heartbeat")
+    seen = Recording()
+    results, run_id = LocalRuntime().execute(workflow, parameters={"stream_processor": seen.handlers()})
+    assert seen.results == [
         {"kind": "update", "seq": 0, "value": 0},
         {"kind": "status", "seq": 1},
         {"kind": "update", "seq": 3, "value": 60},  # seq 2 was a heartbeat: filtered out
         {"kind": "status", "seq": 4},
     ]
+    assert results["stream_consumer"]["events"] == 4
     assert results["stream_consumer"]["stopped_by"] == "closed"
+    assert LocalRuntime().get_run(run_id).status == "completed"
 
 
 def test_pattern_12_over_server_sent_events(http_server):
-    workflow, consumer = build(f"{http_server.url}/sse?count=3")
-    try:
-        outs = [LocalRuntime().execute(workflow, parameters={"stream_processor": HANDLERS})[0] for _ in range(3)]
-    finally:
-        consumer.close()
-    assert [o["stream_processor"]["result"] for o in outs[:2]] == [
-        {"kind": "update", "seq": 0, "value": 0}, {"kind": "status", "seq": 1}]
+    workflow, _ = build(f"{http_server.url}/sse?count=3")
+    seen = Recording()
+    results, _ = LocalRuntime().execute(workflow, parameters={"stream_processor": seen.handlers()})
+    assert seen.results[:2] == [{"kind": "update", "seq": 0, "value": 0}, {"kind": "status", "seq": 1}]
+    assert results["stream_consumer"]["events"] == 3
 
 
 def test_pattern_12_in_batches(ws_server):
@@ -110,13 +118,10 @@ def test_pattern_12_in_batches(ws_server):
     assert results["stream_consumer"]["stopped_by"] == "max_events"
 
 
-def test_pattern_12_malformed_message_fails_the_consumer(ws_server):
-    workflow, consumer = build(f"{ws_server.url}/malformed")
-    runtime = LocalRuntime()
-    try:
-        runtime.execute(workflow, parameters={"stream_processor": HANDLERS})
-        with pytest.raises(NodeExecutionError, match=r"node 'stream_consumer' \(EventStreamNode\): message #2") as info:
-            runtime.execute(workflow, parameters={"stream_processor": HANDLERS})
-    finally:
-        consumer.close()
+def test_pattern_12_malformed_message_fails_the_run(ws_server):
+    workflow, _ = build(f"{ws_server.url}/malformed")
+    seen = Recording()
+    with pytest.raises(NodeExecutionError, match=r"node 'stream_consumer' \(EventStreamNode\): message #2") as info:
+        LocalRuntime().execute(workflow, parameters={"stream_processor": seen.handlers()})
     assert info.value.node_id == "stream_consumer"
+    assert seen.results == [{"kind": "update", "seq": 0, "value": 0}]  # the good event before it was processed

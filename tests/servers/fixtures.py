@@ -100,8 +100,13 @@ def serve_app(app: Any):
     return f"http://127.0.0.1:{port}", _serve(config, sock, "test-app")
 
 
-def start_ws_server(state: WSState | None = None, *, certfile: str | None = None, keyfile: str | None = None):
-    """Start the websocket server in its own event loop thread; returns ``(RunningServer, stop)``."""
+def start_ws_server(state: WSState | None = None, *, certfile: str | None = None, keyfile: str | None = None,
+                    compression: str | None = "deflate"):
+    """Start the websocket server in its own event loop thread; returns ``(RunningServer, stop)``.
+
+    ``compression=None`` turns permessage-deflate off (a client's read buffer then holds
+    what the bytes say, not ten times more).
+    """
     from websockets.asyncio.server import serve
 
     state = state or WSState()
@@ -116,7 +121,7 @@ def start_ws_server(state: WSState | None = None, *, certfile: str | None = None
         if certfile:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(certfile, keyfile)
-        server = await serve(make_handler(state), sock=sock, ping_interval=None, ssl=tls)
+        server = await serve(make_handler(state), sock=sock, ping_interval=None, ssl=tls, compression=compression)
         holder["server"] = server
         holder["stop"] = asyncio.Event()
         ready.set()

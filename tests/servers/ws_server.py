@@ -2,8 +2,9 @@
 
 Paths:
 
-* ``/events?count=N&types=a,b&interval=S``: N JSON messages
-  ``{"event_type": ..., "data": {"seq": i, "value": 10*i}, "id": i}``, then a normal close.
+* ``/events?count=N&types=a,b&interval=S&keys=K``: N JSON messages
+  ``{"event_type": ..., "data": {"seq": i, "value": 10*i}, "id": i}`` (with ``keys``, the
+  data also has ``"key": "k{i % K}"``), then a normal close.
 * ``/malformed``: one good message, then ``"{broken"``.
 * ``/drop/{key}?after=K&count=N``: the first connection for ``key`` is dropped after K
   messages (no close frame); later connections send the remaining ones.
@@ -44,8 +45,11 @@ def make_handler(state: WSState):
         types = q.get("types", "data_update,status_change").split(",")
         interval = float(q.get("interval", "0"))
 
+        keys = int(q.get("keys", "0"))
+
         def message(i: int) -> str:
-            return json.dumps({"event_type": types[i % len(types)], "data": {"seq": i, "value": i * 10}, "id": i})
+            data = {"seq": i, "value": i * 10, **({"key": f"k{i % keys}"} if keys else {})}
+            return json.dumps({"event_type": types[i % len(types)], "data": data, "id": i})
 
         if path == "/events":
             for i in range(count):

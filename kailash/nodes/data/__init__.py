@@ -19,6 +19,7 @@ _EXPORTS = {
     "NATSJetStreamSourceNode": "kailash.nodes.data.brokers.nats_jetstream", "NATSJetStreamWriterNode": "kailash.nodes.data.brokers.nats_jetstream",
     "MQTTSourceNode": "kailash.nodes.data.brokers.mqtt", "MQTTWriterNode": "kailash.nodes.data.brokers.mqtt",
     "AMQPSourceNode": "kailash.nodes.data.brokers.amqp", "AMQPWriterNode": "kailash.nodes.data.brokers.amqp",
+    "WindowNode": "kailash.nodes.data.windows",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -60,7 +60,24 @@ async def ws_messages(url: str, headers: dict[str, Any], timeout: float, verify:
                 yield "ws", message, None, None
         finally:  # stopped early (max_events, timeout, close): say goodbye with a normal close
             with contextlib.suppress(Exception):
-                await ws.close()
+                await _close(ws)
+
+
+async def _close(ws: Any) -> None:
+    """Close handshake, reading what the server still sends meanwhile: a client that stopped
+    reading (flow control) would otherwise never see the server's close frame and wait the
+    whole ``close_timeout``."""
+    closing = asyncio.ensure_future(ws.close())
+    try:
+        async with asyncio.timeout(2):
+            async for _ in ws:
+                pass
+    except Exception:  # closed (the usual end) or too slow: the close below settles it
+        pass
+    except BaseException:
+        closing.cancel()
+        raise
+    await closing
 
 
 async def sse_messages(url: str, headers: dict[str, Any], timeout: float, verify: Any, last_id: Any,

@@ -17,7 +17,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["StreamEvent", "StreamCursor", "StreamSource", "is_stream_source"]
+__all__ = ["StreamEvent", "StreamCursor", "StreamSource", "is_stream_source", "StreamStage", "NO_OUTPUT_KEY",
+           "no_output", "is_no_output"]
+
+NO_OUTPUT_KEY = "kailash_no_output"
+"""The one output of a node that has nothing for this event (see :func:`no_output`)."""
 
 
 @dataclass(slots=True)
@@ -92,3 +96,36 @@ class StreamSource:
 def is_stream_source(node: Any) -> bool:
     """True when ``node`` implements the stream-source protocol."""
     return isinstance(node, StreamSource)
+
+
+def no_output() -> dict[str, Any]:
+    """What a :class:`StreamStage` node returns for an event it only absorbs (a window not yet closed).
+
+    In a stream run the nodes below it do not run for that event (they are skipped, as
+    for a branch not taken). Only nodes that are a :class:`StreamStage` are checked for
+    it (the others keep the engine's fast path). Outside a stream run it is an ordinary
+    output dict.
+    """
+    return {NO_OUTPUT_KEY: True}
+
+
+def is_no_output(outputs: Any) -> bool:
+    """True when ``outputs`` is :func:`no_output`'s signal."""
+    return type(outputs) is dict and len(outputs) == 1 and outputs.get(NO_OUTPUT_KEY) is True
+
+
+class StreamStage:
+    """Mixin for nodes that keep state across the events of a stream run (windows), and
+    may return :func:`no_output` for an event.
+
+    The runtime calls :meth:`stream_started` before the first event and, when the
+    stream ends without a failure, :meth:`stream_ended`: outputs returned then (the
+    last partial window) run the nodes below this one once more.
+    """
+
+    def stream_started(self) -> None:
+        """A stream run begins: forget state left by an earlier run."""
+
+    def stream_ended(self) -> dict[str, Any] | None:
+        """The stream ended: the outputs still held back, or None."""
+        return None

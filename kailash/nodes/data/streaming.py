@@ -5,9 +5,11 @@ yields events, reconnecting with exponential backoff when the connection drops;
 parsing, filtering and the stop rules (``max_events``, ``timeout``, ``stop_condition``)
 sit on top of it. Two deliveries:
 
-* ``per_event`` (default): each run outputs the next event (``event_type``, ``data``,
-  ``id``); a subscription kept open by the node between runs buffers what arrives,
-  so running the workflow repeatedly processes the stream event by event.
+* ``per_event`` (default): the node is a stream source
+  (:class:`~kailash.nodes.data.stream_source.StreamSource`): one run of its workflow
+  is a stream run, running the nodes below it once per event until the stream ends
+  (see docs/streams.md). Called on its own (``node.execute()``), each call outputs the
+  next event from a subscription kept open between calls.
 * ``batch``: one run collects events until a stop rule fires and outputs them as a list.
 
 Optional dependencies are imported when a stream is opened (``pip install 'kailash[http]'``).
@@ -36,6 +38,7 @@ from kailash.nodes.data._stream_io import (
     sse_messages,
     ws_messages,
 )
+from kailash.nodes.data.stream_source import StreamEvent, StreamSource
 from kailash.nodes.logic.expressions import compile_expression
 from kailash.security.secrets import Secret, plain_secret_values, redact, reveal
 
@@ -72,7 +75,7 @@ def _display(url: str) -> str:
 
 
 @register_node(category="data")
-class EventStreamNode(AsyncNode):
+class EventStreamNode(AsyncNode, StreamSource):
     """Consume a websocket or server-sent-events stream and feed its events downstream.
 
     ``stream_url`` ``ws://``/``wss://`` opens a websocket (JSON messages such as
@@ -83,10 +86,14 @@ class EventStreamNode(AsyncNode):
     resumes from ``Last-Event-ID``). A message that is not valid JSON fails the node
     unless ``on_malformed="skip"`` or ``message_format="text"``.
 
-    ``delivery="per_event"`` (default) outputs one event per run: ``event_type``,
-    ``data``, ``id``, ``event`` and ``done`` (True once the stream has ended, been
-    stopped by ``max_events``/``stop_condition``); ``timeout`` bounds the wait for it.
-    ``delivery="batch"`` outputs ``data`` (the list of events), ``count`` and
+    ``delivery="per_event"`` (default) makes a run of the workflow a stream run: the nodes
+    below run once per event with its ``event_type``, ``data``, ``id`` and ``event``, in
+    order, until the stream ends, ``max_events`` or ``stop_condition``. Executed on its
+    own, the node outputs one event per call, plus ``done`` (True once the stream has
+    ended); ``timeout`` bounds the wait for it (in a stream run it bounds only opening
+    the connection: the run's own ``timeout`` option is the idle limit).
+    ``key_field`` names a field of the events' data: in a concurrent stream run, events
+    with the same value keep their order. ``delivery="batch"`` outputs ``data`` (the list of events), ``count`` and
     ``stopped_by`` (``max_events``, ``timeout``, ``stop_condition`` or ``closed``);
     ``timeout`` bounds the whole collection. ``stop_condition`` is a safe expression over
     ``event_type``, ``data`` and ``id``; the event that meets it is the last delivered.
@@ -123,6 +130,9 @@ class EventStreamNode(AsyncNode):
             "verify_ssl": NodeParameter(type=(bool, str), default=True, description="verify TLS (or a CA bundle)"),
             "max_event_bytes": NodeParameter(
                 type=int, default=DEFAULT_MAX_EVENT_BYTES, description="largest single message or event, in bytes"
+            ),
+            "key_field": NodeParameter(
+                type=str, default=None, description="field of data whose value keys events (per-key order in a stream run)"
             ),
         }
 
@@ -167,6 +177,19 @@ class EventStreamNode(AsyncNode):
         state = dict(self.__dict__)
         state.pop("_stream_subscription", None)
         return state
+
+    # -- the stream-source protocol ----------------------------------------------------------------
+    def streams(self, inputs: dict[str, Any]) -> bool:
+        """A per-event node is a stream source; a batch node runs once like any node."""
+        return self._delivery(inputs) == "per_event"
+
+    async def open_stream(self, inputs: dict[str, Any]) -> _Cursor:
+        """A cursor over the selected events (websockets and SSE have no acknowledgement)."""
+        spec = self._spec(inputs)
+        key = inputs.get("key_field")
+        if key is not None and (type(key) is not str or not key):
+            raise self._bad("key_field", "the name of a field of the events' data", key)
+        return _Cursor(self._selected(spec), spec.finished, key)
 
     # -- configuration -----------------------------------------------------------------------
     def _delivery(self, v: dict[str, Any]) -> str:
@@ -368,6 +391,43 @@ class EventStreamNode(AsyncNode):
             data = value["data"] if "data" in value else value
             return {"event_type": str(etype), "data": data, "id": value.get("id")}
         return {"event_type": "message", "data": value, "id": None}
+
+
+class _Cursor:
+    """:class:`~kailash.nodes.data.stream_source.StreamCursor` over a node's selected events."""
+
+    __slots__ = ("_events", "_finished", "_key", "stopped_by")
+
+    def __init__(self, events: AsyncGenerator[dict[str, Any], None], finished: list[str], key: str | None) -> None:
+        self._events = events
+        self._key = key
+        self._finished = finished  # the spec's: why the stream ended
+        self.stopped_by: str | None = None
+
+    def __aiter__(self) -> _Cursor:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        try:
+            e = await self._events.__anext__()
+        except StopAsyncIteration:
+            self.stopped_by = self._finished[0] if self._finished else "closed"
+            raise
+        data = e["data"]
+        key = self._key
+        if key is not None:
+            value = data.get(key) if isinstance(data, dict) else None
+            return StreamEvent(data, e["event_type"], e["id"], None if value is None else str(value))
+        return StreamEvent(data, e["event_type"], e["id"])
+
+    async def ack(self, event: StreamEvent) -> None:
+        """Nothing to tell a websocket or SSE server."""
+
+    async def nack(self, event: StreamEvent) -> None:
+        """Nothing to tell a websocket or SSE server (no redelivery)."""
+
+    async def close(self) -> None:
+        await self._events.aclose()
 
 
 def _is_tls(exc: BaseException) -> bool:
