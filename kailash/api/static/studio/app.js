@@ -11,6 +11,7 @@ import { Inspector } from "./inspector.js";
 import { Model } from "./model.js";
 import { Palette } from "./palette.js";
 import { Runner } from "./run.js";
+import { RunsPanel } from "./runs.js";
 import { SchedulesPanel } from "./schedules.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -46,7 +47,23 @@ $("#key-form").addEventListener("submit", (e) => {
   updateKeyButton();
   scheduleValidate(0);
   toast(api.key ? "API key saved in this browser" : "API key cleared");
+  if (api.key) openServedWorkflow();
 });
+
+// A gateway serving workflows registered in code (`kailash serve flow.py`): when the
+// Studio is still empty, open the one it serves (the first, if it serves several).
+async function openServedWorkflow() {
+  if (model.nodes.size || dirty) return;
+  let items;
+  try {
+    const res = await api.request("GET", "/workflows", { quiet: true });
+    items = Array.isArray(res) ? res : res.workflows || [];
+  } catch {
+    return;
+  }
+  const served = items.filter((w) => w && w.source === "registered");
+  if (served.length && !model.nodes.size) await openWorkflow(served[0].name);
+}
 $("#key-cancel").addEventListener("click", () => $("#key-dialog").close());
 $("#btn-key").addEventListener("click", () => askKey());
 api.onUnauthorized = (err) => askKey(`The gateway refused the request: ${err.message}`, true);
@@ -228,16 +245,102 @@ function refreshFieldProblems(byNode) {
 }
 
 // -- saving, opening, importing ----------------------------------------------------------------
-async function save({ quiet = false } = {}) {
+// What the server holds for the open workflow: its source ("registered" in code, "uploaded",
+// or null for a new one) and the key of its meaning (the graph without the Studio's layout).
+// A change that only moves nodes never needs a save to run: a registered workflow keeps its
+// layout in this browser, an uploaded one saves it when it can.
+let source = null;
+let savedKey = null;
+let registeredName = null;
+const LAYOUT_STORAGE = "kailash.studio.layout.";
+
+function semanticKey() {
+  const d = model.toDict();
+  delete d.metadata.studio;
+  delete d.name;
+  return JSON.stringify(d);
+}
+function layoutOnly() { return savedKey !== null && semanticKey() === savedKey; }
+
+function keepLayoutLocally(name) {
+  const positions = model.toDict().metadata.studio.positions;
+  try { localStorage.setItem(LAYOUT_STORAGE + name, JSON.stringify(positions)); } catch { /* private mode */ }
+}
+function restoreLocalLayout(name) {
+  let positions = null;
+  try { positions = JSON.parse(localStorage.getItem(LAYOUT_STORAGE + name) || "null"); } catch { positions = null; }
+  if (!positions || typeof positions !== "object") return false;
+  let moved = false;
+  for (const [id, p] of Object.entries(positions)) {
+    const n = model.nodes.get(id);
+    if (n && Array.isArray(p) && p.length === 2) { n.x = p[0]; n.y = p[1]; moved = true; }
+  }
+  if (moved) model.changed("graph");
+  return moved;
+}
+
+// Ask for a new name for a copy of a workflow registered in code; null if the user cancels.
+function askSaveAs(original, why) {
+  const dlg = $("#saveas-dialog");
+  $("#saveas-reason").textContent = why;
+  $("#saveas-name").value = `${original}_copy`;
+  dlg.showModal();
+  $("#saveas-name").select();
+  return new Promise((resolve) => {
+    const done = (value) => {
+      $("#saveas-form").removeEventListener("submit", onSubmit);
+      $("#saveas-cancel").removeEventListener("click", onCancel);
+      dlg.close();
+      resolve(value);
+    };
+    const onSubmit = (e) => { e.preventDefault(); done(cleanName($("#saveas-name").value)); };
+    const onCancel = () => done(null);
+    $("#saveas-form").addEventListener("submit", onSubmit);
+    $("#saveas-cancel").addEventListener("click", onCancel);
+  });
+}
+
+async function save({ quiet = false, forRun = false } = {}) {
+  if (source === "registered" && model.name === registeredName) {
+    if (layoutOnly()) { // nothing the server runs changed: keep the arrangement here
+      keepLayoutLocally(model.name);
+      dirty = false;
+      $("#save-state").textContent = `layout kept in this browser ('${model.name}' is registered in code)`;
+      if (!quiet) toast(`'${model.name}' is registered in code: its layout is kept in this browser`, "ok");
+      return;
+    }
+    const name = await askSaveAs(model.name, `'${model.name}' is registered in code by the gateway, so your changes are saved as a new workflow.`);
+    if (!name) {
+      toast("Not saved: the changes stay in the Studio only", "info");
+      throw new Error("save cancelled");
+    }
+    model.name = name;
+    $("#wf-title").value = name;
+  } else if (forRun && layoutOnly()) { // only moved: save if the server takes it, run anyway
+    try { await api.saveWorkflow(model.name, model.toDict()); } catch { /* the layout is not worth a failed run */ }
+    dirty = false;
+    return;
+  }
   const name = model.name;
   try {
     await api.saveWorkflow(name, model.toDict());
   } catch (err) {
+    if (err.status === 409 && err.body && (err.body.code === "workflow_registered" || err.body.error?.code === "workflow_registered")) {
+      const other = await askSaveAs(name, `A workflow registered in code is already called '${name}'; save yours under another name.`);
+      if (other) {
+        model.name = other;
+        $("#wf-title").value = other;
+        return save({ quiet, forRun });
+      }
+    }
     if (err.status === 422 || err.status === 400) applyProblems(err.rawProblems);
     toast(`Could not save '${name}': ${err.message}`, "error");
     throw err;
   }
   dirty = false;
+  source = "uploaded";
+  registeredName = null;
+  savedKey = semanticKey();
   $("#save-state").textContent = `saved to the server as '${name}'`;
   if (!quiet) toast(`Saved '${name}' to the server`, "ok");
 }
@@ -247,6 +350,8 @@ $("#btn-save").addEventListener("click", () => save().catch(() => {}));
 $("#btn-new").addEventListener("click", () => {
   if (model.nodes.size && dirty && !confirm("Discard the current workflow?")) return;
   model.reset("untitled");
+  source = savedKey = registeredName = null;
+  showMcp(null);
   runner.reset();
 });
 
@@ -292,6 +397,11 @@ async function openWorkflow(name) {
   try {
     const body = await api.getWorkflow(name);
     model.load(graphOf(body));
+    source = body.source || "uploaded";
+    registeredName = source === "registered" ? model.name : null;
+    savedKey = semanticKey();
+    if (source === "registered") restoreLocalLayout(model.name);
+    showMcp(body);
     $("#open-dialog").close();
     runner.reset();
     dirty = false;
@@ -314,6 +424,8 @@ async function importFile(file) {
   try {
     if (/\.json$/i.test(file.name) || text.trimStart().startsWith("{")) {
       model.load(JSON.parse(text));
+      source = savedKey = registeredName = null;
+      showMcp(null);
       toast(`Imported '${model.name}' from ${file.name}`, "ok");
     } else {
       // YAML is read by the server (safely); it stores the workflow and hands back the graph.
@@ -321,6 +433,10 @@ async function importFile(file) {
       const name = (res && (res.name || res.workflow?.name)) || /^name:\s*["']?([^"'\n]+)/m.exec(text)?.[1]?.trim();
       const body = res && res.workflow && typeof res.workflow === "object" ? res : await api.getWorkflow(name);
       model.load(graphOf(body));
+      source = "uploaded";
+      registeredName = null;
+      savedKey = semanticKey();
+      showMcp(null);
       dirty = false;
       $("#save-state").textContent = `imported and saved as '${model.name}'`;
       toast(`Imported '${model.name}' from ${file.name} (saved on the server)`, "ok");
@@ -431,12 +547,70 @@ $("#run-form").addEventListener("submit", (e) => {
 });
 
 const runner = new Runner(api, model, canvas, inspector, {
-  save,
+  save: (opts) => save({ ...opts, forRun: true }),
   isDirty: () => dirty,
   applyProblems,
 });
 
 new SchedulesPanel(api, toast, () => model.name);
+const runsPanel = new RunsPanel(api, { toast, workflowName: () => model.name });
+$("#run-open-detail").addEventListener("click", () => {
+  const id = $("#run-open-detail").dataset.runId;
+  if (id) runsPanel.open({ workflow: model.name, runId: id });
+});
+
+// -- MCP servers ---------------------------------------------------------------------------
+let mcpWorkflow = null;
+function showMcp(body) {
+  const servers = (body && body.mcp_servers) || [];
+  mcpWorkflow = servers.length ? body.name : null;
+  $("#btn-mcp").hidden = !servers.length;
+  $("#btn-mcp").textContent = `MCP (${servers.length})`;
+}
+async function refreshMcp() {
+  const list = $("#mcp-list");
+  list.replaceChildren(Object.assign(document.createElement("p"), { className: "muted", textContent: "Asking the servers…" }));
+  let res;
+  try {
+    res = await api.get(`/workflows/${encodeURIComponent(mcpWorkflow)}/mcp`);
+  } catch (err) {
+    list.replaceChildren(Object.assign(document.createElement("p"), { className: "error-text", textContent: err.message }));
+    return;
+  }
+  const items = [];
+  for (const srv of res.servers || []) {
+    const box = document.createElement("section");
+    box.className = "mcp-server";
+    box.dataset.server = srv.name;
+    box.dataset.reachable = String(!!srv.reachable);
+    const head = document.createElement("h4");
+    const dot = Object.assign(document.createElement("span"), { className: `mcp-dot ${srv.reachable ? "ok" : "bad"}`, textContent: "●" });
+    head.append(dot, ` ${srv.name} `, Object.assign(document.createElement("span"), {
+      className: "muted small", textContent: `${srv.transport || ""} ${srv.reachable ? `reachable, ${srv.tools.length} tool${srv.tools.length === 1 ? "" : "s"}` : "unreachable"}` }));
+    box.append(head);
+    if (srv.error) box.append(Object.assign(document.createElement("p"), { className: "error-text small", textContent: srv.error }));
+    if (srv.tools?.length) {
+      const ul = document.createElement("ul");
+      for (const t of srv.tools) {
+        const li = document.createElement("li");
+        li.dataset.tool = t.name;
+        li.append(Object.assign(document.createElement("code"), { textContent: t.name }));
+        if (t.description) li.append(Object.assign(document.createElement("span"), { className: "muted", textContent: ` ${t.description}` }));
+        ul.append(li);
+      }
+      box.append(ul);
+    }
+    items.push(box);
+  }
+  list.replaceChildren(...items);
+}
+$("#btn-mcp").addEventListener("click", () => {
+  $("#mcp-workflow").textContent = mcpWorkflow;
+  $("#mcp-dialog").showModal();
+  refreshMcp();
+});
+$("#mcp-refresh").addEventListener("click", refreshMcp);
+$("#mcp-close").addEventListener("click", () => $("#mcp-dialog").close());
 
 // -- start ---------------------------------------------------------------------------------
 async function start() {
@@ -461,9 +635,10 @@ async function start() {
       if (err.status === 401) askKey("Workflows and runs need an API key (one of the gateway's KAILASH_API_KEYS).");
     }
   }
+  if (api.key || !$("#key-dialog").open) await openServedWorkflow();
   document.body.dataset.ready = "1";
 }
 
 window.addEventListener("resize", () => canvas.resizeStage());
-window.kailashStudio = { model, canvas, inspector, api }; // for debugging from the console
+window.kailashStudio = { model, canvas, inspector, api, runsPanel }; // for debugging from the console
 start();
