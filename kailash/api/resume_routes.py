@@ -18,8 +18,21 @@ from starlette.concurrency import run_in_threadpool
 from kailash.api.bodies import read_json
 from kailash.api.middleware import principal_of
 from kailash.api.responses import ApiError
+from kailash.api.runs import LiveRun, new_run_id
 
-__all__ = ["install"]
+__all__ = ["install", "ResumedRun"]
+
+
+class ResumedRun(LiveRun):
+    """A :class:`~kailash.api.runs.LiveRun` that resumes another: its description names that run."""
+
+    def __init__(self, run_id: str, parent_run_id: str, reused: list[str], *args: Any) -> None:
+        super().__init__(run_id, *args)
+        self.parent_run_id = parent_run_id
+        self.reused = reused
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "parent_run_id": self.parent_run_id, "reused": self.reused}
 
 
 def _execute_resumed(run: Any, workspace: Any, job: Any, secrets: frozenset[str]) -> None:
@@ -60,7 +73,6 @@ def install(app: Any, gw: Any) -> None:
     async def resume_run(run_id: str, request: Request) -> JSONResponse:
         from kailash.api.documents import problem
         from kailash.api.run_routes import find_record
-        from kailash.api.runs import LiveRun, new_run_id
         from kailash.errors import KailashError
         from kailash.runtime.resume import prepare_resume
 
@@ -92,9 +104,8 @@ def install(app: Any, gw: Any) -> None:
         import asyncio
 
         loop = asyncio.get_running_loop()
-        run = LiveRun(new_run_id(), record.workflow, tenant_id, loop, secrets)
+        run = ResumedRun(new_run_id(), record.run_id, sorted(job.fixed), record.workflow, tenant_id, loop, secrets)
         run.metrics = gw.runs.metrics
-        run.extra = {"parent_run_id": record.run_id, "reused": sorted(job.fixed)}
         gw.runs._remember(run)
         gw.runs.count(tenant_id, +1)
         future = loop.run_in_executor(gw.runs.executor, _execute_resumed, run, workspace, job, secrets)

@@ -85,7 +85,7 @@ def test_resume_reuses_finished_nodes_and_reruns_the_failed_one(gateway):
     assert done["results"]["call"] == {"result": "fixed 40"}  # the recorded output of 'load' was reused
     assert (Counted.calls, Flaky.calls) == (1, 2)
     record = httpx.get(f"{url}/runs/{body['run_id']}", headers=H).json()
-    assert record.get("parent_run_id", failed) == failed
+    assert record["parent_run_id"] == failed and record["reused"] == ["load"]
 
     again = httpx.post(f"{url}/runs/{body['run_id']}/resume", headers=H)  # completed: nothing to resume
     assert again.status_code == 409 and again.json()["code"] == "run_not_resumable"

@@ -145,7 +145,7 @@ export class RunsPanel {
     detail.dataset.runId = rec.run_id;
     detail.dataset.status = rec.status;
     const err = rec.error && typeof rec.error === "object" ? rec.error : rec.error ? { message: rec.error, node_id: rec.error_node } : null;
-    const parent = rec.parent_run_id || rec.extra?.parent_run_id;
+    const parent = rec.parent_run_id;
     const head = $("#run-detail-head");
     head.replaceChildren(
       el("span", { className: `status status-${rec.status}`, textContent: rec.status }),
