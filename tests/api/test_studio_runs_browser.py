@@ -9,6 +9,7 @@ its graph changes, GET / for a browser, and the MCP servers view. Screenshots la
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -49,6 +50,22 @@ class StudioLoad(Node):
         return {"result": list(range(n))}
 
 
+class StudioReport(Node):
+    """Writes a report; every input comes at run time."""
+
+    def get_parameters(self) -> dict[str, NodeParameter]:
+        return {
+            "format": NodeParameter(type=str, required=True, choices=("csv", "json", "html"), description="file format"),
+            "limit": NodeParameter(type=int, required=True, minimum=1, maximum=100, description="rows at most"),
+            "title": NodeParameter(type=str, required=True, description="the heading"),
+            "verbose": NodeParameter(type=bool, required=True, description="say more"),
+            "extra": NodeParameter(type=dict, required=True, description="anything else"),
+        }
+
+    def run(self, format: str, limit: int, title: str, verbose: bool, extra: dict) -> dict[str, Any]:
+        return {"result": {"format": format, "limit": limit, "title": title, "verbose": verbose, "extra": extra}}
+
+
 def flaky_workflow():
     from kailash.workflow import Workflow
 
@@ -68,6 +85,14 @@ def tiny_workflow():
     return wf
 
 
+def report_workflow():
+    from kailash.workflow import Workflow
+
+    wf = Workflow("report")
+    wf.add_node("report", StudioReport())
+    return wf
+
+
 @pytest.fixture
 def served():
     from kailash.api.gateway import WorkflowGateway
@@ -76,6 +101,7 @@ def served():
     gw = WorkflowGateway(port=0, api_keys=[KEY], log_level="warning")
     gw.register_workflow("flaky_pipeline", flaky_workflow())
     gw.register_workflow("tiny", tiny_workflow())
+    gw.register_workflow("report", report_workflow())
     running = gw.serve_in_thread()
     yield running
     running.stop()
@@ -164,7 +190,7 @@ def test_registered_workflow_opens_after_the_key_arranges_and_runs_and_edits_sav
     assert pg.locator("#saveas-dialog[open]").count() == 0
     assert "registered in code" in pg.inner_text("#save-state")
     names = [w["name"] for w in httpx.get(f"{served.url}/workflows", headers=H).json()["workflows"]]
-    assert sorted(names) == ["flaky_pipeline", "tiny"]  # nothing uploaded
+    assert sorted(names) == ["flaky_pipeline", "report", "tiny"]  # nothing uploaded
     shot(pg, "studio-registered-arranged-run.png")
 
     pg.click("#run-open-detail")  # the run panel's run, on the Runs page
@@ -192,6 +218,45 @@ def test_registered_workflow_opens_after_the_key_arranges_and_runs_and_edits_sav
     pg.click("#open-list button[data-workflow='flaky_pipeline']")
     pg.wait_for_function("() => document.querySelector('#wf-title').value === 'flaky_pipeline'")
     assert pg.evaluate("() => { const n = window.kailashStudio.model.nodes.get('load'); return [n.x, n.y]; }") == pos
+
+
+def test_run_dialog_form_is_generated_from_the_json_schema(page, served):
+    pg = page
+    enter_key(pg)
+    pg.wait_for_selector(".node[data-node-id='call']")
+    pg.click("#btn-open")
+    pg.click("#open-list button[data-workflow='report']")
+    pg.wait_for_selector(".node[data-node-id='report']")
+    pg.wait_for_selector("#validation[data-state='valid']")
+    pg.click("#btn-run")
+    pg.wait_for_selector("#run-dialog[open] fieldset[data-node='report']")
+    kinds = pg.eval_on_selector_all("#run-fields [data-param]", "els => els.map(e => [e.dataset.param, e.tagName, e.type])")
+    assert kinds == [["format", "SELECT", "select-one"], ["limit", "INPUT", "number"], ["title", "INPUT", "text"],
+                     ["verbose", "SELECT", "select-one"], ["extra", "TEXTAREA", "textarea"]]
+    options = pg.eval_on_selector_all("[data-param='format'] option", "els => els.map(e => e.textContent)")
+    assert options == ["— choose —", "csv", "json", "html"]
+    assert (pg.get_attribute("[data-param='limit']", "min"), pg.get_attribute("[data-param='limit']", "max")) == ("1", "100")
+    assert "≤ 100" in pg.inner_text("fieldset[data-node='report']")
+    shot(pg, "studio-run-form.png")
+
+    pg.select_option("[data-param='format']", label="json")
+    pg.fill("[data-param='limit']", "500")  # past the maximum: refused here, naming node and parameter
+    pg.fill("[data-param='title']", "Weekly")
+    pg.select_option("[data-param='verbose']", label="false")
+    pg.fill("[data-param='extra']", '{"by": "region"}')
+    pg.click("#run-start")
+    assert pg.inner_text("#run-error") == "report.limit: expected a whole number at least 1 and at most 100, got 500"
+    pg.fill("[data-param='limit']", "20")
+    pg.fill("[data-param='extra']", "{by")
+    pg.click("#run-start")
+    assert pg.inner_text("#run-error").startswith("report.extra: expected a JSON value")
+    pg.fill("[data-param='extra']", '{"by": "region"}')
+    pg.click("#run-start")
+    pg.wait_for_selector("#run-summary[data-run-status='completed']")
+    assert json.loads(pg.inner_text("#run-results")) == {"report": {"result": {
+        "format": "json", "limit": 20, "title": "Weekly", "verbose": False, "extra": {"by": "region"}}}}
+    pg.click("#btn-run")  # the values stay for the next run
+    assert pg.input_value("[data-param='title']") == "Weekly"
 
 
 def test_root_sends_a_browser_to_the_studio(browser, served):  # noqa: F811

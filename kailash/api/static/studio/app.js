@@ -11,6 +11,7 @@ import { Inspector } from "./inspector.js";
 import { Model } from "./model.js";
 import { Palette } from "./palette.js";
 import { Runner } from "./run.js";
+import { buildRunForm, readRunForm } from "./runform.js";
 import { RunsPanel } from "./runs.js";
 import { SchedulesPanel } from "./schedules.js";
 
@@ -516,21 +517,20 @@ function inputsFromWarnings(warnings) {
   return Object.fromEntries(out);
 }
 
+let runValues = {}; // what the form held last time, per workflow: {node_id: {param: value}}
 $("#btn-run").addEventListener("click", () => {
   const inputs = neededInputs();
-  const template = Object.fromEntries(Object.entries(inputs).map(([id, ps]) => [id, Object.fromEntries(ps.map((p) => [p.name, null]))]));
+  buildRunForm($("#run-fields"), inputs, runValues);
   const area = $("#run-params");
-  if (!area.value.trim() || area.dataset.auto === "1") {
-    area.value = JSON.stringify(template, null, 2);
-    area.dataset.auto = "1";
-  }
+  if (!area.value.trim()) area.value = "{}";
+  $("#run-json").open = !Object.keys(inputs).length && area.value.trim() !== "{}";
   $("#run-error").textContent = "";
   $("#run-needed").textContent = Object.keys(inputs).length
-    ? `Needed at run time: ${Object.entries(inputs).map(([id, ps]) => `${id}.${ps.map((p) => p.name).join(", ")}`).join("; ")}`
-    : "Every required parameter is set; add overrides as {\"node_id\": {\"param\": value}} if you like.";
+    ? "Inputs this run must supply:"
+    : "Every required parameter is set. Override any parameter below as JSON if you like.";
   $("#run-dialog").showModal();
+  $("#run-fields [data-param]")?.focus();
 });
-$("#run-params").addEventListener("input", () => { $("#run-params").dataset.auto = "0"; });
 $("#run-cancel").addEventListener("click", () => $("#run-dialog").close());
 $("#run-form").addEventListener("submit", (e) => {
   e.preventDefault();
@@ -539,8 +539,19 @@ $("#run-form").addEventListener("submit", (e) => {
     params = JSON.parse($("#run-params").value || "{}");
     if (!params || typeof params !== "object" || Array.isArray(params)) throw new Error("give an object: {\"node_id\": {\"param\": value}}");
   } catch (err) {
+    $("#run-json").open = true;
     $("#run-error").textContent = `Parameters are not valid JSON: ${err.message}`;
     return;
+  }
+  const form = readRunForm($("#run-fields"));
+  if (form.error) {
+    $("#run-error").textContent = form.error;
+    form.input.focus();
+    return;
+  }
+  runValues = form.params;
+  for (const [node, values] of Object.entries(form.params)) {
+    params[node] = { ...(params[node] && typeof params[node] === "object" ? params[node] : {}), ...values };
   }
   $("#run-dialog").close();
   runner.run(params);
