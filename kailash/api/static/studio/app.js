@@ -7,6 +7,7 @@
 import { Api, ApiError, asProblem, problemText } from "./api.js";
 import { Canvas } from "./canvas.js";
 import { EXPORTERS } from "./export.js";
+import { History } from "./history.js";
 import { Inspector } from "./inspector.js";
 import { Model } from "./model.js";
 import { Palette } from "./palette.js";
@@ -88,6 +89,42 @@ const canvas = new Canvas($("#canvas"), model, {
     if (err) toast(err, "error");
   },
   onMessage: toast,
+});
+
+// -- the view: zoom, fit, minimap, undo/redo -------------------------------------------------
+canvas.attachMinimap($("#minimap"));
+canvas.onZoom = (z) => { $("#zoom-level").textContent = `${Math.round(z * 100)}%`; };
+$("#btn-zoom-in").addEventListener("click", () => canvas.setZoom(canvas.zoom * 1.2));
+$("#btn-zoom-out").addEventListener("click", () => canvas.setZoom(canvas.zoom / 1.2));
+$("#zoom-level").addEventListener("click", () => canvas.setZoom(1));
+$("#btn-fit").addEventListener("click", () => canvas.fit());
+$("#btn-minimap").addEventListener("click", () => {
+  const shown = $("#minimap").classList.toggle("off");
+  $("#minimap").style.display = shown ? "none" : "";
+  $("#btn-minimap").classList.toggle("active", !shown);
+  canvas.drawMinimap();
+});
+const undoHistory = new History(model, {
+  onChange: (h) => {
+    $("#btn-undo").disabled = !h.canUndo;
+    $("#btn-redo").disabled = !h.canRedo;
+  },
+});
+model.onChange(() => { $("#btn-undo").disabled = false; }); // a change settling can be undone at once
+function undo() { if (!undoHistory.undo()) toast("Nothing to undo"); }
+function redo() { if (!undoHistory.redo()) toast("Nothing to redo"); }
+$("#btn-undo").addEventListener("click", undo);
+$("#btn-redo").addEventListener("click", redo);
+document.addEventListener("keydown", (e) => {
+  if (e.target.closest("input, textarea, select, dialog")) return;
+  const mod = e.ctrlKey || e.metaKey;
+  const key = e.key.toLowerCase();
+  if (mod && key === "z") { e.preventDefault(); if (e.shiftKey) redo(); else undo(); }
+  else if (mod && key === "y") { e.preventDefault(); redo(); }
+  else if (mod && (key === "=" || key === "+")) { e.preventDefault(); canvas.setZoom(canvas.zoom * 1.2); }
+  else if (mod && key === "-") { e.preventDefault(); canvas.setZoom(canvas.zoom / 1.2); }
+  else if (mod && key === "0") { e.preventDefault(); canvas.setZoom(1); }
+  else if (e.shiftKey && e.code === "Digit1") { e.preventDefault(); canvas.fit(); }
 });
 
 const palette = new Palette($("#palette-list"), $("#palette-search"), {
@@ -356,7 +393,7 @@ $("#btn-new").addEventListener("click", () => {
   runner.reset();
 });
 
-$("#btn-arrange").addEventListener("click", () => { model.layout(); model.changed("graph"); });
+$("#btn-arrange").addEventListener("click", () => { model.layout(); model.changed("graph"); canvas.fit(); });
 
 $("#btn-open").addEventListener("click", async () => {
   const list = $("#open-list");
@@ -402,7 +439,9 @@ async function openWorkflow(name) {
     registeredName = source === "registered" ? model.name : null;
     savedKey = semanticKey();
     if (source === "registered") restoreLocalLayout(model.name);
+    undoHistory.clear();
     showMcp(body);
+    canvas.fit();
     $("#open-dialog").close();
     runner.reset();
     dirty = false;
@@ -443,6 +482,7 @@ async function importFile(file) {
       toast(`Imported '${model.name}' from ${file.name} (saved on the server)`, "ok");
     }
     runner.reset();
+    canvas.fit();
   } catch (err) {
     const lines = err instanceof ApiError ? err.problems : [err.message];
     toast(`Could not import ${file.name}:\n${lines.join("\n")}`, "error", 10000);
@@ -651,5 +691,5 @@ async function start() {
 }
 
 window.addEventListener("resize", () => canvas.resizeStage());
-window.kailashStudio = { model, canvas, inspector, api, runsPanel }; // for debugging from the console
+window.kailashStudio = { model, canvas, inspector, api, runsPanel, history: undoHistory }; // for debugging from the console
 start();
