@@ -256,8 +256,9 @@ export class Canvas {
     let b = this.bounds();
     if (!b) return;
     const pad = 24;
+    const bottom = 52; // above the canvas toolbar
     const fitOnce = () => {
-      const z = Math.min(1, (this.root.clientWidth - 2 * pad) / (b.x1 - b.x0), (this.root.clientHeight - 2 * pad) / (b.y1 - b.y0));
+      const z = Math.min(1, (this.root.clientWidth - 2 * pad) / (b.x1 - b.x0), (this.root.clientHeight - bottom - pad) / (b.y1 - b.y0));
       this.setZoom(z);
     };
     fitOnce();
