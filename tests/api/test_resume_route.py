@@ -106,3 +106,30 @@ def test_resume_refuses_unknown_runs_other_keys_and_bad_rerun(gateway):
     assert r.status_code == 202 and r.json()["reused"] == []
     assert wait_done(url, r.json()["run_id"])["status"] == "completed"
     assert Counted.calls == 2  # asked to run 'load' again
+
+
+def test_resume_stays_in_the_tenant_that_ran_it(tmp_path):
+    from starlette.testclient import TestClient
+
+    from kailash.api.gateway import WorkflowGateway
+    from kailash.api.tenancy import TenantRegistry
+
+    registry = TenantRegistry(home=tmp_path / "tenants-home")
+    _, acme_key = registry.create_tenant("acme-resume")
+    _, globex_key = registry.create_tenant("globex-resume")
+    acme, globex = {"X-API-Key": acme_key}, {"X-API-Key": globex_key}
+    doc = {"name": "breaks", "nodes": [
+        {"id": "first", "type": "PythonCodeNode", "config": {"code": "result = 2"}},
+        {"id": "second", "type": "PythonCodeNode", "config": {"code": "result = data / 0"}}],
+        "connections": [{"from": "first", "to": "second"}]}
+    gw = WorkflowGateway(port=0, tenants=registry, api_keys=[KEY])
+    with TestClient(gw.app) as client:
+        assert client.post("/workflows", headers=acme, json={"name": "breaks", "workflow": doc}).status_code == 201
+        failed = client.post("/workflows/breaks/execute", headers=acme, json={})
+        assert failed.status_code == 422, failed.text
+        run_id = failed.json()["run_id"]
+        for other in (globex, H):  # another tenant, and the gateway's own namespace: no such run
+            r = client.post(f"/runs/{run_id}/resume", headers=other)
+            assert r.status_code == 404 and r.json()["code"] == "run_not_found"
+        r = client.post(f"/runs/{run_id}/resume", headers=acme)
+        assert r.status_code == 202 and r.json()["reused"] == ["first"]
