@@ -68,7 +68,7 @@ def test_eight_nodes_fit_and_read_at_1280x800(laptop, tmp_path):
     pg.wait_for_selector(".node[data-node-id='store']")
     pg.wait_for_selector("#validation[data-state='valid']")
     pg.wait_for_timeout(300)
-    ARTIFACTS.mkdir(exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     pg.screenshot(path=str(ARTIFACTS / "studio-canvas-8-nodes-1280x800.png"))
 
     view = pg.locator("#canvas").bounding_box()

@@ -108,7 +108,7 @@ def served():
 
 
 def shot(pg, name):
-    ARTIFACTS.mkdir(exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     pg.screenshot(path=str(ARTIFACTS / name))
 
 
