@@ -166,6 +166,24 @@ def test_runs_page_filters_pages_shows_timeline_and_reruns_from_the_failed_node(
 
     pg.click("#run-detail-head .parent-link")  # back to the run it re-ran
     pg.wait_for_selector(f"#run-detail[data-run-id='{failed}']")
+    assert pg.evaluate("location.hash") == f"#runs/{failed}"
+
+    # the address is a link to that run: a new tab with it opens the run's detail
+    other = pg.context.new_page()
+    other.goto(f"{url}/studio#runs/{failed}")
+    other.wait_for_selector(f"#runs-dialog[open] #run-detail[data-run-id='{failed}'][data-status='failed']")
+    other.close()
+
+    # a workflow's runs, from the Open dialog
+    pg.click("#runs-close")
+    assert pg.evaluate("location.hash") == ""
+    pg.click("#btn-open")
+    pg.click("#open-list button[data-runs-of='tiny']")
+    pg.wait_for_selector("#runs-dialog[open]")
+    assert pg.input_value("#runs-workflow") == "tiny" and pg.evaluate("location.hash") == "#runs?workflow=tiny"
+    pg.select_option("#runs-status", "")
+    pg.wait_for_function("() => document.querySelectorAll('#runs-list tr[data-run-id]').length === 25")
+    assert set(pg.eval_on_selector_all("#runs-list tr[data-run-id] td:nth-child(2)", "els => els.map(e => e.textContent)")) == {"tiny"}
 
 
 def test_registered_workflow_opens_after_the_key_arranges_and_runs_and_edits_save_as(page, served):

@@ -410,7 +410,10 @@ $("#btn-open").addEventListener("click", async () => {
       b.textContent = name;
       b.dataset.workflow = name;
       b.addEventListener("click", () => openWorkflow(name));
-      li.append(b);
+      const runs = Object.assign(document.createElement("button"), { className: "small link", textContent: "runs", title: `Runs of '${name}'` });
+      runs.dataset.runsOf = name;
+      runs.addEventListener("click", () => { $("#open-dialog").close(); runsPanel.open({ workflow: name }); });
+      li.append(b, " ", runs);
       if (item.description) li.append(Object.assign(document.createElement("span"), { className: "muted", textContent: ` ${item.description}` }));
       list.append(li);
     }
@@ -687,6 +690,7 @@ async function start() {
     }
   }
   if (api.key || !$("#key-dialog").open) await openServedWorkflow();
+  if (api.key) runsPanel.openFromHash(); // a link to the Runs page or to one run
   document.body.dataset.ready = "1";
 }
 

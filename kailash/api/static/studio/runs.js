@@ -46,6 +46,7 @@ export class RunsPanel {
     $("#runs-more").addEventListener("click", () => this.loadPage());
     $("#run-detail-resume").addEventListener("click", () => this.resume());
     $("#run-detail-back").addEventListener("click", () => this.showList());
+    $("#runs-dialog").addEventListener("close", () => { clearTimeout(this.pollTimer); this.setHash(""); });
   }
 
   // Open the page: all runs, or those of `workflow`; with `runId`, that run's detail.
@@ -60,6 +61,21 @@ export class RunsPanel {
   close() {
     clearTimeout(this.pollTimer);
     $("#runs-dialog").close();
+    this.setHash("");
+  }
+
+  // The page's address says what it shows (#runs, #runs?workflow=x, #runs/RUN_ID): a link
+  // to a run or to a workflow's runs opens them (see openFromHash).
+  setHash(hash) {
+    const url = `${location.pathname}${location.search}${hash}`;
+    if (location.hash !== hash) history.replaceState(null, "", url);
+  }
+
+  openFromHash() {
+    const m = /^#runs(?:\/([0-9A-Za-z_-]+))?(?:\?workflow=([^&]*))?$/.exec(location.hash);
+    if (!m) return false;
+    this.open({ workflow: m[2] ? decodeURIComponent(m[2]) : null, runId: m[1] || null });
+    return true;
   }
 
   filters() {
@@ -74,6 +90,8 @@ export class RunsPanel {
   }
 
   async refresh() {
+    const wf = $("#runs-workflow").value.trim();
+    this.setHash(wf ? `#runs?workflow=${encodeURIComponent(wf)}` : "#runs");
     this.cursor = null;
     $("#runs-list").replaceChildren();
     $("#runs-error").textContent = "";
@@ -119,6 +137,10 @@ export class RunsPanel {
     clearTimeout(this.pollTimer);
     $("#runs-listview").hidden = false;
     $("#run-detail").hidden = true;
+    if (this.current) {
+      const wf = $("#runs-workflow").value.trim();
+      this.setHash(wf ? `#runs?workflow=${encodeURIComponent(wf)}` : "#runs");
+    }
     this.current = null;
   }
 
@@ -132,6 +154,7 @@ export class RunsPanel {
       return;
     }
     this.current = rec;
+    this.setHash(`#runs/${rec.run_id}`);
     $("#runs-listview").hidden = true;
     $("#run-detail").hidden = false;
     this.renderDetail(rec);
