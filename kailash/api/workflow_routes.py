@@ -176,6 +176,7 @@ def install(app: Any, gw: Any) -> None:
             from kailash.nodes.mcp.servers import MCPServerConfig
 
             out: dict[str, Any] = {"name": server, "reachable": False, "tools": [], "error": None}
+            cfg = None
             try:
                 cfg = MCPServerConfig.from_any(server)  # registered with the workflow under this name
                 out.update(transport=cfg.transport, capabilities=list(cfg.capabilities))  # never its command or env
@@ -183,7 +184,13 @@ def install(app: Any, gw: Any) -> None:
             except Exception as exc:  # unreachable, not installed, timed out: say so, never fail the page
                 from kailash.security.secrets import redact
 
-                out["error"] = redact(str(exc), reg.secrets) if reg is not None else str(exc)
+                text = str(exc)
+                if cfg is not None:  # the server by name: its arguments (and env) may hold credentials
+                    text = text.replace(cfg.describe(), f"'{cfg.name}'")
+                    for arg in cfg.args:
+                        if len(arg) >= 4:
+                            text = text.replace(arg, "…")
+                out["error"] = redact(text, reg.secrets) if reg is not None else text
                 return out
             out.update(reachable=True, tools=[{"name": t["name"], "description": t["description"]} for t in tools])
             return out

@@ -307,7 +307,7 @@ def mcp_served():
     from kailash.nodes.mcp import unregister_mcp_server
 
     config = {"clock": {"command": sys.executable, "args": ["-m", "mcp_server_time"], "capabilities": ["time"]},
-              "gone": {"command": "/nonexistent/kailash-mcp-server"}}
+              "gone": {"command": "/nonexistent/kailash-mcp-server", "args": ["--token=tok-never-shown"]}}
     gw = WorkflowGateway(port=0, api_keys=[KEY], log_level="warning")
     gw.register_workflow("with_tools", tiny_workflow(), mcp_config=config)
     running = gw.serve_in_thread()
@@ -331,7 +331,8 @@ def test_mcp_servers_view_lists_tools_and_reachability(browser, mcp_served):  # 
         pg.wait_for_selector(".mcp-server[data-server='clock'][data-reachable='true'] li[data-tool='get_current_time']")
         gone = pg.locator(".mcp-server[data-server='gone']")
         assert gone.get_attribute("data-reachable") == "false"
-        assert "unreachable" in gone.inner_text()
+        assert "unreachable" in gone.inner_text() and "cannot start MCP server 'gone'" in gone.inner_text()
+        assert "tok-never-shown" not in pg.content()
         shot(pg, "studio-mcp-servers.png")
     finally:
         context.close()
