@@ -112,7 +112,7 @@ def shot(pg, name):
     pg.screenshot(path=str(ARTIFACTS / name))
 
 
-def test_runs_page_filters_pages_shows_timeline_and_reruns_from_the_failed_node(page, served):
+def test_runs_page_filters_pages_shows_timeline_and_reruns_from_the_failed_node(page, served):  # noqa: F811
     pg = page
     url = served.url
     for _ in range(27):  # more than a page of runs
@@ -186,7 +186,7 @@ def test_runs_page_filters_pages_shows_timeline_and_reruns_from_the_failed_node(
     assert set(pg.eval_on_selector_all("#runs-list tr[data-run-id] td:nth-child(2)", "els => els.map(e => e.textContent)")) == {"tiny"}
 
 
-def test_registered_workflow_opens_after_the_key_arranges_and_runs_and_edits_save_as(page, served):
+def test_registered_workflow_opens_after_the_key_arranges_and_runs_and_edits_save_as(page, served):  # noqa: F811
     pg = page
     assert "$KAILASH_HOME/gateway_api_key" in pg.inner_text("#key-where")
     enter_key(pg)
@@ -238,7 +238,7 @@ def test_registered_workflow_opens_after_the_key_arranges_and_runs_and_edits_sav
     assert pg.evaluate("() => { const n = window.kailashStudio.model.nodes.get('load'); return [n.x, n.y]; }") == pos
 
 
-def test_run_dialog_form_is_generated_from_the_json_schema(page, served):
+def test_run_dialog_form_is_generated_from_the_json_schema(page, served):  # noqa: F811
     pg = page
     enter_key(pg)
     pg.wait_for_selector(".node[data-node-id='call']")
@@ -336,3 +336,25 @@ def test_mcp_servers_view_lists_tools_and_reachability(browser, mcp_served):  # 
         shot(pg, "studio-mcp-servers.png")
     finally:
         context.close()
+
+
+def test_running_an_edited_registered_workflow_saves_it_as_a_copy_first(page, served):  # noqa: F811
+    pg = page
+    enter_key(pg)
+    pg.click("#btn-open")
+    pg.click("#open-list button[data-workflow='tiny']")
+    pg.wait_for_selector(".node[data-node-id='one']")
+    pg.click(".node[data-node-id='one'] .node-title")
+    pg.fill("[data-param='code']", "result = 41 + 1")
+    pg.wait_for_selector("#validation[data-state='valid']")
+    pg.click("#btn-run")
+    pg.click("#run-start")
+    pg.wait_for_selector("#saveas-dialog[open]")
+    pg.fill("#saveas-name", "tiny answer")  # cleaned to a workflow name
+    pg.click("#saveas-save")
+    pg.wait_for_selector("#run-summary[data-run-status='completed']")
+    assert json.loads(pg.inner_text("#run-results")) == {"one": {"result": 42}}
+    assert pg.input_value("#wf-title") == "tiny_answer"
+    runs = httpx.get(f"{served.url}/runs", headers=H, params={"workflow": "tiny_answer"}).json()["runs"]
+    assert [r["status"] for r in runs] == ["completed"]
+    assert httpx.get(f"{served.url}/runs", headers=H, params={"workflow": "tiny"}).json()["runs"] == []
