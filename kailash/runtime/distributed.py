@@ -9,7 +9,8 @@ other runtime, so results, skipped branches, errors and run records match
 
 Each run serialises the compiled plan once with cloudpickle (node classes from
 ``__main__`` travel by value; others must be importable on the workers) and sends the
-bytes along (as a task's argument, or scattered when large); a task (``_run_task``, on
+bytes along (with every task while small, so no task is tied to the worker holding
+them; else broadcast to every worker once); a task (``_run_task``, on
 the worker) loads the plan once per run and calls the node with the inputs the core
 gathered. Upstream outputs therefore travel through the client, which returns them
 to the caller anyway.
@@ -25,7 +26,10 @@ Running on a real cluster: start ``dask scheduler`` on one machine and
 ``kailash`` and the modules defining your node classes are installed (or call
 ``cloudpickle.register_pickle_by_value(module)``); then
 ``DaskRuntime(address="tcp://SCHEDULER:8786")``. Files named in node config must be
-readable on the workers.
+readable on the workers. A worker that cannot import a node's module fails the run
+with a :class:`NodeExecutionError` naming the node, its class and the module. See
+``docs/deploy.md`` ("Dask across hosts") for what to install where and the scheduler
+settings that bound how long a lost worker host goes unnoticed.
 """
 
 from __future__ import annotations
@@ -96,16 +100,28 @@ class _NodeFailure(Exception):
         return restored
 
 
+class _LoadFailure(Exception):
+    """A worker could not import a module the plan needs: ``(message, module, worker address)``."""
+
+    def __init__(self, message: str, module: str, worker: str) -> None:
+        super().__init__(message, module, worker)
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except Exception:  # not on a worker (a test calling the task directly)
+        return "?"
+
+
 _PLANS: OrderedDict[str, Any] = OrderedDict()
 _PLANS_LOCK = threading.Lock()
 _KEEP_PLANS = 16  # plans of runs in flight on this worker
 
 
-_INLINE_PAYLOAD = 1 << 20
-
-
-def _identity(value: Any) -> Any:
-    return value
+_INLINE_PAYLOAD = 16 << 10  # up to this size the plan rides along with every task message
 
 
 def _load(token: str, payload: bytes) -> tuple[Any, Any]:
@@ -127,6 +143,8 @@ def _run_task(token: str, payload: bytes, sid: str, inputs: Outputs, run_id: str
     """One node, on a worker: ``(outputs, policy events)``; a failure travels as :class:`_NodeFailure`."""
     try:
         plan, security = _load(token, payload)
+    except ImportError as exc:  # a node's module is not installed on this worker: the client names the node
+        raise _LoadFailure(f"{type(exc).__name__}: {exc}", exc.name or "", _worker_address()) from None
     except Exception as exc:
         raise NodeExecutionError(
             f"node '{sid}': the Dask worker could not load the workflow: {type(exc).__name__}: {exc}; install "
@@ -164,10 +182,12 @@ class DaskExecutor:
     waits for them earlier), so a wide fan comes back in a few round trips.
     """
 
-    __slots__ = ("client", "token", "data", "run_id", "max_concurrency", "_finished", "_collecting", "_running")
+    __slots__ = ("client", "token", "data", "run_id", "plan", "max_concurrency", "_finished", "_collecting",
+                 "_running")
 
-    def __init__(self, client: Any, token: str, data: Any, run_id: str) -> None:
+    def __init__(self, client: Any, token: str, data: Any, run_id: str, plan: Any = None) -> None:
         self.client = client
+        self.plan = plan
         self.token = token
         self.data = data
         self.run_id = run_id
@@ -244,6 +264,8 @@ class DaskExecutor:
             return
         try:
             await fut
+        except _LoadFailure as failure:
+            waiter.set_exception(self._missing(*failure.args))
         except _NodeFailure as failure:
             err = failure.restore()
             events = err.__dict__.pop("kailash_events", None)
@@ -255,6 +277,28 @@ class DaskExecutor:
             waiter.set_exception(exc)
         else:  # finished after all
             waiter.set_exception(NodeExecutionError("a Dask task finished in an unexpected state"))
+
+    def _missing(self, message: str, module: str, worker: str) -> NodeExecutionError:
+        """The worker at ``worker`` lacks ``module``: name the nodes whose class (or function) lives there."""
+        users: list[tuple[str, str]] = []
+        if self.plan is not None and module:
+            for node_id, node in self.plan.workflow.nodes.items():
+                fn = getattr(node, "_function", None)
+                for where in {type(node).__module__, getattr(fn, "__module__", None) or ""}:
+                    if where == module or where.startswith(module + "."):
+                        users.append((node_id, f"{where}.{type(node).__qualname__}" if where == type(node).__module__
+                                      else f"{where}.{getattr(fn, '__qualname__', '?')}"))
+        if users:
+            node_id = users[0][0]
+            named = ", ".join(f"node '{n}' ({what})" for n, what in users)
+            text = (f"{named} cannot run on the Dask worker {worker}: it cannot import module '{module}' "
+                    f"({message}); install the module on every worker, or call "
+                    f"cloudpickle.register_pickle_by_value({module}) before running to ship it with the workflow")
+        else:
+            node_id = None
+            text = (f"the Dask worker {worker} could not load the workflow: {message}; install kailash and the "
+                    "modules defining your node classes on every worker")
+        return NodeExecutionError(text, node_id=node_id, run_id=self.run_id, parameter="module", got=module)
 
 
 # -- on the client ---------------------------------------------------------------------------
@@ -380,12 +424,12 @@ class DaskRuntime(RuntimeDoor):
             raise KailashError("DaskRuntime is closed; create a new DaskRuntime to run workflows")
         run_id = recorder.run_id
         payload = self._payload(plan)
-        if len(payload) <= _INLINE_PAYLOAD:  # rides along with the task messages: no extra round trip
-            data = client.submit(_identity, payload, key=f"kailash-plan-{run_id}", pure=False)
-        else:  # large: straight to the workers, not through the scheduler
+        if len(payload) <= _INLINE_PAYLOAD:  # rides along with every task: no extra round trip, no data to lose
+            data: Any = payload
+        else:  # large: to every worker once, straight (not through the scheduler); no task is tied to one worker
             [data] = client.scatter([payload], broadcast=True, hash=False)
         run = Run(plan, overrides, RunContext(run_id, self), recorder, fixed)
-        executor = DaskExecutor(client, run_id, data, run_id)
+        executor = DaskExecutor(client, run_id, data, run_id, plan)
 
         async def schedule() -> WorkflowResults:
             return await run_concurrent(run, executor)
