@@ -121,6 +121,7 @@ _PLANS_LOCK = threading.Lock()
 _KEEP_PLANS = 16  # plans of runs in flight on this worker
 
 
+_LOST = "scheduler-connection-lost"  # why the Dask client cancels every future when its scheduler is gone
 _INLINE_PAYLOAD = 16 << 10  # up to this size the plan rides along with every task message
 
 
@@ -216,6 +217,8 @@ class DaskExecutor:
         try:
             try:
                 await settled([fut])  # type: ignore[no-untyped-call]
+            except Exception:  # FuturesCancelledError: the future was cancelled; _failed tells why
+                pass
             finally:
                 self._running -= 1
             self._done(fut, waiter, state, needed or fut.status != "finished")
@@ -242,10 +245,10 @@ class DaskExecutor:
                 if ok:
                     try:
                         values = await self.client.gather([b[0] for b in ok])
-                    except Exception as exc:  # e.g. a worker holding the data died
-                        for _, waiter, _ in ok:
+                    except Exception as exc:  # e.g. a worker holding the data died, or the scheduler
+                        for fut, waiter, _ in ok:
                             if not waiter.done():
-                                waiter.set_exception(exc)
+                                waiter.set_exception(self._foreign(fut, exc))
                     else:
                         for (_, waiter, state), (out, events) in zip(ok, values, strict=True):
                             if events and state is not None:
@@ -260,7 +263,11 @@ class DaskExecutor:
 
     async def _failed(self, fut: Any, waiter: Any, state: Any) -> None:
         if fut.status == "cancelled":
-            waiter.cancel()
+            reason = getattr(getattr(getattr(fut, "_state", None), "exception", None), "reason", None)
+            if reason == _LOST or self._scheduler_lost():  # the client cancels every future when its scheduler is gone
+                waiter.set_exception(self._foreign(fut, ConnectionError("the scheduler connection was lost")))
+            else:
+                waiter.cancel()
             return
         try:
             await fut
@@ -274,9 +281,26 @@ class DaskExecutor:
             err.__traceback__ = None
             waiter.set_exception(err)
         except BaseException as exc:  # a foreign error: a worker died, the task could not be unpickled
-            waiter.set_exception(exc)
+            waiter.set_exception(self._foreign(fut, exc))
         else:  # finished after all
             waiter.set_exception(NodeExecutionError("a Dask task finished in an unexpected state"))
+
+    def _scheduler_lost(self) -> bool:
+        return getattr(self.client, "status", "running") not in ("running", "newly-created")
+
+    def _foreign(self, fut: Any, exc: BaseException) -> BaseException:
+        """A task's error that no node raised; losing the scheduler becomes a ClusterConnectionError."""
+        if not (isinstance(exc, OSError) or _LOST in str(exc) or self._scheduler_lost()):
+            return exc
+        key = str(fut.key)
+        sid = key[len("kailash-"):-(len(self.run_id) + 1)] if key.startswith("kailash-") else key
+        address = getattr(getattr(self.client, "scheduler", None), "address", None) or "?"
+        return ClusterConnectionError(
+            f"DaskRuntime: lost the Dask scheduler at {address} while node '{sid}' was running "
+            f"({type(exc).__name__}: {exc}); the nodes that finished are recorded: resume the run "
+            f"(runtime.resume(run_id, workflow), or `kailash resume`) once a scheduler and workers are back",
+            node_id=sid, run_id=self.run_id, parameter="address", got=address,
+        )
 
     def _missing(self, message: str, module: str, worker: str) -> NodeExecutionError:
         """The worker at ``worker`` lacks ``module``: name the nodes whose class (or function) lives there."""

@@ -81,10 +81,11 @@ def fan_workflow() -> Any:
 
     n, delay, token = int(os.environ.get("KXC_N", "8")), float(os.environ.get("KXC_DELAY", "0.5")), "f"
     wf = Workflow("fan")
-    wf.add_node("join", PythonCodeNode(code="result = sorted(d['index'] for d in parts.values())"))
+    parts = ", ".join(f"p{i}" for i in range(n))
+    wf.add_node("join", PythonCodeNode(code=f"result = sorted(d['index'] for d in [{parts}])"))
     for i in range(n):
         wf.add_node(f"s{i}", SlowNode(token=token, index=i, delay=delay))
-        wf.connect(f"s{i}", "join", mapping={"result": f"parts.s{i}"})
+        wf.connect(f"s{i}", "join", mapping={"result": f"p{i}"})
     return wf
 
 

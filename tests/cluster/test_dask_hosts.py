@@ -60,3 +60,84 @@ def test_a_worker_without_a_nodes_module_names_the_node_and_the_module(dask_clus
     assert err is not None and err["type"] == "NodeExecutionError", err
     assert "'private'" in err["message"] and "kxc_private" in err["message"], err["message"]
     assert "install" in err["message"]
+
+
+def _fan(dask_cluster, tmp_path, n: int, delay: float, **extra: str):
+    effects = tmp_path / "effects.txt"
+    dask_cluster.start_scheduler()
+    dask_cluster.start_worker("w1", KXC_EFFECTS=str(effects))
+    dask_cluster.start_worker("w2", KXC_EFFECTS=str(effects))
+    dask_cluster.wait_workers(2)
+    client = dask_cluster.client("fan", KXC_N=str(n), KXC_DELAY=str(delay), **extra)
+    _wait_effects(effects, lambda e: any(h == "w2" for _, _, h, _ in e) and len(e) >= 3, 30)
+    return effects, client
+
+
+def _check_once_except_on(lost: str, effects: list[tuple[str, str, str, int]], n: int) -> None:
+    """Every node ran; a node ran twice only if its first attempt was on the lost host."""
+    by_node = collections.defaultdict(list)
+    for _, node, host, _ in effects:
+        by_node[node].append(host)
+    assert set(by_node) == {f"s{i}" for i in range(n)}
+    for node, ran in by_node.items():
+        assert len(ran) <= 2, (node, ran)
+        if len(ran) == 2:
+            assert ran[0] == lost and ran[1] != lost, (node, ran)
+
+
+@pytest.mark.parametrize("fault", ["killed", "cut off"])
+def test_a_lost_worker_host_mid_run_the_run_completes_on_the_other(dask_cluster, hosts, tmp_path, fault):
+    effects, client = _fan(dask_cluster, tmp_path, 8, 1.0)
+    at_fault = _effects(effects)
+    if fault == "killed":
+        hosts.kill("w2")  # SIGKILL: the scheduler sees the connection close
+    else:
+        hosts.cut("w2")  # no FIN, no RST: noticed when its heartbeats stop (worker-ttl)
+    out = dask_cluster.result(client, 45)
+    assert out["status"] == "completed", out
+    assert out["join"] == list(range(8))
+    assert out["record"]["status"] == "completed"
+    after = _effects(effects)
+    _check_once_except_on("w2", after, 8)
+    assert any(h == "w2" for _, _, h, _ in at_fault)
+    print(f"{fault}: completed in {out['seconds']:.1f} s; {len(after) - 8} node(s) ran again")
+
+
+def test_the_scheduler_killed_mid_run_fails_fast_and_the_run_resumes(dask_cluster, hosts, tmp_path):
+    resume_at = tmp_path / "resume-at"
+    effects, client = _fan(dask_cluster, tmp_path, 8, 1.0, KXC_RESUME_AT=str(resume_at))
+    _wait_effects(effects, lambda e: len(e) >= 5, 30)  # the first round finished, the second running
+    time.sleep(0.4)  # the first round's outputs are back on the client
+    killed_at = time.monotonic()
+    dask_cluster.procs["sched"].send_signal(signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    out_file = tmp_path / "client.out"
+    while '"waiting"' not in out_file.read_text():
+        assert client.poll() is None, dask_cluster.logs()
+        assert time.monotonic() < deadline, f"the client did not notice the lost scheduler\n{dask_cluster.logs()}"
+        time.sleep(0.05)
+    noticed = time.monotonic() - killed_at
+    at_failure = _effects(effects)
+    # a new cluster: scheduler and workers started again (the old workers lost their scheduler)
+    hosts.kill("w1")
+    hosts.kill("w2")
+    dask_cluster.port = dask_cluster.port + 1 if dask_cluster.port < 65000 else 20000
+    dask_cluster.address = f"tcp://{hosts['sched'].ip}:{dask_cluster.port}"
+    dask_cluster.start_scheduler()
+    dask_cluster.start_worker("w1", KXC_EFFECTS=str(effects))
+    resume_at.write_text(dask_cluster.address)
+    out = dask_cluster.result(client, 60)
+    assert out["status"] == "failed" and out["record"]["status"] in ("failed", "interrupted"), out
+    err = out["error"]
+    assert err["type"] == "ClusterConnectionError", err
+    assert "scheduler" in err["message"] and "resume" in err["message"], err
+    assert noticed < 15, noticed
+    assert out["resumed"]["join"] == list(range(8)) and out["resumed"]["status"] == "completed"
+    finished = {n for n, s in out["record"]["nodes"].items() if s == "completed"}
+    assert finished, out["record"]
+    counts = collections.Counter(node for _, node, _, _ in _effects(effects))
+    for node in finished:  # a node finished before the loss is reused, not run again
+        assert counts[node] == 1, (node, counts)
+    assert set(counts) == {f"s{i}" for i in range(8)}
+    assert len(at_failure) <= len(_effects(effects))
+    print(f"scheduler loss noticed in {noticed:.1f} s; {len(finished)} finished node(s) reused")
