@@ -53,12 +53,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def hosts() -> Iterator[Hosts]:
     require_netns()
     made = Hosts()
     try:
-        for name in ("sched", "w1", "w2", "client"):
+        for name in ("sched", "w1", "w2", "client", "gw1", "gw2"):
             made.add(name)
         yield made
     finally:
