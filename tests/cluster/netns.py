@@ -1,7 +1,7 @@
 """Separate hosts on one machine: Linux network namespaces joined by a bridge.
 
-:class:`Hosts` makes one namespace per host (``kxh-<pid>-<name>``), each with a veth pair
-whose root end sits on a bridge (``kxb<pid>``) in the root namespace, and an address in a
+:class:`Hosts` makes one namespace per host (``kxh-<pid>-<n>-<name>``), each with a veth pair
+whose root end sits on a bridge (``kxb<pid>x<n>``) in the root namespace, and an address in a
 private ``10.231.N.0/24`` range free on this machine (the bridge is ``.1``, so a relay in
 the root namespace can serve every host). Processes start inside a host with
 ``ip netns exec`` (the command replaces ``ip``: its pid is the real process, so SIGKILL
@@ -17,6 +17,7 @@ when ``KAILASH_REQUIRE_NETNS=1``, so a machine that can run these never skips si
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import re
 import shutil
@@ -29,6 +30,7 @@ from pathlib import Path
 import pytest
 
 PREFIX = "kxh-"
+_instances = itertools.count()
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -93,7 +95,7 @@ def clean_leftovers() -> None:
         if m and not _alive(int(m.group(2))):
             _kill_namespace(m.group(1))
     for line in _ip("-br", "link", "show", "type", "bridge", check=False).stdout.splitlines():
-        m = re.match(r"(kxb(\d+))\b", line)
+        m = re.match(r"(kxb(\d+)x\d+)\b", line)
         if m and not _alive(int(m.group(2))):
             _ip("link", "del", m.group(1), check=False)
 
@@ -120,11 +122,11 @@ class Hosts:
 
     def __init__(self) -> None:
         clean_leftovers()
-        self.tag = str(os.getpid())
-        self.bridge = f"kxb{self.tag}"
+        n = next(_instances)
+        self.tag = f"{os.getpid()}-{n}"  # leftovers are told by the pid: see clean_leftovers
+        self.bridge = f"kxb{os.getpid()}x{n}"
         self.hosts: dict[str, Host] = {}
         self._closed = False
-        # one Hosts per process at a time: reuse of the pid-derived names is refused by `ip`
         self.subnet = _free_subnet()
         self.gateway = f"{self.subnet}.1"
         _ip("link", "add", self.bridge, "type", "bridge")
@@ -135,7 +137,7 @@ class Hosts:
     def add(self, name: str) -> Host:
         i = len(self.hosts) + 10
         ns = f"{PREFIX}{self.tag}-{name}"
-        veth = f"kxv{self.tag[-7:]}{len(self.hosts)}"
+        veth = f"kxv{str(os.getpid())[-7:]}{self.bridge.rsplit('x', 1)[1]}x{len(self.hosts)}"[:15]
         host = Host(name, ns, f"{self.subnet}.{i}", veth)
         _ip("netns", "add", ns)
         self.hosts[name] = host
