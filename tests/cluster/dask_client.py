@@ -38,10 +38,11 @@ def _error(exc: BaseException) -> dict[str, Any]:
 
 
 def cross(runtime: Any) -> dict[str, Any]:
+    from kxc_nodes import SlowNode, WhereNode
+
     from kailash.nodes.code.python import PythonCodeNode
     from kailash.nodes.data.readers import TextReaderNode
     from kailash.workflow import Workflow
-    from kxc_nodes import SlowNode, WhereNode
 
     wf = Workflow("cross")
     wf.add_node("read", TextReaderNode(file_path=os.environ["KXC_FILE"]))
@@ -59,9 +60,10 @@ def cross(runtime: Any) -> dict[str, Any]:
 
 
 def missing(runtime: Any) -> dict[str, Any]:
+    from kxc_private import PrivateNode
+
     from kailash.nodes.code.python import PythonCodeNode
     from kailash.workflow import Workflow
-    from kxc_private import PrivateNode
 
     wf = Workflow("missing")
     wf.add_node("first", PythonCodeNode(code="result = 1"))
@@ -75,9 +77,10 @@ def missing(runtime: Any) -> dict[str, Any]:
 
 
 def fan_workflow() -> Any:
+    from kxc_nodes import SlowNode
+
     from kailash.nodes.code.python import PythonCodeNode
     from kailash.workflow import Workflow
-    from kxc_nodes import SlowNode
 
     n, delay, token = int(os.environ.get("KXC_N", "8")), float(os.environ.get("KXC_DELAY", "0.5")), "f"
     wf = Workflow("fan")

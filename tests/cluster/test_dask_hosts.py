@@ -6,7 +6,6 @@ working directory. See ``docs/deploy.md`` ("Dask across hosts") for what is inst
 from __future__ import annotations
 
 import collections
-import os
 import signal
 import time
 from pathlib import Path
