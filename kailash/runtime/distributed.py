@@ -121,6 +121,7 @@ _PLANS_LOCK = threading.Lock()
 _KEEP_PLANS = 16  # plans of runs in flight on this worker
 
 
+_ABORTED = "kailash-no-workers"  # DaskRuntime cancelled the run's futures: no worker for no_workers_timeout
 _LOST = "scheduler-connection-lost"  # why the Dask client cancels every future when its scheduler is gone
 _INLINE_PAYLOAD = 16 << 10  # up to this size the plan rides along with every task message
 
@@ -184,7 +185,7 @@ class DaskExecutor:
     """
 
     __slots__ = ("client", "token", "data", "run_id", "plan", "max_concurrency", "_finished", "_collecting",
-                 "_running")
+                 "_running", "_live", "_abort")
 
     def __init__(self, client: Any, token: str, data: Any, run_id: str, plan: Any = None) -> None:
         self.client = client
@@ -193,6 +194,8 @@ class DaskExecutor:
         self.data = data
         self.run_id = run_id
         self.max_concurrency = 1 << 30  # the cluster queues what it cannot run yet
+        self._live: set[Any] = set()  # the futures of this run not yet settled
+        self._abort: str | None = None  # why the run's futures were cancelled (see abort())
         self._finished: list[tuple[Any, Any, Any]] = []
         self._collecting = False
         self._running = 0
@@ -206,7 +209,14 @@ class DaskExecutor:
         fut = self.client.submit(_run_task, self.token, self.data, step.id, inputs, self.run_id, state,
                                  key=f"kailash-{step.id}-{self.run_id}", pure=False)
         self._running += 1
+        self._live.add(fut)
         return self._wait(fut, state, bool(step.successors))
+
+    async def abort(self, why: str) -> None:
+        """Fail every node of the run still waiting on the cluster with a ClusterConnectionError saying ``why``."""
+        self._abort = why
+        if self._live:
+            await self.client._cancel(list(self._live), reason=_ABORTED, msg=why)
 
     async def _wait(self, fut: Any, state: Any, needed: bool) -> Outputs:
         import asyncio
@@ -221,6 +231,7 @@ class DaskExecutor:
                 pass
             finally:
                 self._running -= 1
+                self._live.discard(fut)
             self._done(fut, waiter, state, needed or fut.status != "finished")
             return await waiter
         except asyncio.CancelledError:
@@ -264,7 +275,9 @@ class DaskExecutor:
     async def _failed(self, fut: Any, waiter: Any, state: Any) -> None:
         if fut.status == "cancelled":
             reason = getattr(getattr(getattr(fut, "_state", None), "exception", None), "reason", None)
-            if reason == _LOST or self._scheduler_lost():  # the client cancels every future when its scheduler is gone
+            if reason == _ABORTED and self._abort is not None:
+                waiter.set_exception(self._aborted(fut))
+            elif reason == _LOST or self._scheduler_lost():  # the client cancels every future when its scheduler is gone
                 waiter.set_exception(self._foreign(fut, ConnectionError("the scheduler connection was lost")))
             else:
                 waiter.cancel()
@@ -288,12 +301,23 @@ class DaskExecutor:
     def _scheduler_lost(self) -> bool:
         return getattr(self.client, "status", "running") not in ("running", "newly-created")
 
+    def _sid(self, fut: Any) -> str:
+        key = str(fut.key)
+        return key[len("kailash-"):-(len(self.run_id) + 1)] if key.startswith("kailash-") else key
+
+    def _aborted(self, fut: Any) -> ClusterConnectionError:
+        sid = self._sid(fut)
+        return ClusterConnectionError(
+            f"DaskRuntime: node '{sid}' did not finish: {self._abort}; the nodes that finished are recorded: "
+            "resume the run (runtime.resume(run_id, workflow), or `kailash resume`) once workers are back",
+            node_id=sid, run_id=self.run_id,
+        )
+
     def _foreign(self, fut: Any, exc: BaseException) -> BaseException:
         """A task's error that no node raised; losing the scheduler becomes a ClusterConnectionError."""
         if not (isinstance(exc, OSError) or _LOST in str(exc) or self._scheduler_lost()):
             return exc
-        key = str(fut.key)
-        sid = key[len("kailash-"):-(len(self.run_id) + 1)] if key.startswith("kailash-") else key
+        sid = self._sid(fut)
         address = getattr(getattr(self.client, "scheduler", None), "address", None) or "?"
         return ClusterConnectionError(
             f"DaskRuntime: lost the Dask scheduler at {address} while node '{sid}' was running "
@@ -327,6 +351,33 @@ class DaskExecutor:
 
 # -- on the client ---------------------------------------------------------------------------
 
+async def _watch_workers(client: Any, executor: DaskExecutor, timeout: float) -> None:
+    """Abort the run once the cluster has had no worker for ``timeout`` s while nodes wait on it
+    (Dask itself would keep them queued until a worker joins: a run that never ends)."""
+    import asyncio
+    import time
+
+    since: float | None = None
+    while True:
+        await asyncio.sleep(min(1.0, timeout / 4))
+        if not executor._live:
+            since = None
+            continue
+        try:
+            workers = len(await client.scheduler.ncores())
+        except Exception:  # the scheduler itself is gone: the futures fail on their own
+            continue
+        if workers:
+            since = None
+            continue
+        now = time.monotonic()
+        since = now if since is None else since
+        if now - since >= timeout:
+            await executor.abort(f"the Dask cluster at {client.scheduler.address} has had no workers for "
+                                 f"{timeout:g} s (no_workers_timeout)")
+            return
+
+
 class DaskRuntime(RuntimeDoor):
     """Runs each node as a task on a Dask cluster; results and run records match LocalRuntime.
 
@@ -335,6 +386,9 @@ class DaskRuntime(RuntimeDoor):
             ``LocalCluster`` of ``n_workers`` worker processes on this machine.
         n_workers, threads_per_worker, processes: the embedded cluster's shape.
         connect_timeout: seconds to wait for the scheduler before giving up.
+        no_workers_timeout: a run whose nodes wait on a cluster that has had no worker for
+            this many seconds fails with :class:`ClusterConnectionError` naming the node (the
+            finished nodes are recorded: resume it); ``None`` waits for a worker forever.
         client: an existing ``distributed.Client`` to use instead (not closed by :meth:`close`).
         store, record_outputs, observers, tenant: as for :class:`~kailash.runtime.LocalRuntime`.
 
@@ -354,7 +408,7 @@ class DaskRuntime(RuntimeDoor):
     def __init__(self, address: str | None = None, *, n_workers: int = 2, threads_per_worker: int | None = None,
                  processes: bool = True, connect_timeout: float = 5.0, client: Any = None,
                  store: Any = "default", record_outputs: str = "failed", observers: list[Observer] | None = None,
-                 tenant: str | None = None) -> None:
+                 tenant: str | None = None, no_workers_timeout: float | None = 60.0) -> None:
         if record_outputs not in ("failed", "always", "never"):
             raise NodeConfigurationError(
                 f"DaskRuntime: record_outputs must be 'failed', 'always' or 'never', got {record_outputs!r}",
@@ -365,7 +419,15 @@ class DaskRuntime(RuntimeDoor):
                 f"DaskRuntime: address must be a scheduler address like 'tcp://host:8786', got {address!r}",
                 parameter="address", expected="'tcp://host:port'", got=address,
             )
+        if no_workers_timeout is not None and (isinstance(no_workers_timeout, bool)
+                                               or not isinstance(no_workers_timeout, (int, float))
+                                               or not no_workers_timeout > 0):
+            raise NodeConfigurationError(
+                f"DaskRuntime: no_workers_timeout must be a positive number of seconds or None, got "
+                f"{no_workers_timeout!r}", parameter="no_workers_timeout", expected="seconds > 0 or None",
+                got=repr(no_workers_timeout))
         distributed = _require_distributed()
+        self.no_workers_timeout = no_workers_timeout
         self.address = address
         self.store = resolve_store(store)
         self.record_outputs = record_outputs
@@ -454,9 +516,18 @@ class DaskRuntime(RuntimeDoor):
             [data] = client.scatter([payload], broadcast=True, hash=False)
         run = Run(plan, overrides, RunContext(run_id, self), recorder, fixed)
         executor = DaskExecutor(client, run_id, data, run_id, plan)
+        timeout = self.no_workers_timeout
 
         async def schedule() -> WorkflowResults:
-            return await run_concurrent(run, executor)
+            import asyncio
+
+            watch = asyncio.get_running_loop().create_task(_watch_workers(client, executor, timeout)) if timeout \
+                else None
+            try:
+                return await run_concurrent(run, executor)
+            finally:
+                if watch is not None:
+                    watch.cancel()
 
         return client.sync(schedule)  # type: ignore[no-any-return]
 

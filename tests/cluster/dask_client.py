@@ -127,7 +127,8 @@ def main() -> None:
     from kailash.runtime.distributed import DaskRuntime
 
     scenario, address = sys.argv[1], sys.argv[2]
-    with DaskRuntime(address=address, connect_timeout=float(os.environ.get("KXC_CONNECT", "10"))) as runtime:
+    with DaskRuntime(address=address, connect_timeout=float(os.environ.get("KXC_CONNECT", "10")),
+                     no_workers_timeout=float(os.environ.get("KXC_NO_WORKERS", "60"))) as runtime:
         out = {"cross": cross, "missing": missing, "fan": fan}[scenario](runtime)
     print(json.dumps(out, default=repr), flush=True)
 

@@ -140,3 +140,35 @@ def test_the_scheduler_killed_mid_run_fails_fast_and_the_run_resumes(dask_cluste
     assert set(counts) == {f"s{i}" for i in range(8)}
     assert len(at_failure) <= len(_effects(effects))
     print(f"scheduler loss noticed in {noticed:.1f} s; {len(finished)} finished node(s) reused")
+
+
+def test_every_worker_host_lost_fails_the_run_naming_the_lost_work_and_it_resumes(dask_cluster, hosts, tmp_path):
+    effects, resume_at = tmp_path / "effects.txt", tmp_path / "resume-at"
+    dask_cluster.start_scheduler()
+    dask_cluster.start_worker("w1", KXC_EFFECTS=str(effects))
+    dask_cluster.wait_workers(1)
+    client = dask_cluster.client("fan", KXC_N="6", KXC_DELAY="1.0", KXC_NO_WORKERS="2",
+                                 KXC_RESUME_AT=str(resume_at))
+    _wait_effects(effects, lambda e: len(e) >= 3, 30)  # the first pair finished, the second running
+    time.sleep(0.3)
+    killed_at = time.monotonic()
+    hosts.kill("w1")  # the only worker host: Dask alone would keep the nodes queued for ever
+    deadline = time.monotonic() + 20
+    while '"waiting"' not in (tmp_path / "client.out").read_text():
+        assert client.poll() is None, dask_cluster.logs()
+        assert time.monotonic() < deadline, f"the run hung without workers\n{dask_cluster.logs()}"
+        time.sleep(0.05)
+    noticed = time.monotonic() - killed_at
+    dask_cluster.start_worker("w2", KXC_EFFECTS=str(effects))  # a new worker host joins the same scheduler
+    resume_at.write_text(dask_cluster.address)
+    out = dask_cluster.result(client, 60)
+    err = out["error"]
+    assert err["type"] == "ClusterConnectionError" and "no workers" in err["message"], err
+    assert f"node '{err['node_id']}'" in err["message"] and "resume" in err["message"]
+    assert out["record"]["status"] == "failed"
+    finished = {n for n, s in out["record"]["nodes"].items() if s == "completed"}
+    assert finished and out["resumed"]["join"] == list(range(6))
+    counts = collections.Counter(node for _, node, _, _ in _effects(effects))
+    assert all(counts[n] == 1 for n in finished), counts  # finished nodes were reused, not run again
+    assert {h for _, n, h, _ in _effects(effects) if n not in finished} >= {"w2"}
+    print(f"no workers noticed after {noticed:.1f} s (no_workers_timeout 2 s)")

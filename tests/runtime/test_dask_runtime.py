@@ -151,3 +151,10 @@ def test_a_worker_killed_mid_run_on_one_host_is_survived(tmp_path):
     assert victim not in {results[f"s{i}"]["result"] for i in range(4)}  # the killed worker's node ran again
     ran = [line.split()[0] for line in log.read_text().splitlines()]
     assert len(ran) == 5 and sorted(set(ran)) == ["0", "1", "2", "3"]  # one node ran twice: the one killed
+
+
+@pytest.mark.parametrize("bad", [0, -1, "60", True])
+def test_a_bad_no_workers_timeout_is_refused_naming_it(bad):
+    with pytest.raises(NodeConfigurationError, match="no_workers_timeout") as info:
+        DaskRuntime(address="tcp://127.0.0.1:1", no_workers_timeout=bad)
+    assert info.value.parameter == "no_workers_timeout"
