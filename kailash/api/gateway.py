@@ -77,8 +77,9 @@ class WorkflowGateway:
             registry's, else :func:`kailash.api.storage.open_storage`).
         schedule_tick: seconds between two looks for due schedules while serving (``None``:
             this gateway fires no schedules). See ``docs/schedules.md``.
-        schedule_enqueue: where a due schedule's run goes: a run queue's ``enqueue``
-            (default: started at once in this gateway, :class:`~kailash.api.scheduling.StartScheduledRun`).
+        schedule_enqueue: where a due schedule's run goes, ``enqueue(*, run_id, workflow, parameters,
+            tenant_id, options)`` (default: the durable run queue, any gateway on the storage runs it;
+            with ``queue=False`` started at once in this gateway).
         queue: run async runs (``?async=true``) through the durable run queue in the
             storage (the default; see :mod:`kailash.api.queue_worker`). ``False`` runs them
             in memory, lost if the gateway stops.
