@@ -142,6 +142,7 @@ class WorkflowGateway:
         #: what GET /metrics reports; ``metrics.queue_depth`` may be set to a ``() -> int``
         self.metrics = GatewayMetrics(in_progress=lambda: sum(self.runs.active.values()), max_workers=max_workers)
         self.runs.metrics = self.metrics
+        self.metrics.queue_depth = self._queue_depth
         from kailash.api.queue_worker import ON_INTERRUPTED
 
         if not isinstance(queue_slots, int) or queue_slots < 1:
@@ -385,6 +386,17 @@ class WorkflowGateway:
 
                     worker = self.runs.worker = QueueWorker(self, make(), **self.queue_options)
         return worker
+
+    def _queue_depth(self) -> int:
+        """``kailash_queue_depth``: runs waiting in the durable queue (every gateway's, on shared storage);
+        without a queue, runs beyond the worker threads. Blocking: ``GET /metrics`` renders in a thread."""
+        worker = self.runs.worker
+        if worker is not None:
+            try:
+                return int(worker.queue.depth())
+            except Exception as exc:  # the database is away: say so in the log, not as a 500 of /metrics
+                logging.getLogger("kailash.api").warning("queue depth unavailable: %s", type(exc).__name__)
+        return max(0, sum(self.runs.active.values()) - self.runs.max_workers)
 
     @property
     def run_queue(self) -> Any:
