@@ -454,8 +454,9 @@ class WorkflowGateway:
             self._workspaces.clear()
 
     # -- serving ------------------------------------------------------------------------------
-    def start(self, **uvicorn_options: Any) -> None:
-        """Serve until interrupted (blocking). Extra keywords go to ``uvicorn.Config``.
+    def start(self, *, sockets: list[Any] | None = None, **uvicorn_options: Any) -> None:
+        """Serve until interrupted (blocking). Extra keywords go to ``uvicorn.Config``;
+        ``sockets``: already bound listening sockets to serve on (instead of binding host and port).
 
         Raises:
             ValueError: keyless serving on an exposed host (see :meth:`check_exposure`).
@@ -464,7 +465,7 @@ class WorkflowGateway:
 
         names = ", ".join(sorted(self.registered)) or "none yet"
         logger.info("Kailash gateway: workflows %s; Studio at /studio; API docs at /docs", names)
-        uvicorn_server(self, **uvicorn_options).run()
+        uvicorn_server(self, **uvicorn_options).run(sockets=sockets)
 
     def serve_in_thread(self, timeout: float = 15.0, **uvicorn_options: Any) -> Any:
         """Serve from a background thread; return a :class:`~kailash.api.serving.RunningGateway`
