@@ -267,6 +267,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     try:
         wf = Workflow.load(args.file)
         plan = wf.compile()
+        wf.validate()  # also: nodes whose optional dependency (an extra) is not installed
     except KailashError as exc:
         _err(f"invalid: {exc}")
         return 1
