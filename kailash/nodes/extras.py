@@ -55,8 +55,16 @@ _BY_TYPE: dict[str, Callable[[Mapping[str, Any]], list[Need]]] = {
     "OAuth2Node": lambda c: _HTTP, "EventStreamNode": _stream, "SQLDatabaseNode": _sql,
     "MCPClientNode": lambda c: [("mcp", "mcp")],
     "LLMAgentNode": _model, "A2AAgentNode": _model,
-    **{f"{b}{kind}Node": (lambda c, n=need: n) for b, need in _BROKERS.items() for kind in ("Source", "Writer")},
 }
+
+
+def _fixed(need: list[Need]) -> Callable[[Mapping[str, Any]], list[Need]]:
+    return lambda config: need
+
+
+for _broker, _need in _BROKERS.items():
+    for _kind in ("Source", "Writer"):
+        _BY_TYPE[f"{_broker}{_kind}Node"] = _fixed(_need)
 
 
 def module_installed(name: str) -> bool:
