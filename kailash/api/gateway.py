@@ -455,8 +455,9 @@ class WorkflowGateway:
 
     # -- serving ------------------------------------------------------------------------------
     def start(self, *, sockets: list[Any] | None = None, **uvicorn_options: Any) -> None:
-        """Serve until interrupted (blocking). Extra keywords go to ``uvicorn.Config``;
-        ``sockets``: already bound listening sockets to serve on (instead of binding host and port).
+        """Serve until interrupted (blocking). Extra keywords go to ``uvicorn.Config``.
+        ``sockets``: bound sockets to serve on instead of binding ``host:port`` (``kailash
+        serve`` binds first, so a port in use fails before anything says it serves).
 
         Raises:
             ValueError: keyless serving on an exposed host (see :meth:`check_exposure`).
@@ -465,7 +466,12 @@ class WorkflowGateway:
 
         names = ", ".join(sorted(self.registered)) or "none yet"
         logger.info("Kailash gateway: workflows %s; Studio at /studio; API docs at /docs", names)
-        uvicorn_server(self, **uvicorn_options).run(sockets=sockets)
+        from kailash.api.serving import announce_when_started
+
+        server = uvicorn_server(self, **uvicorn_options)
+        if sockets:
+            announce_when_started(server, sockets)
+        server.run(sockets=sockets)
 
     def serve_in_thread(self, timeout: float = 15.0, **uvicorn_options: Any) -> Any:
         """Serve from a background thread; return a :class:`~kailash.api.serving.RunningGateway`

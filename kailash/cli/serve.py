@@ -85,7 +85,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _err(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc} "
              "(another server on that port? choose another with --port, or --port 0 for any free one)")
         return 3  # the environment
-    gateway.port = sock.getsockname()[1]  # the port it serves on, also with --port 0
     auth = gateway.authentication
     _err(f"Kailash gateway: {len(loaded)} workflow(s) [{', '.join(loaded) or 'none'}]"
          + (f", {len(tenants.list_tenants())} tenant(s)" if tenants else ""))
@@ -97,7 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if auth.key_file is not None:
             _err(f"  API key: in {auth.key_file} (set KAILASH_API_KEYS to use your own)")
     try:
-        gateway.start(sockets=[sock])
+        gateway.start(sockets=[sock])  # on the socket bound above
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl+C it handled: a clean stop
         pass
     finally:
