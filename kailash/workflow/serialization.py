@@ -311,7 +311,7 @@ def loads(text: str, format: str | None = None, *, source: str | None = None) ->
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             where = f" in '{source}'" if source is not None else ""
-            raise SerializationError(f"malformed JSON{where}: {exc}") from None
+            raise SerializationError(f"malformed JSON: {exc}{where}") from None
         except RecursionError:
             raise SerializationError(f"JSON document is nested too deeply (more than {MAX_DEPTH} levels); refusing it") from None
         check_depth(data, "the JSON document")
