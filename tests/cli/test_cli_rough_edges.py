@@ -39,6 +39,9 @@ def test_yaml_errors_name_the_file(files):
         assert f'in "{name}", line' in proc.stderr, proc.stderr
     proc = kailash("run", "ok.yaml", "--params-file", "params.json", home=files / "home", cwd=files)
     assert proc.returncode == 2 and "parameters file 'params.json' is not valid JSON" in proc.stderr
+    (files / "bad.json").write_text('{"name": "x", "nodes": [}')
+    proc = kailash("validate", "bad.json", home=files / "home", cwd=files)
+    assert proc.returncode == 1 and "malformed JSON: " in proc.stderr and "in 'bad.json'" in proc.stderr
 
 
 def _run_line(text):
