@@ -14,6 +14,10 @@ worker is checked against (its :meth:`~RunQueue.finish` then changes nothing).
 ``$KAILASH_HOME/queue.db``, one machine); :class:`PostgresRunQueue` in a table of one
 PostgreSQL schema, shared by any number of gateway processes on any hosts.
 
+Stopping: :meth:`~RunQueue.request_stop` cancels a queued row (it ends ``interrupted``,
+error :data:`CANCELLED`) or flags a running one ``stop_requested``, which its worker reads
+with :meth:`~RunQueue.stop_requests` (``POST /runs/{id}/stop`` from any gateway).
+
 Secrets: the queue is a database table like the run records, and the same guarantee
 holds — no secret value is written. :func:`queueable_parameters` turns the values of a
 workflow's secret parameters into ``${NAME}`` references (resolved from the worker's
@@ -52,7 +56,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 __all__ = ["QueuedRun", "RunQueue", "SQLiteRunQueue", "PostgresRunQueue", "worker_id", "queueable_parameters",
-           "resolve_references", "default_lease", "QUEUE_STATES"]
+           "resolve_references", "default_lease", "QUEUE_STATES", "CANCELLED"]
 
 QUEUE_STATES = ("queued", "running", "completed", "failed", "interrupted")
 #: the error of a queued run cancelled (``request_stop``) before any worker started it
