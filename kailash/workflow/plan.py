@@ -74,10 +74,12 @@ class ExecutionPlan:
         order: ``{node_id: position in steps}``.
         stream_sources: ids of nodes that can be a stream source
             (:mod:`kailash.nodes.data.stream_source`); a runtime asks them whether they stream.
+        inline: the steps as the inline scheduler walks them, ``(id, gather, node, step)``
+            each, ``step`` ``None`` for a direct node (the scheduler calls ``node.run``).
     """
 
     __slots__ = ("workflow", "version", "name", "steps", "by_id", "entries", "exits", "needs_inputs",
-                 "secret_names", "predecessors", "order", "stream_sources")
+                 "secret_names", "predecessors", "order", "stream_sources", "inline")
 
     workflow: Workflow
     version: int
@@ -91,6 +93,7 @@ class ExecutionPlan:
     predecessors: dict[str, int]
     order: dict[str, int]
     stream_sources: tuple[str, ...]
+    inline: tuple[tuple[str, Any, Node, Step | None], ...]
 
     def __init__(self, workflow: Workflow, steps: list[Step]) -> None:
         steps = [s if s.gather is not None else replace(s, gather=compile_gather(s)) for s in steps]
@@ -111,6 +114,7 @@ class ExecutionPlan:
         init(self, "predecessors", {s.id: len({e.source for e in s.edges}) for s in steps})
         init(self, "order", {s.id: i for i, s in enumerate(steps)})
         init(self, "stream_sources", tuple(s.id for s in steps if is_stream_source(s.node)))
+        init(self, "inline", tuple((s.id, s.gather, s.node, None if s.direct else s) for s in steps))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"ExecutionPlan is immutable: cannot set '{name}' (keep per-run state in the run)")
@@ -351,13 +355,19 @@ def _check_inputs(step: Step, inputs: dict[str, Any]) -> None:
 
 def _single_edge_gather(step: Step, edge: Edge) -> Any:
     """``gather_step`` specialised for the commonest shape — one plain ``connect(a, b)`` —
-    with everything it reads bound once (the engine's hot path: a chain of nodes)."""
+    with everything it reads bound once (the engine's hot path: a chain of nodes).
+
+    Its fast path is the commonest run of that shape: the source produced one output that
+    goes to the target's primary input, no config and no runtime parameters. The defaults
+    (``step.base``) are checked once, here, so only the connected value is checked per
+    call; anything else takes the general path (same rules as :func:`gather_step`).
+    """
     source, base, node, accepts = edge.source, step.base, step.node, step.accepts
     to, primary = edge.primary_to, edge.primary_from
     checks = tuple((n, c.exact, c.fits) for n, c in step.checks)
     required = step.required
 
-    def gather(results: dict[str, dict[str, Any]], overrides: dict[str, Any] | None) -> dict[str, Any] | None:
+    def general(results: dict[str, dict[str, Any]], overrides: dict[str, Any] | None) -> dict[str, Any] | None:
         out = results.get(source)
         if out is None:
             return None
@@ -388,7 +398,62 @@ def _single_edge_gather(step: Step, edge: Edge) -> Any:
                 _check_inputs(step, inputs)
         return inputs
 
+    if to is None or not _base_fits(step, to):
+        return general
+    to_check = next(((exact, fits) for n, exact, fits in checks if n == to), None)
+    to_exact, to_fits = to_check if to_check is not None else (frozenset(), None)
+    to_required = to in required
+
+    def clean(k: str) -> bool:  # the one output `k` goes to `to` only (it is not offered by name too)
+        return (k == to or (accepts is not None and k not in accepts)) and (primary is None or k == primary)
+
+    # the name of the source's one output, learnt from the first run (a hint: any value is safe)
+    key: Any = primary if primary is not None and clean(primary) else None
+
+    def learn(results: dict[str, dict[str, Any]], overrides: dict[str, Any] | None) -> dict[str, Any] | None:
+        nonlocal key
+        out = results[source]
+        if primary is None:
+            k = next(iter(out))
+            if clean(k):
+                key = k
+        return general(results, overrides)
+
+    missing = _MISSING
+    solo = set(base) <= {to}  # the inputs are the connected value alone
+
+    def gather(results: dict[str, dict[str, Any]], overrides: dict[str, Any] | None) -> dict[str, Any] | None:
+        out = results.get(source)
+        if out is None:
+            return None
+        if overrides or len(out) != 1 or node.config:
+            return general(results, overrides)
+        v = out.get(key, missing)
+        if v is missing:
+            return learn(results, overrides)
+        if solo:
+            inputs = {to: v}
+        else:
+            inputs = base.copy()
+            inputs[to] = v
+        if v is None:
+            if to_required:
+                _check_inputs(step, inputs)
+        elif to_fits is not None and type(v) not in to_exact and not to_fits(v):
+            _check_inputs(step, inputs)
+        return inputs
+
     return gather
+
+
+def _base_fits(step: Step, to: str) -> bool:
+    """Whether ``step``'s defaults pass its checks, ``to`` aside (then only ``to`` is checked per call)."""
+    base = step.base
+    for name, check in step.checks:
+        v = base.get(name)
+        if name != to and v is not None and not check(v):
+            return False
+    return all(name == to or base.get(name) is not None for name in step.required)
 
 
 def compile_gather(step: Step) -> Any:
