@@ -313,12 +313,23 @@ def _walk_all(run: Run) -> WorkflowResults:
     observers = recorder.observers
     perf = time.perf_counter
     deadline = run.deadline
+    missing = run.plan.MISSING  # what a step's `take` returns when its node needs `gather`'s inputs
     t = perf()
-    for sid, gather, node, step in run.plan.inline:
+    for sid, gather, node, step, take in run.plan.inline:
         start = t
         try:
             if deadline is not None and start > deadline[0]:
                 raise _past_deadline(deadline, sid)
+            if take is not None and not observers and (overrides is None or sid not in overrides):
+                v = take(results)  # the node's one input, checked: node.run(v) binds it as run(**inputs) would
+                if v is not missing:
+                    out = node.run(v)
+                    if type(out) is not dict:
+                        out = ensure_output_dict(node, out)
+                    results[sid] = out
+                    t = perf()
+                    done((sid, "completed", start, t - start, None))
+                    continue
             inputs = gather(results, overrides.get(sid) if overrides else None)
             if inputs is None:
                 recorder.node_skipped(sid)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, replace
 from functools import partial
+from types import FunctionType
 from typing import TYPE_CHECKING, Any
 
 from kailash.errors import NodeConfigurationError, NodeExecutionError, Problem, WorkflowValidationError
@@ -26,9 +27,10 @@ from kailash.nodes.data.stream_source import is_stream_source
 if TYPE_CHECKING:
     from kailash.workflow.graph import Workflow
 
-__all__ = ["ExecutionPlan", "Step", "Edge"]
+__all__ = ["ExecutionPlan", "Step", "Edge", "MISSING"]
 
 _MISSING = object()
+MISSING = _MISSING  # what a step's ``take`` returns when its node must be called with ``gather``'s inputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +76,10 @@ class ExecutionPlan:
         order: ``{node_id: position in steps}``.
         stream_sources: ids of nodes that can be a stream source
             (:mod:`kailash.nodes.data.stream_source`); a runtime asks them whether they stream.
-        inline: the steps as the inline scheduler walks them, ``(id, gather, node, step)``
-            each, ``step`` ``None`` for a direct node (the scheduler calls ``node.run``).
+        inline: the steps as the inline scheduler walks them, ``(id, gather, node, step, take)``
+            each: ``step`` is ``None`` for a direct node (the scheduler calls ``node.run``);
+            ``take``, if not ``None``, gives the node's one input value for ``node.run(value)``
+            (:func:`positional_take`), or ``MISSING`` when ``gather`` must be used.
     """
 
     __slots__ = ("workflow", "version", "name", "steps", "by_id", "entries", "exits", "needs_inputs",
@@ -93,7 +97,8 @@ class ExecutionPlan:
     predecessors: dict[str, int]
     order: dict[str, int]
     stream_sources: tuple[str, ...]
-    inline: tuple[tuple[str, Any, Node, Step | None], ...]
+    inline: tuple[tuple[str, Any, Node, Step | None, Any], ...]
+    MISSING: Any = _MISSING  # what a step's ``take`` returns when its node needs ``gather``'s inputs
 
     def __init__(self, workflow: Workflow, steps: list[Step]) -> None:
         steps = [s if s.gather is not None else replace(s, gather=compile_gather(s)) for s in steps]
@@ -114,7 +119,8 @@ class ExecutionPlan:
         init(self, "predecessors", {s.id: len({e.source for e in s.edges}) for s in steps})
         init(self, "order", {s.id: i for i, s in enumerate(steps)})
         init(self, "stream_sources", tuple(s.id for s in steps if is_stream_source(s.node)))
-        init(self, "inline", tuple((s.id, s.gather, s.node, None if s.direct else s) for s in steps))
+        init(self, "inline", tuple((s.id, s.gather, s.node, None if s.direct else s, positional_take(s))
+                                   for s in steps))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"ExecutionPlan is immutable: cannot set '{name}' (keep per-run state in the run)")
@@ -443,7 +449,39 @@ def _single_edge_gather(step: Step, edge: Edge) -> Any:
             _check_inputs(step, inputs)
         return inputs
 
+    if solo:
+        def take(results: dict[str, dict[str, Any]]) -> Any:
+            """The connected value when it is the node's only input and passes its check (the
+            gather fast path without the inputs dict); ``_MISSING`` otherwise (then ``gather``)."""
+            out = results.get(source)
+            if out is None or len(out) != 1 or node.config:
+                return missing
+            v = out.get(key, missing)
+            if v is None:
+                return missing if to_required else v
+            if to_fits is not None and type(v) not in to_exact and not to_fits(v):
+                return missing
+            return v
+
+        gather.take = take  # type: ignore[attr-defined]  # the scheduler calls node.run(v) with it
     return gather
+
+
+def positional_take(step: Step) -> Any:
+    """``step``'s ``take`` (see :func:`_single_edge_gather`) when its node's ``run`` is a plain
+    function whose first parameter is the connected input: ``node.run(v)`` then binds exactly
+    as ``node.run(**{input: v})`` does, without building the keyword dict. ``None`` otherwise."""
+    take = getattr(step.gather, "take", None)
+    if take is None or not step.direct or not step.edges:
+        return None
+    node = step.node
+    run = getattr(type(node), "run", None)
+    if type(run) is not FunctionType or hasattr(run, "__wrapped__") or "run" in getattr(node, "__dict__", {}):
+        return None
+    code = run.__code__
+    if code.co_posonlyargcount or code.co_argcount < 2 or code.co_varnames[1] != step.edges[0].primary_to:
+        return None
+    return take
 
 
 def _base_fits(step: Step, to: str) -> bool:
