@@ -475,7 +475,8 @@ def positional_take(step: Step) -> Any:
     if take is None or not step.direct or not step.edges:
         return None
     node = step.node
-    run = getattr(type(node), "run", None)
+    run = next((k.__dict__["run"] for k in type(node).__mro__ if "run" in k.__dict__), None)  # as defined:
+    # a plain method (not a staticmethod, classmethod or decorated function), not replaced on the node
     if type(run) is not FunctionType or hasattr(run, "__wrapped__") or "run" in getattr(node, "__dict__", {}):
         return None
     code = run.__code__

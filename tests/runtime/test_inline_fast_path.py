@@ -71,6 +71,17 @@ class Wrapped(Node):
         return {"result": data}
 
 
+class Static(Node):
+    """Its run is a staticmethod: its first parameter is not bound to the node."""
+
+    def get_parameters(self) -> dict[str, NodeParameter]:
+        return {"data": NodeParameter(type=int, default=0, description="a number")}
+
+    @staticmethod
+    def run(scale: int = 5, data: int = 0) -> dict[str, Any]:
+        return {"result": data * scale}
+
+
 def chain(*nodes: Node) -> Workflow:
     wf = Workflow("fast-path")
     wf.add_node("src", Source())
@@ -91,13 +102,14 @@ def test_chain_of_plain_nodes_uses_the_positional_call_and_records_every_node() 
 
 
 def test_nodes_that_do_not_bind_the_value_first_get_keywords() -> None:
-    wf = chain(KeywordsOnly(), SecondParam(), Wrapped())
+    wf = chain(KeywordsOnly(), SecondParam(), Wrapped(), Static())
     plan = wf.compile()
-    assert [positional_take(plan.by_id[f"n{i}"]) for i in range(3)] == [None, None, None]
+    assert [positional_take(plan.by_id[f"n{i}"]) for i in range(4)] == [None, None, None, None]
     results, _ = LocalRuntime(store=None).execute(wf, parameters={"src": {"value": 2}})
     assert results["n0"] == {"result": 4, "seen": ["data"]}
     assert results["n1"]["result"] == 12
     assert results["n2"] == {"result": 12, "args": 0, "kwargs": ["data"]}
+    assert results["n3"]["result"] == 60
 
 
 def test_a_connected_value_of_the_wrong_type_fails_naming_node_and_parameter() -> None:
