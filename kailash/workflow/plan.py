@@ -29,7 +29,20 @@ if TYPE_CHECKING:
 
 __all__ = ["ExecutionPlan", "Step", "Edge", "MISSING"]
 
-_MISSING = object()
+class _Missing:
+    """The "no value" sentinel; pickles by reference, so a plan sent to another process
+    (cloudpickle: DaskRuntime) still compares its ``take`` results with this module's."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "_MISSING"
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+_MISSING = _Missing()
 MISSING = _MISSING  # what a step's ``take`` returns when its node must be called with ``gather``'s inputs
 
 

@@ -140,3 +140,20 @@ def test_recorded_node_times_are_ordered_and_positive(tmp_path: Any) -> None:
     assert all(n.duration > 0 for n in nodes)
     for a, b in zip(nodes, nodes[1:]):  # one clock reading per node: a node ends where the next starts
         assert b.started_at == pytest.approx(a.started_at + a.duration, abs=1e-6)
+
+
+def test_a_plan_sent_to_another_process_keeps_its_fast_path_sentinel() -> None:
+    import pickle
+
+    import cloudpickle
+
+    from kailash.runtime.engine import RunContext, RunRecorder
+    from kailash.runtime.scheduler import Run, run_inline
+
+    wf = chain(AddOne(), AddOne())
+    plan = cloudpickle.loads(cloudpickle.dumps(wf.compile()))
+    assert pickle.loads(pickle.dumps(plan.MISSING)) is plan.MISSING
+    plan.by_id["n1"].node.config["data"] = 5  # config: n1's take gives MISSING, gather is used
+    recorder = RunRecorder(plan.name, "r-pickled", None, None, None)
+    results = run_inline(Run(plan, {}, RunContext("r-pickled", None), recorder))
+    assert results["n0"]["result"] == 2 and results["n1"]["result"] == 3
