@@ -14,7 +14,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from kailash.errors import KailashError, NodeConfigurationError
+from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError
+from kailash.nodes.ai import _decide
 from kailash.nodes.ai import _organizing as org
 from kailash.nodes.ai._agent_loop import ToolBox
 from kailash.nodes.ai._text import capability_match
@@ -165,8 +166,15 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
         cache = (opt.get("shared_cache") or self._cache) if opt.get("enable_caching", True) else None
         memory = opt.get("shared_memory") or SharedMemoryPoolNode(name=f"{self.name or 'orchestrator'}_memory")
         errors: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
         servers, catalog, server_caps = self._connect(opt, owner, errors)
-        analysis = org.analyze_problem(str(query), opt.get("context"))
+        unreachable = [e["server"] for e in errors if "server" in e]
+        if unreachable and not servers and not _decide.has_model(provider):
+            raise NodeExecutionError(
+                f"{owner}: nothing could be done: no MCP server was reachable ({', '.join(map(str, unreachable))}) "
+                "and no model is configured; " + "; ".join(f"{e['server']}: {e['error'][:160]}" for e in errors),
+                node_id=self.name, parameter="mcp_servers", expected="at least one reachable MCP server or a model")
+        analysis = _decide.analyze(provider, str(query), opt.get("context"), events)
         required = analysis["required_capabilities"]
         pool = org.create_pool(int(opt.get("agent_pool_size") or 10), required)
         for agent in pool:
@@ -205,6 +213,7 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
                     errors.append({"iteration": iteration, "agent": agent["id"], "subtask": st["id"], "error": str(exc)})
                     continue
                 finding["iteration"] = iteration
+                events += finding.pop("events", [])
                 calls += finding["tool_calls"]
                 all_calls += finding["tool_calls"]
                 errors += [{"iteration": iteration, "server": t["server"], "tool": t["tool"], "error": t["error"]}
@@ -212,11 +221,12 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
                 old = findings.get(st["id"])
                 if old is None or finding["confidence"] >= old["confidence"]:
                     findings[st["id"]] = finding
-            evaluation = org.evaluate_solution(list(findings.values()), analysis["subtasks"],
-                                               tools_available=any(catalog.values()),
-                                               quality_threshold=limits["quality_threshold"])
+            evaluation = _decide.evaluate(provider, str(query), list(findings.values()), analysis["subtasks"],
+                                          tools_available=any(catalog.values()),
+                                          quality_threshold=limits["quality_threshold"], events=events)
             history.append({
                 "iteration": iteration, "quality": evaluation["quality"], "scores": evaluation["scores"],
+                "evaluated_by": evaluation["decided_by"], "feedback": evaluation["feedback"][:10],
                 "team": [a["id"] for a in team], "recruited": recruited, "subtasks": [s["id"] for s in pending],
                 "tool_calls": len(calls), "cache_hits": sum(1 for c in calls if c["cached"]),
                 "failed_calls": sum(1 for c in calls if not c["ok"]), "gaps": evaluation["gaps"],
@@ -229,10 +239,15 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
             gap_ids = set(evaluation["gaps"])
             pending = [s for s in analysis["subtasks"] if s["id"] in gap_ids] or sorted(
                 analysis["subtasks"], key=lambda s: findings.get(s["id"], {}).get("confidence", 0))[:1]
-        solution = self._synthesise(provider, str(query), analysis, findings, owner, errors)
+        solution = self._synthesise(provider, str(query), analysis, findings, owner, errors, events)
         return {
             "solution": solution, "quality": history[-1]["quality"] if history else 0.0,
             "converged": bool(decision.get("converged")), "stop_reason": decision.get("reason"),
+            "status": decision.get("status"), "stop_detail": decision.get("detail"),
+            "decided_by": {"decomposition": analysis.get("decided_by", "heuristic"), "team": "heuristic",
+                           "routing": "heuristic", "evaluation": history[-1]["evaluated_by"] if history else None,
+                           "convergence": "rule"},
+            "unreachable_servers": unreachable, "events": events,
             "iterations": history, "tools_used": _tools_used(all_calls), "team": [a["id"] for a in team],
             "team_formation": {k: formed[k] for k in ("strategy", "reasoning", "coverage", "missing_capabilities")},
             "analysis": analysis, "cache_stats": cache.stats() if cache is not None else None,
@@ -281,14 +296,21 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
 
     @staticmethod
     def _synthesise(provider: Any, query: str, analysis: dict[str, Any], findings: dict[str, dict[str, Any]],
-                    owner: str, errors: list[dict[str, Any]]) -> dict[str, Any]:
+                    owner: str, errors: list[dict[str, Any]], events: list[dict[str, Any]]) -> dict[str, Any]:
+        from kailash.nodes.ai._agent_loop import model_call_event
+
         ordered = [findings[s["id"]] for s in analysis["subtasks"] if s["id"] in findings]
         messages = [ChatMessage(role="system", content=f"Finding of {f['agent_id']} ({f['subtask_id']}).\n{f['content']}")
                     for f in ordered]
         messages.append(ChatMessage(role="user", content=f"Synthesize a final answer and recommend next steps: {query}"))
+        t0 = time.perf_counter()
         try:
-            summary = provider.chat(messages).content
+            response = provider.chat(messages)
+            summary = response.content
+            events.append(model_call_event(provider, response, time.perf_counter() - t0, purpose="synthesis"))
         except KailashError as exc:
+            events.append(model_call_event(provider, None, time.perf_counter() - t0, purpose="synthesis",
+                                           error=str(exc)))
             errors.append({"stage": "synthesis", "error": str(exc)})
             summary = "\n".join(f["content"] for f in ordered)
         recs = [line.split(":", 1)[1].strip() for f in ordered for line in f["content"].splitlines()

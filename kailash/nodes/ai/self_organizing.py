@@ -264,7 +264,8 @@ def work_on(task: dict[str, Any], *, agent_id: str, capabilities: list[str], pro
     finding = {"agent_id": agent_id, "subtask_id": task.get("id"), "content": result.content,
                "confidence": confidence, "capability_fit": round(fit, 4),
                "tool_calls": [r.to_dict() for r in result.tool_records],
-               "tools_used": sorted({f"{r.server}.{r.tool}" for r in result.tool_records if r.ok})}
+               "tools_used": sorted({f"{r.server}.{r.tool}" for r in result.tool_records if r.ok}),
+               "events": result.events()}
     if memory is not None:
         memory.run(action="write", agent_id=agent_id, content=result.content, segment="findings",
                    tags=need + keywords(request, 3), importance=confidence,
