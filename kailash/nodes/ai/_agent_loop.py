@@ -18,29 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kailash.errors import KailashError
+from kailash.nodes.ai._schema import schema_problems
 from kailash.nodes.ai._text import keywords
 from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ModelProvider, ProviderError, ToolSpec
 
 __all__ = ["AgentResult", "ToolBox", "ToolRecord", "run_agent", "schema_problems", "tool_cache_key"]
 
 _SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "auth", "credential")
-
-
-def schema_problems(schema: dict[str, Any] | None, arguments: Any) -> list[str]:
-    """Why ``arguments`` do not fit the tool's input JSON Schema (empty when they fit).
-
-    Uses the maintained ``jsonschema`` validator (the draft the schema names, else 2020-12).
-    """
-    import jsonschema
-
-    schema = schema or {"type": "object"}
-    try:
-        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-        validator = cls(schema)
-        errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.absolute_path))
-    except jsonschema.exceptions.SchemaError as exc:  # the server's schema is broken: say so, do not send blind
-        return [f"the tool's own input schema is invalid: {exc.message}"]
-    return [f"{'/'.join(str(p) for p in e.absolute_path) or '(arguments)'}: {e.message}" for e in errors]
 
 
 def redacted(arguments: dict[str, Any]) -> dict[str, Any]:
