@@ -208,7 +208,8 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
                 try:
                     finding = work_on(st, agent_id=agent["id"], capabilities=agent["capabilities"], provider=provider,
                                       toolbox=toolbox, memory=memory, team_context={"query": query}, max_rounds=3,
-                                      owner=owner)
+                                      owner=owner, max_tokens=opt.get("max_tokens"),
+                                      temperature=opt.get("temperature"))
                 except KailashError as exc:  # a provider failure costs this subtask, not the run
                     errors.append({"iteration": iteration, "agent": agent["id"], "subtask": st["id"], "error": str(exc)})
                     continue
@@ -239,7 +240,8 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
             gap_ids = set(evaluation["gaps"])
             pending = [s for s in analysis["subtasks"] if s["id"] in gap_ids] or sorted(
                 analysis["subtasks"], key=lambda s: findings.get(s["id"], {}).get("confidence", 0))[:1]
-        solution = self._synthesise(provider, str(query), analysis, findings, owner, errors, events)
+        solution = self._synthesise(provider, str(query), analysis, findings, owner, errors, events,
+                                    opt.get("max_tokens"))
         return {
             "solution": solution, "quality": history[-1]["quality"] if history else 0.0,
             "converged": bool(decision.get("converged")), "stop_reason": decision.get("reason"),
@@ -296,7 +298,8 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
 
     @staticmethod
     def _synthesise(provider: Any, query: str, analysis: dict[str, Any], findings: dict[str, dict[str, Any]],
-                    owner: str, errors: list[dict[str, Any]], events: list[dict[str, Any]]) -> dict[str, Any]:
+                    owner: str, errors: list[dict[str, Any]], events: list[dict[str, Any]],
+                    max_tokens: int | None = None) -> dict[str, Any]:
         from kailash.nodes.ai._agent_loop import model_call_event
 
         ordered = [findings[s["id"]] for s in analysis["subtasks"] if s["id"] in findings]
@@ -305,7 +308,7 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
         messages.append(ChatMessage(role="user", content=f"Synthesize a final answer and recommend next steps: {query}"))
         t0 = time.perf_counter()
         try:
-            response = provider.chat(messages)
+            response = provider.chat(messages, max_tokens=max_tokens)
             summary = response.content
             events.append(model_call_event(provider, response, time.perf_counter() - t0, purpose="synthesis"))
         except KailashError as exc:

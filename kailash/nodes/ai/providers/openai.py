@@ -172,7 +172,8 @@ def _to_wire(m: ChatMessage) -> dict[str, Any]:
         return {"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.content}
     out: dict[str, Any] = {"role": m.role, "content": m.content}
     if m.tool_calls:
-        out["content"] = m.content or None
+        # a string even when empty: OpenAI takes "" and llama.cpp's server refuses null
+        out["content"] = m.content or ""
         out["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
             for c in m.tool_calls
