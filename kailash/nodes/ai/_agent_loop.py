@@ -213,6 +213,8 @@ def model_call_event(provider: Any, response: ChatResponse | None, latency: floa
                      error: str | None = None) -> dict[str, Any]:
     """The run event of one model call: provider, model, tokens, latency (never the prompt)."""
     usage = dict(response.usage) if response is not None else {}
+    if usage.get("total_tokens") is None and (usage.get("prompt_tokens") or usage.get("completion_tokens")):
+        usage["total_tokens"] = int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
     return {"type": "model_call", "purpose": purpose, "provider": getattr(provider, "name", type(provider).__name__),
             "model": (response.model if response is not None and response.model else getattr(provider, "model", "")),
             "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
