@@ -62,8 +62,14 @@ def _merit(p: Any) -> float:
 
 
 @register_node()
-class A2ACoordinatorNode(Node):
+class A2ACoordinatorNode(ModelNode):
     """Coordinate agents: register, delegate, broadcast, reach consensus.
+
+    Consensus is fair: only registered agents vote (an unknown voter is an error naming
+    it), each agent votes once, and the outcome does not depend on the order of the
+    proposals or of the voters. With a configured model each vote is the model's
+    choice for that agent (a schema-validated answer); offline, an agent votes by merit
+    and expertise. Every vote says ``decided_by``.
 
     Example:
         >>> c = A2ACoordinatorNode(name="coordinator")
@@ -75,7 +81,7 @@ class A2ACoordinatorNode(Node):
         'analyst_001'
     """
 
-    capabilities = frozenset()
+    capabilities = frozenset({"network"})
 
     def __init__(self, config: dict[str, Any] | None = None, **params: Any) -> None:
         super().__init__(config, **params)
@@ -99,6 +105,7 @@ class A2ACoordinatorNode(Node):
             "proposals": NodeParameter(type=list, description="the options to vote on (consensus)"),
             "voting_agents": NodeParameter(type=list, description="who votes (default all registered)"),
             "consensus_threshold": NodeParameter(type=float, default=0.5, description="least share of votes to agree"),
+            **provider_parameters(),
         }
 
     def run(self, **kw: Any) -> dict[str, Any]:
@@ -191,32 +198,61 @@ class A2ACoordinatorNode(Node):
             return self._inbox.pop(agent_id, []) if agent_id in self._inbox else []
 
     def _consensus(self, opt: dict[str, Any]) -> dict[str, Any]:
+        from kailash.nodes.ai._decide import model_decision
+
         proposals = opt.get("proposals")
         if not isinstance(proposals, list) or not proposals:
             raise self._bad("proposals", proposals, "a non-empty list of proposals")
-        voters = opt.get("voting_agents") or list(self._agents)
+        voters = list(dict.fromkeys(str(v) for v in (opt.get("voting_agents") or list(self._agents))))
         if not voters:
             raise self._bad("voting_agents", voters, "at least one voting agent (or registered agents)")
+        unknown = [v for v in voters if v not in self._agents]
+        if unknown:
+            raise NodeConfigurationError(
+                f"node {self.label} (A2ACoordinatorNode): parameter 'voting_agents' names agents that are not "
+                f"registered: {', '.join(unknown)}; only registered agents vote (registered: "
+                f"{', '.join(sorted(self._agents)) or 'none'})", node_id=self.name, parameter="voting_agents",
+                expected="registered agent ids", got=unknown)
         texts = [_proposal_text(p) for p in proposals]
+        # a canonical order (by content) decides ties, so the order proposals arrive in never matters
+        canon = sorted(range(len(proposals)), key=lambda i: texts[i])
+        rank = {i: r for r, i in enumerate(canon)}
+        provider = provider_from(self, opt)
         votes: dict[str, int] = {}
         reasons: dict[str, str] = {}
-        for voter in voters:
-            caps = self._agents.get(voter, {}).get("capabilities", [])
-            scores = []
-            for i, p in enumerate(proposals):
-                affinity = len(set(stems(" ".join(caps))) & set(stems(texts[i]))) / max(1, len(set(stems(" ".join(caps)))))
-                scores.append((_merit(p) + 0.5 * affinity, -i))
-            best = max(range(len(proposals)), key=lambda i: scores[i])
-            votes[voter] = best
-            reasons[voter] = f"merit {_merit(proposals[best]):.2f}" + (f", expertise {', '.join(caps)}" if caps else "")
+        decided: dict[str, str] = {}
+        events: list[dict[str, Any]] = []
+        for voter in sorted(voters):
+            caps = self._agents[voter].get("capabilities", [])
+            cap_words = set(stems(" ".join(caps)))
+
+            def heuristic(caps: list[str] = caps, cap_words: set[str] = cap_words) -> dict[str, Any]:
+                scores = {i: (_merit(p) + 0.5 * len(cap_words & set(stems(texts[i]))) / max(1, len(cap_words)),
+                              -rank[i]) for i, p in enumerate(proposals)}
+                best = max(scores, key=lambda i: scores[i])
+                return {"choice": rank[best] + 1, "reason": f"merit {_merit(proposals[best]):.2f}" +
+                        (f", expertise {', '.join(caps)}" if caps else "")}
+
+            listing = "\n".join(f"{n + 1}. {texts[i][:500]}" for n, i in enumerate(canon))
+            vote = model_decision(
+                provider, purpose="vote", events=events, fallback=heuristic, max_tokens=96,
+                schema={"type": "object", "required": ["choice", "reason"],
+                        "properties": {"choice": {"type": "integer", "minimum": 1, "maximum": len(canon)},
+                                       "reason": {"type": "string", "maxLength": 300}}},
+                instruction=f"You are agent {voter} with expertise in {', '.join(caps) or 'general work'}. Vote for "
+                            "the one proposal you judge best; give its number and a short reason.",
+                prompt=f"Proposals:\n{listing}")
+            votes[voter] = canon[int(vote["choice"]) - 1]
+            reasons[voter] = str(vote.get("reason") or "")
+            decided[voter] = vote["decided_by"]
         tally = [sum(1 for v in votes.values() if v == i) for i in range(len(proposals))]
-        win = max(range(len(proposals)), key=lambda i: (tally[i], _merit(proposals[i]), -i))
+        win = max(range(len(proposals)), key=lambda i: (tally[i], _merit(proposals[i]), -rank[i]))
         support = tally[win] / len(voters)
         raw = opt.get("consensus_threshold")
         threshold = 0.5 if raw is None else float(raw)
         return {"success": True, "consensus_reached": support >= threshold, "winner": proposals[win],
                 "winning_proposal": proposals[win], "winning_index": win, "votes": votes, "tally": tally,
-                "support": round(support, 4), "reasons": reasons}
+                "support": round(support, 4), "reasons": reasons, "decided_by": decided, "events": events}
 
 
 @register_node()
