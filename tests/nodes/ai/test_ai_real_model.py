@@ -138,3 +138,18 @@ def _tools(server):
     from kailash.nodes.mcp.servers import MCPServerConfig
 
     return list_tools(MCPServerConfig.from_any(server, owner="test", parameter="server"), owner="test")
+
+
+def test_consensus_votes_by_a_real_model(model):
+    from kailash.nodes.ai.a2a import A2ACoordinatorNode
+
+    c = A2ACoordinatorNode(name="c", provider="llamacpp", model=model.model, base_url=model.url, timeout=120)
+    for aid, caps in (("analyst", ["data_analysis"]), ("strategist", ["strategy"])):
+        c.run(action="register", agent_info={"agent_id": aid, "capabilities": caps})
+    proposals = ["Cut prices by 10 percent", "Hire two more data analysts"]
+    out = c.run(action="consensus", proposals=proposals)
+    assert set(out["votes"]) == {"analyst", "strategist"} and out["winner"] in proposals
+    assert set(out["decided_by"].values()) <= {"model", "heuristic"}
+    # the grammar-constrained server answers in shape: the votes are the model's
+    assert "model" in out["decided_by"].values(), out
+    assert [e["purpose"] for e in out["events"]].count("vote") >= 2
