@@ -114,7 +114,7 @@ def analyze(provider: Any, query: str, context: dict[str, Any] | None,
         return {**out, **{k: v for k, v in decision.items() if k in ("decided_by", "model_error")}}
     steps = list({d["capability"]: d for d in decision["subtasks"]}.values())  # one subtask per capability
     out = org.analyze_problem(query, {"required_capabilities": [d["capability"] for d in steps]})
-    for st, d in zip(out["subtasks"], steps):
+    for st, d in zip(out["subtasks"], steps, strict=True):
         st["description"] = f"{d['description'].strip()} (for: {out['topic']})"
     out.update(decided_by="model", model=decision.get("model"),
                decomposition_strategy="the model's plan, one subtask per capability")

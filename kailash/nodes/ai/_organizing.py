@@ -258,7 +258,7 @@ def evaluate_solution(findings: list[dict[str, Any]], subtasks: list[dict[str, A
     for i in ids:
         f = by_id.get(i)
         info = information(f.get("content"), f"{texts.get(i, '')} {query}") if f else 0.0
-        grounded = bool(f) and any(_obtained(t) for t in f.get("tool_calls") or [])
+        grounded = f is not None and any(_obtained(t) for t in f.get("tool_calls") or [])
         score = (0.6 * grounded + 0.4 * info) if tools_available else 0.5 * info
         per[i] = {"score": round(score, 4), "grounded": grounded, "information": info, "answered": f is not None}
     calls = [t for f in findings for t in f.get("tool_calls") or []]

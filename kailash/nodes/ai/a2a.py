@@ -21,7 +21,7 @@ from kailash.nodes.ai._text import capability_match, keywords, stems
 from kailash.nodes.ai.llm_agent import ModelNode, _node_ref, provider_from, provider_parameters, resolve_shared
 from kailash.nodes.ai.memory import SharedMemoryPoolNode
 from kailash.nodes.ai.providers import ChatMessage
-from kailash.nodes.base import Node, NodeParameter, register_node
+from kailash.nodes.base import NodeParameter, register_node
 
 __all__ = ["A2AAgentNode", "A2ACoordinatorNode", "SharedMemoryPoolNode", "skill_score"]
 

@@ -124,7 +124,7 @@ class OfflineProvider:
         raw = [(best if best and set(stems(t.name)) <= want else sc, i, t) for sc, i, t in raw]
         scored = sorted(raw, key=lambda x: (-x[0], x[1]))
         floor = max(self.min_tool_score, 0.6 * scored[0][0]) if scored else 1.0  # near-best tools only
-        calls = []
+        calls: list[ToolCall] = []
         for s, _, t in scored:
             if s < floor or len(calls) >= self.max_tool_calls:
                 break
