@@ -194,12 +194,15 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
                                   "timeout": float(_num(opt, "time_limit_minutes", 10)) * 60}
         decision: dict[str, Any] = {}
         all_calls: list[dict[str, Any]] = []
+        routes: list[str] = []
         for iteration in range(1, max_iterations + 1):
             t0 = time.monotonic()
             calls: list[dict[str, Any]] = []
             recruited: list[str] = []
+            routing: list[str] = []
             for st in pending:
-                agent = self._assign(st, team, pool, recruited)
+                agent, routed_by = self._route(provider, st, team, pool, recruited, events)
+                routing.append(routed_by)
                 # first attempt: the agent's own servers; a retry borrows every teammate's tools
                 names = agent["servers"] if iteration == 1 else [s.name for s in servers]
                 toolbox = ToolBox([by_name[n] for n in names], cache=cache, owner=owner, catalog=catalog,
@@ -222,6 +225,7 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
                 old = findings.get(st["id"])
                 if old is None or finding["confidence"] >= old["confidence"]:
                     findings[st["id"]] = finding
+            routes += routing
             evaluation = _decide.evaluate(provider, str(query), list(findings.values()), analysis["subtasks"],
                                           tools_available=any(catalog.values()),
                                           quality_threshold=limits["quality_threshold"], events=events)
@@ -247,7 +251,7 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
             "converged": bool(decision.get("converged")), "stop_reason": decision.get("reason"),
             "status": decision.get("status"), "stop_detail": decision.get("detail"),
             "decided_by": {"decomposition": analysis.get("decided_by", "heuristic"), "team": "heuristic",
-                           "routing": "heuristic", "evaluation": history[-1]["evaluated_by"] if history else None,
+                           "routing": _by(routes), "evaluation": history[-1]["evaluated_by"] if history else None,
                            "convergence": "rule"},
             "unreachable_servers": unreachable, "events": events,
             "iterations": history, "tools_used": _tools_used(all_calls), "team": [a["id"] for a in team],
@@ -278,6 +282,24 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
             text = " ".join([*cfg.capabilities, *(f"{t['name']} {t['description']}" for t in tools)])
             caps[cfg.name] = list(dict.fromkeys([*cfg.capabilities, *org.capabilities_of(text)]))
         return servers, catalog, caps
+
+    def _route(self, provider: Any, st: dict[str, Any], team: list[dict[str, Any]], pool: list[dict[str, Any]],
+               recruited: list[str], events: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+        """Who acts on ``st``: the model picks (supervisor-style) when there is one, else the skill match."""
+        if not _decide.has_model(provider) or not team:
+            return self._assign(st, team, pool, recruited), "heuristic"
+        ids = [a["id"] for a in team]
+        roster = "\n".join(f"- {a['id']}: {', '.join(a['capabilities'])}" for a in team)
+        pick = _decide.model_decision(
+            provider, purpose="routing", events=events, fallback=lambda: {}, max_tokens=64,
+            schema={"type": "object", "required": ["agent_id"],
+                    "properties": {"agent_id": {"type": "string", "enum": ids},
+                                   "reason": {"type": "string", "maxLength": 300}}},
+            instruction="You supervise a team of agents. Pick the one agent who should act on the subtask next.",
+            prompt=f"Team:\n{roster}\nSubtask: {st['description']}")
+        if pick["decided_by"] == "model":
+            return next(a for a in team if a["id"] == pick["agent_id"]), "model"
+        return self._assign(st, team, pool, recruited), "heuristic"
 
     @staticmethod
     def _assign(st: dict[str, Any], team: list[dict[str, Any]], pool: list[dict[str, Any]],
@@ -320,6 +342,12 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
                 if line.lower().startswith("recommendation:")]
         return {"summary": summary, "findings": ordered, "recommendations": list(dict.fromkeys(recs)),
                 "confidence": round(sum(f["confidence"] for f in ordered) / len(ordered), 4) if ordered else 0.0}
+
+
+def _by(decisions: list[str]) -> str | None:
+    """``model``, ``heuristic`` or ``mixed`` for a list of per-decision ``decided_by``."""
+    kinds = set(decisions)
+    return None if not kinds else kinds.pop() if len(kinds) == 1 else "mixed"
 
 
 def _tools_used(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -67,6 +67,8 @@ def test_pattern_15_with_an_i_dont_know_model_does_not_converge(llm_server, mark
     assert out["status"] in ("plateau", "stopped") and out["stop_reason"] != "quality_threshold"
     # the model was asked to decompose and grade; it never answered in shape, and the output says so
     assert out["decided_by"]["decomposition"] == "heuristic" and out["decided_by"]["evaluation"] == "heuristic"
+    assert out["decided_by"]["routing"] == "heuristic"  # asked, never answered in shape
+    assert {e["purpose"] for e in out["events"]} >= {"decomposition", "routing", "agent", "evaluation", "synthesis"}
     assert "did not fit its schema" in out["analysis"]["model_error"]
     assert any("carries no information" in f for f in out["iterations"][-1]["feedback"])
     # with dead servers too: no failure (a model exists), nothing obtained, not converged, servers named

@@ -121,6 +121,7 @@ def test_orchestrator_with_a_real_model_does_not_inflate_or_crash(model, tmp_pat
     # the model decided (or the heuristic said it decided, and why the model could not)
     assert out["decided_by"]["decomposition"] in ("model", "heuristic")
     assert out["decided_by"]["evaluation"] in ("model", "heuristic")
+    assert out["decided_by"]["routing"] in ("model", "heuristic", "mixed")  # supervisor-style: the model picks
     if out["analysis"]["decided_by"] == "heuristic":
         assert out["analysis"]["model_error"]
     if out["converged"]:
