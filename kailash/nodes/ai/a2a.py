@@ -26,7 +26,7 @@ from kailash.nodes.base import NodeParameter, register_node
 __all__ = ["A2AAgentNode", "A2ACoordinatorNode", "SharedMemoryPoolNode", "skill_score"]
 
 STRATEGIES = ("best_match", "round_robin", "auction")
-ACTIONS = ("register", "unregister", "delegate", "broadcast", "consensus", "status")
+ACTIONS = ("register", "unregister", "delegate", "broadcast", "consensus", "status", "results")
 
 
 def skill_score(task: dict[str, Any], capabilities: list[str]) -> float:
@@ -91,6 +91,7 @@ class A2ACoordinatorNode(ModelNode):
         self._rr = 0
         self._ids = itertools.count(1)
         self._log: list[dict[str, Any]] = []
+        self._done: dict[str, dict[str, Any]] = {}
 
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {
@@ -105,6 +106,7 @@ class A2ACoordinatorNode(ModelNode):
             "proposals": NodeParameter(type=list, description="the options to vote on (consensus)"),
             "voting_agents": NodeParameter(type=list, description="who votes (default all registered)"),
             "consensus_threshold": NodeParameter(type=float, default=0.5, description="least share of votes to agree"),
+            "task_id": NodeParameter(type=str, description="the delegated task whose result to return (results)"),
             **provider_parameters(),
         }
 
@@ -192,6 +194,19 @@ class A2ACoordinatorNode(ModelNode):
             self._inbox[t].append({"type": "broadcast", "message_id": message_id, "message": opt["message"]})
         return {"success": True, "message_id": message_id, "recipients": recipients, "unknown_agents": unknown}
 
+    def report(self, task_id: str, agent_id: str, result: dict[str, Any]) -> None:
+        """An agent hands back the result of a task delegated to it."""
+        with self._lock:
+            self._done[task_id] = {"task_id": task_id, "agent_id": agent_id, **result}
+
+    def _results(self, opt: dict[str, Any]) -> dict[str, Any]:
+        delegated = [d["task_id"] for d in self._log]
+        pending = [t for t in delegated if t not in self._done]
+        if opt.get("task_id"):
+            tid = opt["task_id"]
+            return {"success": tid in self._done, "result": self._done.get(tid), "pending": pending}
+        return {"success": True, "results": dict(self._done), "pending": pending}
+
     def messages_for(self, agent_id: str) -> list[dict[str, Any]]:
         """Take (and clear) the tasks and broadcasts queued for ``agent_id``."""
         with self._lock:
@@ -277,6 +292,8 @@ class A2AAgentNode(ModelNode):
             "importance": NodeParameter(type=float, default=0.7, minimum=0, maximum=1, description="importance of the written finding"),
             "mcp_servers": NodeParameter(type=list, description="MCP servers whose tools it may call"),
             "shared_cache": NodeParameter(type=Any, description="an IntelligentCacheNode for tool results"),
+            "coordinator": NodeParameter(type=Any, description="an A2ACoordinatorNode: the agent works on the tasks "
+                                                               "delegated to it and reports their results back"),
             **provider_parameters(),
         }
 
@@ -284,11 +301,32 @@ class A2AAgentNode(ModelNode):
         opt = resolve_shared({**self.config, **{k: v for k, v in kw.items() if v is not None}})
         owner = f"node {self.label} (A2AAgentNode)"
         task = opt.get("task")
-        if not task:
+        agent_id = opt.get("agent_id") or self.name or "agent"
+        coordinator = opt.get("coordinator")
+        if coordinator is not None and not isinstance(coordinator, A2ACoordinatorNode):
+            raise NodeConfigurationError(f"{owner}: parameter 'coordinator' expects an A2ACoordinatorNode, got "
+                                         f"{type(coordinator).__name__}", node_id=self.name, parameter="coordinator",
+                                         expected="A2ACoordinatorNode", got=type(coordinator).__name__)
+        inbox = [m for m in coordinator.messages_for(agent_id) if m["type"] == "task"] if coordinator else []
+        if not task and not inbox:
+            if coordinator is not None:
+                return {"response": "", "agent_id": agent_id, "memory_id": None, "memories_used": 0,
+                        "tool_calls": [], "errors": [], "delegated_results": []}
             raise NodeConfigurationError(f"{owner}: parameter 'task' is required", node_id=self.name,
                                          parameter="task", expected="a task text or dict")
+        done = []
+        out: dict[str, Any] = {}
+        for m in inbox:  # delegated tasks reach the agent; their results go back to the coordinator
+            assert coordinator is not None  # an inbox comes only from a coordinator
+            out = self._work(m["task"], agent_id, opt, owner)
+            coordinator.report(m["task_id"], agent_id, {"response": out["response"], "tool_calls": out["tool_calls"]})
+            done.append({"task_id": m["task_id"], "response": out["response"]})
+        if not task:
+            return {**out, "delegated_results": done}
+        return {**self._work(task, agent_id, opt, owner), "delegated_results": done}
+
+    def _work(self, task: Any, agent_id: str, opt: dict[str, Any], owner: str) -> dict[str, Any]:
         text = task if isinstance(task, str) else str(task.get("description") or json.dumps(task, default=str))
-        agent_id = opt.get("agent_id") or self.name or "agent"
         caps = [str(c) for c in opt.get("capabilities") or []]
         pool = opt.get("memory_pool")
         memories = []
@@ -315,7 +353,7 @@ class A2AAgentNode(ModelNode):
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
-        for k in ("memory_pool", "shared_cache"):
+        for k in ("memory_pool", "shared_cache", "coordinator"):
             if k in out["config"]:
                 out["config"][k] = _node_ref(self.config[k])
         return out

@@ -156,3 +156,22 @@ def test_consensus_votes_are_the_models_when_there_is_one(llm_server):
     c.run(action="register", agent_info={"agent_id": "a1", "capabilities": ["strategy"]})
     out = c.run(action="consensus", proposals=["plan x", "plan y"])
     assert out["decided_by"] == {"a1": "heuristic"} and out["events"][0]["purpose"] == "vote"
+
+
+def test_delegated_tasks_reach_the_agent_and_results_come_back(time_server):
+    from kailash.nodes.ai.a2a import A2AAgentNode
+
+    c = _coordinator()
+    d = c.run(action="delegate", task={"type": "analysis", "description": "Analyze sales data statistics"})
+    assert d["agent_id"] == "analyst_001"
+    assert c.run(action="results")["pending"] == [d["task_id"]]
+    other = A2AAgentNode(name="other", agent_id="writer_999", coordinator=c)
+    assert other.execute()["delegated_results"] == []  # nothing was delegated to it
+    agent = A2AAgentNode(name="analyst", agent_id="analyst_001", capabilities=["data_analysis"], coordinator=c)
+    out = agent.execute()
+    assert [r["task_id"] for r in out["delegated_results"]] == [d["task_id"]]
+    back = c.run(action="results", task_id=d["task_id"])
+    assert back["success"] is True and back["result"]["agent_id"] == "analyst_001"
+    assert back["result"]["response"] == out["delegated_results"][0]["response"] and back["pending"] == []
+    with pytest.raises(NodeConfigurationError, match="parameter 'coordinator' expects an A2ACoordinatorNode"):
+        A2AAgentNode(name="x", coordinator="nope").execute(task="t")
