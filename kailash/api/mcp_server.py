@@ -24,7 +24,7 @@ from typing import Any
 
 from kailash.errors import KailashError, NodeConfigurationError
 
-__all__ = ["build_workflow_mcp_server", "serve_workflows_mcp", "workflow_tool_schema"]
+__all__ = ["build_workflow_mcp_server", "code_inputs", "serve_workflows_mcp", "workflow_tool_schema"]
 
 _JSON_TYPES = {str: str, int: int, float: float, bool: bool, list: list, dict: dict}
 
@@ -47,16 +47,73 @@ def _tool_name(name: str) -> str:
     return cleaned[:64]
 
 
+_CODE_PARAMS = ("code", "imports", "security_config", "function")  # a code node's program, not its data
+
+
+def code_inputs(node: Any) -> list[tuple[str, bool]] | None:
+    """The inputs a code node really reads: ``[(name, required)]``; ``None`` for other nodes.
+
+    For a node made with ``from_function``: the function's parameters (required unless
+    they have a default). For code text: its free variables — names it reads but never
+    binds, that are neither builtins, nor modules from ``imports``, nor ``result``.
+    """
+    import builtins
+    import symtable
+    import textwrap
+
+    fn = getattr(node, "_function", None)
+    if fn is not None and not node.config.get("code"):
+        return [(n, p.default is inspect.Parameter.empty) for n, p in inspect.signature(fn).parameters.items()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    code = node.config.get("code")
+    if not isinstance(code, str) or "code" not in getattr(node, "parameters", {}):
+        return None
+    try:
+        table = symtable.symtable("def __kx__():\n" + textwrap.indent(code, "    ") + "\n    pass\n", "<code>", "exec")
+    except SyntaxError:
+        return None
+    imported = {str(spec).partition(" as ")[2].strip() or str(spec).split(".")[0].strip()
+                for spec in node.config.get("imports") or ()}
+    skip = set(dir(builtins)) | imported | {"result", "__kailash_unset__"}
+    found: dict[str, None] = {}
+
+    def walk(t: Any, bound: set[str]) -> None:
+        local = {s.get_name() for s in t.get_symbols() if s.is_assigned() or s.is_imported() or s.is_parameter()}
+        for sym in t.get_symbols():
+            name = sym.get_name()
+            if sym.is_referenced() and (sym.is_global() or sym.is_free()) and name not in bound | local | skip:
+                found.setdefault(name)
+        for child in t.get_children():
+            walk(child, bound | local)
+
+    for child in table.get_children():
+        walk(child, set())
+    return [(n, True) for n in found]
+
+
 def workflow_tool_schema(workflow: Any) -> list[tuple[str, Any, bool, str]]:
     """The tool arguments a workflow takes: ``(name, python_type, required, description)``.
 
     Every parameter of an entry node (a node with no incoming connection) that its
-    config does not already set becomes an argument; secrets never do.
+    config does not already set becomes an argument; secrets never do. For a code
+    node, its real inputs: the variables its code reads (see :func:`code_inputs`), not
+    its ``code``/``imports``.
     """
     targets = {c.target for c in workflow.connections}
     args: dict[str, tuple[str, Any, bool, str]] = {}
     for node_id, node in workflow.nodes.items():
         if node_id in targets:
+            continue
+        reads = code_inputs(node)
+        if reads is not None:
+            for pname, needed in reads:
+                if pname in node.config or not pname.isidentifier() or keyword.iskeyword(pname) \
+                        or pname == "parameters":
+                    continue
+                prev = args.get(pname)
+                # optional in the schema: the value may also come through "parameters" by node id
+                desc = f"{node_id}: an input its code reads" + (" (needed, here or in parameters)" if needed else "")
+                args[pname] = (pname, Any, False, f"{prev[3]}; {desc}" if prev else desc)
             continue
         for pname, p in node.parameters.items():
             if p.secret or pname in node.config or not pname.isidentifier() or keyword.iskeyword(pname) \
@@ -83,7 +140,8 @@ def _make_tool(workflow: Any, runtime: Any) -> Any:
 
     params = []
     for pname, tp, required, desc in workflow_tool_schema(workflow):
-        ann = Annotated[tp if required else tp | None, Field(description=desc)]  # type: ignore[valid-type]
+        kind = tp if required or tp is Any else tp | None
+        ann = Annotated[kind, Field(description=desc)]  # type: ignore[valid-type]
         params.append(inspect.Parameter(pname, inspect.Parameter.KEYWORD_ONLY, annotation=ann,
                                         default=inspect.Parameter.empty if required else None))
     per_node = Annotated[dict[str, dict[str, Any]] | None,

@@ -135,3 +135,32 @@ def test_the_node_package_points_at_the_new_home_instead_of_importing_it():
 
     with pytest.raises(AttributeError, match=r"from kailash.api.mcp_server import serve_workflows_mcp"):
         nodes_mcp.serve_workflows_mcp  # noqa: B018
+
+
+def test_code_node_tools_offer_the_variables_their_code_reads():
+    from kailash.api.mcp_server import code_inputs, workflow_tool_schema
+
+    wf = Workflow("summarise", description="Sum and count")
+    wf.add_node("total", PythonCodeNode(code="import math\nk = 2\nresult = {'sum': sum(data) * k, "
+                                             "'top': max(v for v in data if v > floor), 'pi': math.pi}"))
+    assert code_inputs(wf.nodes["total"]) == [("data", True), ("floor", True)]
+    assert [a[0] for a in workflow_tool_schema(wf)] == ["data", "floor"]  # not code/imports
+
+    def scale(values, factor=2):
+        return [v * factor for v in values]
+
+    assert code_inputs(PythonCodeNode.from_function(scale)) == [("values", True), ("factor", False)]
+    server = build_workflow_mcp_server([wf])
+
+    async def inspect_and_call():
+        (tool,) = await server.list_tools()
+        out = await server.call_tool("summarise", {"data": [1, 5, 3], "floor": 2})
+        return tool, out
+
+    tool, out = anyio.run(inspect_and_call)
+    props = tool.input_schema["properties"]
+    assert {"data", "floor", "parameters"} == set(props) and "imports" not in props and "code" not in props
+    assert not tool.input_schema.get("required")  # values may also come by node id through "parameters"
+    assert "needed" in props["data"]["description"]
+    text = str(out)
+    assert "'sum': 18" in text or '"sum": 18' in text

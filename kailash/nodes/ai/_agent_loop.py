@@ -18,10 +18,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kailash.errors import KailashError
+from kailash.nodes.ai._schema import schema_problems
 from kailash.nodes.ai._text import keywords
 from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ModelProvider, ProviderError, ToolSpec
 
-__all__ = ["AgentResult", "ToolBox", "ToolRecord", "run_agent", "tool_cache_key"]
+__all__ = ["AgentResult", "ToolBox", "ToolRecord", "run_agent", "schema_problems", "tool_cache_key"]
+
+_SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "auth", "credential")
+
+
+def redacted(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Arguments for the record: values of secret-looking keys replaced by ``'***'``."""
+    from kailash.security.secrets import Secret
+
+    out: dict[str, Any] = {}
+    for k, v in arguments.items():
+        if isinstance(v, Secret) or any(w in str(k).lower() for w in _SECRET_WORDS):
+            out[k] = "***"
+        elif isinstance(v, dict):
+            out[k] = redacted(v)
+        else:
+            out[k] = v
+    return out
 
 
 @dataclass(kw_only=True)
@@ -36,11 +54,21 @@ class ToolRecord:
     result: Any = None
     error: str | None = None
     duration: float = 0.0
+    rejected: bool = False  # never sent: unknown tool, unreadable or schema-violating arguments
+
+    @property
+    def outcome(self) -> str:
+        return "rejected" if self.rejected else "cached" if self.cached else "ok" if self.ok else "failed"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"server": self.server, "tool": self.tool, "arguments": self.arguments, "ok": self.ok,
-                "cached": self.cached, "result": self.result, "error": self.error,
+        return {"server": self.server, "tool": self.tool, "arguments": redacted(self.arguments), "ok": self.ok,
+                "cached": self.cached, "result": self.result, "error": self.error, "outcome": self.outcome,
                 "duration": round(self.duration, 4)}
+
+    def event(self) -> dict[str, Any]:
+        """The run event of this call: server, tool, redacted arguments, outcome."""
+        return {"type": "tool_call", "server": self.server, "tool": self.tool, "arguments": redacted(self.arguments),
+                "outcome": self.outcome, "error": self.error, "duration": round(self.duration, 4)}
 
 
 def tool_cache_key(server: Any, tool: str, arguments: dict[str, Any]) -> str:
@@ -106,18 +134,35 @@ class ToolBox:
             self._specs = specs
         return self._specs
 
-    def call(self, name: str, arguments: dict[str, Any]) -> ToolRecord:
-        """Call a tool (or take its cached result); never raises for tool or server failures."""
+    def spec(self, name: str) -> ToolSpec | None:
+        return next((s for s in self.specs() if s.name == name), None)
+
+    def call(self, name: str, arguments: dict[str, Any], *, malformed: str | None = None) -> ToolRecord:
+        """Call a tool (or take its cached result); never raises for tool or server failures.
+
+        A call is validated against the tool's input JSON Schema first; a call that does
+        not fit (or whose arguments could not be read: ``malformed``) is recorded as
+        ``rejected`` and never reaches the server.
+        """
         from kailash.nodes.mcp.client import call_tool
 
         self.specs()
         if name not in self._route:
-            rec = ToolRecord(server="?", tool=name, arguments=arguments, ok=False,
+            rec = ToolRecord(server="?", tool=name, arguments=arguments, ok=False, rejected=True,
                              error=f"{self.owner}: the model asked for unknown tool {name!r}; "
                                    f"available: {', '.join(sorted(self._route)) or 'none'}")
             self.records.append(rec)
             return rec
         cfg, tool = self._route[name]
+        spec = self.spec(name)
+        problems = [malformed] if malformed else schema_problems(spec.input_schema if spec else None, arguments)
+        if problems:
+            rec = ToolRecord(server=cfg.name, tool=tool, arguments=arguments, ok=False, rejected=True,
+                             error=f"{self.owner}: call of tool {tool!r} on {cfg.name!r} not sent, its arguments do "
+                                   f"not fit the tool's input schema: {'; '.join(problems)[:400]}; expected "
+                                   f"{json.dumps((spec.input_schema if spec else {}), default=str)[:300]}")
+            self.records.append(rec)
+            return rec
         key = tool_cache_key(cfg, tool, arguments)
         start = time.perf_counter()
         if self.cache is not None:
@@ -138,7 +183,6 @@ class ToolBox:
         rec = ToolRecord(server=cfg.name, tool=tool, arguments=arguments, ok=True, result=out["result"],
                          duration=time.perf_counter() - start)
         if self.cache is not None:
-            spec = next((s for s in self._specs or [] if s.name == name), None)
             self.cache.put(key, out["result"], ttl=self.cache_ttl,
                            metadata={"source": cfg.name, "tool": tool, "cost": self.call_cost,
                                      "semantic_tags": keywords(f"{tool} {spec.description if spec else ''}", 5)},
@@ -158,6 +202,23 @@ class AgentResult:
     rounds: int = 0
     provider: str = ""
     model: str = ""
+    model_calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def events(self) -> list[dict[str, Any]]:
+        """Model calls and tool calls in order of completion, as run events."""
+        return [*self.model_calls, *(r.event() for r in self.tool_records)]
+
+
+def model_call_event(provider: Any, response: ChatResponse | None, latency: float, *, purpose: str,
+                     error: str | None = None) -> dict[str, Any]:
+    """The run event of one model call: provider, model, tokens, latency (never the prompt)."""
+    usage = dict(response.usage) if response is not None else {}
+    if usage.get("total_tokens") is None and (usage.get("prompt_tokens") or usage.get("completion_tokens")):
+        usage["total_tokens"] = int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
+    return {"type": "model_call", "purpose": purpose, "provider": getattr(provider, "name", type(provider).__name__),
+            "model": (response.model if response is not None and response.model else getattr(provider, "model", "")),
+            "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
+            "total_tokens": usage.get("total_tokens"), "latency": round(latency, 4), "error": error}
 
 
 def run_agent(provider: ModelProvider, messages: Sequence[ChatMessage], *, toolbox: ToolBox | None = None,
@@ -174,8 +235,10 @@ def run_agent(provider: ModelProvider, messages: Sequence[ChatMessage], *, toolb
     usage: dict[str, int] = {}
     response = ChatResponse()
     rounds = 0
+    model_calls: list[dict[str, Any]] = []
     for rounds in range(1, max(1, max_rounds) + 1):
         offer = tools if rounds < max_rounds else []  # the last round must answer in words
+        t0 = time.perf_counter()
         try:
             response = provider.chat(convo, tools=offer, temperature=temperature, max_tokens=max_tokens)
         except ProviderError as exc:
@@ -183,16 +246,19 @@ def run_agent(provider: ModelProvider, messages: Sequence[ChatMessage], *, toolb
                 exc.message = f"{owner}: {exc.message}"
                 exc.args = (exc.message,)
             raise
+        model_calls.append(model_call_event(provider, response, time.perf_counter() - t0, purpose="agent"))
         for k, v in response.usage.items():
             usage[k] = usage.get(k, 0) + v
         convo.append(response.to_message())
         if not response.tool_calls or toolbox is None:
             break
         for call in response.tool_calls:
-            rec = toolbox.call(call.name, dict(call.arguments))
+            rec = toolbox.call(call.name, dict(call.arguments), malformed=getattr(call, "error", None))
             body = json.dumps(rec.result, default=str) if rec.ok and not isinstance(rec.result, str) else \
-                (rec.result if rec.ok else f"ERROR: {rec.error}")
+                (rec.result if rec.ok else f"ERROR: {rec.error}" + (" Correct the arguments and call again, or "
+                                                                     "answer without the tool." if rec.rejected else ""))
             convo.append(ChatMessage(role="tool", content=str(body), tool_call_id=call.id, name=call.name))
     return AgentResult(content=response.content, messages=convo,
                        tool_records=toolbox.records[start:] if toolbox is not None else [], usage=usage,
-                       rounds=rounds, provider=getattr(provider, "name", ""), model=getattr(provider, "model", ""))
+                       rounds=rounds, provider=getattr(provider, "name", ""), model=getattr(provider, "model", ""),
+                       model_calls=model_calls)

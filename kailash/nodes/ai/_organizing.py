@@ -14,12 +14,13 @@ No I/O, no randomness: the same inputs give the same team and score. The nodes i
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from typing import Any
 
 from kailash.nodes.ai._text import capability_match, keywords, stems
 
-__all__ = ["COVERS", "analyze_problem", "as_task", "capabilities_of", "create_pool", "form_team", "evaluate_solution", "STRATEGIES"]
+__all__ = ["COVERS", "analyze_problem", "as_task", "capabilities_of", "create_pool", "form_team", "evaluate_solution", "information", "STRATEGIES"]
 
 STRATEGIES = ("capability_matching", "swarm_based", "market_based", "hierarchical")
 
@@ -211,36 +212,80 @@ def form_team(required: list[str], agents: list[dict[str, Any]], strategy: str =
     }
 
 
-def evaluate_solution(findings: list[dict[str, Any]], subtasks: list[dict[str, Any]], *,
-                      tools_available: bool = True, quality_threshold: float = 0.8) -> dict[str, Any]:
-    """Score findings against subtasks (0..1) and list what is missing.
+_NON_ANSWER = re.compile(r"\b(i (?:do not|don't|dont|cannot|can't) (?:know|say|tell|help)|not sure|no idea|"
+                        r"no (?:data|information) (?:returned|available)|cannot (?:answer|help|determine)|"
+                        r"unable to (?:answer|help|determine|find)|as an ai)\b", re.I)
+_OWN_WORDS = set(stems("summary for key topics context recommendation act on tool finding teammate found overall "
+                       "goal agent"))
 
-    coverage (subtasks with a finding), evidence (findings backed by a successful tool
-    call; left out when no tools exist), confidence (mean finding confidence) and
-    reliability (share of tool calls that succeeded).
+
+def information(content: Any, request: str = "") -> float:
+    """How much an answer says beyond the request (0..1): new content words, 0 for a non-answer.
+
+    "I don't know.", an echo of the question and the offline provider's "Key topics:"
+    fallback carry no information; eight or more new content words count fully.
     """
-    done = {f.get("subtask_id") for f in findings if f.get("content")}
-    ids = [s["id"] for s in subtasks] or sorted(x for x in done if x)
-    coverage = len([i for i in ids if i in done]) / len(ids) if ids else (1.0 if findings else 0.0)
-    backed = {f.get("subtask_id") for f in findings if any(t.get("ok") for t in f.get("tool_calls") or [])}
+    text = content if isinstance(content, str) else str(content or "")
+    if not text.strip():
+        return 0.0
+    lines = [ln for ln in text.splitlines() if not ln.strip().startswith(("Summary for:", "Key topics:"))]
+    body = " ".join(lines)
+    if _NON_ANSWER.search(body) and len(set(stems(body))) < 12:
+        return 0.0
+    new = set(stems(body)) - set(stems(request)) - _OWN_WORDS
+    return round(min(1.0, len(new) / 8), 4)
+
+
+def _obtained(call: dict[str, Any]) -> bool:
+    """A tool call that really returned something (not an error, not empty)."""
+    return bool(call.get("ok")) and call.get("result") not in (None, "", [], {})
+
+
+def evaluate_solution(findings: list[dict[str, Any]], subtasks: list[dict[str, Any]], *,
+                      tools_available: bool = True, quality_threshold: float = 0.8, query: str = "") -> dict[str, Any]:
+    """Score findings against subtasks (0..1) by what they really obtained and say.
+
+    Each subtask scores ``0.6 x grounded + 0.4 x information`` when tools exist (grounded:
+    its finding rests on a tool result actually obtained; information: see
+    :func:`information`), and ``0.5 x information`` when no tools exist (an ungrounded
+    answer never reaches a high score). When tools exist and none returned anything,
+    quality is 0. Coverage, confidence and reliability are reported, not scored.
+    """
+    by_id = {f.get("subtask_id"): f for f in findings if f.get("content")}
+    ids = [s["id"] for s in subtasks] or sorted(x for x in by_id if x)
+    texts = {s["id"]: str(s.get("description") or "") for s in subtasks}
+    per: dict[str, dict[str, Any]] = {}
+    for i in ids:
+        f = by_id.get(i)
+        info = information(f.get("content"), f"{texts.get(i, '')} {query}") if f else 0.0
+        grounded = f is not None and any(_obtained(t) for t in f.get("tool_calls") or [])
+        score = (0.6 * grounded + 0.4 * info) if tools_available else 0.5 * info
+        per[i] = {"score": round(score, 4), "grounded": grounded, "information": info, "answered": f is not None}
     calls = [t for f in findings for t in f.get("tool_calls") or []]
-    scores = {"coverage": round(coverage, 4),
+    quality = round(sum(p["score"] for p in per.values()) / len(per), 4) if per else 0.0
+    nothing_obtained = tools_available and not any(p["grounded"] for p in per.values())
+    if nothing_obtained:
+        quality = 0.0
+    scores = {"coverage": round(sum(p["answered"] for p in per.values()) / len(per), 4) if per else 0.0,
+              "grounding": round(sum(p["grounded"] for p in per.values()) / len(per), 4) if per else 0.0,
+              "information": round(sum(p["information"] for p in per.values()) / len(per), 4) if per else 0.0,
               "confidence": round(sum(float(f.get("confidence") or 0) for f in findings) / len(findings), 4)
               if findings else 0.0,
-              "reliability": round(sum(1 for t in calls if t.get("ok")) / len(calls), 4) if calls
-              else float(bool(findings))}
-    weights = {"coverage": 0.35, "confidence": 0.25, "reliability": 0.1}
+              "reliability": round(sum(1 for t in calls if t.get("ok")) / len(calls), 4) if calls else 0.0}
+    gaps = [i for i, p in per.items() if not p["answered"] or p["information"] < 0.5
+            or (tools_available and not p["grounded"])]
+    feedback = [f"subtask {i} has no finding" for i, p in per.items() if not p["answered"]]
+    feedback += [f"subtask {i}'s answer carries no information" for i, p in per.items()
+                 if p["answered"] and p["information"] == 0]
     if tools_available:
-        scores["evidence"] = round(len([i for i in ids if i in backed]) / len(ids), 4) if ids else 0.0
-        weights["evidence"] = 0.3
-    total = sum(weights.values())
-    quality = round(sum(scores[k] * w for k, w in weights.items()) / total, 4)
-    gaps = [i for i in ids if i not in done or (tools_available and i not in backed)]
-    feedback = [f"subtask {i} has no finding" for i in ids if i not in done]
-    if tools_available:
-        feedback += [f"subtask {i} is not backed by tool evidence" for i in ids if i in done and i not in backed]
-    feedback += [f"tool {t.get('tool')} on {t.get('server')} failed: {str(t.get('error'))[:120]}"
-                 for t in calls if not t.get("ok")]
-    return {"overall_score": quality, "quality": quality, "scores": scores, "weights": weights, "gaps": gaps,
-            "feedback": feedback, "meets_threshold": quality >= quality_threshold,
-            "recommendation": "accept" if quality >= quality_threshold else "iterate"}
+        feedback += [f"subtask {i} is not backed by a tool result" for i, p in per.items()
+                     if p["answered"] and not p["grounded"]]
+    feedback += [f"tool {t.get('tool')} on {t.get('server')} {'was refused' if t.get('outcome') == 'rejected' else 'failed'}"
+                 f": {str(t.get('error'))[:120]}" for t in calls if not t.get("ok")]
+    if nothing_obtained:
+        feedback.insert(0, "no tool returned anything: the answers rest on nothing obtained")
+    return {"overall_score": quality, "quality": quality, "scores": scores, "subtask_scores": per,
+            "weights": {"grounded": 0.6, "information": 0.4} if tools_available else {"information": 0.5},
+            "gaps": gaps, "feedback": feedback, "meets_threshold": quality >= quality_threshold,
+            "recommendation": "accept" if quality >= quality_threshold else "iterate", "decided_by": "heuristic",
+            "basis": "tool results obtained and information in the answers"}

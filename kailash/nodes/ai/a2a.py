@@ -21,12 +21,12 @@ from kailash.nodes.ai._text import capability_match, keywords, stems
 from kailash.nodes.ai.llm_agent import ModelNode, _node_ref, provider_from, provider_parameters, resolve_shared
 from kailash.nodes.ai.memory import SharedMemoryPoolNode
 from kailash.nodes.ai.providers import ChatMessage, answer_metadata
-from kailash.nodes.base import Node, NodeParameter, register_node
+from kailash.nodes.base import NodeParameter, register_node
 
 __all__ = ["A2AAgentNode", "A2ACoordinatorNode", "SharedMemoryPoolNode", "skill_score"]
 
 STRATEGIES = ("best_match", "round_robin", "auction")
-ACTIONS = ("register", "unregister", "delegate", "broadcast", "consensus", "status")
+ACTIONS = ("register", "unregister", "delegate", "broadcast", "consensus", "status", "results")
 
 
 def skill_score(task: dict[str, Any], capabilities: list[str]) -> float:
@@ -62,8 +62,14 @@ def _merit(p: Any) -> float:
 
 
 @register_node()
-class A2ACoordinatorNode(Node):
+class A2ACoordinatorNode(ModelNode):
     """Coordinate agents: register, delegate, broadcast, reach consensus.
+
+    Consensus is fair: only registered agents vote (an unknown voter is an error naming
+    it), each agent votes once, and the outcome does not depend on the order of the
+    proposals or of the voters. With a configured model each vote is the model's
+    choice for that agent (a schema-validated answer); offline, an agent votes by merit
+    and expertise. Every vote says ``decided_by``.
 
     Example:
         >>> c = A2ACoordinatorNode(name="coordinator")
@@ -75,7 +81,7 @@ class A2ACoordinatorNode(Node):
         'analyst_001'
     """
 
-    capabilities = frozenset()
+    capabilities = frozenset({"network"})
 
     def __init__(self, config: dict[str, Any] | None = None, **params: Any) -> None:
         super().__init__(config, **params)
@@ -85,6 +91,7 @@ class A2ACoordinatorNode(Node):
         self._rr = 0
         self._ids = itertools.count(1)
         self._log: list[dict[str, Any]] = []
+        self._done: dict[str, dict[str, Any]] = {}
 
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {
@@ -99,6 +106,8 @@ class A2ACoordinatorNode(Node):
             "proposals": NodeParameter(type=list, description="the options to vote on (consensus)"),
             "voting_agents": NodeParameter(type=list, description="who votes (default all registered)"),
             "consensus_threshold": NodeParameter(type=float, default=0.5, description="least share of votes to agree"),
+            "task_id": NodeParameter(type=str, description="the delegated task whose result to return (results)"),
+            **provider_parameters(),
         }
 
     def run(self, **kw: Any) -> dict[str, Any]:
@@ -185,38 +194,80 @@ class A2ACoordinatorNode(Node):
             self._inbox[t].append({"type": "broadcast", "message_id": message_id, "message": opt["message"]})
         return {"success": True, "message_id": message_id, "recipients": recipients, "unknown_agents": unknown}
 
+    def report(self, task_id: str, agent_id: str, result: dict[str, Any]) -> None:
+        """An agent hands back the result of a task delegated to it."""
+        with self._lock:
+            self._done[task_id] = {"task_id": task_id, "agent_id": agent_id, **result}
+
+    def _results(self, opt: dict[str, Any]) -> dict[str, Any]:
+        delegated = [d["task_id"] for d in self._log]
+        pending = [t for t in delegated if t not in self._done]
+        if opt.get("task_id"):
+            tid = opt["task_id"]
+            return {"success": tid in self._done, "result": self._done.get(tid), "pending": pending}
+        return {"success": True, "results": dict(self._done), "pending": pending}
+
     def messages_for(self, agent_id: str) -> list[dict[str, Any]]:
         """Take (and clear) the tasks and broadcasts queued for ``agent_id``."""
         with self._lock:
             return self._inbox.pop(agent_id, []) if agent_id in self._inbox else []
 
     def _consensus(self, opt: dict[str, Any]) -> dict[str, Any]:
+        from kailash.nodes.ai._decide import model_decision
+
         proposals = opt.get("proposals")
         if not isinstance(proposals, list) or not proposals:
             raise self._bad("proposals", proposals, "a non-empty list of proposals")
-        voters = opt.get("voting_agents") or list(self._agents)
+        voters = list(dict.fromkeys(str(v) for v in (opt.get("voting_agents") or list(self._agents))))
         if not voters:
             raise self._bad("voting_agents", voters, "at least one voting agent (or registered agents)")
+        unknown = [v for v in voters if v not in self._agents]
+        if unknown:
+            raise NodeConfigurationError(
+                f"node {self.label} (A2ACoordinatorNode): parameter 'voting_agents' names agents that are not "
+                f"registered: {', '.join(unknown)}; only registered agents vote (registered: "
+                f"{', '.join(sorted(self._agents)) or 'none'})", node_id=self.name, parameter="voting_agents",
+                expected="registered agent ids", got=unknown)
         texts = [_proposal_text(p) for p in proposals]
+        # a canonical order (by content) decides ties, so the order proposals arrive in never matters
+        canon = sorted(range(len(proposals)), key=lambda i: texts[i])
+        rank = {i: r for r, i in enumerate(canon)}
+        provider = provider_from(self, opt)
         votes: dict[str, int] = {}
         reasons: dict[str, str] = {}
-        for voter in voters:
-            caps = self._agents.get(voter, {}).get("capabilities", [])
-            scores = []
-            for i, p in enumerate(proposals):
-                affinity = len(set(stems(" ".join(caps))) & set(stems(texts[i]))) / max(1, len(set(stems(" ".join(caps)))))
-                scores.append((_merit(p) + 0.5 * affinity, -i))
-            best = max(range(len(proposals)), key=lambda i: scores[i])
-            votes[voter] = best
-            reasons[voter] = f"merit {_merit(proposals[best]):.2f}" + (f", expertise {', '.join(caps)}" if caps else "")
+        decided: dict[str, str] = {}
+        events: list[dict[str, Any]] = []
+        for voter in sorted(voters):
+            caps = self._agents[voter].get("capabilities", [])
+            cap_words = set(stems(" ".join(caps)))
+
+            def heuristic(caps: list[str] = caps, cap_words: set[str] = cap_words) -> dict[str, Any]:
+                scores = {i: (_merit(p) + 0.5 * len(cap_words & set(stems(texts[i]))) / max(1, len(cap_words)),
+                              -rank[i]) for i, p in enumerate(proposals)}
+                best = max(scores, key=lambda i: scores[i])
+                return {"choice": rank[best] + 1, "reason": f"merit {_merit(proposals[best]):.2f}" +
+                        (f", expertise {', '.join(caps)}" if caps else "")}
+
+            listing = "\n".join(f"{n + 1}. {texts[i][:500]}" for n, i in enumerate(canon))
+            vote = model_decision(
+                provider, purpose="vote", events=events, fallback=heuristic, max_tokens=96,
+                schema={"type": "object", "required": ["choice", "reason"],
+                        "properties": {"choice": {"type": "integer", "minimum": 1, "maximum": len(canon)},
+                                       "reason": {"type": "string", "maxLength": 300}}},
+                instruction=f"You are agent {voter} with expertise in {', '.join(caps) or 'general work'}. Vote for "
+                            "the one proposal you judge best; give its number and a short reason.",
+                prompt=f"Proposals:\n{listing}")
+            votes[voter] = canon[int(vote["choice"]) - 1]
+            reasons[voter] = str(vote.get("reason") or "")
+            decided[voter] = vote["decided_by"]
         tally = [sum(1 for v in votes.values() if v == i) for i in range(len(proposals))]
-        win = max(range(len(proposals)), key=lambda i: (tally[i], _merit(proposals[i]), -i))
+        win = max(range(len(proposals)), key=lambda i: (tally[i], _merit(proposals[i]), -rank[i]))
         support = tally[win] / len(voters)
         raw = opt.get("consensus_threshold")
         threshold = 0.5 if raw is None else float(raw)
         return {"success": True, "consensus_reached": support >= threshold, "winner": proposals[win],
                 "winning_proposal": proposals[win], "winning_index": win, "votes": votes, "tally": tally,
-                "support": round(support, 4), "reasons": reasons}
+                "support": round(support, 4), "reasons": reasons, "decided_by": decided, "events": events}
 
 
 @register_node()
@@ -241,6 +292,8 @@ class A2AAgentNode(ModelNode):
             "importance": NodeParameter(type=float, default=0.7, minimum=0, maximum=1, description="importance of the written finding"),
             "mcp_servers": NodeParameter(type=list, description="MCP servers whose tools it may call"),
             "shared_cache": NodeParameter(type=Any, description="an IntelligentCacheNode for tool results"),
+            "coordinator": NodeParameter(type=Any, description="an A2ACoordinatorNode: the agent works on the tasks "
+                                                               "delegated to it and reports their results back"),
             **provider_parameters(),
         }
 
@@ -248,11 +301,32 @@ class A2AAgentNode(ModelNode):
         opt = resolve_shared({**self.config, **{k: v for k, v in kw.items() if v is not None}})
         owner = f"node {self.label} (A2AAgentNode)"
         task = opt.get("task")
-        if not task:
+        agent_id = opt.get("agent_id") or self.name or "agent"
+        coordinator = opt.get("coordinator")
+        if coordinator is not None and not isinstance(coordinator, A2ACoordinatorNode):
+            raise NodeConfigurationError(f"{owner}: parameter 'coordinator' expects an A2ACoordinatorNode, got "
+                                         f"{type(coordinator).__name__}", node_id=self.name, parameter="coordinator",
+                                         expected="A2ACoordinatorNode", got=type(coordinator).__name__)
+        inbox = [m for m in coordinator.messages_for(agent_id) if m["type"] == "task"] if coordinator else []
+        if not task and not inbox:
+            if coordinator is not None:
+                return {"response": "", "agent_id": agent_id, "memory_id": None, "memories_used": 0,
+                        "tool_calls": [], "errors": [], "delegated_results": []}
             raise NodeConfigurationError(f"{owner}: parameter 'task' is required", node_id=self.name,
                                          parameter="task", expected="a task text or dict")
+        done = []
+        out: dict[str, Any] = {}
+        for m in inbox:  # delegated tasks reach the agent; their results go back to the coordinator
+            assert coordinator is not None  # an inbox comes only from a coordinator
+            out = self._work(m["task"], agent_id, opt, owner)
+            coordinator.report(m["task_id"], agent_id, {"response": out["response"], "tool_calls": out["tool_calls"]})
+            done.append({"task_id": m["task_id"], "response": out["response"]})
+        if not task:
+            return {**out, "delegated_results": done}
+        return {**self._work(task, agent_id, opt, owner), "delegated_results": done}
+
+    def _work(self, task: Any, agent_id: str, opt: dict[str, Any], owner: str) -> dict[str, Any]:
         text = task if isinstance(task, str) else str(task.get("description") or json.dumps(task, default=str))
-        agent_id = opt.get("agent_id") or self.name or "agent"
         caps = [str(c) for c in opt.get("capabilities") or []]
         pool = opt.get("memory_pool")
         memories = []
@@ -280,7 +354,7 @@ class A2AAgentNode(ModelNode):
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
-        for k in ("memory_pool", "shared_cache"):
+        for k in ("memory_pool", "shared_cache", "coordinator"):
             if k in out["config"]:
                 out["config"][k] = _node_ref(self.config[k])
         return out

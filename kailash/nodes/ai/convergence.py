@@ -42,7 +42,10 @@ def decide(
     }
 
     def verdict(stop: bool, converged: bool, reason: str, detail: str) -> dict[str, Any]:
-        return {**out, "should_stop": stop, "converged": converged, "reason": reason, "detail": detail}
+        status = "converged" if converged else "plateau" if reason == "improvement_threshold" else \
+            "stopped" if stop else "running"
+        return {**out, "should_stop": stop, "converged": converged, "status": status, "reason": reason,
+                "detail": detail}
 
     if n == 0:
         return verdict(False, False, "no_iterations", "no iteration has run yet")
@@ -58,8 +61,10 @@ def decide(
     if n >= 2 and n > patience:
         recent = [qualities[i] - qualities[i - 1] for i in range(n - patience, n)]
         if all(d < improvement_threshold for d in recent):
-            return verdict(True, True, "improvement_threshold",
-                           f"improvement {recent[-1]:+.3f} < {improvement_threshold:g} for {patience} iteration(s)")
+            # a plateau below the target is a plateau: stop, but it did not converge
+            return verdict(True, False, "improvement_threshold",
+                           f"plateau at quality {latest:.3f} (below {quality_threshold:g}): improvement "
+                           f"{recent[-1]:+.3f} < {improvement_threshold:g} for {patience} iteration(s)")
     return verdict(False, False, "continue", f"quality {latest:.3f} below {quality_threshold:g} and still improving")
 
 
@@ -83,7 +88,8 @@ class ConvergenceDetectorNode(Node):
     ``duration`` or ``timestamp``), on ``max_iterations``, on reaching
     ``quality_threshold``, or when quality improved by less than
     ``improvement_threshold`` for ``patience`` iterations — but never before
-    ``min_iterations`` (except on a hard limit).
+    ``min_iterations`` (except on a hard limit). Only reaching the quality target is
+    ``converged``; a stall below it stops with ``status: "plateau"``, ``converged: False``.
 
     Example:
         >>> c = ConvergenceDetectorNode(quality_threshold=0.85, improvement_threshold=0.02,

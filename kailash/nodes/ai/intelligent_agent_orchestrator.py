@@ -14,7 +14,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from kailash.errors import KailashError, NodeConfigurationError
+from kailash.errors import KailashError, NodeConfigurationError, NodeExecutionError
+from kailash.nodes.ai import _decide
 from kailash.nodes.ai import _organizing as org
 from kailash.nodes.ai._agent_loop import ToolBox
 from kailash.nodes.ai._text import capability_match
@@ -165,8 +166,15 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
         cache = (opt.get("shared_cache") or self._cache) if opt.get("enable_caching", True) else None
         memory = opt.get("shared_memory") or SharedMemoryPoolNode(name=f"{self.name or 'orchestrator'}_memory")
         errors: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
         servers, catalog, server_caps = self._connect(opt, owner, errors)
-        analysis = org.analyze_problem(str(query), opt.get("context"))
+        unreachable = [e["server"] for e in errors if "server" in e]
+        if unreachable and not servers and not _decide.has_model(provider):
+            raise NodeExecutionError(
+                f"{owner}: nothing could be done: no MCP server was reachable ({', '.join(map(str, unreachable))}) "
+                "and no model is configured; " + "; ".join(f"{e['server']}: {e['error'][:160]}" for e in errors),
+                node_id=self.name, parameter="mcp_servers", expected="at least one reachable MCP server or a model")
+        analysis = _decide.analyze(provider, str(query), opt.get("context"), events)
         required = analysis["required_capabilities"]
         pool = org.create_pool(int(opt.get("agent_pool_size") or 10), required)
         for agent in pool:
@@ -186,12 +194,15 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
                                   "timeout": float(_num(opt, "time_limit_minutes", 10)) * 60}
         decision: dict[str, Any] = {}
         all_calls: list[dict[str, Any]] = []
+        routes: list[str] = []
         for iteration in range(1, max_iterations + 1):
             t0 = time.monotonic()
             calls: list[dict[str, Any]] = []
             recruited: list[str] = []
+            routing: list[str] = []
             for st in pending:
-                agent = self._assign(st, team, pool, recruited)
+                agent, routed_by = self._route(provider, st, team, pool, recruited, events)
+                routing.append(routed_by)
                 # first attempt: the agent's own servers; a retry borrows every teammate's tools
                 names = agent["servers"] if iteration == 1 else [s.name for s in servers]
                 toolbox = ToolBox([by_name[n] for n in names], cache=cache, owner=owner, catalog=catalog,
@@ -200,11 +211,13 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
                 try:
                     finding = work_on(st, agent_id=agent["id"], capabilities=agent["capabilities"], provider=provider,
                                       toolbox=toolbox, memory=memory, team_context={"query": query}, max_rounds=3,
-                                      owner=owner)
+                                      owner=owner, max_tokens=opt.get("max_tokens"),
+                                      temperature=opt.get("temperature"))
                 except KailashError as exc:  # a provider failure costs this subtask, not the run
                     errors.append({"iteration": iteration, "agent": agent["id"], "subtask": st["id"], "error": str(exc)})
                     continue
                 finding["iteration"] = iteration
+                events += finding.pop("events", [])
                 calls += finding["tool_calls"]
                 all_calls += finding["tool_calls"]
                 errors += [{"iteration": iteration, "server": t["server"], "tool": t["tool"], "error": t["error"]}
@@ -212,11 +225,13 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
                 old = findings.get(st["id"])
                 if old is None or finding["confidence"] >= old["confidence"]:
                     findings[st["id"]] = finding
-            evaluation = org.evaluate_solution(list(findings.values()), analysis["subtasks"],
-                                               tools_available=any(catalog.values()),
-                                               quality_threshold=limits["quality_threshold"])
+            routes += routing
+            evaluation = _decide.evaluate(provider, str(query), list(findings.values()), analysis["subtasks"],
+                                          tools_available=any(catalog.values()),
+                                          quality_threshold=limits["quality_threshold"], events=events)
             history.append({
                 "iteration": iteration, "quality": evaluation["quality"], "scores": evaluation["scores"],
+                "evaluated_by": evaluation["decided_by"], "feedback": evaluation["feedback"][:10],
                 "team": [a["id"] for a in team], "recruited": recruited, "subtasks": [s["id"] for s in pending],
                 "tool_calls": len(calls), "cache_hits": sum(1 for c in calls if c["cached"]),
                 "failed_calls": sum(1 for c in calls if not c["ok"]), "gaps": evaluation["gaps"],
@@ -229,10 +244,16 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
             gap_ids = set(evaluation["gaps"])
             pending = [s for s in analysis["subtasks"] if s["id"] in gap_ids] or sorted(
                 analysis["subtasks"], key=lambda s: findings.get(s["id"], {}).get("confidence", 0))[:1]
-        solution = self._synthesise(provider, str(query), analysis, findings, owner, errors)
+        solution = self._synthesise(provider, str(query), analysis, findings, owner, errors, events,
+                                    opt.get("max_tokens"))
         return {
             "solution": solution, "quality": history[-1]["quality"] if history else 0.0,
             "converged": bool(decision.get("converged")), "stop_reason": decision.get("reason"),
+            "status": decision.get("status"), "stop_detail": decision.get("detail"),
+            "decided_by": {"decomposition": analysis.get("decided_by", "heuristic"), "team": "heuristic",
+                           "routing": _by(routes), "evaluation": history[-1]["evaluated_by"] if history else None,
+                           "convergence": "rule"},
+            "unreachable_servers": unreachable, "events": events,
             "iterations": history, "tools_used": _tools_used(all_calls), "team": [a["id"] for a in team],
             "team_formation": {k: formed[k] for k in ("strategy", "reasoning", "coverage", "missing_capabilities")},
             "analysis": analysis, "cache_stats": cache.stats() if cache is not None else None,
@@ -262,6 +283,24 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
             caps[cfg.name] = list(dict.fromkeys([*cfg.capabilities, *org.capabilities_of(text)]))
         return servers, catalog, caps
 
+    def _route(self, provider: Any, st: dict[str, Any], team: list[dict[str, Any]], pool: list[dict[str, Any]],
+               recruited: list[str], events: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+        """Who acts on ``st``: the model picks (supervisor-style) when there is one, else the skill match."""
+        if not _decide.has_model(provider) or not team:
+            return self._assign(st, team, pool, recruited), "heuristic"
+        ids = [a["id"] for a in team]
+        roster = "\n".join(f"- {a['id']}: {', '.join(a['capabilities'])}" for a in team)
+        pick = _decide.model_decision(
+            provider, purpose="routing", events=events, fallback=lambda: {}, max_tokens=64,
+            schema={"type": "object", "required": ["agent_id"],
+                    "properties": {"agent_id": {"type": "string", "enum": ids},
+                                   "reason": {"type": "string", "maxLength": 300}}},
+            instruction="You supervise a team of agents. Pick the one agent who should act on the subtask next.",
+            prompt=f"Team:\n{roster}\nSubtask: {st['description']}")
+        if pick["decided_by"] == "model":
+            return next(a for a in team if a["id"] == pick["agent_id"]), "model"
+        return self._assign(st, team, pool, recruited), "heuristic"
+
     @staticmethod
     def _assign(st: dict[str, Any], team: list[dict[str, Any]], pool: list[dict[str, Any]],
                 recruited: list[str]) -> dict[str, Any]:
@@ -281,20 +320,34 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
 
     @staticmethod
     def _synthesise(provider: Any, query: str, analysis: dict[str, Any], findings: dict[str, dict[str, Any]],
-                    owner: str, errors: list[dict[str, Any]]) -> dict[str, Any]:
+                    owner: str, errors: list[dict[str, Any]], events: list[dict[str, Any]],
+                    max_tokens: int | None = None) -> dict[str, Any]:
+        from kailash.nodes.ai._agent_loop import model_call_event
+
         ordered = [findings[s["id"]] for s in analysis["subtasks"] if s["id"] in findings]
         messages = [ChatMessage(role="system", content=f"Finding of {f['agent_id']} ({f['subtask_id']}).\n{f['content']}")
                     for f in ordered]
         messages.append(ChatMessage(role="user", content=f"Synthesize a final answer and recommend next steps: {query}"))
+        t0 = time.perf_counter()
         try:
-            summary = provider.chat(messages).content
+            response = provider.chat(messages, max_tokens=max_tokens)
+            summary = response.content
+            events.append(model_call_event(provider, response, time.perf_counter() - t0, purpose="synthesis"))
         except KailashError as exc:
+            events.append(model_call_event(provider, None, time.perf_counter() - t0, purpose="synthesis",
+                                           error=str(exc)))
             errors.append({"stage": "synthesis", "error": str(exc)})
             summary = "\n".join(f["content"] for f in ordered)
         recs = [line.split(":", 1)[1].strip() for f in ordered for line in f["content"].splitlines()
                 if line.lower().startswith("recommendation:")]
         return {"summary": summary, "findings": ordered, "recommendations": list(dict.fromkeys(recs)),
                 "confidence": round(sum(f["confidence"] for f in ordered) / len(ordered), 4) if ordered else 0.0}
+
+
+def _by(decisions: list[str]) -> str | None:
+    """``model``, ``heuristic`` or ``mixed`` for a list of per-decision ``decided_by``."""
+    kinds = set(decisions)
+    return None if not kinds else kinds.pop() if len(kinds) == 1 else "mixed"
 
 
 def _tools_used(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -240,7 +240,8 @@ class SelfOrganizingAgentNode(ModelNode):
 
 
 def work_on(task: dict[str, Any], *, agent_id: str, capabilities: list[str], provider: Any, toolbox: ToolBox | None,
-            memory: Any, team_context: dict[str, Any] | None, max_rounds: int, owner: str) -> dict[str, Any]:
+            memory: Any, team_context: dict[str, Any] | None, max_rounds: int, owner: str,
+            max_tokens: int | None = None, temperature: float | None = None) -> dict[str, Any]:
     """One agent's work on one subtask; returns its finding (also written to ``memory``)."""
     need = list(task.get("required_capabilities") or [])
     fit = (sum(max((capability_match(n, c) for c in capabilities), default=0.0) for n in need) / len(need)) \
@@ -259,12 +260,14 @@ def work_on(task: dict[str, Any], *, agent_id: str, capabilities: list[str], pro
     if query and query not in request:
         request = f"{request} (overall goal: {query})"
     messages.append(ChatMessage(role="user", content=request))
-    result = run_agent(provider, messages, toolbox=toolbox, max_rounds=max_rounds, owner=owner)
+    result = run_agent(provider, messages, toolbox=toolbox, max_rounds=max_rounds, owner=owner,
+                       max_tokens=max_tokens, temperature=temperature)
     confidence = agent_confidence(result.tool_records, fit, bool(notes))
     finding = {"agent_id": agent_id, "subtask_id": task.get("id"), "content": result.content,
                "confidence": confidence, "capability_fit": round(fit, 4),
                "tool_calls": [r.to_dict() for r in result.tool_records],
-               "tools_used": sorted({f"{r.server}.{r.tool}" for r in result.tool_records if r.ok})}
+               "tools_used": sorted({f"{r.server}.{r.tool}" for r in result.tool_records if r.ok}),
+               "events": result.events()}
     if memory is not None:
         memory.run(action="write", agent_id=agent_id, content=result.content, segment="findings",
                    tags=need + keywords(request, 3), importance=confidence,

@@ -7,7 +7,7 @@ protocols: offered tools and no tool result yet, it calls the first tool with ev
 required string argument set to ``"UTC"``; otherwise it answers ``"echo: <last text>"``.
 Special model names misbehave on purpose: ``slow`` (sleeps 3 s), ``garbage`` (a body
 that is not JSON), ``empty`` (JSON without the expected fields), ``badargs`` (tool
-arguments that are not JSON). Every request is kept in ``llm_server.requests``.
+arguments that are not JSON), ``idk`` (answers "I don't know." to everything). Every request is kept in ``llm_server.requests``.
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ def create_app(state: LLMServer) -> Any:
         if early is not None:
             return early
         text, call = _plan(body["messages"], body.get("tools") or [], "tool")
+        if body["model"] == "idk":  # a model with nothing to say: never calls a tool, never gives JSON
+            text, call = "I don't know.", None
         message: dict[str, Any] = {"role": "assistant", "content": text or None}
         if call:
             args = "{not json" if body["model"] == "badargs" else json.dumps(call["arguments"])

@@ -121,3 +121,57 @@ def test_a2a_agent_reads_and_writes_shared_memory(time_server):
     written = memory.run(action="read", attention_filter={"agents": ["timekeeper"]})["memories"]
     assert written[0]["id"] == out["memory_id"] and "scheduling" in written[0]["tags"]
     assert agent.to_dict()["config"]["memory_pool"] == {"node": "memory"}
+
+
+def test_consensus_is_fair():
+    c = _coordinator()
+    proposals = [{"id": "p1", "plan": "expand into new markets", "confidence": 0.6},
+                 {"id": "p2", "plan": "improve data analysis and statistics tooling", "confidence": 0.7},
+                 {"id": "p3", "plan": "market research before entering new markets", "confidence": 0.65}]
+    # never-registered voters cannot vote: an error naming them
+    with pytest.raises(NodeConfigurationError, match=r"not registered: ghost_1, ghost_2"):
+        c.run(action="consensus", proposals=proposals, voting_agents=["ghost_1", "analyst_001", "ghost_2"])
+    # one vote per agent, whatever the list says
+    twice = c.run(action="consensus", proposals=proposals, voting_agents=["analyst_001", "analyst_001"])
+    assert twice["votes"] == {"analyst_001": 1} and twice["support"] == 1.0
+    # the outcome does not depend on the order of proposals (ties included) or voters
+    tied = [{"id": "a", "plan": "alpha plan", "confidence": 0.5}, {"id": "b", "plan": "beta plan", "confidence": 0.5}]
+    import itertools
+
+    winners = {c.run(action="consensus", proposals=list(order), voting_agents=list(voters))["winner"]["id"]
+               for order in itertools.permutations(tied)
+               for voters in itertools.permutations(["analyst_001", "strategist_002"])}
+    assert len(winners) == 1
+    winners = {c.run(action="consensus", proposals=list(order))["winner"]["id"]
+               for order in itertools.permutations(proposals)}
+    assert winners == {"p2"}
+    out = c.run(action="consensus", proposals=proposals)
+    assert set(out["decided_by"].values()) == {"heuristic"}
+
+
+def test_consensus_votes_are_the_models_when_there_is_one(llm_server):
+    # the scripted "idk" model never answers in shape: every vote falls back, and says why
+    c = A2ACoordinatorNode(name="c", provider="openai", model="idk", base_url=f"{llm_server.url}/v1",
+                           api_key=llm_server.key)
+    c.run(action="register", agent_info={"agent_id": "a1", "capabilities": ["strategy"]})
+    out = c.run(action="consensus", proposals=["plan x", "plan y"])
+    assert out["decided_by"] == {"a1": "heuristic"} and out["events"][0]["purpose"] == "vote"
+
+
+def test_delegated_tasks_reach_the_agent_and_results_come_back(time_server):
+    from kailash.nodes.ai.a2a import A2AAgentNode
+
+    c = _coordinator()
+    d = c.run(action="delegate", task={"type": "analysis", "description": "Analyze sales data statistics"})
+    assert d["agent_id"] == "analyst_001"
+    assert c.run(action="results")["pending"] == [d["task_id"]]
+    other = A2AAgentNode(name="other", agent_id="writer_999", coordinator=c)
+    assert other.execute()["delegated_results"] == []  # nothing was delegated to it
+    agent = A2AAgentNode(name="analyst", agent_id="analyst_001", capabilities=["data_analysis"], coordinator=c)
+    out = agent.execute()
+    assert [r["task_id"] for r in out["delegated_results"]] == [d["task_id"]]
+    back = c.run(action="results", task_id=d["task_id"])
+    assert back["success"] is True and back["result"]["agent_id"] == "analyst_001"
+    assert back["result"]["response"] == out["delegated_results"][0]["response"] and back["pending"] == []
+    with pytest.raises(NodeConfigurationError, match="parameter 'coordinator' expects an A2ACoordinatorNode"):
+        A2AAgentNode(name="x", coordinator="nope").execute(task="t")

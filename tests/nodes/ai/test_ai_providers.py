@@ -146,7 +146,9 @@ def test_timeout_malformed_json_and_unreachable(llm_server, dead_url):
     with pytest.raises(ProviderError, match=r"provider 'anthropic' returned a malformed answer.*no 'content' list"):
         empty.chat(user("hi"))
     badargs = get_provider("openai", model="badargs", base_url=f"{llm_server.url}/v1", api_key=llm_server.key)
-    with pytest.raises(ProviderError, match=r"malformed JSON arguments for tool 'get_current_time'"):
-        badargs.chat(user("time"), tools=[TIME_TOOL])
+    # a weak model's broken arguments are not fatal: the call carries the error (never sent to a tool)
+    (call,) = badargs.chat(user("time"), tools=[TIME_TOOL]).tool_calls
+    assert call.name == "get_current_time" and call.arguments == {}
+    assert "malformed JSON arguments for tool 'get_current_time'" in call.error
     with pytest.raises(ProviderError, match=r"provider 'openai' is unreachable"):
         get_provider("openai", model="m", base_url=f"{dead_url}/v1", timeout=2).chat(user("hi"))

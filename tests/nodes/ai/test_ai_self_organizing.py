@@ -90,20 +90,44 @@ def test_agent_pool_manager_registers_finds_and_learns():
 
 
 def test_solution_evaluator_scores_and_lists_gaps():
-    subtasks = [{"id": "s1"}, {"id": "s2"}]
-    findings = [{"subtask_id": "s1", "content": "x", "confidence": 0.9,
-                 "tool_calls": [{"ok": True, "tool": "t", "server": "s"}]}]
+    subtasks = [{"id": "s1", "description": "Collect prices"}, {"id": "s2", "description": "Assess risk"}]
+    good = "prices: ACME 101.5, 102.25, 99.8 over three sessions; volume rising; spread narrowed to 0.4 percent"
+    findings = [{"subtask_id": "s1", "content": good, "confidence": 0.9,
+                 "tool_calls": [{"ok": True, "tool": "t", "server": "s", "result": [101.5, 102.25]}]}]
     partial = SolutionEvaluatorNode().execute(solution={"findings": findings},
                                               problem_requirements={"subtasks": subtasks, "quality_threshold": 0.8})
     assert partial["scores"]["coverage"] == 0.5 and partial["gaps"] == ["s2"]
     assert partial["recommendation"] == "iterate" and "subtask s2 has no finding" in partial["feedback"]
-    findings.append({"subtask_id": "s2", "content": "y", "confidence": 0.9,
-                     "tool_calls": [{"ok": True}, {"ok": False, "tool": "q", "server": "s", "error": "down"}]})
+    assert partial["quality"] == 0.5 and partial["decided_by"] == "heuristic"
+    findings.append({"subtask_id": "s2", "content": "volatility 0.31 implies drawdown exposure near 12 percent, hedge "
+                                                    "with puts", "confidence": 0.9,
+                     "tool_calls": [{"ok": True, "result": {"vol": 0.31}},
+                                    {"ok": False, "tool": "q", "server": "s", "error": "down"}]})
     full = SolutionEvaluatorNode().execute(solution={"findings": findings},
                                            problem_requirements={"subtasks": subtasks, "quality_threshold": 0.8})
-    assert full["quality"] > partial["quality"] and full["gaps"] == []
+    assert full["quality"] > partial["quality"] and full["gaps"] == [] and full["quality"] == 1.0
     assert full["scores"]["reliability"] == pytest.approx(2 / 3, abs=1e-3)
     assert any("tool q on s failed: down" in f for f in full["feedback"])
+
+
+def test_scores_are_earned_not_counted():
+    subtasks = [{"id": "s1", "description": "Collect market data"}, {"id": "s2", "description": "Recommend strategy"}]
+    # every tool failed: nothing obtained, quality 0 whatever the answers say
+    failed = [{"subtask_id": s["id"], "content": "A long confident answer about markets, sectors and growth rates",
+               "confidence": 0.9, "tool_calls": [{"ok": False, "tool": "t", "server": "dead", "error": "refused"}]}
+              for s in subtasks]
+    out = SolutionEvaluatorNode().execute(solution={"findings": failed}, problem_requirements={"subtasks": subtasks})
+    assert out["quality"] == 0.0 and out["feedback"][0].startswith("no tool returned anything")
+    # tools answered but the answers say nothing: "I don't know." carries no information
+    blank = [{"subtask_id": s["id"], "content": "I don't know.", "confidence": 0.9,
+              "tool_calls": [{"ok": True, "tool": "t", "server": "s", "result": {"x": 1}}]} for s in subtasks]
+    out = SolutionEvaluatorNode().execute(solution={"findings": blank}, problem_requirements={"subtasks": subtasks})
+    assert out["quality"] == 0.6 and out["scores"]["information"] == 0.0
+    assert "subtask s1's answer carries no information" in out["feedback"]
+    # an empty result is not a result
+    empty = [{**f, "tool_calls": [{"ok": True, "result": []}]} for f in failed]
+    assert SolutionEvaluatorNode().execute(solution={"findings": empty},
+                                           problem_requirements={"subtasks": subtasks})["quality"] == 0.0
 
 
 def test_self_organizing_agent_uses_tools_and_memory(market_server):
@@ -143,6 +167,10 @@ def test_convergence_reasons_in_priority_order():
     assert (out["should_stop"], out["converged"], out["reason"]) == (True, True, "quality_threshold")
     out = c.execute(iteration_history=q(0.5, 0.6, 0.61))
     assert (out["should_stop"], out["reason"]) == (True, "improvement_threshold")
+    # a plateau below the target stops but is not convergence
+    assert (out["converged"], out["status"]) == (False, "plateau") and "plateau at quality 0.610" in out["detail"]
+    out = c.execute(iteration_history=q(0.47, 0.47, 0.47))
+    assert (out["should_stop"], out["converged"], out["status"]) == (True, False, "plateau")
     out = c.execute(iteration_history=q(0.5, 0.6, 0.7))
     assert (out["should_stop"], out["reason"], out["improvement"]) == (False, "continue", pytest.approx(0.1))
     out = detector(max_iterations=4).execute(iteration_history=q(0.1, 0.2, 0.3, 0.4))

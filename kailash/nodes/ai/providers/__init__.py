@@ -143,12 +143,15 @@ def get_provider(
     if kind == "openai":
         from kailash.nodes.ai.providers.openai import OpenAIProvider
 
-        return OpenAIProvider(
+        made = OpenAIProvider(
             model=model or env.get("OPENAI_MODEL") or "gpt-4o-mini",
             base_url=base_url or env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1",
             api_key=api_key if api_key is not None else _env_key(env, "OPENAI_API_KEY"),
             **kw,
         )
+        if raw.strip().lower() in ("llamacpp", "llama.cpp"):  # llama.cpp's server: structured outputs its way
+            made.json_mode = "json_object"
+        return made
     if kind == "ollama":
         from kailash.nodes.ai.providers.ollama import OllamaProvider
 

@@ -199,6 +199,10 @@ def function_tool_calls(raw_calls: Any, provider: str, url: str) -> list[Any]:
         fn = raw.get("function") if isinstance(raw, dict) else None
         if not isinstance(fn, dict) or "name" not in fn:
             raise malformed(provider, url, f"tool call {i} without a function name")
-        calls.append(ToolCall(id=str(raw.get("id") or f"call_{i}"), name=fn["name"],
-                              arguments=parse_arguments(fn.get("arguments"), provider=provider, tool=fn["name"])))
+        try:
+            arguments, error = parse_arguments(fn.get("arguments"), provider=provider, tool=fn["name"]), None
+        except ProviderError as exc:  # a weak model's broken JSON: answered as a tool error, not fatal
+            arguments, error = {}, exc.message
+        calls.append(ToolCall(id=str(raw.get("id") or f"call_{i}"), name=str(fn["name"]), arguments=arguments,
+                              error=error))
     return calls

@@ -62,14 +62,23 @@ class ToolSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class ToolCall:
-    """A model's request to call one tool with arguments."""
+    """A model's request to call one tool with arguments.
+
+    ``error`` is set when the model's arguments could not be read (malformed JSON, not an
+    object); such a call is never sent: the agent loop answers it with a tool error the
+    model can correct.
+    """
 
     id: str
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "arguments": dict(self.arguments)}
+        out = {"id": self.id, "name": self.name, "arguments": dict(self.arguments)}
+        if self.error:
+            out["error"] = self.error
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)

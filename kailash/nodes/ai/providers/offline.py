@@ -76,9 +76,17 @@ class OfflineProvider:
         last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
         request = messages[last_user].content if last_user >= 0 else ""
         answered = [m for m in messages[last_user + 1:] if m.role == "tool"]
-        asked = any(m.tool_calls for m in messages[last_user + 1:])
-        if tools and not answered and not asked:
+        turns = [m for m in messages[last_user + 1:] if m.tool_calls]
+        if tools and not answered and not turns:
             calls = self.plan(request, tools)
+            if calls:
+                return ChatResponse(tool_calls=tuple(calls), model=self.model, provider=self.name,
+                                    finish_reason="tool_calls", usage=_usage(messages, ""))
+        elif tools and answered and len(turns) < 3:
+            # chain: a relevant tool it could not fill before may be fillable from the results now
+            called = {c.name for m in turns for c in m.tool_calls}
+            results = [_loads(m.content) for m in answered if not m.content.startswith("ERROR:")]
+            calls = self.plan(request, tools, results=[r for r in results if r is not None], exclude=called)
             if calls:
                 return ChatResponse(tool_calls=tuple(calls), model=self.model, provider=self.name,
                                     finish_reason="tool_calls", usage=_usage(messages, ""))
@@ -102,12 +110,33 @@ class OfflineProvider:
             return 0.0
         return (2 * len(name_words & want) + len(desc_words & want)) / total
 
-    def plan(self, request: str, tools: Sequence[ToolSpec]) -> list[ToolCall]:
-        scored = sorted(((self.score_tool(request, t), i, t) for i, t in enumerate(tools)), key=lambda x: (-x[0], x[1]))
+    def plan(self, request: str, tools: Sequence[ToolSpec], *, results: Sequence[Any] = (),
+             exclude: Any = ()) -> list[ToolCall]:
+        """Calls of the near-best tools whose arguments it can justify; the others are skipped.
+
+        ``results`` (earlier tool results) may justify arguments too: a numeric series
+        a previous tool returned fills an array-of-numbers parameter (chaining).
+        """
+        from kailash.nodes.ai._schema import schema_problems
+
+        raw = [(self.score_tool(request, t), i, t) for i, t in enumerate(tools)]
+        best = max((x[0] for x in raw), default=0.0)
+        want = set(stems(request))
+        # a tool the request names outright ("the prices and trend") counts as a best match
+        raw = [(best if best and set(stems(t.name)) <= want else sc, i, t) for sc, i, t in raw]
+        scored = sorted(raw, key=lambda x: (-x[0], x[1]))
         floor = max(self.min_tool_score, 0.6 * scored[0][0]) if scored else 1.0  # near-best tools only
-        chosen = [t for s, _, t in scored if s >= floor][: self.max_tool_calls]
-        return [ToolCall(id=f"call_{i}_{t.name}", name=t.name, arguments=fill_arguments(request, t.input_schema))
-                for i, t in enumerate(chosen)]
+        calls: list[ToolCall] = []
+        for s, _, t in scored:
+            if s < floor or len(calls) >= self.max_tool_calls:
+                break
+            if t.name in exclude:
+                continue
+            args = fill_arguments(request, t.input_schema, results=results)
+            if args is None or schema_problems(t.input_schema, args):
+                continue  # cannot justify the required arguments: skip, never guess
+            calls.append(ToolCall(id=f"call_{len(calls)}_{t.name}", name=t.name, arguments=args))
+        return calls
 
     # -- answering ---------------------------------------------------------------------
     def summarise(self, request: str, results: Sequence[ChatMessage], context: Sequence[str]) -> str:
@@ -145,8 +174,13 @@ class OfflineProvider:
         return "\n".join(lines)
 
 
-def fill_arguments(request: str, schema: dict[str, Any] | None) -> dict[str, Any]:
-    """Arguments for a tool from the request text and the tool's JSON Schema (deterministic)."""
+def fill_arguments(request: str, schema: dict[str, Any] | None, *, results: Sequence[Any] = ()) -> dict[str, Any] | None:
+    """Arguments for a tool from the request text, earlier tool ``results`` and the tool's JSON Schema.
+
+    Only what it can justify: a value the request states, an enum value or example it
+    mentions, the schema's default, the request itself for free-text fields, a numeric
+    series an earlier tool returned. ``None`` when a required argument cannot be justified.
+    """
     schema = schema or {}
     props: dict[str, Any] = schema.get("properties") or {}
     required = set(schema.get("required") or [])
@@ -154,13 +188,56 @@ def fill_arguments(request: str, schema: dict[str, Any] | None) -> dict[str, Any
     out: dict[str, Any] = {}
     for name, spec in props.items():
         spec = spec if isinstance(spec, dict) else {}
-        value = _value_for(name, spec, request, explicit, name in required)
+        value = _value_for(name, spec, request, explicit, name in required, results)
+        if value is _UNJUSTIFIED:
+            return None
         if value is not None:
             out[name] = value
     return out
 
 
-def _value_for(name: str, spec: dict[str, Any], request: str, explicit: dict[str, str], required: bool) -> Any:
+_UNJUSTIFIED = object()
+
+
+def _loads(content: str) -> Any:
+    try:
+        return json.loads(content)
+    except (TypeError, ValueError):
+        return None
+
+
+def _numeric_series(value: Any) -> list[float] | None:
+    """The first list of numbers inside a tool result."""
+    if isinstance(value, list) and value and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return [float(v) for v in value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for v in items:
+        found = _numeric_series(v)
+        if found:
+            return found
+    return None
+
+
+def _from_results(name: str, results: Sequence[Any]) -> Any:
+    """A value named ``name`` in an earlier tool result (dicts searched one level deep)."""
+    for r in results:
+        if isinstance(r, dict):
+            if name in r:
+                return r[name]
+            for v in r.values():
+                if isinstance(v, dict) and name in v:
+                    return v[name]
+    return None
+
+
+def _value_for(name: str, spec: dict[str, Any], request: str, explicit: dict[str, str], required: bool,
+               results: Sequence[Any] = ()) -> Any:
+    value = _justified(name, spec, request, explicit, required, results)
+    return _UNJUSTIFIED if value is None and required else value
+
+
+def _justified(name: str, spec: dict[str, Any], request: str, explicit: dict[str, str], required: bool,
+               results: Sequence[Any]) -> Any:
     kind = spec.get("type") or ("string" if "enum" not in spec else None)
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "string")
@@ -170,7 +247,7 @@ def _value_for(name: str, spec: dict[str, Any], request: str, explicit: dict[str
     enum = spec.get("enum")
     if enum:
         hit = next((e for e in enum if str(e).lower() in words or str(e).lower() in request.lower()), None)
-        return hit if hit is not None else (spec.get("default", enum[0]) if required else None)
+        return hit if hit is not None else (spec.get("default") if required else None)
     if kind == "string":
         near = _named_in(request, name) if not any(w in name.lower() for w in _FREE_TEXT) else None
         if near:
@@ -186,32 +263,52 @@ def _value_for(name: str, spec: dict[str, Any], request: str, explicit: dict[str
             return None
         if "default" in spec:
             return spec["default"]
-        if any(w in name.lower() for w in _FREE_TEXT) or not examples:
+        prior = _from_results(name, results)
+        if isinstance(prior, str):
+            return prior
+        if any(w in name.lower() for w in _FREE_TEXT):
             return request.strip()
-        fallback = re.search(r"[Uu]se '([^']+)'", spec.get("description", ""))
-        return fallback.group(1) if fallback else examples[0]
+        fallback = re.search(r"[Uu]se '([^']+)'", spec.get("description", ""))  # the tool says what to assume
+        return fallback.group(1) if fallback else None
     if kind in ("integer", "number"):
         if not required:
             return None
         if "default" in spec:
             return spec["default"]
-        nums = re.findall(r"-?\d+(?:\.\d+)?", request)
-        value = float(nums[0]) if nums else float(spec.get("minimum", 1))
-        return int(value) if kind == "integer" else value
+        nums = re.findall(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])", request)
+        if len(nums) == 1:  # one number in the request: that one; several: which one is not justified
+            value = float(nums[0])
+            return int(value) if kind == "integer" and value.is_integer() else value
+        prior = _from_results(name, results)
+        return prior if isinstance(prior, (int, float)) and not isinstance(prior, bool) else None
     if kind == "boolean":
-        return spec.get("default", False) if required else None
+        return spec.get("default") if required else None
     if kind == "array":
         if not required:
             return None
         if "default" in spec:
             return spec["default"]
-        item_enum = (spec.get("items") or {}).get("enum")
+        items = spec.get("items") or {}
+        item_enum = items.get("enum")
         if item_enum:
-            return [e for e in item_enum if str(e).lower() in words] or item_enum[:1]
-        upper = [t for t in re.findall(r"\b[A-Z]{2,5}\b", request)]
-        return upper or keywords(request, 3)
+            return [e for e in item_enum if str(e).lower() in words] or None
+        item_kind = items.get("type")
+        if item_kind in ("number", "integer"):
+            nums = re.findall(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])", request)
+            if len(nums) >= 2:
+                return [float(n) if item_kind == "number" else int(float(n)) for n in nums]
+            series = next((x for x in (_numeric_series(r) for r in results) if x), None)
+            if series and item_kind == "integer":
+                return [int(v) for v in series] if all(v.is_integer() for v in series) else None
+            return series
+        upper = re.findall(r"\b[A-Z]{2,5}\b", request)  # tickers, codes: written in capitals
+        if upper and any(w in name.lower() for w in ("symbol", "ticker", "code", "id", "name")):
+            return upper
+        if any(w in name.lower() for w in _FREE_TEXT) or name.lower() in ("terms", "topics", "tags"):
+            return keywords(request, 3) or None
+        return None
     if kind == "object":
-        return spec.get("default", {}) if required else None
+        return spec.get("default") if required else None
     return spec.get("default") if required else None
 
 

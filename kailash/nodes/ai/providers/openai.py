@@ -9,7 +9,7 @@ in :mod:`._http`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from kailash.nodes.ai.providers._http import HTTPProvider, function_tool_calls, malformed
@@ -38,6 +38,33 @@ class OpenAIProvider(HTTPProvider):
 
     name = "openai"
     path = "/chat/completions"
+    #: ``None`` (the server decides), ``"auto"``, ``"required"`` or a tool name (that tool is forced:
+    #: servers without native tool templates, such as llama.cpp's generic chat format, need this).
+    tool_choice: str | None = None
+
+    def _payload(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], temperature: float | None,
+                 max_tokens: int | None) -> dict[str, Any]:
+        payload: dict[str, Any] = {"model": self.model, "messages": [_to_wire(m) for m in messages]}
+        if tools:
+            payload["tools"] = [
+                {"type": "function", "function": {"name": t.name, "description": t.description,
+                                                  "parameters": t.input_schema}}
+                for t in tools
+            ]
+            choice = self.tool_choice
+            if choice in ("auto", "required", "none"):
+                payload["tool_choice"] = choice
+            elif choice:
+                name = choice if any(t.name == choice for t in tools) else tools[0].name
+                payload["tool_choice"] = {"type": "function", "function": {"name": name}}
+        if temperature is not None:
+            payload["temperature"] = temperature
+        if max_tokens is not None:
+            payload["max_tokens"] = max_tokens
+        return payload
+
+    def _headers(self) -> dict[str, Any]:
+        return {"Authorization": Secret(f"Bearer {self.api_key.reveal()}") if self.api_key else None}
 
     def chat(
         self,
@@ -47,20 +74,79 @@ class OpenAIProvider(HTTPProvider):
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> ChatResponse:
-        payload: dict[str, Any] = {"model": self.model, "messages": [_to_wire(m) for m in messages]}
-        if tools:
-            payload["tools"] = [
-                {"type": "function", "function": {"name": t.name, "description": t.description,
-                                                  "parameters": t.input_schema}}
-                for t in tools
-            ]
-        if temperature is not None:
-            payload["temperature"] = temperature
-        if max_tokens is not None:
-            payload["max_tokens"] = max_tokens
-        headers = {"Authorization": Secret(f"Bearer {self.api_key.reveal()}") if self.api_key else None}
-        data = self.post(payload, headers)
+        data = self.post(self._payload(messages, tools, temperature, max_tokens), self._headers())
         return self._from_wire(data)
+
+    def structured(self, messages: Sequence[ChatMessage], schema: dict[str, Any], *, name: str = "decision",
+                   max_tokens: int | None = 256, temperature: float | None = 0.0) -> ChatResponse:
+        """A chat answer constrained to the JSON Schema ``schema`` (``response_format``).
+
+        Asks in OpenAI's form (``json_schema``); a server that only knows llama.cpp's
+        ``json_object`` + ``schema`` form says so and is asked that way from then on
+        (or set ``json_mode="json_object"``). The caller still validates the answer: a
+        server may ignore the constraint.
+        """
+        from kailash.nodes.ai.providers.base import ProviderError
+
+        payload = self._payload(messages, (), temperature, max_tokens)
+        if self.json_mode != "json_object":
+            payload["response_format"] = {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+            try:
+                return self._from_wire(self.post(payload, self._headers()))
+            except ProviderError as exc:
+                if "json_object" not in exc.message:
+                    raise
+                self.json_mode = "json_object"  # llama.cpp's server: remember, ask its way
+        payload["response_format"] = {"type": "json_object", "schema": schema}
+        return self._from_wire(self.post(payload, self._headers()))
+
+    #: ``"json_schema"`` (OpenAI's structured outputs) or ``"json_object"`` (llama.cpp's server).
+    json_mode: str = "json_schema"
+
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> Iterator[str]:
+        """The answer's text as the server streams it (server-sent events), piece by piece.
+
+        Raises:
+            ProviderError: unreachable server, HTTP error or a malformed event; never the key.
+        """
+        from kailash.nodes.ai.providers._http import require_httpx, shared_client
+        from kailash.nodes.ai.providers.base import ProviderError
+        from kailash.security.secrets import redact, reveal
+
+        httpx = require_httpx()
+        payload = {**self._payload(messages, (), temperature, max_tokens), "stream": True}
+        headers = {k: str(reveal(v)) for k, v in self._headers().items() if v is not None}
+        secrets = frozenset({str(reveal(self.api_key))}) if self.api_key else frozenset()
+        who = f"{self.owner}: provider '{self.name}'" if self.owner else f"provider '{self.name}'"
+        try:
+            with shared_client().stream("POST", self.url, json=payload, headers=headers, timeout=self.timeout) as resp:
+                if resp.status_code >= 400:
+                    body = redact(resp.read().decode("utf-8", "replace")[:300], secrets)
+                    raise ProviderError(f"{who} answered HTTP {resp.status_code} at {self.url}: {body}",
+                                        provider=self.name, expected="HTTP 2xx", got=resp.status_code)
+                for line in resp.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        return
+                    try:
+                        event = json.loads(data)
+                        delta = (event.get("choices") or [{}])[0].get("delta") or {}
+                    except (ValueError, AttributeError, IndexError) as exc:
+                        raise ProviderError(f"{who} streamed a malformed event at {self.url}: {data[:80]!r}",
+                                            provider=self.name, expected="chat.completion.chunk JSON") from exc
+                    if delta.get("content"):
+                        yield str(delta["content"])
+        except httpx.HTTPError as exc:
+            raise ProviderError(f"{who} is unreachable at {self.url}: {type(exc).__name__}: "
+                                f"{redact(str(exc), secrets)}", provider=self.name) from exc
 
     def _from_wire(self, data: dict[str, Any]) -> ChatResponse:
         choices = data.get("choices")
@@ -86,7 +172,8 @@ def _to_wire(m: ChatMessage) -> dict[str, Any]:
         return {"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.content}
     out: dict[str, Any] = {"role": m.role, "content": m.content}
     if m.tool_calls:
-        out["content"] = m.content or None
+        # a string even when empty: OpenAI takes "" and llama.cpp's server refuses null
+        out["content"] = m.content or ""
         out["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
             for c in m.tool_calls

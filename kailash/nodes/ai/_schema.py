@@ -1,0 +1,32 @@
+"""Tool arguments against the tool's input JSON Schema, with the maintained ``jsonschema`` validator.
+
+Imported lazily by the agent loop and the offline planner: every tool call, planned or
+asked for by a model, is checked here before it is sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["schema_problems"]
+
+
+def schema_problems(schema: dict[str, Any] | None, arguments: Any) -> list[str]:
+    """Why ``arguments`` do not fit the tool's input JSON Schema (empty when they fit).
+
+    Uses the draft the schema names (``$schema``), else 2020-12.
+
+    Example:
+        >>> schema_problems({"type": "object", "properties": {"values": {"type": "array", "items": {"type": "number"}}},
+        ...                  "required": ["values"]}, {"values": ["market"]})
+        ["values/0: 'market' is not of type 'number'"]
+    """
+    import jsonschema
+
+    schema = schema or {"type": "object"}
+    try:
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        errors = sorted(cls(schema).iter_errors(arguments), key=lambda e: [str(p) for p in e.absolute_path])
+    except jsonschema.exceptions.SchemaError as exc:  # the server's schema is broken: say so, do not send blind
+        return [f"the tool's own input schema is invalid: {exc.message}"]
+    return [f"{'/'.join(str(p) for p in e.absolute_path) or '(arguments)'}: {e.message}" for e in errors]
