@@ -77,7 +77,7 @@ class ExecutionPlan:
     """
 
     __slots__ = ("workflow", "version", "name", "steps", "by_id", "entries", "exits", "needs_inputs",
-                 "secret_names", "predecessors", "order", "stream_sources")
+                 "secret_names", "predecessors", "order", "stream_sources", "config_secrets")
 
     workflow: Workflow
     version: int
@@ -91,6 +91,7 @@ class ExecutionPlan:
     predecessors: dict[str, int]
     order: dict[str, int]
     stream_sources: tuple[str, ...]
+    config_secrets: frozenset[str]  # the plain values of the Secrets in the nodes' configs (never show them)
 
     def __init__(self, workflow: Workflow, steps: list[Step]) -> None:
         steps = [s if s.gather is not None else replace(s, gather=compile_gather(s)) for s in steps]
@@ -111,6 +112,11 @@ class ExecutionPlan:
         init(self, "predecessors", {s.id: len({e.source for e in s.edges}) for s in steps})
         init(self, "order", {s.id: i for i, s in enumerate(steps)})
         init(self, "stream_sources", tuple(s.id for s in steps if is_stream_source(s.node)))
+        # a node may echo its configured credential (a service answering with it, a print): every run of
+        # the plan scrubs these from what it records, raises and publishes
+        from kailash.security.secrets import plain_secret_values
+
+        init(self, "config_secrets", plain_secret_values(*[getattr(s.node, "config", None) for s in steps]))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"ExecutionPlan is immutable: cannot set '{name}' (keep per-run state in the run)")

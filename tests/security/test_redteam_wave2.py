@@ -1,0 +1,93 @@
+"""Red team, wave 2: the run log, the durable queue, schedules, stream runs, captured
+output, /metrics and the workflow schema, attacked through a real gateway.
+
+Each test plays an attack that worked (or was suspected to) and asserts the secure outcome.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from kailash.api.gateway import WorkflowGateway
+from kailash.nodes.base import Node, NodeParameter
+from kailash.security.secrets import Secret, reveal
+from kailash.workflow import Workflow
+
+API_KEY = "redteam-wave2-gateway-key"
+HEADERS = {"X-API-Key": API_KEY}
+REG_SECRET = "sk-registered-REDTEAM-7f3a9c"
+
+
+class EchoingServiceNode(Node):
+    """A node holding a credential whose service echoes it back (as an echo server or a
+    misbehaving API does): the value reaches the node's outputs, its printed output and,
+    through a downstream node, another node's error."""
+
+    def get_parameters(self) -> dict[str, NodeParameter]:
+        return {"api_key": NodeParameter(type=(str, Secret), required=True, secret=True, description="key")}
+
+    def run(self, api_key: Any) -> dict[str, Any]:
+        value = reveal(api_key)
+        print(f"service answered for key {value}")
+        return {"echo": {"authorization": f"Bearer {value}"}}
+
+
+class QuotingNode(Node):
+    """Fails quoting its input (a downstream node with a chatty error message)."""
+
+    def get_parameters(self) -> dict[str, NodeParameter]:
+        return {"echo": NodeParameter(type=dict, required=True, description="what the service answered")}
+
+    def run(self, echo: dict[str, Any]) -> dict[str, Any]:
+        raise ValueError(f"cannot use {echo['authorization']}")
+
+
+def _store_bytes(home) -> bytes:
+    """Everything the gateway stored on disk (SQLite files and their write-ahead logs)."""
+    return b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
+
+
+def _wait(client, run_id, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.get(f"/runs/{run_id}", headers=HEADERS).json()
+        if run.get("status") in ("completed", "failed"):
+            return run
+        time.sleep(0.02)
+    raise AssertionError(f"run {run_id} did not end: {run}")
+
+
+# -- 1. a registration secret in the stored run record ---------------------------------------------
+
+@pytest.mark.parametrize("mode", ["sync", "async", "failing"])
+def test_a_registration_secret_never_reaches_the_stored_run_record(_isolated_home, mode):
+    """Attack: register a workflow whose node holds a key (a Secret in its config); its service
+    echoes the key into the node's outputs and printed text, and a downstream node quotes it in
+    its error. Before: with the default durability the final record went through the run log,
+    past the gateway's redacting store, so the key sat in the SQLite file in plain text (and only
+    GET /runs/{id} masked it)."""
+    wf = Workflow(f"echo-{mode}")
+    wf.add_node("svc", EchoingServiceNode(api_key=Secret(REG_SECRET)))
+    if mode == "failing":
+        wf.add_node("use", QuotingNode())
+        wf.connect("svc", "use", mapping={"echo": "echo"})
+    gw = WorkflowGateway(port=0, api_keys=[API_KEY])
+    gw.register_workflow("echo", wf)
+    with TestClient(gw.app) as c:
+        url = "/workflows/echo/execute" + ("?async=true" if mode == "async" else "")
+        reply = c.post(url, json={}, headers=HEADERS)
+        assert reply.status_code in (200, 202, 422), reply.text
+        assert REG_SECRET not in reply.text
+        run = _wait(c, reply.json()["run_id"])
+        assert run["status"] == ("failed" if mode == "failing" else "completed")
+        assert REG_SECRET not in str(run)
+        gw.workspace(None).runs.flush() if hasattr(gw.workspace(None).runs, "flush") else None
+    time.sleep(0.1)
+    stored = _store_bytes(_isolated_home)
+    assert stored, "the gateway stored nothing"
+    assert REG_SECRET.encode() not in stored
