@@ -38,7 +38,7 @@ def check_schedule_run(gw: Any, principal: Principal | None, name: str, paramete
     from kailash.api.documents import problem
     from kailash.api.overrides import refuse_overrides, workflow_allowed
     from kailash.api.tenant_runs import check_tenant_run, scope_of
-    from kailash.errors import WorkflowValidationError
+    from kailash.errors import SecurityError, WorkflowValidationError
 
     try:
         workflow, _, reg, _ = gw.resolve(principal, name)
@@ -54,6 +54,14 @@ def check_schedule_run(gw: Any, principal: Principal | None, name: str, paramete
                        problems=[problem(p) for p in exc.problems]) from None
     if reg is not None:
         refuse_overrides(workflow, per_node, workflow_allowed(workflow, reg.allow_overrides))
+    tenant_id = principal.tenant_id if principal is not None else None
+    try:  # a schedule is stored like a queued run: no secret value in its parameters
+        from kailash.runtime.queue import queueable_parameters
+
+        queueable_parameters(workflow, parameters, allow_env=tenant_id is None)
+    except SecurityError as exc:
+        raise ApiError(422, "secret_not_queueable", exc.message, node_id=exc.node_id,
+                       parameter=exc.parameter) from None
     if principal is not None and principal.tenant_id is not None:
         check_tenant_run(scope_of(gw.workspace(principal)), workflow, parameters, frozenset())
 

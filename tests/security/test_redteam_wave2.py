@@ -91,3 +91,62 @@ def test_a_registration_secret_never_reaches_the_stored_run_record(_isolated_hom
     stored = _store_bytes(_isolated_home)
     assert stored, "the gateway stored nothing"
     assert REG_SECRET.encode() not in stored
+
+
+# -- 2. secrets in the durable queue and in schedules --------------------------------------------
+
+QUEUED_SECRET = "sk-queued-REDTEAM-51c0de"
+URL_PASSWORD = "pw-REDTEAM-url-9917"
+
+
+class DsnNode(Node):
+    """Takes a connection URL (not declared secret: its password is found in the URL)."""
+
+    def get_parameters(self) -> dict[str, NodeParameter]:
+        return {"dsn": NodeParameter(type=str, required=True, description="where to connect")}
+
+    def run(self, dsn: str) -> dict[str, Any]:
+        return {"ok": True}
+
+
+def _queue_gateway() -> WorkflowGateway:
+    gw = WorkflowGateway(port=0, api_keys=[API_KEY], queue_slots=1)
+    keyed = Workflow("keyed")
+    keyed.add_node("svc", EchoingServiceNode())
+    gw.register_workflow("keyed", keyed)
+    dsn = Workflow("dsn")
+    dsn.add_node("db", DsnNode())
+    gw.register_workflow("dsn", dsn)
+    return gw
+
+
+@pytest.mark.parametrize("workflow, parameters, node, parameter", [
+    # a secret parameter given as a workflow input (offered to the entry node), not under its node id
+    ("keyed", {"api_key": QUEUED_SECRET}, "svc", "api_key"),
+    # a password inside a URL of an undeclared parameter: run records mask it, the queue stored it
+    ("dsn", {"db": {"dsn": f"postgresql://app:{URL_PASSWORD}@127.0.0.1/x"}}, "db", "dsn"),
+    ("dsn", {"dsn": f"https://api.example/v1?api_key={URL_PASSWORD}"}, "db", "dsn"),
+])
+@pytest.mark.parametrize("route", ["async", "schedule"])
+def test_no_secret_value_is_written_to_the_queue_or_a_schedule(_isolated_home, workflow, parameters, node,
+                                                               parameter, route):
+    """Attack: pass a credential where the queue's check does not look (a workflow input instead of
+    ``{node: {...}}``, a URL password in an undeclared parameter), or in a schedule's parameters (not
+    checked at all): before, it was written in plain text to queue.db / the schedule store."""
+    gw = _queue_gateway()
+    with TestClient(gw.app) as c:
+        if route == "async":
+            reply = c.post(f"/workflows/{workflow}/execute?async=true", json={"parameters": parameters},
+                           headers=HEADERS)
+        else:
+            reply = c.post("/schedules", json={"workflow": workflow, "every": 3600, "parameters": parameters},
+                           headers=HEADERS)
+        assert reply.status_code == 422, reply.text
+        err = reply.json()["error"]
+        assert err["code"] == "secret_not_queueable" and err["node_id"] == node and err["parameter"] == parameter
+        assert QUEUED_SECRET not in reply.text and URL_PASSWORD not in reply.text
+        # the synchronous run may carry it (never queued) and its record masks it
+        sync = c.post(f"/workflows/{workflow}/execute", json={"parameters": parameters}, headers=HEADERS)
+        assert sync.status_code == 200, sync.text
+    stored = _store_bytes(_isolated_home)
+    assert QUEUED_SECRET.encode() not in stored and URL_PASSWORD.encode() not in stored
