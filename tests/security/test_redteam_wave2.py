@@ -150,3 +150,28 @@ def test_no_secret_value_is_written_to_the_queue_or_a_schedule(_isolated_home, w
         assert sync.status_code == 200, sync.text
     stored = _store_bytes(_isolated_home)
     assert QUEUED_SECRET.encode() not in stored and URL_PASSWORD.encode() not in stored
+
+
+# -- 6. /metrics ---------------------------------------------------------------------------------
+
+def test_metrics_label_values_cannot_forge_lines_and_their_number_is_bounded():
+    """Attack: node ids and workflow names (uploads, a tenant's too) carrying quotes and newlines to
+    forge metric lines; and a stream of fresh node ids growing the gateway's memory without bound.
+    Before: every distinct (workflow, node) pair became a series for the life of the process."""
+    import re
+
+    from kailash.api.metrics import MAX_SERIES, GatewayMetrics
+
+    m = GatewayMetrics()
+    m.event('wf"} 1\nforged_metric 1\n#', {"event": "node_completed", "node_id": 'n\\"\n} 2', "duration": 0.01})
+    m.event('wf"} 1\nforged_metric 1\n#', {"event": "run_completed"})
+    text = m.render()
+    assert "\nforged_metric" not in text
+    line = re.compile(r'^(# .*|[a-z_]+(\{([a-z]+="([^"\\\n]|\\\\|\\"|\\n)*",?)*\})? [0-9.e+-]+|)$')
+    assert all(line.match(row) for row in text.split("\n")), text
+    for i in range(MAX_SERIES * 3):
+        m.event(f"wf-{i}", {"event": "node_completed", "node_id": f"node-{i}", "duration": 0.01})
+        m.event(f"wf-{i}", {"event": "run_failed"})
+    assert len(m._nodes) <= MAX_SERIES + 1 and len(m._runs) <= MAX_SERIES + 2
+    text = m.render()
+    assert 'workflow="_other",node="_other"' in text and 'kailash_runs_total{workflow="_other",status="failed"}' in text
