@@ -175,3 +175,62 @@ def test_metrics_label_values_cannot_forge_lines_and_their_number_is_bounded():
     assert len(m._nodes) <= MAX_SERIES + 1 and len(m._runs) <= MAX_SERIES + 2
     text = m.render()
     assert 'workflow="_other",node="_other"' in text and 'kailash_runs_total{workflow="_other",status="failed"}' in text
+
+
+# -- 4. dead-letter sinks of stream runs ---------------------------------------------------------
+
+def test_a_dead_letter_file_stays_inside_the_tenants_directory_and_the_policy(tmp_path):
+    """Attack: an uploaded stream workflow's metadata names ``stream.dead_letter`` = any host path;
+    the gateway wrote the failed events there with a plain ``open`` (outside the tenant's directory,
+    outside the process-wide policy's allowed directories)."""
+    from kailash.errors import SecurityError
+    from kailash.nodes.capabilities import TenantScope, tenant_scope
+    from kailash.runtime._dead_letter import dead_letter_sink
+    from kailash.security import SecurityConfig, set_security_config
+
+    own = tmp_path / "tenant-files" / "acme"
+    own.mkdir(parents=True)
+    host = tmp_path / "host"
+    host.mkdir()
+    record = {"run_id": "r", "workflow": "w", "node_id": "n", "error": "e", "event": {}, "ts": 0.0}
+    scope = TenantScope(tenant_id="acme", capabilities=frozenset({"files", "network"}), files_dir=str(own))
+    with tenant_scope(scope):
+        for target in (str(host / "evil.jsonl"), "../../host/evil.jsonl", str(own / ".." / "evil.jsonl")):
+            with pytest.raises(SecurityError) as err:
+                dead_letter_sink(target)
+            assert err.value.parameter == "dead_letter"
+        sink = dead_letter_sink("dead.jsonl")  # relative: inside its own directory
+        sink.write(record)
+        sink.close()
+    assert (own / "dead.jsonl").read_text().count("\n") == 1
+    no_files = TenantScope(tenant_id="acme", capabilities=frozenset({"network"}), files_dir=str(own))
+    with tenant_scope(no_files), pytest.raises(SecurityError) as err:
+        dead_letter_sink("dead.jsonl")
+    assert "files" in str(err.value)
+    set_security_config(SecurityConfig(allowed_directories=[str(own)]))
+    try:
+        with pytest.raises(SecurityError):
+            dead_letter_sink(str(host / "evil.jsonl"))
+    finally:
+        set_security_config(None)
+    assert list(host.iterdir()) == [] and not (tmp_path / "evil.jsonl").exists()
+
+
+def test_a_tenants_dead_letter_table_needs_the_database_capability(tmp_path):
+    """Attack: ``stream.dead_letter = {"connection_string": ..., "table": ...}`` from a tenant without the
+    'database' capability (the sink is not a node of the workflow, so the upload's capability check never saw
+    it); and a SQLite file outside the tenant's directory."""
+    from kailash.errors import KailashError, SecurityError
+    from kailash.nodes.capabilities import TenantScope, tenant_scope
+    from kailash.runtime._dead_letter import dead_letter_sink
+
+    own = tmp_path / "acme"
+    own.mkdir()
+    outside = tmp_path / "gateway.db"
+    no_db = TenantScope(tenant_id="acme", capabilities=frozenset({"network"}), files_dir=str(own))
+    with tenant_scope(no_db), pytest.raises(SecurityError):
+        dead_letter_sink({"connection_string": "sqlite:///dead.db", "table": "dead"})
+    db = TenantScope(tenant_id="acme", capabilities=frozenset({"network", "database"}), files_dir=str(own))
+    with tenant_scope(db), pytest.raises(KailashError):
+        dead_letter_sink({"connection_string": f"sqlite:///{outside}", "table": "dead"})
+    assert not outside.exists()
