@@ -36,6 +36,9 @@ __all__ = ["LIMIT", "RunOutput", "capturing", "stop", "release", "register_node_
 
 #: characters kept per node and run; more is counted and reported as truncated
 LIMIT = 64 * 1024
+#: characters kept past :data:`LIMIT` until the text is redacted (a secret up to this long that crosses the
+#: limit is masked whole, then the text is cut)
+MARGIN = 4096
 
 _RUN: contextvars.ContextVar[Any] = contextvars.ContextVar("kailash_capture_run", default=None)
 _lock = threading.Lock()
@@ -58,33 +61,42 @@ class RunOutput:
     def write(self, node_id: str, text: str) -> None:
         if not text:
             return
+        keep = LIMIT + MARGIN  # the margin is cut after redaction: a secret across the limit never leaves a piece
         with self.lock:
             entry = self.nodes.get(node_id)
             if entry is None:
                 entry = self.nodes[node_id] = [[], 0, 0]
-            elif entry[1] >= LIMIT:  # full: count what is dropped
+            elif entry[1] >= keep:  # full: count what is dropped
                 entry[2] += len(text)
                 return
-            room = LIMIT - entry[1]
+            room = keep - entry[1]
             if len(text) <= room:
                 entry[0].append(text)
                 entry[1] += len(text)
             else:
                 if room > 0:
                     entry[0].append(text[:room])
-                    entry[1] = LIMIT
+                    entry[1] = keep
                 entry[2] += len(text) - max(room, 0)
 
     def finish(self, secrets: Any) -> dict[str, str]:
-        """``{node_id: text}``, secrets masked, a truncation line where output was dropped."""
+        """``{node_id: text}``, secrets masked, a truncation line where output was dropped.
+
+        Redacted before it is cut to :data:`LIMIT`: cutting first would leave the start of a
+        secret that crossed the limit, which no longer matches the secret."""
         self.frames.clear()  # the run is over: let its frames go now, not at the next garbage collection
         with self.lock:
             out: dict[str, str] = {}
             for node_id, (parts, _size, dropped) in self.nodes.items():
                 text = "".join(parts)
-                if dropped:
+                if secrets is not None:
+                    text = str(secrets.redact(text))
+                if dropped or len(text) > LIMIT:
+                    if len(text) > LIMIT:
+                        dropped += len(text) - LIMIT
+                        text = text[:LIMIT]
                     text += f"{'' if text.endswith(chr(10)) else chr(10)}[output truncated: {dropped} more characters]\n"
-                out[node_id] = str(secrets.redact(text)) if secrets is not None else text
+                out[node_id] = text
             return out
 
 

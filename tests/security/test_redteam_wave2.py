@@ -234,3 +234,43 @@ def test_a_tenants_dead_letter_table_needs_the_database_capability(tmp_path):
     with tenant_scope(db), pytest.raises(KailashError):
         dead_letter_sink({"connection_string": f"sqlite:///{outside}", "table": "dead"})
     assert not outside.exists()
+
+
+# -- 5. captured output ----------------------------------------------------------------------------
+
+PRINTED_SECRET = "Zq9XvT4kLmN8pR2wYb6HjC3"
+
+
+class PaddedPrintNode(Node):
+    """Prints ``pad`` characters, then its credential (a chatty client's debug line)."""
+
+    def get_parameters(self) -> dict[str, NodeParameter]:
+        return {"api_key": NodeParameter(type=(str, Secret), required=True, secret=True, description="key"),
+                "pad": NodeParameter(type=int, default=0, description="characters printed first")}
+
+    def run(self, api_key: Any, pad: int) -> dict[str, Any]:
+        print("x" * pad + f"key={reveal(api_key)}", end="")
+        return {"ok": True}
+
+
+@pytest.mark.parametrize("keep", [4, 9, 15, len(PRINTED_SECRET) - 1])
+def test_truncating_captured_output_never_keeps_a_piece_of_a_secret(tmp_path, keep):
+    """Attack: print just enough padding that the per-node output limit cuts a secret after ``keep`` of its
+    characters. Before: redaction ran on the truncated text, where the secret no longer matched, so its first
+    ``keep`` characters were stored (one run per length reveals it all)."""
+    from kailash.runtime import LocalRuntime
+    from kailash.runtime.capture import LIMIT
+    from kailash.runtime.store import SQLiteRunStore
+
+    wf = Workflow("padded")
+    wf.add_node("p", PaddedPrintNode())
+    store = SQLiteRunStore(str(tmp_path / "runs.db"))
+    pad = LIMIT - len("key=") - keep
+    LocalRuntime(store=store).execute(wf, parameters={"p": {"api_key": PRINTED_SECRET, "pad": pad}}, run_id="r1")
+    store.flush()
+    text = store.get_run("r1").output["p"]
+    pieces = {PRINTED_SECRET[i:i + 4] for i in range(len(PRINTED_SECRET) - 3)}
+    assert not any(piece in text for piece in pieces), text[-200:]
+    assert "[output truncated" in text or text.endswith("***")
+    stored = _store_bytes(tmp_path)
+    assert not any(piece.encode() in stored for piece in pieces)
