@@ -103,7 +103,7 @@ class DsnNode(Node):
     """Takes a connection URL (not declared secret: its password is found in the URL)."""
 
     def get_parameters(self) -> dict[str, NodeParameter]:
-        return {"dsn": NodeParameter(type=str, required=True, description="where to connect")}
+        return {"dsn": NodeParameter(type=str, required=False, default="", description="where to connect")}
 
     def run(self, dsn: str) -> dict[str, Any]:
         return {"ok": True}
@@ -274,3 +274,37 @@ def test_truncating_captured_output_never_keeps_a_piece_of_a_secret(tmp_path, ke
     assert "[output truncated" in text or text.endswith("***")
     stored = _store_bytes(tmp_path)
     assert not any(piece.encode() in stored for piece in pieces)
+
+
+# -- 3. schedules: impossible cron, slow catch-up, thousands per tenant ---------------------------
+
+def test_a_cron_expression_that_never_fires_is_a_clear_422_not_a_server_error(_isolated_home):
+    """Attack: ``0 0 30 2 *`` (February 30th) passes croniter's syntax check, then finding its next fire
+    raises CroniterBadDateError: before, POST /schedules answered 500 (a gateway fault)."""
+    gw = _queue_gateway()
+    with TestClient(gw.app, raise_server_exceptions=False) as c:
+        for cron in ("0 0 30 2 *", "0 0 31 4 *"):
+            reply = c.post("/schedules", json={"workflow": "dsn", "cron": cron}, headers=HEADERS)
+            assert reply.status_code == 422, reply.text
+            assert reply.json()["error"]["parameter"] == "cron"
+        made = c.post("/schedules", json={"workflow": "dsn", "every": 3600}, headers=HEADERS).json()
+        reply = c.patch(f"/schedules/{made['id']}", json={"cron": "0 0 30 2 *", "every": None}, headers=HEADERS)
+        assert reply.status_code == 422, reply.text
+
+
+def test_catching_up_a_per_second_cron_after_days_of_downtime_is_cheap():
+    """Attack: a schedule firing every second (``* * * * * *``) with catch-up ``all`` or ``latest``, after three
+    days without a gateway. Before: one tick spent ~1.5 s of CPU on it (a new croniter per missed fire, 10,000
+    of them to count the dropped ones), so a hundred such schedules stalled every namespace's schedules."""
+    from kailash.runtime.schedules import Schedule, due_fires
+
+    now = time.time()
+    for catchup in ("all", "latest"):
+        s = Schedule(id="s", workflow="w", cron="* * * * * *", created_at=0.0, updated_at=0.0,
+                     next_fire_at=now - 3 * 86400, catchup=catchup)
+        cpu = time.process_time()
+        fires, dropped = due_fires(s, now, grace=60, max_catchup=1000)
+        spent = time.process_time() - cpu
+        assert len(fires) == (1000 if catchup == "all" else 1) and dropped > 0
+        assert fires == sorted(fires) and fires[-1] <= now and all(b - a == 1 for a, b in zip(fires, fires[1:]))
+        assert spent < 0.5, f"catch-up '{catchup}' took {spent:.2f} s of CPU"
