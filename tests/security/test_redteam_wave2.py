@@ -308,3 +308,36 @@ def test_catching_up_a_per_second_cron_after_days_of_downtime_is_cheap():
         assert len(fires) == (1000 if catchup == "all" else 1) and dropped > 0
         assert fires == sorted(fires) and fires[-1] <= now and all(b - a == 1 for a, b in zip(fires, fires[1:]))
         assert spent < 0.5, f"catch-up '{catchup}' took {spent:.2f} s of CPU"
+
+
+CODE_DOC = {"name": "tick", "nodes": [{"id": "c", "type": "PythonCodeNode", "config": {"code": "result = 1"}}],
+            "connections": []}
+
+
+def test_a_tenant_cannot_create_schedules_without_bound(tmp_path, monkeypatch):
+    """Attack: one tenant creates thousands of every-second schedules (each tick claims them all, each fire is a
+    queued run). Before: no limit. Now each namespace holds at most ``max_schedules`` (default
+    ``MAX_SCHEDULES``); the next is 429 ``too_many_schedules``, and other namespaces are not affected."""
+    from kailash.api import schedule_routes
+    from kailash.api.tenancy import TenantRegistry
+
+    assert 0 < schedule_routes.MAX_SCHEDULES <= 1000
+    monkeypatch.setattr(schedule_routes, "MAX_SCHEDULES", 5)
+    registry = TenantRegistry(home=tmp_path / "tenants-home")
+    _, acme = registry.create_tenant("acme", database_schema="acme")
+    _, globex = registry.create_tenant("globex", database_schema="globex")
+    gw = WorkflowGateway(port=0, tenants=registry, api_keys=[API_KEY], schedule_tick=None)
+    with TestClient(gw.app) as c:
+        for key in (acme, globex):
+            assert c.post("/workflows", headers={"X-API-Key": key}, json={"name": "tick", "workflow": CODE_DOC}
+                          ).status_code == 201
+        made = [c.post("/schedules", headers={"X-API-Key": acme}, json={"workflow": "tick", "every": 1})
+                for _ in range(8)]
+        assert [r.status_code for r in made] == [201] * 5 + [429] * 3
+        assert made[-1].json()["error"]["code"] == "too_many_schedules"
+        assert len(gw.schedules.list(tenant_id="acme")) == 5
+        other = c.post("/schedules", headers={"X-API-Key": globex}, json={"workflow": "tick", "every": 1})
+        assert other.status_code == 201
+        c.delete(f"/schedules/{made[0].json()['id']}", headers={"X-API-Key": acme})
+        again = c.post("/schedules", headers={"X-API-Key": acme}, json={"workflow": "tick", "every": 1})
+        assert again.status_code == 201
