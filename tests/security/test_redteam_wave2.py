@@ -341,3 +341,29 @@ def test_a_tenant_cannot_create_schedules_without_bound(tmp_path, monkeypatch):
         c.delete(f"/schedules/{made[0].json()['id']}", headers={"X-API-Key": acme})
         again = c.post("/schedules", headers={"X-API-Key": acme}, json={"workflow": "tick", "every": 1})
         assert again.status_code == 201
+
+
+# -- 7. the node catalog and the workflow file schema (no key needed) -----------------------------
+
+def test_a_credential_default_is_never_published_by_the_keyless_catalog_or_schema():
+    """Attack: read ``/nodes`` and ``/schema/workflow.json`` without a key. A ``@node`` function written as
+    ``def fetch(url, api_key="sk-...")`` (or a DSN default with a password) is not declared secret, and its
+    default was published to anyone who can reach the gateway."""
+    from kailash import node
+
+    @node
+    def redteam_fetch_defaults(url: str, api_key: str = "sk-default-LEAK-1234",
+                               dsn: str = "postgresql://app:pw-default-LEAK-99@db/x",
+                               client_secret: str = "cs-default-LEAK-42", page_size: int = 50) -> dict:
+        return {"ok": True}
+
+    gw = WorkflowGateway(port=0, api_keys=[API_KEY])
+    with TestClient(gw.app) as c:
+        for path in ("/nodes", "/schema/workflow.json", "/nodes/redteam_fetch_defaults"):
+            reply = c.get(path)  # no key
+            assert reply.status_code == 200
+            assert "LEAK" not in reply.text, path
+        info = c.get("/nodes/redteam_fetch_defaults").json()
+        params = {p["name"]: p for p in info["parameters"]}
+        assert params["page_size"]["default"] == 50  # ordinary defaults are still documented
+        assert params["dsn"]["default"] == "postgresql://app:***@db/x"
