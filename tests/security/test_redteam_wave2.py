@@ -367,3 +367,50 @@ def test_a_credential_default_is_never_published_by_the_keyless_catalog_or_schem
         params = {p["name"]: p for p in info["parameters"]}
         assert params["page_size"]["default"] == 50  # ordinary defaults are still documented
         assert params["dsn"]["default"] == "postgresql://app:***@db/x"
+
+
+# -- 2/4. another namespace's runs: queued, running, finished ------------------------------------
+
+SLOW_DOC = {"name": "slow", "nodes": [{"id": "c", "type": "PythonCodeNode",
+                                       "config": {"code": "result = sum(range(n))"}}], "connections": []}
+
+
+def test_another_namespace_cannot_see_stop_or_follow_a_run_queued_running_or_done(tmp_path):
+    """Attack: globex (and the gateway's own key) ask for acme's run ids: GET /runs/{id}, its events, and
+    POST /runs/{id}/stop, while the run is queued, running and finished. Every answer must be the one for an
+    id that does not exist (no 409 'has finished' or 'not a stream run' that would confirm it exists)."""
+    from kailash.api.tenancy import TenantRegistry
+
+    registry = TenantRegistry(home=tmp_path / "tenants-home")
+    _, acme = registry.create_tenant("acme", database_schema="acme")
+    _, globex = registry.create_tenant("globex", database_schema="globex")
+    gw = WorkflowGateway(port=0, tenants=registry, api_keys=[API_KEY], queue_slots=1, schedule_tick=None)
+    a, g = {"X-API-Key": acme}, {"X-API-Key": globex}
+
+    def probes(run_id: str) -> list[tuple[int, str]]:
+        out = []
+        for headers in (g, HEADERS):
+            for method, path in (("get", f"/runs/{run_id}"), ("post", f"/runs/{run_id}/stop"),
+                                 ("get", f"/runs/{run_id}/events")):
+                reply = getattr(c, method)(path, headers=headers)
+                out.append((reply.status_code, reply.json()["error"]["code"]))
+        return out
+
+    with TestClient(gw.app) as c:
+        assert c.post("/workflows", headers=a, json={"name": "slow", "workflow": SLOW_DOC}).status_code == 201
+        first = c.post("/workflows/slow/execute?async=true", headers=a,
+                       json={"parameters": {"c": {"n": 40_000_000}}}).json()
+        second = c.post("/workflows/slow/execute?async=true", headers=a,
+                        json={"parameters": {"c": {"n": 10}}}).json()
+        nobody = probes("0" * 32)
+        assert nobody == [(404, "run_not_found")] * 6
+        assert second["status"] == "queued", second
+        assert probes(second["run_id"]) == nobody  # queued
+        assert probes(first["run_id"]) == nobody  # running (or just finished)
+        for run in (first, second):
+            deadline = time.monotonic() + 60
+            while c.get(f"/runs/{run['run_id']}", headers=a).json()["status"] not in ("completed", "failed"):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert probes(first["run_id"]) == nobody and probes(second["run_id"]) == nobody  # finished
+        assert c.get("/runs", headers=g).json()["runs"] == []
