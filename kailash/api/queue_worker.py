@@ -316,7 +316,7 @@ class QueueWorker:
         workspace = gw.workspace(principal)
         workflow, _, reg, _ = gw.resolve(principal, item.workflow)
         secrets: frozenset[str] = reg.secrets if reg is not None else frozenset()
-        params = resolve_references(workflow, item.parameters)
+        params = resolve_references(workflow, item.parameters, allow_env=item.tenant_id is None)
         names = _secret_parameters(workflow)
         if names:
             params = {k: (wrap_secrets(dict(v), names[k]) if k in names and isinstance(v, dict) else v)

@@ -296,7 +296,7 @@ class RunManager:
         tenant = workspace.tenant_id
         try:
             queueable_parameters(workflow, parameters, allow_env=tenant is None)
-            resolved = resolve_references(workflow, parameters)  # what runs here, if it starts here
+            resolved = resolve_references(workflow, parameters, allow_env=tenant is None)  # what runs here
         except SecurityError as exc:
             raise ApiError(422, "secret_not_queueable", exc.message, node_id=exc.node_id,
                            parameter=exc.parameter) from None

@@ -591,12 +591,16 @@ def _names(node: Any) -> Any:
         return ()
 
 
-def resolve_references(workflow: Any, parameters: dict[str, Any]) -> dict[str, Any]:
+def resolve_references(workflow: Any, parameters: dict[str, Any], *, allow_env: bool = True) -> dict[str, Any]:
     """The worker's side of :func:`queueable_parameters`: ``${NAME}`` values of secret
     parameters replaced by the variable's value from this process's environment.
 
+    ``allow_env=False`` (a tenant's run) resolves nothing: a reference that reached the
+    queue by any path is refused, never read from the gateway's environment.
+
     Raises:
-        SecurityError: the variable is not set here (naming node, parameter and variable).
+        SecurityError: the variable is not set here (naming node, parameter and variable),
+            or a reference in a run that may not read the environment.
     """
     from kailash.errors import SecurityError
     from kailash.security.secrets import Secret
@@ -616,6 +620,10 @@ def resolve_references(workflow: Any, parameters: dict[str, Any]) -> dict[str, A
             m = _ENV_REF.match(value) if isinstance(value, str) else None
             if m is None:
                 continue
+            if not allow_env:
+                raise SecurityError(f"parameter '{name}' of node '{node_id}' refers to ${{{m.group(1)}}}: a tenant's "
+                                    "run cannot read the gateway's environment", node_id=node_id, parameter=name,
+                                    expected="a value given by the run")
             env = os.environ.get(m.group(1))
             if env is None:
                 raise SecurityError(f"parameter '{name}' of node '{node_id}' refers to ${{{m.group(1)}}}, which is "

@@ -414,3 +414,21 @@ def test_another_namespace_cannot_see_stop_or_follow_a_run_queued_running_or_don
                 time.sleep(0.05)
         assert probes(first["run_id"]) == nobody and probes(second["run_id"]) == nobody  # finished
         assert c.get("/runs", headers=g).json()["runs"] == []
+
+
+def test_a_tenants_queued_reference_is_never_resolved_from_the_gateways_environment(monkeypatch):
+    """Attack: a ``${KAILASH_DATABASE_URL}``-style reference in a tenant's queued run (the enqueue checks refuse
+    it; a row written by any other path, a schedule made before a policy change, must still not resolve).
+    Before: the worker resolved every queued reference from the gateway's environment, tenant or not."""
+    from kailash.errors import SecurityError
+    from kailash.runtime.queue import resolve_references
+
+    monkeypatch.setenv("REDTEAM_GATEWAY_ONLY", "postgresql://gateway:pw-GATEWAY-ONLY@127.0.0.1/kailash")
+    wf = Workflow("keyed")
+    wf.add_node("svc", EchoingServiceNode())
+    params = {"svc": {"api_key": "${REDTEAM_GATEWAY_ONLY}"}}
+    assert reveal(resolve_references(wf, params)["svc"]["api_key"]).startswith("postgresql://gateway")
+    with pytest.raises(SecurityError) as err:
+        resolve_references(wf, params, allow_env=False)
+    assert err.value.node_id == "svc" and err.value.parameter == "api_key"
+    assert "pw-GATEWAY-ONLY" not in str(err.value)
