@@ -315,7 +315,7 @@ class QueueWorker:
         principal: Any = SimpleNamespace(tenant_id=item.tenant_id)
         workspace = gw.workspace(principal)
         workflow, _, reg, _ = gw.resolve(principal, item.workflow)
-        secrets: frozenset[str] = reg.secrets if reg is not None else frozenset()
+        secrets: frozenset[str] = (reg.secrets if reg is not None else frozenset()) | workflow.compile().config_secrets
         params = resolve_references(workflow, item.parameters, allow_env=item.tenant_id is None)
         names = _secret_parameters(workflow)
         if names:

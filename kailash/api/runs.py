@@ -243,7 +243,9 @@ class RunManager:
 
         tenant = workspace.tenant_id
         try:  # bad parameters are the caller's mistake: 422 before anything runs
-            per_node = workflow.compile().prepare(parameters)
+            plan = workflow.compile()
+            secrets = secrets | plan.config_secrets  # credentials in node configs (${ENV} of an upload too)
+            per_node = plan.prepare(parameters)
         except WorkflowValidationError as exc:
             raise ApiError(422, "invalid_parameters", redact(str(exc), secrets),
                            problems=[redact(problem(p), secrets) for p in exc.problems]) from None

@@ -432,3 +432,30 @@ def test_a_tenants_queued_reference_is_never_resolved_from_the_gateways_environm
         resolve_references(wf, params, allow_env=False)
     assert err.value.node_id == "svc" and err.value.parameter == "api_key"
     assert "pw-GATEWAY-ONLY" not in str(err.value)
+
+
+def test_an_uploaded_workflows_env_credential_is_masked_in_results_events_and_errors(_isolated_home, monkeypatch):
+    """Attack: upload (gateway namespace) a workflow whose node reads ``${REDTEAM_ENV_KEY}`` and whose service
+    echoes it; read the sync result, the failed run's problem document, its events and the stored record.
+    Before: only a *registered* workflow's config secrets were masked in what the gateway answered."""
+    env_key = "sk-env-REDTEAM-0d15ea5e"
+    monkeypatch.setenv("REDTEAM_ENV_KEY", env_key)
+    doc = {"name": "echo-env", "nodes": [
+        {"id": "svc", "type": "EchoingServiceNode", "config": {"api_key": "${REDTEAM_ENV_KEY}"}},
+        {"id": "use", "type": "QuotingNode", "config": {}}],
+        "connections": [{"from": "svc", "to": "use", "mapping": {"echo": "echo"}}]}
+    ok_doc = {"name": "echo-env-ok", "nodes": doc["nodes"][:1], "connections": []}
+    gw = WorkflowGateway(port=0, api_keys=[API_KEY])
+    with TestClient(gw.app) as c:
+        for d in (doc, ok_doc):
+            assert c.post("/workflows", json={"name": d["name"], "workflow": d}, headers=HEADERS).status_code == 201
+        ok = c.post("/workflows/echo-env-ok/execute", json={}, headers=HEADERS)
+        failed = c.post("/workflows/echo-env/execute", json={}, headers=HEADERS)
+        assert ok.status_code == 200 and failed.status_code == 422, failed.text
+        texts = [ok.text, failed.text]
+        for reply in (ok, failed):
+            run_id = reply.json()["run_id"]
+            texts += [c.get(f"/runs/{run_id}", headers=HEADERS).text,
+                      c.get(f"/runs/{run_id}/events", headers=HEADERS).text]
+    assert all(env_key not in t for t in texts), [t for t in texts if env_key in t][0][:300]
+    assert env_key.encode() not in _store_bytes(_isolated_home)
