@@ -459,3 +459,79 @@ def test_an_uploaded_workflows_env_credential_is_masked_in_results_events_and_er
                       c.get(f"/runs/{run_id}/events", headers=HEADERS).text]
     assert all(env_key not in t for t in texts), [t for t in texts if env_key in t][0][:300]
     assert env_key.encode() not in _store_bytes(_isolated_home)
+
+
+class MarkerPrintNode(Node):
+    """Prints its run's marker many times, yielding the GIL between prints."""
+
+    def get_parameters(self) -> dict[str, NodeParameter]:
+        return {"marker": NodeParameter(type=str, required=True, description="what to print")}
+
+    def run(self, marker: str) -> dict[str, Any]:
+        for _ in range(60):
+            print(marker)
+            time.sleep(0.001)
+        return {"ok": True}
+
+
+def _async_marker_node():
+    from kailash.nodes.base_async import AsyncNode
+
+    class AsyncMarkerPrintNode(AsyncNode):
+        def get_parameters(self) -> dict[str, NodeParameter]:
+            return {"marker": NodeParameter(type=str, required=True, description="what to print")}
+
+        async def async_run(self, marker: str) -> dict[str, Any]:
+            import asyncio
+
+            for _ in range(60):
+                print(marker)
+                await asyncio.sleep(0.001)
+            return {"ok": True}
+
+    return AsyncMarkerPrintNode
+
+
+@pytest.mark.parametrize("runtime_name", ["local", "parallel"])
+def test_concurrent_runs_never_get_each_others_printed_output(tmp_path, runtime_name):
+    """Attack: two tenants' runs at once in one process (gateway worker threads; ParallelRuntime's own
+    threads and tasks; async nodes sharing an event loop): what one run's node prints must never be stored
+    in the other run's record."""
+    import threading
+
+    from kailash.runtime import LocalRuntime
+    from kailash.runtime.parallel import ParallelRuntime
+    from kailash.runtime.store import SQLiteRunStore
+
+    store = SQLiteRunStore(str(tmp_path / "runs.db"))
+    AsyncMarker = _async_marker_node()
+
+    def make(i: int) -> tuple[Workflow, dict[str, Any]]:
+        wf = Workflow(f"w{i}")
+        wf.add_node("a", MarkerPrintNode())
+        wf.add_node("b", AsyncMarker())
+        return wf, {"a": {"marker": f"RUN{i}-A"}, "b": {"marker": f"RUN{i}-B"}}
+
+    if runtime_name == "local":  # the gateway's way: one worker thread per run
+        def one(i: int) -> None:
+            wf, params = make(i)
+            LocalRuntime(store=store).execute(wf, parameters=params, run_id=f"r{i}")
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    else:  # four runs as tasks of one event loop, each node in ParallelRuntime's threads and tasks
+        import asyncio
+
+        async def all_runs() -> None:
+            runtime = ParallelRuntime(store=store)
+            await asyncio.gather(*[runtime.execute(*make(i), run_id=f"r{i}") for i in range(4)])
+
+        asyncio.run(all_runs())
+    store.flush()
+    for i in range(4):
+        out = store.get_run(f"r{i}").output
+        assert out["a"].split() == [f"RUN{i}-A"] * 60
+        assert out["b"].split() == [f"RUN{i}-B"] * 60
