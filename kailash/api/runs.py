@@ -316,11 +316,15 @@ class RunManager:
                                       options=options, owner=worker.id if mine else None, lease=worker.lease))
 
         try:
-            await loop.run_in_executor(None, put)
+            added = await loop.run_in_executor(None, put)
         except BaseException:
             if mine:
                 worker.release_slot()
             raise
+        if not added:  # the run id is in the queue already (a retried or second schedule fire): never run it twice
+            if mine:
+                worker.release_slot()
+            return self.find(run_id, tenant) or LiveRun(run_id, name, tenant, loop, secrets, status="queued")
         worker.start()
         if not mine:
             worker.wake()

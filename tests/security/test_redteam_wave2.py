@@ -535,3 +535,46 @@ def test_concurrent_runs_never_get_each_others_printed_output(tmp_path, runtime_
         out = store.get_run(f"r{i}").output
         assert out["a"].split() == [f"RUN{i}-A"] * 60
         assert out["b"].split() == [f"RUN{i}-B"] * 60
+
+
+class CountingNode(Node):
+    """Counts its executions (class-wide)."""
+
+    calls: list[str] = []
+
+    def get_parameters(self) -> dict[str, NodeParameter]:
+        return {"tag": NodeParameter(type=str, default="", description="a label")}
+
+    def run(self, tag: str) -> dict[str, Any]:
+        CountingNode.calls.append(tag)
+        return {"n": len(CountingNode.calls)}
+
+
+def test_a_run_id_already_in_the_queue_is_not_executed_again(_isolated_home):
+    """Attack (a race between check and use): the same run id offered twice — a schedule's fire retried after
+    its tick rolled back, a second gateway firing the same schedule — while this gateway has a free slot.
+    Before: the queue refused the duplicate row (``enqueue`` returned False) and the gateway ran it anyway."""
+    import asyncio
+
+    CountingNode.calls.clear()
+    wf = Workflow("count")
+    wf.add_node("n", CountingNode())
+    gw = WorkflowGateway(port=0, api_keys=[API_KEY], queue_slots=4)
+    gw.register_workflow("count", wf)
+    with TestClient(gw.app) as c:
+        c.get("/health")
+        workspace = gw.workspace(None)
+
+        async def twice() -> list[Any]:
+            gw.runs.worker_factory and gw.runs.worker is None and gw.runs.worker_factory()
+            out = []
+            for _ in range(2):
+                out.append(await gw.runs.start(workspace=workspace, name="count", workflow=wf, parameters={},
+                                               limit=None, wait=False, secrets=frozenset(),
+                                               run_id="sched-dup-run-0001"))
+            return out
+
+        first, second = c.portal.call(twice)
+        _wait(c, "sched-dup-run-0001")
+        time.sleep(0.3)
+    assert CountingNode.calls == [""], CountingNode.calls
