@@ -184,6 +184,20 @@ def _check_cron(expr: Any) -> str:
     return text
 
 
+#: the JSON size of one schedule's parameters (each fire copies them into the run queue)
+MAX_PARAMETERS_BYTES = 64 * 1024
+
+
+def _json_size(value: Any) -> int:
+    """Bytes of ``value`` as JSON (-1: not JSON)."""
+    import json
+
+    try:
+        return len(json.dumps(value, separators=(",", ":")).encode())
+    except (TypeError, ValueError, RecursionError):
+        return -1
+
+
 def check_schedule(*, workflow: Any, cron: Any = None, every: Any = None, timezone: Any = "UTC",
                    parameters: Any = None, catchup: Any = "skip") -> dict[str, Any]:
     """The checked fields of a schedule (``workflow, cron, every, timezone, parameters, catchup``).
@@ -205,6 +219,12 @@ def check_schedule(*, workflow: Any, cron: Any = None, every: Any = None, timezo
     if type(params) is not dict:
         raise ScheduleError("parameters must be an object {node_id: {name: value}}", parameter="parameters",
                             expected="an object", got=type(params).__name__)
+    size = _json_size(params)
+    if size > MAX_PARAMETERS_BYTES:  # stored, then copied into the queue at every fire
+        raise ScheduleError(f"a schedule's parameters may hold at most {MAX_PARAMETERS_BYTES} bytes of JSON, got "
+                            f"{size if size >= 0 else 'values that are not JSON'}: keep large data in a file or "
+                            "table the workflow reads", parameter="parameters",
+                            expected=f"at most {MAX_PARAMETERS_BYTES} bytes", got=size)
     if catchup not in CATCHUP_POLICIES:
         raise ScheduleError(f"unknown catch-up policy {catchup!r}: use skip, latest or all", parameter="catchup",
                             expected="skip, latest or all", got=repr(catchup)[:80])

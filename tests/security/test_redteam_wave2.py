@@ -578,3 +578,22 @@ def test_a_run_id_already_in_the_queue_is_not_executed_again(_isolated_home):
         _wait(c, "sched-dup-run-0001")
         time.sleep(0.3)
     assert CountingNode.calls == [""], CountingNode.calls
+
+
+def test_a_schedules_parameters_are_bounded_in_size(_isolated_home):
+    """Attack: 500 schedules each carrying 10 MiB of parameters (the body limit), firing every second: each
+    fire copies them into the queue. Before: stored as given (gigabytes in the schedule store, then the queue)."""
+    from kailash.runtime.schedules import MAX_PARAMETERS_BYTES
+
+    gw = _queue_gateway()
+    with TestClient(gw.app) as c:
+        big = {"db": {"dsn": "x" * (MAX_PARAMETERS_BYTES + 1)}}
+        reply = c.post("/schedules", json={"workflow": "dsn", "every": 1, "parameters": big}, headers=HEADERS)
+        assert reply.status_code == 422, reply.text[:300]
+        assert reply.json()["error"]["parameter"] == "parameters"
+        small = c.post("/schedules", json={"workflow": "dsn", "every": 1, "parameters": {"db": {"dsn": "x"}}},
+                       headers=HEADERS)
+        assert small.status_code == 201
+        grown = c.patch(f"/schedules/{small.json()['id']}", json={"parameters": big}, headers=HEADERS)
+        assert grown.status_code == 422
+    assert len(_store_bytes(_isolated_home)) < MAX_PARAMETERS_BYTES * 4
