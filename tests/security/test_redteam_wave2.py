@@ -597,3 +597,47 @@ def test_a_schedules_parameters_are_bounded_in_size(_isolated_home):
         grown = c.patch(f"/schedules/{small.json()['id']}", json={"parameters": big}, headers=HEADERS)
         assert grown.status_code == 422
     assert len(_store_bytes(_isolated_home)) < MAX_PARAMETERS_BYTES * 4
+
+
+@pytest.mark.parametrize("mode", ["sync", "async", "failing"])
+def test_a_registration_secret_never_reaches_postgresql_run_records_or_the_queue(mode):
+    """The same attack on PostgreSQL storage (PostgresRunLog, the PostgreSQL queue): every table of the
+    gateway's schemas is read back as text and searched for the key."""
+    import uuid
+
+    from tests.security.tenant_gateway import PG_URL, postgres_or_skip
+
+    psycopg = postgres_or_skip()
+    from kailash.api.postgres import PostgresStorage
+
+    tag = uuid.uuid4().hex[:10]
+    schemas = [f"krt_reg_{tag}", f"krt_def_{tag}"]
+    storage = PostgresStorage(PG_URL, registry_schema=schemas[0], default_schema=schemas[1], max_connections=4)
+    try:
+        wf = Workflow(f"echo-{mode}")
+        wf.add_node("svc", EchoingServiceNode(api_key=Secret(REG_SECRET)))
+        if mode == "failing":
+            wf.add_node("use", QuotingNode())
+            wf.connect("svc", "use", mapping={"echo": "echo"})
+        gw = WorkflowGateway(port=0, api_keys=[API_KEY], storage=storage)
+        gw.register_workflow("echo", wf)
+        with TestClient(gw.app) as c:
+            url = "/workflows/echo/execute" + ("?async=true" if mode == "async" else "")
+            reply = c.post(url, json={}, headers=HEADERS)
+            assert REG_SECRET not in reply.text
+            run = _wait(c, reply.json()["run_id"])
+            assert REG_SECRET not in str(run)
+            flush = getattr(gw.workspace(None).runs, "flush", None)
+            if flush is not None:
+                flush()
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            tables = conn.execute("SELECT table_schema, table_name FROM information_schema.tables "
+                                  "WHERE table_schema = ANY(%s)", (schemas,)).fetchall()
+            assert tables
+            dump = "".join(str(conn.execute(f'SELECT * FROM "{s}"."{t}"').fetchall()) for s, t in tables)
+        assert run["run_id"] in dump and REG_SECRET not in dump
+    finally:
+        storage.close()
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            for s in schemas:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{s}" CASCADE')
