@@ -641,3 +641,41 @@ def test_a_registration_secret_never_reaches_postgresql_run_records_or_the_queue
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             for s in schemas:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{s}" CASCADE')
+
+
+class LoudNode(Node):
+    """Prints ``size`` characters, then the credential it holds."""
+
+    def get_parameters(self) -> dict[str, NodeParameter]:
+        return {"size": NodeParameter(type=int, default=0, description="characters printed"),
+                "api_key": NodeParameter(type=(str, Secret), required=False, secret=True, default=None,
+                                         description="key")}
+
+    def run(self, size: int, api_key: Any) -> dict[str, Any]:
+        print("y" * size + (f"key={reveal(api_key)}" if api_key is not None else ""), end="")
+        return {"ok": True}
+
+
+def test_a_runs_captured_output_is_bounded_across_all_its_nodes(tmp_path):
+    """Attack: a workflow of many nodes each printing up to the per-node limit (a tenant may upload thousands
+    of nodes): before, the record kept 64 KiB per node with no bound per run. Secrets are still never cut
+    into pieces where the run's budget runs out."""
+    from kailash.runtime import LocalRuntime
+    from kailash.runtime.capture import LIMIT, RUN_LIMIT
+    from kailash.runtime.store import SQLiteRunStore
+
+    nodes = RUN_LIMIT // LIMIT * 3
+    wf = Workflow("loud")
+    params: dict[str, Any] = {}
+    for i in range(nodes):
+        wf.add_node(f"n{i:04d}", LoudNode())
+        params[f"n{i:04d}"] = {"size": LIMIT - 10, "api_key": PRINTED_SECRET}
+    store = SQLiteRunStore(str(tmp_path / "runs.db"))
+    LocalRuntime(store=store).execute(wf, parameters=params, run_id="loud")
+    store.flush()
+    output = store.get_run("loud").output
+    kept = sum(len(t) for t in output.values())
+    assert kept <= RUN_LIMIT + 2 * 4096 + 100 * len(output), kept
+    pieces = {PRINTED_SECRET[i:i + 4] for i in range(len(PRINTED_SECRET) - 3)}
+    assert not any(p in t for t in output.values() for p in pieces)
+    assert any("[output truncated" in t for t in output.values())
