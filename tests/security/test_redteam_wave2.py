@@ -679,3 +679,29 @@ def test_a_runs_captured_output_is_bounded_across_all_its_nodes(tmp_path):
     pieces = {PRINTED_SECRET[i:i + 4] for i in range(len(PRINTED_SECRET) - 3)}
     assert not any(p in t for t in output.values() for p in pieces)
     assert any("[output truncated" in t for t in output.values())
+
+
+def test_a_page_on_another_origin_cannot_drive_the_new_state_changing_routes(_isolated_home):
+    """Attack: a web page makes the browser of someone running a keyless local gateway send ``no-cors``
+    requests to the routes added in this wave: create/change/delete schedules, stop a run. Each must be
+    refused before it acts (403 cross_site_request), and a form body must never be read as JSON (415)."""
+    gw = WorkflowGateway(port=0, auth=False)
+    dsn = Workflow("dsn")
+    dsn.add_node("db", DsnNode())
+    gw.register_workflow("dsn", dsn)
+    evil = {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}
+    with TestClient(gw.app, base_url="http://127.0.0.1") as c:
+        made = c.post("/schedules", json={"workflow": "dsn", "every": 3600}).json()
+        calls = [("post", "/schedules", {"workflow": "dsn", "every": 1}),
+                 ("patch", f"/schedules/{made['id']}", {"enabled": False}),
+                 ("delete", f"/schedules/{made['id']}", None),
+                 ("post", "/runs/0123/stop", None)]
+        for method, path, body in calls:
+            reply = c.request(method.upper(), path, json=body, headers=evil)
+            assert reply.status_code == 403 and reply.json()["error"]["code"] == "cross_site_request", (path, reply.text)
+            if body is not None:  # a simple (no-preflight) content type is never read as JSON
+                form = c.request(method.upper(), path, content=b"workflow=dsn&every=1",
+                                 headers={"Content-Type": "text/plain"})
+                assert form.status_code == 415, (path, form.text)
+        assert len(c.get("/schedules").json()["schedules"]) == 1
+        assert c.get(f"/schedules/{made['id']}").json()["enabled"] is True
