@@ -4,10 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: headless Chromium for the Studio tests, bubblewrap for the sandbox.
+# System packages: headless Chromium for the Studio tests, bubblewrap for the sandbox, socat for the cluster tests.
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+command -v socat >/dev/null 2>&1 || need+=(socat)        # the cluster tests relay PostgreSQL into network namespaces
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq

@@ -231,6 +231,9 @@ class AuthenticationMiddleware:
         if principal is None and key and limiter is not None:
             limiter.failed(client_address(scope))
         if principal is None and not _is_public(scope.get("path", ""), self.public_paths):
+            if _browser_at_root(scope):  # a person opened the gateway's address: show them the Studio
+                await send_redirect(send, "/studio")
+                return
             if key:
                 body = error_body("invalid_api_key", "the API key is not valid (it may have been revoked)")
             else:
@@ -242,6 +245,20 @@ class AuthenticationMiddleware:
         if principal is not None:
             scope.setdefault("state", {})[PRINCIPAL] = principal
         await app(scope, receive, send)
+
+
+def _browser_at_root(scope: dict[str, Any]) -> bool:
+    """A browser's ``GET /`` (it asks for HTML), which is sent to the Studio rather than refused."""
+    return (scope["type"] == "http" and scope.get("path") == "/" and scope.get("method") in ("GET", "HEAD")
+            and "text/html" in (_header(scope, b"accept") or ""))
+
+
+async def send_redirect(send: Any, location: str) -> None:
+    """Answer with ``307 Temporary Redirect`` to ``location`` (a path on this gateway)."""
+    await send({"type": "http.response.start", "status": 307,
+                "headers": [(b"location", location.encode()), (b"content-length", b"0"),
+                            (b"cache-control", b"no-store")]})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _refuse(scope: dict[str, Any], send: Any, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:

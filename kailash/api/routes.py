@@ -6,6 +6,7 @@
 :mod:`kailash.api.workflow_routes`          ``/workflows`` (list, upload, describe, delete, export)
 :mod:`kailash.api.validation_routes`        ``/validate``
 :mod:`kailash.api.run_routes`               ``/workflows/{name}/execute``, ``/runs``, ``/runs/{id}``
+:mod:`kailash.api.resume_routes`            ``/runs/{id}/resume`` (re-run from the failed node)
 :mod:`kailash.api.event_routes`             ``/runs/{id}/events`` (SSE), ``/ws/runs/{id}``
 :mod:`kailash.api.schedule_routes`          ``/schedules``, ``/schedules/{id}``, ``/schedules/{id}/fires``
 :mod:`kailash.api.metrics`                  ``/metrics`` (Prometheus text format)
@@ -23,8 +24,8 @@ from kailash.api.studio_routes import STUDIO_DIR
 
 __all__ = ["install", "INSTALLERS", "STUDIO_DIR"]
 
-INSTALLERS = ("catalog_routes", "studio_routes", "workflow_routes", "validation_routes", "run_routes", "event_routes",
-              "schedule_routes", "metrics")
+INSTALLERS = ("catalog_routes", "studio_routes", "workflow_routes", "validation_routes", "run_routes", "resume_routes",
+              "event_routes", "schedule_routes", "metrics")
 
 
 def install(app: Any, gw: Any) -> None:
@@ -33,6 +34,7 @@ def install(app: Any, gw: Any) -> None:
         catalog_routes,
         event_routes,
         metrics,
+        resume_routes,
         run_routes,
         schedule_routes,
         studio_routes,
@@ -41,7 +43,8 @@ def install(app: Any, gw: Any) -> None:
     )
 
     modules = {"catalog_routes": catalog_routes, "studio_routes": studio_routes, "workflow_routes": workflow_routes,
-               "validation_routes": validation_routes, "run_routes": run_routes, "event_routes": event_routes,
+               "validation_routes": validation_routes, "run_routes": run_routes, "resume_routes": resume_routes,
+               "event_routes": event_routes,
                "schedule_routes": schedule_routes, "metrics": metrics}
     for name in INSTALLERS:
         modules[name].install(app, gw)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi.responses import FileResponse
+from fastapi import Request
+from fastapi.responses import FileResponse, RedirectResponse
 
 from kailash.api.responses import ApiError
 
@@ -16,6 +17,14 @@ STUDIO_DIR = Path(__file__).parent / "static" / "studio"
 
 def install(app: Any, gw: Any) -> None:
     """Add the Studio page and its assets to ``app`` (no path outside the Studio directory is served)."""
+
+    @app.get("/", include_in_schema=False)
+    async def root(request: Request) -> Any:
+        """A browser goes to the Studio; an API client gets where things are."""
+        if "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse("/studio", 307)
+        return {"studio": "/studio", "docs": "/docs", "openapi": "/openapi.json", "health": "/health",
+                "workflows": "/workflows", "runs": "/runs"}
 
     @app.get("/studio", include_in_schema=False)
     @app.get("/studio/", include_in_schema=False)

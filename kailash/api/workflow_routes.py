@@ -161,6 +161,46 @@ def install(app: Any, gw: Any) -> None:
             described["description"] = reg.description
         return described
 
+    @app.get("/workflows/{name}/mcp", tags=["workflows"],
+             summary="The MCP servers of a workflow's mcp_config: their tools and whether they answer now")
+    def workflow_mcp(name: str, request: Request, timeout: float = 5.0) -> dict[str, Any]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        principal = principal_of(request.scope)
+        _, _, reg, _ = gw.resolve(principal, name)
+        config = dict(reg.mcp_config or {}) if reg is not None else {}
+        wait = max(0.5, min(float(timeout), 30.0))
+
+        def check(server: str, spec: Any) -> dict[str, Any]:
+            from kailash.nodes.mcp.client import list_tools
+            from kailash.nodes.mcp.servers import MCPServerConfig
+
+            out: dict[str, Any] = {"name": server, "reachable": False, "tools": [], "error": None}
+            cfg = None
+            try:
+                cfg = MCPServerConfig.from_any(server)  # registered with the workflow under this name
+                out.update(transport=cfg.transport, capabilities=list(cfg.capabilities))  # never its command or env
+                tools = list_tools(cfg, timeout=wait, connect_timeout=wait, owner=f"workflow '{name}'")
+            except Exception as exc:  # unreachable, not installed, timed out: say so, never fail the page
+                from kailash.security.secrets import redact
+
+                text = str(exc)
+                if cfg is not None:  # the server by name: its arguments (and env) may hold credentials
+                    text = text.replace(cfg.describe(), f"'{cfg.name}'")
+                    for arg in cfg.args:
+                        if len(arg) >= 4:
+                            text = text.replace(arg, "…")
+                out["error"] = redact(text, reg.secrets) if reg is not None else text
+                return out
+            out.update(reachable=True, tools=[{"name": t["name"], "description": t["description"]} for t in tools])
+            return out
+
+        if not config:
+            return {"workflow": name, "servers": []}
+        with ThreadPoolExecutor(min(8, len(config)), thread_name_prefix="kailash-mcp-check") as pool:
+            servers = list(pool.map(lambda item: check(*item), config.items()))
+        return {"workflow": name, "servers": servers}
+
     @app.delete("/workflows/{name}", status_code=204, response_class=Response, response_model=None, tags=["workflows"], summary="Delete an uploaded workflow")
     def delete_workflow(name: str, request: Request) -> Response:
         principal = principal_of(request.scope)

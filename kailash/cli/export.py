@@ -53,6 +53,9 @@ def add_subcommand(subparsers: Any) -> None:
     p.add_argument("--database-url-secret", metavar="NAME",
                    help="kubernetes: the Secret whose KAILASH_DATABASE_URL is the PostgreSQL database the gateway "
                         "replicas share (runs and the run queue)")
+    p.add_argument("--dask-workers", type=int, metavar="N",
+                   help="kubernetes/docker: also a Dask scheduler and N worker pods on the same image "
+                        "(the image gets the dask extra; pods get KAILASH_DASK_ADDRESS)")
     p.add_argument("--on-interrupted", choices=["resume", "mark"],
                    help="kubernetes: what a replica does with a queued run whose pod died (default resume)")
     p.add_argument(
@@ -95,7 +98,8 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
         from kailash.cli.main import _parameters
 
         cfg["parameters"] = _parameters(argparse.Namespace(params_file=args.params_file, param=None))
-    for key in ("format", "image", "namespace", "replicas", "sdk", "database_url_secret", "on_interrupted"):
+    for key in ("format", "image", "namespace", "replicas", "sdk", "database_url_secret", "on_interrupted",
+                "dask_workers"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
     if args.serve:

@@ -164,6 +164,8 @@ class RunProgress:
         from kailash.nodes import progress
 
         progress.set_progress_listener(self._previous)
+        if self._stream and not self.out.live:  # a log, not a terminal: the stream's last counts as a line
+            self.out.line(self._stream)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)

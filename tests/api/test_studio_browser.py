@@ -1,13 +1,14 @@
 """The Studio driven in real headless Chromium (Playwright) against a real gateway on 127.0.0.1.
 
 Chromium comes from Debian (``apt-get install chromium``), never from ``playwright install``.
-Screenshots land in ``test-artifacts/`` (gitignored) for a person to look at.
+Screenshots land in ``test-artifacts/`` (gitignored), or ``$KAILASH_TEST_ARTIFACTS``, for a person to look at.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -25,7 +26,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 KEY = "studio-browser-key-0123456789"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+# screenshots: $KAILASH_TEST_ARTIFACTS (a CI's artifact directory) or test-artifacts/ (gitignored)
+ARTIFACTS = Path(os.environ.get("KAILASH_TEST_ARTIFACTS") or Path(__file__).resolve().parents[2] / "test-artifacts")
 WAIT_MS = 15_000
 
 
@@ -68,7 +70,7 @@ def page(browser, served):
 def enter_key(pg, key=KEY):
     pg.wait_for_selector("#key-dialog[open]")
     if key == KEY:
-        ARTIFACTS.mkdir(exist_ok=True)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
         pg.screenshot(path=str(ARTIFACTS / "studio-key-prompt.png"))
     pg.fill("#key-input", key)
     pg.click("#key-save")
@@ -154,7 +156,7 @@ def test_build_connect_validate_run_and_export(page, served, tmp_path):
     card_problem = pg.locator(f".node[data-node-id='{code}'] .node-problems li").first
     assert "code" in card_problem.inner_text()
     assert "code" in pg.locator(".field[data-field='code'] .field-problem").inner_text()
-    ARTIFACTS.mkdir(exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     pg.screenshot(path=str(ARTIFACTS / "studio-validation-problem.png"))
     pg.fill("[data-param='code']",
             "import time\ntime.sleep(0.3)\nresult = [r['name'] for r in data if r['age'] > 40]")
@@ -192,7 +194,7 @@ def test_build_connect_validate_run_and_export(page, served, tmp_path):
     select_node(pg, code)
     assert json.loads(pg.inner_text(f"pre[data-results-for='{code}']")) == {"result": ["grace", "alan"]}
     pg.click(".runpanel-head")  # deselect nothing; keep the view for the screenshot
-    ARTIFACTS.mkdir(exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     pg.screenshot(path=str(ARTIFACTS / "studio-run-completed.png"))
 
     # The server holds the workflow under the cleaned name, with the canvas positions.
@@ -267,7 +269,7 @@ def test_import_yaml_file_run_failure_and_reopen(page, served, tmp_path):
     summary = pg.inner_text("#run-summary")
     assert "failed" in summary and "check" in summary
     assert "bad batch of 3" in pg.inner_text("#run-nodes tr[data-node-id='check'] td.err")
-    ARTIFACTS.mkdir(exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     pg.screenshot(path=str(ARTIFACTS / "studio-run-failed.png"))
 
     # Start afresh, then reopen the imported workflow from the server.

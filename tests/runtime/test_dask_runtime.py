@@ -116,3 +116,45 @@ def test_a_large_workflow_is_scattered_to_the_workers(dask_client, monkeypatch):
     wf.connect("a", "b", mapping={"x": "x"})
     results, _ = DaskRuntime(client=dask_client).execute(wf)
     assert results["b"]["x"] == "big"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_a_worker_killed_mid_run_on_one_host_is_survived(tmp_path):
+    """SIGKILL of a worker process mid-run: Dask runs its task again elsewhere; the run completes.
+    (Across hosts, with the link cut too: tests/cluster/test_dask_hosts.py.)"""
+    import os
+    import signal
+    import time
+
+    from kailash.nodes.code.python import PythonCodeNode
+
+    log = tmp_path / "pids.txt"
+    wf = Workflow("survive")
+    for i in range(4):
+        wf.add_node(f"s{i}", PythonCodeNode(imports=["os", "time"], code=(
+            f"open({str(log)!r}, 'a').write(f'{i} {{os.getpid()}}\\n')\ntime.sleep(0.8)\nresult = os.getpid()")))
+    with DaskRuntime(n_workers=2, threads_per_worker=1, store=None) as runtime:
+        done: dict = {}
+        thread = threading.Thread(target=lambda: done.update(out=runtime.execute(wf)[0]))
+        thread.start()
+        deadline = time.monotonic() + 30
+        while len({line.split()[1] for line in (log.read_text().splitlines() if log.exists() else [])}) < 2:
+            assert time.monotonic() < deadline, "both workers never started a node"
+            time.sleep(0.01)
+        victim = int(log.read_text().splitlines()[0].split()[1])
+        os.kill(victim, signal.SIGKILL)
+        thread.join(60)
+        assert not thread.is_alive(), "the run hung after a worker was killed"
+    results = done["out"]
+    assert sorted(results) == ["s0", "s1", "s2", "s3"]
+    assert victim not in {results[f"s{i}"]["result"] for i in range(4)}  # the killed worker's node ran again
+    ran = [line.split()[0] for line in log.read_text().splitlines()]
+    assert len(ran) == 5 and sorted(set(ran)) == ["0", "1", "2", "3"]  # one node ran twice: the one killed
+
+
+@pytest.mark.parametrize("bad", [0, -1, "60", True])
+def test_a_bad_no_workers_timeout_is_refused_naming_it(bad):
+    with pytest.raises(NodeConfigurationError, match="no_workers_timeout") as info:
+        DaskRuntime(address="tcp://127.0.0.1:1", no_workers_timeout=bad)
+    assert info.value.parameter == "no_workers_timeout"

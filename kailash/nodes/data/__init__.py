@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time each name is imported o
     from kailash.nodes.data.readers import TextReaderNode as TextReaderNode
     from kailash.nodes.data.sql import SQLDatabaseNode as SQLDatabaseNode
     from kailash.nodes.data.streaming import EventStreamNode as EventStreamNode
+    from kailash.nodes.data.windows import WindowNode as WindowNode
     from kailash.nodes.data.writers import CSVWriterNode as CSVWriterNode
     from kailash.nodes.data.writers import JSONWriterNode as JSONWriterNode
     from kailash.nodes.data.writers import TextWriterNode as TextWriterNode

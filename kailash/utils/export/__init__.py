@@ -145,7 +145,7 @@ class WorkflowExporter:
         from kailash.utils.export.docker import docker_context
 
         cfg = self._merged({"include_dependencies": True, **(config or {})})
-        deps = self._shippable_dependencies()
+        deps = self._shippable_dependencies(with_dask=bool(cfg.get("dask_workers")))
         doc, env_names = self._document(cfg)
         fmt = cfg.get("format", "yaml")
         text = dump_json(doc) if fmt == "json" else dump_yaml(doc)
@@ -174,7 +174,7 @@ class WorkflowExporter:
         if serve is not None:
             extra["serve"] = serve
         cfg = self._merged({"include_dependencies": True, **extra})
-        deps = self._shippable_dependencies()
+        deps = self._shippable_dependencies(with_dask=bool(cfg.get("dask_workers")))
         doc, env_names = self._document(cfg)
         fmt = cfg.get("format", "yaml")
         text = dump_json(doc) if fmt == "json" else dump_yaml(doc)
@@ -189,8 +189,10 @@ class WorkflowExporter:
         files = {name: (m if isinstance(m, str) else dump_yaml(m), 0o644) for name, m in manifests.items()}
         return write_files(Path(directory), files)
 
-    def _shippable_dependencies(self) -> Dependencies:
+    def _shippable_dependencies(self, *, with_dask: bool = False) -> Dependencies:
         deps = self.dependencies()
+        if with_dask and "dask" not in deps.extras:  # the Dask scheduler and worker pods run the same image
+            deps.extras = sorted([*deps.extras, "dask"])
         stuck = [c for c in deps.custom_nodes if not c.importable]
         if stuck:
             where = {c.node_type: c for c in stuck}

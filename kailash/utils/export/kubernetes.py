@@ -214,6 +214,14 @@ def kubernetes_manifests(
                 ],
             },
         }
+    dask_workers = int(cfg.get("dask_workers") or 0)
+    if dask_workers:
+        out.update(_dask_manifests(slug, dask_workers, pod, meta, cfg))
+        address = {"name": "KAILASH_DASK_ADDRESS", "value": f"tcp://{slug}-dask-scheduler:{DASK_PORT}"}
+        for name in ("job.yaml", "deployment.yaml"):
+            if name in out:
+                spec = out[name]["spec"]["template"]["spec"]
+                spec["containers"][0]["env"].append(address)
     kustomization: dict[str, Any] = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
     if namespace:
         kustomization["namespace"] = namespace
@@ -228,6 +236,50 @@ def kubernetes_manifests(
             "--from-literal=KAILASH_DATABASE_URL=postgresql://USER:PASSWORD@HOST:5432/DB`. Async runs are queued "
             "there and run by whichever replica has a free slot; a run of a pod that dies is taken over by another "
             "replica once its lease expires (see docs/deploy.md).\n")
+    return out
+
+
+DASK_PORT = 8786
+
+
+def _dask_manifests(slug: str, workers: int, pod: Any, meta: Any, cfg: dict[str, Any]) -> dict[str, Any]:
+    """A Dask scheduler (Deployment + Service) and ``workers`` worker pods on the workflow's image.
+
+    The scheduler drops a worker whose heartbeats stop after 30 s (``worker-ttl``; the Dask
+    default is 5 minutes), so a lost node is rescheduled promptly. Workers keep their
+    scratch space in the pod's ``/tmp`` (the root file system is read-only).
+    """
+    scheduler_name = f"{slug}-dask-scheduler"
+    address = f"tcp://{scheduler_name}:{DASK_PORT}"
+    scheduler = pod("dask-scheduler", ["scheduler", "--port", str(DASK_PORT), "--no-dashboard"], {
+        "command": ["dask"],
+        "ports": [{"name": "dask", "containerPort": DASK_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"tcpSocket": {"port": "dask"}, "periodSeconds": 10, "initialDelaySeconds": 3},
+    })
+    scheduler["spec"]["containers"][0]["env"].append(
+        {"name": "DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL", "value": "30s"})
+    worker = pod("dask-worker", ["worker", address, "--nthreads", "1", "--no-dashboard",
+                                 "--local-directory", "/tmp/dask-worker"], {"command": ["dask"]})
+    out: dict[str, Any] = {}
+    for file, component, template, replicas in (("dask-scheduler.yaml", "dask-scheduler", scheduler, 1),
+                                                 ("dask-workers.yaml", "dask-worker", worker, workers)):
+        selector = {"app.kubernetes.io/name": slug, "app.kubernetes.io/component": component}
+        out[file] = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta(scheduler_name if component == "dask-scheduler" else f"{slug}-dask-worker", component),
+            "spec": {"replicas": replicas, "selector": {"matchLabels": selector}, "template": template},
+        }
+    out["dask-scheduler-service.yaml"] = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta(scheduler_name, "dask-scheduler"),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"app.kubernetes.io/name": slug, "app.kubernetes.io/component": "dask-scheduler"},
+            "ports": [{"name": "dask", "port": DASK_PORT, "targetPort": "dask", "protocol": "TCP"}],
+        },
+    }
     return out
 
 

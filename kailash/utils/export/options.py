@@ -36,6 +36,9 @@ CONFIG_KEYS: dict[str, str] = {
     "the gateway replicas share (runs, queue); required for replicas > 1",
     "on_interrupted": "Kubernetes: 'resume' (default) or 'mark' a queued run whose gateway pod died",
     "queue_lease": "Kubernetes: seconds before another replica takes over a run of a pod that died (default 30)",
+    "dask_workers": "Kubernetes: also a Dask scheduler (Deployment + Service NAME-dask-scheduler:8786) and this many "
+    "Dask worker pods on the same image (Docker: the image gets the dask extra); the workflow pods get "
+    "KAILASH_DASK_ADDRESS for DaskRuntime(address=...)",
     "port": "the HTTP port `kailash serve` listens on (default 8000)",
     "service_port": "Kubernetes: the Service port (default 80)",
     "service_type": "Kubernetes: ClusterIP (default), NodePort or LoadBalancer",
@@ -63,6 +66,7 @@ _TYPES: dict[str, Any] = {
     "database_url_secret": str,
     "on_interrupted": str,
     "queue_lease": (int, float),
+    "dask_workers": int,
     "port": int,
     "service_port": int,
     "service_type": str,
@@ -99,7 +103,7 @@ def check_config(cfg: dict[str, Any]) -> dict[str, Any]:
             problems.append(f"export option '{key}' expects {names}, got {type(value).__name__}")
         elif key in _CHOICES and value not in _CHOICES[key]:
             problems.append(f"export option '{key}' must be one of {', '.join(_CHOICES[key])}, got {value!r}")
-        elif key in ("replicas", "backoff_limit") and value < 0:
+        elif key in ("replicas", "backoff_limit", "dask_workers") and value < 0:
             problems.append(f"export option '{key}' must be >= 0, got {value}")
         elif key in ("port", "service_port") and not 0 < value < 65536:
             problems.append(f"export option '{key}' must be a port number 1..65535, got {value}")

@@ -7,10 +7,13 @@
 import { Api, ApiError, asProblem, problemText } from "./api.js";
 import { Canvas } from "./canvas.js";
 import { EXPORTERS } from "./export.js";
+import { History } from "./history.js";
 import { Inspector } from "./inspector.js";
 import { Model } from "./model.js";
 import { Palette } from "./palette.js";
 import { Runner } from "./run.js";
+import { buildRunForm, readRunForm } from "./runform.js";
+import { RunsPanel } from "./runs.js";
 import { SchedulesPanel } from "./schedules.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -46,7 +49,23 @@ $("#key-form").addEventListener("submit", (e) => {
   updateKeyButton();
   scheduleValidate(0);
   toast(api.key ? "API key saved in this browser" : "API key cleared");
+  if (api.key) openServedWorkflow();
 });
+
+// A gateway serving workflows registered in code (`kailash serve flow.py`): when the
+// Studio is still empty, open the one it serves (the first, if it serves several).
+async function openServedWorkflow() {
+  if (model.nodes.size || dirty) return;
+  let items;
+  try {
+    const res = await api.request("GET", "/workflows", { quiet: true });
+    items = Array.isArray(res) ? res : res.workflows || [];
+  } catch {
+    return;
+  }
+  const served = items.filter((w) => w && w.source === "registered");
+  if (served.length && !model.nodes.size) await openWorkflow(served[0].name);
+}
 $("#key-cancel").addEventListener("click", () => $("#key-dialog").close());
 $("#btn-key").addEventListener("click", () => askKey());
 api.onUnauthorized = (err) => askKey(`The gateway refused the request: ${err.message}`, true);
@@ -70,6 +89,42 @@ const canvas = new Canvas($("#canvas"), model, {
     if (err) toast(err, "error");
   },
   onMessage: toast,
+});
+
+// -- the view: zoom, fit, minimap, undo/redo -------------------------------------------------
+canvas.attachMinimap($("#minimap"));
+canvas.onZoom = (z) => { $("#zoom-level").textContent = `${Math.round(z * 100)}%`; };
+$("#btn-zoom-in").addEventListener("click", () => canvas.setZoom(canvas.zoom * 1.2));
+$("#btn-zoom-out").addEventListener("click", () => canvas.setZoom(canvas.zoom / 1.2));
+$("#zoom-level").addEventListener("click", () => canvas.setZoom(1));
+$("#btn-fit").addEventListener("click", () => canvas.fit());
+$("#btn-minimap").addEventListener("click", () => {
+  const shown = $("#minimap").classList.toggle("off");
+  $("#minimap").style.display = shown ? "none" : "";
+  $("#btn-minimap").classList.toggle("active", !shown);
+  canvas.drawMinimap();
+});
+const undoHistory = new History(model, {
+  onChange: (h) => {
+    $("#btn-undo").disabled = !h.canUndo;
+    $("#btn-redo").disabled = !h.canRedo;
+  },
+});
+model.onChange(() => { $("#btn-undo").disabled = false; }); // a change settling can be undone at once
+function undo() { if (!undoHistory.undo()) toast("Nothing to undo"); }
+function redo() { if (!undoHistory.redo()) toast("Nothing to redo"); }
+$("#btn-undo").addEventListener("click", undo);
+$("#btn-redo").addEventListener("click", redo);
+document.addEventListener("keydown", (e) => {
+  if (e.target.closest("input, textarea, select, dialog")) return;
+  const mod = e.ctrlKey || e.metaKey;
+  const key = e.key.toLowerCase();
+  if (mod && key === "z") { e.preventDefault(); if (e.shiftKey) redo(); else undo(); }
+  else if (mod && key === "y") { e.preventDefault(); redo(); }
+  else if (mod && (key === "=" || key === "+")) { e.preventDefault(); canvas.setZoom(canvas.zoom * 1.2); }
+  else if (mod && key === "-") { e.preventDefault(); canvas.setZoom(canvas.zoom / 1.2); }
+  else if (mod && key === "0") { e.preventDefault(); canvas.setZoom(1); }
+  else if (e.shiftKey && e.code === "Digit1") { e.preventDefault(); canvas.fit(); }
 });
 
 const palette = new Palette($("#palette-list"), $("#palette-search"), {
@@ -228,16 +283,102 @@ function refreshFieldProblems(byNode) {
 }
 
 // -- saving, opening, importing ----------------------------------------------------------------
-async function save({ quiet = false } = {}) {
+// What the server holds for the open workflow: its source ("registered" in code, "uploaded",
+// or null for a new one) and the key of its meaning (the graph without the Studio's layout).
+// A change that only moves nodes never needs a save to run: a registered workflow keeps its
+// layout in this browser, an uploaded one saves it when it can.
+let source = null;
+let savedKey = null;
+let registeredName = null;
+const LAYOUT_STORAGE = "kailash.studio.layout.";
+
+function semanticKey() {
+  const d = model.toDict();
+  delete d.metadata.studio;
+  delete d.name;
+  return JSON.stringify(d);
+}
+function layoutOnly() { return savedKey !== null && semanticKey() === savedKey; }
+
+function keepLayoutLocally(name) {
+  const positions = model.toDict().metadata.studio.positions;
+  try { localStorage.setItem(LAYOUT_STORAGE + name, JSON.stringify(positions)); } catch { /* private mode */ }
+}
+function restoreLocalLayout(name) {
+  let positions = null;
+  try { positions = JSON.parse(localStorage.getItem(LAYOUT_STORAGE + name) || "null"); } catch { positions = null; }
+  if (!positions || typeof positions !== "object") return false;
+  let moved = false;
+  for (const [id, p] of Object.entries(positions)) {
+    const n = model.nodes.get(id);
+    if (n && Array.isArray(p) && p.length === 2) { n.x = p[0]; n.y = p[1]; moved = true; }
+  }
+  if (moved) model.changed("graph");
+  return moved;
+}
+
+// Ask for a new name for a copy of a workflow registered in code; null if the user cancels.
+function askSaveAs(original, why) {
+  const dlg = $("#saveas-dialog");
+  $("#saveas-reason").textContent = why;
+  $("#saveas-name").value = `${original}_copy`;
+  dlg.showModal();
+  $("#saveas-name").select();
+  return new Promise((resolve) => {
+    const done = (value) => {
+      $("#saveas-form").removeEventListener("submit", onSubmit);
+      $("#saveas-cancel").removeEventListener("click", onCancel);
+      dlg.close();
+      resolve(value);
+    };
+    const onSubmit = (e) => { e.preventDefault(); done(cleanName($("#saveas-name").value)); };
+    const onCancel = () => done(null);
+    $("#saveas-form").addEventListener("submit", onSubmit);
+    $("#saveas-cancel").addEventListener("click", onCancel);
+  });
+}
+
+async function save({ quiet = false, forRun = false } = {}) {
+  if (source === "registered" && model.name === registeredName) {
+    if (layoutOnly()) { // nothing the server runs changed: keep the arrangement here
+      keepLayoutLocally(model.name);
+      dirty = false;
+      $("#save-state").textContent = `layout kept in this browser ('${model.name}' is registered in code)`;
+      if (!quiet) toast(`'${model.name}' is registered in code: its layout is kept in this browser`, "ok");
+      return;
+    }
+    const name = await askSaveAs(model.name, `'${model.name}' is registered in code by the gateway, so your changes are saved as a new workflow.`);
+    if (!name) {
+      toast("Not saved: the changes stay in the Studio only", "info");
+      throw new Error("save cancelled");
+    }
+    model.name = name;
+    $("#wf-title").value = name;
+  } else if (forRun && layoutOnly()) { // only moved: save if the server takes it, run anyway
+    try { await api.saveWorkflow(model.name, model.toDict()); } catch { /* the layout is not worth a failed run */ }
+    dirty = false;
+    return;
+  }
   const name = model.name;
   try {
     await api.saveWorkflow(name, model.toDict());
   } catch (err) {
+    if (err.status === 409 && err.body && (err.body.code === "workflow_registered" || err.body.error?.code === "workflow_registered")) {
+      const other = await askSaveAs(name, `A workflow registered in code is already called '${name}'; save yours under another name.`);
+      if (other) {
+        model.name = other;
+        $("#wf-title").value = other;
+        return save({ quiet, forRun });
+      }
+    }
     if (err.status === 422 || err.status === 400) applyProblems(err.rawProblems);
     toast(`Could not save '${name}': ${err.message}`, "error");
     throw err;
   }
   dirty = false;
+  source = "uploaded";
+  registeredName = null;
+  savedKey = semanticKey();
   $("#save-state").textContent = `saved to the server as '${name}'`;
   if (!quiet) toast(`Saved '${name}' to the server`, "ok");
 }
@@ -247,10 +388,12 @@ $("#btn-save").addEventListener("click", () => save().catch(() => {}));
 $("#btn-new").addEventListener("click", () => {
   if (model.nodes.size && dirty && !confirm("Discard the current workflow?")) return;
   model.reset("untitled");
+  source = savedKey = registeredName = null;
+  showMcp(null);
   runner.reset();
 });
 
-$("#btn-arrange").addEventListener("click", () => { model.layout(); model.changed("graph"); });
+$("#btn-arrange").addEventListener("click", () => { model.layout(); model.changed("graph"); canvas.fit(); });
 
 $("#btn-open").addEventListener("click", async () => {
   const list = $("#open-list");
@@ -267,7 +410,10 @@ $("#btn-open").addEventListener("click", async () => {
       b.textContent = name;
       b.dataset.workflow = name;
       b.addEventListener("click", () => openWorkflow(name));
-      li.append(b);
+      const runs = Object.assign(document.createElement("button"), { className: "small link", textContent: "runs", title: `Runs of '${name}'` });
+      runs.dataset.runsOf = name;
+      runs.addEventListener("click", () => { $("#open-dialog").close(); runsPanel.open({ workflow: name }); });
+      li.append(b, " ", runs);
       if (item.description) li.append(Object.assign(document.createElement("span"), { className: "muted", textContent: ` ${item.description}` }));
       list.append(li);
     }
@@ -292,6 +438,13 @@ async function openWorkflow(name) {
   try {
     const body = await api.getWorkflow(name);
     model.load(graphOf(body));
+    source = body.source || "uploaded";
+    registeredName = source === "registered" ? model.name : null;
+    savedKey = semanticKey();
+    if (source === "registered") restoreLocalLayout(model.name);
+    undoHistory.clear();
+    showMcp(body);
+    canvas.fit();
     $("#open-dialog").close();
     runner.reset();
     dirty = false;
@@ -314,6 +467,8 @@ async function importFile(file) {
   try {
     if (/\.json$/i.test(file.name) || text.trimStart().startsWith("{")) {
       model.load(JSON.parse(text));
+      source = savedKey = registeredName = null;
+      showMcp(null);
       toast(`Imported '${model.name}' from ${file.name}`, "ok");
     } else {
       // YAML is read by the server (safely); it stores the workflow and hands back the graph.
@@ -321,11 +476,16 @@ async function importFile(file) {
       const name = (res && (res.name || res.workflow?.name)) || /^name:\s*["']?([^"'\n]+)/m.exec(text)?.[1]?.trim();
       const body = res && res.workflow && typeof res.workflow === "object" ? res : await api.getWorkflow(name);
       model.load(graphOf(body));
+      source = "uploaded";
+      registeredName = null;
+      savedKey = semanticKey();
+      showMcp(null);
       dirty = false;
       $("#save-state").textContent = `imported and saved as '${model.name}'`;
       toast(`Imported '${model.name}' from ${file.name} (saved on the server)`, "ok");
     }
     runner.reset();
+    canvas.fit();
   } catch (err) {
     const lines = err instanceof ApiError ? err.problems : [err.message];
     toast(`Could not import ${file.name}:\n${lines.join("\n")}`, "error", 10000);
@@ -400,21 +560,20 @@ function inputsFromWarnings(warnings) {
   return Object.fromEntries(out);
 }
 
+let runValues = {}; // what the form held last time, per workflow: {node_id: {param: value}}
 $("#btn-run").addEventListener("click", () => {
   const inputs = neededInputs();
-  const template = Object.fromEntries(Object.entries(inputs).map(([id, ps]) => [id, Object.fromEntries(ps.map((p) => [p.name, null]))]));
+  buildRunForm($("#run-fields"), inputs, runValues);
   const area = $("#run-params");
-  if (!area.value.trim() || area.dataset.auto === "1") {
-    area.value = JSON.stringify(template, null, 2);
-    area.dataset.auto = "1";
-  }
+  if (!area.value.trim()) area.value = "{}";
+  $("#run-json").open = !Object.keys(inputs).length && area.value.trim() !== "{}";
   $("#run-error").textContent = "";
   $("#run-needed").textContent = Object.keys(inputs).length
-    ? `Needed at run time: ${Object.entries(inputs).map(([id, ps]) => `${id}.${ps.map((p) => p.name).join(", ")}`).join("; ")}`
-    : "Every required parameter is set; add overrides as {\"node_id\": {\"param\": value}} if you like.";
+    ? "Inputs this run must supply:"
+    : "Every required parameter is set. Override any parameter below as JSON if you like.";
   $("#run-dialog").showModal();
+  $("#run-fields [data-param]")?.focus();
 });
-$("#run-params").addEventListener("input", () => { $("#run-params").dataset.auto = "0"; });
 $("#run-cancel").addEventListener("click", () => $("#run-dialog").close());
 $("#run-form").addEventListener("submit", (e) => {
   e.preventDefault();
@@ -423,20 +582,89 @@ $("#run-form").addEventListener("submit", (e) => {
     params = JSON.parse($("#run-params").value || "{}");
     if (!params || typeof params !== "object" || Array.isArray(params)) throw new Error("give an object: {\"node_id\": {\"param\": value}}");
   } catch (err) {
+    $("#run-json").open = true;
     $("#run-error").textContent = `Parameters are not valid JSON: ${err.message}`;
     return;
+  }
+  const form = readRunForm($("#run-fields"));
+  if (form.error) {
+    $("#run-error").textContent = form.error;
+    form.input.focus();
+    return;
+  }
+  runValues = form.params;
+  for (const [node, values] of Object.entries(form.params)) {
+    params[node] = { ...(params[node] && typeof params[node] === "object" ? params[node] : {}), ...values };
   }
   $("#run-dialog").close();
   runner.run(params);
 });
 
 const runner = new Runner(api, model, canvas, inspector, {
-  save,
+  save: (opts) => save({ ...opts, forRun: true }),
   isDirty: () => dirty,
   applyProblems,
 });
 
 new SchedulesPanel(api, toast, () => model.name);
+const runsPanel = new RunsPanel(api, { toast, workflowName: () => model.name });
+$("#run-open-detail").addEventListener("click", () => {
+  const id = $("#run-open-detail").dataset.runId;
+  if (id) runsPanel.open({ workflow: model.name, runId: id });
+});
+
+// -- MCP servers ---------------------------------------------------------------------------
+let mcpWorkflow = null;
+function showMcp(body) {
+  const servers = (body && body.mcp_servers) || [];
+  mcpWorkflow = servers.length ? body.name : null;
+  $("#btn-mcp").hidden = !servers.length;
+  $("#btn-mcp").textContent = `MCP (${servers.length})`;
+}
+async function refreshMcp() {
+  const list = $("#mcp-list");
+  list.replaceChildren(Object.assign(document.createElement("p"), { className: "muted", textContent: "Asking the servers…" }));
+  let res;
+  try {
+    res = await api.get(`/workflows/${encodeURIComponent(mcpWorkflow)}/mcp`);
+  } catch (err) {
+    list.replaceChildren(Object.assign(document.createElement("p"), { className: "error-text", textContent: err.message }));
+    return;
+  }
+  const items = [];
+  for (const srv of res.servers || []) {
+    const box = document.createElement("section");
+    box.className = "mcp-server";
+    box.dataset.server = srv.name;
+    box.dataset.reachable = String(!!srv.reachable);
+    const head = document.createElement("h4");
+    const dot = Object.assign(document.createElement("span"), { className: `mcp-dot ${srv.reachable ? "ok" : "bad"}`, textContent: "●" });
+    head.append(dot, ` ${srv.name} `, Object.assign(document.createElement("span"), {
+      className: "muted small", textContent: `${srv.transport || ""} ${srv.reachable ? `reachable, ${srv.tools.length} tool${srv.tools.length === 1 ? "" : "s"}` : "unreachable"}` }));
+    box.append(head);
+    if (srv.error) box.append(Object.assign(document.createElement("p"), { className: "error-text small", textContent: srv.error }));
+    if (srv.tools?.length) {
+      const ul = document.createElement("ul");
+      for (const t of srv.tools) {
+        const li = document.createElement("li");
+        li.dataset.tool = t.name;
+        li.append(Object.assign(document.createElement("code"), { textContent: t.name }));
+        if (t.description) li.append(Object.assign(document.createElement("span"), { className: "muted", textContent: ` ${t.description}` }));
+        ul.append(li);
+      }
+      box.append(ul);
+    }
+    items.push(box);
+  }
+  list.replaceChildren(...items);
+}
+$("#btn-mcp").addEventListener("click", () => {
+  $("#mcp-workflow").textContent = mcpWorkflow;
+  $("#mcp-dialog").showModal();
+  refreshMcp();
+});
+$("#mcp-refresh").addEventListener("click", refreshMcp);
+$("#mcp-close").addEventListener("click", () => $("#mcp-dialog").close());
 
 // -- start ---------------------------------------------------------------------------------
 async function start() {
@@ -461,9 +689,11 @@ async function start() {
       if (err.status === 401) askKey("Workflows and runs need an API key (one of the gateway's KAILASH_API_KEYS).");
     }
   }
+  if (api.key || !$("#key-dialog").open) await openServedWorkflow();
+  if (api.key) runsPanel.openFromHash(); // a link to the Runs page or to one run
   document.body.dataset.ready = "1";
 }
 
 window.addEventListener("resize", () => canvas.resizeStage());
-window.kailashStudio = { model, canvas, inspector, api }; // for debugging from the console
+window.kailashStudio = { model, canvas, inspector, api, runsPanel, history: undoHistory }; // for debugging from the console
 start();

@@ -4,6 +4,11 @@
 // Model and changes it only through its methods; it reports selection, drops from the
 // palette and new connections to the app through callbacks. Node run status and
 // validation problems are kept here so a redraw keeps them.
+//
+// The view: the stage is scaled by `zoom` (CSS transform) inside a sizer that gives the
+// scroll area its scaled size; panning is scrolling (drag the background, or the wheel),
+// Ctrl/⌘+wheel zooms at the pointer, fit() shows every node, and a minimap shows where
+// the view is (click or drag it to move there). Model coordinates never change with zoom.
 
 const SVG = "http://www.w3.org/2000/svg";
 export const NODE_WIDTH = 220;
@@ -41,12 +46,16 @@ export class Canvas {
     this.onDropType = onDropType;
     this.onConnect = onConnect;
     this.onMessage = onMessage || (() => {});
+    this.zoom = 1;
+    this.sizer = el("div", "sizer");
     this.stage = el("div", "stage");
     this.svg = document.createElementNS(SVG, "svg");
     this.svg.classList.add("edges");
     this.stage.append(this.svg);
     this.hint = el("div", "canvas-hint", "Drag nodes here from the palette, then drag from a node's ● output port to another node to connect them.");
-    this.root.append(this.stage, this.hint);
+    this.sizer.append(this.stage);
+    this.root.append(this.sizer, this.hint);
+    this.minimap = null;
     this.cards = new Map();
     this.status = new Map(); // node id -> {status, detail}
     this.problems = new Map(); // node id -> [text]
@@ -55,8 +64,16 @@ export class Canvas {
     this.selected = null; // {kind: "node", id} | {kind: "edge", edge}
     this.bindDrop();
     this.root.addEventListener("pointerdown", (e) => {
-      if (e.target === this.root || e.target === this.stage || e.target === this.svg) this.select(null);
+      const background = [this.root, this.sizer, this.stage, this.svg].includes(e.target);
+      if (background && e.button === 0) this.select(null);
+      if ((background && e.button === 0) || e.button === 1) this.startPan(e);
     });
+    this.root.addEventListener("wheel", (e) => {
+      if (!e.ctrlKey && !e.metaKey) return; // plain wheel scrolls (pans)
+      e.preventDefault();
+      this.setZoom(this.zoom * Math.exp(-e.deltaY * 0.0015), e.clientX, e.clientY);
+    }, { passive: false });
+    this.root.addEventListener("scroll", () => this.drawMinimap());
   }
 
   // -- drawing ---------------------------------------------------------------------------
@@ -182,19 +199,154 @@ export class Canvas {
       this.svg.append(g);
     }
     if (this.tempPath) this.svg.append(this.tempPath); // a connection being dragged survives a redraw
+    this.drawMinimap();
   }
 
   resizeStage() {
-    let w = this.root.clientWidth;
-    let h = this.root.clientHeight;
+    const z = this.zoom;
+    let w = this.root.clientWidth / z;
+    let h = this.root.clientHeight / z;
     for (const n of this.model.nodes.values()) {
       w = Math.max(w, n.x + NODE_WIDTH + 200);
       h = Math.max(h, n.y + 300);
     }
     this.stage.style.width = `${w}px`;
     this.stage.style.height = `${h}px`;
+    this.stage.style.transform = z === 1 ? "" : `scale(${z})`;
+    this.sizer.style.width = `${w * z}px`;
+    this.sizer.style.height = `${h * z}px`;
     this.svg.setAttribute("width", w);
     this.svg.setAttribute("height", h);
+    this.drawMinimap();
+  }
+
+  // -- the view: zoom, fit, pan, minimap -------------------------------------------------
+  // Zoom to `z` keeping the point under (clientX, clientY) (default: the view's centre) in place.
+  setZoom(z, clientX, clientY) {
+    z = Math.min(2, Math.max(0.25, z));
+    const r = this.root.getBoundingClientRect();
+    const ax = clientX ?? r.left + r.width / 2;
+    const ay = clientY ?? r.top + r.height / 2;
+    const px = (this.root.scrollLeft + ax - r.left) / this.zoom;
+    const py = (this.root.scrollTop + ay - r.top) / this.zoom;
+    this.zoom = z;
+    this.root.classList.toggle("zoomed-out", z < 0.8);
+    this.root.style.setProperty("--inv-zoom", String(Math.min(1.6, 1 / z)));
+    this.resizeStage();
+    this.drawEdges(); // card heights change when zoomed out
+    this.root.scrollLeft = px * z - (ax - r.left);
+    this.root.scrollTop = py * z - (ay - r.top);
+    this.onZoom?.(z);
+  }
+
+  bounds() {
+    let x0 = Infinity; let y0 = Infinity; let x1 = -Infinity; let y1 = -Infinity;
+    for (const n of this.model.nodes.values()) {
+      const card = this.cards.get(n.id);
+      x0 = Math.min(x0, n.x);
+      y0 = Math.min(y0, n.y);
+      x1 = Math.max(x1, n.x + (card?.offsetWidth || NODE_WIDTH));
+      y1 = Math.max(y1, n.y + (card?.offsetHeight || 90));
+    }
+    return x0 === Infinity ? null : { x0, y0, x1, y1 };
+  }
+
+  // Show every node: the largest zoom (at most 100 %) at which they all fit.
+  fit() {
+    let b = this.bounds();
+    if (!b) return;
+    const pad = 24;
+    const bottom = 52; // above the canvas toolbar
+    const fitOnce = () => {
+      const z = Math.min(1, (this.root.clientWidth - 2 * pad) / (b.x1 - b.x0), (this.root.clientHeight - bottom - pad) / (b.y1 - b.y0));
+      this.setZoom(z);
+    };
+    fitOnce();
+    b = this.bounds(); // zoomed out, the cards are shorter: fit again with their new size
+    fitOnce();
+    this.root.scrollLeft = b.x0 * this.zoom - pad;
+    this.root.scrollTop = b.y0 * this.zoom - pad;
+    this.drawMinimap();
+  }
+
+  startPan(e) {
+    const sx = e.clientX; const sy = e.clientY;
+    const ox = this.root.scrollLeft; const oy = this.root.scrollTop;
+    let moved = false;
+    this.root.setPointerCapture(e.pointerId);
+    const move = (ev) => {
+      if (!moved && Math.abs(ev.clientX - sx) + Math.abs(ev.clientY - sy) < 3) return;
+      moved = true;
+      this.root.classList.add("panning");
+      this.root.scrollLeft = ox - (ev.clientX - sx);
+      this.root.scrollTop = oy - (ev.clientY - sy);
+    };
+    const up = () => {
+      this.root.classList.remove("panning");
+      this.root.removeEventListener("pointermove", move);
+      this.root.removeEventListener("pointerup", up);
+      this.root.removeEventListener("pointercancel", up);
+    };
+    this.root.addEventListener("pointermove", move);
+    this.root.addEventListener("pointerup", up);
+    this.root.addEventListener("pointercancel", up);
+  }
+
+  attachMinimap(box) {
+    this.minimap = box;
+    const go = (e) => {
+      const m = this.minimapFrame;
+      if (!m) return;
+      const r = box.getBoundingClientRect();
+      const x = m.x + (e.clientX - r.left) / m.scale;
+      const y = m.y + (e.clientY - r.top) / m.scale;
+      this.root.scrollLeft = x * this.zoom - this.root.clientWidth / 2;
+      this.root.scrollTop = y * this.zoom - this.root.clientHeight / 2;
+    };
+    box.addEventListener("pointerdown", (e) => {
+      e.preventDefault();
+      box.setPointerCapture(e.pointerId);
+      go(e);
+      const move = (ev) => go(ev);
+      const up = () => { box.removeEventListener("pointermove", move); box.removeEventListener("pointerup", up); };
+      box.addEventListener("pointermove", move);
+      box.addEventListener("pointerup", up);
+    });
+    this.drawMinimap();
+  }
+
+  drawMinimap() {
+    const box = this.minimap;
+    if (!box) return;
+    const b = this.bounds();
+    box.hidden = !b;
+    if (!b) return;
+    const z = this.zoom;
+    const view = { x0: this.root.scrollLeft / z, y0: this.root.scrollTop / z,
+      x1: (this.root.scrollLeft + this.root.clientWidth) / z, y1: (this.root.scrollTop + this.root.clientHeight) / z };
+    const x = Math.min(b.x0, view.x0) - 20; const y = Math.min(b.y0, view.y0) - 20;
+    const w = Math.max(b.x1, view.x1) + 20 - x; const h = Math.max(b.y1, view.y1) + 20 - y;
+    const scale = Math.min(box.clientWidth / w, box.clientHeight / h) || 0.05;
+    this.minimapFrame = { x, y, scale };
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("width", box.clientWidth);
+    svg.setAttribute("height", box.clientHeight);
+    const rect = (rx, ry, rw, rh, cls) => {
+      const r = document.createElementNS(SVG, "rect");
+      r.setAttribute("x", (rx - x) * scale); r.setAttribute("y", (ry - y) * scale);
+      r.setAttribute("width", Math.max(2, rw * scale)); r.setAttribute("height", Math.max(2, rh * scale));
+      r.classList.add(cls);
+      return r;
+    };
+    for (const n of this.model.nodes.values()) {
+      const card = this.cards.get(n.id);
+      const r = rect(n.x, n.y, card?.offsetWidth || NODE_WIDTH, card?.offsetHeight || 90, "mm-node");
+      r.dataset.nodeId = n.id;
+      r.dataset.status = this.status.get(n.id)?.status || "idle";
+      svg.append(r);
+    }
+    svg.append(rect(view.x0, view.y0, view.x1 - view.x0, view.y1 - view.y0, "mm-view"));
+    box.replaceChildren(svg);
   }
 
   // -- selection, status, problems -------------------------------------------------------
@@ -276,7 +428,7 @@ export class Canvas {
   // -- gestures --------------------------------------------------------------------------
   stagePoint(e) {
     const r = this.stage.getBoundingClientRect();
-    return [e.clientX - r.left, e.clientY - r.top];
+    return [(e.clientX - r.left) / this.zoom, (e.clientY - r.top) / this.zoom];
   }
 
   bindDrop() {
@@ -321,6 +473,7 @@ export class Canvas {
       card.removeEventListener("pointerup", up);
       card.removeEventListener("pointercancel", up);
       this.resizeStage();
+      this.onMoved?.(node.id);
     };
     card.addEventListener("pointermove", move);
     card.addEventListener("pointerup", up);

@@ -212,7 +212,7 @@ export class Model {
       const row = rows.get(d) || 0;
       rows.set(d, row + 1);
       const n = this.nodes.get(id);
-      n.x = 40 + d * 280;
+      n.x = 40 + d * 260;
       n.y = 40 + row * 150;
     }
   }

@@ -28,6 +28,7 @@ export class Runner {
     this.active = null;
     this.inspector.runtime = null;
     this.setStatus("", "No run yet.");
+    $("#run-open-detail").hidden = true;
     $("#run-nodes").replaceChildren();
     $("#run-results").textContent = "";
     $("#run-log").replaceChildren();
@@ -204,6 +205,8 @@ export class Runner {
     if (state.status === "completed") this.setStatus("completed", `Run ${state.id} completed${ms}`);
     else this.setStatus("failed", `Run ${state.id} failed${state.errorNode ? ` at '${state.errorNode}'` : ""}${ms}: ${state.error || ""}`);
     $("#run-results").textContent = state.results ? pretty(state.results) : "(the server kept no outputs for this run)";
+    $("#run-open-detail").dataset.runId = state.id;
+    $("#run-open-detail").hidden = false;
     if (this.inspector.selection?.kind === "node") this.inspector.render();
     this.active = null;
   }
