@@ -705,3 +705,26 @@ def test_a_page_on_another_origin_cannot_drive_the_new_state_changing_routes(_is
                 assert form.status_code == 415, (path, form.text)
         assert len(c.get("/schedules").json()["schedules"]) == 1
         assert c.get(f"/schedules/{made['id']}").json()["enabled"] is True
+
+
+def test_a_resumed_run_masks_the_workflows_config_credentials(_isolated_home, monkeypatch):
+    """Attack: resume (``POST /runs/{id}/resume`` with ``rerun``) a failed run of an uploaded workflow whose node
+    echoes its ``${ENV}`` key, then read the resumed run. Before: the resume route masked only a registered
+    workflow's secrets in what it answered."""
+    env_key = "sk-env-RESUME-REDTEAM-77aa"
+    monkeypatch.setenv("REDTEAM_ENV_KEY", env_key)
+    doc = {"name": "echo-env", "nodes": [
+        {"id": "svc", "type": "EchoingServiceNode", "config": {"api_key": "${REDTEAM_ENV_KEY}"}},
+        {"id": "use", "type": "QuotingNode", "config": {}}],
+        "connections": [{"from": "svc", "to": "use", "mapping": {"echo": "echo"}}]}
+    gw = WorkflowGateway(port=0, api_keys=[API_KEY])
+    with TestClient(gw.app) as c:
+        assert c.post("/workflows", json={"name": "echo-env", "workflow": doc}, headers=HEADERS).status_code == 201
+        failed = c.post("/workflows/echo-env/execute", json={}, headers=HEADERS)
+        assert failed.status_code == 422
+        resumed = c.post(f"/runs/{failed.json()['run_id']}/resume", json={"rerun": ["svc"]}, headers=HEADERS)
+        assert resumed.status_code == 202, resumed.text
+        run = _wait(c, resumed.json()["run_id"])
+        texts = [resumed.text, str(run), c.get(f"/runs/{run['run_id']}/events", headers=HEADERS).text]
+    assert all(env_key not in t for t in texts), [t for t in texts if env_key in t][0][:400]
+    assert env_key.encode() not in _store_bytes(_isolated_home)
