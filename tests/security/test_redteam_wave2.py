@@ -728,3 +728,24 @@ def test_a_resumed_run_masks_the_workflows_config_credentials(_isolated_home, mo
         texts = [resumed.text, str(run), c.get(f"/runs/{run['run_id']}/events", headers=HEADERS).text]
     assert all(env_key not in t for t in texts), [t for t in texts if env_key in t][0][:400]
     assert env_key.encode() not in _store_bytes(_isolated_home)
+
+
+def test_reading_an_older_record_masks_registered_secrets_whatever_name_it_carries(_isolated_home):
+    """Attack: read a record written before runs scrubbed their config secrets (or by another process)
+    through GET /runs/{id}. Before: the read-time mask looked the registration up by the record's workflow
+    name, which is the workflow's own name (``echo-internal``), not the registered one (``echo``): no mask."""
+    from kailash.runtime.store import RunRecord
+
+    wf = Workflow("echo-internal")
+    wf.add_node("svc", EchoingServiceNode(api_key=Secret(REG_SECRET)))
+    gw = WorkflowGateway(port=0, api_keys=[API_KEY])
+    gw.register_workflow("echo", wf)
+    with TestClient(gw.app) as c:
+        now = time.time()
+        gw.workspace(None).runs.record(RunRecord(
+            run_id="old-run-1", workflow="echo-internal", status="completed", started_at=now, ended_at=now,
+            outputs={"svc": {"echo": {"authorization": f"Bearer {REG_SECRET}"}}},
+            extra={"output": {"svc": f"service answered for key {REG_SECRET}\n"}}))
+        reply = c.get("/runs/old-run-1", headers=HEADERS)
+        assert reply.status_code == 200 and REG_SECRET not in reply.text, reply.text
+        assert "Bearer ***" in reply.text
