@@ -207,6 +207,7 @@ def install(app: Any, gw: Any) -> None:
                     out[record.run_id] = _summary(record)
         runs = sorted(out.values(), key=lambda r: (r["started_at"], r["run_id"]), reverse=True)
         page, more = runs[:limit], len(runs) > limit
+        page = _redacted(gw, tenant_id, "", page)  # an error text of an older record may quote a credential
         next_cursor = _make_cursor(page[-1]["started_at"], page[-1]["run_id"]) if more and page else None
         links: dict[str, str | None] = {"next": None}
         if next_cursor:  # the same request, one page on (a path, like every link here)

@@ -746,6 +746,10 @@ def test_reading_an_older_record_masks_registered_secrets_whatever_name_it_carri
             run_id="old-run-1", workflow="echo-internal", status="completed", started_at=now, ended_at=now,
             outputs={"svc": {"echo": {"authorization": f"Bearer {REG_SECRET}"}}},
             extra={"output": {"svc": f"service answered for key {REG_SECRET}\n"}}))
-        reply = c.get("/runs/old-run-1", headers=HEADERS)
-        assert reply.status_code == 200 and REG_SECRET not in reply.text, reply.text
-        assert "Bearer ***" in reply.text
+        gw.workspace(None).runs.record(RunRecord(
+            run_id="old-run-2", workflow="echo-internal", status="failed", started_at=now, ended_at=now,
+            error=f"node 'use' failed: cannot use Bearer {REG_SECRET}", error_node="use"))
+        for path in ("/runs/old-run-1", "/runs/old-run-2", "/runs", "/runs/old-run-2/events"):
+            reply = c.get(path, headers=HEADERS)
+            assert reply.status_code == 200 and REG_SECRET not in reply.text, (path, reply.text)
+            assert "Bearer ***" in reply.text, path
