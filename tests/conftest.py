@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.service_policy import pytest_runtest_makereport  # noqa: F401 - CI=true: a missing service fails
+
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):

@@ -77,8 +77,9 @@ class WorkflowGateway:
             registry's, else :func:`kailash.api.storage.open_storage`).
         schedule_tick: seconds between two looks for due schedules while serving (``None``:
             this gateway fires no schedules). See ``docs/schedules.md``.
-        schedule_enqueue: where a due schedule's run goes: a run queue's ``enqueue``
-            (default: started at once in this gateway, :class:`~kailash.api.scheduling.StartScheduledRun`).
+        schedule_enqueue: where a due schedule's run goes, ``enqueue(*, run_id, workflow, parameters,
+            tenant_id, options)`` (default: the durable run queue, any gateway on the storage runs it;
+            with ``queue=False`` started at once in this gateway).
         queue: run async runs (``?async=true``) through the durable run queue in the
             storage (the default; see :mod:`kailash.api.queue_worker`). ``False`` runs them
             in memory, lost if the gateway stops.
@@ -141,6 +142,7 @@ class WorkflowGateway:
         #: what GET /metrics reports; ``metrics.queue_depth`` may be set to a ``() -> int``
         self.metrics = GatewayMetrics(in_progress=lambda: sum(self.runs.active.values()), max_workers=max_workers)
         self.runs.metrics = self.metrics
+        self.metrics.queue_depth = self._queue_depth
         from kailash.api.queue_worker import ON_INTERRUPTED
 
         if not isinstance(queue_slots, int) or queue_slots < 1:
@@ -385,6 +387,17 @@ class WorkflowGateway:
                     worker = self.runs.worker = QueueWorker(self, make(), **self.queue_options)
         return worker
 
+    def _queue_depth(self) -> int:
+        """``kailash_queue_depth``: runs waiting in the durable queue (every gateway's, on shared storage);
+        without a queue, runs beyond the worker threads. Blocking: ``GET /metrics`` renders in a thread."""
+        worker = self.runs.worker
+        if worker is not None:
+            try:
+                return int(worker.queue.depth())
+            except Exception as exc:  # the database is away: say so in the log, not as a 500 of /metrics
+                logging.getLogger("kailash.api").warning("queue depth unavailable: %s", type(exc).__name__)
+        return max(0, sum(self.runs.active.values()) - self.runs.max_workers)
+
     @property
     def run_queue(self) -> Any:
         """The run queue (``depth()``: runs waiting for a worker), or ``None`` (blocking on first use)."""
@@ -441,8 +454,10 @@ class WorkflowGateway:
             self._workspaces.clear()
 
     # -- serving ------------------------------------------------------------------------------
-    def start(self, **uvicorn_options: Any) -> None:
+    def start(self, *, sockets: list[Any] | None = None, **uvicorn_options: Any) -> None:
         """Serve until interrupted (blocking). Extra keywords go to ``uvicorn.Config``.
+        ``sockets``: bound sockets to serve on instead of binding ``host:port`` (``kailash
+        serve`` binds first, so a port in use fails before anything says it serves).
 
         Raises:
             ValueError: keyless serving on an exposed host (see :meth:`check_exposure`).
@@ -451,7 +466,12 @@ class WorkflowGateway:
 
         names = ", ".join(sorted(self.registered)) or "none yet"
         logger.info("Kailash gateway: workflows %s; Studio at /studio; API docs at /docs", names)
-        uvicorn_server(self, **uvicorn_options).run()
+        from kailash.api.serving import announce_when_started
+
+        server = uvicorn_server(self, **uvicorn_options)
+        if sockets:
+            announce_when_started(server, sockets)
+        server.run(sockets=sockets)
 
     def serve_in_thread(self, timeout: float = 15.0, **uvicorn_options: Any) -> Any:
         """Serve from a background thread; return a :class:`~kailash.api.serving.RunningGateway`

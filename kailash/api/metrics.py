@@ -8,7 +8,9 @@ hands it its events) and rendered on each scrape. The series:
   process, ``status`` ``completed`` or ``failed``.
 * ``kailash_runs_in_progress`` (gauge): runs running now.
 * ``kailash_queue_depth`` (gauge): runs waiting to start (the callable in
-  :attr:`GatewayMetrics.queue_depth`; by default, runs beyond the worker threads).
+  :attr:`GatewayMetrics.queue_depth`; a gateway sets it to its durable run queue's
+  ``depth()`` — queued runs of every gateway on the same storage — and, without a queue,
+  to the runs beyond the worker threads).
 * ``kailash_node_duration_seconds{workflow, node}`` (histogram): how long each completed
   node took.
 
@@ -132,7 +134,7 @@ def install(app: Any, gw: Any) -> None:
 
     @app.get("/metrics", tags=["gateway"], summary="Prometheus metrics: runs by status, node durations, queue depth",
              response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}})
-    def metrics(request: Request) -> Response:
+    def metrics(request: Request) -> Response:  # a plain def: rendered in a thread (queue depth reads the database)
         principal = principal_of(request.scope)
         if principal is not None and principal.tenant_id is not None:
             raise ApiError(403, "metrics_refused", "/metrics covers every tenant's runs: read it with a key of "

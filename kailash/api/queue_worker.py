@@ -16,6 +16,10 @@ reusing those nodes' recorded outputs (:func:`kailash.runtime.resume.prepare_res
 — a node that was running when the worker died runs again (at least once per node); the
 final record's ``extra["queue"]`` names the attempt and the reused nodes. With
 ``"mark"`` the run is recorded as ``interrupted`` and not run again.
+
+``POST /runs/{id}/stop`` reaches a stream run executing on another gateway through its
+queue row (``stop_requested``): the heartbeat thread looks for such requests every tick
+(at most 2 s) while a stream run executes here, and stops the run as a local stop would.
 """
 
 from __future__ import annotations
@@ -217,6 +221,7 @@ class QueueWorker:
                 renewed = time.monotonic()
             else:
                 self._expire_dead()
+            self.check_stops()
         # stopping: keep the leases of runs still finishing here alive until they end
         while self.inflight:
             self.beat()
@@ -234,6 +239,23 @@ class QueueWorker:
         except Exception:
             logger.warning("queue lease renewal failed; retrying", exc_info=True)
         self._expire_dead()
+
+    def check_stops(self) -> None:
+        """Stop the stream runs executing here whose stop another gateway asked for (``POST /runs/{id}/stop``
+        there sets the queue row's ``stop_requested``): like a stop through this gateway."""
+        live = self.gateway.runs.live
+        if not any(getattr(live.get(r), "streaming", False) for r in list(self.inflight)):
+            return  # only stream runs can be stopped: nothing to look for
+        try:
+            wanted = self.queue.stop_requests(self.id)
+        except Exception:
+            logger.warning("looking for stop requests failed; retrying", exc_info=True)
+            return
+        for run_id in wanted:
+            run = live.get(run_id)
+            if run is not None and run.streaming and not run.stop_requested.is_set():
+                run.stop_requested.set()
+                run.observe({"event": "stream_stop_requested", "run_id": run_id})
 
     def _expire_dead(self) -> None:
         if not self.expire_dead or self._stop.is_set():
@@ -316,6 +338,10 @@ class QueueWorker:
         workspace = gw.workspace(principal)
         workflow, _, reg, _ = gw.resolve(principal, item.workflow)
         secrets: frozenset[str] = (reg.secrets if reg is not None else frozenset()) | workflow.compile().config_secrets
+        if item.tenant_id is not None:  # checked when it starts, not only when queued: its grants may have changed
+            from kailash.api.tenant_runs import check_tenant_run, scope_of
+
+            check_tenant_run(scope_of(workspace), workflow, item.parameters, secrets)
         params = resolve_references(workflow, item.parameters, allow_env=item.tenant_id is None)
         names = _secret_parameters(workflow)
         if names:

@@ -7,6 +7,7 @@ exactly like a run that does not exist (404).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import Request
@@ -120,6 +121,41 @@ def find_record(gw: Any, principal: Any, run_id: str) -> Any:
     return record
 
 
+def _stop_queued(gw: Any, principal: Any, tenant_id: str | None, run_id: str) -> str | None:
+    """Stop a run of the durable queue that no LiveRun of this gateway holds (blocking): ``"cancelled"``
+    (it had not started), ``"stopping"`` (a stream run on another gateway: its worker stops it), ``None``
+    (not queued or running)."""
+    worker = gw.runs.worker
+    if worker is None:
+        return None
+    row = worker.queue.get(run_id)
+    if row is None or row.tenant_id != tenant_id or row.status not in ("queued", "running"):
+        return None
+    if row.status == "running" and not _maybe_stream(gw, principal, row.workflow):
+        raise ApiError(409, "not_a_stream_run", f"run '{run_id}' is not a stream run; only stream runs can be "
+                       "stopped (an ordinary run ends when its last node does)", run_id=run_id)
+    outcome: str | None = worker.queue.request_stop(run_id, tenant_id)
+    if outcome == "cancelled":
+        from kailash.runtime.queue import CANCELLED
+        from kailash.runtime.store import RunRecord
+
+        ws = gw.workspace(principal)
+        now = time.time()
+        ws.runs.record(RunRecord(run_id=run_id, workflow=row.workflow, status="interrupted",
+                                 started_at=row.enqueued_at or now, ended_at=now, error=CANCELLED,
+                                 tenant=ws.tenant_id, extra={"queue": {"cancelled": True}}))
+    return outcome
+
+
+def _maybe_stream(gw: Any, principal: Any, name: str) -> bool:
+    """Whether workflow ``name`` has a stream source (``True`` when this gateway does not serve it: its owner decides)."""
+    try:
+        workflow = gw.resolve(principal, name)[0]
+        return bool(workflow.compile().stream_sources)
+    except Exception:
+        return True
+
+
 def install(app: Any, gw: Any) -> None:
     """Add the execute, run-history and run routes to ``app``."""
 
@@ -218,12 +254,19 @@ def install(app: Any, gw: Any) -> None:
         return {"runs": page, "next_cursor": next_cursor, "links": links}
 
     @app.post("/runs/{run_id}/stop", tags=["runs"], status_code=202,
-              summary="Stop a stream run gracefully: the event in flight finishes, the run completes")
+              summary="Stop a stream run gracefully: the event in flight finishes, the run completes",
+              description="The run may execute on another gateway on the same storage (its queue worker stops it "
+                          "within about 2 s). A run still waiting in the durable queue is cancelled: "
+                          "`status` `cancelled`, the run ends `interrupted` without starting.")
     def stop_run(run_id: str, request: Request) -> JSONResponse:
         principal = principal_of(request.scope)
         tenant_id = principal.tenant_id if principal is not None else None
         live = gw.runs.find(run_id, tenant_id)
         if live is None:
+            elsewhere = _stop_queued(gw, principal, tenant_id, run_id)
+            if elsewhere is not None:
+                return JSONResponse({"run_id": run_id, "status": elsewhere, "links": {
+                    "run": f"/runs/{run_id}", "events": f"/runs/{run_id}/events"}}, 202)
             if find_record(gw, principal, run_id) is not None:
                 raise ApiError(409, "run_not_running", f"run '{run_id}' has finished; nothing to stop", run_id=run_id)
             raise ApiError(404, "run_not_found", f"no run '{run_id}' here; GET /runs lists them", run_id=run_id)

@@ -6,10 +6,13 @@ sees the same schedules, and the store's per-schedule transaction makes each fir
 happen once among them (:mod:`kailash.runtime.schedule_store`). While serving, the
 gateway ticks its :class:`~kailash.runtime.schedules.Scheduler` every
 ``schedule_tick`` seconds in a worker thread. A fire is handed to
-``gateway.schedule_enqueue`` when one is set (a durable run queue's ``enqueue``);
-otherwise :class:`StartScheduledRun` starts it at once in this gateway, like
-``POST /workflows/{name}/execute?async=true`` by the schedule's namespace. Who may
-create which schedule is checked in :mod:`kailash.api.schedule_routes`.
+``gateway.schedule_enqueue`` when one is set; otherwise, with the gateway's durable run
+queue (``queue=True``, the default), :class:`QueueScheduledRun` writes it to that queue
+under the fire's run id — any gateway on the same storage with a free slot runs it, once
+(:mod:`kailash.api.queue_worker`); with ``queue=False``, :class:`StartScheduledRun`
+starts it at once in this gateway, like ``POST /workflows/{name}/execute?async=true``
+by the schedule's namespace. Who may create which schedule is checked in
+:mod:`kailash.api.schedule_routes`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 from kailash.api.middleware import Principal
 from kailash.api.responses import ApiError
 
-__all__ = ["StartScheduledRun", "schedule_loop", "check_schedule_run"]
+__all__ = ["QueueScheduledRun", "StartScheduledRun", "schedule_loop", "check_schedule_run"]
 
 logger = logging.getLogger("kailash.api")
 
@@ -66,8 +69,64 @@ def check_schedule_run(gw: Any, principal: Principal | None, name: str, paramete
         check_tenant_run(scope_of(gw.workspace(principal)), workflow, parameters, frozenset())
 
 
+class QueueScheduledRun:
+    """An ``enqueue`` that writes each fire's run to the gateway's durable run queue (the default).
+
+    Called from the tick's worker thread (the queue blocks). The parameters are checked
+    first with :func:`~kailash.runtime.queue.queueable_parameters`: a plain secret value is
+    never written to the queue; that fire is recorded as a failed run under its run id
+    instead, so ``GET /runs`` says why. A workflow this gateway does not serve is queued
+    anyway: another gateway on the same storage may serve it. The run is started by
+    whichever gateway's worker claims it first; this gateway's worker is woken at once.
+    """
+
+    def __init__(self, gw: Any, worker: Any) -> None:
+        self.gw = gw
+        self.worker = worker
+
+    def __call__(self, *, run_id: str, workflow: str, parameters: dict[str, Any], tenant_id: str | None = None,
+                 options: dict[str, Any] | None = None) -> bool:
+        from kailash.errors import SecurityError
+        from kailash.runtime.queue import queueable_parameters
+
+        gw, worker = self.gw, self.worker
+        try:
+            resolved, _, _, _ = gw.resolve(schedule_principal(tenant_id), workflow)
+        except ApiError as exc:
+            if exc.code != "workflow_not_found" or tenant_id is not None:
+                return self._refused(run_id, workflow, tenant_id, exc)
+            resolved = None  # served by another gateway on this storage, perhaps: its worker takes it
+        if resolved is not None:
+            try:
+                queueable_parameters(resolved, parameters, allow_env=tenant_id is None)
+            except SecurityError as exc:
+                return self._refused(run_id, workflow, tenant_id,
+                                     ApiError(422, "secret_not_queueable", exc.message))
+        # the namespace's concurrent-run limit, as for a request: a fire beyond it waits for a later tick (the
+        # scheduler retries it) instead of piling up in the queue every tenant shares
+        if tenant_id is not None:
+            limit = gw.workspace(schedule_principal(tenant_id)).max_concurrent_runs
+        else:
+            limit = gw.max_concurrent_runs
+        if limit is not None and worker.queue.get(run_id) is None and worker.queue.pending(tenant_id) >= limit:
+            raise ApiError(429, "too_many_runs", f"at most {limit} runs may run at once here; the fire waits",
+                           limit=limit)
+        added = bool(worker.queue.enqueue(run_id=run_id, workflow=workflow, parameters=parameters,
+                                          tenant_id=tenant_id,
+                                          options={"record_outputs": "always", "scheduled": True, **(options or {})}))
+        worker.wake()
+        return added
+
+    def _refused(self, run_id: str, workflow: str, tenant_id: str | None, exc: ApiError) -> bool:
+        logger.warning("scheduled run %s of '%s' refused: %s", run_id, workflow, exc.code)
+        workspace = self.gw.workspace(schedule_principal(tenant_id))
+        if workspace.runs is not None and workspace.runs.get_run(run_id) is None:
+            _record_refused(workspace, run_id, workflow, exc)
+        return True
+
+
 class StartScheduledRun:
-    """An ``enqueue`` that starts each fire's run in this gateway at once (until a durable run queue takes over).
+    """An ``enqueue`` that starts each fire's run in this gateway at once (gateways with ``queue=False``).
 
     Called from the tick's worker thread; the run is started on the gateway's event loop.
     A run refused for the namespace's concurrency limit raises, so the fire is retried on
@@ -125,6 +184,17 @@ def _record_refused(workspace: Any, run_id: str, name: str, exc: ApiError) -> No
                                     tenant=workspace.tenant_id, extra={"scheduled": True}))
 
 
+def fire_target(gw: Any, loop: asyncio.AbstractEventLoop) -> Any:
+    """Where this gateway's fires go (blocking: opens the run queue on first use): ``gw.schedule_enqueue``
+    if set, else the durable run queue (:class:`QueueScheduledRun`), else :class:`StartScheduledRun`."""
+    if gw.schedule_enqueue is not None:
+        return gw.schedule_enqueue
+    worker = gw.queue_worker()
+    if worker is not None:
+        return QueueScheduledRun(gw, worker)
+    return StartScheduledRun(gw, loop)
+
+
 async def schedule_loop(gw: Any) -> None:
     """Tick the gateway's scheduler every ``gw.schedule_tick`` seconds until cancelled."""
     from kailash.runtime.schedules import Scheduler
@@ -135,7 +205,7 @@ async def schedule_loop(gw: Any) -> None:
         try:
             if scheduler is None:
                 store = await asyncio.to_thread(lambda: gw.schedules)
-                scheduler = Scheduler(store, gw.schedule_enqueue or StartScheduledRun(gw, loop))
+                scheduler = Scheduler(store, await asyncio.to_thread(fire_target, gw, loop))
             ticking = asyncio.ensure_future(asyncio.to_thread(scheduler.tick))
             try:
                 report = await asyncio.shield(ticking)

@@ -83,6 +83,20 @@ def uvicorn_server(gateway: Any, **config: Any) -> Any:
     return server
 
 
+def announce_when_started(server: Any, sockets: list[Any]) -> None:
+    """Log uvicorn's "running on" line for a server given bound ``sockets`` (uvicorn says it only when
+    it binds itself), once its startup has finished."""
+    def wait() -> None:
+        while not server.started and not server.should_exit:
+            time.sleep(0.02)
+        if server.started and not server.should_exit:
+            host, port = sockets[0].getsockname()[:2]
+            url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+            logging.getLogger("uvicorn.error").info("Uvicorn running on %s (Press CTRL+C to quit)", url)
+
+    threading.Thread(target=wait, name="kailash-announce", daemon=True).start()
+
+
 def serve_in_thread(gateway: Any, timeout: float = 15.0, **config: Any) -> RunningGateway:
     """Start ``gateway`` in a daemon thread; return once it accepts connections."""
     server = uvicorn_server(gateway, **config)

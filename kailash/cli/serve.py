@@ -79,17 +79,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from kailash.api.middleware import RateLimitingMiddleware
 
         gateway.add_middleware(RateLimitingMiddleware(requests_per_minute=args.requests_per_minute))
+    try:  # bound before anything says it serves: a port in use is one clear error, not a banner then a failure
+        sock = _listen(args.host, args.port)
+    except OSError as exc:
+        _err(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc} "
+             "(another server on that port? choose another with --port, or --port 0 for any free one)")
+        return 3  # the environment
     auth = gateway.authentication
     _err(f"Kailash gateway: {len(loaded)} workflow(s) [{', '.join(loaded) or 'none'}]"
          + (f", {len(tenants.list_tenants())} tenant(s)" if tenants else ""))
-    where = f"http://{args.host}:{args.port}" if args.port else "the address below"
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    where = f"http://{host}:{sock.getsockname()[1]}"
     _err(f"  Studio: {where}/studio   API docs: {where}/docs")
     if auth is not None:
         auth.prepare()  # resolve the keys now, so a generated key's location is shown before serving
         if auth.key_file is not None:
             _err(f"  API key: in {auth.key_file} (set KAILASH_API_KEYS to use your own)")
     try:
-        gateway.start()
+        gateway.start(sockets=[sock])  # on the socket bound above
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl+C it handled: a clean stop
         pass
     finally:
@@ -97,6 +104,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
             tenants.storage.close()
     _err("gateway stopped")
     return 0
+
+
+def _listen(host: str, port: int) -> Any:
+    """A socket bound to ``host:port`` (as uvicorn binds: ``SO_REUSEADDR``), for the server to listen on."""
+    import socket
+
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 def add_subcommand(subparsers: Any) -> None:

@@ -14,6 +14,10 @@ worker is checked against (its :meth:`~RunQueue.finish` then changes nothing).
 ``$KAILASH_HOME/queue.db``, one machine); :class:`PostgresRunQueue` in a table of one
 PostgreSQL schema, shared by any number of gateway processes on any hosts.
 
+Stopping: :meth:`~RunQueue.request_stop` cancels a queued row (it ends ``interrupted``,
+error :data:`CANCELLED`) or flags a running one ``stop_requested``, which its worker reads
+with :meth:`~RunQueue.stop_requests` (``POST /runs/{id}/stop`` from any gateway).
+
 Secrets: the queue is a database table like the run records, and the same guarantee
 holds — no secret value is written. :func:`queueable_parameters` turns the values of a
 workflow's secret parameters into ``${NAME}`` references (resolved from the worker's
@@ -52,9 +56,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 __all__ = ["QueuedRun", "RunQueue", "SQLiteRunQueue", "PostgresRunQueue", "worker_id", "queueable_parameters",
-           "resolve_references", "default_lease", "QUEUE_STATES"]
+           "resolve_references", "default_lease", "QUEUE_STATES", "CANCELLED"]
 
 QUEUE_STATES = ("queued", "running", "completed", "failed", "interrupted")
+#: the error of a queued run cancelled (``request_stop``) before any worker started it
+CANCELLED = "cancelled before it started (POST /runs/{id}/stop)"
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
@@ -118,6 +124,10 @@ class RunQueue(Protocol):
     def expire_dead_owners(self) -> int: ...
 
     def get(self, run_id: str) -> QueuedRun | None: ...
+
+    def request_stop(self, run_id: str, tenant_id: str | None) -> str | None: ...
+
+    def stop_requests(self, worker: str) -> set[str]: ...
 
     def depth(self, tenant_id: str | None = ..., *, status: str = "queued") -> int: ...
 
@@ -201,6 +211,11 @@ class SQLiteRunQueue:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SQLITE_DDL)
+        if "stop_requested" not in {r[1] for r in self._conn.execute("PRAGMA table_info(run_queue)")}:
+            try:  # a queue file from before POST /runs/{id}/stop reached other gateways
+                self._conn.execute("ALTER TABLE run_queue ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0")
+            except sqlite3.OperationalError:  # another process added it at the same moment
+                pass
 
     def describe(self) -> str:
         return f"SQLite {self.path}"
@@ -324,6 +339,29 @@ class SQLiteRunQueue:
             row = self._conn.execute(f"SELECT {_COLUMNS} FROM run_queue WHERE run_id = ?", (run_id,)).fetchone()
         return None if row is None else _row_to_run(row)
 
+    def request_stop(self, run_id: str, tenant_id: str | None) -> str | None:
+        """Stop run ``run_id`` of ``tenant_id``: ``"cancelled"`` if it was still queued (it never starts;
+        its row ends ``interrupted``), ``"stopping"`` if it is running (its worker sees the request with
+        :meth:`stop_requests`), ``None`` if it is not queued or running."""
+        def go(conn: sqlite3.Connection) -> str | None:
+            if conn.execute("UPDATE run_queue SET status = 'interrupted', error = ?, ended_at = ?, lease_until = "
+                            "NULL WHERE run_id = ? AND tenant_id IS ? AND status = 'queued'",
+                            (CANCELLED, time.time(), run_id, tenant_id)).rowcount:
+                return "cancelled"
+            if conn.execute("UPDATE run_queue SET stop_requested = 1 WHERE run_id = ? AND tenant_id IS ? AND "
+                            "status = 'running'", (run_id, tenant_id)).rowcount:
+                return "stopping"
+            return None
+
+        out: str | None = self._tx(go)
+        return out
+
+    def stop_requests(self, worker: str) -> set[str]:
+        """The runs ``worker`` holds whose stop was requested (:meth:`request_stop`)."""
+        with self._lock:
+            return {r[0] for r in self._conn.execute("SELECT run_id FROM run_queue WHERE owner = ? AND status = "
+                                                     "'running' AND stop_requested <> 0", (worker,))}
+
     def depth(self, tenant_id: str | None = None, *, status: str = "queued", all_tenants: bool = True) -> int:
         """Runs in ``status`` (default: waiting for a worker); of one tenant with ``all_tenants=False``."""
         sql, args = "SELECT count(*) FROM run_queue WHERE status = ?", [status]
@@ -389,6 +427,11 @@ class PostgresRunQueue:
                 conn.execute(self.q(_PG_DDL))
             except Exception:  # another gateway created it at the same moment
                 conn.execute(self.q(_PG_DDL))
+            try:  # a table from before POST /runs/{id}/stop reached other gateways
+                conn.execute(self.q("ALTER TABLE {schema}.run_queue ADD COLUMN IF NOT EXISTS stop_requested "
+                                    "BOOLEAN NOT NULL DEFAULT false"))
+            except Exception:  # another gateway added it at the same moment
+                pass
 
     def q(self, text: str) -> Any:
         return self._sql.SQL(text).format(schema=self._sql.Identifier(self.schema))
@@ -493,6 +536,28 @@ class PostgresRunQueue:
             row = conn.execute(self.q(f"SELECT {_COLUMNS} FROM {{schema}}.run_queue WHERE run_id = %s"),
                                (run_id,)).fetchone()
         return None if row is None else _row_to_run(row)
+
+    def request_stop(self, run_id: str, tenant_id: str | None) -> str | None:
+        """Stop run ``run_id`` of ``tenant_id``: ``"cancelled"`` if it was still queued (it never starts;
+        its row ends ``interrupted``), ``"stopping"`` if it is running (its worker sees the request with
+        :meth:`stop_requests`), ``None`` if it is not queued or running."""
+        with self.pool.connection() as conn:
+            if conn.execute(self.q(f"UPDATE {{schema}}.run_queue SET status = 'interrupted', error = %s, ended_at = "
+                                   f"{_NOW}, lease_until = NULL WHERE run_id = %s AND tenant_id IS NOT DISTINCT "
+                                   "FROM %s AND status = 'queued'"), (CANCELLED, run_id, tenant_id)).rowcount:
+                return "cancelled"
+            if conn.execute(self.q("UPDATE {schema}.run_queue SET stop_requested = true WHERE run_id = %s AND "
+                                   "tenant_id IS NOT DISTINCT FROM %s AND status = 'running'"),
+                            (run_id, tenant_id)).rowcount:
+                return "stopping"
+        return None
+
+    def stop_requests(self, worker: str) -> set[str]:
+        """The runs ``worker`` holds whose stop was requested (:meth:`request_stop`)."""
+        with self.pool.connection() as conn:
+            rows = conn.execute(self.q("SELECT run_id FROM {schema}.run_queue WHERE owner = %s AND status = "
+                                       "'running' AND stop_requested"), (worker,)).fetchall()
+        return {r[0] for r in rows}
 
     def depth(self, tenant_id: str | None = None, *, status: str = "queued", all_tenants: bool = True) -> int:
         """Runs in ``status`` (default: waiting for a worker); of one tenant with ``all_tenants=False``."""

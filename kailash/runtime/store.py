@@ -375,6 +375,17 @@ class SQLiteRunStore:
         runs = [live_view(self, r) if r.status == "running" else r for r in runs]
         return [r for r in runs if r.status == status][:int(limit)] if live else runs
 
+    def count_runs(self, *, workflow: str | None = None, status: str | None = None) -> int:
+        """How many runs :meth:`list_runs` would list without a limit (same ``workflow``/``status`` filters)."""
+        if status in ("running", "interrupted"):  # which running runs read as interrupted is decided per run
+            return len(self.list_runs(limit=1 << 30, workflow=workflow, status=status))
+        self.flush()
+        where = [f"{col} = ?" for col, val in (("workflow", workflow), ("status", status)) if val is not None]
+        args = [val for val in (workflow, status) if val is not None]
+        sql = "SELECT count(*) FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        with self._lock:
+            return int(self._conn.execute(sql, args).fetchone()[0])
+
     def close(self) -> None:
         self.flush()
         self.run_log.active.clear()  # runs still going on here are written no more

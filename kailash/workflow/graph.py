@@ -254,9 +254,17 @@ class Workflow:
         """Check the whole graph; raise one :class:`WorkflowValidationError` listing every problem.
 
         With ``parameters`` (or ``require_inputs=True``), required inputs that nothing
-        supplies are problems too; without, they may still come at run time.
+        supplies are problems too; without, they may still come at run time. A node whose
+        optional dependency is not installed (``pip install 'kailash[EXTRA]'``) is a problem
+        naming the node and the extra (:mod:`kailash.nodes.extras`).
         """
+        from kailash.nodes.extras import missing_extras
+
         plan = self.compile()
+        missing = missing_extras(self.nodes)
+        if missing:
+            raise WorkflowValidationError.listing(f"workflow '{self.name}' needs extras that are not installed",
+                                                  missing)
         if require_inputs or parameters is not None:
             plan.prepare(parameters or {})
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, replace
 from functools import partial
+from types import FunctionType
 from typing import TYPE_CHECKING, Any
 
 from kailash.errors import NodeConfigurationError, NodeExecutionError, Problem, WorkflowValidationError
@@ -26,9 +27,23 @@ from kailash.nodes.data.stream_source import is_stream_source
 if TYPE_CHECKING:
     from kailash.workflow.graph import Workflow
 
-__all__ = ["ExecutionPlan", "Step", "Edge"]
+__all__ = ["ExecutionPlan", "Step", "Edge", "MISSING"]
 
-_MISSING = object()
+class _Missing:
+    """The "no value" sentinel; pickles by reference, so a plan sent to another process
+    (cloudpickle: DaskRuntime) still compares its ``take`` results with this module's."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "_MISSING"
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+_MISSING = _Missing()
+MISSING = _MISSING  # what a step's ``take`` returns when its node must be called with ``gather``'s inputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +89,14 @@ class ExecutionPlan:
         order: ``{node_id: position in steps}``.
         stream_sources: ids of nodes that can be a stream source
             (:mod:`kailash.nodes.data.stream_source`); a runtime asks them whether they stream.
+        inline: the steps as the inline scheduler walks them, ``(id, gather, node, step, take)``
+            each: ``step`` is ``None`` for a direct node (the scheduler calls ``node.run``);
+            ``take``, if not ``None``, gives the node's one input value for ``node.run(value)``
+            (:func:`positional_take`), or ``MISSING`` when ``gather`` must be used.
     """
 
     __slots__ = ("workflow", "version", "name", "steps", "by_id", "entries", "exits", "needs_inputs",
-                 "secret_names", "predecessors", "order", "stream_sources", "config_secrets")
+                 "secret_names", "predecessors", "order", "stream_sources", "inline", "config_secrets")
 
     workflow: Workflow
     version: int
@@ -91,7 +110,9 @@ class ExecutionPlan:
     predecessors: dict[str, int]
     order: dict[str, int]
     stream_sources: tuple[str, ...]
+    inline: tuple[tuple[str, Any, Node, Step | None, Any], ...]
     config_secrets: frozenset[str]  # the plain values of the Secrets in the nodes' configs (never show them)
+    MISSING: Any = _MISSING  # what a step's ``take`` returns when its node needs ``gather``'s inputs
 
     def __init__(self, workflow: Workflow, steps: list[Step]) -> None:
         steps = [s if s.gather is not None else replace(s, gather=compile_gather(s)) for s in steps]
@@ -112,6 +133,8 @@ class ExecutionPlan:
         init(self, "predecessors", {s.id: len({e.source for e in s.edges}) for s in steps})
         init(self, "order", {s.id: i for i, s in enumerate(steps)})
         init(self, "stream_sources", tuple(s.id for s in steps if is_stream_source(s.node)))
+        init(self, "inline", tuple((s.id, s.gather, s.node, None if s.direct else s, positional_take(s))
+                                   for s in steps))
         # a node may echo its configured credential (a service answering with it, a print): every run of
         # the plan scrubs these from what it records, raises and publishes
         from kailash.security.secrets import plain_secret_values
@@ -357,13 +380,19 @@ def _check_inputs(step: Step, inputs: dict[str, Any]) -> None:
 
 def _single_edge_gather(step: Step, edge: Edge) -> Any:
     """``gather_step`` specialised for the commonest shape — one plain ``connect(a, b)`` —
-    with everything it reads bound once (the engine's hot path: a chain of nodes)."""
+    with everything it reads bound once (the engine's hot path: a chain of nodes).
+
+    Its fast path is the commonest run of that shape: the source produced one output that
+    goes to the target's primary input, no config and no runtime parameters. The defaults
+    (``step.base``) are checked once, here, so only the connected value is checked per
+    call; anything else takes the general path (same rules as :func:`gather_step`).
+    """
     source, base, node, accepts = edge.source, step.base, step.node, step.accepts
     to, primary = edge.primary_to, edge.primary_from
     checks = tuple((n, c.exact, c.fits) for n, c in step.checks)
     required = step.required
 
-    def gather(results: dict[str, dict[str, Any]], overrides: dict[str, Any] | None) -> dict[str, Any] | None:
+    def general(results: dict[str, dict[str, Any]], overrides: dict[str, Any] | None) -> dict[str, Any] | None:
         out = results.get(source)
         if out is None:
             return None
@@ -394,7 +423,95 @@ def _single_edge_gather(step: Step, edge: Edge) -> Any:
                 _check_inputs(step, inputs)
         return inputs
 
+    if to is None or not _base_fits(step, to):
+        return general
+    to_check = next(((exact, fits) for n, exact, fits in checks if n == to), None)
+    to_exact, to_fits = to_check if to_check is not None else (frozenset(), None)
+    to_required = to in required
+
+    def clean(k: str) -> bool:  # the one output `k` goes to `to` only (it is not offered by name too)
+        return (k == to or (accepts is not None and k not in accepts)) and (primary is None or k == primary)
+
+    # the name of the source's one output, learnt from the first run (a hint: any value is safe)
+    key: Any = primary if primary is not None and clean(primary) else None
+
+    def learn(results: dict[str, dict[str, Any]], overrides: dict[str, Any] | None) -> dict[str, Any] | None:
+        nonlocal key
+        out = results[source]
+        if primary is None:
+            k = next(iter(out))
+            if clean(k):
+                key = k
+        return general(results, overrides)
+
+    missing = _MISSING
+    solo = set(base) <= {to}  # the inputs are the connected value alone
+
+    def gather(results: dict[str, dict[str, Any]], overrides: dict[str, Any] | None) -> dict[str, Any] | None:
+        out = results.get(source)
+        if out is None:
+            return None
+        if overrides or len(out) != 1 or node.config:
+            return general(results, overrides)
+        v = out.get(key, missing)
+        if v is missing:
+            return learn(results, overrides)
+        if solo:
+            inputs = {to: v}
+        else:
+            inputs = base.copy()
+            inputs[to] = v
+        if v is None:
+            if to_required:
+                _check_inputs(step, inputs)
+        elif to_fits is not None and type(v) not in to_exact and not to_fits(v):
+            _check_inputs(step, inputs)
+        return inputs
+
+    if solo:
+        def take(results: dict[str, dict[str, Any]]) -> Any:
+            """The connected value when it is the node's only input and passes its check (the
+            gather fast path without the inputs dict); ``_MISSING`` otherwise (then ``gather``)."""
+            out = results.get(source)
+            if out is None or len(out) != 1 or node.config:
+                return missing
+            v = out.get(key, missing)
+            if v is None:
+                return missing if to_required else v
+            if to_fits is not None and type(v) not in to_exact and not to_fits(v):
+                return missing
+            return v
+
+        gather.take = take  # type: ignore[attr-defined]  # the scheduler calls node.run(v) with it
     return gather
+
+
+def positional_take(step: Step) -> Any:
+    """``step``'s ``take`` (see :func:`_single_edge_gather`) when its node's ``run`` is a plain
+    function whose first parameter is the connected input: ``node.run(v)`` then binds exactly
+    as ``node.run(**{input: v})`` does, without building the keyword dict. ``None`` otherwise."""
+    take = getattr(step.gather, "take", None)
+    if take is None or not step.direct or not step.edges:
+        return None
+    node = step.node
+    run = next((k.__dict__["run"] for k in type(node).__mro__ if "run" in k.__dict__), None)  # as defined:
+    # a plain method (not a staticmethod, classmethod or decorated function), not replaced on the node
+    if type(run) is not FunctionType or hasattr(run, "__wrapped__") or "run" in getattr(node, "__dict__", {}):
+        return None
+    code = run.__code__
+    if code.co_posonlyargcount or code.co_argcount < 2 or code.co_varnames[1] != step.edges[0].primary_to:
+        return None
+    return take
+
+
+def _base_fits(step: Step, to: str) -> bool:
+    """Whether ``step``'s defaults pass its checks, ``to`` aside (then only ``to`` is checked per call)."""
+    base = step.base
+    for name, check in step.checks:
+        v = base.get(name)
+        if name != to and v is not None and not check(v):
+            return False
+    return all(name == to or base.get(name) is not None for name in step.required)
 
 
 def compile_gather(step: Step) -> Any:

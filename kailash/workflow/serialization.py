@@ -210,7 +210,8 @@ def _resolve_env(value: Any) -> Any:
     return value
 
 
-def _safe_yaml_load(text: str) -> Any:
+def _safe_yaml_load(text: str, source: str | None = None) -> Any:
+    """Parse YAML text safely; errors name ``source`` (a file) instead of PyYAML's ``"<unicode string>"``."""
     import yaml
 
     class _Loader(yaml.SafeLoader):
@@ -240,7 +241,12 @@ def _safe_yaml_load(text: str) -> Any:
     except yaml.YAMLError as exc:
         if "nesting depth" in str(exc):  # libyaml's own limit (1000 levels)
             raise SerializationError(f"YAML document is nested too deeply (more than {MAX_DEPTH} levels); refusing it") from None
-        raise SerializationError(f"malformed or unsafe YAML: {exc}") from None
+        message = str(exc)
+        if source is not None:
+            message = message.replace('"<unicode string>"', f'"{source}"')
+            if f'"{source}"' not in message:
+                message += f'\n  in "{source}"'
+        raise SerializationError(f"malformed or unsafe YAML: {message}") from None
     except RecursionError:
         raise SerializationError("YAML document is nested too deeply; refusing it") from None
     _check_expanded(data)  # depth always (the C loader does not recurse), size when aliases expand
@@ -298,17 +304,19 @@ def dumps(workflow: Workflow, format: str = "yaml") -> str:
     raise SerializationError(f"unknown format '{format}'; expected 'yaml' or 'json'", parameter="format")
 
 
-def loads(text: str, format: str | None = None) -> Workflow:
+def loads(text: str, format: str | None = None, *, source: str | None = None) -> Workflow:
+    """A workflow from YAML or JSON text; ``source`` (the file it came from) is named in parse errors."""
     if format == "json" or (format is None and text.lstrip().startswith("{")):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise SerializationError(f"malformed JSON: {exc}") from None
+            where = f" in '{source}'" if source is not None else ""
+            raise SerializationError(f"malformed JSON: {exc}{where}") from None
         except RecursionError:
             raise SerializationError(f"JSON document is nested too deeply (more than {MAX_DEPTH} levels); refusing it") from None
         check_depth(data, "the JSON document")
     else:
-        data = _safe_yaml_load(text)
+        data = _safe_yaml_load(text, source)
     return workflow_from_dict(data)
 
 
@@ -354,7 +362,7 @@ def load_workflow(path: str | os.PathLike[str]) -> Workflow:
     if len(text) > MAX_FILE_BYTES:
         raise SerializationError(f"workflow file '{path}' is larger than {MAX_FILE_BYTES} bytes", parameter="path")
     fmt = "json" if p.suffix.lower() == ".json" else None
-    return loads(text, fmt)
+    return loads(text, fmt, source=str(path))
 
 
 def workflow_from(source: Any, *, node_id: str | None = None) -> Workflow:

@@ -87,7 +87,9 @@ def _check_exactly_once(effects: list[tuple[str, str, int]], records: dict[str, 
                 assert {p for t, s, p in effects if (t, s) == (token, step)} >= {killed_pid}
             if step in queue.get("reused", []):
                 assert n == 1, (run_id, step, n, queue)
-    assert reused >= 1 or not taken_over  # taken-over runs were resumed: finished nodes were not run again
+            elif attempt > 1 and n == 1 and {p for t, s, p in effects if (t, s) == (token, step)} == {killed_pid}:
+                # it ran only in the killed gateway and not again: the taking-over one reused its output
+                raise AssertionError(f"run {run_id}: node {step} finished before the kill but is not in reused")
     return taken_over
 
 

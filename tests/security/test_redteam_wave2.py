@@ -753,3 +753,55 @@ def test_reading_an_older_record_masks_registered_secrets_whatever_name_it_carri
             reply = c.get(path, headers=HEADERS)
             assert reply.status_code == 200 and REG_SECRET not in reply.text, (path, reply.text)
             assert "Bearer ***" in reply.text, path
+
+
+def test_a_tenants_schedules_cannot_flood_the_shared_run_queue(tmp_path):
+    """Attack: a tenant limited to 2 concurrent runs makes an every-second schedule with catch-up ``all``;
+    after a gateway pause every missed fire is written to the durable queue that all tenants share (claimed
+    oldest first), so the other tenants' runs wait behind it. Before: schedules fired into the queue without
+    the tenant's ``max_concurrent_runs``; now a fire beyond it waits for a later tick, like a request would."""
+    from kailash.api.scheduling import QueueScheduledRun
+    from kailash.api.tenancy import TenantRegistry
+    from kailash.runtime.schedules import Scheduler
+
+    registry = TenantRegistry(home=tmp_path / "tenants-home")
+    _, acme = registry.create_tenant("acme", database_schema="acme", max_concurrent_runs=2)
+    gw = WorkflowGateway(port=0, tenants=registry, api_keys=[API_KEY], schedule_tick=None, queue_slots=1)
+    with TestClient(gw.app) as c:
+        a = {"X-API-Key": acme}
+        assert c.post("/workflows", headers=a, json={"name": "tick", "workflow": CODE_DOC}).status_code == 201
+        made = c.post("/schedules", headers=a, json={"workflow": "tick", "every": 1, "catchup": "all"})
+        assert made.status_code == 201
+        worker = gw.queue_worker()
+        worker.stop() if hasattr(worker, "stop") else None  # nothing claims: the queue shows what was written
+        scheduler = Scheduler(gw.schedules, QueueScheduledRun(gw, worker))
+        scheduler.tick(now=time.time() + 60)
+        assert gw.run_queue.pending("acme") <= 2, gw.run_queue.pending("acme")
+
+
+def test_a_queued_or_scheduled_run_is_checked_against_the_tenants_grants_when_it_starts(tmp_path):
+    """Attack (check at queue time, use later): a tenant schedules (or queues) a code workflow, then the operator
+    revokes its 'code' capability. Before: the fire went through the queue and ran anyway — only requests were
+    checked. Now the worker checks the tenant's grants when the run starts, and records it failed."""
+    from kailash.api.scheduling import QueueScheduledRun
+    from kailash.api.tenancy import TenantRegistry
+    from kailash.runtime.schedules import Scheduler
+
+    registry = TenantRegistry(home=tmp_path / "tenants-home")
+    _, acme = registry.create_tenant("acme", database_schema="acme")
+    gw = WorkflowGateway(port=0, tenants=registry, api_keys=[API_KEY], schedule_tick=None)
+    with TestClient(gw.app) as c:
+        a = {"X-API-Key": acme}
+        assert c.post("/workflows", headers=a, json={"name": "tick", "workflow": CODE_DOC}).status_code == 201
+        made = c.post("/schedules", headers=a, json={"workflow": "tick", "every": 3600})
+        assert made.status_code == 201
+        registry.set_capabilities("acme", revoke=["code"])
+        assert c.post("/workflows/tick/execute", headers=a, json={}).status_code == 403  # a request is refused
+        report = Scheduler(gw.schedules, QueueScheduledRun(gw, gw.queue_worker())).tick(now=time.time() + 3601)
+        assert len(report.fires) == 1
+        run_id = report.fires[0].run_id
+        deadline = time.monotonic() + 30
+        while (run := c.get(f"/runs/{run_id}", headers=a).json()).get("status") not in ("completed", "failed"):
+            assert time.monotonic() < deadline, run
+            time.sleep(0.05)
+        assert run["status"] == "failed" and "code" in str(run["error"]), run

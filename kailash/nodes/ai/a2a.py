@@ -20,7 +20,7 @@ from kailash.nodes.ai._agent_loop import ToolBox, run_agent
 from kailash.nodes.ai._text import capability_match, keywords, stems
 from kailash.nodes.ai.llm_agent import ModelNode, _node_ref, provider_from, provider_parameters, resolve_shared
 from kailash.nodes.ai.memory import SharedMemoryPoolNode
-from kailash.nodes.ai.providers import ChatMessage
+from kailash.nodes.ai.providers import ChatMessage, answer_metadata
 from kailash.nodes.base import Node, NodeParameter, register_node
 
 __all__ = ["A2AAgentNode", "A2ACoordinatorNode", "SharedMemoryPoolNode", "skill_score"]
@@ -266,7 +266,8 @@ class A2AAgentNode(ModelNode):
             messages.append(ChatMessage(role="system", content=f"Memory from {m['agent_id']}: {content}"))
         messages.append(ChatMessage(role="user", content=text))
         toolbox = ToolBox(opt["mcp_servers"], cache=opt.get("shared_cache"), owner=owner) if opt.get("mcp_servers") else None
-        result = run_agent(provider_from(self, opt), messages, toolbox=toolbox, owner=owner,
+        provider = provider_from(self, opt)
+        result = run_agent(provider, messages, toolbox=toolbox, owner=owner,
                            temperature=opt.get("temperature"), max_tokens=opt.get("max_tokens"))
         memory_id = None
         if pool is not None:
@@ -275,7 +276,7 @@ class A2AAgentNode(ModelNode):
                                  segment="findings")["memory_id"]
         return {"response": result.content, "agent_id": agent_id, "memory_id": memory_id,
                 "memories_used": len(memories), "tool_calls": [r.to_dict() for r in result.tool_records],
-                "errors": list(toolbox.errors) if toolbox else []}
+                "errors": list(toolbox.errors) if toolbox else [], "metadata": answer_metadata(provider)}
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()

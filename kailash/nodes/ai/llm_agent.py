@@ -13,7 +13,7 @@ from typing import Any
 
 from kailash.errors import NodeConfigurationError
 from kailash.nodes.ai._agent_loop import ToolBox, run_agent
-from kailash.nodes.ai.providers import ChatMessage, get_provider
+from kailash.nodes.ai.providers import ChatMessage, answer_metadata, get_provider
 from kailash.nodes.base import Node, NodeParameter, register_node
 from kailash.security.secrets import Secret
 
@@ -143,6 +143,7 @@ class LLMAgentNode(ModelNode):
             "provider": result.provider,
             "model": result.model,
             "errors": list(toolbox.errors) if toolbox else [],
+            "metadata": answer_metadata(provider),  # model_called: false when the offline heuristics answered
         }
 
     def to_dict(self) -> dict[str, Any]:

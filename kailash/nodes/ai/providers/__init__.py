@@ -50,6 +50,7 @@ __all__ = [
     "ToolCall",
     "ToolSpec",
     "get_provider",
+    "answer_metadata",
     "PROVIDER_NAMES",
 ]
 
@@ -182,3 +183,16 @@ def _environment(owner: str) -> Any:
 
 def _env_key(env: Any, name: str) -> Secret | None:
     return secret_from_env(name) if env is os.environ else None
+
+
+def answer_metadata(provider: Any) -> dict[str, Any]:
+    """What an AI node's ``metadata`` output says about who answered: whether a model was called
+    (``False`` for the offline provider, whose answers come from word-matching heuristics).
+
+    Example:
+        >>> answer_metadata(OfflineProvider())
+        {'model_called': False, 'decided_by': 'heuristic', 'provider': 'offline', 'model': 'kailash-offline-1'}
+    """
+    called = bool(getattr(provider, "model_called", True))
+    return {"model_called": called, "decided_by": "model" if called else "heuristic",
+            "provider": getattr(provider, "name", type(provider).__name__), "model": getattr(provider, "model", "")}

@@ -54,6 +54,8 @@ class OfflineProvider:
     """
 
     name = "offline"
+    #: no model answers: nodes mark its answers ``model_called: false``, ``decided_by: "heuristic"``
+    model_called = False
 
     def __init__(self, *, model: str = "kailash-offline-1", max_tool_calls: int = 3, min_tool_score: float = 0.05) -> None:
         self.model = model
