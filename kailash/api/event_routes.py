@@ -18,7 +18,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from kailash.api.middleware import principal_of
 from kailash.api.responses import ApiError, deny_websocket
-from kailash.api.run_routes import find_record
+from kailash.api.run_routes import _redacted, find_record
 from kailash.api.runs import TERMINAL_EVENTS, events_from_record
 
 __all__ = ["install", "KEEPALIVE_SECONDS"]
@@ -43,7 +43,7 @@ def install(app: Any, gw: Any) -> None:
                 return [], follower.queue, follower
         if record is None:
             raise ApiError(404, "run_not_found", f"no run '{run_id}' here", run_id=run_id)
-        return events_from_record(record), None, None
+        return _redacted(gw, tenant_id, record.workflow, events_from_record(record)), None, None
 
     async def follow(past: list[dict[str, Any]], queue: Any) -> Any:
         """Yield the run's events until the terminal one (``None`` = nothing for a while)."""
@@ -130,6 +130,7 @@ class _RecordFollower:
             if record is not None:
                 finished = record.status in ("completed", "failed")
                 rebuilt = events_from_record(record)[:-1] if not finished else events_from_record(record)
+                rebuilt = _redacted(gw, record.tenant, record.workflow, rebuilt)
                 for ev in rebuilt:
                     key = ev.get("node_id") or ev["event"]
                     if ev["event"] == "run_started":

@@ -29,6 +29,12 @@ BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+#: at most this many label sets per metric: workflow names and node ids come from uploads (a tenant's
+#: too), so beyond it new ones are counted under ``workflow="_other"`` (and ``node="_other"``)
+MAX_SERIES = 2000
+OTHER = "_other"
+
+
 def _label(value: str) -> str:
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -71,7 +77,11 @@ class GatewayMetrics:
             with self._lock:
                 cells = self._nodes.get(key)
                 if cells is None:
-                    cells = self._nodes[key] = [0.0] * (len(BUCKETS) + 2)
+                    if len(self._nodes) >= MAX_SERIES:
+                        key = (OTHER, OTHER)
+                        cells = self._nodes.get(key)
+                    if cells is None:
+                        cells = self._nodes[key] = [0.0] * (len(BUCKETS) + 2)
                 for i, bound in enumerate(BUCKETS):
                     if duration <= bound:
                         cells[i] += 1
@@ -80,6 +90,8 @@ class GatewayMetrics:
         elif kind in ("run_completed", "run_failed"):
             key = (workflow, "completed" if kind == "run_completed" else "failed")
             with self._lock:
+                if key not in self._runs and len(self._runs) >= MAX_SERIES:
+                    key = (OTHER, key[1])
                 self._runs[key] = self._runs.get(key, 0) + 1
 
     def _depth(self, running: int) -> int:

@@ -337,8 +337,12 @@ class QueueWorker:
         principal: Any = SimpleNamespace(tenant_id=item.tenant_id)
         workspace = gw.workspace(principal)
         workflow, _, reg, _ = gw.resolve(principal, item.workflow)
-        secrets: frozenset[str] = reg.secrets if reg is not None else frozenset()
-        params = resolve_references(workflow, item.parameters)
+        secrets: frozenset[str] = (reg.secrets if reg is not None else frozenset()) | workflow.compile().config_secrets
+        if item.tenant_id is not None:  # checked when it starts, not only when queued: its grants may have changed
+            from kailash.api.tenant_runs import check_tenant_run, scope_of
+
+            check_tenant_run(scope_of(workspace), workflow, item.parameters, secrets)
+        params = resolve_references(workflow, item.parameters, allow_env=item.tenant_id is None)
         names = _secret_parameters(workflow)
         if names:
             params = {k: (wrap_secrets(dict(v), names[k]) if k in names and isinstance(v, dict) else v)

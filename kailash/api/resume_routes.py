@@ -49,6 +49,8 @@ def _execute_resumed(run: Any, workspace: Any, job: Any, secrets: frozenset[str]
     store = _RedactingStore(workspace.runs, secrets) if secrets else workspace.runs
     runtime = LocalRuntime(store=store, observers=[run.observe], tenant=workspace.tenant_id, record_outputs="failed")
     recorder = runtime._recorder(job.plan, run.run_id, job.parameters, parent_run_id=job.parent_run_id)
+    # what the run answers is masked like its record: the plan's config credentials, its parameters' secrets
+    secrets = run.secrets = secrets | job.plan.config_secrets | recorder.secrets.values()
     try:
         with tenant_security(workspace.tenant_id, workspace):
             results = run_inline(Run(job.plan, job.overrides, RunContext(run.run_id, runtime), recorder, job.fixed))

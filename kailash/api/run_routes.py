@@ -88,13 +88,27 @@ def _inside(started_at: float, run_id: str, window: dict[str, Any]) -> bool:
     return before is None or (started_at, run_id) < before
 
 
+def _registered_secrets(gw: Any, tenant_id: str | None) -> frozenset[str]:
+    """The config secrets of every workflow registered in code (the gateway's namespace only).
+
+    A record names its workflow by the workflow's own name, which need not be the name it
+    was registered under: every registered workflow's secrets are masked in what is read
+    back (records written before runs scrubbed their config secrets themselves included)."""
+    if tenant_id is not None:
+        return frozenset()
+    out: frozenset[str] = frozenset()
+    for reg in list(gw.registered.values()):
+        out |= reg.secrets
+    return out
+
+
 def _redacted(gw: Any, tenant_id: str | None, workflow: str, value: Any) -> Any:
-    """``value`` with the secrets of the registered workflow ``workflow`` masked."""
-    reg = gw.registered.get(workflow) if tenant_id is None else None
-    if reg is not None and reg.secrets:
+    """``value`` with the secrets of the workflows registered in code masked."""
+    secrets = _registered_secrets(gw, tenant_id)
+    if secrets:
         from kailash.security.secrets import redact
 
-        return redact(value, reg.secrets)
+        return redact(value, secrets)
     return value
 
 
@@ -229,6 +243,7 @@ def install(app: Any, gw: Any) -> None:
                     out[record.run_id] = _summary(record)
         runs = sorted(out.values(), key=lambda r: (r["started_at"], r["run_id"]), reverse=True)
         page, more = runs[:limit], len(runs) > limit
+        page = _redacted(gw, tenant_id, "", page)  # an error text of an older record may quote a credential
         next_cursor = _make_cursor(page[-1]["started_at"], page[-1]["run_id"]) if more and page else None
         links: dict[str, str | None] = {"next": None}
         if next_cursor:  # the same request, one page on (a path, like every link here)
@@ -284,11 +299,7 @@ def install(app: Any, gw: Any) -> None:
         if record is None:
             raise ApiError(404, "run_not_found", f"no run '{run_id}' here; GET /runs lists them", run_id=run_id)
         d = record.to_dict()
-        reg = gw.registered.get(record.workflow) if tenant_id is None else None
-        if reg is not None and reg.secrets:
-            from kailash.security.secrets import redact
-
-            d = redact(d, reg.secrets)
+        d = _redacted(gw, tenant_id, record.workflow, d)
         d.pop("tenant", None)
         d["results"] = d.pop("outputs", None)
         if d.get("error"):

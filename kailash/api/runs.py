@@ -243,7 +243,9 @@ class RunManager:
 
         tenant = workspace.tenant_id
         try:  # bad parameters are the caller's mistake: 422 before anything runs
-            per_node = workflow.compile().prepare(parameters)
+            plan = workflow.compile()
+            secrets = secrets | plan.config_secrets  # credentials in node configs (${ENV} of an upload too)
+            per_node = plan.prepare(parameters)
         except WorkflowValidationError as exc:
             raise ApiError(422, "invalid_parameters", redact(str(exc), secrets),
                            problems=[redact(problem(p), secrets) for p in exc.problems]) from None
@@ -296,7 +298,7 @@ class RunManager:
         tenant = workspace.tenant_id
         try:
             queueable_parameters(workflow, parameters, allow_env=tenant is None)
-            resolved = resolve_references(workflow, parameters)  # what runs here, if it starts here
+            resolved = resolve_references(workflow, parameters, allow_env=tenant is None)  # what runs here
         except SecurityError as exc:
             raise ApiError(422, "secret_not_queueable", exc.message, node_id=exc.node_id,
                            parameter=exc.parameter) from None
@@ -314,11 +316,15 @@ class RunManager:
                                       options=options, owner=worker.id if mine else None, lease=worker.lease))
 
         try:
-            await loop.run_in_executor(None, put)
+            added = await loop.run_in_executor(None, put)
         except BaseException:
             if mine:
                 worker.release_slot()
             raise
+        if not added:  # the run id is in the queue already (a retried or second schedule fire): never run it twice
+            if mine:
+                worker.release_slot()
+            return self.find(run_id, tenant) or LiveRun(run_id, name, tenant, loop, secrets, status="queued")
         worker.start()
         if not mine:
             worker.wake()

@@ -11,6 +11,7 @@ may run it), and a bad field is a 422 naming it (``parameter``: ``cron``, ``ever
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from fastapi import Request, Response
@@ -22,7 +23,14 @@ from kailash.api.middleware import principal_of
 from kailash.api.responses import ApiError
 from kailash.api.scheduling import check_schedule_run
 
-__all__ = ["install"]
+__all__ = ["install", "MAX_SCHEDULES"]
+
+#: schedules one namespace (a tenant, or the gateway's own) may hold; each fires runs without a request, so
+#: one tenant must not be able to make the tick loop (and the queue) carry an unbounded number of them.
+#: ``gateway.max_schedules`` overrides it.
+MAX_SCHEDULES = 500
+_adding = threading.Lock()  # count-then-insert in one step (per process; gateways sharing a store may overshoot
+#                             by the requests in flight at once)
 
 _CREATE = ("workflow", "cron", "every", "timezone", "parameters", "catchup", "enabled")
 _CHANGE = ("cron", "every", "timezone", "parameters", "catchup", "enabled")
@@ -84,7 +92,13 @@ def install(app: Any, gw: Any) -> None:
             given = {k: v for k, v in fields.items() if k not in ("enabled", "workflow")}
             checked = check_schedule(workflow=fields.get("workflow"), **given)  # field errors first
             check_schedule_run(gw, principal, checked["workflow"], checked["parameters"])
-            return gw.schedules.add(**checked, enabled=fields.get("enabled", True), tenant_id=tenant_of(request))
+            tenant_id = tenant_of(request)
+            limit = getattr(gw, "max_schedules", None) or MAX_SCHEDULES
+            with _adding:
+                if len(gw.schedules.list(tenant_id=tenant_id)) >= limit:
+                    raise ApiError(429, "too_many_schedules", f"this namespace has {limit} schedules, the most it may "
+                                   "have; delete one first", limit=limit)
+                return gw.schedules.add(**checked, enabled=fields.get("enabled", True), tenant_id=tenant_id)
 
         schedule = await run_in_threadpool(save)
         return JSONResponse(_view(schedule), 201, headers={"Location": f"/schedules/{schedule.id}"})
@@ -93,7 +107,9 @@ def install(app: Any, gw: Any) -> None:
                       summary="Create a schedule: a workflow run on a cron expression or an interval",
                       openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                           "schema": {**_SCHEDULE_SCHEMA, "required": ["workflow"]}}}},
-                          "responses": {"422": {"description": "a field is invalid; 'parameter' names it"}}})
+                          "responses": {"422": {"description": "a field is invalid; 'parameter' names it"},
+                                        "429": {"description": "too_many_schedules: the namespace holds "
+                                                "max_schedules already"}}})
 
     @app.get("/schedules/{schedule_id}", tags=["schedules"], summary="One schedule, with its next fire time")
     def get_schedule(schedule_id: str, request: Request) -> dict[str, Any]:

@@ -41,7 +41,7 @@ def check_schedule_run(gw: Any, principal: Principal | None, name: str, paramete
     from kailash.api.documents import problem
     from kailash.api.overrides import refuse_overrides, workflow_allowed
     from kailash.api.tenant_runs import check_tenant_run, scope_of
-    from kailash.errors import WorkflowValidationError
+    from kailash.errors import SecurityError, WorkflowValidationError
 
     try:
         workflow, _, reg, _ = gw.resolve(principal, name)
@@ -57,6 +57,14 @@ def check_schedule_run(gw: Any, principal: Principal | None, name: str, paramete
                        problems=[problem(p) for p in exc.problems]) from None
     if reg is not None:
         refuse_overrides(workflow, per_node, workflow_allowed(workflow, reg.allow_overrides))
+    tenant_id = principal.tenant_id if principal is not None else None
+    try:  # a schedule is stored like a queued run: no secret value in its parameters
+        from kailash.runtime.queue import queueable_parameters
+
+        queueable_parameters(workflow, parameters, allow_env=tenant_id is None)
+    except SecurityError as exc:
+        raise ApiError(422, "secret_not_queueable", exc.message, node_id=exc.node_id,
+                       parameter=exc.parameter) from None
     if principal is not None and principal.tenant_id is not None:
         check_tenant_run(scope_of(gw.workspace(principal)), workflow, parameters, frozenset())
 
@@ -94,6 +102,15 @@ class QueueScheduledRun:
             except SecurityError as exc:
                 return self._refused(run_id, workflow, tenant_id,
                                      ApiError(422, "secret_not_queueable", exc.message))
+        # the namespace's concurrent-run limit, as for a request: a fire beyond it waits for a later tick (the
+        # scheduler retries it) instead of piling up in the queue every tenant shares
+        if tenant_id is not None:
+            limit = gw.workspace(schedule_principal(tenant_id)).max_concurrent_runs
+        else:
+            limit = gw.max_concurrent_runs
+        if limit is not None and worker.queue.get(run_id) is None and worker.queue.pending(tenant_id) >= limit:
+            raise ApiError(429, "too_many_runs", f"at most {limit} runs may run at once here; the fire waits",
+                           limit=limit)
         added = bool(worker.queue.enqueue(run_id=run_id, workflow=workflow, parameters=parameters,
                                           tenant_id=tenant_id,
                                           options={"record_outputs": "always", "scheduled": True, **(options or {})}))

@@ -94,20 +94,41 @@ class NodeParameter:
             schema["writeOnly"] = True
         if self.description:
             schema["description"] = self.description
-        default = self.default
-        if default is not None and not self.secret and _is_json(default):
+        default = self.public_default()
+        if default is not None and _is_json(default):
             schema["default"] = default
         return schema
 
-    def to_dict(self) -> dict[str, Any]:
+    def public_default(self) -> Any:
+        """The default as the catalog and schemas publish it (they are readable without a key).
+
+        ``None`` for a secret parameter, a :class:`~kailash.security.Secret` default, and a
+        string default of a parameter named like a credential (``api_key``, ``token``,
+        ``client_secret``, ``password``...), which an undeclared ``@node`` function
+        parameter may hold; a URL's password or credential query values are masked.
+        """
         default = self.default
+        if default is None or self.secret:
+            return None
+        from kailash.security.secrets import Secret, redact
+
+        if isinstance(default, Secret):
+            return None
+        if isinstance(default, str) and default and _credential_name(self.name):
+            return None
+        if isinstance(default, (str, list, dict, tuple)):
+            return redact(default, urls=True)
+        return default
+
+    def to_dict(self) -> dict[str, Any]:
+        default = self.public_default()
         if not isinstance(default, (str, int, float, bool, type(None), list, dict)):
             default = repr(default)
         out = {
             "name": self.name,
             "type": type_name(self.type),
             "required": self.required,
-            "default": None if self.secret else default,
+            "default": default,
             "description": self.description,
             "secret": self.secret,
             "schema": self.json_schema(),
@@ -117,6 +138,19 @@ class NodeParameter:
             if value is not None:
                 out[key] = list(value) if key == "choices" else value
         return out
+
+
+_CREDENTIAL_WORDS = frozenset({"password", "passwd", "pwd", "secret", "token", "apikey", "credential",
+                               "credentials", "passphrase"})
+_CREDENTIAL_PAIRS = ("api_key", "access_key", "private_key", "secret_key", "signing_key", "auth_key")
+
+
+def _credential_name(name: Any) -> bool:
+    """Whether a parameter name says it holds a credential (``api_key``, ``bearer_token``, ``db_password``)."""
+    if type(name) is not str:
+        return False
+    low = name.lower().replace("-", "_")
+    return bool(_CREDENTIAL_WORDS.intersection(low.split("_"))) or any(p in low for p in _CREDENTIAL_PAIRS)
 
 
 def _is_json(value: Any, depth: int = 0) -> bool:

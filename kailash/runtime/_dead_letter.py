@@ -16,7 +16,7 @@ import re
 import threading
 from typing import Any
 
-from kailash.errors import NodeConfigurationError
+from kailash.errors import NodeConfigurationError, SecurityError
 
 __all__ = ["dead_letter_sink"]
 
@@ -24,9 +24,23 @@ _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 class _JsonLines:
+    """A JSON-lines file, opened like any node's file: a tenant's needs the 'files' capability and
+    resolves inside its own directory; every one goes through :func:`safe_open` (the policy's
+    allowed directories, no symlink races)."""
+
     def __init__(self, path: str) -> None:
+        from kailash.nodes.capabilities import require, tenant_file
+        from kailash.security.paths import safe_open
+
+        who = "stream option 'dead_letter'"
+        require("files", who=who, what="writing dead letters to a file", parameter="dead_letter")
+        path = tenant_file(path, who=who, parameter="dead_letter")
         self.path = path
-        self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole run
+        try:
+            self._f = safe_open(path, "a", encoding="utf-8")
+        except SecurityError as exc:
+            exc.parameter = "dead_letter"
+            raise
         self._lock = threading.Lock()
 
     def write(self, record: dict[str, Any]) -> None:

@@ -14,8 +14,8 @@ and stored with the run record (``RunRecord.output``: ``{node_id: text}``), show
   frame calling the node, or the :class:`~kailash.runtime.engine.RunContext` a node was
   called with). The engine's hot path does nothing per node: a node that prints nothing
   costs nothing.
-* Bounded: :data:`LIMIT` characters per node; the rest is counted and replaced by a
-  ``[output truncated: N more characters]`` line.
+* Bounded: :data:`LIMIT` characters per node and :data:`RUN_LIMIT` per run; the rest is
+  counted and replaced by a ``[output truncated: N more characters]`` line.
 * Redacted: the run's secrets (and URL passwords) are masked when the record is written.
 
 Log records are those the logging configuration lets through (a logger's level decides;
@@ -32,10 +32,15 @@ import threading
 from types import CodeType, FrameType
 from typing import Any
 
-__all__ = ["LIMIT", "RunOutput", "capturing", "stop", "release", "register_node_frames"]
+__all__ = ["LIMIT", "RUN_LIMIT", "RunOutput", "capturing", "stop", "release", "register_node_frames"]
 
 #: characters kept per node and run; more is counted and reported as truncated
 LIMIT = 64 * 1024
+#: characters kept past :data:`LIMIT` until the text is redacted (a secret up to this long that crosses the
+#: limit is masked whole, then the text is cut)
+MARGIN = 4096
+#: characters kept for all nodes of one run together; nodes writing after it is spent keep nothing more
+RUN_LIMIT = 1024 * 1024
 
 _RUN: contextvars.ContextVar[Any] = contextvars.ContextVar("kailash_capture_run", default=None)
 _lock = threading.Lock()
@@ -48,43 +53,58 @@ _HANDLER_EMIT = logging.StreamHandler.emit.__code__
 class RunOutput:
     """The captured text of one run's nodes (made on the first write; thread-safe)."""
 
-    __slots__ = ("nodes", "lock", "frames")
+    __slots__ = ("nodes", "lock", "frames", "total")
 
     def __init__(self) -> None:
-        self.nodes: dict[str, list[Any]] = {}  # node id -> [parts, size, dropped]
+        self.nodes: dict[str, list[Any]] = {}  # node id -> [parts, size, dropped, cap]
         self.lock = threading.Lock()
         self.frames: dict[FrameType, str] = {}  # frames that wrote lately -> their node (a few, see _keep)
+        self.total = 0  # characters kept for all nodes
 
     def write(self, node_id: str, text: str) -> None:
         if not text:
             return
         with self.lock:
             entry = self.nodes.get(node_id)
-            if entry is None:
-                entry = self.nodes[node_id] = [[], 0, 0]
-            elif entry[1] >= LIMIT:  # full: count what is dropped
+            if entry is None:  # a node that starts writing after the run's budget ran out keeps nothing
+                entry = self.nodes[node_id] = [[], 0, 0, LIMIT if self.total < RUN_LIMIT else 0]
+            elif self.total >= RUN_LIMIT and entry[3] > entry[1]:  # the budget ran out: keep what it has
+                entry[3] = entry[1]
+            # kept: up to cap + MARGIN, cut to cap after redaction (a secret across the cut never leaves a piece)
+            keep = entry[3] + MARGIN if entry[3] else 0
+            room = keep - entry[1]
+            if room <= 0:  # full: count what is dropped
                 entry[2] += len(text)
                 return
-            room = LIMIT - entry[1]
             if len(text) <= room:
                 entry[0].append(text)
                 entry[1] += len(text)
+                self.total += len(text)
             else:
-                if room > 0:
-                    entry[0].append(text[:room])
-                    entry[1] = LIMIT
-                entry[2] += len(text) - max(room, 0)
+                entry[0].append(text[:room])
+                entry[1] = keep
+                self.total += room
+                entry[2] += len(text) - room
 
     def finish(self, secrets: Any) -> dict[str, str]:
-        """``{node_id: text}``, secrets masked, a truncation line where output was dropped."""
+        """``{node_id: text}``, secrets masked, a truncation line where output was dropped.
+
+        Redacted before it is cut to the node's share (:data:`LIMIT`, less once the run's
+        :data:`RUN_LIMIT` is spent): cutting first would leave the start of a secret that
+        crossed the cut, which no longer matches the secret."""
         self.frames.clear()  # the run is over: let its frames go now, not at the next garbage collection
         with self.lock:
             out: dict[str, str] = {}
-            for node_id, (parts, _size, dropped) in self.nodes.items():
+            for node_id, (parts, _size, dropped, cap) in self.nodes.items():
                 text = "".join(parts)
-                if dropped:
-                    text += f"{'' if text.endswith(chr(10)) else chr(10)}[output truncated: {dropped} more characters]\n"
-                out[node_id] = str(secrets.redact(text)) if secrets is not None else text
+                if secrets is not None:
+                    text = str(secrets.redact(text))
+                if dropped or len(text) > cap:
+                    if len(text) > cap:
+                        dropped += len(text) - cap
+                        text = text[:cap]
+                    text += f"{'' if not text or text.endswith(chr(10)) else chr(10)}[output truncated: {dropped} more characters]\n"
+                out[node_id] = text
             return out
 
 

@@ -156,6 +156,8 @@ class RunContext:
         overrides = plan.prepare(parameters)
         ctx = RunContext(self.run_id, self.runtime, self.depth + 1, self.node_id, workflow)
         recorder = RunRecorder(plan.name, self.run_id, None, None, None)  # not recorded: part of the outer run
+        if plan.config_secrets:  # the outer run's secrets (shared object): scrub the inner nodes' credentials too
+            recorder.secrets.add_values(plan.config_secrets)
         return run_inline(Run(plan, overrides, ctx, recorder))
 
 
@@ -175,7 +177,7 @@ class RunRecorder:
     def __init__(self, workflow: str, run_id: RunId, store: RunStore | None, observers: list[Observer] | None,
                  parameters: dict[str, Any] | None, *, record_outputs: RecordOutputs | str = "failed",
                  runtime_name: str = "local", tenant: str | None = None, parent_run_id: str | None = None,
-                 durability: str = "off") -> None:
+                 durability: str = "off", secret_values: frozenset[str] = frozenset()) -> None:
         self.workflow = workflow
         self.run_id = run_id
         self.store = store
@@ -192,6 +194,8 @@ class RunRecorder:
         self.parent_run_id = parent_run_id  # set for a resumed run: the failed run it continues
         # this run's secrets (current while the scheduler walks it): redaction at record, raised error, live event
         self.secrets = secrets_for_run(run_id, parameters)
+        if secret_values:  # credentials in the nodes' configs: scrubbed before anything is written
+            self.secrets.add_values(secret_values)
         self.results: dict[str, Any] | None = None  # the run's outputs (the scheduler's Run sets it): for the log
         self.output: Any = None  # what nodes printed and logged (kailash.runtime.capture, on the first write)
         self.plan: Any = None  # the compiled plan, when the runtime gives it: node types for observers
@@ -395,7 +399,8 @@ class RuntimeDoor:
             durability = check_durability(meta["durability"], f"workflow '{plan.name}' metadata")
         recorder = RunRecorder(plan.name, run_id, self.store, obs, plan.redact_parameters(parameters),
                                record_outputs=self.record_outputs, runtime_name=self.name, tenant=self.tenant,
-                               parent_run_id=parent_run_id, durability=durability)
+                               parent_run_id=parent_run_id, durability=durability,
+                               secret_values=plan.config_secrets)
         recorder.plan = plan
         return recorder
 

@@ -582,45 +582,90 @@ class PostgresRunQueue:
 
 # -- secrets ------------------------------------------------------------------------------------
 def queueable_parameters(workflow: Any, parameters: dict[str, Any], *, allow_env: bool = True) -> dict[str, Any]:
-    """``parameters`` as the queue may store them: the values of secret parameters must be
-    ``${NAME}`` references (resolved from the worker's environment when the run starts).
+    """``parameters`` as the queue (or a schedule) may store them: no secret value at all.
+
+    The values of secret parameters must be ``${NAME}`` references given under their
+    node id (resolved from the worker's environment when the run starts); a secret
+    parameter given as a workflow input, and any value holding a URL's password or a
+    credential query value (``postgresql://u:pw@h/db``, ``?api_key=...``, which run
+    records mask), are refused too.
 
     Raises:
-        SecurityError: a secret parameter holds a plain value (it would be written to the
-            database) — naming the node and parameter; or a reference where ``allow_env``
-            is off (a tenant cannot read the gateway's environment).
+        SecurityError: a parameter would put a secret value in the database — naming the
+            node and parameter; or a reference where ``allow_env`` is off (a tenant cannot
+            read the gateway's environment).
     """
     from kailash.errors import SecurityError
+    from kailash.security.credentials import url_credentials
 
-    for node_id, node in getattr(workflow, "nodes", {}).items():
-        values = parameters.get(node_id)
-        if not isinstance(values, dict):
-            continue
+    nodes = getattr(workflow, "nodes", {})
+    how = ("pass it as a ${NAME} reference to a variable set on every gateway, or " if allow_env else "")
+
+    def refuse(node_id: str, name: str, what: str) -> SecurityError:
+        return SecurityError(
+            f"parameter '{name}' of node '{node_id}' {what} and an async or scheduled run is kept in the gateway's "
+            f"database, where secret values are never written: {how}run it synchronously (without ?async=true)",
+            node_id=node_id, parameter=name, expected="a ${NAME} reference" if allow_env else "a synchronous run")
+
+    def secret_names(node: Any) -> set[str]:
         try:
-            secret = [n for n, p in node.parameters.items() if p.secret]
+            return {n for n, p in node.parameters.items() if p.secret}
         except Exception:
+            return set()
+
+    def has_credential(value: Any, depth: int = 0) -> bool:
+        if depth > 50:
+            return False
+        if type(value) is str:
+            return "://" in value and bool(url_credentials(value))
+        if isinstance(value, dict):
+            return any(has_credential(v, depth + 1) for v in value.values())
+        if isinstance(value, (list, tuple)):
+            return any(has_credential(v, depth + 1) for v in value)
+        return False
+
+    for key, values in parameters.items():
+        node = nodes.get(key)
+        if node is not None and isinstance(values, dict):
+            secret = secret_names(node)
+            for name, value in values.items():
+                if value is None:
+                    continue
+                if name in secret:
+                    if isinstance(value, str) and _ENV_REF.match(value) and allow_env:
+                        continue
+                    raise refuse(key, name, "is secret")
+                if has_credential(value):
+                    raise refuse(key, name, "holds a URL with a password or a credential")
             continue
-        for name in secret:
-            value = values.get(name)
-            if value is None:
-                continue
-            if isinstance(value, str) and _ENV_REF.match(value) and allow_env:
-                continue
-            how = ("pass it as a ${NAME} reference to a variable set on every gateway, or " if allow_env else "")
-            raise SecurityError(
-                f"parameter '{name}' of node '{node_id}' is secret and an async run is kept in the gateway's "
-                f"queue, a database where secret values are never written: {how}run it synchronously "
-                "(without ?async=true)", node_id=node_id, parameter=name,
-                expected="a ${NAME} reference" if allow_env else "a synchronous run")
+        # a workflow input: offered to every entry node that takes it (references are not resolved there)
+        takers = [node_id for node_id, n in nodes.items() if key in secret_names(n)]
+        if takers and values is not None:
+            raise refuse(takers[0], key, f"is secret (give it under its node id, {{\"{takers[0]}\": "
+                         f"{{\"{key}\": ...}}}})")
+        if has_credential(values):
+            taker = next((node_id for node_id, n in nodes.items() if key in _names(n)), key)
+            raise refuse(taker, key, "holds a URL with a password or a credential")
     return parameters
 
 
-def resolve_references(workflow: Any, parameters: dict[str, Any]) -> dict[str, Any]:
+def _names(node: Any) -> Any:
+    try:
+        return node.parameters
+    except Exception:
+        return ()
+
+
+def resolve_references(workflow: Any, parameters: dict[str, Any], *, allow_env: bool = True) -> dict[str, Any]:
     """The worker's side of :func:`queueable_parameters`: ``${NAME}`` values of secret
     parameters replaced by the variable's value from this process's environment.
 
+    ``allow_env=False`` (a tenant's run) resolves nothing: a reference that reached the
+    queue by any path is refused, never read from the gateway's environment.
+
     Raises:
-        SecurityError: the variable is not set here (naming node, parameter and variable).
+        SecurityError: the variable is not set here (naming node, parameter and variable),
+            or a reference in a run that may not read the environment.
     """
     from kailash.errors import SecurityError
     from kailash.security.secrets import Secret
@@ -640,6 +685,10 @@ def resolve_references(workflow: Any, parameters: dict[str, Any]) -> dict[str, A
             m = _ENV_REF.match(value) if isinstance(value, str) else None
             if m is None:
                 continue
+            if not allow_env:
+                raise SecurityError(f"parameter '{name}' of node '{node_id}' refers to ${{{m.group(1)}}}: a tenant's "
+                                    "run cannot read the gateway's environment", node_id=node_id, parameter=name,
+                                    expected="a value given by the run")
             env = os.environ.get(m.group(1))
             if env is None:
                 raise SecurityError(f"parameter '{name}' of node '{node_id}' refers to ${{{m.group(1)}}}, which is "

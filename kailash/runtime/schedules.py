@@ -32,7 +32,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -176,7 +176,26 @@ def _check_cron(expr: Any) -> str:
         raise ScheduleError(f"cron expression '{text}' is not valid: use 5 fields 'minute hour day month weekday' "
                             "(or 6 with seconds last), like '*/5 * * * *'", parameter="cron",
                             expected="minute hour day-of-month month day-of-week", got=text)
+    try:  # valid syntax that never fires ('0 0 30 2 *', February 30th) fails only when its next time is sought
+        croniter(text, datetime.fromtimestamp(math.floor(time.time()), _zone("UTC"))).get_next(float)
+    except Exception:
+        raise ScheduleError(f"cron expression '{text}' never fires (no such date)", parameter="cron",
+                            expected="a cron expression that names a real date", got=text) from None
     return text
+
+
+#: the JSON size of one schedule's parameters (each fire copies them into the run queue)
+MAX_PARAMETERS_BYTES = 64 * 1024
+
+
+def _json_size(value: Any) -> int:
+    """Bytes of ``value`` as JSON (-1: not JSON)."""
+    import json
+
+    try:
+        return len(json.dumps(value, separators=(",", ":")).encode())
+    except (TypeError, ValueError, RecursionError):
+        return -1
 
 
 def check_schedule(*, workflow: Any, cron: Any = None, every: Any = None, timezone: Any = "UTC",
@@ -200,6 +219,12 @@ def check_schedule(*, workflow: Any, cron: Any = None, every: Any = None, timezo
     if type(params) is not dict:
         raise ScheduleError("parameters must be an object {node_id: {name: value}}", parameter="parameters",
                             expected="an object", got=type(params).__name__)
+    size = _json_size(params)
+    if size > MAX_PARAMETERS_BYTES:  # stored, then copied into the queue at every fire
+        raise ScheduleError(f"a schedule's parameters may hold at most {MAX_PARAMETERS_BYTES} bytes of JSON, got "
+                            f"{size if size >= 0 else 'values that are not JSON'}: keep large data in a file or "
+                            "table the workflow reads", parameter="parameters",
+                            expected=f"at most {MAX_PARAMETERS_BYTES} bytes", got=size)
     if catchup not in CATCHUP_POLICIES:
         raise ScheduleError(f"unknown catch-up policy {catchup!r}: use skip, latest or all", parameter="catchup",
                             expected="skip, latest or all", got=repr(catchup)[:80])
@@ -231,13 +256,6 @@ def _latest_at_or_before(schedule: Schedule, t: float) -> float:
     return float(it.get_prev(float))
 
 
-def _previous(schedule: Schedule, fire: float) -> float:
-    if schedule.every is not None:
-        return fire - schedule.every
-    it = _croniter()(schedule.cron, datetime.fromtimestamp(fire, _zone(schedule.timezone)))
-    return float(it.get_prev(float))
-
-
 def due_fires(schedule: Schedule, now: float, *, grace: float, max_catchup: int) -> tuple[list[float], int]:
     """``(fire times to run now, oldest first; how many missed fires were dropped)``.
 
@@ -252,8 +270,9 @@ def due_fires(schedule: Schedule, now: float, *, grace: float, max_catchup: int)
         latest = first
     limit = max_catchup if schedule.catchup == "all" else 1
     fires = [latest]
+    back = _walk_back(schedule, latest)
     while len(fires) < limit:
-        prev = _previous(schedule, fires[-1])
+        prev = next(back)
         if prev < first:
             break
         fires.append(prev)
@@ -264,16 +283,33 @@ def due_fires(schedule: Schedule, now: float, *, grace: float, max_catchup: int)
     return fires, dropped
 
 
+def _walk_back(schedule: Schedule, fire: float) -> Iterator[float]:
+    """The fire times before ``fire``, newest first (one cron iterator: not one per step)."""
+    if schedule.every is not None:
+        t = fire
+        while True:
+            t -= schedule.every
+            yield t
+    it = _croniter()(schedule.cron, datetime.fromtimestamp(fire, _zone(schedule.timezone)))
+    while True:
+        yield float(it.get_prev(float))
+
+
+#: missed cron fires counted one by one at most (each costs croniter ~60 us; the count is only reported)
+MAX_CRON_COUNT = 1000
+
+
 def _count_between(schedule: Schedule, first: float, oldest_kept: float) -> int:
-    """How many fire times lie in ``[first, oldest_kept)`` (counted exactly for intervals, up to 10 000 for cron)."""
+    """How many fire times lie in ``[first, oldest_kept)`` (counted exactly for intervals, up to
+    :data:`MAX_CRON_COUNT` for cron: a per-second cron after days of downtime must not stall the tick)."""
     if oldest_kept <= first:
         return 0
     if schedule.every is not None:
         return int((oldest_kept - first) // schedule.every)
-    n, t = 0, oldest_kept
-    while n < 10_000:
-        t = _previous(schedule, t)
-        if t < first:
+    n = 0
+    back = _walk_back(schedule, oldest_kept)
+    while n < MAX_CRON_COUNT:
+        if next(back) < first:
             break
         n += 1
     return n

@@ -156,6 +156,13 @@ class RunSecrets:
                 self._add(text)
         return self
 
+    def add_values(self, texts: Any) -> RunSecrets:
+        """Remember plain secret strings (a workflow's configured credentials); returns self."""
+        for text in texts:
+            if type(text) is str and len(text) >= _MIN_SCRUB_LENGTH:
+                self._add(text)
+        return self
+
     def values(self) -> frozenset[str]:
         frozen = self._frozen
         if frozen is None:

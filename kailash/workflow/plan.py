@@ -96,7 +96,7 @@ class ExecutionPlan:
     """
 
     __slots__ = ("workflow", "version", "name", "steps", "by_id", "entries", "exits", "needs_inputs",
-                 "secret_names", "predecessors", "order", "stream_sources", "inline")
+                 "secret_names", "predecessors", "order", "stream_sources", "inline", "config_secrets")
 
     workflow: Workflow
     version: int
@@ -111,6 +111,7 @@ class ExecutionPlan:
     order: dict[str, int]
     stream_sources: tuple[str, ...]
     inline: tuple[tuple[str, Any, Node, Step | None, Any], ...]
+    config_secrets: frozenset[str]  # the plain values of the Secrets in the nodes' configs (never show them)
     MISSING: Any = _MISSING  # what a step's ``take`` returns when its node needs ``gather``'s inputs
 
     def __init__(self, workflow: Workflow, steps: list[Step]) -> None:
@@ -134,6 +135,11 @@ class ExecutionPlan:
         init(self, "stream_sources", tuple(s.id for s in steps if is_stream_source(s.node)))
         init(self, "inline", tuple((s.id, s.gather, s.node, None if s.direct else s, positional_take(s))
                                    for s in steps))
+        # a node may echo its configured credential (a service answering with it, a print): every run of
+        # the plan scrubs these from what it records, raises and publishes
+        from kailash.security.secrets import plain_secret_values
+
+        init(self, "config_secrets", plain_secret_values(*[getattr(s.node, "config", None) for s in steps]))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"ExecutionPlan is immutable: cannot set '{name}' (keep per-run state in the run)")
