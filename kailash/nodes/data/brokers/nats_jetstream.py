@@ -90,9 +90,12 @@ class _NATSCursor(BrokerCursor):
         self.outstanding.pop(id(token), None)
         await token.nak()
 
+    async def unread(self, raws: list[Any]) -> None:
+        """Left outstanding: :meth:`release` nacks every outstanding message, in stream order."""
+
     async def release(self) -> None:
-        try:
-            for msg in list(self.outstanding.values()):  # redelivered now rather than after ack_wait
+        try:  # redelivered now rather than after ack_wait, in stream order (the server redelivers in nak order)
+            for msg in sorted(self.outstanding.values(), key=lambda m: m.metadata.sequence.stream):
                 await self.nack_token(msg)
             await self.sub.unsubscribe()
         finally:
