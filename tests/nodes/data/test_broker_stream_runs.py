@@ -259,3 +259,23 @@ def test_sigint_stops_kailash_run_gracefully_with_the_last_event_acked(system, t
     assert again.returncode == 0, stderr
     assert processed(out) == list(range(n))  # the last event before the stop was acked: no repeat, no gap
     assert time.monotonic() - t0 < 30  # NATS: nothing left pending, so no ack_wait before resuming
+
+
+def test_nats_after_a_stopped_run_the_next_one_resumes_at_once_in_order():
+    """A run that stops nacks what it fetched; the next open sees it redelivered first and does not wait ack_wait."""
+    from kailash.nodes.data.brokers import NATSJetStreamSourceNode
+
+    name = unique()
+    asyncio.run(publish("nats", name, [{"i": i} for i in range(10)]))
+    wf = Workflow("nats-resume")
+    wf.add_node("src", NATSJetStreamSourceNode(stream=name.upper().replace("-", "_"), subject=f"{name}.events",
+                                               durable="d", ack_wait=30.0, timeout=1.0))
+    wf.add_node("code", PythonCodeNode(code=RECORD))
+    wf.connect("src", "code")
+    seen: list = []
+    assert run(wf, seen, stream={"max_events": 3})["stopped_by"] == "max_events"
+    t0 = time.monotonic()
+    assert run(wf, seen, stream={"max_events": 3})["events"] == 3
+    assert run(wf, seen)["events"] == 4
+    assert time.monotonic() - t0 < 15  # not ack_wait (30 s) per reopen
+    assert seen == list(range(10))

@@ -4,8 +4,10 @@ The source binds durable consumer ``durable`` on stream ``stream`` (created, cap
 ``subject``, if missing) with explicit acks, ``ack_wait`` and ``max_ack_pending`` equal
 to ``batch_size``. An ack waits for the server's confirmation (``AckSync``), so an event
 whose ack returned is never delivered again. A consumer that finds messages of its durable
-still unacknowledged when it opens (a previous worker was killed) waits ``ack_wait`` first:
-by then the server has queued them for redelivery, which comes before newer messages, so
+still unacknowledged when it opens fetches once: if the server hands back the first
+unacknowledged message (a previous run stopped and nacked what it held), it goes on at
+once; otherwise a previous worker was killed holding them, and it waits ``ack_wait``: by
+then the server has queued them for redelivery, which comes before newer messages, so
 processing resumes in order after the last acknowledged event.
 Uses nats-py (``pip install 'kailash[streams]'``).
 """
@@ -66,8 +68,14 @@ class _NATSCursor(BrokerCursor):
         self.nc, self.sub = nc, sub
         self.timeout_error = require("nats.errors", "nats-py").TimeoutError
         self.outstanding: dict[int, Any] = {}  # fetched, not yet acked or nacked: nacked on close
+        self.first: list[Any] = []  # fetched while opening (redeliveries), handed out first
 
     async def receive(self, wait: float | None) -> list[Any]:
+        if self.first:
+            msgs, self.first = self.first, []
+            for m in msgs:
+                self.outstanding[id(m)] = m
+            return msgs
         try:
             msgs = list(await self.sub.fetch(self.options["batch_size"], timeout=min(1.0 if wait is None else wait, 1.0)))
         except (self.timeout_error, TimeoutError):
@@ -153,15 +161,35 @@ class NATSJetStreamSourceNode(BrokerSourceNode):
                 deliver_policy=api.DeliverPolicy.ALL if o["deliver"] == "all" else api.DeliverPolicy.NEW)
             sub = await js.pull_subscribe(o["subject"], durable=o["durable"], stream=o["stream"], config=config)
             info = await js.consumer_info(o["stream"], o["durable"])
-            if info.num_ack_pending:  # left by a dead worker: let ack_wait expire so they are redelivered first
-                await asyncio.sleep(float(info.config.ack_wait or o["ack_wait"]))
+            first = await self._resume(sub, info, o) if info.num_ack_pending else []
         except Exception as exc:
             await nc.close()
             if isinstance(exc, NodeExecutionError):
                 raise
             raise self._error(f"cannot consume {o['subject']!r} from JetStream stream {o['stream']!r}: "
                               f"{type(exc).__name__}: {exc}", parameter="stream", expected="an existing stream") from exc
-        return _NATSCursor(self, o, nc, sub)
+        cursor = _NATSCursor(self, o, nc, sub)
+        cursor.first = first
+        return cursor
+
+    async def _resume(self, sub: Any, info: Any, o: dict[str, Any]) -> list[Any]:
+        """The durable has unacknowledged messages: the first batch to process, in order after the ack floor.
+
+        Nacked ones (a run that stopped) are redelivered at once, first the one right after
+        the ack floor. Ones a killed worker held come back only when their ``ack_wait``
+        expires: then wait for that (what this fetch got is left unacknowledged too, so it
+        is redelivered after them, in stream order).
+        """
+        errors = require("nats.errors", "nats-py")
+        try:
+            msgs = list(await sub.fetch(o["batch_size"], timeout=0.5))
+        except (errors.TimeoutError, TimeoutError):
+            msgs = []
+        floor = info.ack_floor.stream_seq if info.ack_floor is not None else 0
+        if msgs and msgs[0].metadata.sequence.stream == (floor or 0) + 1:
+            return msgs
+        await asyncio.sleep(float(info.config.ack_wait or o["ack_wait"]) + 0.1)
+        return []
 
 
 @register_node(category="data")
