@@ -279,3 +279,27 @@ def test_nats_after_a_stopped_run_the_next_one_resumes_at_once_in_order():
     assert run(wf, seen)["events"] == 4
     assert time.monotonic() - t0 < 15  # not ack_wait (30 s) per reopen
     assert seen == list(range(10))
+
+
+def test_parallel_runtime_redis_to_redis_writer_per_key_order_in_the_output_stream():
+    """ParallelRuntime, window=8: the writer runs on the run's loop; each key's outputs land in order."""
+    name, out = unique(), unique()
+    n = 60
+    asyncio.run(publish("redis", name, [{"i": i, "k": f"k{i % 4}"} for i in range(n)]))
+    wf = workflow("redis", name, "import time\ntime.sleep(0.001 * (data['i'] % 3))\nresult = data", timeout=1.0,
+                  key_field="k")
+    writer, where = writer_for("redis", out)
+    wf.add_node("sink", type(writer)(**where))
+    wf.connect("code", "sink", mapping={"result": "data"})
+    runtime = ParallelRuntime(store=None)
+    try:
+        results, _ = runtime.execute_sync(wf, stream={"window": 8})
+    finally:
+        runtime.close()
+    assert (results["src"]["events"], results["src"]["failures"]) == (n, 0)
+    written: list = []
+    asyncio.run(consume(source_for("redis", out), {"timeout": 1.0}, written.append))
+    got = [e.data for e in written]
+    assert sorted(d["i"] for d in got) == list(range(n))
+    for k in range(4):
+        assert [d["i"] for d in got if d["k"] == f"k{k}"] == list(range(k, n, 4))
