@@ -228,18 +228,26 @@ class StreamRun:
                 pass
             if self._sink is not None:
                 self._sink.close()
+                closer = getattr(self._sink, "aclose", None)
+                if closer is not None:
+                    try:
+                        await closer()
+                    except Exception:  # noqa: S110 - a connection that fails to close must not fail the run
+                        pass
+        try:
+            if failure is not None:
+                err, sid = failure
+                self._record_rows(sid)
+                self._fail(upstream, err, sid)
+            for stage in self.stages:  # the last partial windows
+                out = stage.node.stream_ended()  # type: ignore[attr-defined]
+                if out is not None:
+                    res = await self._part({**upstream, stage.id: out}, self.plan.descendants([stage.id]) - {stage.id})
+                    if isinstance(res, KailashError):
+                        self._record_rows(res.node_id)
+                        self._fail(upstream, res, res.node_id or stage.id)
+        finally:  # after the last windows ran (their writers too)
             await self._close_writers()
-        if failure is not None:
-            err, sid = failure
-            self._record_rows(sid)
-            self._fail(upstream, err, sid)
-        for stage in self.stages:  # the last partial windows
-            out = stage.node.stream_ended()  # type: ignore[attr-defined]
-            if out is not None:
-                res = await self._part({**upstream, stage.id: out}, self.plan.descendants([stage.id]) - {stage.id})
-                if isinstance(res, KailashError):
-                    self._record_rows(res.node_id)
-                    self._fail(upstream, res, res.node_id or stage.id)
         rec.node_done(src.id, start, perf() - start)
         self._record_rows()
         return self._finish(upstream, self.stopped_by or "closed")
@@ -399,7 +407,9 @@ class StreamRun:
                       {"event_type": event.event_type, "data": event.data, "id": event.id, "key": event.key})),
                   "ts": time.time()}
         try:
-            self._sink.write(record)
+            pending = self._sink.write(record)
+            if pending is not None:  # an async writer node: on this loop
+                await pending
         except Exception as exc:  # nowhere to put it: the run cannot keep its promise
             await cursor.nack(event)
             from kailash.errors import NodeExecutionError

@@ -303,3 +303,44 @@ def test_parallel_runtime_redis_to_redis_writer_per_key_order_in_the_output_stre
     assert sorted(d["i"] for d in got) == list(range(n))
     for k in range(4):
         assert [d["i"] for d in got if d["k"] == f"k{k}"] == list(range(k, n, 4))
+
+
+def test_dead_letters_to_a_broker_writer_node_go_out_on_one_connection():
+    """dead_letter=RedisStreamWriterNode: each failing event's record is appended to a Redis stream, then acked."""
+    from kailash.nodes.data.brokers import RedisStreamWriterNode
+
+    name, dead = unique(), unique()
+    asyncio.run(publish("redis", name, [{"i": i} for i in range(8)]))
+    wf = workflow("redis", name, "if data['i'] % 3 == 0: raise ValueError('no multiples of 3')\n" + RECORD,
+                  timeout=1.0)
+    sink = RedisStreamWriterNode(name="dead", stream=dead)
+    seen: list = []
+    summary = run(wf, seen, stream={"on_event_error": "dead_letter", "dead_letter": sink})
+    assert (summary["events"], summary["dead_lettered"]) == (8, 3) and seen == [1, 2, 4, 5, 7]
+    assert "_broker_client" not in sink.__dict__  # its connection was closed with the run
+    records: list = []
+    asyncio.run(consume(source_for("redis", dead), {"timeout": 1.0}, records.append))
+    assert [r.data["event"]["data"]["i"] for r in records] == [0, 3, 6]
+    assert records[0].data["node_id"] == "code" and "no multiples of 3" in records[0].data["error"]
+    assert run(wf)["events"] == 0
+
+
+def test_window_between_a_broker_source_and_writer_flushes_the_last_window_and_closes_the_writer():
+    from kailash.nodes.data.brokers import RedisStreamSourceNode, RedisStreamWriterNode
+    from kailash.nodes.data.windows import WindowNode
+
+    name, out = unique(), unique()
+    asyncio.run(publish("redis", name, [{"i": i} for i in range(10)]))
+    sink = RedisStreamWriterNode(stream=out)
+    wf = Workflow("windowed")
+    wf.add_node("src", RedisStreamSourceNode(stream=name, group="g", consumer="c1", timeout=0.5))
+    wf.add_node("win", WindowNode(size=3, field="i", aggregates=["sum"]))
+    wf.add_node("sink", sink)
+    wf.connect("src", "win")
+    wf.connect("win", "sink", mapping={"sum": "data"})
+    results, _ = LocalRuntime(store=None).execute(wf)
+    assert results["src"]["events"] == 10 and results["src"]["nodes"]["sink"]["runs"] == 4
+    assert "_broker_client" not in sink.__dict__  # closed after the last (partial) window was written
+    written: list = []
+    asyncio.run(consume(source_for("redis", out), {"timeout": 0.5}, written.append))
+    assert [e.data for e in written] == [3, 12, 21, 9]
