@@ -4,9 +4,9 @@ The source binds durable consumer ``durable`` on stream ``stream`` (created, cap
 ``subject``, if missing) with explicit acks, ``ack_wait`` and ``max_ack_pending`` equal
 to ``batch_size``. An ack waits for the server's confirmation (``AckSync``), so an event
 whose ack returned is never delivered again. A consumer that finds messages of its durable
-still unacknowledged when it opens fetches once: if the server hands back the first
-unacknowledged message (a previous run stopped and nacked what it held), it goes on at
-once; otherwise a previous worker was killed holding them, and it waits ``ack_wait``: by
+still unacknowledged when it opens fetches once: if the server hands all of them back,
+starting right after the ack floor (a previous run stopped and nacked what it held), it
+goes on at once; otherwise a killed worker still holds some, and it waits ``ack_wait``: by
 then the server has queued them for redelivery, which comes before newer messages, so
 processing resumes in order after the last acknowledged event.
 Uses nats-py (``pip install 'kailash[streams]'``).
@@ -175,19 +175,23 @@ class NATSJetStreamSourceNode(BrokerSourceNode):
     async def _resume(self, sub: Any, info: Any, o: dict[str, Any]) -> list[Any]:
         """The durable has unacknowledged messages: the first batch to process, in order after the ack floor.
 
-        Nacked ones (a run that stopped) are redelivered at once, first the one right after
-        the ack floor. Ones a killed worker held come back only when their ``ack_wait``
-        expires: then wait for that (what this fetch got is left unacknowledged too, so it
-        is redelivered after them, in stream order).
+        Messages a stopped run nacked (or whose ``ack_wait`` already expired) are
+        redelivered at once: when this fetch gets every pending message back, starting
+        right after the ack floor, go on with them. Otherwise a killed worker still holds
+        some, which come back only when their ``ack_wait`` expires: hand back what was
+        fetched (nacked, in stream order: redelivered first) and wait for that.
         """
         errors = require("nats.errors", "nats-py")
         try:
             msgs = list(await sub.fetch(o["batch_size"], timeout=0.5))
         except (errors.TimeoutError, TimeoutError):
             msgs = []
-        floor = info.ack_floor.stream_seq if info.ack_floor is not None else 0
-        if msgs and msgs[0].metadata.sequence.stream == (floor or 0) + 1:
+        floor = (info.ack_floor.stream_seq if info.ack_floor is not None else 0) or 0
+        again = sum(1 for m in msgs if (m.metadata.num_delivered or 1) > 1)
+        if msgs and msgs[0].metadata.sequence.stream == floor + 1 and again >= info.num_ack_pending:
             return msgs
+        for m in sorted(msgs, key=lambda m: m.metadata.sequence.stream):
+            await m.nak()
         await asyncio.sleep(float(info.config.ack_wait or o["ack_wait"]) + 0.1)
         return []
 
