@@ -105,14 +105,18 @@ def main() -> int:
         try:
             wf = _workflow(stream_url)
             _stream(LocalRuntime(store=None), wf, sink)  # warm: imports, compiled code
-            plain = max(asyncio.run(_plain(stream_url, sink)) for _ in range(REPEATS))
-            local = max((_stream(LocalRuntime(), wf, sink) for _ in range(REPEATS)), key=lambda s: s["events_per_s"])
             parallel_rt = ParallelRuntime()
+            plain, local, par = 0.0, None, None
             try:
-                par = max((_stream(parallel_rt, wf, sink) for _ in range(REPEATS)),
-                          key=lambda s: s["events_per_s"])
+                for _ in range(REPEATS):  # rounds alternate the paths: a burst of load on the shared machine
+                    plain = max(plain, asyncio.run(_plain(stream_url, sink)))  # hits all of them alike
+                    one = _stream(LocalRuntime(), wf, sink)
+                    local = one if local is None or one["events_per_s"] > local["events_per_s"] else local
+                    one = _stream(parallel_rt, wf, sink)
+                    par = one if par is None or one["events_per_s"] > par["events_per_s"] else par
             finally:
                 parallel_rt.close()
+            assert local is not None and par is not None
         finally:
             sink.close()
             assert proc.stdin is not None

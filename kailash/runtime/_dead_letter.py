@@ -1,6 +1,7 @@
 """Dead-letter sinks of stream runs: where an event that failed goes with its error.
 
-A sink is an object with ``write(record)`` and ``close()``; :func:`dead_letter_sink`
+A sink is an object with ``write(record)`` (which may return an awaitable), ``close()``
+and, optionally, ``async aclose()``; :func:`dead_letter_sink`
 makes one from what a user names: a JSON-lines file path, a writer node (called with
 ``data=record``: a broker writer node, ``JSONWriterNode``...), a SQL table
 (``{"connection_string": ..., "table": ...}``, through ``SQLDatabaseNode``), or any
@@ -54,14 +55,25 @@ class _JsonLines:
 
 
 class _NodeSink:
+    """A writer node. An async one (a broker writer) is awaited on the stream run's loop:
+    ``write`` returns the awaitable, and one connection serves the whole run."""
+
     def __init__(self, node: Any) -> None:
         self.node = node
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: dict[str, Any]) -> Any:
+        if self.node.is_async:
+            return self.node.async_execute(data=record)
         self.node.execute(data=record)
+        return None
 
     def close(self) -> None:
         pass
+
+    async def aclose(self) -> None:
+        closer = getattr(self.node, "aclose", None)
+        if closer is not None:
+            await closer()
 
 
 class _CallSink:

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from kailash.workflow.plan import ExecutionPlan, Step
 
 __all__ = ["StreamOptions", "stream_options", "stream_source", "stream_job", "stoppable", "StreamRun",
-           "NoOutputInline", "NoOutputConcurrent", "run_stream_inline", "run_stream_concurrent"]
+           "NoOutputInline", "NoOutputConcurrent", "LoopExecutor", "run_stream_inline", "run_stream_concurrent"]
 
 _LATENCIES = 2048  # latencies kept for the percentiles: the most recent events (constant memory)
 _ERRORS = 20  # per-event errors kept in the summary
@@ -79,10 +79,40 @@ class NoOutputConcurrent:
         return self._one(step, inputs, ctx)
 
 
+class LoopExecutor:
+    """The executor of ``LocalRuntime`` stream runs with an async node below the source.
+
+    One node at a time (as inline), but async nodes are awaited on the stream run's own
+    loop instead of each call getting a fresh loop on a bridge thread: a broker writer
+    keeps one connection for the whole run rather than opening one per event.
+    """
+
+    __slots__ = ("holds",)
+    max_concurrency = 1
+
+    def __init__(self, holds: bool) -> None:
+        self.holds = holds
+
+    async def start(self, step: Step, inputs: Outputs, ctx: RunContext) -> Outputs:
+        if step.node.is_async:
+            from kailash.runtime.scheduler import acall_node
+
+            out = await acall_node(step, inputs, ctx, None)
+        else:
+            out = call_node(step, inputs, ctx)
+        return None if self.holds and is_no_output(out) else out  # type: ignore[return-value]
+
+
 def _holds_events(plan: ExecutionPlan, source: Step) -> bool:
     """Whether a node below the source may return ``no_output()`` (only :class:`StreamStage` nodes do)."""
     below = plan.descendants([source.id])
     return any(isinstance(s.node, StreamStage) for s in plan.steps if s.id in below and s.id != source.id)
+
+
+def _awaits(plan: ExecutionPlan, source: Step) -> bool:
+    """Whether an async node runs below the source (per event)."""
+    below = plan.descendants([source.id])
+    return any(s.node.is_async for s in plan.steps if s.id in below and s.id != source.id)
 
 
 class _PartRecorder(RunRecorder):
@@ -131,6 +161,7 @@ class StreamRun:
         self.last_event = 0.0
         self.t_open = 0.0
         self._task: asyncio.Task[Any] | None = None
+        self._cursor_stop: Callable[[], None] | None = None  # the cursor's own request_stop(), if it has one
         self._cancelled = False
         self._last_progress = 0.0
         self._sink: Any = None
@@ -168,6 +199,7 @@ class StreamRun:
             if inputs is None:  # the source's branch was not taken: an empty stream
                 return self._finish(upstream, "skipped")
             cursor = await src.node.open_stream(inputs)  # type: ignore[attr-defined]
+            self._cursor_stop = getattr(cursor, "request_stop", None)
         except Exception as exc:
             from kailash.runtime.engine import fail_run
 
@@ -196,20 +228,38 @@ class StreamRun:
                 pass
             if self._sink is not None:
                 self._sink.close()
-        if failure is not None:
-            err, sid = failure
-            self._record_rows(sid)
-            self._fail(upstream, err, sid)
-        for stage in self.stages:  # the last partial windows
-            out = stage.node.stream_ended()  # type: ignore[attr-defined]
-            if out is not None:
-                res = await self._part({**upstream, stage.id: out}, self.plan.descendants([stage.id]) - {stage.id})
-                if isinstance(res, KailashError):
-                    self._record_rows(res.node_id)
-                    self._fail(upstream, res, res.node_id or stage.id)
+                closer = getattr(self._sink, "aclose", None)
+                if closer is not None:
+                    try:
+                        await closer()
+                    except Exception:  # noqa: S110 - a connection that fails to close must not fail the run
+                        pass
+        try:
+            if failure is not None:
+                err, sid = failure
+                self._record_rows(sid)
+                self._fail(upstream, err, sid)
+            for stage in self.stages:  # the last partial windows
+                out = stage.node.stream_ended()  # type: ignore[attr-defined]
+                if out is not None:
+                    res = await self._part({**upstream, stage.id: out}, self.plan.descendants([stage.id]) - {stage.id})
+                    if isinstance(res, KailashError):
+                        self._record_rows(res.node_id)
+                        self._fail(upstream, res, res.node_id or stage.id)
+        finally:  # after the last windows ran (their writers too)
+            await self._close_writers()
         rec.node_done(src.id, start, perf() - start)
         self._record_rows()
         return self._finish(upstream, self.stopped_by or "closed")
+
+    async def _close_writers(self) -> None:
+        """Close the connections nodes below the source kept on this run's loop (broker writers' ``aclose``)."""
+        for s in self.plan.steps:
+            if s.id in self.below and asyncio.iscoroutinefunction(getattr(type(s.node), "aclose", None)):
+                try:
+                    await s.node.aclose()  # type: ignore[attr-defined]
+                except Exception:  # noqa: S110 - a connection that fails to close must not fail the run
+                    pass
 
     async def _part(self, fixed: dict[str, Outputs] | None, only: frozenset[str]) -> WorkflowResults | KailashError:
         """Run one part of the plan; its rows go to the run's record (upstream) or the stats (events)."""
@@ -298,8 +348,8 @@ class StreamRun:
             self.waiting = True
             try:
                 event = await it.__anext__()
-            except StopAsyncIteration:
-                self.stopped_by = getattr(cursor, "stopped_by", None) or "closed"
+            except StopAsyncIteration:  # a stop asked of the cursor (request_stop) is the run's reason
+                self.stopped_by = self.stop_reason or getattr(cursor, "stopped_by", None) or "closed"
                 break
             except asyncio.CancelledError:
                 if not self._cancelled:
@@ -357,7 +407,9 @@ class StreamRun:
                       {"event_type": event.event_type, "data": event.data, "id": event.id, "key": event.key})),
                   "ts": time.time()}
         try:
-            self._sink.write(record)
+            pending = self._sink.write(record)
+            if pending is not None:  # an async writer node: on this loop
+                await pending
         except Exception as exc:  # nowhere to put it: the run cannot keep its promise
             await cursor.nack(event)
             from kailash.errors import NodeExecutionError
@@ -376,6 +428,9 @@ class StreamRun:
         """Stop after the event in flight (call on the run's loop)."""
         if self.stop_reason is None:
             self.stop_reason = reason
+        if self._cursor_stop is not None:  # the cursor ends its iteration itself, at its next wake-up
+            self._cursor_stop()
+            return
         if self.waiting and self._task is not None and not self._cancelled:
             self._cancelled = True
             self._task.cancel()
@@ -497,10 +552,19 @@ def run_stream_inline(runtime: Any, plan: ExecutionPlan, overrides: dict[str, Ou
     from kailash.nodes.base_async import run_coroutine
     from kailash.runtime.scheduler import run_inline
 
-    executor = NoOutputInline() if _holds_events(plan, job[0]) else INLINE  # INLINE: the engine's fast path
+    holds = _holds_events(plan, job[0])
+    if _awaits(plan, job[0]):  # async nodes on the run's loop: their connections last the whole run
+        from kailash.runtime.scheduler import run_concurrent
 
-    async def part(run: Run) -> WorkflowResults:
-        return run_inline(run, executor)
+        looped = LoopExecutor(holds)
+
+        async def part(run: Run) -> WorkflowResults:
+            return await run_concurrent(run, looped)
+    else:
+        executor = NoOutputInline() if holds else INLINE  # INLINE: the engine's fast path
+
+        async def part(run: Run) -> WorkflowResults:
+            return run_inline(run, executor)
 
     stream = StreamRun(plan, overrides, RunContext(run_id, runtime), recorder, job[0], job[1], part)
     done: WorkflowResults = run_coroutine(stream.run())

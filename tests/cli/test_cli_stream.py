@@ -54,9 +54,11 @@ def lines(path: Path) -> list[dict]:
 def test_a_signal_stops_a_stream_run_gracefully(ws_server, tmp_path, sig):
     path, out = save_stream_workflow(tmp_path, f"{ws_server.url}/endless?interval=0.005")
     proc = kailash("run", str(path), "--progress")
+    started = time.monotonic()
     try:
-        deadline = time.monotonic() + 30
-        while len(lines(out)) < 30:
+        deadline = started + 30
+        # off a terminal, --progress prints the status as a plain line every 2 s: run past the first one
+        while len(lines(out)) < 30 or time.monotonic() - started < 3.0:
             assert time.monotonic() < deadline, "the stream run did not get going"
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.05)

@@ -54,7 +54,9 @@ class StreamCursor(Protocol):
     """An open stream: iterate it for events, acknowledge each one when its work is done.
 
     Iteration ends when the stream ends or a stop rule of the source fires
-    (``max_events``, ``stop_condition``); :attr:`stopped_by` then says which.
+    (``max_events``, ``stop_condition``); :attr:`stopped_by` then says which. A cursor
+    may also offer ``request_stop()`` (sync): end the iteration at its next wake-up; a
+    stream run calls it to stop instead of cancelling a pending ``__anext__``.
     """
 
     stopped_by: str | None

@@ -1,19 +1,13 @@
-"""The broker tests' harness: one source/writer per system, and a consumer process to SIGKILL.
+"""The broker tests' harness: one source/writer per system on a unique name, publish, consume.
 
-``consume(node, inputs, process)`` mimics a stream run (open the source once, run the
-processing for each event, then ack it). The crash test runs this module as a child
-process: ``python -m tests.nodes.data.broker_consumer SYSTEM NAME OUT_FILE DELAY``
-appends each event's ``i`` to OUT_FILE (flushed and fsynced) before acking it. To
-drive the same test through the runtime, replace :func:`consume` (or ``process``)
-with a stream run of ``source -> PythonCodeNode(append line)``.
+``consume(node, inputs, process)`` drives a source's cursor as a stream run does (open
+the source once, run the processing for each event, then ack it): the cursor-level
+tests use it. The crash and signal tests run real stream runs in child processes
+(``kailash run stream.yaml``, test_broker_stream_runs.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -87,27 +81,3 @@ async def consume(node: Any, inputs: dict[str, Any],
     finally:
         await cursor.close()
     return cursor.stopped_by
-
-
-def append_to(path: str, delay: float) -> Callable[[StreamEvent], None]:
-    """The side effect of the crash test: one line per processed event, durable before the ack."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-
-    def process(event: StreamEvent) -> None:
-        os.write(fd, f"{event.data['i']}\n".encode())
-        os.fsync(fd)
-        if delay:
-            time.sleep(delay)
-
-    return process
-
-
-def main(argv: list[str]) -> int:
-    system, name, out, delay = argv[0], argv[1], argv[2], float(argv[3])
-    node = source_for(system, name, timeout=3.0)
-    asyncio.run(consume(node, {}, append_to(out, delay)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

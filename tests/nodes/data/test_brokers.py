@@ -3,16 +3,16 @@
 Redis 6379, NATS JetStream 4222, Mosquitto 1883, RabbitMQ 5672 (guest/guest); every
 test uses its own stream/subject/topic/queue. The source is driven as a stream run
 drives it: open once, process an event, then ack it (tests/nodes/data/broker_consumer.py).
+Whole stream runs through the runtimes, and the SIGKILL/SIGINT tests of real processes,
+are in test_broker_stream_runs.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -229,54 +229,7 @@ def test_nodes_are_in_the_catalog():
         assert get_node_class(name).__name__ == name
 
 
-# -- a consumer process killed with SIGKILL mid-stream ------------------------------------------------
-
-def _lines(path: Path) -> list[int]:
-    return [int(x) for x in path.read_text().split()] if path.exists() else []
-
-
-def _child(system: str, name: str, out: Path, delay: float) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests.nodes.data.broker_consumer", system, name, str(out),
-                             str(delay)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("system", SYSTEMS)
-def test_sigkilled_consumer_resumes_after_last_acknowledged_event(system, tmp_path):
-    """Kill the consumer mid-stream; the restarted one loses nothing and repeats only the unacked tail.
-
-    The side-effect file shows each event processed at least once. The only repeats are
-    events processed just before the kill whose ack had not reached the broker: one
-    contiguous run ending at the kill point (see docs/brokers.md).
-    """
-    n = 150
-    name = unique()
-    out = tmp_path / "processed.txt"
-    asyncio.run(prepare(system, name))
-    asyncio.run(publish(system, name, [{"i": i} for i in range(n)]))
-    child = _child(system, name, out, 0.01)
-    deadline = time.monotonic() + 60
-    while len(_lines(out)) < 40:
-        assert child.poll() is None, "the consumer ended before it could be killed"
-        assert time.monotonic() < deadline, "the consumer processed nothing"
-        time.sleep(0.02)
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait(timeout=10)
-    killed_at = len(_lines(out))
-    assert 40 <= killed_at < n  # killed mid-stream
-    restarted = _child(system, name, out, 0.0)
-    assert restarted.wait(timeout=60) == 0
-    seen = _lines(out)
-    assert set(seen) == set(range(n))  # no event lost
-    first, rest = seen[:killed_at], seen[killed_at:]
-    assert first == list(range(killed_at))  # in order before the kill
-    assert rest == list(range(rest[0], n))  # in order after the restart, each once
-    repeated = killed_at - rest[0]
-    # Redis XACK and NATS AckSync are confirmed round trips: only the event being acked can repeat.
-    # AMQP basic.ack and MQTT PUBACK are fire-and-forget: the last few may not have reached the broker.
-    limit = {"redis": 1, "nats": 1}.get(system, 20)
-    assert 0 <= repeated <= limit, f"{repeated} events processed twice"
-
+# -- a consumer process killed with SIGKILL mid-stream: a real stream run, in test_broker_stream_runs.py
 
 # -- run as ordinary nodes (no stream run) -----------------------------------------------------------
 
@@ -290,7 +243,7 @@ def test_ordinary_workflow_run_reads_a_batch_and_writes_it():
     name = unique()
     asyncio.run(publish("redis", name, [{"i": i} for i in range(3)]))
     wf = Workflow("batch")
-    wf.add_node("src", RedisStreamSourceNode(stream=name, timeout=0.3))
+    wf.add_node("src", RedisStreamSourceNode(stream=name, timeout=0.3, delivery="batch"))
     wf.add_node("code", PythonCodeNode(code="result = sum(e['data']['i'] for e in data)"))
     wf.add_node("sink", RedisStreamWriterNode(stream=f"{name}-out"))
     wf.connect("src", "code", mapping={"data": "data"})

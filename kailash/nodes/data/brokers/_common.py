@@ -157,6 +157,8 @@ def _url_secrets(url: str) -> list[str]:
 
 
 SOURCE_PARAMETERS = {
+    "delivery": NodeParameter(type=str, default="per_event", choices=("per_event", "batch"),
+                              description="'per_event': a workflow run is a stream run; 'batch': one list of events"),
     "max_events": NodeParameter(type=int, default=None, description="stop after this many events (no limit)"),
     "timeout": NodeParameter(type=float, default=30.0,
                              description="idle seconds: the stream ends when no event arrives for this long"),
@@ -195,6 +197,10 @@ class BrokerSourceNode(_Named, StreamSource, AsyncNode):
             "stopped_by": NodeParameter(type=str, description="max_events, timeout or closed"),
             "count": NodeParameter(type=int, description="how many events (batch run)"),
         }
+
+    def streams(self, inputs: dict[str, Any]) -> bool:
+        """``delivery="per_event"`` (default): a run of the workflow is a stream run; ``"batch"``: an ordinary run."""
+        return self._choice(inputs, "delivery", ("per_event", "batch")) == "per_event"
 
     def event_outputs(self, event: StreamEvent) -> dict[str, Any]:
         return {"data": event.data, "event_type": event.event_type, "id": event.id, "key": event.key,
@@ -293,7 +299,9 @@ class BrokerCursor:
         self.where = where  # the stream/queue/topic, for messages
         self.stopped_by: str | None = None
         self.closed = False
+        self.stopping = False  # request_stop(): end at the next wake-up, reading nothing more
         self.delivered = 0
+        self._gen: Any = None
 
     async def receive(self, wait: float | None) -> list[Any]:
         raise NotImplementedError
@@ -331,7 +339,17 @@ class BrokerCursor:
         return event
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        return self._events()
+        self._gen = self._events()
+        return self._gen
+
+    def request_stop(self) -> None:
+        """End the iteration at the next wake-up (at most a second), without cancelling a receive.
+
+        A stream run calls this (instead of cancelling ``__anext__``) to stop on a signal,
+        ``stop`` or its idle ``timeout``: a receive cut off mid-way could leave messages
+        delivered by the broker but never seen here (NATS then holds them for ``ack_wait``).
+        """
+        self.stopping = True
 
     async def _events(self) -> AsyncIterator[StreamEvent]:
         timeout = self.options["timeout"]
@@ -343,6 +361,9 @@ class BrokerCursor:
                 self.stopped_by = "timeout"
                 return
             batch = await self.receive(wait)
+            if self.stopping or self.closed:
+                await self.unread(batch)
+                break
             for i, raw in enumerate(batch):
                 try:
                     event = self.fill(self.parse(raw))
@@ -364,8 +385,9 @@ class BrokerCursor:
                     raise
                 self.delivered += 1
                 last = time.monotonic()
-                if self.closed or (max_events is not None and self.delivered >= max_events):
-                    self.stopped_by = self.stopped_by or ("max_events" if not self.closed else "closed")
+                if self.closed or self.stopping or (max_events is not None and self.delivered >= max_events):
+                    self.stopped_by = self.stopped_by or (
+                        "max_events" if not (self.closed or self.stopping) else "closed")
                     await self.unread(batch[i + 1:])
                     return
         self.stopped_by = self.stopped_by or "closed"
@@ -379,4 +401,10 @@ class BrokerCursor:
     async def close(self) -> None:
         if not self.closed:
             self.closed = True
+            gen, self._gen = self._gen, None
+            if gen is not None:  # left suspended at an event (the consumer stopped early): hand back the rest
+                try:
+                    await gen.aclose()
+                except Exception:  # noqa: S110 - releasing the connection below matters more
+                    pass
             await self.release()

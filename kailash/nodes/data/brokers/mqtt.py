@@ -151,8 +151,16 @@ class _MQTTCursor(BrokerCursor):
     def __init__(self, node: MQTTSourceNode, options: dict[str, Any], conn: _Connection) -> None:
         super().__init__(node, options, f"MQTT topic {options['topic']!r}")
         self.conn = conn
+        self.unacked: dict[int, bool] = {}  # packet ids of QoS 1 messages received, in order -> work done
 
     async def receive(self, wait: float | None) -> list[Any]:
+        batch = await self._receive(wait)
+        for m in batch:
+            if m.qos > 0:
+                self.unacked[m.mid] = False
+        return batch
+
+    async def _receive(self, wait: float | None) -> list[Any]:
         try:
             first = await asyncio.wait_for(self.conn.messages.get(), min(1.0 if wait is None else wait, 1.0))
         except TimeoutError:
@@ -170,9 +178,22 @@ class _MQTTCursor(BrokerCursor):
         return (raw.mid, raw.qos)
 
     async def ack_token(self, token: Any) -> None:
+        """PUBACK in the order the messages arrived (MQTT 3.1.1, 4.6), whatever order their work finished in.
+
+        A concurrent stream run (``window`` > 1) finishes events out of order; an event's
+        PUBACK waits until every earlier message was acknowledged too.
+        """
         mid, qos = token
-        if qos > 0:
-            self.conn.client.ack(mid, qos)
+        if qos == 0 or mid not in self.unacked:
+            return
+        unacked = self.unacked
+        unacked[mid] = True
+        while unacked:
+            first = next(iter(unacked))
+            if not unacked[first]:
+                break
+            del unacked[first]
+            self.conn.client.ack(first, 1)
 
     async def nack_token(self, token: Any) -> None:
         """MQTT has no negative ack: an unacknowledged message is resent when the client reconnects."""

@@ -4,8 +4,10 @@ The source binds durable consumer ``durable`` on stream ``stream`` (created, cap
 ``subject``, if missing) with explicit acks, ``ack_wait`` and ``max_ack_pending`` equal
 to ``batch_size``. An ack waits for the server's confirmation (``AckSync``), so an event
 whose ack returned is never delivered again. A consumer that finds messages of its durable
-still unacknowledged when it opens (a previous worker was killed) waits ``ack_wait`` first:
-by then the server has queued them for redelivery, which comes before newer messages, so
+still unacknowledged when it opens fetches once: if the server hands all of them back,
+starting right after the ack floor (a previous run stopped and nacked what it held), it
+goes on at once; otherwise a killed worker still holds some, and it waits ``ack_wait``: by
+then the server has queued them for redelivery, which comes before newer messages, so
 processing resumes in order after the last acknowledged event.
 Uses nats-py (``pip install 'kailash[streams]'``).
 """
@@ -66,8 +68,14 @@ class _NATSCursor(BrokerCursor):
         self.nc, self.sub = nc, sub
         self.timeout_error = require("nats.errors", "nats-py").TimeoutError
         self.outstanding: dict[int, Any] = {}  # fetched, not yet acked or nacked: nacked on close
+        self.first: list[Any] = []  # fetched while opening (redeliveries), handed out first
 
     async def receive(self, wait: float | None) -> list[Any]:
+        if self.first:
+            msgs, self.first = self.first, []
+            for m in msgs:
+                self.outstanding[id(m)] = m
+            return msgs
         try:
             msgs = list(await self.sub.fetch(self.options["batch_size"], timeout=min(1.0 if wait is None else wait, 1.0)))
         except (self.timeout_error, TimeoutError):
@@ -90,9 +98,12 @@ class _NATSCursor(BrokerCursor):
         self.outstanding.pop(id(token), None)
         await token.nak()
 
+    async def unread(self, raws: list[Any]) -> None:
+        """Left outstanding: :meth:`release` nacks every outstanding message, in stream order."""
+
     async def release(self) -> None:
-        try:
-            for msg in list(self.outstanding.values()):  # redelivered now rather than after ack_wait
+        try:  # redelivered now rather than after ack_wait, in stream order (the server redelivers in nak order)
+            for msg in sorted(self.outstanding.values(), key=lambda m: m.metadata.sequence.stream):
                 await self.nack_token(msg)
             await self.sub.unsubscribe()
         finally:
@@ -150,15 +161,39 @@ class NATSJetStreamSourceNode(BrokerSourceNode):
                 deliver_policy=api.DeliverPolicy.ALL if o["deliver"] == "all" else api.DeliverPolicy.NEW)
             sub = await js.pull_subscribe(o["subject"], durable=o["durable"], stream=o["stream"], config=config)
             info = await js.consumer_info(o["stream"], o["durable"])
-            if info.num_ack_pending:  # left by a dead worker: let ack_wait expire so they are redelivered first
-                await asyncio.sleep(float(info.config.ack_wait or o["ack_wait"]))
+            first = await self._resume(sub, info, o) if info.num_ack_pending else []
         except Exception as exc:
             await nc.close()
             if isinstance(exc, NodeExecutionError):
                 raise
             raise self._error(f"cannot consume {o['subject']!r} from JetStream stream {o['stream']!r}: "
                               f"{type(exc).__name__}: {exc}", parameter="stream", expected="an existing stream") from exc
-        return _NATSCursor(self, o, nc, sub)
+        cursor = _NATSCursor(self, o, nc, sub)
+        cursor.first = first
+        return cursor
+
+    async def _resume(self, sub: Any, info: Any, o: dict[str, Any]) -> list[Any]:
+        """The durable has unacknowledged messages: the first batch to process, in order after the ack floor.
+
+        Messages a stopped run nacked (or whose ``ack_wait`` already expired) are
+        redelivered at once: when this fetch gets every pending message back, starting
+        right after the ack floor, go on with them. Otherwise a killed worker still holds
+        some, which come back only when their ``ack_wait`` expires: hand back what was
+        fetched (nacked, in stream order: redelivered first) and wait for that.
+        """
+        errors = require("nats.errors", "nats-py")
+        try:
+            msgs = list(await sub.fetch(o["batch_size"], timeout=0.5))
+        except (errors.TimeoutError, TimeoutError):
+            msgs = []
+        floor = (info.ack_floor.stream_seq if info.ack_floor is not None else 0) or 0
+        again = sum(1 for m in msgs if (m.metadata.num_delivered or 1) > 1)
+        if msgs and msgs[0].metadata.sequence.stream == floor + 1 and again >= info.num_ack_pending:
+            return msgs
+        for m in sorted(msgs, key=lambda m: m.metadata.sequence.stream):
+            await m.nak()
+        await asyncio.sleep(float(info.config.ack_wait or o["ack_wait"]) + 0.1)
+        return []
 
 
 @register_node(category="data")
