@@ -187,7 +187,8 @@ def install(app: Any, gw: Any) -> None:
         links = {"run": f"/runs/{run.run_id}", "events": f"/runs/{run.run_id}/events",
                  "websocket": f"/ws/runs/{run.run_id}"}
         if not wait:
-            return JSONResponse({"run_id": run.run_id, "workflow": name, "status": run.status, "links": links}, 202,
+            accepted = "queued" if run.status == "queued" else "running"  # a quick run may already have ended
+            return JSONResponse({"run_id": run.run_id, "workflow": name, "status": accepted, "links": links}, 202,
                                 headers={"Location": links["run"]})
         if run.error is not None:
             err = run.error
