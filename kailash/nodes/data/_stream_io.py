@@ -80,9 +80,15 @@ async def _close(ws: Any) -> None:
     await closing
 
 
-async def sse_messages(url: str, headers: dict[str, Any], timeout: float, verify: Any, last_id: Any,
+async def sse_messages(url: str, headers: dict[str, Any], timeout: float, verify: Any, resume: dict[str, Any],
                        limit: int = DEFAULT_MAX_EVENT_BYTES) -> AsyncGenerator[tuple[str, Any, Any, Any], None]:
-    """The events of one server-sent-events response (resuming after ``last_id`` when given).
+    """The events of one server-sent-events response, resuming after ``resume["last_id"]``.
+
+    ``resume`` is the stream's state across connections, kept as the SSE spec says:
+    ``last_id`` (the last event id: set by an ``id:`` field, kept until the next one,
+    cleared by an empty one; sent as ``Last-Event-ID`` when not empty) and ``retry``
+    (the reconnection time in milliseconds a ``retry:`` field set, else ``None``). This
+    reader updates both as it parses; each event carries the last event id.
 
     The request goes through the one outbound HTTP layer (:mod:`kailash.nodes.api._transport`):
     Secret header values are revealed only into it, a redirect to another origin drops
@@ -97,8 +103,8 @@ async def sse_messages(url: str, headers: dict[str, Any], timeout: float, verify
     if not any(str(k).lower() == "accept" for k in plain):
         plain["Accept"] = "text/event-stream"
     plain.setdefault("Accept-Encoding", "identity")  # a stream is read raw, never inflated
-    if last_id is not None:
-        plain["Last-Event-ID"] = str(last_id)
+    if resume.get("last_id"):
+        plain["Last-Event-ID"] = str(resume["last_id"])
     limits = httpx.Timeout(min(timeout, 30.0), read=None)
     async with client_class(True)(verify=make_verify(verify), timeout=limits, follow_redirects=False) as client:
         response = await open_stream_async(client, build_request(client, "GET", url, headers=plain, timeout=limits),
@@ -111,18 +117,19 @@ async def sse_messages(url: str, headers: dict[str, Any], timeout: float, verify
             coding = response.headers.get("content-encoding", "identity").strip().lower()
             if coding not in ("", "identity"):
                 raise StreamRefused(response.status_code, f"compressed stream ({coding}) not accepted")
-            async for etype, data, event_id in _sse_events(response.aiter_raw(), limit):
+            async for etype, data, event_id in _sse_events(response.aiter_raw(), limit, resume):
                 yield "sse", data, etype, event_id
         finally:
             await response.aclose()
 
 
-async def _sse_events(chunks: Any, limit: int) -> AsyncGenerator[tuple[str | None, str, str | None], None]:
-    """``(event type, data, id)`` per dispatched event; the pending bytes never exceed ``limit``."""
+async def _sse_events(chunks: Any, limit: int,
+                      resume: dict[str, Any]) -> AsyncGenerator[tuple[str | None, str, str | None], None]:
+    """``(event type, data, last event id)`` per dispatched event; the pending bytes never
+    exceed ``limit``. ``id:`` and ``retry:`` fields update ``resume`` as they arrive."""
     etype: str | None = None
     data: list[str] = []
     size = 0
-    event_id: str | None = None
     pending: list[bytes] = []  # the line not yet ended, in pieces (joined once it ends)
     waiting = 0
     cr = False  # the last chunk ended with CR: an LF opening this one belongs to it
@@ -144,8 +151,8 @@ async def _sse_events(chunks: Any, limit: int) -> AsyncGenerator[tuple[str | Non
             line = raw.decode("utf-8", "replace")
             if line == "":
                 if data:
-                    yield etype, "\n".join(data), event_id
-                etype, data, size, event_id = None, [], 0, None
+                    yield etype, "\n".join(data), resume.get("last_id")
+                etype, data, size = None, [], 0
                 continue
             if line.startswith(":"):
                 continue
@@ -159,7 +166,11 @@ async def _sse_events(chunks: Any, limit: int) -> AsyncGenerator[tuple[str | Non
                     raise EventTooLarge(limit)
                 data.append(value)
             elif name == "id":
-                event_id = value
+                if "\0" not in value:
+                    resume["last_id"] = value
+            elif name == "retry":
+                if value.isascii() and value.isdigit():
+                    resume["retry"] = int(value)
 
 
 class Subscription:

@@ -321,11 +321,11 @@ class EventStreamNode(AsyncNode, StreamSource):
         ws = spec.url.startswith(("ws://", "wss://"))
         retryable = retryable_errors()
         failures, index = 0, 0
-        state: dict[str, Any] = {"last_id": None}
+        state: dict[str, Any] = {"last_id": None, "retry": None}  # SSE: kept across reconnects
         while True:
             try:
                 source = (ws_messages(spec.url, spec.headers, spec.timeout, spec.verify, spec.max_event_bytes) if ws else
-                          sse_messages(spec.url, spec.headers, spec.timeout, spec.verify, state["last_id"],
+                          sse_messages(spec.url, spec.headers, spec.timeout, spec.verify, state,
                                        spec.max_event_bytes))
                 async with contextlib.aclosing(source) as messages:
                     async for kind, raw, sse_type, sse_id in messages:
@@ -334,8 +334,6 @@ class EventStreamNode(AsyncNode, StreamSource):
                         event = self._parse(spec, kind, raw, sse_type, sse_id, index)
                         if event is None:
                             continue
-                        if event["id"] is not None:
-                            state["last_id"] = event["id"]
                         yield event
                 return
             except EventTooLarge as exc:  # the same server would send it again: no reconnect
@@ -365,7 +363,7 @@ class EventStreamNode(AsyncNode, StreamSource):
                         "check that the server is reachable (reconnect_attempts sets how often to retry)",
                         spec, parameter="stream_url", expected="a reachable stream",
                     ) from exc
-                await asyncio.sleep(backoff_delay(failures, backoff=spec.backoff, max_backoff=30.0, jitter=False))
+                await asyncio.sleep(_reconnect_delay(failures, spec.backoff, state["retry"]))
 
     def _parse(self, spec: _Spec, kind: str, raw: Any, sse_type: str | None, sse_id: Any,
                index: int) -> dict[str, Any] | None:
@@ -428,6 +426,19 @@ class _Cursor:
 
     async def close(self) -> None:
         await self._events.aclose()
+
+
+MAX_SERVER_RETRY = 60.0  # seconds: the most a server's ``retry:`` field may set the delay to
+
+
+def _reconnect_delay(failures: int, backoff: float, server_retry_ms: int | None) -> float:
+    """Seconds before reconnect number ``failures``: exponential from ``backoff``, or from the
+    server's ``retry:`` (capped at :data:`MAX_SERVER_RETRY`) once it sent one; at most 30 s,
+    or the server's own delay when that is longer."""
+    if server_retry_ms is None:
+        return backoff_delay(failures, backoff=backoff, max_backoff=30.0, jitter=False)
+    base = min(server_retry_ms / 1000.0, MAX_SERVER_RETRY)
+    return backoff_delay(failures, backoff=base, max_backoff=max(30.0, base), jitter=False)
 
 
 def _is_tls(exc: BaseException) -> bool:
