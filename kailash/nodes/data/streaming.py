@@ -125,7 +125,7 @@ class EventStreamNode(AsyncNode, StreamSource):
             "headers": NodeParameter(type=dict, default=None, description="headers for the connection"),
             "reconnect_attempts": NodeParameter(type=int, default=3, description="reopen a dropped stream this often"),
             "reconnect_backoff": NodeParameter(
-                type=float, default=0.5, description="first reconnect wait in seconds; doubles each time"
+                type=float, default=0.5, description="first reconnect wait in seconds (an SSE server's retry: replaces it); doubles each time"
             ),
             "verify_ssl": NodeParameter(type=(bool, str), default=True, description="verify TLS (or a CA bundle)"),
             "max_event_bytes": NodeParameter(
