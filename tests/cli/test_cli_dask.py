@@ -77,3 +77,33 @@ def test_an_unreachable_scheduler_is_one_line_exit_3_naming_the_address(pid_file
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "tcp://127.0.0.1:9" in lines[0], err
     assert "Traceback" not in err and out == ""
+
+
+def test_serve_with_an_unreachable_scheduler_is_one_line_exit_3(pid_file, _isolated_home):
+    proc, out, err = run("serve", str(pid_file), "--port", "0", "--no-tenants", home=_isolated_home,
+                         env={"KAILASH_DASK_ADDRESS": "tcp://127.0.0.1:9"})
+    assert proc.returncode == 3, err
+    lines = [line for line in err.strip().splitlines() if not line.startswith("note:")]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "tcp://127.0.0.1:9" in lines[0], err
+
+
+def test_serve_takes_the_address_from_the_env_and_runs_there(cluster, pid_file, monkeypatch, capsys, _isolated_home):
+    from kailash.api.gateway import WorkflowGateway
+    from kailash.cli.main import main
+
+    address, worker_pids = cluster
+    seen: dict[str, object] = {}
+
+    def serve_briefly(self, **options):  # instead of blocking in uvicorn: run the served workflow once
+        factory = self.runs.runtime_factory
+        try:
+            runtime = factory(store=None, observers=[], tenant=None, record_outputs="failed")
+            seen["pid"] = runtime.execute(self.registered["where"].workflow)[0]["where"]["result"]
+        finally:
+            factory.close()
+
+    monkeypatch.setenv("KAILASH_DASK_ADDRESS", address)
+    monkeypatch.setattr(WorkflowGateway, "start", serve_briefly)
+    assert main(["serve", str(pid_file), "--no-tenants", "--port", "0", "--no-queue", "--no-schedules"]) == 0
+    assert f"runtime: DaskRuntime at {address}" in capsys.readouterr().err
+    assert seen["pid"] in worker_pids and seen["pid"] != os.getpid()
