@@ -89,6 +89,12 @@ class WorkflowGateway:
         on_interrupted: ``"resume"`` (default) a taken-over run, reusing the nodes it finished,
             or ``"mark"`` it ``interrupted`` without running it again.
         shutdown_grace: seconds a stopping gateway waits for its queued runs to finish.
+        dask_address: run sync and queued runs on the Dask cluster at this scheduler
+            (``"tcp://host:8786"``) with :class:`~kailash.runtime.distributed.DaskRuntime`, one
+            client shared by all runs. Stream runs and taken-over queued runs that resume
+            (``on_interrupted="resume"``) still run in this process on LocalRuntime.
+        runtime_factory: ``(store=, observers=, tenant=, record_outputs=) -> runtime`` making the
+            runtime of each run instead (default: LocalRuntime); not with ``dask_address``.
 
     Example:
         >>> from kailash.workflow import Workflow
@@ -109,7 +115,8 @@ class WorkflowGateway:
                  trusted_proxies: list[str] | None = None, insecure_no_auth_on_network: bool = False,
                  schedule_tick: float | None = 1.0, schedule_enqueue: Any = None,
                  queue: bool = True, queue_slots: int = 8, queue_lease: float | None = None,
-                 on_interrupted: str = "resume", shutdown_grace: float = 10.0) -> None:
+                 on_interrupted: str = "resume", shutdown_grace: float = 10.0, runtime_factory: Any = None,
+                 dask_address: str | None = None) -> None:
         from kailash.api.runs import RunManager
 
         self.port = port
@@ -154,6 +161,13 @@ class WorkflowGateway:
                                               "on_interrupted": on_interrupted}
         self.shutdown_grace = shutdown_grace
         self.runs.worker_factory = self.queue_worker
+        if dask_address is not None and runtime_factory is not None:
+            raise ValueError("give runtime_factory or dask_address, not both")
+        if dask_address is not None:
+            from kailash.api.runs import DaskRuntimeFactory
+
+            runtime_factory = DaskRuntimeFactory(dask_address)
+        self.runs.runtime_factory = runtime_factory
         self._auth: AuthenticationMiddleware | None = (
             AuthenticationMiddleware(api_keys=api_keys) if api_keys is not None else None)
         self._limiters: list[RateLimitingMiddleware] = []
@@ -441,6 +455,9 @@ class WorkflowGateway:
             self.runs.worker = None
             worker.close()
         self.runs.shutdown()
+        close = getattr(self.runs.runtime_factory, "close", None)
+        if close is not None:
+            close()
         for limiter in [*self._limiters, self._tenant_limiter]:
             if limiter is not None:
                 await limiter.aclose()

@@ -316,7 +316,7 @@ class QueueWorker:
                     return
             manager.count(tenant, +1)
             counted = True
-            _execute(run, workspace, workflow, params, True)
+            _execute(run, workspace, workflow, params, True, manager.runtime_factory)
             self._settle(item, run, workspace.runs)
         except Exception:
             logger.exception("queued run %s: the worker failed", item.run_id)
@@ -393,7 +393,11 @@ class QueueWorker:
             return None
 
     def _execute_resumed(self, run: Any, workspace: Any, job: Any) -> None:
-        """Continue the interrupted run under its own run id (the nodes in ``job.fixed`` are reused)."""
+        """Continue the interrupted run under its own run id (the nodes in ``job.fixed`` are reused).
+
+        Always on LocalRuntime in this process, also on a gateway whose runs go to Dask:
+        continuing a run under its own id needs the in-process scheduler (``run_inline``).
+        """
         from kailash.api.runs import _RedactingStore, error_info
         from kailash.api.tenant_runs import tenant_security
         from kailash.errors import KailashError

@@ -209,6 +209,8 @@ class RunManager:
         self._count_lock = threading.Lock()
         self.worker: Any = None  # the gateway's QueueWorker: async runs go through the durable queue
         self.worker_factory: Any = None  # makes it on first use (WorkflowGateway.queue_worker)
+        #: ``(store=, observers=, tenant=, record_outputs=) -> runtime`` for the gateway's runs; ``None``: LocalRuntime
+        self.runtime_factory: Any = None
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -273,7 +275,8 @@ class RunManager:
         run.metrics = self.metrics
         self._remember(run)
         self.count(tenant, +1)
-        future = loop.run_in_executor(self.executor, _execute, run, workspace, workflow, params, not wait)
+        future = loop.run_in_executor(self.executor, _execute, run, workspace, workflow, params, not wait,
+                                      self.runtime_factory)
 
         def finished(_: Any) -> None:
             self.count(tenant, -1)
@@ -421,23 +424,77 @@ class _RedactingStore:
         return getattr(self.inner, name)
 
 
-def _execute(run: LiveRun, workspace: Any, workflow: Any, parameters: dict[str, Any], keep_outputs: bool) -> None:
-    """Run the workflow (worker thread); the outcome lands on ``run``."""
+def run_runtime(factory: Any, *, store: Any, observers: list[Any], tenant: str | None, record_outputs: str,
+                stream: bool = False) -> Any:
+    """The runtime one gateway run executes on: the one place the gateway makes it.
+
+    ``factory`` (``WorkflowGateway(runtime_factory=...)`` or ``dask_address=``) makes it;
+    ``None`` means :class:`~kailash.runtime.LocalRuntime` in this process. A stream run
+    (``stream=True``) always runs here: only LocalRuntime runs streams.
+    """
+    if factory is None or stream:
+        from kailash.runtime import LocalRuntime
+
+        return LocalRuntime(store=store, observers=observers, tenant=tenant, record_outputs=record_outputs)
+    return factory(store=store, observers=observers, tenant=tenant, record_outputs=record_outputs)
+
+
+class DaskRuntimeFactory:
+    """Makes a :class:`~kailash.runtime.distributed.DaskRuntime` per run, all sharing one client.
+
+    The client connects to the scheduler at ``address`` on first use (or :meth:`connect`)
+    and is closed by :meth:`close` (the gateway's shutdown).
+    """
+
+    def __init__(self, address: str, *, connect_timeout: float = 5.0) -> None:
+        self.address = address
+        self.connect_timeout = connect_timeout
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def connect(self) -> Any:
+        """The shared client; raises ClusterConnectionError naming the address if it cannot connect."""
+        with self._lock:
+            if self._client is None:
+                from kailash.runtime.distributed import DaskRuntime
+
+                probe = DaskRuntime(self.address, connect_timeout=self.connect_timeout, store=None)
+                probe._owns_client = False  # the factory owns and closes it
+                self._client = probe.client
+            return self._client
+
+    def __call__(self, **options: Any) -> Any:
+        from kailash.runtime.distributed import DaskRuntime
+
+        return DaskRuntime(client=self.connect(), **options)
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def __repr__(self) -> str:
+        return f"DaskRuntimeFactory({self.address})"
+
+
+def _execute(run: LiveRun, workspace: Any, workflow: Any, parameters: dict[str, Any], keep_outputs: bool,
+             runtime_factory: Any = None) -> None:
+    """Run the workflow (worker thread) on ``run_runtime(runtime_factory, ...)``; the outcome lands on ``run``."""
     from kailash.errors import KailashError
-    from kailash.runtime import LocalRuntime
 
     store = _RedactingStore(workspace.runs, run.secrets) if run.secrets and workspace.runs is not None else workspace.runs
-    runtime = LocalRuntime(store=store, observers=[run.observe], tenant=workspace.tenant_id,
-                           record_outputs="always" if keep_outputs else "failed")
     timeout = getattr(getattr(workspace, "tenant", None), "run_timeout", None)
     try:
         from kailash.runtime.stream_options import stoppable
 
         stream = stoppable(workflow, parameters, run.stop_requested)  # a stream run: stoppable through the API
         run.streaming = stream is not None
+        runtime = run_runtime(runtime_factory, store=store, observers=[run.observe], tenant=workspace.tenant_id,
+                              record_outputs="always" if keep_outputs else "failed", stream=stream is not None)
         with tenant_security(workspace.tenant_id, workspace):
             if timeout is None:
-                results, _ = runtime.execute(workflow, parameters=parameters, run_id=run.run_id, stream=stream)
+                results, _ = _run_on(runtime, workflow, parameters, run.run_id, stream)
             else:
                 results, _ = _execute_within(runtime, workflow, parameters, run.run_id, timeout, stream)
     except KailashError as exc:
@@ -449,6 +506,12 @@ def _execute(run: LiveRun, workspace: Any, workflow: Any, parameters: dict[str, 
         return
     safe = to_json_safe(dict(results))
     run.finish(redact(safe, run.secrets) if run.secrets else safe, None, list(getattr(results, "skipped", ()) or ()))
+
+
+def _run_on(runtime: Any, workflow: Any, parameters: dict[str, Any], run_id: str, stream: Any) -> Any:
+    if stream is None:  # DaskRuntime.execute takes no stream options
+        return runtime.execute(workflow, parameters=parameters, run_id=run_id)
+    return runtime.execute(workflow, parameters=parameters, run_id=run_id, stream=stream)
 
 
 def _execute_within(runtime: Any, workflow: Any, parameters: dict[str, Any], run_id: str, timeout: float,
@@ -466,7 +529,7 @@ def _execute_within(runtime: Any, workflow: Any, parameters: dict[str, Any], run
 
     def limited() -> Any:
         with run_deadline(timeout):
-            return runtime.execute(workflow, parameters=parameters, run_id=run_id, stream=stream)
+            return _run_on(runtime, workflow, parameters, run_id, stream)
 
     future = start_thread(limited)  # the thread copies this context: the tenant's scope and policy
     try:

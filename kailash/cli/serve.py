@@ -65,10 +65,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                   schedule_tick=None if args.no_schedules else 1.0,
                                   queue=not args.no_queue, queue_slots=args.queue_slots,
                                   on_interrupted=args.on_interrupted or os.environ.get("KAILASH_ON_INTERRUPTED")
-                                  or "resume")
+                                  or "resume", dask_address=args.dask or None)
     except (KailashError, ValueError) as exc:
         _err(f"error: {exc}")
         return 2
+    if args.dask:
+        try:  # reachable now, or one clear line (exit 3), not a failure at the first run
+            gateway.runs.runtime_factory.connect()
+        except ImportError as exc:
+            _err(f"error: {exc}")
+            return 3
+        except KailashError as exc:
+            _err(f"error: {exc}")
+            return 3
+        _err(f"runtime: DaskRuntime at {args.dask}")
     for name, wf in loaded.items():
         try:
             gateway.register_workflow(name, wf)
@@ -149,5 +159,8 @@ def add_subcommand(subparsers: Any) -> None:
                         "or resume)")
     p.add_argument("--no-queue", action="store_true",
                    help="run async runs in memory instead of the durable queue (lost if the gateway stops)")
+    p.add_argument("--dask", metavar="ADDRESS", default=os.environ.get("KAILASH_DASK_ADDRESS") or None,
+                   help="run workflows on the Dask scheduler at ADDRESS (tcp://host:8786; "
+                   "default: $KAILASH_DASK_ADDRESS)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)

@@ -4,7 +4,8 @@ Serves workflow ``effects`` (three nodes in a chain, each appending ``token node
 the file ``$QUEUE_TEST_EFFECTS`` — the side effect the tests count — then sleeping
 ``$QUEUE_TEST_DELAY`` s, a tenth of it for the first) on a free port, prints ``PORT <n>`` and serves until killed.
 Storage: PostgreSQL schemas ``$QUEUE_TEST_REGISTRY``/``$QUEUE_TEST_SCHEMA`` when
-``KAILASH_DATABASE_URL`` is set, else SQLite under ``KAILASH_HOME``.
+``KAILASH_DATABASE_URL`` is set, else SQLite under ``KAILASH_HOME``. ``$QUEUE_TEST_DASK``: run on
+the Dask scheduler at that address (``dask_address``).
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def main() -> None:
         storage = PostgresStorage(url, registry_schema=os.environ["QUEUE_TEST_REGISTRY"],
                                   default_schema=os.environ["QUEUE_TEST_SCHEMA"])
     gw = WorkflowGateway(port=0, auth=False, storage=storage, queue_slots=int(os.environ.get("QUEUE_TEST_SLOTS", "4")),
-                         on_interrupted=os.environ.get("QUEUE_TEST_ON_INTERRUPTED", "resume"))
+                         on_interrupted=os.environ.get("QUEUE_TEST_ON_INTERRUPTED", "resume"),
+                         dask_address=os.environ.get("QUEUE_TEST_DASK") or None)
     gw.queue_options["expire_dead"] = os.environ.get("QUEUE_TEST_EXPIRE_DEAD", "1") == "1"
     gw.register_workflow("effects", wf)
     running = gw.serve_in_thread(log_level="warning")

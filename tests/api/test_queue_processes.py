@@ -224,3 +224,42 @@ def test_on_interrupted_mark_records_the_runs_of_a_dead_gateway_without_running_
             assert after[tokens[run_id]] == 3
     finally:
         _stop(first)
+
+
+def test_dask_gateway_killed_its_runs_are_taken_over_and_resumed_locally(tmp_path, monkeypatch):
+    """A gateway with ``dask_address`` runs queued runs on the Dask workers; killed, the gateway
+    taking over resumes its runs on LocalRuntime in its own process (DaskRuntime cannot continue
+    a run under its own id), and every run completes."""
+    import logging
+
+    distributed = pytest.importorskip("distributed")
+    effects = tmp_path / "effects.txt"
+    monkeypatch.setenv("QUEUE_TEST_EFFECTS", str(effects))  # the worker processes run the nodes: they need it
+    monkeypatch.setenv("QUEUE_TEST_DELAY", "0.3")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
+                                  scheduler_port=0, dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        worker_pids = set(client.run(os.getpid).values())
+        env = {"KAILASH_HOME": str(tmp_path / "home"), "QUEUE_TEST_EFFECTS": str(effects), "QUEUE_TEST_DELAY": "0.3",
+               "QUEUE_TEST_SLOTS": "2", "KAILASH_QUEUE_LEASE": "300", "KAILASH_DATABASE_URL": "",
+               "QUEUE_TEST_DASK": cluster.scheduler_address}
+        first, url = _start(env)
+        try:
+            tokens = {_submit(url, f"d{i:02d}"): f"d{i:02d}" for i in range(6)}
+            _wait_lines(effects, 3, 60)
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(10)
+            second, url = _start(env)
+            try:
+                records = _records(url, list(tokens), 60)
+            finally:
+                _stop(second)
+        finally:
+            _stop(first)
+    assert all(r["status"] == "completed" for r in records.values()), records
+    pids = {p for _, _, p in _effects(effects)}
+    assert pids & worker_pids  # first attempts ran on the cluster
+    resumed = [r for r in records.values() if ((r.get("extra") or {}).get("queue") or {}).get("reused")]
+    assert resumed, "no run was taken over with finished nodes to reuse"
+    assert second.pid in pids  # the resumed ones went on in the taking-over gateway's own process
+    assert pids <= worker_pids | {second.pid}  # nothing ran in the killed gateway's process
