@@ -55,7 +55,7 @@ $("#key-form").addEventListener("submit", (e) => {
 // A gateway serving workflows registered in code (`kailash serve flow.py`): when the
 // Studio is still empty, open the one it serves (the first, if it serves several).
 async function openServedWorkflow() {
-  if (model.nodes.size || dirty) return;
+  if (model.nodes.size || dirty || $("#open-dialog").open) return;
   let items;
   try {
     const res = await api.request("GET", "/workflows", { quiet: true });
@@ -64,7 +64,8 @@ async function openServedWorkflow() {
     return;
   }
   const served = items.filter((w) => w && w.source === "registered");
-  if (served.length && !model.nodes.size) await openWorkflow(served[0].name);
+  // not when the user has started something meanwhile (opened the Open dialog, added a node)
+  if (served.length && !model.nodes.size && !dirty && !$("#open-dialog").open) await openWorkflow(served[0].name);
 }
 $("#key-cancel").addEventListener("click", () => $("#key-dialog").close());
 $("#btn-key").addEventListener("click", () => askKey());
