@@ -240,7 +240,11 @@ def install(app: Any, gw: Any) -> None:
         if status != "running":
             for record in ws.runs.list_runs(limit=limit + 1, workflow=workflow, status=status, since=t_since,
                                             until=t_until, before=before):
-                if record.tenant == ws.tenant_id and record.run_id not in out:
+                if record.tenant != ws.tenant_id:
+                    continue
+                if record.run_id in out:  # live here too: order by the stored start, as every other gateway does
+                    out[record.run_id]["started_at"] = record.started_at
+                else:
                     out[record.run_id] = _summary(record)
         runs = sorted(out.values(), key=lambda r: (r["started_at"], r["run_id"]), reverse=True)
         page, more = runs[:limit], len(runs) > limit
