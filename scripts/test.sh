@@ -25,6 +25,9 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first, pinned: the CPU wheel on disk (anything else would pull a multi-GB CUDA build).
 .venv/bin/python -m pip install -q "torch==2.13.0" || echo "torch 2.13.0 not available: semantic-cache tests use the fallback embedder" >&2
+# llama-cpp-python (the real model server in the agent tests) has no wheel and compiles here: a portable
+# build (the native one dies with SIGILL on some CPUs), two jobs; pip's wheel cache reuses it afterwards.
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
 .venv/bin/python -m pip install -q -e '.[dev]'
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
