@@ -9,7 +9,8 @@ know Kailash::
     ├── NodeConfigurationError(TypeError)        a node's parameter is missing or mistyped
     ├── NodeExecutionError(RuntimeError)         a node raised while running
     │   ├── NodeTimeoutError(TimeoutError)       a node ran past its time limit
-    │   └── CircuitOpenError                     a node's circuit breaker is open; not called
+    │   ├── CircuitOpenError                     a node's circuit breaker is open; not called
+    │   └── RunStoppedError                      the run was stopped from outside before a node
     ├── ClusterConnectionError(ConnectionError)  a cluster scheduler could not be reached
     ├── SecurityError(PermissionError)           a security policy refused an action
     ├── SerializationError(ValueError)           a saved workflow cannot be read or written
@@ -38,6 +39,7 @@ __all__ = [
     "NodeExecutionError",
     "NodeTimeoutError",
     "CircuitOpenError",
+    "RunStoppedError",
     "ClusterConnectionError",
     "SecurityError",
     "SerializationError",
@@ -192,6 +194,18 @@ class NodeTimeoutError(NodeExecutionError, TimeoutError):
 
 class CircuitOpenError(NodeExecutionError):
     """The node's circuit breaker is open: the node was not called."""
+
+
+class RunStoppedError(NodeExecutionError):
+    """The run was stopped from outside before ``node_id`` started (``kailash.runtime.scheduler.stop_run``).
+
+    ``recorded`` is False when the run ends without an outcome in its record (its owner
+    lost it, e.g. a gateway whose queue lease passed to another gateway).
+    """
+
+    def __init__(self, message: str, *, recorded: bool = True, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.recorded = recorded
 
 
 class ClusterConnectionError(KailashError, ConnectionError):

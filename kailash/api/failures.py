@@ -34,6 +34,7 @@ from kailash.errors import (
     NodeConfigurationError,
     NodeExecutionError,
     NodeTimeoutError,
+    RunStoppedError,
     ScheduleError,
     SecurityError,
     SerializationError,
@@ -75,6 +76,7 @@ ERROR_STATUSES: dict[type[BaseException], ErrorStatus] = {
     ScheduleError: ErrorStatus(status=422, code="invalid_schedule"),
     NodeTimeoutError: ErrorStatus(status=504, code="node_timeout"),
     CircuitOpenError: ErrorStatus(status=503, code="circuit_open"),
+    RunStoppedError: ErrorStatus(status=409, code="run_stopped"),
     ClusterConnectionError: ErrorStatus(status=503, code="cluster_unavailable"),
     NodeExecutionError: ErrorStatus(status=422, code="node_failed"),  # the work failed, not the gateway
     KailashError: ErrorStatus(status=500, code="internal_error"),

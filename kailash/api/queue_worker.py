@@ -30,11 +30,13 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 from kailash.runtime.queue import QueuedRun, default_lease, worker_id
 from kailash.runtime.runlog import record_of
+from kailash.runtime.scheduler import run_deadline, stop_run
 
 __all__ = ["QueueWorker", "ON_INTERRUPTED"]
 
@@ -121,6 +123,7 @@ class QueueWorker:
         self.loop: Any = None  # the server's event loop (live events), once serving
         self.inflight: dict[str, QueuedRun] = {}
         self._finishing: set[str] = set()
+        self._fences: dict[str, list[Any]] = {}  # run id -> its stop (see _fenced)
         self._reserved = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -234,11 +237,30 @@ class QueueWorker:
             held = self.queue.renew(self.id, lease=self.lease)
             lost = [r for r in before if r not in held and r in self.inflight and r not in self._finishing]
             for run_id in lost:
-                logger.warning("queued run %s: this gateway lost its claim (lease expired); another may run it",
-                               run_id)
+                logger.warning("queued run %s: this gateway lost its claim (lease expired); stopping it before its "
+                               "next node (another gateway continues it)", run_id)
+                fence = self._fences.get(run_id)
+                if fence is not None:
+                    stop_run(fence, "this gateway lost its claim on the queued run (its lease expired); "
+                                    "another gateway continues it", record=False)
         except Exception:
             logger.warning("queue lease renewal failed; retrying", exc_info=True)
         self._expire_dead()
+
+    @contextlib.contextmanager
+    def _fenced(self, run_id: str) -> Iterator[None]:
+        """Run ``run_id``'s nodes under a stop that :meth:`beat` pulls when this worker loses its
+        claim: no node starts here once another worker may be running the run (a node already
+        running finishes; the run ends without an outcome in its record, which the other worker
+        writes). Runs on a Dask-backed gateway are not stopped this way."""
+        with run_deadline() as fence:
+            self._fences[run_id] = fence
+            try:
+                yield
+            finally:
+                self._fences.pop(run_id, None)
+                if fence[2] is not None:  # stopped: what this gateway saw is not the run's outcome; read the record
+                    self.gateway.runs.live.pop(run_id, None)
 
     def check_stops(self) -> None:
         """Stop the stream runs executing here whose stop another gateway asked for (``POST /runs/{id}/stop``
@@ -311,12 +333,14 @@ class QueueWorker:
                 if job is not None:
                     manager.count(tenant, +1)
                     counted = True
-                    self._execute_resumed(run, workspace, job)
+                    with self._fenced(item.run_id):
+                        self._execute_resumed(run, workspace, job)
                     self._settle(item, run, workspace.runs)
                     return
             manager.count(tenant, +1)
             counted = True
-            _execute(run, workspace, workflow, params, True, manager.runtime_factory)
+            with self._fenced(item.run_id):
+                _execute(run, workspace, workflow, params, True, manager.runtime_factory)
             self._settle(item, run, workspace.runs)
         except Exception:
             logger.exception("queued run %s: the worker failed", item.run_id)

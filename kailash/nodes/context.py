@@ -24,22 +24,25 @@ Example:
 from __future__ import annotations
 
 import contextvars
+import math
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["ExecutionContext", "RUN_DEADLINE", "run_time_left", "bounded_by_run"]
 
-#: ``(time.perf_counter() deadline, seconds)`` of the run executing here, if it has a time
-#: limit; set by the runtime (``kailash.runtime.scheduler.run_deadline``).
-RUN_DEADLINE: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar(
+#: ``[time.perf_counter() deadline, seconds, why stopped]`` of the run executing here, if it has
+#: a time limit or can be stopped from outside (``why stopped`` is ``None`` until
+#: ``kailash.runtime.scheduler.stop_run``); set by the runtime (``kailash.runtime.scheduler.run_deadline``).
+RUN_DEADLINE: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
     "kailash_run_deadline", default=None)
 
 
 def run_time_left() -> float | None:
     """Seconds left before the run executing here must stop (``None``: no limit)."""
     deadline = RUN_DEADLINE.get()
-    return None if deadline is None else max(deadline[0] - time.perf_counter(), 0.001)
+    at: float = deadline[0] if deadline is not None else math.inf
+    return None if at == math.inf else max(at - time.perf_counter(), 0.001)
 
 
 def bounded_by_run(timeout: Any) -> Any:

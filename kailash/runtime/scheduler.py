@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from kailash.errors import KailashError, NodeTimeoutError
+from kailash.errors import KailashError, NodeExecutionError, NodeTimeoutError, RunStoppedError
 from kailash.nodes.base import ensure_output_dict
 from kailash.nodes.context import RUN_DEADLINE
 from kailash.runtime import capture
@@ -43,29 +44,60 @@ if TYPE_CHECKING:  # the plan module loads with the first compile, not with `imp
     from kailash.workflow.plan import ExecutionPlan, Step
 
 __all__ = ["Run", "InlineExecutor", "ConcurrentExecutor", "INLINE", "run_inline", "run_concurrent", "call_node",
-           "acall_node", "Outputs", "run_deadline"]
+           "acall_node", "Outputs", "run_deadline", "stop_run"]
 
 Outputs = dict[str, Any]
 
 @contextlib.contextmanager
-def run_deadline(seconds: float) -> Iterator[None]:
-    """Runs started inside the block start no node after ``seconds`` (a run time limit).
+def run_deadline(seconds: float = math.inf) -> Iterator[list[Any]]:
+    """Runs started inside the block start no node after ``seconds`` (a run time limit), nor
+    after :func:`stop_run` is called on the value the block yields (``seconds`` infinite:
+    only that).
 
     The stop is cooperative: a node already running finishes (network calls through the
     HTTP layer are bounded by the time left, see
     :func:`kailash.nodes.context.bounded_by_run`; sandboxed code by its own limits), and
     the next node fails the run with a
     :class:`~kailash.errors.NodeTimeoutError` naming ``run_timeout``; the record keeps
-    what finished, so the run can be resumed.
+    what finished, so the run can be resumed. Blocks nest: an inner block shares the
+    outer one's stop, and the earlier deadline applies inside it.
     """
-    token = RUN_DEADLINE.set((time.perf_counter() + seconds, seconds))
+    at = time.perf_counter() + seconds
+    outer = RUN_DEADLINE.get()
+    if outer is not None:  # one stop for the run: the earlier deadline wins while inside
+        saved = outer[0], outer[1]
+        if at < outer[0]:
+            outer[0], outer[1] = at, seconds
+        try:
+            yield outer
+        finally:
+            if outer[2] is None:  # not stopped meanwhile: the outer deadline again
+                outer[0], outer[1] = saved
+        return
+    deadline = [at, seconds, None, False]  # deadline, seconds, why stopped, record the run (see stop_run)
+    token = RUN_DEADLINE.set(deadline)
     try:
-        yield
+        yield deadline
     finally:
         RUN_DEADLINE.reset(token)
 
 
-def _past_deadline(deadline: tuple[float, float], sid: str) -> NodeTimeoutError:
+def stop_run(deadline: list[Any], why: str, *, record: bool = False) -> None:
+    """Stop the run under ``deadline`` (what :func:`run_deadline` yields) before its next node.
+
+    Safe from any thread. The next node fails the run with a
+    :class:`~kailash.errors.RunStoppedError` saying ``why``. ``record=False``: the run
+    ends without an outcome in its record (as if its process had stopped: another owner
+    continues it, see :class:`kailash.api.queue_worker.QueueWorker`).
+    """
+    deadline[2], deadline[3] = why, record
+    deadline[0] = -math.inf
+
+
+def _past_deadline(deadline: list[Any], sid: str) -> NodeExecutionError:
+    if deadline[2] is not None:
+        return RunStoppedError(f"the run was stopped before node '{sid}': {deadline[2]}", node_id=sid,
+                               recorded=deadline[3])
     return NodeTimeoutError(f"the run took longer than its run_timeout of {deadline[1]:g} s and was stopped "
                             f"before node '{sid}'", node_id=sid, parameter="run_timeout",
                             expected=f"at most {deadline[1]:g} s")
@@ -188,7 +220,8 @@ class Run:
     def fail(self, sid: str, exc: BaseException, start: float, end: float) -> KailashError:
         """Node ``sid`` failed (or its inputs could not be gathered): record it, keep the error."""
         err = fail_run(exc, sid, self.ctx.run_id, self.results, self.plan.by_id[sid].node)
-        self.recorder.node_failed(sid, start, end - start, str(err))
+        if type(exc) is not RunStoppedError or exc.recorded:  # (a node stopped from outside never started)
+            self.recorder.node_failed(sid, start, end - start, str(err))
         self.failures.append((err, exc, sid))
         return err
 
@@ -231,7 +264,10 @@ class Run:
         if self.failures:
             err, exc, sid = self.failures[0]
             err.results = dict(results)  # type: ignore[attr-defined]
-            self.recorder.failed(results, err, sid)
+            if type(err) is RunStoppedError and not err.recorded:
+                self.recorder.abandoned()  # stopped from outside: no outcome (another owner continues the run)
+            else:
+                self.recorder.failed(results, err, sid)
             raise err from (exc.__cause__ if exc is err else exc)
         self.recorder.completed(results)
         return results
