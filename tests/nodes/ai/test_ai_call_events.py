@@ -300,3 +300,45 @@ def test_real_model_calls_are_reported_with_the_servers_token_counts(tmp_path):
     for e in seen:  # whatever the small model asked of the tools went through the MCP server
         if e["event"] == "tool_call":
             assert e["server"] == "demo" and e["node_id"] == "agent"
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def test_the_calls_reach_a_postgresql_run_store_through_its_run_log():
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        psycopg.connect(PG_URL, connect_timeout=3).close()
+    except Exception as exc:  # pragma: no cover - the machine's PostgreSQL is expected to be up
+        pytest.skip(f"no PostgreSQL at {PG_URL}: {exc}")
+    import uuid
+
+    from kailash.api.postgres import PostgresStorage
+
+    tag = uuid.uuid4().hex[:10]
+    names = (f"kcalls_reg_{tag}", f"kcalls_def_{tag}")
+    storage = PostgresStorage(PG_URL, registry_schema=names[0], default_schema=names[1])
+    fresh = None
+    try:
+        _, runs = storage.workspace_stores(None)
+        wf = Workflow("pg-calls")
+        wf.add_node(ToolUser(name="tools"))
+        for durability in ("default", "off"):
+            events: list[dict[str, Any]] = []
+            runtime = LocalRuntime(store=runs, observers=[events.append], durability=durability)
+            _, run_id = runtime.execute(wf, parameters={"tools": {"token": TOKEN}})
+            runs.flush()
+            fresh = PostgresStorage(PG_URL, registry_schema=names[0], default_schema=names[1])
+            record = fresh.workspace_stores(None)[1].get_run(run_id)
+            fresh.close()
+            assert record is not None and record.status == "completed"
+            assert [(c["node_id"], c["tool"], c["ok"]) for c in record.calls] == [("tools", "echo", True)]
+            assert record.calls[0]["arguments"]["text"] == "use *** now"
+            assert TOKEN not in json.dumps(record.to_dict())
+    finally:
+        storage.close()
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            for name in names:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
