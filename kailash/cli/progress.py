@@ -19,14 +19,13 @@ a stream run can drive a :class:`StatusLine` with its own text, e.g. events/s).
 from __future__ import annotations
 
 import json
-
 import os
 import sys
 import threading
 import time
 from typing import Any, TextIO
 
-__all__ = ["StatusLine", "RunProgress", "use_colour", "paint", "format_count", "format_elapsed"]
+__all__ = ["StatusLine", "RunProgress", "use_colour", "paint", "format_count", "format_elapsed", "describe_call"]
 
 _CODES = {"red": "31", "green": "32", "yellow": "33", "blue": "34", "dim": "2", "bold": "1"}
 
