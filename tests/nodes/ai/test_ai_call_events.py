@@ -342,3 +342,54 @@ def test_the_calls_reach_a_postgresql_run_store_through_its_run_log():
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             for name in names:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+# -- more places the calls come from and go to ----------------------------------------------------
+
+def test_a_provider_subclass_calling_its_base_is_reported_once(tmp_path):
+    class Cautious(OfflineProvider):
+        def chat(self, messages, **kw):  # type: ignore[no-untyped-def]
+            return super().chat(messages, **kw)
+
+    class Asker(Node):
+        def get_parameters(self) -> dict[str, NodeParameter]:
+            return {}
+
+        def run(self) -> dict[str, Any]:
+            return {"answer": Cautious().chat([ChatMessage(role="user", content="hi")]).content}
+
+    wf = Workflow("subclass")
+    wf.add_node(Asker(name="ask"))
+    events: list[dict[str, Any]] = []
+    LocalRuntime(store=tmp_path / "runs.db", observers=[events.append]).execute(wf)
+    assert [(e["event"], e["node_id"]) for e in calls_of(events)] == [("model_call", "ask")]
+
+
+def test_a_sub_workflows_calls_belong_to_the_node_that_runs_it(tmp_path):
+    from kailash.nodes.logic.workflow import WorkflowNode
+
+    inner = Workflow("inner")
+    inner.add_node(Chatter(name="chat", n=2))
+    wf = Workflow("outer")
+    wf.add_node(WorkflowNode(name="sub", workflow=inner))
+    events: list[dict[str, Any]] = []
+    _, run_id = LocalRuntime(store=tmp_path / "runs.db", observers=[events.append]).execute(wf)
+    assert [e["node_id"] for e in calls_of(events)] == ["sub", "sub"]
+    assert [c["node_id"] for c in reloaded(tmp_path, run_id).calls] == ["sub", "sub"]
+
+
+def test_kailash_run_progress_shows_the_tool_calls(tmp_path):
+    import os
+    import subprocess
+
+    wf = Workflow("cli-agent")
+    wf.add_node(LLMAgentNode(name="agent", prompt="Echo the given text back unchanged, text: from-cli",
+                             mcp_servers=[demo()]))
+    wf.save(tmp_path / "agent.yaml")
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "KAILASH_HOME": str(tmp_path / "home")}
+    proc = subprocess.run([sys.executable, "-m", "kailash.cli", "run", str(tmp_path / "agent.yaml"), "--progress"],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    assert '↳ tool demo.echo {"text": "from-cli"}' in proc.stderr
+    assert "✔ [1/1] agent" in proc.stderr and "(2 model calls, 1 tool call)" in proc.stderr
