@@ -113,6 +113,8 @@ class LiveRun:
         if ev.get("error"):
             ev["error"] = redact(str(ev["error"]), self.secrets)
         kind = ev.get("event")
+        if kind in _CALL_EVENTS and self.secrets:  # an agent's call: its arguments too
+            ev = redact(ev, self.secrets)
         node_id = ev.get("node_id")
         with self._lock:
             if node_id is not None:

@@ -393,3 +393,29 @@ def test_kailash_run_progress_shows_the_tool_calls(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert '↳ tool demo.echo {"text": "from-cli"}' in proc.stderr
     assert "✔ [1/1] agent" in proc.stderr and "(2 model calls, 1 tool call)" in proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["local", "parallel"])
+def test_an_async_nodes_calls_are_attributed_to_it(tmp_path, kind):
+    import asyncio
+
+    from kailash.nodes.base_async import AsyncNode
+
+    class AsyncAsker(AsyncNode):
+        def get_parameters(self) -> dict[str, NodeParameter]:
+            return {}
+
+        async def async_run(self) -> dict[str, Any]:
+            await asyncio.sleep(0.01)
+            answer = OfflineProvider().chat([ChatMessage(role="user", content="hi")])
+            return {"answer": answer.content}
+
+    wf = Workflow("async-agent")
+    wf.add_node(AsyncAsker(name="async_ask"))
+    wf.add_node(Chatter(name="sync_ask", n=1))
+    events: list[dict[str, Any]] = []
+    if kind == "parallel":
+        ParallelRuntime(max_concurrency=2, store=tmp_path / "runs.db", observers=[events.append]).execute_sync(wf)
+    else:
+        LocalRuntime(store=tmp_path / "runs.db", observers=[events.append]).execute(wf)
+    assert sorted(e["node_id"] for e in calls_of(events)) == ["async_ask", "sync_ask"]
