@@ -18,6 +18,10 @@ and stored with the run record (``RunRecord.output``: ``{node_id: text}``), show
   counted and replaced by a ``[output truncated: N more characters]`` line.
 * Redacted: the run's secrets (and URL passwords) are masked when the record is written.
 
+The same run and node lookup tells :mod:`kailash.nodes.calls` which run and node an agent's
+model or tool call belongs to (:func:`following` makes a run with observers but no store
+current for that alone).
+
 Log records are those the logging configuration lets through (a logger's level decides;
 the default is WARNING), formatted ``LEVEL logger: message``. Output written by threads a
 node starts itself (without copying its context) and by Dask workers is not captured.

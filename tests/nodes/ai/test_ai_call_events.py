@@ -419,3 +419,25 @@ def test_an_async_nodes_calls_are_attributed_to_it(tmp_path, kind):
     else:
         LocalRuntime(store=tmp_path / "runs.db", observers=[events.append]).execute(wf)
     assert sorted(e["node_id"] for e in calls_of(events)) == ["async_ask", "sync_ask"]
+
+
+def test_each_call_is_an_event_of_its_nodes_span():
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from kailash.runtime.tracing import OpenTelemetryObserver
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    wf = Workflow("traced-agent")
+    wf.add_node(LLMAgentNode(name="agent", prompt="Echo the given text back unchanged, text: traced",
+                             mcp_servers=[demo()]))
+    LocalRuntime(store=None, observers=[OpenTelemetryObserver(provider)]).execute(wf)
+    span = next(s for s in exporter.get_finished_spans() if s.name == "kailash.node agent")
+    names = [e.name for e in span.events]
+    assert names == ["kailash.model_call", "kailash.tool_call", "kailash.model_call"]
+    tool = span.events[1].attributes
+    assert tool["kailash.server"] == "demo" and tool["kailash.tool"] == "echo" and tool["kailash.ok"] is True
