@@ -295,6 +295,11 @@ def install(app: Any, gw: Any) -> None:
             if live.status != "running":  # what its nodes printed and logged is in the record
                 record = find_record(gw, principal, run_id)
                 d["output"] = _redacted(gw, tenant_id, record.workflow, record.output) if record is not None else {}
+                if record is not None:  # the agents' calls as stored (all of the run's, redacted)
+                    d["calls"] = _redacted(gw, tenant_id, record.workflow, record.calls)
+                    d.pop("calls_truncated", None)
+                    if record.calls_truncated:
+                        d["calls_truncated"] = record.calls_truncated
             return d
         record = find_record(gw, principal, run_id)
         if record is None and gw.runs.worker is not None:  # waiting in the durable queue

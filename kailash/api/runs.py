@@ -26,6 +26,7 @@ from typing import Any
 
 from kailash.api.responses import ApiError
 from kailash.api.tenant_runs import check_tenant_run, scope_of, tenant_security
+from kailash.runtime.engine import CALL_LIMIT
 from kailash.runtime.store import RunRecord, to_json_safe
 from kailash.security.secrets import plain_secret_values, redact, wrap_secrets
 
@@ -33,6 +34,7 @@ __all__ = ["LiveRun", "RunManager", "TERMINAL_EVENTS", "events_from_record", "ne
 
 logger = logging.getLogger("kailash.api")
 TERMINAL_EVENTS = frozenset({"run_completed", "run_failed"})
+_CALL_EVENTS = frozenset({"model_call", "tool_call"})  # an agent's call (kailash.nodes.calls)
 _ids = random.Random(os.urandom(32))
 
 
@@ -77,6 +79,8 @@ class LiveRun:
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._lock = threading.Lock()
         self.metrics: Any = None  # the gateway's GatewayMetrics (kailash.api.metrics): fed each event
+        self.calls: list[dict[str, Any]] = []  # the agents' model and tool calls so far (the record keeps them too)
+        self.calls_truncated = 0
 
     def observe(self, event: dict[str, Any]) -> None:
         """The runtime observer (called in the worker thread).
@@ -109,6 +113,8 @@ class LiveRun:
         if ev.get("error"):
             ev["error"] = redact(str(ev["error"]), self.secrets)
         kind = ev.get("event")
+        if kind in _CALL_EVENTS and self.secrets:  # an agent's call: its arguments too
+            ev = redact(ev, self.secrets)
         node_id = ev.get("node_id")
         with self._lock:
             if node_id is not None:
@@ -121,6 +127,11 @@ class LiveRun:
                     state.update(status="failed", error=ev.get("error"))
                 elif kind == "node_skipped":
                     state.update(status="skipped")
+            if kind in _CALL_EVENTS:
+                if len(self.calls) < CALL_LIMIT:
+                    self.calls.append({k: v for k, v in ev.items() if k not in ("run_id", "ts")})
+                else:
+                    self.calls_truncated += 1
             if kind == "stream_progress":
                 self.stream = {k: ev.get(k) for k in ("events", "failures", "dead_lettered", "events_per_s", "elapsed")}
             if kind in TERMINAL_EVENTS:
@@ -154,6 +165,10 @@ class LiveRun:
                "started_at": self.started_at, "ended_at": self.ended_at,
                "duration": None if self.ended_at is None else self.ended_at - self.started_at,
                "nodes": nodes, "error": self.error, "skipped": list(self.skipped)}
+        with self._lock:
+            out["calls"] = list(self.calls)
+            if self.calls_truncated:
+                out["calls_truncated"] = self.calls_truncated
         if self.streaming:
             out["stream"] = self.stream
         if self.results is not None:
@@ -167,16 +182,23 @@ def events_from_record(record: RunRecord) -> list[dict[str, Any]]:
     """The events of a finished run, rebuilt from its record (for late subscribers)."""
     events: list[dict[str, Any]] = [{"event": "run_started", "run_id": record.run_id, "workflow": record.workflow,
                                      "ts": record.started_at}]
+    calls: dict[Any, list[dict[str, Any]]] = {}  # node -> its agents' calls, replayed before the node's end
+    for call in record.calls:
+        calls.setdefault(call.get("node_id"), []).append({**call, "run_id": record.run_id})
+    events.extend(calls.pop(None, []))
     for n in record.nodes:
         kind = {"completed": "node_completed", "failed": "node_failed", "skipped": "node_skipped"}.get(n.status)
         if kind is None:
             continue
+        events.extend(calls.pop(n.node_id, []))
         ev: dict[str, Any] = {"event": kind, "run_id": record.run_id, "node_id": n.node_id}
         if n.duration is not None:
             ev["duration"] = n.duration
         if n.error:
             ev["error"] = n.error
         events.append(ev)
+    for rest in calls.values():  # calls of nodes without a final status
+        events.extend(rest)
     status = "run_completed" if record.status == "completed" else "run_failed"
     events.append({"event": status, "run_id": record.run_id, "workflow": record.workflow, "error": record.error,
                    "error_node": record.error_node, "ts": record.ended_at})

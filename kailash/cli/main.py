@@ -375,6 +375,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
         for n in run.nodes:
             dur = f"{n.duration * 1000:.2f} ms" if n.duration else ""
             _out(f"  {n.status:<9} {n.node_id:<24} {dur}" + (f"  {n.error}" if n.error else ""))
+        if run.calls:  # the agents' model and tool calls
+            from kailash.cli.progress import describe_call
+
+            _out(f"  calls ({len(run.calls) + run.calls_truncated}):")
+            for call in run.calls:
+                _out(f"    {'ok' if call.get('ok') else 'FAILED':<7}{str(call.get('node_id')):<24} {describe_call(call)}")
+            if run.calls_truncated:
+                _out(f"    [calls truncated: {run.calls_truncated} more not recorded]")
         for node_id, text in run.output.items():  # what each node printed and logged
             _out(f"  output of '{node_id}':")
             for line in text.splitlines():

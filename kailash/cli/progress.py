@@ -18,13 +18,14 @@ a stream run can drive a :class:`StatusLine` with its own text, e.g. events/s).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
 import time
 from typing import Any, TextIO
 
-__all__ = ["StatusLine", "RunProgress", "use_colour", "paint", "format_count", "format_elapsed"]
+__all__ = ["StatusLine", "RunProgress", "use_colour", "paint", "format_count", "format_elapsed", "describe_call"]
 
 _CODES = {"red": "31", "green": "32", "yellow": "33", "blue": "34", "dim": "2", "bold": "1"}
 
@@ -127,6 +128,26 @@ def _width(stream: TextIO) -> int:
     return columns if columns >= 20 else 100  # a pty with no size reports 0
 
 
+def describe_call(call: dict[str, Any]) -> str:
+    """One line for an agent's model or tool call (a run event or an entry of ``RunRecord.calls``)."""
+    ms = call.get("latency_ms")
+    took = f" {format_elapsed(ms / 1000)}" if isinstance(ms, (int, float)) else ""
+    if call.get("event") == "tool_call":
+        args = json.dumps(call.get("arguments") or {}, default=str)
+        text = f"tool {call.get('server')}.{call.get('tool')} {args[:60]}{'...' if len(args) > 60 else ''}{took}"
+        outcome = call.get("outcome")
+        if outcome in ("cached", "rejected"):
+            text += f" ({outcome})"
+    else:
+        text = f"model {call.get('provider')}/{call.get('model')}{took}"
+        pt, ct = call.get("prompt_tokens"), call.get("completion_tokens")
+        if pt is not None or ct is not None:
+            text += f" ({pt or 0}+{ct or 0} tokens)"
+    if call.get("error"):
+        text += f" failed: {str(call['error'])[:120]}"
+    return text
+
+
 class RunProgress:
     """Per-node lines and a live status of the running nodes (a runtime observer).
 
@@ -149,6 +170,7 @@ class RunProgress:
         self._thread: threading.Thread | None = None
         self._previous: Any = None
         self._stream = ""  # a stream run's counts, once it reports them
+        self._calls: dict[str, list[int]] = {}  # node -> [model calls, tool calls] (kailash.nodes.calls)
 
     # -- lifetime -------------------------------------------------------------------------------
     def __enter__(self) -> RunProgress:
@@ -188,15 +210,24 @@ class RunProgress:
                 self.done += 1
                 self._running.pop(node, None)
                 counts = self._counts.pop(node, {})
+                calls = self._calls.pop(node, None)
             if self.nodes:
                 mark = {"node_completed": paint("✔", "green", c), "node_skipped": paint("↷", "dim", c),
                         "node_failed": paint("✘", "red", c)}[kind]
                 extra = f" {format_elapsed(event.get('duration') or 0)}" if kind == "node_completed" else ""
                 if counts:
                     extra += " (" + ", ".join(f"{format_count(n)} {u} {w}" for u, (w, n) in counts.items()) + ")"
+                if calls:
+                    extra += " (" + ", ".join(f"{n} {what}{'' if n == 1 else 's'}" for n, what in
+                                              zip(calls, ("model call", "tool call"), strict=True) if n) + ")"
                 self.out.line(f"  {mark} [{self.done}/{self.total}] {node}{extra}")
             self._redraw(force=True)
 
+        elif kind in ("model_call", "tool_call"):  # an agent's call (kailash.nodes.calls)
+            with self._lock:
+                self._calls.setdefault(node, [0, 0])[kind == "tool_call"] += 1
+            if self.nodes and (kind == "tool_call" or not event.get("ok")):
+                self.out.line(f"    {paint('↳', 'dim', c) if event.get('ok') else paint('✘', 'red', c)} {describe_call(event)}")
         elif kind == "stream_started":
             self.out.line(f"  ≋ streaming from '{event.get('source')}' (Ctrl-C stops after the event in flight)")
         elif kind == "stream_progress":  # a stream run's live counts: the status line

@@ -18,6 +18,10 @@ and stored with the run record (``RunRecord.output``: ``{node_id: text}``), show
   counted and replaced by a ``[output truncated: N more characters]`` line.
 * Redacted: the run's secrets (and URL passwords) are masked when the record is written.
 
+The same run and node lookup tells :mod:`kailash.nodes.calls` which run and node an agent's
+model or tool call belongs to (:func:`following` makes a run with observers but no store
+current for that alone).
+
 Log records are those the logging configuration lets through (a logger's level decides;
 the default is WARNING), formatted ``LEVEL logger: message``. Output written by threads a
 node starts itself (without copying its context) and by Dask workers is not captured.
@@ -32,7 +36,9 @@ import threading
 from types import CodeType, FrameType
 from typing import Any
 
-__all__ = ["LIMIT", "RUN_LIMIT", "RunOutput", "capturing", "stop", "release", "register_node_frames"]
+from kailash.nodes import calls
+
+__all__ = ["LIMIT", "RUN_LIMIT", "RunOutput", "capturing", "following", "stop", "release", "register_node_frames"]
 
 #: characters kept per node and run; more is counted and reported as truncated
 LIMIT = 64 * 1024
@@ -144,6 +150,8 @@ def _keep(text: str, frame: FrameType | None) -> None:
     if run is None or frame is None:
         return
     rec = run.recorder
+    if rec.store is None:  # followed for its agent calls only (see following)
+        return
     out = rec.output
     node_id = out.frames.get(frame) if out is not None else None  # a print loop: the same frame again
     if node_id is None:
@@ -233,6 +241,25 @@ def release() -> None:
         if _factory_in and logging.getLogRecordFactory() is _make_record:
             logging.setLogRecordFactory(_factory_in[-1])
             _factory_in.clear()
+
+
+def _current_call() -> tuple[Any, str | None] | None:
+    """``(recorder, node_id)`` of the run and node calling a model or tool here (see
+    :mod:`kailash.nodes.calls`; ``node_id`` None when no node of the run is on the stack), or
+    None outside a run."""
+    run = _RUN.get()
+    if run is None:
+        return None
+    return (run.recorder, _node_of(run, sys._getframe(2)))
+
+
+calls.set_finder(_current_call)
+
+
+def following(run: Any) -> Any:
+    """Make ``run`` current without capturing output (a run with observers and no store: its
+    agents' model and tool calls still reach the observers); returns a token for :func:`stop`."""
+    return _RUN.set(run)
 
 
 def capturing(run: Any) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from os import urandom
 from typing import Any
 
 from kailash.errors import KailashError, NodeExecutionError
+from kailash.nodes.calls import shorten
 from kailash.runtime import tracing
 from kailash.runtime.store import (
     NodeRecords,
@@ -34,10 +36,14 @@ from kailash.runtime.store import (
 from kailash.runtime.types import RecordOutputs, RunId
 from kailash.security.secrets import known_secret_values, note_secrets, redact, secrets_for_run
 
-__all__ = ["RunContext", "RunRecorder", "RuntimeDoor", "WorkflowResults", "Observer", "resolve_store", "new_run_id",
+__all__ = ["CALL_LIMIT", "RunContext", "RunRecorder", "RuntimeDoor", "WorkflowResults", "Observer", "resolve_store", "new_run_id",
            "fail_run", "check_durability"]
 
 Observer = Callable[[dict[str, Any]], None]
+
+#: agent calls (model and tool calls, :mod:`kailash.nodes.calls`) kept in one run's record; more are counted
+CALL_LIMIT = 1000
+_calls_lock = threading.Lock()
 
 
 class WorkflowResults(dict[str, dict[str, Any]]):
@@ -172,7 +178,7 @@ class RunRecorder:
 
     __slots__ = ("workflow", "run_id", "store", "observers", "parameters", "started_at", "t0", "_rows", "skipped",
                  "record_outputs", "runtime_name", "tenant", "parent_run_id", "secrets", "results", "log", "strict",
-                 "output", "plan", "final", "ended_at")
+                 "output", "plan", "final", "ended_at", "calls")
 
     def __init__(self, workflow: str, run_id: RunId, store: RunStore | None, observers: list[Observer] | None,
                  parameters: dict[str, Any] | None, *, record_outputs: RecordOutputs | str = "failed",
@@ -199,6 +205,7 @@ class RunRecorder:
         self.results: dict[str, Any] | None = None  # the run's outputs (the scheduler's Run sets it): for the log
         self.output: Any = None  # what nodes printed and logged (kailash.runtime.capture, on the first write)
         self.plan: Any = None  # the compiled plan, when the runtime gives it: node types for observers
+        self.calls: list[Any] | None = None  # the agents' model and tool calls: [entries, dropped] (agent_call)
         # durable runs are written ahead (kailash.runtime.runlog): running row, then node by node;
         # a SQLite store's runs, durable or not, end through its log's writer thread too
         log = getattr(store, "run_log", None)
@@ -224,6 +231,35 @@ class RunRecorder:
                 obs(event)
             except Exception:  # an observer must never break a run
                 pass
+
+    def agent_call(self, event: dict[str, Any]) -> None:
+        """A model or tool call made by one of the run's nodes (:mod:`kailash.nodes.calls`): a run
+        event for the observers and an entry of the record (the first :data:`CALL_LIMIT`; the
+        rest are counted), with the run's secrets masked and long arguments cut."""
+        event = shorten(self.secrets.redact(event))
+        calls = self.calls
+        if calls is None:
+            with _calls_lock:
+                calls = self.calls
+                if calls is None:
+                    calls = self.calls = [[], 0]
+        entry = {k: v for k, v in event.items() if k != "run_id"}
+        with _calls_lock:  # the nodes of a parallel run call from several threads
+            if len(calls[0]) < CALL_LIMIT:
+                calls[0].append(entry)
+            else:
+                calls[1] += 1
+        if self.observers:
+            self.emit(event)
+
+    def _calls_extra(self) -> dict[str, Any]:
+        """The record's ``calls`` (and ``calls_truncated``: how many more were made), redacted again
+        with every secret the run has come to know."""
+        entries, dropped = self.calls  # type: ignore[misc]
+        out: dict[str, Any] = {"calls": to_json_safe(self.secrets.redact(list(entries)))}
+        if dropped:
+            out["calls_truncated"] = dropped
+        return out
 
     @property
     def nodes(self) -> NodeRecords:
@@ -299,7 +335,7 @@ class RunRecorder:
             return
         keep = self.record_outputs == "always" or (self.record_outputs == "failed" and status == "failed")
         log = self.final
-        if log is not None and self.output is None:  # compact: the log's writer packs the node rows and writes the row
+        if log is not None and self.output is None and self.calls is None:  # compact: the log's writer packs the node rows and writes the row
             if not (keep or self.parameters) and error is None and self.tenant is None and self.parent_run_id is None:
                 log.end((self.run_id, self.workflow, status, self.started_at, ended, self._rows, self.t0,
                          self.runtime_name), now=self.strict)
@@ -319,7 +355,8 @@ class RunRecorder:
             outputs=to_json_safe(self.secrets.redact(dict(results))) if keep else None,
             parameters=to_json_safe(self.secrets.redact(self.parameters)) if self.parameters else None,
             runtime=self.runtime_name, tenant=self.tenant, parent_run_id=self.parent_run_id,
-            extra={"output": self.output.finish(self.secrets)} if self.output is not None else {},
+            extra={**({"output": self.output.finish(self.secrets)} if self.output is not None else {}),
+                   **(self._calls_extra() if self.calls is not None else {})},
         )
         if log is not None:  # durable, or a SQLite store's run: through the log's writer
             log.end(record, now=self.strict or status == "failed")

@@ -279,7 +279,8 @@ def run_inline(run: Run, executor: InlineExecutor = INLINE) -> WorkflowResults:
     The hot path: a direct node is called here without a further function call.
     """
     token = make_current(run.recorder.secrets)  # the run's secrets, for redacting its errors
-    cap = capture.capturing(run) if run.recorder.store is not None else None  # nodes' print/log output
+    rec = run.recorder  # recorded: nodes' print/log output; observed: agents' calls (kailash.nodes.calls)
+    cap = capture.capturing(run) if rec.store is not None else capture.following(run) if rec.observers else None
     try:
         return _walk_inline(run, executor)
     finally:
@@ -398,7 +399,8 @@ async def run_concurrent(run: Run, executor: ConcurrentExecutor) -> WorkflowResu
     recorded, so a resume does not redo them), then the first failure is raised.
     """
     token = make_current(run.recorder.secrets)  # in this task's context: the run's secrets
-    cap = capture.capturing(run) if run.recorder.store is not None else None  # nodes' print/log output
+    rec = run.recorder  # recorded: nodes' print/log output; observed: agents' calls (kailash.nodes.calls)
+    cap = capture.capturing(run) if rec.store is not None else capture.following(run) if rec.observers else None
     try:
         return await _walk_concurrent(run, executor)
     finally:

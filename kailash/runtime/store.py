@@ -139,6 +139,21 @@ class RunRecord:
         out = self.extra.get("output")
         return out if isinstance(out, dict) else {}
 
+    @property
+    def calls(self) -> list[dict[str, Any]]:
+        """The model and tool calls the run's agents made, in order: ``{"event": "model_call" |
+        "tool_call", "node_id", "latency_ms", "ok", "error"?...}`` (see :mod:`kailash.nodes.calls`;
+        secrets masked, the first :data:`~kailash.runtime.engine.CALL_LIMIT`: ``calls_truncated``
+        counts the rest). Empty when no agent called anything."""
+        out = self.extra.get("calls")
+        return out if isinstance(out, list) else []
+
+    @property
+    def calls_truncated(self) -> int:
+        """How many more calls were made than :attr:`calls` holds (0: all of them)."""
+        n = self.extra.get("calls_truncated")
+        return n if isinstance(n, int) else 0
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id, "workflow": self.workflow, "status": self.status,
@@ -146,7 +161,9 @@ class RunRecord:
             "nodes": [n.to_dict() for n in self.nodes], "error": self.error, "error_node": self.error_node,
             "outputs": self.outputs, "parameters": self.parameters, "tenant": self.tenant,
             "runtime": self.runtime, "parent_run_id": self.parent_run_id, "output": self.output,
-            **({"extra": extra} if (extra := {k: v for k, v in self.extra.items() if k != "output"}) else {}),
+            "calls": self.calls, **({"calls_truncated": n} if (n := self.calls_truncated) else {}),
+            **({"extra": extra} if (extra := {k: v for k, v in self.extra.items()
+                                              if k not in ("output", "calls", "calls_truncated")}) else {}),
         }
 
 

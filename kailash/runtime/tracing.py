@@ -76,6 +76,14 @@ class OpenTelemetryObserver:
             if kind == "node_failed":
                 self._fail(span, event.get("error"))
             span.end()
+        elif kind in ("model_call", "tool_call"):  # an agent's call (kailash.nodes.calls): an event of its node's span
+            with self._lock:
+                span = self._nodes.get((run_id, str(event.get("node_id"))))
+            if span is not None:
+                span.add_event(f"kailash.{kind}", attributes={
+                    f"kailash.{k}": v for k in ("provider", "model", "server", "tool", "operation", "outcome", "ok",
+                                                "error", "latency_ms", "prompt_tokens", "completion_tokens")
+                    if isinstance(v := event.get(k), (str, bool, int, float))})
         elif kind in ("run_completed", "run_failed"):
             with self._lock:
                 span = self._runs.pop(run_id, None)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kailash.errors import KailashError
+from kailash.nodes import calls
 from kailash.nodes.ai._schema import schema_problems
 from kailash.nodes.ai._text import keywords
 from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ModelProvider, ProviderError, ToolSpec
@@ -152,6 +153,7 @@ class ToolBox:
                              error=f"{self.owner}: the model asked for unknown tool {name!r}; "
                                    f"available: {', '.join(sorted(self._route)) or 'none'}")
             self.records.append(rec)
+            calls.tool_outcome(rec.server, name, arguments, "rejected", rec.error)  # never sent: reported here
             return rec
         cfg, tool = self._route[name]
         spec = self.spec(name)
@@ -162,6 +164,7 @@ class ToolBox:
                                    f"not fit the tool's input schema: {'; '.join(problems)[:400]}; expected "
                                    f"{json.dumps((spec.input_schema if spec else {}), default=str)[:300]}")
             self.records.append(rec)
+            calls.tool_outcome(cfg.name, tool, arguments, "rejected", rec.error)
             return rec
         key = tool_cache_key(cfg, tool, arguments)
         start = time.perf_counter()
@@ -171,6 +174,7 @@ class ToolBox:
                 rec = ToolRecord(server=cfg.name, tool=tool, arguments=arguments, ok=True, cached=True,
                                  result=hit["data"], duration=time.perf_counter() - start)
                 self.records.append(rec)
+                calls.tool_outcome(cfg.name, tool, arguments, "cached")
                 return rec
         try:
             out = call_tool(cfg, tool, arguments, timeout=self.timeout, connect_timeout=self.connect_timeout,

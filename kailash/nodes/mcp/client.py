@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kailash.errors import NodeConfigurationError
+from kailash.errors import KailashError, NodeConfigurationError
+from kailash.nodes import calls
 from kailash.nodes.base import Node, NodeParameter, register_node
 from kailash.nodes.capabilities import require
 from kailash.nodes.mcp._sessions import get_pool, require_mcp
@@ -125,11 +126,20 @@ def call_tool(server: Any, tool_name: str, arguments: dict[str, Any] | None = No
     async def body(session: Any) -> Any:
         return await session.call_tool(tool_name, dict(arguments or {}), read_timeout_seconds=timeout)
 
-    result = _run(cfg, "call_tool", body, timeout=timeout, connect_timeout=connect_timeout, owner=owner, tool=tool_name)
+    report = calls.tool_call(cfg.name, tool_name, arguments) if calls._finder is not None else None  # run event
+    try:
+        result = _run(cfg, "call_tool", body, timeout=timeout, connect_timeout=connect_timeout, owner=owner,
+                      tool=tool_name)
+    except BaseException as exc:
+        if report is not None:
+            report.done(False, str(exc) if isinstance(exc, KailashError) else f"{type(exc).__name__}: {exc}")
+        raise
     content = [_block(b) for b in result.content or []]
     text = "\n".join(b["text"] for b in content if b.get("type") == "text")
     out = {"result": _value(result.structured_content, text), "content": content, "text": text,
            "is_error": bool(result.is_error), "server": cfg.name, "tool_name": tool_name}
+    if report is not None:
+        report.done(not result.is_error, f"the tool reported an error: {text[:500]}" if result.is_error else None)
     if result.is_error and raise_on_error:
         raise MCPToolError(
             f"{_prefix(owner)}MCP tool {tool_name!r} on server {cfg.describe()} failed: {text[:500]}",

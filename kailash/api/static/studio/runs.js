@@ -2,10 +2,10 @@
 //
 // This module owns the runs dialog only. The list is GET /runs (filters workflow, status,
 // since; a page at a time through next_cursor); the detail is GET /runs/{id}: status,
-// timings, a per-node timeline (Gantt), what each node printed and logged, the error and
-// the results. "Re-run from the failed node" is POST /runs/{id}/resume: the nodes the run
-// finished are reused, the failed one and what follows run again. Text from the server is
-// set with textContent, never as HTML.
+// timings, a per-node timeline (Gantt), what each node printed and logged and its agents'
+// model and tool calls, the error and the results. "Re-run from the failed node" is
+// POST /runs/{id}/resume: the nodes the run finished are reused, the failed one and what
+// follows run again. Text from the server is set with textContent, never as HTML.
 
 const $ = (sel) => document.querySelector(sel);
 const PAGE = 25;
@@ -224,18 +224,23 @@ export class RunsPanel {
 
   renderNodes(rec) {
     const output = rec.output || {};
+    const calls = {};  // node id -> its agents' model and tool calls
+    for (const c of rec.calls || []) (calls[c.node_id] ||= []).push(c);
     const body = $("#run-detail-nodes");
     body.replaceChildren();
     for (const n of rec.nodes || []) {
       const id = n.node_id || n.id;
       const tr = el("tr");
       tr.dataset.nodeId = id;
+      const mine = calls[id] || [];
       tr.append(
         el("td", { className: "mono", textContent: id }),
         el("td", { className: `status status-${n.status}`, textContent: n.status }),
         el("td", { className: "num", textContent: fmtDuration(n.duration) }),
         el("td", {}, n.error ? el("div", { className: "error-text", textContent: n.error }) : null,
-          output[id] ? el("pre", { className: "node-output mono", textContent: output[id] }) : null),
+          output[id] ? el("pre", { className: "node-output mono", textContent: output[id] }) : null,
+          mine.length ? el("ul", { className: "node-calls mono" }, ...mine.map((c) => el("li", {
+            className: c.ok ? "" : "error-text", textContent: describeCall(c) }))) : null),
       );
       body.append(tr);
     }
@@ -256,4 +261,19 @@ export class RunsPanel {
       btn.disabled = false;
     }
   }
+}
+
+// One line for an agent's model or tool call (an entry of the run's `calls`).
+function describeCall(c) {
+  const took = c.latency_ms != null ? ` ${fmtDuration(c.latency_ms / 1000)}` : "";
+  let text;
+  if (c.event === "tool_call") {
+    const args = JSON.stringify(c.arguments || {});
+    text = `tool ${c.server}.${c.tool} ${args.length > 60 ? `${args.slice(0, 60)}…` : args}${took}`;
+    if (c.outcome === "cached" || c.outcome === "rejected") text += ` (${c.outcome})`;
+  } else {
+    text = `model ${c.provider}/${c.model}${took}`;
+    if (c.prompt_tokens != null || c.completion_tokens != null) text += ` (${c.prompt_tokens || 0}+${c.completion_tokens || 0} tokens)`;
+  }
+  return c.error ? `${text} failed: ${String(c.error).slice(0, 160)}` : text;
 }

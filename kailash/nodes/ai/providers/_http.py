@@ -19,7 +19,7 @@ import os
 import threading
 from typing import Any
 
-from kailash.nodes.ai.providers.base import ProviderError
+from kailash.nodes.ai.providers.base import BaseProvider, ProviderError
 from kailash.nodes.api._transport import DEFAULT_MAX_RESPONSE_BYTES
 from kailash.security.secrets import Secret, redact, reveal
 
@@ -29,7 +29,7 @@ __all__ = ["HTTPProvider", "post_json", "require_httpx", "function_tool_calls", 
 DEFAULT_RETRIES = 2  # as the vendors' own SDKs do
 
 
-class HTTPProvider:
+class HTTPProvider(BaseProvider):
     """What every remote provider holds: model, base URL, optional key (as a Secret), timeout.
 
     Subclasses set ``name`` and ``path`` (appended to the base URL) and implement ``chat``.

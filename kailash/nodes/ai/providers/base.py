@@ -3,8 +3,11 @@
 Every provider (offline, OpenAI-compatible, Ollama, Anthropic) turns a list of
 :class:`ChatMessage` plus optional :class:`ToolSpec` into one :class:`ChatResponse`.
 The value objects here are frozen dataclasses; providers translate them to and from
-their wire format. This module imports nothing beyond the standard library and
-``kailash.errors`` and must not do I/O.
+their wire format. :class:`BaseProvider` is the base of the built-in providers: every
+``chat``, ``structured`` and ``stream`` call of a subclass is reported to the run in
+progress (:mod:`kailash.nodes.calls`: a ``model_call`` run event and an entry of the run
+record). This module imports nothing beyond the standard library, ``kailash.errors`` and
+``kailash.nodes.calls`` and must not do I/O.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from kailash.errors import NodeConfigurationError, NodeExecutionError
+from kailash.nodes.calls import model_call
 
 __all__ = [
+    "BaseProvider",
     "ChatMessage",
     "ChatResponse",
     "ModelProvider",
@@ -181,6 +186,23 @@ class ModelProvider(Protocol):
     ) -> ChatResponse:
         """Answer the conversation; raise :class:`ProviderError` on failure."""
         ...
+
+
+class BaseProvider:
+    """The base of providers: each call of ``chat``, ``structured`` or ``stream`` a subclass
+    defines is reported to the run in progress as a ``model_call`` (provider, model, tokens,
+    latency, outcome; never the prompt). Outside a run nothing is reported.
+
+    A provider that does not derive from this class still works everywhere; its calls are
+    just not reported.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for op in ("chat", "structured", "stream"):
+            fn = cls.__dict__.get(op)
+            if callable(fn):
+                setattr(cls, op, model_call(fn, op))
 
 
 def parse_arguments(raw: Any, *, provider: str, tool: str) -> dict[str, Any]:

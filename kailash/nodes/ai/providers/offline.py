@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kailash.nodes.ai._text import STOPWORDS, keywords, sentences, stem, stems, tokens
-from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ToolCall, ToolSpec
+from kailash.nodes.ai.providers.base import BaseProvider, ChatMessage, ChatResponse, ToolCall, ToolSpec
 
 __all__ = ["OfflineProvider"]
 
@@ -34,7 +34,7 @@ _FREE_TEXT = ("query", "question", "text", "prompt", "topic", "search", "descrip
               "subject", "keywords", "q")
 
 
-class OfflineProvider:
+class OfflineProvider(BaseProvider):
     """Deterministic stand-in for a language model.
 
     Args:
