@@ -47,7 +47,8 @@ def parallel_sources(url: str) -> dict[str, float]:
         wf = Workflow("three_sources")
         for i in (1, 2, 3):
             wf.add_node(f"source{i}", AsyncHTTPRequestNode(config={"url": f"{url}/slow?delay=0.3&source={i}"}))
-        wf.add_node("merger", AsyncMergeNode(config={"merge_strategy": "dict_merge", "wait_for_all": True}))
+        wf.add_node("merger", AsyncMergeNode(config={"merge_strategy": "dict_merge", "wait_for_all": True,
+                                                     "on_conflict": "last"}))  # each answer names its source
         for i in (1, 2, 3):
             wf.connect(f"source{i}", "merger")
         return wf
