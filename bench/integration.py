@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,33 +29,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench._servers import served  # noqa: E402
+
 __all__ = ["main"]
 
 REQUESTS = 600
 IN_FLIGHT = 20
 REPEATS = 7
-
-_SERVER = """
-import sys, threading
-sys.path.insert(0, {root!r})
-from tests.servers.fixtures import start_http_server
-server, stop = start_http_server()
-print(server.url, flush=True)
-sys.stdin.read()
-stop()
-"""
-
-
-def start_server() -> tuple[str, subprocess.Popen[str]]:
-    proc = subprocess.Popen([sys.executable, "-c", _SERVER.format(root=str(ROOT))], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    if not url.startswith("http"):
-        proc.kill()
-        raise RuntimeError("the benchmark server did not start")
-    return url, proc
-
 
 def parallel_sources(url: str) -> dict[str, float]:
     from kailash.nodes.api import AsyncHTTPRequestNode
@@ -68,7 +47,8 @@ def parallel_sources(url: str) -> dict[str, float]:
         wf = Workflow("three_sources")
         for i in (1, 2, 3):
             wf.add_node(f"source{i}", AsyncHTTPRequestNode(config={"url": f"{url}/slow?delay=0.3&source={i}"}))
-        wf.add_node("merger", AsyncMergeNode(config={"merge_strategy": "dict_merge", "wait_for_all": True}))
+        wf.add_node("merger", AsyncMergeNode(config={"merge_strategy": "dict_merge", "wait_for_all": True,
+                                                     "on_conflict": "last"}))  # each answer names its source
         for i in (1, 2, 3):
             wf.connect(f"source{i}", "merger")
         return wf
@@ -197,16 +177,11 @@ def main() -> int:
     """Print the integration benchmark table; return 1 if a target is missed."""
     with tempfile.TemporaryDirectory(prefix="kailash-bench-") as home:
         os.environ["KAILASH_HOME"] = home
-        url, proc = start_server()
-        try:
+        with served("start_http_server", "http") as url:
             sources = parallel_sources(url)
             a_bare, a_node = asyncio.run(_async_rates(url))
             s_bare, s_node = _sync_rates(url)
             m_bare, m_node = asyncio.run(_in_memory_cost())
-        finally:
-            assert proc.stdin is not None
-            proc.stdin.close()
-            proc.wait(timeout=10)
     a_over = (a_node.cpu_us / a_bare.cpu_us - 1) * 100
     s_over = (s_node.cpu_us / s_bare.cpu_us - 1) * 100
     rows = [

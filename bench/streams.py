@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,32 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench._servers import served  # noqa: E402
+
 __all__ = ["main"]
 
 EVENTS = 20_000
 REPEATS = 3
-
-_SERVER = """
-import sys
-sys.path.insert(0, {root!r})
-from tests.servers.fixtures import start_ws_server
-server, stop = start_ws_server()
-print(server.url, flush=True)
-sys.stdin.read()
-stop()
-"""
-
-
-def start_server() -> tuple[str, subprocess.Popen[str]]:
-    proc = subprocess.Popen([sys.executable, "-c", _SERVER.format(root=str(ROOT))], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    if not url.startswith("ws://"):
-        proc.kill()
-        raise RuntimeError(f"the websocket server did not start: {url!r}")
-    return url, proc
-
 
 async def _plain(url: str, out: Any) -> float:
     """Events per second of a bare websockets client doing the same work."""
@@ -99,10 +78,9 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="kailash-bench-") as home:
         os.environ["KAILASH_HOME"] = home
-        url, proc = start_server()
-        stream_url = f"{url}/events?count={EVENTS}"
-        sink = open(os.path.join(home, "sink.txt"), "w", encoding="utf-8")  # noqa: SIM115
-        try:
+        with (served("start_ws_server", "ws://") as url,
+              open(os.path.join(home, "sink.txt"), "w", encoding="utf-8") as sink):
+            stream_url = f"{url}/events?count={EVENTS}"
             wf = _workflow(stream_url)
             _stream(LocalRuntime(store=None), wf, sink)  # warm: imports, compiled code
             parallel_rt = ParallelRuntime()
@@ -117,11 +95,6 @@ def main() -> int:
             finally:
                 parallel_rt.close()
             assert local is not None and par is not None
-        finally:
-            sink.close()
-            assert proc.stdin is not None
-            proc.stdin.close()
-            proc.wait(timeout=10)
     ratio = local["events_per_s"] / plain
     rows = [
         ("websocket → PythonCodeNode → sink, LocalRuntime", f"{local['events_per_s']:,.0f} events/s",

@@ -21,7 +21,10 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kailash.errors import KailashError
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_ENVIRONMENT", "EXIT_INTERNAL"]
 
@@ -137,6 +140,49 @@ def _failure_json(exc: BaseException, run_id: str | None, code: int) -> None:
                      "error": error}, indent=2))
 
 
+def _error(args: argparse.Namespace, exc: BaseException, code: int, run_id: str | None = None) -> int:
+    """Report ``exc`` (one ``error:`` line; the failure JSON with ``--json``) and return ``code``."""
+    if args.json:
+        _failure_json(exc, run_id, code)
+    _err(f"error: {exc}")
+    return code
+
+
+def _failed(args: argparse.Namespace, runtime: Any, exc: KailashError) -> int:
+    """Report a run (or resume) that raised ``exc``: exit 1 if a run was recorded (it failed), else 2."""
+    code = _error(args, exc, EXIT_USAGE if exc.run_id is None else EXIT_FAILED, exc.run_id)
+    if exc.run_id:
+        _err(f"run {exc.run_id} recorded as failed{_ran(runtime, exc.run_id)}; see `kailash runs {exc.run_id}`")
+    return code
+
+
+def _completed(args: argparse.Namespace, wf: Any, runtime: Any, run_id: str, results: Any, elapsed: float,
+               resumed: str | None = None) -> int:
+    """Print a finished run (resumed from run ``resumed``): its recorded time and node count, each node's result."""
+    if args.json:
+        from kailash.runtime.store import to_json_safe
+
+        head = {"run_id": run_id, **({"resumed": resumed} if resumed else {})}
+        _out(json.dumps({**head, "status": "completed", "results": to_json_safe(dict(results))}, indent=2))
+        return 0
+    from kailash.cli.progress import format_elapsed, paint, use_colour
+
+    done = paint("completed", "green", use_colour(sys.stdout))
+    record = _recorded(runtime, run_id)
+    if record is not None and record.duration is not None:
+        elapsed = record.duration  # the one definition `kailash runs` shows
+    count = f", {len(record.nodes)} nodes" if record is not None else ""
+    how = f"resumed from run {resumed} and {done}" if resumed else done
+    _out(f"workflow '{wf.name}' {how} in {format_elapsed(elapsed)}{count} (run {run_id})")
+    summary = getattr(results, "stream", None)
+    if summary is not None:
+        _out(f"  stream stopped by {summary['stopped_by']}: {summary['events']} events, {summary['failures']} failures, "
+             f"{summary['dead_lettered']} dead-lettered, {summary['events_per_s']:,.1f} events/s")
+    for node_id in wf.nodes:
+        _out(f"  {node_id}: {_summarise(results[node_id]) if node_id in results else 'skipped'}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from kailash.errors import KailashError
     from kailash.runtime import LocalRuntime
@@ -146,10 +192,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         wf = Workflow.load(args.file)
         params = _parameters(args)
     except (KailashError, ValueError, OSError) as exc:
-        if args.json:
-            _failure_json(exc, None, EXIT_USAGE)
-        _err(f"error: {exc}")
-        return EXIT_USAGE
+        return _error(args, exc, EXIT_USAGE)
     progress = _progress(args, len(wf.nodes))
     stream: dict[str, Any] = {}
     if args.max_events is not None:
@@ -173,10 +216,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             _err(f"error: {exc}")
             return EXIT_ENVIRONMENT
         except KailashError as exc:  # unreachable scheduler, or a malformed address
-            if args.json:
-                _failure_json(exc, None, EXIT_ENVIRONMENT)
-            _err(f"error: {exc}")
-            return EXIT_ENVIRONMENT
+            return _error(args, exc, EXIT_ENVIRONMENT)
         _err(f"runtime: DaskRuntime at {address}")
     else:
         runtime = LocalRuntime(observers=[progress])  # the default: silent (errors stay one line)
@@ -186,38 +226,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             results, run_id = (runtime.execute(wf, parameters=params) if address
                                else runtime.execute(wf, parameters=params, stream=stream or None))
     except KailashError as exc:
-        code = EXIT_USAGE if exc.run_id is None else EXIT_FAILED
-        if args.json:
-            _failure_json(exc, exc.run_id, code)
-        _err(f"error: {exc}")
-        if exc.run_id:
-            _err(f"run {exc.run_id} recorded as failed{_ran(runtime, exc.run_id)}; see `kailash runs {exc.run_id}`")
-        return code
+        return _failed(args, runtime, exc)
     finally:
         if address:
             runtime.close()
-    elapsed = _run_duration(runtime, run_id, time.perf_counter() - t0)
-    if args.json:
-        from kailash.runtime.store import to_json_safe
-
-        _out(json.dumps({"run_id": run_id, "status": "completed", "results": to_json_safe(dict(results))}, indent=2))
-        return 0
-    from kailash.cli.progress import format_elapsed, paint, use_colour
-
-    done = paint("completed", "green", use_colour(sys.stdout))
-    nodes = _recorded(runtime, run_id)
-    count = f", {len(nodes.nodes)} nodes" if nodes is not None else ""
-    _out(f"workflow '{wf.name}' {done} in {format_elapsed(elapsed)}{count} (run {run_id})")
-    summary = getattr(results, "stream", None)
-    if summary is not None:
-        _out(f"  stream stopped by {summary['stopped_by']}: {summary['events']} events, {summary['failures']} failures, "
-             f"{summary['dead_lettered']} dead-lettered, {summary['events_per_s']:,.1f} events/s")
-    for node_id in wf.nodes:
-        if node_id in results:
-            _out(f"  {node_id}: {_summarise(results[node_id])}")
-        else:
-            _out(f"  {node_id}: skipped")
-    return 0
+    return _completed(args, wf, runtime, run_id, results, time.perf_counter() - t0)
 
 
 def _recorded(runtime: Any, run_id: str) -> Any:
@@ -229,12 +242,6 @@ def _recorded(runtime: Any, run_id: str) -> Any:
         return store.get_run(run_id)
     except Exception:
         return None
-
-
-def _run_duration(runtime: Any, run_id: str, fallback: float) -> float:
-    """The run's duration as recorded (the one definition ``kailash runs`` shows), else ``fallback``."""
-    record = _recorded(runtime, run_id)
-    return record.duration if record is not None and record.duration is not None else fallback
 
 
 def _ran(runtime: Any, run_id: str) -> str:
@@ -257,33 +264,16 @@ def cmd_resume(args: argparse.Namespace) -> int:
         wf = Workflow.load(args.file)
         params = _parameters(args) if (args.param or args.params_file) else None
     except (KailashError, ValueError, OSError) as exc:
-        if args.json:
-            _failure_json(exc, None, EXIT_USAGE)
-        _err(f"error: {exc}")
-        return EXIT_USAGE
+        return _error(args, exc, EXIT_USAGE)
     progress = _progress(args, len(wf.nodes))
     runtime = LocalRuntime(observers=[progress])
+    t0 = time.perf_counter()
     try:
         with progress:
             results, run_id = runtime.resume(args.run_id, wf, parameters=params, rerun=args.rerun or None)
     except KailashError as exc:
-        code = EXIT_USAGE if exc.run_id is None else EXIT_FAILED
-        if args.json:
-            _failure_json(exc, exc.run_id, code)
-        _err(f"error: {exc}")
-        if exc.run_id:
-            _err(f"run {exc.run_id} recorded as failed; see `kailash runs {exc.run_id}`")
-        return code
-    if args.json:
-        from kailash.runtime.store import to_json_safe
-
-        _out(json.dumps({"run_id": run_id, "resumed": args.run_id, "status": "completed",
-                         "results": to_json_safe(dict(results))}, indent=2))
-        return 0
-    _out(f"workflow '{wf.name}' resumed from run {args.run_id} and completed (run {run_id})")
-    for node_id in wf.nodes:
-        _out(f"  {node_id}: {_summarise(results[node_id]) if node_id in results else 'skipped'}")
-    return 0
+        return _failed(args, runtime, exc)
+    return _completed(args, wf, runtime, run_id, results, time.perf_counter() - t0, resumed=args.run_id)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -254,48 +254,26 @@ class PolicyState:
 
     def call(self, node: Node, inputs: dict[str, Any], ctx: Any, events: Events | None = None) -> dict[str, Any]:
         """Call ``node`` (sync) under this policy; ``events`` collects state changes for replay."""
-        gen = self._steps(node, inputs, events)
-        send: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                op, arg = gen.throw(error) if error is not None else gen.send(send)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            send, error = None, None
-            if op == "sleep":
-                time.sleep(arg or 0.0)
-                continue
-            try:
-                send = attempt_sync(node, inputs, ctx, arg)
-            except Exception as exc:
-                error = exc
-            except BaseException:  # KeyboardInterrupt, a cancelled thread: no outcome to record
-                gen.close()
-                raise
+        walk = _Walk(self._steps(node, inputs, events))
+        for op, arg in walk:
+            with walk:
+                if op == "sleep":
+                    time.sleep(arg or 0.0)
+                else:
+                    walk.send = attempt_sync(node, inputs, ctx, arg)
+        return walk.result
 
     async def acall(self, node: Node, inputs: dict[str, Any], ctx: Any, executor: Any = None,
                     events: Events | None = None) -> dict[str, Any]:
         """Await ``node`` under this policy: async nodes on the loop, sync ones in ``executor``."""
-        gen = self._steps(node, inputs, events)
-        send: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                op, arg = gen.throw(error) if error is not None else gen.send(send)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            send, error = None, None
-            try:
+        walk = _Walk(self._steps(node, inputs, events))
+        for op, arg in walk:
+            with walk:
                 if op == "sleep":
                     await asyncio.sleep(arg or 0.0)
-                    continue
-                send = await attempt_async(node, inputs, ctx, arg, executor)
-            except Exception as exc:
-                error = exc
-            except BaseException:  # CancelledError: the trial (if it was one) ends with no outcome
-                gen.close()
-                raise
+                else:
+                    walk.send = await attempt_async(node, inputs, ctx, arg, executor)
+        return walk.result
 
     def replay(self, events: Events) -> None:
         """Apply state changes recorded by a copy of this state (on a Dask worker) to this one."""
@@ -304,6 +282,44 @@ class PolicyState:
                 self.breaker.record(ev[1], ev[2])
             elif ev[0] == "cache" and self.cache is not None:
                 self.cache.put(ev[1], ev[2])
+
+
+class _Walk:
+    """A walk of :meth:`PolicyState._steps`, for a sync or an async driver (they differ only in how they wait).
+
+    Iterating gives the steps (``("run", timeout)``, ``("sleep", s)``); the driver takes each
+    inside ``with walk:``, setting :attr:`send` to a run's outputs. An Exception of the step
+    is thrown into the steps at the next one; a BaseException (KeyboardInterrupt, a
+    cancellation) closes them (the call records no outcome) and propagates.
+    """
+
+    def __init__(self, gen: Generator[tuple[str, float | None], Any, dict[str, Any]]) -> None:
+        self.gen = gen
+        self.send: Any = None  # what the step gave: a run's outputs
+        self.error: BaseException | None = None  # what the step raised
+        self.result: dict[str, Any] = {}  # the outputs, once the walk has ended
+
+    def __iter__(self) -> _Walk:
+        return self
+
+    def __next__(self) -> tuple[str, float | None]:
+        send, error, self.send, self.error = self.send, self.error, None, None
+        try:
+            return self.gen.throw(error) if error is not None else self.gen.send(send)
+        except StopIteration as stop:
+            self.result = stop.value
+            raise StopIteration from None
+
+    def __enter__(self) -> None:
+        """One step."""
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if isinstance(exc, Exception):
+            self.error = exc
+            return True
+        if exc is not None:
+            self.gen.close()
+        return False
 
 
 _STATES: weakref.WeakKeyDictionary[NodePolicy, PolicyState] = weakref.WeakKeyDictionary()

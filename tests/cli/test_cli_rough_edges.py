@@ -72,6 +72,31 @@ def test_run_and_runs_agree_on_duration_and_node_count(files):
     assert f", {nodes} nodes" in detail.splitlines()[0]
 
 
+def test_resume_reports_duration_and_node_count_as_run_does(files):
+    """`kailash resume` prints the resumed run's recorded duration and node count, failed or completed."""
+    home = files / "home"
+    (files / "div.yaml").write_text(
+        "name: div\nnodes:\n  - {id: a, type: PythonCodeNode, config: {code: 'result = 6'}}\n"
+        "  - {id: b, type: PythonCodeNode, config: {code: 'result = data / d'}}\n"
+        "connections: [{from: a, to: b}]\n")
+    first = kailash("run", "div.yaml", "-p", "b.d=0", home=home, cwd=files)
+    assert first.returncode == 1, first.stderr
+    run_id = re.search(r"run (\w+) recorded as failed", first.stderr).group(1)
+    again = kailash("resume", run_id, "div.yaml", "-p", "b.d=0", home=home, cwd=files)
+    assert again.returncode == 1, again.stderr
+    m = re.search(r"run (\w+) recorded as failed after ([\d.]+) (ms|s) \((\d+) nodes\)", again.stderr)
+    assert m and m.group(1) != run_id, again.stderr
+    done = kailash("resume", run_id, "div.yaml", "-p", "b.d=2", home=home, cwd=files)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"workflow 'div' resumed from run {run_id} and completed in "), done.stdout
+    seconds, nodes, resumed_id = _run_line(done.stdout)
+    assert "  b: {\"result\": 3.0}" in done.stdout
+    records = {r["run_id"]: r for r in json.loads(kailash("runs", "--json", home=home).stdout)}
+    assert int(m.group(4)) == len(records[m.group(1)]["nodes"]) == 2  # a (reused) and b, as `kailash runs` counts
+    assert nodes == len(records[resumed_id]["nodes"]) == 2
+    assert round(records[resumed_id]["duration"] * 1000, 1) == pytest.approx(seconds * 1000, abs=0.051)
+
+
 def test_runs_says_how_many_it_does_not_show(files):
     home = files / "home"
     for _ in range(3):

@@ -353,6 +353,32 @@ def test_a_cancelled_half_open_trial_does_not_leave_the_circuit_open_for_good():
     assert breaker.state == "closed"
 
 
+def test_a_sync_half_open_trial_interrupted_by_ctrl_c_frees_the_trial_slot():
+    class Interrupted(Node):
+        calls = 0
+
+        def run(self):
+            type(self).calls += 1
+            if type(self).calls == 1:
+                raise OSError("down")
+            if type(self).calls == 2:
+                raise KeyboardInterrupt  # Ctrl-C during the trial: no outcome
+            return {"result": type(self).calls}
+
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=0.05)
+    wf = one(Interrupted())
+    wf.set_policy("n", circuit_breaker=breaker)
+    runtime = LocalRuntime(store=None)
+    with pytest.raises(NodeExecutionError, match="down"):
+        runtime.execute(wf)
+    time.sleep(0.1)
+    with pytest.raises(KeyboardInterrupt):
+        runtime.execute(wf)
+    assert breaker.state == "half-open" and breaker.failures == 1  # nothing recorded, still past its timeout
+    assert runtime.execute(wf)[0]["n"]["result"] == 3  # the next call is the trial, and closes the circuit
+    assert breaker.state == "closed"
+
+
 def test_breaker_release_frees_the_trial_slot_without_recording():
     breaker = CircuitBreaker(failure_threshold=1, reset_timeout=0.0)
     breaker.record(False, "boom")

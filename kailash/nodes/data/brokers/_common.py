@@ -13,9 +13,9 @@ from __future__ import annotations
 import importlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar, NamedTuple
 
 from kailash.errors import NodeConfigurationError, NodeExecutionError
 from kailash.nodes.base import NodeParameter
@@ -23,9 +23,25 @@ from kailash.nodes.base_async import AsyncNode
 from kailash.nodes.data.stream_source import StreamEvent, StreamSource
 from kailash.security.secrets import Secret, plain_secret_values, redact, reveal
 
-__all__ = ["BrokerSourceNode", "BrokerWriterNode", "BrokerCursor", "Malformed", "require", "display"]
+__all__ = ["Broker", "BrokerSourceNode", "BrokerWriterNode", "BrokerCursor", "Malformed", "require", "display",
+           "MESSAGE_FORMAT", "PAYLOAD"]
 
 EXTRA = "pip install 'kailash[streams]'"
+FORMATS = ("json", "text")
+MESSAGE_FORMAT = NodeParameter(type=str, default="json", description="'json' or 'text'")
+PAYLOAD = NodeParameter(required=True, description="the payload")
+
+
+class Broker(NamedTuple):
+    """A system's ``url`` (its source's and writer's): the default, the schemes accepted, the forms described."""
+
+    default_url: str
+    schemes: tuple[str, ...]
+    forms: str  # e.g. "redis:// or rediss://"
+
+    @property
+    def url(self) -> NodeParameter:
+        return NodeParameter(type=(str, Secret), default=self.default_url, description=f"{self.forms} URL")
 
 
 def require(module: str, client: str) -> Any:
@@ -92,6 +108,7 @@ class _Named:
     """Errors that name the node, the parameter and what was expected; secrets scrubbed."""
 
     name: str | None
+    broker: ClassVar[Broker]
     _secrets: frozenset[str] = frozenset()
 
     def values(self, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +133,8 @@ class _Named:
         return NodeExecutionError(redact(f"{self._where()}: {text}", self._secrets, urls=True),
                                   node_id=self.name, **context)
 
-    def _url(self, v: dict[str, Any], param: str, schemes: tuple[str, ...]) -> str:
+    def _url(self, v: dict[str, Any], param: str = "url") -> str:
+        schemes = self.broker.schemes
         value = v.get(param)
         if type(value) is not str and not isinstance(value, Secret):
             raise self._bad(param, f"a {'/'.join(s + '://' for s in schemes)} URL (str or Secret)", type(value).__name__)
@@ -162,7 +180,7 @@ SOURCE_PARAMETERS = {
     "max_events": NodeParameter(type=int, default=None, description="stop after this many events (no limit)"),
     "timeout": NodeParameter(type=float, default=30.0,
                              description="idle seconds: the stream ends when no event arrives for this long"),
-    "message_format": NodeParameter(type=str, default="json", description="'json' or 'text'"),
+    "message_format": MESSAGE_FORMAT,
     "on_malformed": NodeParameter(type=str, default="error",
                                   description="'error' (fail, event stays unacknowledged) or 'skip' (ack and drop)"),
     "key_field": NodeParameter(type=str, default=None, description="payload field whose value is the event key"),
@@ -179,11 +197,11 @@ class BrokerSourceNode(_Named, StreamSource, AsyncNode):
     primary_output = "data"
 
     def system_parameters(self) -> dict[str, NodeParameter]:
-        """The system's own parameters (connection, stream/queue names)."""
+        """The system's own parameters (stream/queue names, consumer options), after ``url``."""
         raise NotImplementedError
 
     def get_parameters(self) -> dict[str, NodeParameter]:
-        return {**self.system_parameters(), **SOURCE_PARAMETERS}
+        return {"url": self.broker.url, **self.system_parameters(), **SOURCE_PARAMETERS}
 
     def get_outputs(self) -> dict[str, NodeParameter]:
         return {
@@ -207,15 +225,16 @@ class BrokerSourceNode(_Named, StreamSource, AsyncNode):
                 "timestamp": event.timestamp, "event": event.as_dict(), "done": False, "stopped_by": None}
 
     def common(self, v: dict[str, Any]) -> dict[str, Any]:
-        """The validated common source options."""
+        """The validated common source options, ``url`` first."""
+        url = self._url(v)
         timeout = v.get("timeout", 30.0)
         if timeout is not None:
             timeout = self._positive(v, "timeout", number=True)
         for p in ("key_field", "timestamp_field"):
             if v.get(p) is not None and type(v.get(p)) is not str:
                 raise self._bad(p, "a field name (str)", v.get(p))
-        return {"max_events": self._positive(v, "max_events"), "timeout": timeout,
-                "message_format": self._choice(v, "message_format", ("json", "text")),
+        return {"url": url, "max_events": self._positive(v, "max_events"), "timeout": timeout,
+                "message_format": self._choice(v, "message_format", FORMATS),
                 "skip_malformed": self._choice(v, "on_malformed", ("error", "skip")) == "skip",
                 "key_field": v.get("key_field"), "timestamp_field": v.get("timestamp_field")}
 
@@ -243,6 +262,20 @@ class BrokerWriterNode(_Named, AsyncNode):
     _abstract_node = True
     capabilities = frozenset({"network"})
     primary_output = "id"
+
+    def outgoing(self, inputs: dict[str, Any], target: str) -> tuple[dict[str, Any], str, str, str, bytes]:
+        """How every writer run starts: (values, url, the name in parameter ``target``, message_format, payload)."""
+        v = self.values(inputs)
+        url, name, fmt = self._url(v), self._name(v, target), self._choice(v, "message_format", FORMATS)
+        return v, url, name, fmt, encode(v.get("data"), fmt)
+
+    async def connection(self, key: Any, connect: Callable[[], Awaitable[Any]]) -> Any:
+        """The client kept for ``key`` on this event loop, else a new one from ``connect()``, kept."""
+        client = self._client_for(key)
+        if client is None:
+            client = await connect()
+            self._keep_client(key, client)
+        return client
 
     def _client_for(self, key: Any) -> Any:
         import asyncio
@@ -276,6 +309,10 @@ class BrokerWriterNode(_Named, AsyncNode):
 
     async def shutdown(self, client: Any) -> None:
         """Close one kept client (each writer knows its own)."""
+
+    def close(self) -> None:
+        """Forget the kept connection (it belongs to the event loop that made it)."""
+        self._drop_client()
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -19,21 +19,22 @@ from typing import Any
 from kailash.errors import NodeExecutionError
 from kailash.nodes.base import NodeParameter, register_node
 from kailash.nodes.data.brokers._common import (
+    MESSAGE_FORMAT,
+    PAYLOAD,
+    Broker,
     BrokerCursor,
     BrokerSourceNode,
     BrokerWriterNode,
     decode,
     display,
-    encode,
     require,
 )
 from kailash.nodes.data.stream_source import StreamEvent
-from kailash.security.secrets import Secret
 
 __all__ = ["AMQPSourceNode", "AMQPWriterNode"]
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
-SCHEMES = ("amqp", "amqps")
+AMQP = Broker(DEFAULT_URL, ("amqp", "amqps"), "amqp:// or amqps://")
 
 
 async def _connect(node: Any, url: str) -> Any:
@@ -95,9 +96,10 @@ class AMQPSourceNode(BrokerSourceNode):
         100
     """
 
+    broker = AMQP
+
     def system_parameters(self) -> dict[str, NodeParameter]:
         return {
-            "url": NodeParameter(type=(str, Secret), default=DEFAULT_URL, description="amqp:// or amqps:// URL"),
             "queue": NodeParameter(type=str, required=True, description="queue to consume (declared durable)"),
             "exchange": NodeParameter(type=str, default=None, description="bind the queue to this exchange"),
             "routing_key": NodeParameter(type=str, default=None, description="binding key (default: the queue name)"),
@@ -106,7 +108,7 @@ class AMQPSourceNode(BrokerSourceNode):
 
     def options(self, v: dict[str, Any]) -> dict[str, Any]:
         exchange = v.get("exchange")
-        return {**self.common(v), "url": self._url(v, "url", SCHEMES), "queue": self._name(v, "queue"),
+        return {**self.common(v), "queue": self._name(v, "queue"),
                 "exchange": None if exchange is None else self._name(v, "exchange"),
                 "routing_key": v.get("routing_key"), "prefetch": self._positive(v, "prefetch", allow_none=False)}
 
@@ -145,34 +147,32 @@ class AMQPWriterNode(BrokerWriterNode):
         ['id']
     """
 
+    broker = AMQP
+
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {
-            "url": NodeParameter(type=(str, Secret), default=DEFAULT_URL, description="amqp:// or amqps:// URL"),
+            "url": self.broker.url,
             "routing_key": NodeParameter(type=str, required=True, description="routing key (the queue name by default)"),
-            "data": NodeParameter(required=True, description="the payload"),
+            "data": PAYLOAD,
             "exchange": NodeParameter(type=str, default=None, description="exchange (default: the default exchange)"),
             "declare_queue": NodeParameter(type=bool, default=True,
                                            description="declare the durable queue routing_key (default exchange only)"),
-            "message_format": NodeParameter(type=str, default="json", description="'json' or 'text'"),
+            "message_format": MESSAGE_FORMAT,
         }
 
     def get_outputs(self) -> dict[str, NodeParameter]:
         return {"id": NodeParameter(type=str, description="the message id")}
 
-    async def async_run(self, **v: Any) -> dict[str, Any]:
-        v = self.values(v)
+    async def async_run(self, **inputs: Any) -> dict[str, Any]:
         aio_pika = require("aio_pika", "aio-pika")
-        url = self._url(v, "url", SCHEMES)
-        key = self._name(v, "routing_key")
-        fmt = self._choice(v, "message_format", ("json", "text"))
-        body = encode(v.get("data"), fmt)
-        held = self._client_for(url)
+        v, url, key, fmt, body = self.outgoing(inputs, "routing_key")
+
+        async def connect() -> tuple[Any, Any, dict[Any, Any]]:
+            conn = await _connect(self, url)
+            return conn, await conn.channel(publisher_confirms=True), {}
+
         try:
-            if held is None:
-                conn = await _connect(self, url)
-                held = (conn, await conn.channel(publisher_confirms=True), {})
-                self._keep_client(url, held)
-            conn, channel, exchanges = held
+            conn, channel, exchanges = await self.connection(url, connect)
             name = v.get("exchange") or ""
             exchange = exchanges.get(name)
             if exchange is None:
@@ -197,7 +197,3 @@ class AMQPWriterNode(BrokerWriterNode):
 
     async def shutdown(self, client: Any) -> None:
         await client[0].close()
-
-    def close(self) -> None:
-        """Forget the kept connection (it belongs to the event loop that made it)."""
-        self._drop_client()

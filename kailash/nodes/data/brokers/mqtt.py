@@ -17,20 +17,22 @@ from urllib.parse import unquote, urlsplit
 
 from kailash.nodes.base import NodeParameter, register_node
 from kailash.nodes.data.brokers._common import (
+    MESSAGE_FORMAT,
+    PAYLOAD,
+    Broker,
     BrokerCursor,
     BrokerSourceNode,
     BrokerWriterNode,
     decode,
     display,
-    encode,
     require,
 )
 from kailash.nodes.data.stream_source import StreamEvent
-from kailash.security.secrets import Secret
 
 __all__ = ["MQTTSourceNode", "MQTTWriterNode"]
 
 DEFAULT_URL = "mqtt://127.0.0.1:1883"
+MQTT = Broker(DEFAULT_URL, ("mqtt", "mqtts"), "mqtt:// or mqtts://")
 CONNECT_TIMEOUT = 10.0
 
 
@@ -85,7 +87,7 @@ class _Connection:
                 self._settle(fut, rest[0] if rest else None)
         self._post(settle)
 
-    async def open(self) -> None:
+    async def open(self) -> _Connection:
         try:
             await asyncio.to_thread(self.client.connect, self.host, self.port, 30)
             self.client.loop_start()
@@ -99,6 +101,7 @@ class _Connection:
             self.client.loop_stop()
             raise self.node._error(f"MQTT broker {display(self.url)} refused the connection: {reason}",
                                    parameter="url", expected="credentials the broker accepts")
+        return self
 
     async def wait(self, mid: int, what: str) -> Any:
         fut = self.waiting.setdefault(mid, self.loop.create_future())
@@ -220,21 +223,20 @@ class MQTTSourceNode(BrokerSourceNode):
         'mqtt://127.0.0.1:1883'
     """
 
+    broker = MQTT
+
     def system_parameters(self) -> dict[str, NodeParameter]:
         return {
-            "url": NodeParameter(type=(str, Secret), default=DEFAULT_URL, description="mqtt:// or mqtts:// URL"),
             "topic": NodeParameter(type=str, required=True, description="topic filter to subscribe to"),
             "client_id": NodeParameter(type=str, required=True, description="fixed client id (the session's name)"),
         }
 
     def options(self, v: dict[str, Any]) -> dict[str, Any]:
-        return {**self.common(v), "url": self._url(v, "url", ("mqtt", "mqtts")), "topic": self._name(v, "topic"),
-                "client_id": self._name(v, "client_id")}
+        return {**self.common(v), "topic": self._name(v, "topic"), "client_id": self._name(v, "client_id")}
 
     async def open_stream(self, inputs: dict[str, Any]) -> _MQTTCursor:
         o = self.options(self.values(inputs))
-        conn = _Connection(self, o["url"], o["client_id"], persistent=True)
-        await conn.open()
+        conn = await _Connection(self, o["url"], o["client_id"], persistent=True).open()
         try:
             await conn.subscribe(o["topic"])
         except BaseException:
@@ -254,28 +256,23 @@ class MQTTWriterNode(BrokerWriterNode):
         ['id']
     """
 
+    broker = MQTT
+
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {
-            "url": NodeParameter(type=(str, Secret), default=DEFAULT_URL, description="mqtt:// or mqtts:// URL"),
+            "url": self.broker.url,
             "topic": NodeParameter(type=str, required=True, description="topic to publish to"),
-            "data": NodeParameter(required=True, description="the payload"),
+            "data": PAYLOAD,
             "retain": NodeParameter(type=bool, default=False, description="ask the broker to retain the message"),
-            "message_format": NodeParameter(type=str, default="json", description="'json' or 'text'"),
+            "message_format": MESSAGE_FORMAT,
         }
 
     def get_outputs(self) -> dict[str, NodeParameter]:
         return {"id": NodeParameter(type=int, description="the packet id")}
 
-    async def async_run(self, **v: Any) -> dict[str, Any]:
-        v = self.values(v)
-        url = self._url(v, "url", ("mqtt", "mqtts"))
-        topic = self._name(v, "topic")
-        payload = encode(v.get("data"), self._choice(v, "message_format", ("json", "text")))
-        conn = self._client_for(url)
-        if conn is None:
-            conn = _Connection(self, url, None, persistent=False)
-            await conn.open()
-            self._keep_client(url, conn)
+    async def async_run(self, **inputs: Any) -> dict[str, Any]:
+        v, url, topic, _, payload = self.outgoing(inputs, "topic")
+        conn = await self.connection(url, lambda: _Connection(self, url, None, persistent=False).open())
         try:
             mid = await conn.publish(topic, payload, bool(v.get("retain")))
         except BaseException:

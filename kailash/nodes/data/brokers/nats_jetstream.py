@@ -20,20 +20,22 @@ from typing import Any
 from kailash.errors import NodeExecutionError
 from kailash.nodes.base import NodeParameter, register_node
 from kailash.nodes.data.brokers._common import (
+    MESSAGE_FORMAT,
+    PAYLOAD,
+    Broker,
     BrokerCursor,
     BrokerSourceNode,
     BrokerWriterNode,
     decode,
     display,
-    encode,
     require,
 )
 from kailash.nodes.data.stream_source import StreamEvent
-from kailash.security.secrets import Secret
 
 __all__ = ["NATSJetStreamSourceNode", "NATSJetStreamWriterNode"]
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
+NATS = Broker(DEFAULT_URL, ("nats", "tls", "ws", "wss"), "nats:// or tls://")
 
 
 async def _quiet(*_: Any) -> None:
@@ -125,9 +127,10 @@ class NATSJetStreamSourceNode(BrokerSourceNode):
         30.0
     """
 
+    broker = NATS
+
     def system_parameters(self) -> dict[str, NodeParameter]:
         return {
-            "url": NodeParameter(type=(str, Secret), default=DEFAULT_URL, description="nats:// or tls:// URL"),
             "stream": NodeParameter(type=str, required=True, description="the JetStream stream"),
             "subject": NodeParameter(type=str, required=True, description="subject (filter) to consume"),
             "durable": NodeParameter(type=str, default="kailash", description="durable consumer name"),
@@ -141,8 +144,7 @@ class NATSJetStreamSourceNode(BrokerSourceNode):
         }
 
     def options(self, v: dict[str, Any]) -> dict[str, Any]:
-        return {**self.common(v), "url": self._url(v, "url", ("nats", "tls", "ws", "wss")),
-                "stream": self._name(v, "stream"), "subject": self._name(v, "subject"),
+        return {**self.common(v), "stream": self._name(v, "stream"), "subject": self._name(v, "subject"),
                 "durable": self._name(v, "durable"), "deliver": self._choice(v, "deliver", ("all", "new")),
                 "ack_wait": self._positive(v, "ack_wait", allow_none=False, number=True),
                 "batch_size": self._positive(v, "batch_size", allow_none=False),
@@ -208,30 +210,29 @@ class NATSJetStreamWriterNode(BrokerWriterNode):
         ['id']
     """
 
+    broker = NATS
+
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {
-            "url": NodeParameter(type=(str, Secret), default=DEFAULT_URL, description="nats:// or tls:// URL"),
+            "url": self.broker.url,
             "subject": NodeParameter(type=str, required=True, description="subject to publish to"),
-            "data": NodeParameter(required=True, description="the payload"),
+            "data": PAYLOAD,
             "stream": NodeParameter(type=str, default=None, description="create this stream if missing"),
-            "message_format": NodeParameter(type=str, default="json", description="'json' or 'text'"),
+            "message_format": MESSAGE_FORMAT,
         }
 
     def get_outputs(self) -> dict[str, NodeParameter]:
         return {"id": NodeParameter(type=int, description="the message's stream sequence")}
 
-    async def async_run(self, **v: Any) -> dict[str, Any]:
-        v = self.values(v)
-        url = self._url(v, "url", ("nats", "tls", "ws", "wss"))
-        subject = self._name(v, "subject")
+    async def async_run(self, **inputs: Any) -> dict[str, Any]:
+        v, url, subject, _, payload = self.outgoing(inputs, "subject")
         stream = v.get("stream")
-        payload = encode(v.get("data"), self._choice(v, "message_format", ("json", "text")))
-        held = self._client_for(url)
-        if held is None:
+
+        async def connect() -> tuple[Any, Any, set[str]]:
             nc = await _connect(self, url)
-            held = (nc, nc.jetstream(), set())
-            self._keep_client(url, held)
-        nc, js, ensured = held
+            return nc, nc.jetstream(), set()
+
+        nc, js, ensured = await self.connection(url, connect)
         try:
             if stream and stream not in ensured:
                 await _ensure_stream(self, js, stream, subject)
@@ -250,7 +251,3 @@ class NATSJetStreamWriterNode(BrokerWriterNode):
 
     async def shutdown(self, client: Any) -> None:
         await client[0].drain()
-
-    def close(self) -> None:
-        """Forget the kept connection (it belongs to the event loop that made it)."""
-        self._drop_client()

@@ -15,21 +15,24 @@ from typing import Any
 
 from kailash.nodes.base import NodeParameter, register_node
 from kailash.nodes.data.brokers._common import (
+    MESSAGE_FORMAT,
+    Broker,
     BrokerCursor,
     BrokerSourceNode,
     BrokerWriterNode,
     Malformed,
     decode,
     display,
-    encode,
     require,
 )
 from kailash.nodes.data.stream_source import StreamEvent
-from kailash.security.secrets import Secret
 
 __all__ = ["RedisStreamSourceNode", "RedisStreamWriterNode"]
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
+REDIS = Broker(DEFAULT_URL, ("redis", "rediss", "unix"), "redis:// or rediss://")
+STREAM = NodeParameter(type=str, required=True, description="the stream key")
+FIELD = NodeParameter(type=str, default="data", description="the entry field holding the payload")
 
 
 def _s(value: Any) -> str:
@@ -136,24 +139,24 @@ class RedisStreamSourceNode(BrokerSourceNode):
         ['count', 'data', 'done', 'event']
     """
 
+    broker = REDIS
+
     def system_parameters(self) -> dict[str, NodeParameter]:
         return {
-            "url": NodeParameter(type=(str, Secret), default=DEFAULT_URL, description="redis:// or rediss:// URL"),
-            "stream": NodeParameter(type=str, required=True, description="the stream key"),
+            "stream": STREAM,
             "group": NodeParameter(type=str, default="kailash", description="consumer group"),
             "consumer": NodeParameter(type=str, default="kailash", description="this consumer's name in the group"),
             "start_id": NodeParameter(type=str, default="0",
                                       description="where a new group starts: '0' (whole stream) or '$' (new only)"),
-            "field": NodeParameter(type=str, default="data", description="the entry field holding the payload"),
+            "field": FIELD,
             "batch_size": NodeParameter(type=int, default=100, description="entries per XREADGROUP"),
             "claim_idle": NodeParameter(type=float, default=None,
                                         description="claim entries other consumers left pending this many seconds"),
         }
 
     def options(self, v: dict[str, Any]) -> dict[str, Any]:
-        url = self._url(v, "url", ("redis", "rediss", "unix"))
         claim = v.get("claim_idle")
-        return {**self.common(v), "url": url, "stream": self._name(v, "stream"), "group": self._name(v, "group"),
+        return {**self.common(v), "stream": self._name(v, "stream"), "group": self._name(v, "group"),
                 "consumer": self._name(v, "consumer"), "start_id": self._name(v, "start_id"),
                 "field": self._name(v, "field"), "batch_size": self._positive(v, "batch_size", allow_none=False),
                 "claim_idle": None if claim is None else self._positive(v, "claim_idle", number=True)}
@@ -184,33 +187,29 @@ class RedisStreamWriterNode(BrokerWriterNode):
         ['id']
     """
 
+    broker = REDIS
+
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {
-            "url": NodeParameter(type=(str, Secret), default=DEFAULT_URL, description="redis:// or rediss:// URL"),
-            "stream": NodeParameter(type=str, required=True, description="the stream key"),
+            "url": self.broker.url,
+            "stream": STREAM,
             "data": NodeParameter(required=True, description="the payload to append"),
             "event_type": NodeParameter(type=str, default=None, description="stored as the entry's event_type"),
-            "field": NodeParameter(type=str, default="data", description="the entry field holding the payload"),
-            "message_format": NodeParameter(type=str, default="json", description="'json' or 'text'"),
+            "field": FIELD,
+            "message_format": MESSAGE_FORMAT,
             "maxlen": NodeParameter(type=int, default=None, description="keep about this many entries (MAXLEN ~)"),
         }
 
     def get_outputs(self) -> dict[str, NodeParameter]:
         return {"id": NodeParameter(type=str, description="the new entry's id")}
 
-    async def async_run(self, **v: Any) -> dict[str, Any]:
-        v = self.values(v)
-        url = self._url(v, "url", ("redis", "rediss", "unix"))
-        stream, field = self._name(v, "stream"), self._name(v, "field")
-        fmt = self._choice(v, "message_format", ("json", "text"))
+    async def async_run(self, **inputs: Any) -> dict[str, Any]:
+        v, url, stream, _, payload = self.outgoing(inputs, "stream")
         maxlen = self._positive(v, "maxlen")
-        fields = {field: encode(v.get("data"), fmt)}
+        fields = {self._name(v, "field"): payload}
         if v.get("event_type") is not None:
             fields["event_type"] = str(v["event_type"]).encode()
-        client = self._client_for(url)
-        if client is None:
-            client = await _connect(self, url)
-            self._keep_client(url, client)
+        client = await self.connection(url, lambda: _connect(self, url))
         try:
             eid = await client.xadd(stream, fields, maxlen=maxlen, approximate=True)
         except Exception as exc:
@@ -221,7 +220,3 @@ class RedisStreamWriterNode(BrokerWriterNode):
 
     async def shutdown(self, client: Any) -> None:
         await client.aclose()
-
-    def close(self) -> None:
-        """Forget the kept connection (it belongs to the event loop that made it)."""
-        self._drop_client()
