@@ -93,6 +93,7 @@ class LoadedModel:
         lock: held around every call (a llama.cpp context serves one call at a time).
         llama: the ``llama_cpp.Llama`` (``None`` until loaded).
         load_seconds: how long loading took.
+        loads: how often it was loaded (1: shared as it should be).
         calls: completed calls.
     """
 
@@ -101,6 +102,7 @@ class LoadedModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
     llama: Any = None
     load_seconds: float = 0.0
+    loads: int = 0
     calls: int = 0
 
 
@@ -301,6 +303,7 @@ class LocalProvider:
                 t0 = time.perf_counter()
                 slot.llama = self._load()
                 slot.load_seconds = time.perf_counter() - t0
+                slot.loads += 1
         except BaseException:
             slot.lock.release()
             raise
