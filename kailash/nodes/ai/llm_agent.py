@@ -73,9 +73,8 @@ class ModelNode(Node):
 
     def required_capabilities(self) -> frozenset[str]:
         """What this node's configuration needs (values arriving at run time are checked when used)."""
-        from kailash.nodes.mcp.servers import server_capabilities
-
         from kailash.nodes.ai.providers import provider_kind
+        from kailash.nodes.mcp.servers import server_capabilities
 
         cfg = self.config
         provider = cfg.get("provider")

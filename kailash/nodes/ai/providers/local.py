@@ -370,9 +370,9 @@ class LocalProvider:
                                   f"'{named.group(1)}'{cut}")
             return ChatResponse(tool_calls=(call,), model=self.model, provider=self.name, finish_reason="tool_calls",
                                 usage=base.usage)
-        cut = _PARTIAL_ANSWER.match(text)
-        if cut:  # an answer cut off at max_tokens: its text so far
-            return ChatResponse(content=_partial_string(cut.group(1)), model=self.model, provider=self.name,
+        partial = _PARTIAL_ANSWER.match(text)
+        if partial:  # an answer cut off at max_tokens: its text so far
+            return ChatResponse(content=_partial_string(partial.group(1)), model=self.model, provider=self.name,
                                 finish_reason=base.finish_reason, usage=base.usage)
         return base  # neither a call nor an answer (cut off early): the text, as it came
 
