@@ -406,15 +406,19 @@ def _offered(tools: Sequence[ToolSpec], choice: str | None) -> list[ToolSpec]:
 
 def _envelope(tools: Sequence[ToolSpec], *, allow_answer: bool) -> dict[str, Any]:
     """The JSON Schema of one turn: a call of one offered tool (its arguments in its schema), or an answer."""
-    options: list[dict[str, Any]] = [
-        {"type": "object", "properties": {"tool": {"const": t.name}, "arguments": _grammar_safe(t.input_schema)},
-         "required": ["tool", "arguments"], "additionalProperties": False}
-        for t in tools
-    ]
+    options: list[dict[str, Any]] = []
+    defs: dict[str, Any] = {}
+    for t in tools:
+        arguments = _grammar_safe(t.input_schema)
+        for key in ("$defs", "definitions"):  # '#/$defs/X' references resolve against the root: move them there
+            if isinstance(arguments.get(key), dict):
+                defs.setdefault(key, {}).update(arguments.pop(key))
+        options.append({"type": "object", "properties": {"tool": {"const": t.name}, "arguments": arguments},
+                        "required": ["tool", "arguments"], "additionalProperties": False})
     if allow_answer:
         options.append({"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
                         "additionalProperties": False})
-    return options[0] if len(options) == 1 else {"anyOf": options}
+    return {**(options[0] if len(options) == 1 else {"anyOf": options}), **defs}
 
 
 def _grammar_safe(schema: Any) -> dict[str, Any]:
