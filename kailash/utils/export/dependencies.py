@@ -171,6 +171,10 @@ def _extras_of(node: Node, module: str) -> set[str]:
         out.add("mcp")
     if str(cfg.get("embedder") or "") in ("minilm", "auto", "sentence"):
         out.add("embeddings")
+    from kailash.nodes.extras import needed_modules
+
+    if any(extra == "local-llm" for _, extra in needed_modules(node)):  # provider="local": llama.cpp in process
+        out.add("local-llm")
     return out
 
 

@@ -11,7 +11,7 @@ MODULES = [
     "kailash.nodes.ai.embeddings", "kailash.nodes.ai.cache", "kailash.nodes.ai.memory",
     "kailash.nodes.ai.a2a", "kailash.nodes.ai.convergence", "kailash.nodes.ai.self_organizing",
     "kailash.nodes.ai.llm_agent", "kailash.nodes.ai.providers", "kailash.nodes.ai.providers.offline",
-    "kailash.nodes.ai.providers.openai", "kailash.nodes.mcp.servers", "kailash.nodes.mcp.client",
+    "kailash.nodes.ai.providers.openai", "kailash.nodes.ai.providers.local", "kailash.nodes.mcp.servers", "kailash.nodes.mcp.client",
 ]
 
 

