@@ -123,8 +123,15 @@ def test_agent_nodes_in_a_workflow_share_one_loaded_model():
     wf.add_node(LLMAgentNode(name="first", provider="local", max_tokens=8, temperature=0.0))
     wf.add_node(LLMAgentNode(name="second", provider="local", max_tokens=8, temperature=0.0))
     wf.connect("first", "second", mapping={"response": "context"})
-    results, run_id = LocalRuntime().execute(wf, parameters={"first": {"prompt": "Name a fruit."},
-                                                              "second": {"prompt": "Name a colour."}})
+    events: list[dict] = []
+    runtime = LocalRuntime(observers=[events.append])
+    results, run_id = runtime.execute(wf, parameters={"first": {"prompt": "Name a fruit."},
+                                                      "second": {"prompt": "Name a colour."}})
+    calls = [e for e in events if e["event"] == "model_call"]  # each in-process call is a run event...
+    assert [(c["node_id"], c["provider"], c["ok"]) for c in calls] == [("first", "local", True),
+                                                                      ("second", "local", True)]
+    assert all(0 < c["completion_tokens"] <= 8 and c["latency_ms"] > 0 for c in calls)
+    assert [c["node_id"] for c in runtime.get_run(run_id).calls] == ["first", "second"]  # ...and in the record
     for name in ("first", "second"):
         out = results[name]
         assert out["provider"] == "local" and out["response"].strip()

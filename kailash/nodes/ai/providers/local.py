@@ -34,7 +34,7 @@ from typing import Any
 
 from kailash.errors import NodeConfigurationError, SecurityError
 from kailash.nodes.ai.providers import _local_wire as fmt
-from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ProviderError, ToolSpec
+from kailash.nodes.ai.providers.base import BaseProvider, ChatMessage, ChatResponse, ProviderError, ToolSpec
 
 __all__ = ["LocalProvider", "LoadedModel", "default_model_path", "loaded_models", "EXTRA", "ENV_MODEL"]
 
@@ -125,7 +125,7 @@ def _slot(path: str, settings: tuple[tuple[str, Any], ...]) -> LoadedModel:
         return slot
 
 
-class LocalProvider:
+class LocalProvider(BaseProvider):
     """A GGUF model run in this process by llama-cpp-python (``pip install 'kailash[local-llm]'``).
 
     Args:
