@@ -20,7 +20,7 @@ from kailash.errors import KailashError
 from kailash.nodes.ai._agent_loop import model_call_event, schema_problems
 from kailash.nodes.ai.providers.base import ChatMessage
 
-__all__ = ["has_model", "model_decision"]
+__all__ = ["analyze", "choose_team", "evaluate", "has_model", "model_decision"]
 
 
 def has_model(provider: Any) -> bool:
@@ -47,7 +47,8 @@ def _json_in(text: str) -> Any:
 
 def model_decision(provider: Any, *, purpose: str, instruction: str, prompt: str, schema: dict[str, Any],
                    fallback: Callable[[], dict[str, Any]], attempts: int = 2,
-                   events: list[dict[str, Any]] | None = None, max_tokens: int = 256) -> dict[str, Any]:
+                   events: list[dict[str, Any]] | None = None, max_tokens: int = 256,
+                   check: Callable[[dict[str, Any]], list[str]] | None = None) -> dict[str, Any]:
     """The model's decision (a dict fitting ``schema``), else ``fallback()``; both say ``decided_by``.
 
     Args:
@@ -59,6 +60,10 @@ def model_decision(provider: Any, *, purpose: str, instruction: str, prompt: str
         fallback: the heuristic, called when the model cannot decide.
         attempts: model answers tried (each failure is told to the model).
         events: where model-call events are appended.
+        max_tokens: the most tokens of one answer.
+        check: further rules the schema cannot say (an answer naming what is not there, a budget
+            exceeded...): the problems, empty when the answer is acceptable; told to the model
+            like schema problems.
     """
     if not has_model(provider):
         return {**fallback(), "decided_by": "heuristic"}
@@ -81,6 +86,8 @@ def model_decision(provider: Any, *, purpose: str, instruction: str, prompt: str
             events.append(model_call_event(provider, response, time.perf_counter() - t0, purpose=purpose))
         value = _json_in(response.content)
         problems = ["the answer is not a JSON object"] if not isinstance(value, dict) else schema_problems(schema, value)
+        if not problems and check is not None:
+            problems = check(value)
         if not problems:
             return {**value, "decided_by": "model", "model": response.model or getattr(provider, "model", "")}
         error = f"the model's {purpose} did not fit its schema: {'; '.join(problems)[:300]}"
@@ -158,3 +165,81 @@ def evaluate(provider: Any, query: str, findings: list[dict[str, Any]], subtasks
             "recommendation": "accept" if quality >= quality_threshold else "iterate", "feedback": feedback,
             "decided_by": "model", "model": grade.get("model"), "model_score": grade["score"],
             "heuristic_quality": base["quality"], "basis": "the model's rubric grade, capped by what was obtained"}
+
+
+_STRATEGY_RULES = {
+    "capability_matching": "the smallest team that together has every required capability; prefer higher "
+                           "performance, then lower cost",
+    "swarm_based": "a larger, diverse team for exploration: cover the required capabilities and add varied other skills",
+    "market_based": "the best value: required capabilities covered, times performance, per cost",
+    "hierarchical": "a leader (coordination or strategy skills preferred) plus one specialist for each required "
+                    "capability the leader lacks; name the leader",
+}
+
+
+def choose_team(provider: Any, required: list[str], agents: list[dict[str, Any]],
+                strategy: str = "capability_matching", constraints: dict[str, Any] | None = None, *,
+                query: str = "", events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The team for ``required`` from ``agents``: the model's choice when there is a model, else :func:`form_team`.
+
+    The model answers ``{"team": [agent ids], "reason"}`` (plus ``"leader"`` for the
+    hierarchical strategy). Only ids from the pool, no repeats, a size within the bounds
+    (``min_team_size``/``max_team_size``) and the ``budget`` (market_based) are accepted; an
+    answer breaking a rule is told to the model and asked again, then the strategy's
+    heuristic decides (``decided_by: "heuristic"`` with ``model_error``). Offline, the
+    heuristic decides at once. The output has the shape of
+    :func:`kailash.nodes.ai._organizing.form_team` plus ``decided_by``.
+    """
+    from kailash.nodes.ai import _organizing as org
+
+    c = dict(constraints or {})
+
+    def heuristic() -> dict[str, Any]:
+        return org.form_team(required, agents, strategy, c)
+
+    if not has_model(provider):
+        return {**heuristic(), "decided_by": "heuristic"}
+    if not agents:
+        return {**heuristic(), "decided_by": "heuristic", "model_error": "no agents to choose from"}
+    pool = {str(a.get("id") or a.get("agent_id")): a for a in agents}
+    ids = list(pool)
+    least, most = org.team_bounds(agents, c)
+    budget = c.get("budget")
+    props: dict[str, Any] = {"team": {"type": "array", "items": {"type": "string", "enum": ids},
+                                      "minItems": least, "maxItems": most, "uniqueItems": True},
+                             "reason": {"type": "string", "maxLength": 200}}
+    needed = ["team", "reason"]
+    if strategy == "hierarchical":
+        props["leader"] = {"type": "string", "enum": ids}
+        needed.insert(1, "leader")
+    schema = {"type": "object", "required": needed, "properties": props}
+
+    def rules(answer: dict[str, Any]) -> list[str]:
+        problems = []
+        if strategy == "hierarchical" and answer["leader"] not in answer["team"]:
+            problems.append(f"the leader {answer['leader']!r} is not in the team")
+        if budget is not None:
+            cost = sum(float(pool[i].get("cost", 1.0)) for i in answer["team"])
+            if cost > float(budget):
+                problems.append(f"the team costs {cost:g}, over the budget {float(budget):g}")
+        return problems
+
+    roster = "\n".join(f"- {i}: {', '.join(map(str, a.get('capabilities') or [])) or 'no listed skills'}; "
+                       f"performance {float(a.get('performance', 0.8)):g}; cost {float(a.get('cost', 1.0)):g}"
+                       for i, a in pool.items())
+    limits = f"between {least} and {most} agents" if least < most else f"exactly {least} agent(s)"
+    pick = model_decision(
+        provider, purpose="team", events=events, schema=schema, fallback=lambda: {}, check=rules, max_tokens=160,
+        instruction=f"You form a team of agents for a problem. Strategy {strategy}: {_STRATEGY_RULES.get(strategy, '')}. "
+                    f"Choose {limits} from the pool, by their ids"
+                    + (f", costing at most {float(budget):g} in total" if budget is not None else "")
+                    + ", and give a short reason.",
+        prompt=(f"Problem: {query}\n" if query else "") + f"Required capabilities: {', '.join(required) or 'none'}\n"
+               f"Pool:\n{roster}")
+    if pick["decided_by"] != "model":
+        return {**heuristic(), "decided_by": "heuristic", "model_error": pick.get("model_error")}
+    members = [pool[i] for i in pick["team"]]
+    structure = org.hierarchy(required, members, pick["leader"]) if strategy == "hierarchical" else {}
+    out = org.team_report(required, members, strategy, f"the model's choice: {str(pick.get('reason') or '').strip()}",
+                          structure)
+    return {**out, "decided_by": "model", "model": pick.get("model")}
