@@ -69,7 +69,7 @@ def model_decision(provider: Any, *, purpose: str, instruction: str, prompt: str
         return {**fallback(), "decided_by": "heuristic"}
     messages = [ChatMessage(role="system", content=instruction + "\nAnswer with only a JSON object fitting this "
                             "JSON Schema: " + json.dumps(schema)), ChatMessage(role="user", content=prompt)]
-    error = "no answer"
+    errors: list[str] = []  # what was wrong with each answer, in order
     for _ in range(max(1, attempts)):
         t0 = time.perf_counter()
         try:
@@ -78,22 +78,25 @@ def model_decision(provider: Any, *, purpose: str, instruction: str, prompt: str
             else:
                 response = provider.chat(messages, max_tokens=max_tokens, temperature=0.0)
         except KailashError as exc:
-            error = f"the model failed: {exc}"
+            errors.append(f"the model failed: {exc}")
             if events is not None:
-                events.append(model_call_event(provider, None, time.perf_counter() - t0, purpose=purpose, error=error))
+                events.append(model_call_event(provider, None, time.perf_counter() - t0, purpose=purpose,
+                                               error=errors[-1]))
             break
         if events is not None:
             events.append(model_call_event(provider, response, time.perf_counter() - t0, purpose=purpose))
         value = _json_in(response.content)
         problems = ["the answer is not a JSON object"] if not isinstance(value, dict) else schema_problems(schema, value)
+        broken = "did not fit its schema"
         if not problems and check is not None:
-            problems = check(value)
+            problems, broken = check(value), "broke a rule"
         if not problems:
             return {**value, "decided_by": "model", "model": response.model or getattr(provider, "model", "")}
-        error = f"the model's {purpose} did not fit its schema: {'; '.join(problems)[:300]}"
+        errors.append(f"the model's {purpose} {broken}: {'; '.join(problems)[:300]}")
         messages += [ChatMessage(role="assistant", content=response.content[:2000]),
                      ChatMessage(role="user", content=f"That answer is invalid ({'; '.join(problems)[:300]}). "
                                                       "Answer again with only the JSON object.")]
+    error = "; asked again, ".join(dict.fromkeys(errors)) or "no answer"
     return {**fallback(), "decided_by": "heuristic", "model_error": error}
 
 
@@ -172,8 +175,8 @@ _STRATEGY_RULES = {
                            "performance, then lower cost",
     "swarm_based": "a larger, diverse team for exploration: cover the required capabilities and add varied other skills",
     "market_based": "the best value: required capabilities covered, times performance, per cost",
-    "hierarchical": "a leader (coordination or strategy skills preferred) plus one specialist for each required "
-                    "capability the leader lacks; name the leader",
+    "hierarchical": "a leader (coordination or strategy skills preferred) and, in the team, one specialist for each "
+                    "required capability the leader lacks",
 }
 
 
@@ -183,7 +186,8 @@ def choose_team(provider: Any, required: list[str], agents: list[dict[str, Any]]
     """The team for ``required`` from ``agents``: the model's choice when there is a model, else :func:`form_team`.
 
     The model answers ``{"team": [agent ids], "reason"}`` (plus ``"leader"`` for the
-    hierarchical strategy). Only ids from the pool, no repeats, a size within the bounds
+    hierarchical strategy, who leads the team and belongs to it whether the model lists
+    them in ``team`` or not). Only ids from the pool, no repeats, a size within the bounds
     (``min_team_size``/``max_team_size``) and the ``budget`` (market_based) are accepted; an
     answer breaking a rule is told to the model and asked again, then the strategy's
     heuristic decides (``decided_by: "heuristic"`` with ``model_error``). Offline, the
@@ -209,17 +213,21 @@ def choose_team(provider: Any, required: list[str], agents: list[dict[str, Any]]
                                       "minItems": least, "maxItems": most, "uniqueItems": True},
                              "reason": {"type": "string", "maxLength": 200}}
     needed = ["team", "reason"]
-    if strategy == "hierarchical":
-        props["leader"] = {"type": "string", "enum": ids}
-        needed.insert(1, "leader")
+    if strategy == "hierarchical":  # the leader first, then the team around them
+        props = {"leader": {"type": "string", "enum": ids}, **props}
+        needed.insert(0, "leader")
     schema = {"type": "object", "required": needed, "properties": props}
+
+    def chosen(answer: dict[str, Any]) -> list[str]:  # the leader leads from inside the team
+        return list(dict.fromkeys(([answer["leader"]] if strategy == "hierarchical" else []) + answer["team"]))
 
     def rules(answer: dict[str, Any]) -> list[str]:
         problems = []
-        if strategy == "hierarchical" and answer["leader"] not in answer["team"]:
-            problems.append(f"the leader {answer['leader']!r} is not in the team")
+        team = chosen(answer)
+        if len(team) > most:
+            problems.append(f"the team with its leader has {len(team)} members, more than {most}")
         if budget is not None:
-            cost = sum(float(pool[i].get("cost", 1.0)) for i in answer["team"])
+            cost = sum(float(pool[i].get("cost", 1.0)) for i in team)
             if cost > float(budget):
                 problems.append(f"the team costs {cost:g}, over the budget {float(budget):g}")
         return problems
@@ -238,7 +246,7 @@ def choose_team(provider: Any, required: list[str], agents: list[dict[str, Any]]
                f"Pool:\n{roster}")
     if pick["decided_by"] != "model":
         return {**heuristic(), "decided_by": "heuristic", "model_error": pick.get("model_error")}
-    members = [pool[i] for i in pick["team"]]
+    members = [pool[i] for i in chosen(pick)]
     structure = org.hierarchy(required, members, pick["leader"]) if strategy == "hierarchical" else {}
     out = org.team_report(required, members, strategy, f"the model's choice: {str(pick.get('reason') or '').strip()}",
                           structure)

@@ -256,8 +256,9 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
                            "convergence": "rule"},
             "unreachable_servers": unreachable, "events": events,
             "iterations": history, "tools_used": _tools_used(all_calls), "team": [a["id"] for a in team],
-            "team_formation": {k: formed[k] for k in ("strategy", "reasoning", "coverage", "missing_capabilities",
-                                                      "decided_by", "model_error") if k in formed},
+            "team_formation": {k: formed[k] for k in ("team", "strategy", "reasoning", "coverage",
+                                                      "missing_capabilities", "decided_by", "model_error")
+                               if k in formed},
             "analysis": analysis, "cache_stats": cache.stats() if cache is not None else None,
             "errors": errors, "elapsed_seconds": round(time.monotonic() - started, 3),
         }
