@@ -11,8 +11,19 @@ from __future__ import annotations
 
 import pytest
 
-from tests.patterns.agent_samples import AGENTS_17, PROPOSALS_20, Servers, pattern_15, pattern_16, pattern_17, \
-    pattern_18, pattern_19, pattern_20, pattern_21, schema_violations
+from tests.patterns.agent_samples import (
+    AGENTS_17,
+    PROPOSALS_20,
+    Servers,
+    pattern_15,
+    pattern_16,
+    pattern_17,
+    pattern_18,
+    pattern_19,
+    pattern_20,
+    pattern_21,
+    schema_violations,
+)
 
 
 @pytest.fixture(autouse=True)

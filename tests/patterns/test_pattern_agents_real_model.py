@@ -23,13 +23,27 @@ import pytest
 from kailash.nodes.ai import _organizing as org
 from kailash.runtime.store import default_store
 from tests.nodes.ai.real_model import real_model
-from tests.patterns.agent_samples import AGENTS_17, HISTORY_18, PROPOSALS_20, REQUIRED_17, TASKS_16, Servers, \
-    pattern_15, pattern_16, pattern_17, pattern_18, pattern_19, pattern_20, pattern_21, schema_violations
+from tests.patterns.agent_samples import (
+    AGENTS_17,
+    HISTORY_18,
+    PROPOSALS_20,
+    REQUIRED_17,
+    TASKS_16,
+    Servers,
+    pattern_15,
+    pattern_16,
+    pattern_17,
+    pattern_18,
+    pattern_19,
+    pattern_20,
+    pattern_21,
+    schema_violations,
+)
 
 pytestmark = pytest.mark.slow
 
 # runtime parameters the samples' nodes expose: short, reproducible answers on a 2-core machine
-TUNING = {"max_tokens": 48, "temperature": 0.0}
+TUNING = {"max_tokens": 48, "temperature": 0.0, "timeout": 120}
 DECIDERS = {"model", "heuristic"}
 
 
