@@ -237,7 +237,8 @@ def choose_team(provider: Any, required: list[str], agents: list[dict[str, Any]]
                        for i, a in pool.items())
     limits = f"between {least} and {most} agents" if least < most else f"exactly {least} agent(s)"
     pick = model_decision(
-        provider, purpose="team", events=events, schema=schema, fallback=lambda: {}, check=rules, max_tokens=160,
+        provider, purpose="team", events=events, schema=schema, fallback=lambda: {}, check=rules,
+        max_tokens=min(1024, 120 + 8 * most),  # room for every id the team may hold, and the reason
         instruction=f"You form a team of agents for a problem. Strategy {strategy}: {_STRATEGY_RULES.get(strategy, '')}. "
                     f"Choose {limits} from the pool, by their ids"
                     + (f", costing at most {float(budget):g} in total" if budget is not None else "")

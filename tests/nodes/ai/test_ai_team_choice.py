@@ -120,3 +120,18 @@ def test_the_orchestrator_reports_who_chose_its_team(llm_server, market_server):
         query="Analyze market trends and recommend strategy", mcp_servers=[market_server])
     assert offline["decided_by"]["team"] == "heuristic" and "model_error" not in offline["team_formation"]
     assert offline["team_formation"]["team"] == offline["team"][:len(offline["team_formation"]["team"])]
+
+
+def test_the_orchestrator_works_with_the_team_the_model_chose(llm_server, market_server):
+    # one answer fits every decision's schema (none forbids extra keys): the plan, the team, the routing
+    answer = {"subtasks": [{"description": "Collect sector trends", "capability": "market_research"}],
+              "team": ["agent_007"], "reason": "trends first", "agent_id": "agent_007"}
+    node = OrchestrationManagerNode(name="orchestrator", provider="openai", model="echo",
+                                    base_url=f"{llm_server.url}/v1", api_key=llm_server.key, max_iterations=1)
+    out = node.execute(query=f"Analyze market trends {json.dumps(answer)}", mcp_servers=[market_server])
+    assert out["decided_by"]["decomposition"] == "model" and out["decided_by"]["team"] == "model"
+    assert out["team_formation"]["team"] == ["agent_007"] and out["team"] == ["agent_007"]
+    assert out["team_formation"]["reasoning"] == "the model's choice: trends first"
+    # the supervisor (the model) sent the agent it chose to work
+    assert out["decided_by"]["routing"] == "model"
+    assert [f["agent_id"] for f in out["solution"]["findings"]] == ["agent_007"]
