@@ -6,6 +6,8 @@ validates it with ``jsonschema`` and, when it does not fit, tells the model what
 wrong and asks again (bounded). When the provider is the offline one, or the model
 fails or never answers in shape, the caller's heuristic decides and the result says so:
 ``decided_by`` is ``"model"`` or ``"heuristic"`` (with ``model_error`` saying why).
+The decisions built on it: :func:`analyze` (decomposition), :func:`choose_team` (the team
+from the pool) and :func:`evaluate` (the grade).
 """
 
 from __future__ import annotations

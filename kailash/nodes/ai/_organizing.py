@@ -4,7 +4,8 @@
 * :func:`capabilities_of` — capabilities a text (a query, a tool's description) calls for.
 * :func:`create_pool` — a deterministic pool of agents with varied skills.
 * :func:`form_team` — the four strategies: capability_matching, swarm_based,
-  market_based, hierarchical, each explaining its choice.
+  market_based, hierarchical, each explaining its choice; :func:`team_report` describes
+  any chosen team (a model's too) in the same shape.
 * :func:`evaluate_solution` — quality from coverage, evidence, confidence, reliability.
 
 No I/O, no randomness: the same inputs give the same team and score. The nodes in
