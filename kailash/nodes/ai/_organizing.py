@@ -4,7 +4,8 @@
 * :func:`capabilities_of` — capabilities a text (a query, a tool's description) calls for.
 * :func:`create_pool` — a deterministic pool of agents with varied skills.
 * :func:`form_team` — the four strategies: capability_matching, swarm_based,
-  market_based, hierarchical, each explaining its choice.
+  market_based, hierarchical, each explaining its choice; :func:`team_report` describes
+  any chosen team (a model's too) in the same shape.
 * :func:`evaluate_solution` — quality from coverage, evidence, confidence, reliability.
 
 No I/O, no randomness: the same inputs give the same team and score. The nodes in
@@ -20,7 +21,8 @@ from typing import Any
 
 from kailash.nodes.ai._text import capability_match, keywords, stems
 
-__all__ = ["COVERS", "analyze_problem", "as_task", "capabilities_of", "create_pool", "form_team", "evaluate_solution", "information", "STRATEGIES"]
+__all__ = ["COVERS", "analyze_problem", "as_task", "capabilities_of", "create_pool", "form_team", "evaluate_solution",
+           "hierarchy", "information", "STRATEGIES", "team_bounds", "team_report"]
 
 STRATEGIES = ("capability_matching", "swarm_based", "market_based", "hierarchical")
 
@@ -201,15 +203,41 @@ def form_team(required: list[str], agents: list[dict[str, Any]], strategy: str =
         raise ValueError(f"unknown formation strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     while len(team) < min(min_size, len(pool)):
         team.append(max(rest(), key=lambda a: (sum(_fit(a, cap) for cap in required), a["performance"], a["id"])))
+    return team_report(required, team, strategy, reasoning, structure)
+
+
+def team_bounds(agents: list[dict[str, Any]], constraints: dict[str, Any] | None = None) -> tuple[int, int]:
+    """The least and the most members a team from ``agents`` may have under ``constraints``."""
+    c = constraints or {}
+    max_size = max(1, min(int(c.get("max_team_size") or len(agents) or 1), len(agents) or 1))
+    min_size = max(1, min(int(c.get("min_team_size") or 1), max_size))
+    return min_size, max_size
+
+
+def team_report(required: list[str], team: list[dict[str, Any]], strategy: str, reasoning: str,
+                structure: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a chosen team covers and costs (the same shape whoever chose it)."""
+    team = [_norm(a) for a in team]
     coverage = {cap: [a["id"] for a in team if _fit(a, cap) >= COVERS] for cap in required}
     missing = [cap for cap, ids in coverage.items() if not ids]
     return {
         "team": [a["id"] for a in team], "team_members": team, "coverage": coverage,
         "coverage_ratio": round(1 - len(missing) / len(required), 4) if required else 1.0,
-        "missing_capabilities": missing, "total_cost": round(spent(), 4),
+        "missing_capabilities": missing, "total_cost": round(sum(a["cost"] for a in team), 4),
         "expected_performance": round(sum(a["performance"] for a in team) / len(team), 4) if team else 0.0,
-        "strategy": strategy, "reasoning": reasoning, "structure": structure,
+        "strategy": strategy, "reasoning": reasoning, "structure": structure or {},
     }
+
+
+def hierarchy(required: list[str], team: list[dict[str, Any]], leader: str) -> dict[str, Any]:
+    """``{"leader", "members": {capability: the first member who has it}}`` of a chosen team."""
+    team = [_norm(a) for a in team]
+    members: dict[str, str] = {}
+    for cap in required:
+        holder = next((a for a in team if _fit(a, cap) >= COVERS), None)
+        if holder is not None:
+            members[cap] = holder["id"]
+    return {"leader": leader, "members": members}
 
 
 _NON_ANSWER = re.compile(r"\b(i (?:do not|don't|dont|cannot|can't) (?:know|say|tell|help)|not sure|no idea|"

@@ -180,7 +180,8 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
         for agent in pool:
             agent["servers"] = [s.name for s in servers if any(
                 capability_match(a, c) >= org.COVERS for a in agent["capabilities"] for c in server_caps[s.name])]
-        formed = org.form_team(required, pool, strategy, {"max_team_size": max(2, len(required) + 2)})
+        formed = _decide.choose_team(provider, required, pool, strategy, {"max_team_size": max(2, len(required) + 2)},
+                                     query=str(query), events=events)
         team = list(formed["team_members"])
         by_name = {s.name: s for s in servers}
         findings: dict[str, dict[str, Any]] = {}
@@ -250,12 +251,14 @@ class OrchestrationManagerNode(_SharedRefs, ModelNode):
             "solution": solution, "quality": history[-1]["quality"] if history else 0.0,
             "converged": bool(decision.get("converged")), "stop_reason": decision.get("reason"),
             "status": decision.get("status"), "stop_detail": decision.get("detail"),
-            "decided_by": {"decomposition": analysis.get("decided_by", "heuristic"), "team": "heuristic",
+            "decided_by": {"decomposition": analysis.get("decided_by", "heuristic"), "team": formed["decided_by"],
                            "routing": _by(routes), "evaluation": history[-1]["evaluated_by"] if history else None,
                            "convergence": "rule"},
             "unreachable_servers": unreachable, "events": events,
             "iterations": history, "tools_used": _tools_used(all_calls), "team": [a["id"] for a in team],
-            "team_formation": {k: formed[k] for k in ("strategy", "reasoning", "coverage", "missing_capabilities")},
+            "team_formation": {k: formed[k] for k in ("team", "strategy", "reasoning", "coverage",
+                                                      "missing_capabilities", "decided_by", "model_error")
+                               if k in formed},
             "analysis": analysis, "cache_stats": cache.stats() if cache is not None else None,
             "errors": errors, "elapsed_seconds": round(time.monotonic() - started, 3),
         }

@@ -15,6 +15,7 @@ from typing import Any
 from kailash.errors import NodeConfigurationError
 from kailash.nodes.ai import _organizing as org
 from kailash.nodes.ai._agent_loop import ToolBox, run_agent
+from kailash.nodes.ai._decide import choose_team
 from kailash.nodes.ai._text import capability_match, keywords
 from kailash.nodes.ai.llm_agent import ModelNode, _node_ref, provider_from, provider_parameters, resolve_shared
 from kailash.nodes.ai.providers import ChatMessage
@@ -136,12 +137,18 @@ class AgentPoolManagerNode(Node):
 
 
 @register_node()
-class TeamFormationNode(Node):
+class TeamFormationNode(ModelNode):
     """Form a team for a problem with one of four strategies.
 
     ``capability_matching`` (greedy skill cover), ``swarm_based`` (larger, diverse team
     for exploration), ``market_based`` (best value per cost, within ``budget``),
     ``hierarchical`` (a leader plus one specialist per missing skill).
+
+    With a configured model (``provider`` or ``KAILASH_LLM_PROVIDER``), the model chooses
+    the team following the strategy; its answer is validated (ids from the pool, size
+    within ``min_team_size``/``max_team_size``, ``budget``) and a wrong one is told to it
+    and asked again, then the strategy's heuristic decides. Offline, the heuristic
+    decides. ``decided_by`` says which (``model_error`` why the model did not).
 
     Example:
         >>> out = TeamFormationNode(formation_strategy="capability_matching").execute(
@@ -149,11 +156,11 @@ class TeamFormationNode(Node):
         ...     available_agents=[{"id": "a", "capabilities": ["research"], "performance": 0.9, "cost": 1},
         ...                       {"id": "b", "capabilities": ["statistics"], "performance": 0.8, "cost": 1},
         ...                       {"id": "c", "capabilities": ["cooking"], "performance": 0.99, "cost": 1}])
-        >>> out["team"], out["coverage_ratio"]
-        (['a', 'b'], 1.0)
+        >>> out["team"], out["coverage_ratio"], out["decided_by"]
+        (['a', 'b'], 1.0, 'heuristic')
     """
 
-    capabilities = frozenset()
+    capabilities = frozenset({"network"})
 
     primary_input = "problem_analysis"
     primary_output = "team"
@@ -165,6 +172,7 @@ class TeamFormationNode(Node):
             "formation_strategy": NodeParameter(type=str, default="capability_matching", choices=org.STRATEGIES,
                                                 description="how the team is formed"),
             "constraints": NodeParameter(type=dict, description="{'max_team_size', 'min_team_size', 'budget'}"),
+            **provider_parameters(),
         }
 
     def run(self, **kw: Any) -> dict[str, Any]:
@@ -182,8 +190,11 @@ class TeamFormationNode(Node):
             raise NodeConfigurationError(
                 f"node {self.label} (TeamFormationNode): parameter 'available_agents' entries {bad} lack an 'id'",
                 node_id=self.name, parameter="available_agents", expected="[{'id', 'capabilities', ...}]")
-        return org.form_team(list(analysis.get("required_capabilities") or []), agents, strategy,
-                             opt.get("constraints"))
+        query = analysis.get("query") or analysis.get("topic") or ""
+        events: list[dict[str, Any]] = []
+        out = choose_team(provider_from(self, opt), list(analysis.get("required_capabilities") or []), agents,
+                          strategy, opt.get("constraints"), query=str(query), events=events)
+        return {**out, "events": events}
 
 
 def agent_confidence(tool_records: list[Any], capability_fit: float, used_memory: bool) -> float:

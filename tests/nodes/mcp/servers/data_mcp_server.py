@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from mcp.server.mcpserver import MCPServer
+from _recording import RecordingMCPServer
 
-server = MCPServer("data-tools", version="1.0")
+server = RecordingMCPServer("data-tools", version="1.0")
 
 _db = sqlite3.connect(":memory:", check_same_thread=False)
 _db.execute("CREATE TABLE sales (region TEXT, quarter TEXT, product TEXT, revenue REAL)")

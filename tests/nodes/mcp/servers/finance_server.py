@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from mcp.server.mcpserver import MCPServer
+from _recording import RecordingMCPServer
 
-server = MCPServer("financial", version="1.0")
+server = RecordingMCPServer("financial", version="1.0")
 
 ALLOCATIONS = {
     "conservative": {"bonds": 60, "equities": 30, "cash": 10},

@@ -5,9 +5,9 @@ A fixed, dated snapshot of sector trends and stock quotes, so results are reprod
 
 from __future__ import annotations
 
-from mcp.server.mcpserver import MCPServer
+from _recording import RecordingMCPServer
 
-server = MCPServer("market-data", version="1.0")
+server = RecordingMCPServer("market-data", version="1.0")
 
 SECTORS = {
     "technology": {"ytd_change_pct": 18.4, "momentum": "strong", "drivers": ["AI infrastructure spending", "cloud growth"]},

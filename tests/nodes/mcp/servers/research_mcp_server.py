@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from mcp.server.mcpserver import MCPServer
+from _recording import RecordingMCPServer
 
-server = MCPServer("research-tools", version="1.0")
+server = RecordingMCPServer("research-tools", version="1.0")
 
 DOCUMENTS = {
     "doc-ai-chips": "AI accelerator demand drove semiconductor revenue up 35% in 2024. Data-centre spending "
