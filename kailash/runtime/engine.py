@@ -252,10 +252,11 @@ class RunRecorder:
         if self.observers:
             self.emit(event)
 
-    def _calls_extra(self) -> dict[str, Any]:
+    def _calls_extra(self, entries: list[dict[str, Any]] | None = None, dropped: int = 0) -> dict[str, Any]:
         """The record's ``calls`` (and ``calls_truncated``: how many more were made), redacted again
-        with every secret the run has come to know."""
-        entries, dropped = self.calls  # type: ignore[misc]
+        with every secret the run has come to know (``entries``, ``dropped``: a copy taken already)."""
+        if entries is None:
+            entries, dropped = self.calls  # type: ignore[misc]
         out: dict[str, Any] = {"calls": to_json_safe(self.secrets.redact(list(entries)))}
         if dropped:
             out["calls_truncated"] = dropped

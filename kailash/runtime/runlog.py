@@ -297,7 +297,7 @@ class RunLog:
             runs: list[tuple[Any, ...]] = []  # any other `runs` row
             ended: list[str] = []
             taken: list[tuple[Any, ...] | RunRecord] = []
-            saved = [(run_id, state, state[1]) for run_id, state in active.items()] if active else None
+            saved = [(run_id, state, state[1], state[2]) for run_id, state in active.items()] if active else None
             pack = pack_nodes
             while pending:
                 f = pending.popleft()
@@ -316,9 +316,12 @@ class RunLog:
                 if rec.ended_at is not None:  # ended: its final row is written now or next time
                     continue
                 state = active.get(run_id)
+                calls = rec.calls
                 if state is None:
-                    runs.append(self._running_row(rec))
-                    state = active[run_id] = [rec, 0]
+                    state = active[run_id] = [rec, 0, 0]
+                    runs.append(self._running_row(rec, state))
+                elif calls is not None and len(calls[0]) + calls[1] != state[2]:  # agents called since: write again
+                    runs.append(self._running_row(rec, state))
                 self._node_rows(state, nodes)
             done = [(run_id,) for run_id in ended if active.pop(run_id, None) is not None] if active else []
             if not (plain or runs or nodes):
@@ -328,8 +331,8 @@ class RunLog:
             except self.RETRY:  # locked by another process, disk full, I/O: try again next time
                 pending.extendleft(reversed(taken))
                 active.clear()
-                for run_id, state, written in saved or ():
-                    state[1] = written
+                for run_id, state, written, calls_written in saved or ():
+                    state[1], state[2] = written, calls_written
                     active[run_id] = state
                 raise
 
@@ -397,13 +400,23 @@ class RunLog:
             i += size
 
     @staticmethod
-    def _running_row(rec: RunRecorder) -> tuple[Any, ...]:
+    def _running_row(rec: RunRecorder, state: list[Any]) -> tuple[Any, ...]:
+        """The ``running`` row of ``rec``'s run, with the agent calls made so far (``state[2]``:
+        how many that is), so a run killed mid-way keeps them."""
+        from kailash.runtime.engine import _calls_lock
         from kailash.runtime.store import _json_default, to_json_safe
 
         params = None
         if rec.parameters:
             params = json.dumps(to_json_safe(rec.secrets.redact(rec.parameters)), default=_json_default)
-        extra = json.dumps({"owner": owner()})
+        info: dict[str, Any] = {"owner": owner()}
+        if rec.calls is not None:
+            with _calls_lock:  # nodes may be calling from other threads meanwhile
+                entries, dropped = rec.calls
+                entries = list(entries)
+            state[2] = len(entries) + dropped
+            info.update(rec._calls_extra(entries, dropped))
+        extra = json.dumps(info, default=_json_default)
         return (rec.run_id, rec.workflow, "running", rec.started_at, None, None, None, "[]", None, params,
                 rec.tenant, rec.runtime_name, rec.parent_run_id, extra)
 
@@ -421,7 +434,7 @@ class RunLog:
     def _node_rows(state: list[Any], out: list[tuple[Any, ...]]) -> None:
         from kailash.runtime.store import _json_default
 
-        rec, written = state
+        rec, written = state[0], state[1]
         rows = rec.rows_after(written)
         if not rows:
             return

@@ -48,9 +48,14 @@ class PeekNode(Node):
             store.close()
 
 
-def crash_workflow(durability: str | None = None) -> Workflow:
-    """``n0 -> n1 -> ... -> n9`` (``durability``: the workflow's own setting, in its metadata)."""
+def crash_workflow(durability: str | None = None, *, agent: bool = False) -> Workflow:
+    """``n0 -> n1 -> ... -> n9`` (``durability``: the workflow's own setting, in its metadata;
+    ``agent``: an agent node ``ask`` first, whose model call goes into the record)."""
     wf = Workflow("crash", metadata={"durability": durability} if durability else None)
+    if agent:
+        from kailash.nodes.ai.llm_agent import LLMAgentNode
+
+        wf.add_node("ask", LLMAgentNode(provider="offline"), prompt="What is the capital of France?")
     for i in range(NODES):
         wf.add_node(f"n{i}", SideEffectNode(), i=i)
         if i:
@@ -92,7 +97,7 @@ if __name__ == "__main__":  # the child: crash_nodes.py STORE [DURABILITY] [KILL
             commit(self, statements, together, sync)
 
         runlog.RunLog._commit = dying_commit  # type: ignore[method-assign]
-    wf = crash_workflow()
+    wf = crash_workflow(agent=bool(os.environ.get("KAILASH_CRASH_AGENT")))
     runtime = LocalRuntime(store=store, durability=durability)
     wf.compile()  # the first compile imports the plan modules: not part of the run being killed
     print("START", flush=True)

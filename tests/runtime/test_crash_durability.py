@@ -221,3 +221,34 @@ def test_a_cancelled_parallel_run_is_not_followed_forever(tmp_path: Path, monkey
     assert runtime.store.run_log.active == {}
     [run] = runtime.list_runs()
     assert run.status == "running" and [n.node_id for n in run.nodes] == ["n0"]  # owner (us) alive
+
+
+def test_a_killed_runs_record_keeps_the_agent_calls_made_before_the_kill(tmp_path: Path) -> None:
+    """The model call of an agent node that finished is in the record of a run killed afterwards."""
+    store_path, side = tmp_path / "runs.db", tmp_path / "side.txt"
+    env = _env(side) | {"KAILASH_CRASH_PAUSE": "0.1", "KAILASH_CRASH_AGENT": "1"}
+    child = subprocess.Popen([sys.executable, str(HERE / "crash_nodes.py"), str(store_path), "default"],
+                             stdout=subprocess.PIPE, env=env, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "START"
+        deadline = time.monotonic() + 20
+        while sum(_lines(side).values()) < 3:  # ask, n0, n1, n2 done; n3 running
+            assert time.monotonic() < deadline, "the child never got to n2"
+            time.sleep(0.01)
+        time.sleep(0.05)  # past the writer's interval (10 ms): what finished is written
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    store = SQLiteRunStore(store_path)
+    try:
+        (run,) = store.list_runs()
+        assert run.status == "interrupted"
+        assert {"ask", "n0", "n1", "n2"} <= {n.node_id for n in run.nodes if n.status == "completed"}
+        calls = run.calls
+        assert [(c["event"], c["node_id"], c["provider"], c["ok"]) for c in calls] == [
+            ("model_call", "ask", "offline", True)], calls
+    finally:
+        store.close()
