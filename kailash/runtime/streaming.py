@@ -8,7 +8,10 @@ is run here by every runtime door, on the one scheduling core
 2. the source is opened (:meth:`StreamSource.open_stream`) and, for each event, the
    part of the plan below it runs with the source's outputs fixed
    (:meth:`StreamSource.event_outputs`); the event is acknowledged after that part
-   finished (at-least-once), then the next one is read;
+   finished (at-least-once), then the next one is read.
+   A time window closes on a quiet stream too: a loop timer wakes the run when a
+   ticking stage is due and runs its closed window's part beside the source's pending
+   read (:mod:`kailash.runtime._stream_ticks`; no timer for runs without one);
 3. at the end, nodes that held events back (windows, :class:`StreamStage`) flush, and
    the run is recorded once: the source's result is the stream summary (events,
    failures, dead-lettered, ``stopped_by``, events/s, latency), each node below it one
