@@ -32,7 +32,7 @@ __all__ = ["WindowTicker", "ticking_stages"]
 _EARLY = 0.002  # seconds: due this soon counts as due (loop timers may fire a little early)
 
 
-def ticking_stages(run: StreamRun, upstream: dict[str, Any]) -> list[Step]:
+def ticking_stages(run: StreamRun) -> list[Step]:
     """The stages of ``run`` that close on time, asked with their configuration and run parameters."""
     found = []
     for step in run.stages:

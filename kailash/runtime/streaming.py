@@ -451,7 +451,7 @@ class StreamRun:
             return None
         from kailash.runtime._stream_ticks import WindowTicker, ticking_stages
 
-        stages = ticking_stages(self, upstream)
+        stages = ticking_stages(self)
         return WindowTicker(self, stages, upstream, failed, sequential) if stages else None
 
     # -- stopping and progress -------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Time windows close on a quiet stream: the stream run's timed wake-up, over real sources.
 
-Each test runs a real stream run in a thread (a websocket server in this process, or Redis
-Streams at 127.0.0.1:6379 on a unique stream), sends a few events, then sends nothing: the
+Each test runs a real stream run in a thread (a websocket server in this process, or a real
+broker: Redis Streams, NATS JetStream, MQTT, AMQP, on a unique stream/subject/topic/queue), sends a few events, then sends nothing: the
 window's aggregate must reach the sink while the stream is still open, after the window's
 end (never early) and within a generous bound of it. Windows are counted: none twice,
 none lost, a late event where docs/streams.md says it goes.
@@ -224,23 +224,25 @@ def test_a_window_that_fails_downstream_when_closed_on_time_fails_the_open_strea
     feed.end()
 
 
-def test_redis_streams_window_closes_while_the_broker_is_quiet_and_every_event_is_acked():
-    from kailash.nodes.data.brokers import RedisStreamSourceNode
-    from tests.nodes.data.broker_consumer import publish
+@pytest.mark.parametrize("system", ["redis", "nats", "mqtt", "amqp"])
+def test_a_broker_window_closes_while_the_broker_is_quiet_and_every_event_is_acked(system: str):
+    """Redis Streams (XREADGROUP blocks), NATS JetStream, MQTT, AMQP: no message wakes the run."""
+    from tests.nodes.data.broker_consumer import prepare, publish, source_for
 
     name, sink, stop = f"ks-ticks-{uuid.uuid4().hex[:10]}", Sink(), threading.Event()
+    asyncio.run(prepare(system, name))
 
-    def source() -> RedisStreamSourceNode:
-        return RedisStreamSourceNode(stream=name, group="g", consumer="c1")
+    def source() -> Any:
+        return source_for(system, name)
 
     wf = windowed(source(), WindowNode(duration=WIDTH, field="i", aggregates=["count", "list"]))
     run = local(wf, sink, stop=stop)
     sent = 0
     for burst in (3, 2):
         early_in_a_window()
-        asyncio.run(publish("redis", name, [{"i": sent + i} for i in range(burst)]))
+        asyncio.run(publish(system, name, [{"i": sent + i} for i in range(burst)]))
         sent += burst
-        sink.wait(1 if burst == 3 else 2)  # the source blocks in XREADGROUP: no message wakes the run
+        sink.wait(1 if burst == 3 else 2)  # the source waits for messages: only the timer closes the window
         assert run.alive()
         when, window = sink.got[-1]
         check_on_time(when, window)
