@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["WindowTicker", "ticking_stages"]
 
-_EARLY = 0.002  # seconds: due this soon counts as due (loop timers may fire a little early)
+_IDLE_RETRY = 0.01  # seconds: the soonest wake-up again after a tick that closed nothing (never a busy loop)
 
 
 def ticking_stages(run: StreamRun) -> list[Step]:
@@ -79,10 +79,10 @@ class WindowTicker:
                 due = d
         return due
 
-    def _arm(self, due: float) -> None:
-        """Wake at ``due`` seconds from now, unless the timer is already set sooner (a timer
-        that fires before a stage is due sets itself again)."""
-        at = self.loop.time() + max(due, 0.0)
+    def _arm(self, due: float, soonest: float = 0.0) -> None:
+        """Wake at ``due`` seconds from now (at least ``soonest``), unless the timer is already
+        set sooner (a timer that fires before a stage is due sets itself again)."""
+        at = self.loop.time() + max(due, soonest)
         if self._stopped or (self._handle is not None and self._at <= at + 0.001):
             return
         if self._handle is not None:
@@ -90,18 +90,18 @@ class WindowTicker:
         self._handle = self.loop.call_at(at, self._wake)
         self._at = at
 
-    def arm(self) -> None:
+    def arm(self, soonest: float = 0.0) -> None:
         """After an event (concurrent runs): set the timer for the next due close."""
         due = self._due()
         if due is not None:
-            self._arm(due)
+            self._arm(due, soonest)
 
     async def after_event(self) -> None:
         """After an event (sequential runs): close what is due now, else set the timer."""
         due = self._due()
         if due is None or self._closing is not None:
             return
-        if due <= _EARLY:
+        if due <= 0:
             await self._close()
         else:
             self._arm(due)
@@ -112,20 +112,16 @@ class WindowTicker:
             return
         if self.sequential and not self.run.waiting:  # an event in flight: after_event closes when it is done
             return
-        due = self._due()
-        if due is None:
-            return
-        if due > _EARLY:
-            self._arm(due)
-            return
-        self._closing = self.loop.create_task(self._close())
+        self._closing = self.loop.create_task(self._close())  # a stage not due yet returns None and re-arms
 
     async def _close(self) -> None:
+        emitted = 0
         try:
             for step, below in self.stages:
                 out = step.node.stream_tick()  # type: ignore[attr-defined]
                 if out is None:
                     continue
+                emitted += 1
                 self.closed += 1
                 res = await self.run.run_part({**self.upstream, step.id: out}, below)
                 if isinstance(res, KailashError):
@@ -138,7 +134,7 @@ class WindowTicker:
         finally:
             self._closing = None
             if not self.failed:
-                self.arm()
+                self.arm(0.0 if emitted else _IDLE_RETRY)
 
     async def settle(self) -> None:
         """Wait for a close in progress (before the next event, and at the end of the stream)."""
@@ -152,3 +148,10 @@ class WindowTicker:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+
+    def abort(self) -> None:
+        """The run is ending abnormally (cancelled, interrupted): no wake-up, and no close left running."""
+        self.stop()
+        task, self._closing = self._closing, None
+        if task is not None and not task.done():
+            task.cancel()

@@ -170,6 +170,7 @@ class StreamRun:
         self._sink: Any = None
         self._ticker: asyncio.TimerHandle | None = None
         self._spare: _PartRecorder | None = None
+        self._windows: Any = None  # the timed wake-up of time windows (_stream_ticks.WindowTicker), if any
         self.windows_on_time: int | None = None  # windows closed by the timed wake-up (None: no stage ticks)
 
     # -- the run --------------------------------------------------------------------------------
@@ -225,6 +226,8 @@ class StreamRun:
         finally:
             if self._ticker is not None:
                 self._ticker.cancel()
+            if self._windows is not None:  # stopped and settled already unless _consume ended abnormally
+                self._windows.abort()
             restore_signals()
             try:
                 await cursor.close()
@@ -452,7 +455,9 @@ class StreamRun:
         from kailash.runtime._stream_ticks import WindowTicker, ticking_stages
 
         stages = ticking_stages(self)
-        return WindowTicker(self, stages, upstream, failed, sequential) if stages else None
+        if stages:
+            self._windows = WindowTicker(self, stages, upstream, failed, sequential)
+        return self._windows
 
     # -- stopping and progress -------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
