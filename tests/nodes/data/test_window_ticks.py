@@ -186,6 +186,38 @@ def test_an_event_time_window_waits_idle_seconds_and_a_late_event_counts_in_the_
     assert (summary["events"], summary["windows_on_time"]) == (4, 2)
 
 
+def test_a_window_closes_on_time_while_other_events_keep_the_run_busy():
+    """Heartbeats every 50 ms never reach the window (a switch routes them away): it still closes on time."""
+    from kailash.nodes.logic.operations import SwitchNode
+
+    feed, sink = Feed(), Sink()
+    wf = Workflow("busy")
+    wf.add_node("source", EventStreamNode(stream_url=feed.url))
+    wf.add_node("switch", SwitchNode(condition="kind", outputs=["reading"]))
+    wf.add_node("window", WindowNode(duration=WIDTH, field="v", aggregates=["sum"]))
+    wf.add_node("sink", PythonCodeNode(code="record(result); result = 1"))
+    wf.connect("source", "switch")
+    wf.connect("switch", "window", mapping={"reading": "data"})
+    wf.connect("window", "sink", mapping={"result": "result"})
+    run = local(wf, sink)
+    assert feed.connected.wait(10)
+    early_in_a_window()
+    feed.send(kind="reading", v=2)
+    feed.send(kind="reading", v=3)
+    deadline = time.monotonic() + 10
+    while not sink.got and time.monotonic() < deadline:
+        feed.send(kind="heartbeat", v=0)
+        time.sleep(0.05)
+    assert sink.got and run.alive()
+    when, window = sink.got[0]
+    check_on_time(when, window)
+    assert window["sum"] == 5
+    feed.end()
+    summary = run.join()["source"]
+    assert [w["sum"] for w in sink.windows()] == [5] and summary["windows_on_time"] == 1
+    assert summary["events"] > 2  # the heartbeats kept coming
+
+
 def test_a_window_that_fails_downstream_when_closed_on_time_is_dead_lettered(tmp_path: Path):
     feed, sink, dead = Feed(), Sink(), tmp_path / "dead.jsonl"
     wf = windowed(EventStreamNode(stream_url=feed.url), WindowNode(duration=WIDTH, field="v", aggregates=["sum"]),
