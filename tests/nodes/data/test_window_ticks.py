@@ -139,9 +139,10 @@ def check_on_time(when: float, window: dict[str, Any], after: float = 0.0) -> No
     assert window["window_end"] + after - 0.01 <= when <= window["window_end"] + after + BOUND
 
 
-def test_a_processing_time_window_closes_on_a_quiet_stream_while_it_is_open():
+@pytest.mark.parametrize("door", [local, parallel], ids=["LocalRuntime", "ParallelRuntime"])
+def test_a_processing_time_window_closes_on_a_quiet_stream_while_it_is_open(door: Callable[..., Background]):
     feed, sink = Feed(), Sink()
-    run = local(windowed(EventStreamNode(stream_url=feed.url), WindowNode(duration=WIDTH)), sink)
+    run = door(windowed(EventStreamNode(stream_url=feed.url), WindowNode(duration=WIDTH)), sink)
     assert feed.connected.wait(10)
     for burst in (3, 2):
         early_in_a_window()
