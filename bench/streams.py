@@ -6,8 +6,10 @@ consumes a websocket stream of ``EVENTS`` events, beside the floor: a plain
 ``websockets`` client loop in the same process doing the same work (parse the JSON,
 compute, write the line). Target: the stream run reaches at least half the plain
 loop's rate. Per-event latency (event read → downstream done and acknowledged) is the
-stream run's own p50/p99. The websocket server runs in a separate process. Best of
-``REPEATS``. Run: ``python bench/streams.py``.
+stream run's own p50/p99. Windows: source → ``WindowNode`` → sink, a count window
+(no timer) beside a one-second time window (asked when it is due after each event, a
+loop timer for quiet streams): the time window's per-event cost. The websocket server
+runs in a separate process. Best of ``REPEATS``. Run: ``python bench/streams.py``.
 """
 
 from __future__ import annotations
@@ -62,6 +64,21 @@ def _workflow(url: str) -> Any:
     return wf
 
 
+def _windowed(url: str, **window: Any) -> Any:
+    from kailash.nodes.code.python import PythonCodeNode
+    from kailash.nodes.data.streaming import EventStreamNode
+    from kailash.nodes.data.windows import WindowNode
+    from kailash.workflow import Workflow
+
+    wf = Workflow("bench-windows")
+    wf.add_node("source", EventStreamNode(stream_url=url))
+    wf.add_node("window", WindowNode(field="value", aggregates=["count", "sum"], **window))
+    wf.add_node("sink", PythonCodeNode(code="out.write(f'{value}\\n'); result = None"))
+    wf.connect("source", "window")
+    wf.connect("window", "sink", mapping={"sum": "value"})
+    return wf
+
+
 def _stream(runtime: Any, wf: Any, out: Any) -> dict[str, Any]:
     if hasattr(runtime, "execute_sync"):
         results, _ = runtime.execute_sync(wf, parameters={"sink": {"out": out}})
@@ -85,6 +102,8 @@ def main() -> int:
             _stream(LocalRuntime(store=None), wf, sink)  # warm: imports, compiled code
             parallel_rt = ParallelRuntime()
             plain, local, par = 0.0, None, None
+            by_count, by_time = _windowed(stream_url, size=1000), _windowed(stream_url, duration=1.0)
+            counted = timed = 0.0
             try:
                 for _ in range(REPEATS):  # rounds alternate the paths: a burst of load on the shared machine
                     plain = max(plain, asyncio.run(_plain(stream_url, sink)))  # hits all of them alike
@@ -92,6 +111,8 @@ def main() -> int:
                     local = one if local is None or one["events_per_s"] > local["events_per_s"] else local
                     one = _stream(parallel_rt, wf, sink)
                     par = one if par is None or one["events_per_s"] > par["events_per_s"] else par
+                    counted = max(counted, _stream(LocalRuntime(), by_count, sink)["events_per_s"])
+                    timed = max(timed, _stream(LocalRuntime(), by_time, sink)["events_per_s"])
             finally:
                 parallel_rt.close()
             assert local is not None and par is not None
@@ -105,6 +126,9 @@ def main() -> int:
          f"{plain:,.0f} events/s (plain websockets loop)", f"{par['events_per_s'] / plain:.2f}x of plain", None),
         ("  per-event latency, ParallelRuntime", f"p50 {par['latency_p50_ms']:.3f} ms, p99 {par['latency_p99_ms']:.3f} ms",
          "", "reported", None),
+        ("websocket → WindowNode(duration=1) → sink, LocalRuntime", f"{timed:,.0f} events/s",
+         f"{counted:,.0f} events/s (WindowNode(size=1000), no timer)",
+         f"{(1 / timed - 1 / counted) * 1e6:+.2f} µs/event", None),
     ]
     header = ("what", "kailash", "floor", "target")
     widths = [max(len(str(r[i])) for r in [*rows, header]) for i in range(4)]

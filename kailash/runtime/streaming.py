@@ -8,7 +8,10 @@ is run here by every runtime door, on the one scheduling core
 2. the source is opened (:meth:`StreamSource.open_stream`) and, for each event, the
    part of the plan below it runs with the source's outputs fixed
    (:meth:`StreamSource.event_outputs`); the event is acknowledged after that part
-   finished (at-least-once), then the next one is read;
+   finished (at-least-once), then the next one is read.
+   A time window closes on a quiet stream too: a loop timer wakes the run when a
+   ticking stage is due and runs its closed window's part beside the source's pending
+   read (:mod:`kailash.runtime._stream_ticks`; no timer for runs without one);
 3. at the end, nodes that held events back (windows, :class:`StreamStage`) flush, and
    the run is recorded once: the source's result is the stream summary (events,
    failures, dead-lettered, ``stopped_by``, events/s, latency), each node below it one
@@ -167,6 +170,8 @@ class StreamRun:
         self._sink: Any = None
         self._ticker: asyncio.TimerHandle | None = None
         self._spare: _PartRecorder | None = None
+        self._windows: Any = None  # the timed wake-up of time windows (_stream_ticks.WindowTicker), if any
+        self.windows_on_time: int | None = None  # windows closed by the timed wake-up (None: no stage ticks)
 
     # -- the run --------------------------------------------------------------------------------
     async def run(self) -> WorkflowResults:
@@ -188,7 +193,7 @@ class StreamRun:
 
     async def _run(self) -> WorkflowResults:
         rec, src = self.recorder, self.source
-        up = await self._part(None, frozenset(self.upstream - {src.id}))
+        up = await self.run_part(None, frozenset(self.upstream - {src.id}))
         if isinstance(up, KailashError):
             self._fail(dict(getattr(up, "results", {}) or {}), up, up.node_id or src.id)
         upstream: dict[str, Outputs] = {k: v for k, v in up.items() if v is not None}
@@ -221,6 +226,8 @@ class StreamRun:
         finally:
             if self._ticker is not None:
                 self._ticker.cancel()
+            if self._windows is not None:  # stopped and settled already unless _consume ended abnormally
+                self._windows.abort()
             restore_signals()
             try:
                 await cursor.close()
@@ -242,7 +249,7 @@ class StreamRun:
             for stage in self.stages:  # the last partial windows
                 out = stage.node.stream_ended()  # type: ignore[attr-defined]
                 if out is not None:
-                    res = await self._part({**upstream, stage.id: out}, self.plan.descendants([stage.id]) - {stage.id})
+                    res = await self.run_part({**upstream, stage.id: out}, self.plan.descendants([stage.id]) - {stage.id})
                     if isinstance(res, KailashError):
                         self._record_rows(res.node_id)
                         self._fail(upstream, res, res.node_id or stage.id)
@@ -261,7 +268,7 @@ class StreamRun:
                 except Exception:  # noqa: S110 - a connection that fails to close must not fail the run
                     pass
 
-    async def _part(self, fixed: dict[str, Outputs] | None, only: frozenset[str]) -> WorkflowResults | KailashError:
+    async def run_part(self, fixed: dict[str, Outputs] | None, only: frozenset[str]) -> WorkflowResults | KailashError:
         """Run one part of the plan; its rows go to the run's record (upstream) or the stats (events)."""
         main = self.recorder
         spare = self._spare
@@ -311,6 +318,7 @@ class StreamRun:
         tails: dict[Any, asyncio.Future[None]] = {}
         inflight: set[asyncio.Task[None]] = set()
         failed: list[tuple[KailashError, str]] = []
+        ticker = self._ticker_for(upstream, failed, sem is None)
 
         async def one(event: StreamEvent, arrived: float, before: asyncio.Future[None] | None) -> None:
             if before is not None:
@@ -320,9 +328,9 @@ class StreamRun:
                 return
             fixed = dict(upstream)
             fixed[src.id] = node.event_outputs(event)  # type: ignore[attr-defined]
-            res = await self._part(fixed, self.below)
+            res = await self.run_part(fixed, self.below)
             if isinstance(res, KailashError):
-                stop = await self._event_failed(event, res, cursor)
+                stop = await self.event_failed(event, res, cursor)
                 if stop is not None:
                     failed.append((stop, stop.node_id or src.id))
                     return
@@ -331,6 +339,8 @@ class StreamRun:
             done = perf()
             self.latencies[self.events % _LATENCIES] = done - arrived
             self._maybe_progress(done)
+            if ticker is not None and sem is not None:
+                ticker.arm()
 
         stop = opts.stop
         stop_asked = None if stop is None else (stop.is_set if hasattr(stop, "is_set") else stop)
@@ -369,8 +379,12 @@ class StreamRun:
                 self.waiting = False
             arrived = self.last_event = perf()
             self.events += 1
+            if ticker is not None:  # a window closing on time goes first
+                await ticker.settle()
             if sem is None:
                 await one(event, arrived, None)
+                if ticker is not None and not failed:
+                    await ticker.after_event()
                 continue
             key = event.key
             before = tails.get(key) if key is not None else None
@@ -388,17 +402,25 @@ class StreamRun:
             task.add_done_callback(settled)
         if inflight:
             await asyncio.gather(*inflight, return_exceptions=True)
+        if ticker is not None:
+            ticker.stop()
+            await ticker.settle()
+            self.windows_on_time = ticker.closed
         self._maybe_progress(perf(), force=True)
         return failed[0] if failed else None
 
-    async def _event_failed(self, event: StreamEvent, err: KailashError, cursor: Any) -> KailashError | None:
-        """Handle one event's failure: None when the run goes on (dead-lettered), else the error to fail with."""
+    async def event_failed(self, event: StreamEvent, err: KailashError, cursor: Any) -> KailashError | None:
+        """Handle one event's failure: None when the run goes on (dead-lettered), else the error to fail with.
+
+        ``cursor`` None: the failure is a window closed on time (nothing to acknowledge).
+        """
         self.failures += 1
         text = str(self.recorder.secrets.redact(str(err)))
         if len(self.errors) < _ERRORS:
             self.errors.append({"event_id": event.id, "node_id": err.node_id, "error": text})
         if self.options.on_event_error != "dead_letter":
-            await cursor.nack(event)
+            if cursor is not None:
+                await cursor.nack(event)
             return err
         from kailash.runtime.store import to_json_safe
 
@@ -411,7 +433,8 @@ class StreamRun:
             if pending is not None:  # an async writer node: on this loop
                 await pending
         except Exception as exc:  # nowhere to put it: the run cannot keep its promise
-            await cursor.nack(event)
+            if cursor is not None:
+                await cursor.nack(event)
             from kailash.errors import NodeExecutionError
 
             failure = NodeExecutionError(
@@ -420,8 +443,21 @@ class StreamRun:
             failure.__cause__ = exc
             return failure
         self.dead_lettered += 1
-        await cursor.ack(event)
+        if cursor is not None:
+            await cursor.ack(event)
         return None
+
+    def _ticker_for(self, upstream: dict[str, Outputs], failed: list[tuple[KailashError, str]],
+                    sequential: bool) -> Any:
+        """The timed wake-up for time windows (:mod:`kailash.runtime._stream_ticks`), or None when no stage ticks."""
+        if not self.stages:
+            return None
+        from kailash.runtime._stream_ticks import WindowTicker, ticking_stages
+
+        stages = ticking_stages(self)
+        if stages:
+            self._windows = WindowTicker(self, stages, upstream, failed, sequential)
+        return self._windows
 
     # -- stopping and progress -------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -514,12 +550,15 @@ class StreamRun:
         def pct(q: float) -> float | None:
             return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else None
 
-        return {"events": counts["events"], "failures": self.failures, "dead_lettered": self.dead_lettered,
-                "stopped_by": stopped_by, "elapsed": counts["elapsed"], "events_per_s": counts["events_per_s"],
-                "latency_p50_ms": pct(0.5), "latency_p99_ms": pct(0.99), "errors": list(self.errors),
-                "nodes": {k: {"runs": int(v[0]), "failures": int(v[1]), "seconds": v[2]}
-                          for k, v in self.node_stats.items()},
-                "done": True}
+        out = {"events": counts["events"], "failures": self.failures, "dead_lettered": self.dead_lettered,
+               "stopped_by": stopped_by, "elapsed": counts["elapsed"], "events_per_s": counts["events_per_s"],
+               "latency_p50_ms": pct(0.5), "latency_p99_ms": pct(0.99), "errors": list(self.errors),
+               "nodes": {k: {"runs": int(v[0]), "failures": int(v[1]), "seconds": v[2]}
+                         for k, v in self.node_stats.items()},
+               "done": True}
+        if self.windows_on_time is not None:
+            out["windows_on_time"] = self.windows_on_time
+        return out
 
     def _results(self, upstream: dict[str, Outputs], stopped_by: str) -> WorkflowResults:
         results = WorkflowResults((s.id, upstream[s.id]) for s in self.plan.steps if s.id in upstream)

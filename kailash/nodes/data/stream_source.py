@@ -123,6 +123,12 @@ class StreamStage:
     The runtime calls :meth:`stream_started` before the first event and, when the
     stream ends without a failure, :meth:`stream_ended`: outputs returned then (the
     last partial window) run the nodes below this one once more.
+
+    A stage that closes on time (a time window) says so in :meth:`stream_ticks`; the
+    runtime then asks :meth:`stream_due` after each event and, when that time comes and
+    no event is being processed (the source is quiet), calls :meth:`stream_tick`:
+    outputs returned run the nodes below this one, as for an event. Stages that do not
+    tick cost nothing per event.
     """
 
     def stream_started(self) -> None:
@@ -130,4 +136,16 @@ class StreamStage:
 
     def stream_ended(self) -> dict[str, Any] | None:
         """The stream ended: the outputs still held back, or None."""
+        return None
+
+    def stream_ticks(self, inputs: dict[str, Any]) -> bool:
+        """Whether this stage closes on time (``inputs``: its configuration and run parameters)."""
+        return False
+
+    def stream_due(self) -> float | None:
+        """Seconds from now until :meth:`stream_tick` has something to emit (<= 0: now); None: nothing pending."""
+        return None
+
+    def stream_tick(self) -> dict[str, Any] | None:
+        """Time has passed with no event: the outputs now due (a closed window), or None."""
         return None

@@ -2,10 +2,15 @@
 
 A window is either ``size`` events (by count) or ``duration`` seconds (by time). Time
 is the event's own (``timestamp_field`` of its data: seconds since the epoch, or an ISO
-8601 string) or, without one, its arrival time on the node's clock. Windows are aligned
-to multiples of ``duration`` since the epoch; a time window closes when the first event
-of a later window arrives (or the stream ends), so a quiet stream closes its window late,
-never early. An event older than the open window is counted in the open window.
+8601 string; *event time*) or, without one, its arrival time on the node's clock
+(*processing time*). Windows are aligned to multiples of ``duration`` since the epoch.
+A time window closes when the first event of a later window arrives, or, on a quiet
+stream, when the stream run's tick finds it due (:meth:`WindowNode.stream_tick`): in
+processing time when the clock passes its end; in event time when the *watermark* does
+(the latest event time seen, which advances with the monotonic clock once the stream has
+been quiet ``idle`` seconds). An event whose window has already closed (*late*) counts
+in the earliest window still open, and in that window's ``late``; a window is never
+emitted twice.
 
 For an event that does not close a window the node returns
 :func:`~kailash.nodes.data.stream_source.no_output`: in a stream run the nodes below it
@@ -30,6 +35,7 @@ from kailash.nodes.data.stream_source import StreamStage, no_output
 __all__ = ["WindowNode", "ManualClock"]
 
 AGGREGATES = ("count", "sum", "avg", "min", "max", "list")
+_EARLY = 0.002  # seconds: a tick this close to a window's due time closes it (timers may fire a little early)
 
 
 class ManualClock:
@@ -59,9 +65,13 @@ class WindowNode(Node, StreamStage):
     ``size`` (events per window) or ``duration`` (seconds per window); ``field`` names the
     value aggregated (a key of the event's ``data``, dots for nested keys; none: ``data``
     itself); ``aggregates`` picks ``count``, ``sum``, ``avg``, ``min``, ``max``, ``list``.
-    Outputs ``result`` (``{window_start, window_end, count, ...}``) and each aggregate by
-    name. ``clock=`` (a callable returning seconds, e.g. :class:`ManualClock`) replaces the
-    wall clock for arrival times.
+    Outputs ``result`` (``{window_start, window_end, count, ...}``; time windows add
+    ``late``, the events counted here whose own window had already closed or passed) and
+    each aggregate by name. ``timestamp_field`` makes time windows event-time; ``idle``
+    (event time only, seconds, default 0) is how long a quiet stream waits before its
+    watermark follows the clock. ``clock=`` (a callable returning seconds, e.g.
+    :class:`ManualClock`) replaces the wall clock for arrival times; the tick that closes
+    a window on a quiet stream projects from the last arrival with the monotonic clock.
 
     Example:
         >>> w = WindowNode(size=2, field="v", aggregates=["count", "sum"])
@@ -89,6 +99,12 @@ class WindowNode(Node, StreamStage):
         self._min: Any = None
         self._max: Any = None
         self._items: list[Any] = []
+        self._late = 0
+        self._width: float | None = None  # a time window's duration, once an event set it
+        self._grace = 0.0  # event time: idle seconds before the watermark follows the clock
+        self._mark: float | None = None  # the latest time seen (event time, or arrival time)
+        self._mark_mono = 0.0  # time.monotonic() when _mark was seen
+        self._closed_until: float | None = None  # the end of the last time window emitted
 
     def get_parameters(self) -> dict[str, NodeParameter]:
         return {
@@ -100,11 +116,14 @@ class WindowNode(Node, StreamStage):
             "field": NodeParameter(type=str, default=None, description="field of data to aggregate (none: data)"),
             "aggregates": NodeParameter(type=list, default=["count"],
                                         description="count, sum, avg, min, max, list"),
+            "idle": NodeParameter(type=float, default=None,
+                                  description="event time: seconds a quiet stream waits before its watermark "
+                                              "follows the clock (default 0)"),
         }
 
     def get_outputs(self) -> dict[str, NodeParameter]:
         out = {"result": NodeParameter(type=dict, description="{window_start, window_end, and each aggregate}")}
-        for name in ("window_start", "window_end", *AGGREGATES):
+        for name in ("window_start", "window_end", *AGGREGATES, "late"):
             out[name] = NodeParameter(description=f"the window's {name}")
         return out
 
@@ -112,14 +131,44 @@ class WindowNode(Node, StreamStage):
     def stream_started(self) -> None:
         with self._lock:
             self._reset(None)
+            self._width = self._mark = self._closed_until = None
+            self._grace = 0.0
 
     def stream_ended(self) -> dict[str, Any] | None:
         with self._lock:
             if not self._count:
                 return None
             out = self._emit()
+            self._closed_until = self._end
             self._reset(None)
             return out
+
+    def stream_ticks(self, inputs: dict[str, Any]) -> bool:
+        """A time window (no ``size``) closes on time: the stream run gives it ticks."""
+        return inputs.get("size") is None
+
+    def stream_due(self) -> float | None:
+        """Seconds until the open time window is due to close if no event comes (<= 0: due now), or None."""
+        with self._lock:
+            return self._due_in()
+
+    def stream_tick(self) -> dict[str, Any] | None:
+        """Close the open time window if it is due (see the module docstring): its aggregate, or None."""
+        with self._lock:
+            due = self._due_in()
+            if due is None or due > _EARLY:
+                return None
+            out = self._emit()
+            self._closed_until = self._end
+            self._reset(None)
+            return out
+
+    def _due_in(self) -> float | None:
+        # The watermark is _mark, moving with the monotonic clock once the stream was quiet _grace seconds
+        # (processing time: _grace is 0, so it is the node's clock projected from the last arrival).
+        if self._end is None or not self._count or self._mark is None:
+            return None
+        return (self._end - self._mark) + self._grace - (time.monotonic() - self._mark_mono)
 
     # -- one event ---------------------------------------------------------------------------------
     def run(self, **inputs: Any) -> dict[str, Any]:
@@ -137,17 +186,30 @@ class WindowNode(Node, StreamStage):
                     return out
                 return no_output()
             width = float(duration or 0.0)  # set: _settings made sure one of size/duration is
-            ts = self._time(data, inputs.get("timestamp_field"))
+            stamp = inputs.get("timestamp_field")
+            ts = self._time(data, stamp)
+            self._width = width
+            self._grace = float(inputs.get("idle") or 0.0) if stamp else 0.0
+            if self._mark is None or ts >= self._mark:
+                self._mark, self._mark_mono = ts, time.monotonic()
             start = math.floor(ts / width) * width
             end = self._end
             if end is None:
-                self._start, self._end = start, start + width
+                closed = self._closed_until
+                if closed is not None and start < closed:  # late: its window was emitted; open the next one
+                    self._start, self._end = closed, closed + width
+                    self._late += 1
+                else:
+                    self._start, self._end = start, start + width
             elif start >= end:  # a later window: close the open one, this event opens the next
                 out = self._emit()
+                self._closed_until = end
                 self._reset(start)
                 self._end = start + width
                 self._add(value, field)
                 return out
+            elif self._start is not None and start < self._start:  # older than the open window: counted in it
+                self._late += 1
             self._add(value, field)
             return no_output()
 
@@ -169,6 +231,13 @@ class WindowNode(Node, StreamStage):
         unknown = [a for a in aggs if a not in AGGREGATES]
         if unknown:
             raise self._bad("aggregates", f"a list of {', '.join(AGGREGATES)}", unknown[0])
+        idle = inputs.get("idle")
+        if idle is not None:
+            if isinstance(idle, bool) or not isinstance(idle, (int, float)) or idle < 0:
+                raise self._bad("idle", "a number of seconds >= 0", idle)
+            if duration is None or not inputs.get("timestamp_field"):
+                raise self._bad("idle", "unset unless the window is an event-time window (duration and "
+                                "timestamp_field set)", idle)
         return size, float(duration) if duration is not None else None, tuple(aggs)
 
     def _reset(self, start: float | None) -> None:
@@ -179,6 +248,7 @@ class WindowNode(Node, StreamStage):
         self._min = None
         self._max = None
         self._items = []
+        self._late = 0
 
     def _add(self, value: Any, field: str | None) -> None:
         self._count += 1
@@ -211,6 +281,8 @@ class WindowNode(Node, StreamStage):
                 result["max"] = self._max
             else:
                 result["list"] = self._items
+        if self._width is not None:
+            result["late"] = self._late
         return {"result": result, **result}
 
     def _value(self, data: Any, path: str) -> Any:
