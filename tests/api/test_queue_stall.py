@@ -1,0 +1,160 @@
+"""A gateway that stalls past its lease, with real processes and a real fault (SIGSTOP).
+
+Gateway A runs queued runs of six slow nodes (each appends ``token node pid`` to a file
+when it starts, and again to another when it ends); it is frozen mid-run (``SIGSTOP``)
+for longer than its 2 s lease; gateway B, on the same PostgreSQL, takes the runs over
+and continues them; then A is let go (``SIGCONT``). The runs' start offsets and the
+moment of the stop are seeded, so each round freezes the runs at different nodes.
+
+What must hold: every run completes once in the queue, recorded ``completed`` by B (its
+``extra.queue``: attempt 2, A the previous worker), not overwritten by A; per run, a node
+ran in both processes only if A had it in flight when it froze (at most one); A starts no
+node of a run once it is taken over — also not in the moment between waking up and its
+heartbeat finding the claim gone (its own clock tells it its lease lapsed).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from test_queue_processes import PG_URL, _records, _start, _stop, pg_schemas  # noqa: F401  (fixture)
+
+STEPS = ("a", "b", "c", "d", "e", "f")
+LEASE = 2.0
+RUNS = 5  # per round: one stop point per run
+ROUNDS = 3
+
+
+def _lines(path: Path) -> list[tuple[str, str, int]]:
+    if not path.exists():
+        return []
+    return [(t, s, int(p)) for t, s, p in (line.split() for line in path.read_text().splitlines())]
+
+
+def _submit(url: str, token: str) -> str:
+    reply = httpx.post(f"{url}/workflows/effects/execute?async=true", timeout=10,
+                       json={"parameters": {s: {"token": token} for s in STEPS}})
+    assert reply.status_code == 202, reply.text
+    return str(reply.json()["run_id"])
+
+
+def _rows(schema: str, run_ids: list[str]) -> dict[str, tuple[str, str, int]]:
+    import psycopg
+
+    with psycopg.connect(PG_URL) as conn:
+        rows = conn.execute(f'SELECT run_id, status, owner, attempts FROM "{schema}".run_queue '
+                            "WHERE run_id = ANY(%s)", (run_ids,)).fetchall()
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+def _round(rng: random.Random, n: int, url_a: str, a_pid: int, schema: str, starts: Path,
+           ends: Path) -> dict[str, object]:
+    """Submit ``RUNS`` runs to A at seeded offsets, freeze A, let B take them over, wake A; check."""
+    offsets = sorted(rng.uniform(0.0, 1.2) for _ in range(RUNS))
+    tokens: dict[str, str] = {}
+    t0 = time.monotonic()
+    for i, off in enumerate(offsets):
+        time.sleep(max(0.0, t0 + off - time.monotonic()))
+        token = f"r{n}x{i}"
+        tokens[_submit(url_a, token)] = token
+    time.sleep(rng.uniform(0.1, 0.35))  # every run is past its first node, none has finished
+    os.kill(a_pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        seen_starts, seen_ends = len(_lines(starts)), len(_lines(ends))
+        ids = list(tokens)
+        deadline = time.monotonic() + 20
+        while True:  # B claims every run A was running (its lease expires; no process died)
+            rows = _rows(schema, ids)
+            if all(owner is not None and f":{a_pid}:" not in owner for _, owner, _ in rows.values()):
+                break
+            assert time.monotonic() < deadline, f"B did not take the runs over: {rows}"
+            time.sleep(0.1)
+        time.sleep(rng.uniform(0.0, 0.4))  # B is running them
+    finally:
+        os.kill(a_pid, signal.SIGCONT)
+    frozen = time.monotonic() - stopped
+    assert frozen > LEASE
+    return {"tokens": tokens, "seen_starts": seen_starts, "seen_ends": seen_ends, "frozen": frozen}
+
+
+def _check(url_b: str, a_pid: int, b_pid: int, schema: str, starts: Path, ends: Path,
+           rounds: list[dict[str, object]]) -> dict[str, int]:
+    tally: collections.Counter[str] = collections.Counter()
+    problems: list[str] = []
+    all_starts, all_ends = _lines(starts), _lines(ends)
+    for rnd in rounds:
+        tokens: dict[str, str] = rnd["tokens"]  # type: ignore[assignment]
+        records = _records(url_b, list(tokens), 30)
+        rows = _rows(schema, list(tokens))
+        before_starts = all_starts[: rnd["seen_starts"]]  # type: ignore[misc]
+        before_ends = all_ends[: rnd["seen_ends"]]  # type: ignore[misc]
+        for run_id, token in tokens.items():
+            status, owner, attempts = rows[run_id]
+            assert (status, attempts) == ("completed", 2) and f":{b_pid}:" in owner, (run_id, rows[run_id])
+            record = records[run_id]
+            queue = record["extra"]["queue"]
+            assert record["status"] == "completed" and queue["attempt"] == 2, (run_id, record)
+            assert f":{a_pid}:" in queue["previous_worker"], queue
+            ran = {n["node_id"] for n in record["nodes"] if n["status"] == "completed"}
+            assert ran | set(queue["reused"]) == set(STEPS), (run_id, record["nodes"], queue)
+            by_a = [s for t, s, p in all_starts if t == token and p == a_pid]
+            by_b = [s for t, s, p in all_starts if t == token and p == b_pid]
+            assert set(by_a) | set(by_b) == set(STEPS) and len(by_a) == len(set(by_a)) and len(by_b) == len(set(by_b))
+            a_before = [s for t, s, p in before_starts if t == token and p == a_pid]
+            a_ended = {s for t, s, p in before_ends if t == token and p == a_pid}
+            a_after = by_a[len(a_before):]  # nodes A started after it was frozen
+            twice = set(by_a) & set(by_b)
+            in_flight = a_before[-1] if a_before and a_before[-1] not in a_ended else None
+            if in_flight is not None:  # frozen inside a node: A starts nothing more of the run
+                tally["in_flight"] += 1
+                tally["ran_twice"] += bool(twice)
+                if a_after or not twice <= {in_flight}:
+                    problems.append(f"run {token}: frozen in node {in_flight}, A then started {a_after}; "
+                                    f"ran in both gateways: {sorted(twice)}")
+            else:  # frozen between two nodes: the next one may have passed its check already
+                tally["between_nodes"] += 1
+                tally["started_after_wake"] += bool(a_after)
+                if len(a_after) > 1 or not twice <= set(a_after):
+                    problems.append(f"run {token}: frozen between nodes, A then started {a_after}; "
+                                    f"ran in both gateways: {sorted(twice)}")
+            reused = set(queue["reused"])
+            assert reused <= set(a_before) and not (reused & set(by_b)), (token, reused, by_b)
+    print(f"stop points: {dict(tally)}")
+    assert not problems, "\n".join(problems)
+    return dict(tally)
+
+
+def test_a_gateway_frozen_past_its_lease_starts_no_node_of_its_taken_over_runs(tmp_path, pg_schemas):  # noqa: F811
+    starts, ends = tmp_path / "starts.txt", tmp_path / "ends.txt"
+    env = {"KAILASH_DATABASE_URL": PG_URL, "QUEUE_TEST_REGISTRY": pg_schemas[0], "QUEUE_TEST_SCHEMA": pg_schemas[1],
+           "QUEUE_TEST_EFFECTS": str(starts), "QUEUE_TEST_ENDS": str(ends), "QUEUE_TEST_DELAY": "0.3",
+           "QUEUE_TEST_STEPS": ",".join(STEPS), "QUEUE_TEST_SLOTS": str(RUNS + 1),
+           "KAILASH_QUEUE_LEASE": f"{LEASE:g}", "KAILASH_HOME": str(tmp_path / "home"),
+           "QUEUE_TEST_EXPIRE_DEAD": "0"}  # takeover by lease expiry alone, as across hosts
+    a, url_a = _start(env)
+    b, url_b = _start(env)
+    try:
+        rng = random.Random(int(os.environ.get("QUEUE_STALL_SEED", "7")))
+        rounds = []
+        for n in range(ROUNDS):
+            rounds.append(_round(rng, n, url_a, a.pid, pg_schemas[0], starts, ends))
+            _records(url_b, list(rounds[-1]["tokens"]), 30)  # type: ignore[arg-type]
+            time.sleep(0.8)  # A has woken: its in-flight nodes end, its fence stops the runs
+        tally = _check(url_b, a.pid, b.pid, pg_schemas[0], starts, ends, rounds)
+        print(f"frozen for {[round(r['frozen'], 2) for r in rounds]} s")  # type: ignore[call-overload]
+        assert tally.get("in_flight", 0) + tally.get("between_nodes", 0) == RUNS * ROUNDS
+        assert a.poll() is None and b.poll() is None
+    finally:
+        for proc in (a, b):
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+            _stop(proc)
