@@ -16,6 +16,7 @@ heartbeat finding the claim gone (its own clock tells it its lease lapsed).
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import random
 import signal
@@ -46,16 +47,23 @@ def _submit(url: str, token: str) -> str:
     return str(reply.json()["run_id"])
 
 
-def _rows(schema: str, run_ids: list[str]) -> dict[str, tuple[str, str, int]]:
+def _rows(where: str, run_ids: list[str]) -> dict[str, tuple[str, str, int]]:
+    """The queue rows of ``run_ids``: ``where`` is the PostgreSQL schema, or the SQLite file."""
+    if where.endswith(".db"):
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(where, timeout=10)) as conn:
+            rows = conn.execute("SELECT run_id, status, owner, attempts FROM run_queue").fetchall()
+        return {r[0]: (r[1], r[2], r[3]) for r in rows if r[0] in run_ids}
     import psycopg
 
     with psycopg.connect(PG_URL) as conn:
-        rows = conn.execute(f'SELECT run_id, status, owner, attempts FROM "{schema}".run_queue '
+        rows = conn.execute(f'SELECT run_id, status, owner, attempts FROM "{where}".run_queue '
                             "WHERE run_id = ANY(%s)", (run_ids,)).fetchall()
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
-def _round(rng: random.Random, n: int, url_a: str, a_pid: int, schema: str, starts: Path,
+def _round(rng: random.Random, n: int, url_a: str, a_pid: int, where: str, starts: Path,
            ends: Path) -> dict[str, object]:
     """Submit ``RUNS`` runs to A at seeded offsets, freeze A, let B take them over, wake A; check."""
     offsets = sorted(rng.uniform(0.0, 1.2) for _ in range(RUNS))
@@ -73,7 +81,7 @@ def _round(rng: random.Random, n: int, url_a: str, a_pid: int, schema: str, star
         ids = list(tokens)
         deadline = time.monotonic() + 20
         while True:  # B claims every run A was running (its lease expires; no process died)
-            rows = _rows(schema, ids)
+            rows = _rows(where, ids)
             if all(owner is not None and f":{a_pid}:" not in owner for _, owner, _ in rows.values()):
                 break
             assert time.monotonic() < deadline, f"B did not take the runs over: {rows}"
@@ -81,12 +89,11 @@ def _round(rng: random.Random, n: int, url_a: str, a_pid: int, schema: str, star
         time.sleep(rng.uniform(0.0, 0.4))  # B is running them
     finally:
         os.kill(a_pid, signal.SIGCONT)
-    frozen = time.monotonic() - stopped
-    assert frozen > LEASE
+    frozen = time.monotonic() - stopped  # (about the lease: it runs from A's last renewal before the stop)
     return {"tokens": tokens, "seen_starts": seen_starts, "seen_ends": seen_ends, "frozen": frozen}
 
 
-def _check(url_b: str, a_pid: int, b_pid: int, schema: str, starts: Path, ends: Path,
+def _check(url_b: str, a_pid: int, b_pid: int, where: str, starts: Path, ends: Path,
            rounds: list[dict[str, object]]) -> dict[str, int]:
     tally: collections.Counter[str] = collections.Counter()
     problems: list[str] = []
@@ -94,7 +101,7 @@ def _check(url_b: str, a_pid: int, b_pid: int, schema: str, starts: Path, ends: 
     for rnd in rounds:
         tokens: dict[str, str] = rnd["tokens"]  # type: ignore[assignment]
         records = _records(url_b, list(tokens), 30)
-        rows = _rows(schema, list(tokens))
+        rows = _rows(where, list(tokens))
         before_starts = all_starts[: rnd["seen_starts"]]  # type: ignore[misc]
         before_ends = all_ends[: rnd["seen_ends"]]  # type: ignore[misc]
         for run_id, token in tokens.items():
@@ -133,28 +140,39 @@ def _check(url_b: str, a_pid: int, b_pid: int, schema: str, starts: Path, ends: 
     return dict(tally)
 
 
-def test_a_gateway_frozen_past_its_lease_starts_no_node_of_its_taken_over_runs(tmp_path, pg_schemas):  # noqa: F811
+def _frozen_and_taken_over(tmp_path: Path, env: dict[str, str], where: str, rounds: int) -> None:
     starts, ends = tmp_path / "starts.txt", tmp_path / "ends.txt"
-    env = {"KAILASH_DATABASE_URL": PG_URL, "QUEUE_TEST_REGISTRY": pg_schemas[0], "QUEUE_TEST_SCHEMA": pg_schemas[1],
-           "QUEUE_TEST_EFFECTS": str(starts), "QUEUE_TEST_ENDS": str(ends), "QUEUE_TEST_DELAY": "0.3",
+    env = {**env, "QUEUE_TEST_EFFECTS": str(starts), "QUEUE_TEST_ENDS": str(ends), "QUEUE_TEST_DELAY": "0.3",
            "QUEUE_TEST_STEPS": ",".join(STEPS), "QUEUE_TEST_SLOTS": str(RUNS + 1),
-           "KAILASH_QUEUE_LEASE": f"{LEASE:g}", "KAILASH_HOME": str(tmp_path / "home"),
+           "KAILASH_QUEUE_LEASE": f"{LEASE:g}",
            "QUEUE_TEST_EXPIRE_DEAD": "0"}  # takeover by lease expiry alone, as across hosts
     a, url_a = _start(env)
     b, url_b = _start(env)
     try:
         rng = random.Random(int(os.environ.get("QUEUE_STALL_SEED", "7")))
-        rounds = []
-        for n in range(ROUNDS):
-            rounds.append(_round(rng, n, url_a, a.pid, pg_schemas[0], starts, ends))
-            _records(url_b, list(rounds[-1]["tokens"]), 30)  # type: ignore[arg-type]
+        done = []
+        for n in range(rounds):
+            done.append(_round(rng, n, url_a, a.pid, where, starts, ends))
+            _records(url_b, list(done[-1]["tokens"]), 30)  # type: ignore[call-overload]
             time.sleep(0.8)  # A has woken: its in-flight nodes end, its fence stops the runs
-        tally = _check(url_b, a.pid, b.pid, pg_schemas[0], starts, ends, rounds)
-        print(f"frozen for {[round(r['frozen'], 2) for r in rounds]} s")  # type: ignore[call-overload]
-        assert tally.get("in_flight", 0) + tally.get("between_nodes", 0) == RUNS * ROUNDS
+        tally = _check(url_b, a.pid, b.pid, where, starts, ends, done)
+        print(f"frozen for {[round(r['frozen'], 2) for r in done]} s")  # type: ignore[call-overload]
+        assert tally.get("in_flight", 0) + tally.get("between_nodes", 0) == RUNS * rounds
         assert a.poll() is None and b.poll() is None
     finally:
         for proc in (a, b):
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGCONT)
             _stop(proc)
+
+
+def test_a_gateway_frozen_past_its_lease_starts_no_node_of_its_taken_over_runs(tmp_path, pg_schemas):  # noqa: F811
+    env = {"KAILASH_DATABASE_URL": PG_URL, "QUEUE_TEST_REGISTRY": pg_schemas[0], "QUEUE_TEST_SCHEMA": pg_schemas[1],
+           "KAILASH_HOME": str(tmp_path / "home")}
+    _frozen_and_taken_over(tmp_path, env, pg_schemas[0], ROUNDS)
+
+
+def test_the_same_with_two_gateways_on_one_sqlite_home(tmp_path):
+    home = tmp_path / "home"
+    _frozen_and_taken_over(tmp_path, {"KAILASH_HOME": str(home), "KAILASH_DATABASE_URL": ""},
+                           str(home / "queue.db"), 2)
