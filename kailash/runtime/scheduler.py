@@ -131,6 +131,16 @@ def lease_run(deadline: list[Any], until: float, renew: Callable[[], None] | Non
         _arm(deadline)
 
 
+def _held_to_the_end(deadline: list[Any]) -> bool:
+    """Whether a run whose nodes all ran may record its outcome: ``False`` when it was stopped
+    without one meanwhile, or its lease lapsed and could not be renewed (the time limit does
+    not matter once every node ran)."""
+    now = time.perf_counter()
+    if now > deadline[0] and deadline[2] is None:
+        return _past_deadline(deadline, "", now) is None or deadline[2] is None
+    return deadline[2] is None or bool(deadline[3])
+
+
 def _past_deadline(deadline: list[Any], sid: str, now: float) -> NodeExecutionError | None:
     """Why the run stops before node ``sid`` (due at ``now``, past ``deadline[0]``); ``None``
     when only its lease lapsed and renewing it found the claim still held."""
@@ -306,6 +316,12 @@ class Run:
             results = WorkflowResults((s.id, results[s.id]) for s in plan.steps if s.id in results)
         results.run_id = self.ctx.run_id
         results.skipped = tuple(self.recorder.skipped)
+        if self.deadline is not None and not self.failures and _held_to_the_end(self.deadline) is False:
+            why = self.deadline[2]
+            stopped = RunStoppedError(f"the run was stopped before its outcome was recorded: {why}", recorded=False)
+            stopped.results = dict(results)  # type: ignore[attr-defined]
+            self.recorder.abandoned()  # its last node ran after its owner lost it: another owner records the run
+            raise stopped
         if self.failures:
             err, exc, sid = self.failures[0]
             err.results = dict(results)  # type: ignore[attr-defined]

@@ -3,7 +3,7 @@
 Serves workflow ``effects`` (three nodes ``a b c`` in a chain, or those named in
 ``$QUEUE_TEST_STEPS``, each appending ``token node pid`` to the file ``$QUEUE_TEST_EFFECTS`` —
 the side effect the tests count — then sleeping ``$QUEUE_TEST_DELAY`` s, a tenth of it for
-``a``, then appending the same line to ``$QUEUE_TEST_ENDS`` if set) on a free port, prints
+``a``, then appending the same line and the time to ``$QUEUE_TEST_ENDS`` if set) on a free port, prints
 ``PORT <n>`` and serves until killed.
 Storage: PostgreSQL schemas ``$QUEUE_TEST_REGISTRY``/``$QUEUE_TEST_SCHEMA`` when
 ``KAILASH_DATABASE_URL`` is set, else SQLite under ``KAILASH_HOME``. ``$QUEUE_TEST_DASK``: run on
@@ -44,7 +44,7 @@ class EffectNode(Node):
         if ends:
             fd = os.open(ends, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, f"{token} {step} {os.getpid()}\n".encode())
+                os.write(fd, f"{token} {step} {os.getpid()} {time.time():.4f}\n".encode())
             finally:
                 os.close(fd)
         return {"result": f"{token}:{step}"}
@@ -58,7 +58,7 @@ def main() -> None:
     steps = (os.environ.get("QUEUE_TEST_STEPS") or "a,b,c").split(",")
     for step in steps:
         wf.add_node(step, EffectNode(step=step))
-    for before, after in zip(steps, steps[1:]):
+    for before, after in zip(steps, steps[1:], strict=False):
         wf.connect(before, after, mapping={"result": "data"})
     storage = None
     url = os.environ.get("KAILASH_DATABASE_URL")

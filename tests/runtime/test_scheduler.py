@@ -177,3 +177,36 @@ def test_a_run_on_a_lapsed_lease_renews_it_before_its_next_node_or_stops_without
         with pytest.raises(RunStoppedError, match="before node 'a': its lease lapsed") as info:
             run_inline(run)
     assert info.value.recorded is False and run.recorder.nodes == []  # no node ran; no outcome recorded
+
+
+def test_a_run_stopped_without_an_outcome_while_its_last_node_runs_records_none():
+    import time
+    from typing import Any
+
+    from kailash.errors import RunStoppedError
+    from kailash.nodes.base import Node, NodeParameter
+    from kailash.nodes.context import RUN_DEADLINE
+    from kailash.runtime.scheduler import run_deadline, stop_run
+
+    class LastNode(Node):
+        def get_parameters(self) -> dict[str, NodeParameter]:
+            return {"data": NodeParameter(default=None), "lose": NodeParameter(type=bool, default=True)}
+
+        def run(self, data: Any = None, lose: bool = True) -> dict[str, Any]:
+            deadline = RUN_DEADLINE.get()
+            if lose:  # its owner loses the run while it runs (a queue lease passed to another owner)
+                stop_run(deadline, "another owner holds it", record=False)
+            else:  # the run's time limit passes while it runs
+                deadline[0] = deadline[4] = time.perf_counter() - 1
+            return {"result": data}
+
+    wf = chain_and_side()
+    wf.add_node("last", LastNode())
+    wf.connect("c", "last")
+    with run_deadline():
+        run = new_run(wf, {"a": {"x": 1}})
+        with pytest.raises(RunStoppedError, match="before its outcome was recorded: another owner holds it") as info:
+            run_inline(run)
+    assert info.value.recorded is False and info.value.results["last"] == {"result": 11}
+    with run_deadline(60):  # every node ran: the run completes
+        assert run_inline(new_run(wf, {"a": {"x": 1}, "last": {"lose": False}}))["last"] == {"result": 11}
