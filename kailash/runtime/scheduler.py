@@ -316,10 +316,10 @@ class Run:
             results = WorkflowResults((s.id, results[s.id]) for s in plan.steps if s.id in results)
         results.run_id = self.ctx.run_id
         results.skipped = tuple(self.recorder.skipped)
-        if self.deadline is not None and not self.failures and _held_to_the_end(self.deadline) is False:
+        if self.deadline is not None and not self.failures and not _held_to_the_end(self.deadline):
             why = self.deadline[2]
             stopped = RunStoppedError(f"the run was stopped before its outcome was recorded: {why}", recorded=False)
-            stopped.results = dict(results)  # type: ignore[attr-defined]
+            stopped.results = dict(results)
             self.recorder.abandoned()  # its last node ran after its owner lost it: another owner records the run
             raise stopped
         if self.failures:
