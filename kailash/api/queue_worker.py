@@ -36,7 +36,7 @@ from typing import Any
 
 from kailash.runtime.queue import QueuedRun, default_lease, worker_id
 from kailash.runtime.runlog import record_of
-from kailash.runtime.scheduler import run_deadline, stop_run
+from kailash.runtime.scheduler import lease_run, run_deadline, stop_run
 
 __all__ = ["QueueWorker", "ON_INTERRUPTED"]
 
@@ -124,6 +124,8 @@ class QueueWorker:
         self.inflight: dict[str, QueuedRun] = {}
         self._finishing: set[str] = set()
         self._fences: dict[str, list[Any]] = {}  # run id -> its stop (see _fenced)
+        self._held_at: dict[str, float] = {}  # run id -> when its claim was last made or renewed (perf_counter)
+        self._renewing = threading.Lock()
         self._reserved = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -179,8 +181,12 @@ class QueueWorker:
         with self._lock:
             self._reserved = max(0, self._reserved - 1)
 
-    def adopt(self, item: QueuedRun) -> None:
-        """A run enqueued claimed by this worker is now executing (its reserved slot becomes in-flight)."""
+    def adopt(self, item: QueuedRun, *, since: float | None = None) -> None:
+        """A run enqueued claimed by this worker is now executing (its reserved slot becomes in-flight).
+
+        ``since``: the ``time.perf_counter()`` before it was enqueued (its lease runs from then at the latest).
+        """
+        self._held_at[item.run_id] = time.perf_counter() if since is None else since
         with self._lock:
             self._reserved = max(0, self._reserved - 1)
             self.inflight[item.run_id] = item
@@ -195,12 +201,14 @@ class QueueWorker:
         while not self._stop.is_set():
             free = self._free()
             claimed: list[QueuedRun] = []
+            asked = time.perf_counter()  # the leases of what it claims run from later than this
             if free > 0:
                 try:
                     claimed = self.queue.claim(self.id, limit=free, lease=self.lease)
                 except Exception:
                     logger.warning("queue claim failed; retrying", exc_info=True)
             for item in claimed:
+                self._held_at[item.run_id] = asked
                 with self._lock:
                     self.inflight[item.run_id] = item
                 try:
@@ -232,35 +240,65 @@ class QueueWorker:
 
     def beat(self) -> None:
         """Renew this worker's leases; end the leases of dead workers on this host."""
-        try:
-            before = set(self.inflight) - self._finishing
-            held = self.queue.renew(self.id, lease=self.lease)
-            lost = [r for r in before if r not in held and r in self.inflight and r not in self._finishing]
-            for run_id in lost:
-                logger.warning("queued run %s: this gateway lost its claim (lease expired); stopping it before its "
-                               "next node (another gateway continues it)", run_id)
-                fence = self._fences.get(run_id)
-                if fence is not None:
-                    stop_run(fence, "this gateway lost its claim on the queued run (its lease expired); "
-                                    "another gateway continues it", record=False)
-        except Exception:
-            logger.warning("queue lease renewal failed; retrying", exc_info=True)
+        self._renew()
         self._expire_dead()
 
+    def _renew(self) -> None:
+        """Renew the leases of the runs executing here (only those: a run that ended here without
+        an outcome is left to expire); stop the runs whose claim another worker holds now."""
+        with self._renewing:
+            try:
+                with self._lock:
+                    mine = list(self.inflight)
+                before = set(mine) - self._finishing
+                asked = time.perf_counter()  # the renewed leases run from later than this
+                held = self.queue.renew(self.id, lease=self.lease, run_ids=mine)
+                for run_id in held:
+                    self._held_at[run_id] = asked
+                    fence = self._fences.get(run_id)
+                    if fence is not None:
+                        lease_run(fence, asked + self.lease)
+                lost = [r for r in before if r not in held and r in self.inflight and r not in self._finishing]
+                for run_id in lost:
+                    fence = self._fences.get(run_id)
+                    if fence is not None and fence[2] is not None:
+                        continue  # stopped already (another thread's renewal found it lost)
+                    logger.warning("queued run %s: this gateway lost its claim (lease expired); stopping it before "
+                                   "its next node (another gateway continues it)", run_id)
+                    if fence is not None:
+                        stop_run(fence, "this gateway lost its claim on the queued run (its lease expired); "
+                                        "another gateway continues it", record=False)
+            except Exception:
+                logger.warning("queue lease renewal failed; retrying", exc_info=True)
+
     @contextlib.contextmanager
-    def _fenced(self, run_id: str) -> Iterator[None]:
+    def _fenced(self, run_id: str) -> Iterator[list[Any]]:
         """Run ``run_id``'s nodes under a stop that :meth:`beat` pulls when this worker loses its
-        claim: no node starts here once another worker may be running the run (a node already
-        running finishes; the run ends without an outcome in its record, which the other worker
-        writes). Runs on a Dask-backed gateway are not stopped this way."""
+        claim, and under its lease as this host's clock sees it: no node starts here once another
+        worker may be running the run (a node already running finishes; the run ends without an
+        outcome in its record, which the other worker writes).
+
+        The lease check closes the gap a stalled process would otherwise have on waking: its
+        heartbeat has not yet found the claim gone, but the lease it last renewed has run out
+        (this clock runs on while the process is stopped), so the run's next node first renews
+        it in the run's thread (:meth:`_lapsed`) and starts only if the claim is still held.
+        Runs on a Dask-backed gateway are not stopped this way."""
         with run_deadline() as fence:
             self._fences[run_id] = fence
+            lease_run(fence, self._held_at.get(run_id, time.perf_counter()) + self.lease,
+                      lambda: self._lapsed(fence))
             try:
-                yield
+                yield fence
             finally:
                 self._fences.pop(run_id, None)
                 if fence[2] is not None:  # stopped: what this gateway saw is not the run's outcome; read the record
                     self.gateway.runs.live.pop(run_id, None)
+
+    def _lapsed(self, fence: list[Any]) -> None:
+        """A run's next node is due after its lease ran out by this host's clock (this process
+        stalled, or renewals are late): renew now, unless another thread just did."""
+        if fence[0] < time.perf_counter():
+            self._renew()
 
     def check_stops(self) -> None:
         """Stop the stream runs executing here whose stop another gateway asked for (``POST /runs/{id}/stop``
@@ -333,15 +371,15 @@ class QueueWorker:
                 if job is not None:
                     manager.count(tenant, +1)
                     counted = True
-                    with self._fenced(item.run_id):
+                    with self._fenced(item.run_id) as fence:
                         self._execute_resumed(run, workspace, job)
-                    self._settle(item, run, workspace.runs)
+                    self._settle(item, run, workspace.runs, fence)
                     return
             manager.count(tenant, +1)
             counted = True
-            with self._fenced(item.run_id):
+            with self._fenced(item.run_id) as fence:
                 _execute(run, workspace, workflow, params, True, manager.runtime_factory)
-            self._settle(item, run, workspace.runs)
+            self._settle(item, run, workspace.runs, fence)
         except Exception:
             logger.exception("queued run %s: the worker failed", item.run_id)
         finally:
@@ -349,6 +387,7 @@ class QueueWorker:
                 manager.count(tenant, -1)
             with self._lock:
                 self.inflight.pop(item.run_id, None)
+            self._held_at.pop(item.run_id, None)
             self._finishing.discard(item.run_id)
             self._wake.set()
 
@@ -456,7 +495,13 @@ class QueueWorker:
         self._finishing.add(item.run_id)  # from now on its row may leave 'running': not a lost claim
         return bool(self.queue.finish(item.run_id, self.id, attempt=item.attempts, status=status, error=error))
 
-    def _settle(self, item: QueuedRun, run: Any, store: Any) -> None:
+    def _settle(self, item: QueuedRun, run: Any, store: Any, fence: list[Any]) -> None:
+        if fence[2] is not None and not fence[3]:  # stopped without an outcome: the run is not over
+            try:  # another worker holds it; or, if the lease lapsed and could not be renewed, any may take it now
+                self.queue.release(self.id, [item.run_id])
+            except Exception:
+                logger.warning("queued run %s: could not release it (its lease expires)", item.run_id, exc_info=True)
+            return
         try:  # the record is durable before the queue says the run ended (else a kill between would lose it)
             store.flush()
         except Exception:

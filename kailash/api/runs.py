@@ -340,6 +340,7 @@ class RunManager:
             return bool(queue.enqueue(run_id=run_id, workflow=name, parameters=parameters, tenant_id=tenant,
                                       options=options, owner=worker.id if mine else None, lease=worker.lease))
 
+        since = time.perf_counter()  # its lease (if claimed here) runs from later than this
         try:
             added = await loop.run_in_executor(None, put)
         except BaseException:
@@ -365,7 +366,7 @@ class RunManager:
             params = resolved
         run = LiveRun(run_id, name, tenant, loop, secrets)
         self._remember(run)
-        worker.adopt(item)
+        worker.adopt(item, since=since)
         try:
             self.executor.submit(worker.run_item, item, (workspace, workflow, params, run))
         except RuntimeError:  # the pool is shut down: another gateway takes it over

@@ -31,9 +31,10 @@ from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["ExecutionContext", "RUN_DEADLINE", "run_time_left", "bounded_by_run"]
 
-#: ``[time.perf_counter() deadline, seconds, why stopped]`` of the run executing here, if it has
-#: a time limit or can be stopped from outside (``why stopped`` is ``None`` until
-#: ``kailash.runtime.scheduler.stop_run``); set by the runtime (``kailash.runtime.scheduler.run_deadline``).
+#: ``[time.perf_counter() deadline, seconds, why stopped, ..., time limit, ...]`` of the run executing
+#: here, if it has a time limit or can be stopped from outside (``why stopped`` is ``None`` until
+#: ``kailash.runtime.scheduler.stop_run``); set by the runtime (``kailash.runtime.scheduler.run_deadline``,
+#: which describes every slot).
 RUN_DEADLINE: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
     "kailash_run_deadline", default=None)
 
@@ -41,7 +42,8 @@ RUN_DEADLINE: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
 def run_time_left() -> float | None:
     """Seconds left before the run executing here must stop (``None``: no limit)."""
     deadline = RUN_DEADLINE.get()
-    at: float = deadline[0] if deadline is not None else math.inf
+    # the time limit, not the lease (a renewed lease does not end the run): slot 4; -inf once stopped
+    at: float = math.inf if deadline is None else deadline[0] if deadline[2] is not None else deadline[4]
     return None if at == math.inf else max(at - time.perf_counter(), 0.001)
 
 

@@ -113,7 +113,7 @@ class RunQueue(Protocol):
 
     def claim(self, worker: str, *, limit: int = 1, lease: float | None = None) -> list[QueuedRun]: ...
 
-    def renew(self, worker: str, *, lease: float | None = None) -> set[str]: ...
+    def renew(self, worker: str, *, lease: float | None = None, run_ids: list[str] | None = None) -> set[str]: ...
 
     def finish(self, run_id: str, worker: str, *, attempt: int, status: str, error: str | None = None) -> bool: ...
 
@@ -275,15 +275,20 @@ class SQLiteRunQueue:
         result: list[QueuedRun] = self._tx(pick)
         return result
 
-    def renew(self, worker: str, *, lease: float | None = None) -> set[str]:
-        """Extend the lease of every run ``worker`` holds; the ids it still holds."""
+    def renew(self, worker: str, *, lease: float | None = None, run_ids: list[str] | None = None) -> set[str]:
+        """Extend the lease of every run ``worker`` holds (of ``run_ids`` only, if given); the ids it still holds."""
         until = time.time() + (lease or self.lease)
+        where = "owner = ? AND status = 'running'"
+        args: list[Any] = [worker]
+        if run_ids is not None:
+            if not run_ids:
+                return set()
+            where += f" AND run_id IN ({', '.join('?' * len(run_ids))})"
+            args += run_ids
 
         def go(conn: sqlite3.Connection) -> set[str]:
-            conn.execute("UPDATE run_queue SET lease_until = ? WHERE owner = ? AND status = 'running'",
-                         (until, worker))
-            return {r[0] for r in conn.execute("SELECT run_id FROM run_queue WHERE owner = ? AND status = "
-                                               "'running'", (worker,))}
+            conn.execute(f"UPDATE run_queue SET lease_until = ? WHERE {where}", (until, *args))
+            return {r[0] for r in conn.execute(f"SELECT run_id FROM run_queue WHERE {where}", args)}
 
         held: set[str] = self._tx(go)
         return held
@@ -477,12 +482,17 @@ class PostgresRunQueue:
         rows.sort(key=lambda r: r[10])
         return [_row_to_run(r, previous=r[14]) for r in rows]
 
-    def renew(self, worker: str, *, lease: float | None = None) -> set[str]:
-        """Extend the lease of every run ``worker`` holds; the ids it still holds."""
+    def renew(self, worker: str, *, lease: float | None = None, run_ids: list[str] | None = None) -> set[str]:
+        """Extend the lease of every run ``worker`` holds (of ``run_ids`` only, if given); the ids it still holds."""
+        if run_ids is not None and not run_ids:
+            return set()
+        text = (f"UPDATE {{schema}}.run_queue SET lease_until = {_NOW} + %s WHERE owner = %s AND status = 'running'"
+                + (" AND run_id = ANY(%s)" if run_ids is not None else "") + " RETURNING run_id")
+        args: list[Any] = [float(lease or self.lease), worker]
+        if run_ids is not None:
+            args.append(list(run_ids))
         with self.pool.connection() as conn:
-            rows = conn.execute(self.q(f"UPDATE {{schema}}.run_queue SET lease_until = {_NOW} + %s "
-                                       "WHERE owner = %s AND status = 'running' RETURNING run_id"),
-                                (float(lease or self.lease), worker)).fetchall()
+            rows = conn.execute(self.q(text), args).fetchall()
         return {r[0] for r in rows}
 
     def finish(self, run_id: str, worker: str, *, attempt: int, status: str, error: str | None = None) -> bool:

@@ -28,9 +28,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from kailash.errors import KailashError, NodeExecutionError, NodeTimeoutError, RunStoppedError
@@ -44,7 +45,7 @@ if TYPE_CHECKING:  # the plan module loads with the first compile, not with `imp
     from kailash.workflow.plan import ExecutionPlan, Step
 
 __all__ = ["Run", "InlineExecutor", "ConcurrentExecutor", "INLINE", "run_inline", "run_concurrent", "call_node",
-           "acall_node", "Outputs", "run_deadline", "stop_run"]
+           "acall_node", "Outputs", "run_deadline", "stop_run", "lease_run"]
 
 Outputs = dict[str, Any]
 
@@ -52,7 +53,7 @@ Outputs = dict[str, Any]
 def run_deadline(seconds: float = math.inf) -> Iterator[list[Any]]:
     """Runs started inside the block start no node after ``seconds`` (a run time limit), nor
     after :func:`stop_run` is called on the value the block yields (``seconds`` infinite:
-    only that).
+    only that), nor past a lease given with :func:`lease_run` that cannot be renewed.
 
     The stop is cooperative: a node already running finishes (network calls through the
     HTTP layer are bounded by the time left, see
@@ -61,25 +62,41 @@ def run_deadline(seconds: float = math.inf) -> Iterator[list[Any]]:
     :class:`~kailash.errors.NodeTimeoutError` naming ``run_timeout``; the record keeps
     what finished, so the run can be resumed. Blocks nest: an inner block shares the
     outer one's stop, and the earlier deadline applies inside it.
+
+    The value is a list, ``[when the next node may not start (the earlier of the time
+    limit and the lease; -inf once stopped), seconds, why stopped, record the stopped run,
+    time limit, lease end, renew]`` (``time.perf_counter`` instants): one comparison per
+    node, and none for a run outside any block.
     """
     at = time.perf_counter() + seconds
     outer = RUN_DEADLINE.get()
     if outer is not None:  # one stop for the run: the earlier deadline wins while inside
-        saved = outer[0], outer[1]
-        if at < outer[0]:
-            outer[0], outer[1] = at, seconds
+        with _WRITING:
+            saved = outer[4], outer[1]
+            if at < outer[4]:
+                outer[4], outer[1] = at, seconds
+                _arm(outer)
         try:
             yield outer
         finally:
-            if outer[2] is None:  # not stopped meanwhile: the outer deadline again
-                outer[0], outer[1] = saved
+            with _WRITING:  # the outer deadline again
+                outer[4], outer[1] = saved
+                _arm(outer)
         return
-    deadline = [at, seconds, None, False]  # deadline, seconds, why stopped, record the run (see stop_run)
+    deadline = [at, seconds, None, False, at, math.inf, None]
     token = RUN_DEADLINE.set(deadline)
     try:
         yield deadline
     finally:
         RUN_DEADLINE.reset(token)
+
+
+_WRITING = threading.Lock()  # writers of a deadline (rare: block entry/exit, stops, lease renewals); readers take none
+
+
+def _arm(deadline: list[Any]) -> None:
+    if deadline[2] is None:  # (a stopped run stays stopped)
+        deadline[0] = min(deadline[4], deadline[5])
 
 
 def stop_run(deadline: list[Any], why: str, *, record: bool = False) -> None:
@@ -90,11 +107,49 @@ def stop_run(deadline: list[Any], why: str, *, record: bool = False) -> None:
     ends without an outcome in its record (as if its process had stopped: another owner
     continues it, see :class:`kailash.api.queue_worker.QueueWorker`).
     """
-    deadline[2], deadline[3] = why, record
-    deadline[0] = -math.inf
+    with _WRITING:
+        deadline[2], deadline[3] = why, record
+        deadline[0] = -math.inf
 
 
-def _past_deadline(deadline: list[Any], sid: str) -> NodeExecutionError:
+def lease_run(deadline: list[Any], until: float, renew: Callable[[], None] | None = None) -> None:
+    """The run under ``deadline`` is held on a lease ending at ``until`` (a
+    ``time.perf_counter`` instant): it starts no node after that unless the lease is
+    renewed. Safe from any thread; call it again with the later end whenever the lease is
+    renewed.
+
+    A node due after ``until`` first calls ``renew()`` in the run's thread (this process
+    stalled, or its renewals are late): it renews the lease (calling :func:`lease_run`) or
+    stops the run (:func:`stop_run`); if it does neither, the run stops without an outcome
+    (another owner may hold it by then). The check costs what a time limit costs: one
+    comparison per node.
+    """
+    with _WRITING:
+        deadline[5] = until
+        if renew is not None:
+            deadline[6] = renew
+        _arm(deadline)
+
+
+def _held_to_the_end(deadline: list[Any]) -> bool:
+    """Whether a run whose nodes all ran may record its outcome: ``False`` when it was stopped
+    without one meanwhile, or its lease lapsed and could not be renewed (the time limit does
+    not matter once every node ran)."""
+    now = time.perf_counter()
+    if now > deadline[0] and deadline[2] is None:
+        return _past_deadline(deadline, "", now) is None or deadline[2] is None
+    return deadline[2] is None or bool(deadline[3])
+
+
+def _past_deadline(deadline: list[Any], sid: str, now: float) -> NodeExecutionError | None:
+    """Why the run stops before node ``sid`` (due at ``now``, past ``deadline[0]``); ``None``
+    when only its lease lapsed and renewing it found the claim still held."""
+    if deadline[2] is None and now <= deadline[4] and deadline[6] is not None:  # the lease lapsed
+        deadline[6]()
+        if deadline[2] is None and time.perf_counter() <= deadline[0]:
+            return None  # renewed: go on
+        if deadline[2] is None:
+            stop_run(deadline, "its lease lapsed and was not renewed (another owner may hold it)", record=False)
     if deadline[2] is not None:
         return RunStoppedError(f"the run was stopped before node '{sid}': {deadline[2]}", node_id=sid,
                                recorded=deadline[3])
@@ -261,6 +316,12 @@ class Run:
             results = WorkflowResults((s.id, results[s.id]) for s in plan.steps if s.id in results)
         results.run_id = self.ctx.run_id
         results.skipped = tuple(self.recorder.skipped)
+        if self.deadline is not None and not self.failures and not _held_to_the_end(self.deadline):
+            why = self.deadline[2]
+            stopped = RunStoppedError(f"the run was stopped before its outcome was recorded: {why}", recorded=False)
+            stopped.results = dict(results)
+            self.recorder.abandoned()  # its last node ran after its owner lost it: another owner records the run
+            raise stopped
         if self.failures:
             err, exc, sid = self.failures[0]
             err.results = dict(results)  # type: ignore[attr-defined]
@@ -313,8 +374,9 @@ def _walk_inline(run: Run, executor: InlineExecutor) -> WorkflowResults:
                 continue  # outside the part being run again
         start = perf()
         try:
-            if deadline is not None and start > deadline[0]:
-                raise _past_deadline(deadline, sid)
+            if deadline is not None and start > deadline[0] and (
+                    late := _past_deadline(deadline, sid, start)) is not None:
+                raise late
             inputs = step.gather(results, overrides.get(sid) if overrides else None)
             if inputs is None:
                 recorder.node_skipped(sid)
@@ -355,8 +417,9 @@ def _walk_all(run: Run) -> WorkflowResults:
     for sid, gather, node, step, take in run.plan.inline:
         start = t
         try:
-            if deadline is not None and start > deadline[0]:
-                raise _past_deadline(deadline, sid)
+            if deadline is not None and start > deadline[0] and (
+                    late := _past_deadline(deadline, sid, start)) is not None:
+                raise late
             if take is not None and not observers and (overrides is None or sid not in overrides):
                 v = take(results)  # the node's one input, checked: node.run(v) binds it as run(**inputs) would
                 if v is not missing:
@@ -431,8 +494,9 @@ async def _walk_concurrent(run: Run, executor: ConcurrentExecutor) -> WorkflowRe
                 if observers:
                     recorder.node_started(sid)
                 try:
-                    if run.deadline is not None and start > run.deadline[0]:
-                        raise _past_deadline(run.deadline, sid)
+                    if run.deadline is not None and start > run.deadline[0] and (
+                            late := _past_deadline(run.deadline, sid, start)) is not None:
+                        raise late
                     out = await executor.start(step, inputs, ctx)
                 except Exception as exc:
                     run.fail(sid, exc, start, perf())

@@ -1,8 +1,10 @@
 """A gateway process for the durable-queue tests: ``python queue_gateway_server.py``.
 
-Serves workflow ``effects`` (three nodes in a chain, each appending ``token node pid`` to
-the file ``$QUEUE_TEST_EFFECTS`` — the side effect the tests count — then sleeping
-``$QUEUE_TEST_DELAY`` s, a tenth of it for the first) on a free port, prints ``PORT <n>`` and serves until killed.
+Serves workflow ``effects`` (three nodes ``a b c`` in a chain, or those named in
+``$QUEUE_TEST_STEPS``, each appending ``token node pid`` to the file ``$QUEUE_TEST_EFFECTS`` —
+the side effect the tests count — then sleeping ``$QUEUE_TEST_DELAY`` s, a tenth of it for
+``a``, then appending the same line and the time to ``$QUEUE_TEST_ENDS`` if set) on a free port, prints
+``PORT <n>`` and serves until killed.
 Storage: PostgreSQL schemas ``$QUEUE_TEST_REGISTRY``/``$QUEUE_TEST_SCHEMA`` when
 ``KAILASH_DATABASE_URL`` is set, else SQLite under ``KAILASH_HOME``. ``$QUEUE_TEST_DASK``: run on
 the Dask scheduler at that address (``dask_address``).
@@ -38,6 +40,13 @@ class EffectNode(Node):
             os.close(fd)
         delay = float(os.environ.get("QUEUE_TEST_DELAY", "0.02"))
         time.sleep(delay / 10 if step == "a" else delay)  # a kill mostly finds runs past their first node
+        ends = os.environ.get("QUEUE_TEST_ENDS")
+        if ends:
+            fd = os.open(ends, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, f"{token} {step} {os.getpid()} {time.time():.4f}\n".encode())
+            finally:
+                os.close(fd)
         return {"result": f"{token}:{step}"}
 
 
@@ -46,10 +55,11 @@ def main() -> None:
     from kailash.workflow import Workflow
 
     wf = Workflow("effects")
-    for step in ("a", "b", "c"):
+    steps = (os.environ.get("QUEUE_TEST_STEPS") or "a,b,c").split(",")
+    for step in steps:
         wf.add_node(step, EffectNode(step=step))
-    wf.connect("a", "b", mapping={"result": "data"})
-    wf.connect("b", "c", mapping={"result": "data"})
+    for before, after in zip(steps, steps[1:], strict=False):
+        wf.connect(before, after, mapping={"result": "data"})
     storage = None
     url = os.environ.get("KAILASH_DATABASE_URL")
     if url:

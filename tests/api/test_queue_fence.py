@@ -9,6 +9,7 @@ not write an outcome over the record the taker is writing.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -17,6 +18,7 @@ from starlette.testclient import TestClient
 
 from kailash.api.gateway import WorkflowGateway
 from kailash.nodes.base import Node, NodeParameter
+from kailash.runtime.scheduler import lease_run
 from kailash.workflow import Workflow
 from gateway_test_helpers import API_KEY, HEADERS
 
@@ -89,3 +91,66 @@ def test_a_gateway_that_lost_its_claim_starts_no_further_node(_isolated_home):
         assert [n.node_id for n in record.nodes if n.status == "completed"] == ["s1", "s2", "s3"]
         view = c.get(f"/runs/{run_id}", headers=HEADERS).json()
         assert view["status"] == "running" and [n["node_id"] for n in view["nodes"]] == ["s1", "s2", "s3"], view
+
+
+def _start_steps(c: TestClient, gw: WorkflowGateway, n: int) -> tuple[str, Any, Any]:
+    StepNode.started.clear()
+    for sem in (StepNode.entered, StepNode.go):
+        while sem.acquire(blocking=False):
+            pass
+    run_id = c.post("/workflows/steps/execute?async=true", json={}, headers=HEADERS).json()["run_id"]
+    for _ in range(n):  # the first n-1 nodes finish; node n is running
+        assert StepNode.entered.acquire(timeout=10)
+        StepNode.go.release()
+    assert StepNode.entered.acquire(timeout=10)
+    return run_id, gw.runs.worker, gw.run_queue
+
+
+def test_a_lease_lapsed_by_the_gateways_own_clock_is_renewed_before_the_next_node(_isolated_home):
+    """The gateway stalled past its lease but nobody took the run: the run's own thread renews
+    the lease before its next node and goes on (no run is dropped for a pause alone)."""
+    gw = WorkflowGateway(port=0, api_keys=[API_KEY], queue_lease=60)
+    gw.register_workflow("steps", _steps(3))
+    with TestClient(gw.app) as c:
+        run_id, worker, queue = _start_steps(c, gw, 1)  # s2 is running
+        fence = worker._fences[run_id]
+        lease_run(fence, time.perf_counter() - 1)  # as after a stall: its lease ran out by this host's clock
+        StepNode.go.release()
+        assert StepNode.entered.acquire(timeout=10), "the run stopped though its claim was still held"
+        assert fence[0] > time.perf_counter() + 50  # renewed in the run's thread
+        StepNode.go.release()
+        _until(lambda: run_id not in worker.inflight)
+        row = queue.get(run_id)
+        assert (row.status, row.owner, row.attempts) == ("completed", worker.id, 1)
+        assert StepNode.started == ["s1", "s2", "s3"]
+
+
+def test_a_lapsed_lease_that_cannot_be_renewed_stops_the_run_and_lets_it_be_taken_over(_isolated_home):
+    """The lease ran out and the database does not answer the renewal: the run starts no further
+    node (another gateway may hold it by then), ends without an outcome, and its row is let go
+    at once; claimed again (here by the same gateway), it resumes from the nodes that finished."""
+    gw = WorkflowGateway(port=0, api_keys=[API_KEY], queue_lease=60)
+    gw.register_workflow("steps", _steps(4))
+    with TestClient(gw.app) as c:
+        run_id, worker, queue = _start_steps(c, gw, 2)  # s3 is running
+        renew = queue.renew
+
+        def unreachable(*args: Any, **kwargs: Any) -> set[str]:
+            raise sqlite3.OperationalError("unable to open database file")
+
+        queue.renew = unreachable  # the fault: the renewal fails
+        try:
+            lease_run(worker._fences[run_id], time.perf_counter() - 1)
+            StepNode.go.release()  # s3 finishes; s4 must not start on this attempt
+            # (had it started, it would wait for the test, the attempt would not end, nor the 60 s lease)
+            _until(lambda: queue.get(run_id).attempts == 2)  # let go at once, and claimed again
+        finally:
+            queue.renew = renew
+        assert StepNode.entered.acquire(timeout=10)  # attempt 2 runs s4
+        StepNode.go.release()
+        assert StepNode.started == ["s1", "s2", "s3", "s4"]
+        _until(lambda: queue.get(run_id).status == "completed")
+        gw.workspace(None).runs.flush()
+        record = gw.workspace(None).runs.get_run(run_id)
+        assert record.status == "completed" and record.extra["queue"]["attempt"] == 2
+        assert record.extra["queue"]["reused"] == ["s1", "s2", "s3"]

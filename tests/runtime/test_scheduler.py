@@ -150,3 +150,63 @@ def test_every_runtime_is_a_runtime(dask_client):
                 DaskRuntime(client=dask_client, store=None)]
     assert all(isinstance(r, Runtime) for r in runtimes)
     assert [r.name for r in runtimes] == ["local", "parallel", "testing", "dask"]
+
+
+def test_a_run_on_a_lapsed_lease_renews_it_before_its_next_node_or_stops_without_an_outcome():
+    import time
+
+    from kailash.errors import RunStoppedError
+    from kailash.nodes.context import run_time_left
+    from kailash.runtime.scheduler import lease_run, run_deadline
+
+    calls: list[float] = []
+
+    def renewed() -> None:  # the claim is still held: a fresh lease
+        calls.append(time.perf_counter())
+        lease_run(deadline, time.perf_counter() + 60)
+
+    with run_deadline() as deadline:
+        lease_run(deadline, time.perf_counter() - 1, renewed)  # lapsed (the process stalled past it)
+        assert run_time_left() is None  # a lease is not a time limit: calls are not cut short by it
+        got = run_inline(new_run(chain_and_side(), {"a": {"x": 5}}))
+    assert got["c"] == {"result": 51} and len(calls) == 1  # renewed once, before the first node
+
+    with run_deadline() as deadline:
+        lease_run(deadline, time.perf_counter() - 1, lambda: None)  # not renewed (lost, or no database)
+        run = new_run(chain_and_side(), {"a": {"x": 5}})
+        with pytest.raises(RunStoppedError, match="before node 'a': its lease lapsed") as info:
+            run_inline(run)
+    assert info.value.recorded is False and run.recorder.nodes == []  # no node ran; no outcome recorded
+
+
+def test_a_run_stopped_without_an_outcome_while_its_last_node_runs_records_none():
+    import time
+    from typing import Any
+
+    from kailash.errors import RunStoppedError
+    from kailash.nodes.base import Node, NodeParameter
+    from kailash.nodes.context import RUN_DEADLINE
+    from kailash.runtime.scheduler import run_deadline, stop_run
+
+    class LastNode(Node):
+        def get_parameters(self) -> dict[str, NodeParameter]:
+            return {"data": NodeParameter(default=None), "lose": NodeParameter(type=bool, default=True)}
+
+        def run(self, data: Any = None, lose: bool = True) -> dict[str, Any]:
+            deadline = RUN_DEADLINE.get()
+            if lose:  # its owner loses the run while it runs (a queue lease passed to another owner)
+                stop_run(deadline, "another owner holds it", record=False)
+            else:  # the run's time limit passes while it runs
+                deadline[0] = deadline[4] = time.perf_counter() - 1
+            return {"result": data}
+
+    wf = chain_and_side()
+    wf.add_node("last", LastNode())
+    wf.connect("c", "last")
+    with run_deadline():
+        run = new_run(wf, {"a": {"x": 1}})
+        with pytest.raises(RunStoppedError, match="before its outcome was recorded: another owner holds it") as info:
+            run_inline(run)
+    assert info.value.recorded is False and info.value.results["last"] == {"result": 11}
+    with run_deadline(60):  # every node ran: the run completes
+        assert run_inline(new_run(wf, {"a": {"x": 1}, "last": {"lose": False}}))["last"] == {"result": 11}
