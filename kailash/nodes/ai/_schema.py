@@ -6,6 +6,7 @@ asked for by a model, is checked here before it is sent.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 __all__ = ["schema_problems"]
@@ -23,6 +24,9 @@ def schema_problems(schema: dict[str, Any] | None, arguments: Any) -> list[str]:
     """
     import jsonschema
 
+    odd = _not_json_numbers(arguments, "", 0)
+    if odd:  # NaN passes every bound (each comparison is false) and neither can be sent as JSON
+        return [f"{where or '(arguments)'}: {value!r} is not a JSON number" for where, value in odd[:10]]
     schema = schema or {"type": "object"}
     try:
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
@@ -30,3 +34,16 @@ def schema_problems(schema: dict[str, Any] | None, arguments: Any) -> list[str]:
     except jsonschema.exceptions.SchemaError as exc:  # the server's schema is broken: say so, do not send blind
         return [f"the tool's own input schema is invalid: {exc.message}"]
     return [f"{'/'.join(str(p) for p in e.absolute_path) or '(arguments)'}: {e.message}" for e in errors]
+
+
+def _not_json_numbers(value: Any, where: str, depth: int) -> list[tuple[str, float]]:
+    """Where ``value`` holds NaN or an infinity (JSON has neither)."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [(where, value)]
+    if depth > 64:
+        return []
+    if isinstance(value, dict):
+        return [x for k, v in value.items() for x in _not_json_numbers(v, f"{where}/{k}".lstrip("/"), depth + 1)]
+    if isinstance(value, (list, tuple)):
+        return [x for i, v in enumerate(value) for x in _not_json_numbers(v, f"{where}/{i}".lstrip("/"), depth + 1)]
+    return []

@@ -192,9 +192,11 @@ def _value(structured: Any, text: str) -> Any:
         if isinstance(structured, dict) and set(structured) == {"result"}:
             return structured["result"]  # the SDK wraps non-object returns as {"result": ...}
         return structured
+    from kailash.nodes.ai.providers.base import read_json
+
     try:
-        return json.loads(text)
-    except (TypeError, ValueError):
+        return read_json(text)
+    except (TypeError, ValueError):  # not JSON, or hostile JSON (too deep, NaN): the text as it came
         return text
 
 

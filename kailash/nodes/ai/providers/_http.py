@@ -167,9 +167,11 @@ def post_json(
             f"{who} answered HTTP {response.status_code} at {url}{tries}{hint}: {body}",
             provider=provider, expected="HTTP 2xx", got=response.status_code,
         )
+    from kailash.nodes.ai.providers.base import read_json
+
     try:
-        data = response.json()
-    except ValueError as exc:
+        data = read_json(response.text)
+    except ValueError as exc:  # malformed, nested too deep, NaN/Infinity
         raise ProviderError(
             f"{who} returned malformed JSON at {url}: {redact(response.text[:120], secret_values)!r}",
             provider=provider, expected="a JSON object",

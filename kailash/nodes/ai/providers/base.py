@@ -29,7 +29,63 @@ __all__ = [
     "ToolCall",
     "ToolSpec",
     "parse_arguments",
+    "read_json",
+    "MAX_JSON_DEPTH",
 ]
+
+#: the deepest nesting accepted in JSON a model or server sends (deeper is refused as malformed)
+MAX_JSON_DEPTH = 64
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def read_json(text: str | bytes, *, limit: int | None = None) -> Any:
+    """JSON sent by a model or a server, parsed with its hostile forms refused as ValueError.
+
+    Refused: text longer than ``limit`` characters, nesting deeper than
+    :data:`MAX_JSON_DEPTH` (checked before parsing: Python's parser would recurse until a
+    RecursionError), ``NaN``/``Infinity`` (not JSON; NaN passes every bound a schema sets),
+    and integers too long to convert (Python's own ValueError).
+
+    Example:
+        >>> read_json('{"a": [1, 2.5]}')
+        {'a': [1, 2.5]}
+        >>> read_json('{"n": NaN}')
+        Traceback (most recent call last):
+        ...
+        ValueError: NaN is not a JSON number
+    """
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8")
+    if limit is not None and len(text) > limit:
+        raise ValueError(f"the JSON text has {len(text)} characters, more than {limit}")
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:  # only then can it nest too deep
+        depth = deepest = 0
+        quoted = escaped = False
+        for ch in text:  # brackets inside strings do not nest
+            if quoted:
+                if escaped:
+                    escaped = False
+                elif ch == "\\":
+                    escaped = True
+                elif ch == '"':
+                    quoted = False
+            elif ch == '"':
+                quoted = True
+            elif ch in "[{":
+                depth += 1
+                if depth > deepest:
+                    deepest = depth
+                    if deepest > MAX_JSON_DEPTH:
+                        raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
+            elif ch in "]}":
+                depth -= 1
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError as exc:  # a guard, should the count above ever miss a form
+        raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels") from exc
 
 
 class ProviderError(NodeExecutionError):
@@ -213,10 +269,11 @@ def parse_arguments(raw: Any, *, provider: str, tool: str) -> dict[str, Any]:
         return raw
     if isinstance(raw, str):
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
+            value = read_json(raw)
+        except ValueError as exc:  # malformed, too deep, NaN/Infinity, an integer too long
+            why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)[:200]
             raise ProviderError(
-                f"provider '{provider}' returned malformed JSON arguments for tool '{tool}': {exc.msg}",
+                f"provider '{provider}' returned malformed JSON arguments for tool '{tool}': {why}",
                 provider=provider, expected="a JSON object", got=raw[:80],
             ) from exc
         if isinstance(value, dict):

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from kailash.nodes.ai.providers._http import HTTPProvider, function_tool_calls, malformed
-from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ToolSpec
+from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ToolSpec, read_json
 from kailash.security.secrets import Secret
 
 __all__ = ["OpenAIProvider"]
@@ -137,7 +137,7 @@ class OpenAIProvider(HTTPProvider):
                     if data == "[DONE]":
                         return
                     try:
-                        event = json.loads(data)
+                        event = read_json(data)
                         delta = (event.get("choices") or [{}])[0].get("delta") or {}
                     except (ValueError, AttributeError, IndexError) as exc:
                         raise ProviderError(f"{who} streamed a malformed event at {self.url}: {data[:80]!r}",
