@@ -235,3 +235,39 @@ def test_a_prompt_far_larger_than_the_context_is_refused_before_waiting_for_the_
             list(provider.stream([ChatMessage(role="user", content="y " * 10_000_000)]))
     finally:
         slot.lock.release()
+
+
+# -- attack 2: a run of millions of calls and a client that never reads its events ----------
+
+def test_a_subscriber_that_never_reads_holds_a_bounded_queue_and_still_gets_the_end():
+    # before: every event of the run was queued for the stalled SSE client (an unbounded
+    # asyncio.Queue): a tenant's run of cheap offline model calls grew the gateway's memory
+    # without limit while its own client sat on the stream
+    import asyncio
+
+    from kailash.api.runs import LiveRun
+
+    async def scenario() -> tuple[int, list[dict[str, Any]]]:
+        run = LiveRun("r1", "wf", None, asyncio.get_running_loop(), frozenset())
+        _, queue = run.subscribe()
+
+        def worker() -> None:
+            for i in range(120_000):
+                run.observe({"event": "model_call", "run_id": "r1", "node_id": "n", "provider": "offline", "i": i})
+            run.finish({}, None, [])
+
+        await asyncio.get_running_loop().run_in_executor(None, worker)
+        await asyncio.sleep(0)  # the deliveries the worker scheduled run now
+        for _ in range(100):
+            await asyncio.sleep(0)
+        size = queue.qsize()
+        got = [queue.get_nowait() for _ in range(size)]
+        return size, got
+
+    size, got = asyncio.run(scenario())
+    assert size <= 20_001
+    assert got[-1]["event"] == "run_completed"  # the end always arrives
+    dropped = [e for e in got if e["event"] == "events_dropped"]
+    assert dropped and dropped[0]["dropped"] > 0
+    seqs = [e["seq"] for e in got]
+    assert seqs == sorted(seqs)  # the client's "seen" filter keeps working
