@@ -271,3 +271,74 @@ def test_a_subscriber_that_never_reads_holds_a_bounded_queue_and_still_gets_the_
     assert dropped and dropped[0]["dropped"] > 0
     seqs = [e["seq"] for e in got]
     assert seqs == sorted(seqs)  # the client's "seen" filter keeps working
+
+
+# -- attack 2: an MCP server quoting the credentials it was started with ----------------------
+
+SERVICE_TOKEN = "svc-token-redteam2-plain-8841"
+LEAKY_SERVER = '''
+import os, sys
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+if os.environ.get("CRASH_AT_START"):
+    print(f"fatal: SERVICE_TOKEN={os.environ['SERVICE_TOKEN']} was rejected by upstream", file=sys.stderr)
+    sys.exit(3)
+server = MCPServer("leaky", version="1.0")
+
+
+@server.tool(description="Fails quoting its credentials")
+def whoami() -> str:
+    raise ToolError(f"upstream refused token {os.environ['SERVICE_TOKEN']}")
+
+
+if __name__ == "__main__":
+    server.run()
+'''
+
+
+class LeakyCaller(Node):
+    """Calls a server configured, as people often do, with a plain-string token in its env."""
+
+    def get_parameters(self) -> dict[str, NodeParameter]:
+        return {"script": NodeParameter(type=str, required=True), "crash": NodeParameter(type=bool, default=False)}
+
+    def run(self, script: str, crash: bool) -> dict[str, Any]:
+        env = {"SERVICE_TOKEN": SERVICE_TOKEN, **({"CRASH_AT_START": "1"} if crash else {})}
+        call_tool({"name": f"leaky{int(crash)}", "command": sys.executable, "args": [script], "env": env},
+                  "whoami", {}, owner="caller", connect_timeout=20)
+        return {}
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["tool-error", "crash-at-start"])
+def test_an_mcp_server_quoting_its_env_credentials_is_masked(tmp_path, crash):
+    # before: the tool's error text (or the crashed server's stderr) carried the token into the
+    # tool_call event, the run record's calls and the node's error
+    script = tmp_path / "leaky_server.py"
+    script.write_text(LEAKY_SERVER)
+    wf = Workflow("leaky-mcp")
+    wf.add_node(LeakyCaller(name="caller"))
+    events: list[dict[str, Any]] = []
+    with pytest.raises(KailashError) as info:
+        LocalRuntime(store=tmp_path / "runs.db", observers=[events.append]).execute(
+            wf, parameters={"caller": {"script": str(script), "crash": crash}})
+    (event,) = [e for e in events if e.get("event") == "tool_call"]
+    assert event["ok"] is False and event["error"]
+    close_stores()
+    record = SQLiteRunStore(tmp_path / "runs.db").get_run(info.value.run_id)  # type: ignore[attr-defined]
+    assert record is not None
+    for where in (json.dumps(events, default=str), json.dumps(record.calls, default=str), str(info.value),
+                  json.dumps(record.error, default=str)):
+        assert SERVICE_TOKEN not in where
+
+
+def test_a_server_described_in_errors_never_shows_credentials_in_its_args_or_url():
+    from kailash.nodes.mcp.servers import MCPServerConfig
+
+    stdio = MCPServerConfig.from_any({"name": "s", "command": "srv", "args": ["--api-key", "abcd1234efgh",
+                                                                              "--token=zzzz9999yyyy", "--port", "80"]})
+    http = MCPServerConfig.from_any({"name": "h", "url": "https://bob:hunter2hunter2@mcp.example/mcp"})
+    assert "abcd1234efgh" not in stdio.describe() and "zzzz9999yyyy" not in stdio.describe()
+    assert "--port 80" in stdio.describe()  # what is not a credential still names the server
+    assert "hunter2hunter2" not in http.describe()
+    assert {"abcd1234efgh", "zzzz9999yyyy"} <= stdio.secret_values() and "hunter2hunter2" in http.secret_values()
