@@ -9,7 +9,6 @@ raised), naming the node, the server and the tool.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from kailash.errors import KailashError, NodeConfigurationError
