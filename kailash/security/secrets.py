@@ -29,6 +29,7 @@ from typing import Any
 
 from kailash.security.credentials import (
     CREDENTIAL_HEADERS,
+    basic_auth_forms,
     is_credential_header,
     url_credentials,
     url_credentials_in_text,
@@ -183,7 +184,7 @@ def _url_secrets(value: Any, depth: int) -> list[str]:
     if depth > 50:
         return []
     if type(value) is str:
-        return url_credentials(value) if "://" in value else []
+        return url_credentials(value) + basic_auth_forms(value) if "://" in value else []
     if isinstance(value, dict):
         return [x for v in value.values() for x in _url_secrets(v, depth + 1)]
     if isinstance(value, (list, tuple)):

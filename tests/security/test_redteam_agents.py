@@ -41,6 +41,7 @@ class Hostile:
 
     def __init__(self) -> None:
         self.body = b"{}"
+        self.echo_auth = False  # answer 500 quoting the Authorization header it got
 
     def answer(self, content: str = "", arguments: str | None = None) -> None:
         message: dict[str, Any] = {"role": "assistant", "content": content}
@@ -59,11 +60,13 @@ def hostile():
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(200)
+            body = json.dumps({"error": f"refused {self.headers.get('Authorization')}"}).encode() \
+                if state.echo_auth else state.body
+            self.send_response(500 if state.echo_auth else 200)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(state.body)))
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(state.body)
+            self.wfile.write(body)
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -71,6 +74,7 @@ def hostile():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    state.port = server.server_port  # type: ignore[attr-defined]
     state.provider = get_provider("openai", base_url=f"http://127.0.0.1:{server.server_port}/v1",  # type: ignore[attr-defined]
                                   model="m", api_key="sk-hostile-test-key-1234", retries=0)
     yield state
@@ -342,3 +346,37 @@ def test_a_server_described_in_errors_never_shows_credentials_in_its_args_or_url
     assert "--port 80" in stdio.describe()  # what is not a credential still names the server
     assert "hunter2hunter2" not in http.describe()
     assert {"abcd1234efgh", "zzzz9999yyyy"} <= stdio.secret_values() and "hunter2hunter2" in http.secret_values()
+
+
+# -- attack 2: a provider error quoting the credentials it was sent -----------------------------
+
+def test_a_server_echoing_the_basic_auth_header_of_the_operators_url_does_not_leak_the_password(hostile, tmp_path,
+                                                                                                 monkeypatch):
+    # before: httpx sends a URL's user info as "Basic base64(user:password)"; the server's error
+    # page quoted it, and the base64 form matched none of the masks: it reached the node error,
+    # the model_call event and the run record
+    import base64
+
+    from kailash.nodes.ai.llm_agent import LLMAgentNode
+
+    password = "oppass-redteam2-77aa"
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://operator:{password}@127.0.0.1:{hostile.port}/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-operator-redteam2-key")
+    hostile.echo_auth = True
+    try:
+        wf = Workflow("echoing")
+        wf.add_node(LLMAgentNode(name="agent", provider="openai", retries=0))
+        events: list[dict[str, Any]] = []
+        with pytest.raises(KailashError) as info:
+            LocalRuntime(store=tmp_path / "runs.db", observers=[events.append]).execute(
+                wf, parameters={"agent": {"prompt": "hi"}})
+    finally:
+        hostile.echo_auth = False
+    assert "refused" in str(info.value)  # the server's text is there, its credential is not
+    close_stores()
+    record = SQLiteRunStore(tmp_path / "runs.db").get_run(info.value.run_id)  # type: ignore[attr-defined]
+    assert record is not None
+    encoded = base64.b64encode(f"operator:{password}".encode()).decode().rstrip("=")
+    for where in (str(info.value), json.dumps(events, default=str), json.dumps(record.calls, default=str),
+                  json.dumps(record.error, default=str)):
+        assert password not in where and encoded not in where and "sk-operator-redteam2-key" not in where
