@@ -380,3 +380,18 @@ def test_a_server_echoing_the_basic_auth_header_of_the_operators_url_does_not_le
     for where in (str(info.value), json.dumps(events, default=str), json.dumps(record.calls, default=str),
                   json.dumps(record.error, default=str)):
         assert password not in where and encoded not in where and "sk-operator-redteam2-key" not in where
+
+
+# -- attack 4: a hostile tool schema that makes validation itself the attack -----------------
+
+@pytest.mark.timeout(60)
+def test_a_tool_schema_pattern_that_backtracks_exponentially_does_not_hold_the_gateway():
+    # before: the tool's own schema (its server's, possibly hostile) said "pattern": "^(a+)+$";
+    # checking 40 characters of arguments against it took hours with the interpreter lock held
+    schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}},
+              "patternProperties": {"^(x|xx)+$": {"type": "integer"}}}
+    assert schema_problems(schema, {"s": "a" * 40 + "!", "x" * 40 + "!": "not checked"}) == []
+    # short strings, and safe patterns, are still checked
+    assert schema_problems(schema, {"s": "aa!"})
+    safe = {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}$"}}}
+    assert schema_problems(safe, {"code": "abcdefghijklmnopqrstuvwxyz0123456789"})
