@@ -395,3 +395,28 @@ def test_a_tool_schema_pattern_that_backtracks_exponentially_does_not_hold_the_g
     assert schema_problems(schema, {"s": "aa!"})
     safe = {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}$"}}}
     assert schema_problems(safe, {"code": "abcdefghijklmnopqrstuvwxyz0123456789"})
+
+
+def test_a_stream_its_reader_abandons_does_not_keep_other_calls_waiting():
+    # before: the stream held the shared model from its first piece until the reader finished
+    # or closed it: a reader that stopped (a slow client, a forgotten iterator) starved every
+    # other call of the process, each failing "stayed busy" after its timeout
+    pytest.importorskip("llama_cpp")
+    from kailash.nodes.ai.providers.local import LocalProvider, default_model_path
+
+    if default_model_path() is None:
+        pytest.skip("no bundled GGUF model")
+    reader = LocalProvider(n_ctx=512)
+    other = LocalProvider(n_ctx=512, timeout=60)
+    assert other.loaded is reader.loaded  # one shared model
+    abandoned = reader.stream([ChatMessage(role="user", content="Count from one to twenty.")], max_tokens=24,
+                              temperature=0.0)
+    assert next(abandoned)  # reading has begun, then the reader walks away (the iterator stays open)
+    answer = other.chat([ChatMessage(role="user", content="Name a fruit.")], max_tokens=4, temperature=0.0)
+    assert answer.content is not None
+    rest = "".join(abandoned)  # what the reader had not read is still there, complete
+    assert isinstance(rest, str)
+    closed = reader.stream([ChatMessage(role="user", content="Say hello.")], max_tokens=24)
+    next(closed)
+    closed.close()  # closing early stops the answer and frees the model
+    assert other.chat([ChatMessage(role="user", content="hi")], max_tokens=2).content is not None
