@@ -13,6 +13,7 @@ record). This module imports nothing beyond the standard library, ``kailash.erro
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -35,6 +36,10 @@ __all__ = [
 
 #: the deepest nesting accepted in JSON a model or server sends (deeper is refused as malformed)
 MAX_JSON_DEPTH = 64
+
+
+_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 def _no_constant(name: str) -> Any:
@@ -62,26 +67,11 @@ def read_json(text: str | bytes, *, limit: int | None = None) -> Any:
     if limit is not None and len(text) > limit:
         raise ValueError(f"the JSON text has {len(text)} characters, more than {limit}")
     if text.count("[") + text.count("{") > MAX_JSON_DEPTH:  # only then can it nest too deep
-        depth = deepest = 0
-        quoted = escaped = False
-        for ch in text:  # brackets inside strings do not nest
-            if quoted:
-                if escaped:
-                    escaped = False
-                elif ch == "\\":
-                    escaped = True
-                elif ch == '"':
-                    quoted = False
-            elif ch == '"':
-                quoted = True
-            elif ch in "[{":
-                depth += 1
-                if depth > deepest:
-                    deepest = depth
-                    if deepest > MAX_JSON_DEPTH:
-                        raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
-            elif ch in "]}":
-                depth -= 1
+        depth = 0
+        for m in _BRACKETS.finditer(_STRINGS.sub('""', text)):  # brackets inside strings do not nest
+            depth += 1 if m.group() in "[{" else -1
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         return json.loads(text, parse_constant=_no_constant)
     except RecursionError as exc:  # a guard, should the count above ever miss a form
