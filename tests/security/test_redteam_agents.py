@@ -420,3 +420,20 @@ def test_a_stream_its_reader_abandons_does_not_keep_other_calls_waiting():
     next(closed)
     closed.close()  # closing early stops the answer and frees the model
     assert other.chat([ChatMessage(role="user", content="hi")], max_tokens=2).content is not None
+
+
+# -- attack 1: sizes a tenant sets -------------------------------------------------------------
+
+def test_a_tenant_cannot_raise_the_size_of_a_provider_answer_the_gateway_holds(tmp_path):
+    # before: max_response_bytes=10**12 let a tenant's own server stream gigabytes into the
+    # gateway's memory (the body is held whole before it is parsed)
+    from kailash.errors import SecurityError
+    from kailash.nodes.capabilities import TenantScope, tenant_scope
+
+    scope = TenantScope(tenant_id="acme", capabilities=frozenset({"network"}), files_dir=str(tmp_path))
+    with tenant_scope(scope):
+        with pytest.raises(SecurityError, match="max_response_bytes"):
+            get_provider("openai", base_url="http://127.0.0.1:9/v1", api_key="k", max_response_bytes=10**12)
+        assert get_provider("openai", base_url="http://127.0.0.1:9/v1", api_key="k",
+                            max_response_bytes=1024).name == "openai"  # lowering it is fine
+    assert get_provider("openai", base_url="http://127.0.0.1:9/v1", api_key="k", max_response_bytes=10**9)
