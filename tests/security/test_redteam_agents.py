@@ -437,3 +437,22 @@ def test_a_tenant_cannot_raise_the_size_of_a_provider_answer_the_gateway_holds(t
         assert get_provider("openai", base_url="http://127.0.0.1:9/v1", api_key="k",
                             max_response_bytes=1024).name == "openai"  # lowering it is fine
     assert get_provider("openai", base_url="http://127.0.0.1:9/v1", api_key="k", max_response_bytes=10**9)
+
+
+def test_a_provider_error_never_quotes_the_password_of_its_url_even_outside_a_run():
+    # before: "answered HTTP 503 at http://user:PASSWORD@host/..." reached a decision's
+    # model_error (a node result) and any log of the error: only run redaction masked it
+    dead = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)  # answers 501 to every POST
+    threading.Thread(target=dead.serve_forever, daemon=True).start()
+    try:
+        provider = get_provider("openai", base_url=f"http://user:pw-redteam2-3141@127.0.0.1:{dead.server_port}/v1",
+                                api_key="k", retries=0)
+        out = _decide.evaluate(provider, "q", [{"subtask_id": "s", "content": "x"}], [{"id": "s"}],
+                               tools_available=False, quality_threshold=0.5)
+        assert "HTTP 501" in out["model_error"] and "pw-redteam2-3141" not in json.dumps(out)
+        with pytest.raises(ProviderError) as info:
+            provider.chat([ChatMessage(role="user", content="hi")])
+        assert "pw-redteam2-3141" not in str(info.value) and "pw-redteam2-3141" not in repr(info.value.args)
+    finally:
+        dead.shutdown()
+        dead.server_close()

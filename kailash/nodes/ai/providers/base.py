@@ -6,8 +6,9 @@ The value objects here are frozen dataclasses; providers translate them to and f
 their wire format. :class:`BaseProvider` is the base of the built-in providers: every
 ``chat``, ``structured`` and ``stream`` call of a subclass is reported to the run in
 progress (:mod:`kailash.nodes.calls`: a ``model_call`` run event and an entry of the run
-record). This module imports nothing beyond the standard library, ``kailash.errors`` and
-``kailash.nodes.calls`` and must not do I/O.
+record). This module imports nothing beyond the standard library, ``kailash.errors``,
+``kailash.nodes.calls`` and (when an error quotes a URL) ``kailash.security.credentials``,
+and must not do I/O.
 """
 
 from __future__ import annotations
@@ -86,6 +87,11 @@ class ProviderError(NodeExecutionError):
     """
 
     def __init__(self, message: str, *, provider: str, **context: Any) -> None:
+        if "://" in message:  # a provider's URL with user info: its password never shows (results, logs)
+            from kailash.security.credentials import url_credentials_in_text
+
+            for found in sorted(set(url_credentials_in_text(message)), key=len, reverse=True):
+                message = message.replace(found, "***")
         super().__init__(message, **context)
         self.provider = provider
 
