@@ -456,3 +456,56 @@ def test_a_provider_error_never_quotes_the_password_of_its_url_even_outside_a_ru
     finally:
         dead.shutdown()
         dead.server_close()
+
+
+# -- attack 2: one tenant reading another's agents' memory and cached tool results -------------
+
+def test_a_saved_shared_node_reference_never_reaches_another_tenants_pool_or_cache(tmp_path):
+    # before: {"node": "team"} named one process-wide pool (and cache) for every tenant of the
+    # gateway: tenant B's agents read what tenant A's agents remembered, and took A's cached
+    # tool results (fetched with A's credentials) as their own
+    from kailash.nodes.ai.cache import IntelligentCacheNode
+    from kailash.nodes.ai.llm_agent import resolve_shared
+    from kailash.nodes.ai.memory import SharedMemoryPoolNode
+    from kailash.nodes.capabilities import TenantScope, tenant_scope
+
+    def scope(tenant: str) -> TenantScope:
+        return TenantScope(tenant_id=tenant, capabilities=frozenset(), files_dir=str(tmp_path / tenant))
+
+    ref = {"memory_pool": {"node": "team-redteam2"}, "shared_cache": {"node": "cache-redteam2"}}
+    with tenant_scope(scope("acme")):
+        mine = resolve_shared(dict(ref))
+        mine["memory_pool"].execute(action="write", agent_id="a1", content="acme's merger is on 12 May",
+                                    tags=["deal"], importance=1.0)
+        again = resolve_shared(dict(ref))
+        assert again["memory_pool"] is mine["memory_pool"] and again["shared_cache"] is mine["shared_cache"]
+    with tenant_scope(scope("rival")):
+        theirs = resolve_shared(dict(ref))
+        assert isinstance(theirs["memory_pool"], SharedMemoryPoolNode)
+        assert isinstance(theirs["shared_cache"], IntelligentCacheNode)
+        assert theirs["memory_pool"] is not mine["memory_pool"]
+        assert theirs["shared_cache"] is not mine["shared_cache"]
+        read = theirs["memory_pool"].execute(action="read", agent_id="spy", attention_filter={"tags": ["deal"]})
+        assert read["memories"] == []
+    outside = resolve_shared(dict(ref))  # the gateway's own runs keep their own
+    assert outside["memory_pool"] is not mine["memory_pool"]
+
+
+def test_tenants_never_share_a_running_mcp_server(tmp_path):
+    # before: sessions were pooled by the server's command, args and env alone, so two tenants
+    # configuring the same stdio server shared one process and its state (a memory or
+    # knowledge-graph server: one tenant reading what the other stored)
+    from kailash.nodes.capabilities import TenantScope, tenant_scope
+
+    server = {"name": "demo-shared", "command": sys.executable, "args": [str(SERVERS / "demo_server.py")]}
+
+    def count(tenant: str | None) -> int:
+        if tenant is None:
+            return call_tool(server, "counter", {})["result"]
+        with tenant_scope(TenantScope(tenant_id=tenant, capabilities=frozenset({"host_process"}),
+                                      files_dir=str(tmp_path / tenant))):
+            return call_tool(server, "counter", {})["result"]
+
+    assert [count("acme"), count("acme")] == [1, 2]  # one tenant's calls share its server
+    assert count("rival") == 1  # another tenant gets its own process
+    assert count(None) == 1 and count("acme") == 3

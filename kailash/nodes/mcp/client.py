@@ -9,12 +9,13 @@ raised), naming the node, the server and the tool.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from kailash.errors import KailashError, NodeConfigurationError
 from kailash.nodes import calls
 from kailash.nodes.base import Node, NodeParameter, register_node
-from kailash.nodes.capabilities import require
+from kailash.nodes.capabilities import current_tenant, require
 from kailash.nodes.mcp._sessions import get_pool, require_mcp
 from kailash.nodes.mcp.servers import MCPServerConfig, MCPServerError, MCPToolError, server_capabilities
 from kailash.security.secrets import redact
@@ -45,6 +46,9 @@ def _run(config: MCPServerConfig, op: str, body: Any, *, timeout: float, connect
                 what=f"connecting to MCP server {config.describe()}")
     require_mcp()
     pool = get_pool()
+    scope = current_tenant()
+    if (scope.tenant_id if scope is not None else None) != config.tenant:  # a tenant's own sessions
+        config = dataclasses.replace(config, tenant=scope.tenant_id if scope is not None else None)
     hidden = config.secret_values()  # a server may quote its credentials (an error, its stderr): never shown
     if hidden:
         from kailash.security.secrets import current_run_secrets

@@ -67,6 +67,8 @@ class MCPServerConfig:
         cwd: working directory of the server process.
         url: the endpoint of a streamable-HTTP server.
         capabilities: what agents may use the server for (optional hints).
+        tenant: the gateway tenant whose calls use it (set per call): tenants never share a
+            running server, nor its state.
     """
 
     name: str
@@ -76,11 +78,13 @@ class MCPServerConfig:
     cwd: str | None = None
     url: str | None = None
     capabilities: tuple[str, ...] = field(default=(), compare=False)
+    tenant: str | None = None
 
     @property
     def key(self) -> tuple[Any, ...]:
-        """Identity used to reuse a session (same command, args, env, cwd, url)."""
-        return (self.command, self.args, tuple((k, str(reveal(v))) for k, v in self.env), self.cwd, self.url)
+        """Identity used to reuse a session (same tenant, command, args, env, cwd, url)."""
+        return (self.tenant, self.command, self.args, tuple((k, str(reveal(v))) for k, v in self.env), self.cwd,
+                self.url)
 
     @property
     def transport(self) -> str:
