@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -145,7 +146,11 @@ def describe_call(call: dict[str, Any]) -> str:
             text += f" ({pt or 0}+{ct or 0} tokens)"
     if call.get("error"):
         text += f" failed: {str(call['error'])[:120]}"
-    return text
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)  # names and errors come from models and servers
+
+
+#: C0 and C1 control characters: shown escaped (``\x1b``), never sent to the terminal
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class RunProgress:

@@ -509,3 +509,20 @@ def test_tenants_never_share_a_running_mcp_server(tmp_path):
     assert [count("acme"), count("acme")] == [1, 2]  # one tenant's calls share its server
     assert count("rival") == 1  # another tenant gets its own process
     assert count(None) == 1 and count("acme") == 3
+
+
+# -- attack 2: a hostile name or error text written to the operator's terminal -----------------
+
+def test_a_call_line_printed_by_the_cli_carries_no_terminal_control_characters():
+    # before: a tool name the model made up ("rejected" calls are reported with it), a server's
+    # error text or a model name went raw to `kailash run --progress` / `kailash runs RUN_ID`:
+    # ESC sequences could clear the screen, retitle the window or hide lines
+    from kailash.cli.progress import describe_call
+
+    hostile = "\x1b]0;owned\x07\x1b[2J\x1b[1A\r\x9b31m"
+    for call in ({"event": "tool_call", "server": "s" + hostile, "tool": "t" + hostile, "arguments": {},
+                  "outcome": "rejected", "error": "e" + hostile},
+                 {"event": "model_call", "provider": "p" + hostile, "model": "m" + hostile, "error": "x\ny" + hostile}):
+        line = describe_call(call)
+        assert not any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in line), repr(line)
+        assert "owned" in line  # shown, harmless
