@@ -526,3 +526,29 @@ def test_a_call_line_printed_by_the_cli_carries_no_terminal_control_characters()
         line = describe_call(call)
         assert not any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in line), repr(line)
         assert "owned" in line  # shown, harmless
+
+
+def test_kailash_runs_prints_a_run_s_errors_and_output_without_terminal_control_characters(tmp_path, monkeypatch,
+                                                                                        capsys):
+    # before: a node's error (often a server's text) and its captured output went raw to the terminal
+    from kailash.cli.main import main
+
+    class Noisy(Node):
+        def get_parameters(self) -> dict[str, NodeParameter]:
+            return {}
+
+        def run(self) -> dict[str, Any]:
+            print("look\x1b]0;owned\x07 here")
+            raise ValueError("server said \x1b[2J\x1b[1Agone")
+
+    wf = Workflow("noisy")
+    wf.add_node(Noisy(name="noisy"))
+    monkeypatch.setenv("KAILASH_HOME", str(tmp_path))
+    with pytest.raises(KailashError) as info:
+        LocalRuntime(store=tmp_path / "runs.db").execute(wf)
+    close_stores()
+    capsys.readouterr()
+    main(["runs", info.value.run_id])  # type: ignore[attr-defined]
+    shown = capsys.readouterr().out
+    assert "gone" in shown and "owned" in shown
+    assert "\x1b" not in shown and "\x07" not in shown
