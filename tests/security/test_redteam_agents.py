@@ -112,6 +112,10 @@ def test_schema_validation_refuses_numbers_json_cannot_carry():
     assert schema_problems(schema, {"n": float("nan")})
     assert schema_problems(schema, {"xs": [1, {"deep": float("inf")}]})
     assert schema_problems(schema, {"n": 0.5, "xs": [1, 2]}) == []
+    # before: {"__proto__": ...} passed a schema without additionalProperties: false, on its way to
+    # JavaScript servers that merge arguments into objects (prototype pollution)
+    assert schema_problems(schema, {"xs": [{"__proto__": {"isAdmin": True}}]}) == \
+        ["xs/0: the key '__proto__' is refused"]
 
 
 # -- attack 3: hostile decisions ----------------------------------------------------------

@@ -34,6 +34,9 @@ def schema_problems(schema: dict[str, Any] | None, arguments: Any) -> list[str]:
     odd = _not_json_numbers(arguments, "", 0)
     if odd:  # NaN passes every bound (each comparison is false) and neither can be sent as JSON
         return [f"{where or '(arguments)'}: {value!r} is not a JSON number" for where, value in odd[:10]]
+    proto = _proto_keys(arguments, "", 0)
+    if proto:  # what a JavaScript server merging the arguments into an object would take as its prototype
+        return [f"{where or '(arguments)'}: the key '__proto__' is refused" for where in proto[:10]]
     schema = schema or {"type": "object"}
     try:
         cls = _guarded(jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator))
@@ -128,3 +131,15 @@ def risky_pattern(pattern: Any) -> bool:
         return False
 
     return nested(tree, False)
+
+
+def _proto_keys(value: Any, where: str, depth: int) -> list[str]:
+    """Where ``value`` holds a ``__proto__`` key."""
+    if depth > 64:
+        return []
+    if isinstance(value, dict):
+        here = [where] if "__proto__" in value else []
+        return here + [x for k, v in value.items() for x in _proto_keys(v, f"{where}/{k}".lstrip("/"), depth + 1)]
+    if isinstance(value, (list, tuple)):
+        return [x for i, v in enumerate(value) for x in _proto_keys(v, f"{where}/{i}".lstrip("/"), depth + 1)]
+    return []
