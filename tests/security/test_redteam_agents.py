@@ -42,6 +42,8 @@ class Hostile:
     def __init__(self) -> None:
         self.body = b"{}"
         self.echo_auth = False  # answer 500 quoting the Authorization header it got
+        self.queue: list[bytes] = []  # answers to give first, in order (then ``body``)
+        self.received: list[int] = []  # the size of each request body
 
     def answer(self, content: str = "", arguments: str | None = None) -> None:
         message: dict[str, Any] = {"role": "assistant", "content": content}
@@ -59,8 +61,8 @@ def hostile():
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            body = json.dumps({"error": f"refused {self.headers.get('Authorization')}"}).encode() \
+            state.received.append(len(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
+            body = state.queue.pop(0) if state.queue and not state.echo_auth else json.dumps({"error": f"refused {self.headers.get('Authorization')}"}).encode() \
                 if state.echo_auth else state.body
             self.send_response(500 if state.echo_auth else 200)
             self.send_header("Content-Type", "application/json")
@@ -556,3 +558,25 @@ def test_kailash_runs_prints_a_run_s_errors_and_output_without_terminal_control_
     shown = capsys.readouterr().out
     assert "gone" in shown and "owned" in shown
     assert "\x1b" not in shown and "\x07" not in shown
+
+
+
+# -- attack 2: a tool result that explodes once it is fed back to the model ---------------------
+
+def test_a_huge_tool_result_is_cut_before_it_is_sent_back_to_the_model(hostile):
+    # before: whatever a server answered went whole into the conversation and was sent again on
+    # every later round (a 300,000-character echo: 300 KB per model call, and on)
+    from kailash.nodes.ai._agent_loop import TOOL_RESULT_CHARS, ToolBox, run_agent
+
+    demo = {"name": "demo", "command": sys.executable, "args": [str(SERVERS / "demo_server.py")]}
+    hostile.answer(arguments=json.dumps({"text": "x" * 300_000}))
+    call = hostile.body.replace(b'"lookup"', b'"echo"')
+    hostile.answer(content="done")
+    hostile.queue, hostile.received = [call], []
+    out = run_agent(hostile.provider, [ChatMessage(role="user", content="echo a lot")], toolbox=ToolBox([demo], owner="agent"),
+                    owner="agent", max_rounds=3)
+    assert out.content == "done" and len(hostile.received) == 2
+    # the model's own call goes back as it came; the echo of it comes back cut
+    assert hostile.received[1] < len(call) + TOOL_RESULT_CHARS + 20_000
+    tool_message = [m for m in out.messages if m.role == "tool"][0]
+    assert "more characters" in tool_message.content
