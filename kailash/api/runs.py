@@ -51,6 +51,8 @@ def new_run_id() -> str:
     """
     return f"{_ids.getrandbits(128):032x}"
 _MAX_EVENTS = 20_000
+#: events a subscriber may fall behind by; then it loses its backlog (one ``events_dropped`` event says so)
+_QUEUE_LIMIT = 10_000
 
 
 class LiveRun:
@@ -144,7 +146,20 @@ class LiveRun:
         if self.metrics is not None:
             self.metrics.event(self.workflow, ev)
         for q in subscribers:
-            self.loop.call_soon_threadsafe(q.put_nowait, ev)  # type: ignore[union-attr]  # subscribers imply a loop
+            self.loop.call_soon_threadsafe(self._deliver, q, ev)  # type: ignore[union-attr]  # subscribers imply a loop
+
+    def _deliver(self, q: asyncio.Queue[dict[str, Any]], ev: dict[str, Any]) -> None:
+        """``ev`` into a subscriber's queue (on the event loop). A subscriber that has fallen
+        :data:`_QUEUE_LIMIT` events behind (a client that stopped reading) loses the events it
+        has not read: one ``events_dropped`` event counts them, and the run's record keeps them all."""
+        if q.qsize() >= _QUEUE_LIMIT:
+            dropped, last = 0, ev
+            while not q.empty():
+                last = q.get_nowait()
+                dropped += int(last.get("dropped") or 0) if last.get("event") == "events_dropped" else 1
+            q.put_nowait({"event": "events_dropped", "run_id": self.run_id, "dropped": dropped, "seq": last["seq"],
+                          "ts": ev["ts"]})
+        q.put_nowait(ev)
 
     def subscribe(self) -> tuple[list[dict[str, Any]], asyncio.Queue[dict[str, Any]]]:
         """The events so far, and a queue receiving every later one (call on the event loop)."""

@@ -356,15 +356,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
         if args.json:
             _out(json.dumps(run.to_dict(), indent=2, default=repr))
             return 0
-        from kailash.cli.progress import format_elapsed
+        from kailash.cli.progress import format_elapsed, terminal_safe
 
         _out(f"run {run.run_id}  workflow '{run.workflow}'  {run.status}  {format_elapsed(run.duration or 0)}, "
              f"{len(run.nodes)} nodes  ({time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run.started_at))})")
         if run.error:
-            _out(f"  error at node '{run.error_node}': {run.error}")
+            _out(terminal_safe(f"  error at node '{run.error_node}': {run.error}"))
         for n in run.nodes:
             dur = f"{n.duration * 1000:.2f} ms" if n.duration else ""
-            _out(f"  {n.status:<9} {n.node_id:<24} {dur}" + (f"  {n.error}" if n.error else ""))
+            _out(terminal_safe(f"  {n.status:<9} {n.node_id:<24} {dur}" + (f"  {n.error}" if n.error else "")))
         if run.calls:  # the agents' model and tool calls
             from kailash.cli.progress import describe_call
 
@@ -376,7 +376,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         for node_id, text in run.output.items():  # what each node printed and logged
             _out(f"  output of '{node_id}':")
             for line in text.splitlines():
-                _out(f"    | {line}")
+                _out(f"    | {terminal_safe(line)}")
         return 0
     runs = store.list_runs(limit=args.limit, workflow=args.workflow, status=args.status)
     if args.json:

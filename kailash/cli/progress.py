@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -145,7 +146,22 @@ def describe_call(call: dict[str, Any]) -> str:
             text += f" ({pt or 0}+{ct or 0} tokens)"
     if call.get("error"):
         text += f" failed: {str(call['error'])[:120]}"
-    return text
+    return terminal_safe(text)  # names and errors come from models and servers
+
+
+#: C0 and C1 control characters but tab: shown escaped (``\x1b``), never sent to the terminal
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    r"""``text`` for one line of a terminal: control characters (escape sequences, carriage
+    returns, newlines) shown escaped, as a run's errors and output may come from anyone.
+
+    Example:
+        >>> print(terminal_safe("ok\x1b[2J done\n"))
+        ok\x1b[2J done\n
+    """
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class RunProgress:

@@ -23,18 +23,29 @@ answer: a model call reports provider, model, tokens, latency and outcome.
 from __future__ import annotations
 
 import contextvars
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["set_finder", "model_call", "tool_call", "redact_arguments", "Call", "ARGUMENT_CHARS"]
+__all__ = ["set_finder", "model_call", "tool_call", "redact_arguments", "Call", "ARGUMENT_CHARS", "ARGUMENT_ITEMS"]
 
 #: characters kept of one string inside reported tool arguments (longer ones are cut and marked)
 ARGUMENT_CHARS = 1000
 #: characters kept of a reported error
 ERROR_CHARS = 1000
 
-_SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "auth", "credential", "cookie")
+#: entries kept of one dict, list or set inside reported tool arguments (the rest are counted)
+ARGUMENT_ITEMS = 100
+
+_SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "passphrase", "pwd", "auth", "credential",
+                 "cookie", "session", "bearer", "jwt", "private", "signature")
+# a credential written into free text: "Bearer abc...", "token=abc...", "password: abc..."
+_CREDENTIAL_TEXT = re.compile(
+    r"(?i)(\b(?:bearer|basic|digest)\s+)[A-Za-z0-9._~+/=-]{8,}"
+    r"|(\b(?:api[_-]?key|access[_-]?token|token|secret|password|passwd|pwd)\s*[=:]\s*)[^\s&,;\"']{4,}")
+# objects whose str() is safe to show: the standard library's value types (never a subclass from elsewhere)
+_SHOWN_MODULES = frozenset({"pathlib", "datetime", "decimal", "uuid", "fractions", "ipaddress"})
 
 _finder: Callable[[], Any] | None = None  # installed by the runtime: () -> (recorder, node_id) | None
 _inside: contextvars.ContextVar[bool] = contextvars.ContextVar("kailash_agent_call", default=False)
@@ -48,7 +59,15 @@ def set_finder(finder: Callable[[], Any] | None) -> Callable[[], Any] | None:
 
 
 def redact_arguments(value: Any, depth: int = 0) -> Any:
-    """Tool arguments as reported: secret-named keys and Secrets as ``'***'``, long strings cut."""
+    """Tool arguments as reported: plain JSON values only, secret-named keys and Secrets as
+    ``'***'``, credentials written in text (``Bearer ...``, ``token=...``) masked, at most
+    :data:`ARGUMENT_ITEMS` entries of each dict, list or set.
+
+    A subclass of ``str``, ``int`` or ``float`` is reported as the plain value it holds (its
+    own methods never run again: a ``__contains__`` or ``replace`` could hide a secret from
+    the run's redaction); any other object as ``<TypeName>``, never its ``repr`` (which may
+    quote credentials, or be huge); bytes by their length.
+    """
     from kailash.security.secrets import Secret
 
     if isinstance(value, Secret):
@@ -56,16 +75,58 @@ def redact_arguments(value: Any, depth: int = 0) -> Any:
     if depth > 8:
         return "..."
     if isinstance(value, dict):
-        return {k: "***" if any(w in str(k).lower() for w in _SECRET_WORDS) and v is not None
-                else redact_arguments(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        items = [redact_arguments(v, depth + 1) for v in value[:100]]
-        if len(value) > 100:
-            items.append(f"...[truncated: {len(value) - 100} more items]")
+        out: dict[str, Any] = {}
+        for i, (k, v) in enumerate(dict.items(value)):
+            if i == ARGUMENT_ITEMS:
+                out["..."] = f"[truncated: {len(value) - ARGUMENT_ITEMS} more keys]"
+                break
+            key = _text(k) if isinstance(k, str) else _scalar_key(k)
+            out[key] = "***" if v is not None and any(w in key.lower() for w in _SECRET_WORDS) \
+                else redact_arguments(v, depth + 1)
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = []
+        for i, v in enumerate(value):
+            if i == ARGUMENT_ITEMS:
+                items.append(f"...[truncated: {len(value) - ARGUMENT_ITEMS} more items]")
+                break
+            items.append(redact_arguments(v, depth + 1))
         return items
-    if isinstance(value, str) or value is None or isinstance(value, (bool, int, float)):
+    if isinstance(value, str):
+        return _text(value)
+    if value is None or type(value) is bool:
         return value
-    return repr(value)
+    if isinstance(value, bool):  # a bool subclass cannot exist; kept for the type checker's sake
+        return bool(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{type(value).__name__}: {len(value)} bytes>"
+    if type(value).__module__ in _SHOWN_MODULES:
+        return _text(str(value))
+    return f"<{type(value).__name__}>"
+
+
+def _text(value: str) -> str:
+    """``value`` as a plain ``str`` with credentials written in it masked (only in the part a
+    report keeps: the rest is cut by :func:`shorten`)."""
+    value = str.__str__(value)  # an exact str: a subclass's methods are not called again
+    head = ARGUMENT_CHARS + 200
+    if len(value) > head:
+        return _CREDENTIAL_TEXT.sub(_mask, value[:head]) + value[head:]
+    return _CREDENTIAL_TEXT.sub(_mask, value)
+
+
+def _mask(match: re.Match[str]) -> str:
+    return (match.group(1) or match.group(2)) + "***"
+
+
+def _scalar_key(key: Any) -> str:
+    if key is None or type(key) in (bool, int, float):
+        return str(key)
+    return f"<{type(key).__name__}>"
 
 
 def shorten(value: Any) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["CREDENTIAL_HEADERS", "is_credential_header", "url_credentials", "url_credentials_in_text"]
+__all__ = ["CREDENTIAL_HEADERS", "basic_auth_forms", "is_credential_header", "url_credentials", "url_credentials_in_text"]
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
@@ -52,11 +52,39 @@ def url_credentials(text: object) -> list[str]:
     return found
 
 
+def basic_auth_forms(text: object) -> list[str]:
+    """What a client sends for a URL's user info: ``base64(user:password)`` of its ``Basic``
+    ``Authorization`` header. A server that quotes the header it got (an error page, an echo)
+    shows the password in this form, which :func:`url_credentials` does not match.
+
+    Example:
+        >>> basic_auth_forms("http://app:s3cret@host/v1")
+        ['YXBwOnMzY3JldA==', 'YXBwOnMzY3JldA']
+        >>> basic_auth_forms("http://host/v1")
+        []
+    """
+    if type(text) is not str or "://" not in text or len(text) > 65536:
+        return []
+    import base64
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        parts = urlsplit(text.strip())
+        password, username = parts.password, parts.username
+    except ValueError:
+        return []
+    if not password:
+        return []
+    encoded = base64.b64encode(f"{unquote(username or '')}:{unquote(password)}".encode()).decode()
+    return list(dict.fromkeys([encoded, encoded.rstrip("=")]))
+
+
 def url_credentials_in_text(text: str) -> list[str]:
-    """:func:`url_credentials` of every URL inside free text (an error message quoting a DSN)."""
+    """:func:`url_credentials` (and :func:`basic_auth_forms`) of every URL inside free text (an
+    error message quoting a DSN)."""
     found: list[str] = []
     for m in _URL.finditer(text[:1_000_000]):
-        found += [c for c in url_credentials(m.group(0)) if len(c) >= 3]
+        found += [c for c in url_credentials(m.group(0)) + basic_auth_forms(m.group(0)) if len(c) >= 3]
     return found
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from kailash.security.credentials import (
     CREDENTIAL_HEADERS,
+    basic_auth_forms,
     is_credential_header,
     url_credentials,
     url_credentials_in_text,
@@ -183,7 +184,7 @@ def _url_secrets(value: Any, depth: int) -> list[str]:
     if depth > 50:
         return []
     if type(value) is str:
-        return url_credentials(value) if "://" in value else []
+        return url_credentials(value) + basic_auth_forms(value) if "://" in value else []
     if isinstance(value, dict):
         return [x for v in value.values() for x in _url_secrets(v, depth + 1)]
     if isinstance(value, (list, tuple)):
@@ -269,12 +270,15 @@ def redact(value: Any, secret_values: frozenset[str] | None = None, *, urls: boo
     """
     if isinstance(value, Secret):
         return value.to_reference()
-    if isinstance(value, dict):
-        return {k: redact(v, secret_values, urls=urls) for k, v in value.items()}
+    if isinstance(value, dict):  # keys too: a secret used as a key is as visible as a value
+        return {redact(k, secret_values, urls=urls) if isinstance(k, str) else k: redact(v, secret_values, urls=urls)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         items = [redact(v, secret_values, urls=urls) for v in value]
         return items if isinstance(value, list) else tuple(items)
     if isinstance(value, str):
+        if type(value) is not str:  # a subclass's own __contains__ or replace must not decide what is masked
+            value = str.__str__(value)
         if urls and "://" in value:
             for s in url_credentials_in_text(value):
                 value = value.replace(s, REDACTED)

@@ -23,7 +23,11 @@ from kailash.nodes.ai._schema import schema_problems
 from kailash.nodes.ai._text import keywords
 from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ModelProvider, ProviderError, ToolSpec
 
-__all__ = ["AgentResult", "ToolBox", "ToolRecord", "run_agent", "schema_problems", "tool_cache_key"]
+__all__ = ["AgentResult", "ToolBox", "ToolRecord", "run_agent", "schema_problems", "tool_cache_key",
+           "TOOL_RESULT_CHARS"]
+
+#: characters of one tool result the model is sent back (the record keeps it whole)
+TOOL_RESULT_CHARS = 100_000
 
 _SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "auth", "credential")
 
@@ -261,7 +265,10 @@ def run_agent(provider: ModelProvider, messages: Sequence[ChatMessage], *, toolb
             body = json.dumps(rec.result, default=str) if rec.ok and not isinstance(rec.result, str) else \
                 (rec.result if rec.ok else f"ERROR: {rec.error}" + (" Correct the arguments and call again, or "
                                                                      "answer without the tool." if rec.rejected else ""))
-            convo.append(ChatMessage(role="tool", content=str(body), tool_call_id=call.id, name=call.name))
+            body = str(body)
+            if len(body) > TOOL_RESULT_CHARS:  # sent again on every later round: never whole
+                body = f"{body[:TOOL_RESULT_CHARS]}...[truncated: {len(body) - TOOL_RESULT_CHARS} more characters]"
+            convo.append(ChatMessage(role="tool", content=body, tool_call_id=call.id, name=call.name))
     return AgentResult(content=response.content, messages=convo,
                        tool_records=toolbox.records[start:] if toolbox is not None else [], usage=usage,
                        rounds=rounds, provider=getattr(provider, "name", ""), model=getattr(provider, "model", ""),

@@ -13,7 +13,6 @@ from the pool) and :func:`evaluate` (the grade).
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,16 +31,26 @@ def has_model(provider: Any) -> bool:
     return provider is not None and not isinstance(provider, OfflineProvider)
 
 
+#: characters of a decision answer read (a decision is a small object; a longer answer is refused)
+ANSWER_CHARS = 20_000
+
+
 def _json_in(text: str) -> Any:
+    """The JSON object in a model's answer (the whole answer, else its first ``{`` to its last
+    ``}``); ``None`` when there is none, or it is too long, too deep or not JSON (NaN...)."""
+    from kailash.nodes.ai.providers.base import read_json
+
     text = (text or "").strip()
+    if len(text) > ANSWER_CHARS:
+        return None
     try:
-        return json.loads(text)
+        return read_json(text)
     except ValueError:
         pass
-    match = re.search(r"\{.*\}", text, re.S)
-    if match:
+    start, end = text.find("{"), text.rfind("}")  # linear: a regex scan is quadratic in unmatched braces
+    if 0 <= start < end:
         try:
-            return json.loads(match.group(0))
+            return read_json(text[start:end + 1])
         except ValueError:
             return None
     return None
@@ -88,7 +97,9 @@ def model_decision(provider: Any, *, purpose: str, instruction: str, prompt: str
         if events is not None:
             events.append(model_call_event(provider, response, time.perf_counter() - t0, purpose=purpose))
         value = _json_in(response.content)
-        problems = ["the answer is not a JSON object"] if not isinstance(value, dict) else schema_problems(schema, value)
+        problems = [f"the answer is longer than {ANSWER_CHARS} characters" if len(response.content or "") > ANSWER_CHARS
+                    else "the answer is not a JSON object"] if not isinstance(value, dict) \
+            else schema_problems(schema, value)
         broken = "did not fit its schema"
         if not problems and check is not None:
             problems, broken = check(value), "broke a rule"

@@ -161,15 +161,21 @@ def _node_ref(value: Any) -> Any:
     return {"node": value.name} if isinstance(value, Node) else value
 
 
-_shared: dict[tuple[str, str], Any] = {}
+_shared: dict[tuple[str | None, str, str], Any] = {}
 _shared_lock = threading.Lock()
 
 
 def shared_node(value: Any, kind: Any) -> Any:
     """The node a config value means: itself, or for a saved ``{"node": id}`` reference the
-    process-wide ``kind`` instance of that id, so agents loaded from a file still share it."""
+    process-wide ``kind`` instance of that id, so agents loaded from a file still share it.
+
+    Each gateway tenant has its own instances (and the gateway's own runs theirs): a
+    reference never reaches another tenant's memory pool or cache."""
     if isinstance(value, dict) and set(value) == {"node"}:
-        key = (kind.__name__, str(value["node"]))
+        from kailash.nodes.capabilities import current_tenant
+
+        scope = current_tenant()
+        key = (scope.tenant_id if scope is not None else None, kind.__name__, str(value["node"]))
         with _shared_lock:
             if key not in _shared:
                 _shared[key] = kind(name=str(value["node"]))

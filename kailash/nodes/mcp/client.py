@@ -9,15 +9,16 @@ raised), naming the node, the server and the tool.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from typing import Any
 
 from kailash.errors import KailashError, NodeConfigurationError
 from kailash.nodes import calls
 from kailash.nodes.base import Node, NodeParameter, register_node
-from kailash.nodes.capabilities import require
+from kailash.nodes.capabilities import current_tenant, require
 from kailash.nodes.mcp._sessions import get_pool, require_mcp
 from kailash.nodes.mcp.servers import MCPServerConfig, MCPServerError, MCPToolError, server_capabilities
+from kailash.security.secrets import redact
 
 __all__ = ["MCPClientNode", "list_tools", "call_tool", "list_resources", "read_resource"]
 
@@ -45,25 +46,41 @@ def _run(config: MCPServerConfig, op: str, body: Any, *, timeout: float, connect
                 what=f"connecting to MCP server {config.describe()}")
     require_mcp()
     pool = get_pool()
+    scope = current_tenant()
+    if (scope.tenant_id if scope is not None else None) != config.tenant:  # a tenant's own sessions
+        config = dataclasses.replace(config, tenant=scope.tenant_id if scope is not None else None)
+    hidden = config.secret_values()  # a server may quote its credentials (an error, its stderr): never shown
+    if hidden:
+        from kailash.security.secrets import current_run_secrets
+
+        run_secrets = current_run_secrets()
+        if run_secrets is not None:
+            run_secrets.add_values(hidden)
 
     async def work() -> Any:
         session = await pool.session(config, connect_timeout)
         return await body(session)
 
     try:
-        return pool.submit(work, timeout + connect_timeout)
+        try:
+            return pool.submit(work, timeout + connect_timeout)
+        except (MCPServerError, MCPToolError) as exc:
+            exc.message = _prefix(owner) + exc.message
+            exc.args = (exc.message,)
+            raise
+        except Exception as exc:
+            if not isinstance(exc, TimeoutError) and not _is_timeout(exc):
+                _translate(exc, config, op, owner, tool, pool)
+            raise MCPServerError(
+                f"{_prefix(owner)}MCP server {config.describe()} did not answer {op}"
+                f"{f' for tool {tool!r}' if tool else ''} within {timeout:g}s",
+                server=config.name, expected=f"an answer within {timeout:g}s",
+            ) from None
     except (MCPServerError, MCPToolError) as exc:
-        exc.message = _prefix(owner) + exc.message
-        exc.args = (exc.message,)
+        if hidden:
+            exc.message = redact(exc.message, hidden)
+            exc.args = (exc.message,)
         raise
-    except Exception as exc:
-        if not isinstance(exc, TimeoutError) and not _is_timeout(exc):
-            _translate(exc, config, op, owner, tool, pool)
-        raise MCPServerError(
-            f"{_prefix(owner)}MCP server {config.describe()} did not answer {op}"
-            f"{f' for tool {tool!r}' if tool else ''} within {timeout:g}s",
-            server=config.name, expected=f"an answer within {timeout:g}s",
-        ) from None
 
 
 def _is_timeout(exc: BaseException) -> bool:
@@ -138,12 +155,13 @@ def call_tool(server: Any, tool_name: str, arguments: dict[str, Any] | None = No
     text = "\n".join(b["text"] for b in content if b.get("type") == "text")
     out = {"result": _value(result.structured_content, text), "content": content, "text": text,
            "is_error": bool(result.is_error), "server": cfg.name, "tool_name": tool_name}
+    shown = redact(text[:500], cfg.secret_values()) if result.is_error else ""
     if report is not None:
-        report.done(not result.is_error, f"the tool reported an error: {text[:500]}" if result.is_error else None)
+        report.done(not result.is_error, f"the tool reported an error: {shown}" if result.is_error else None)
     if result.is_error and raise_on_error:
         raise MCPToolError(
-            f"{_prefix(owner)}MCP tool {tool_name!r} on server {cfg.describe()} failed: {text[:500]}",
-            server=cfg.name, tool=tool_name, got=text[:200],
+            f"{_prefix(owner)}MCP tool {tool_name!r} on server {cfg.describe()} failed: {shown}",
+            server=cfg.name, tool=tool_name, got=shown[:200],
         )
     return out
 
@@ -192,9 +210,11 @@ def _value(structured: Any, text: str) -> Any:
         if isinstance(structured, dict) and set(structured) == {"result"}:
             return structured["result"]  # the SDK wraps non-object returns as {"result": ...}
         return structured
+    from kailash.nodes.ai.providers.base import read_json
+
     try:
-        return json.loads(text)
-    except (TypeError, ValueError):
+        return read_json(text)
+    except (TypeError, ValueError):  # not JSON, or hostile JSON (too deep, NaN): the text as it came
         return text
 
 

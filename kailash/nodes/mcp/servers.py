@@ -67,6 +67,8 @@ class MCPServerConfig:
         cwd: working directory of the server process.
         url: the endpoint of a streamable-HTTP server.
         capabilities: what agents may use the server for (optional hints).
+        tenant: the gateway tenant whose calls use it (set per call): tenants never share a
+            running server, nor its state.
     """
 
     name: str
@@ -76,11 +78,13 @@ class MCPServerConfig:
     cwd: str | None = None
     url: str | None = None
     capabilities: tuple[str, ...] = field(default=(), compare=False)
+    tenant: str | None = None
 
     @property
     def key(self) -> tuple[Any, ...]:
-        """Identity used to reuse a session (same command, args, env, cwd, url)."""
-        return (self.command, self.args, tuple((k, str(reveal(v))) for k, v in self.env), self.cwd, self.url)
+        """Identity used to reuse a session (same tenant, command, args, env, cwd, url)."""
+        return (self.tenant, self.command, self.args, tuple((k, str(reveal(v))) for k, v in self.env), self.cwd,
+                self.url)
 
     @property
     def transport(self) -> str:
@@ -90,9 +94,25 @@ class MCPServerConfig:
         return {k: str(reveal(v)) for k, v in self.env}
 
     def describe(self) -> str:
-        """The server for messages: name and command or URL, never env values."""
-        target = self.url if self.url else " ".join([self.command or "?", *self.args])
-        return f"'{self.name}' ({target})"
+        """The server for messages: name and command or URL, never env values, the value of a
+        secret-named flag (``--token X``, ``--api-key=X``) or a password in the URL."""
+        from kailash.security.secrets import redact
+
+        target = self.url if self.url else " ".join([self.command or "?", *_masked_args(self.args)])
+        return f"'{self.name}' ({redact(target, self.secret_values(), urls=True)})"
+
+    def secret_values(self) -> frozenset[str]:
+        """What this server's messages must never show: its env values (all of them, as
+        :meth:`to_dict` hides them), the values of its secret-named flags and the credentials
+        in its URL. Every call notes them as secrets of the run in progress."""
+        from kailash.security.credentials import url_credentials
+
+        values = {str(reveal(v)) for _, v in self.env}
+        values.update(a for a, b in zip(self.args, _masked_args(self.args), strict=True) if b == "***")
+        values.update(a.split("=", 1)[1] for a in self.args if "=" in a and _secret_flag(a.split("=", 1)[0]))
+        if self.url and "://" in self.url:
+            values.update(url_credentials(self.url))
+        return frozenset(v for v in values if len(v) >= 4)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
@@ -214,3 +234,23 @@ def server_capabilities(spec: Any) -> frozenset[str]:
     except NodeConfigurationError:
         return frozenset()
     return frozenset({"network"} if cfg.transport == "http" else {"host_process"})
+
+
+_SECRET_FLAG_WORDS = ("key", "token", "secret", "password", "passwd", "pwd", "auth", "credential", "cookie", "bearer")
+
+
+def _secret_flag(arg: str) -> bool:
+    return arg.startswith("-") and any(w in arg.lower() for w in _SECRET_FLAG_WORDS)
+
+
+def _masked_args(args: tuple[str, ...]) -> list[str]:
+    """``args`` with the value after (or ``=``-joined to) a secret-named flag as ``***``."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if i and _secret_flag(args[i - 1]) and "=" not in args[i - 1] and not arg.startswith("-"):
+            out.append("***")
+        elif "=" in arg and _secret_flag(arg.split("=", 1)[0]):
+            out.append(arg.split("=", 1)[0] + "=***")
+        else:
+            out.append(arg)
+    return out

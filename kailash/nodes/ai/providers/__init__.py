@@ -30,7 +30,8 @@ For a gateway tenant (:func:`kailash.nodes.capabilities.current_tenant`) without
 ``host_env`` capability, nothing is read from the environment: the default provider is
 offline, and a provider gets only the URL, model and key the tenant gives it. The host's
 credentials are never a default for a tenant's node. A provider other than offline and
-local needs the tenant's ``network`` capability. ``"local"`` needs ``host_env``: it runs
+local needs the tenant's ``network`` capability, and accepts answers of at most 10 MiB
+(``max_response_bytes`` cannot raise it: the gateway holds each answer in its memory). ``"local"`` needs ``host_env``: it runs
 the operator's model (``KAILASH_LOCAL_MODEL`` or the bundled one) on the gateway's
 machine, and a tenant never names a model file (``model=`` is refused).
 """
@@ -75,6 +76,8 @@ _ALIASES = {
     "ollama": "ollama", "anthropic": "anthropic", "claude": "anthropic",
 }
 PROVIDER_NAMES = tuple(sorted(_ALIASES))
+#: the largest provider answer a gateway tenant may accept (``max_response_bytes``): the default
+_TENANT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 
 
 def provider_kind(name: Any) -> str | None:
@@ -159,6 +162,15 @@ def get_provider(
                     f"got {max_response_bytes!r}",
                     parameter="max_response_bytes", expected="an int > 0", got=max_response_bytes,
                 )
+            scope = current_tenant()
+            if scope is not None and max_response_bytes > _TENANT_MAX_RESPONSE_BYTES:
+                from kailash.errors import SecurityError
+
+                raise SecurityError(  # the gateway holds the answer in its own memory
+                    f"{owner}: tenant '{scope.tenant_id}' may accept provider answers of at most "
+                    f"{_TENANT_MAX_RESPONSE_BYTES} bytes (parameter 'max_response_bytes', got {max_response_bytes})",
+                    parameter="max_response_bytes", expected=f"at most {_TENANT_MAX_RESPONSE_BYTES}",
+                    got=max_response_bytes)
             kw["max_response_bytes"] = max_response_bytes
         if retries is not None:
             if type(retries) is not int or retries < 0:

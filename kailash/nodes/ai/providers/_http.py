@@ -132,7 +132,7 @@ def post_json(
     from kailash.nodes.api._transport import build_request, call_sync, too_large_error
 
     httpx = require_httpx()
-    secret_values = frozenset({str(reveal(secret))}) if secret else frozenset()
+    secret_values = _hidden(secret, url)
     who = f"{owner}: provider '{provider}'" if owner else f"provider '{provider}'"
     own = client is None
     if own:
@@ -167,9 +167,11 @@ def post_json(
             f"{who} answered HTTP {response.status_code} at {url}{tries}{hint}: {body}",
             provider=provider, expected="HTTP 2xx", got=response.status_code,
         )
+    from kailash.nodes.ai.providers.base import read_json
+
     try:
-        data = response.json()
-    except ValueError as exc:
+        data = read_json(response.text)
+    except ValueError as exc:  # malformed, nested too deep, NaN/Infinity
         raise ProviderError(
             f"{who} returned malformed JSON at {url}: {redact(response.text[:120], secret_values)!r}",
             provider=provider, expected="a JSON object",
@@ -180,6 +182,16 @@ def post_json(
             provider=provider, expected="a JSON object", got=type(data).__name__,
         )
     return data
+
+
+def _hidden(secret: Any, url: str) -> frozenset[str]:
+    """What a provider's errors must never quote: the key, and the URL's credentials in every
+    form a server may echo them (the password, the ``Basic`` header's base64)."""
+    from kailash.security.credentials import basic_auth_forms, url_credentials
+
+    values = {str(reveal(secret))} if secret else set()
+    values.update(url_credentials(url), basic_auth_forms(url))
+    return frozenset(v for v in values if len(v) >= 4)
 
 
 def malformed(provider: str, url: str, what: str) -> ProviderError:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ToolCall, ToolSpec
+from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ToolCall, ToolSpec, read_json
 
 __all__ = ["envelope", "offered", "read_turn", "to_wire", "tool_instruction", "usage", "with_system"]
 
@@ -31,8 +31,8 @@ def read_turn(base: ChatResponse, offer: Sequence[ToolSpec], *, call_id: str) ->
     """
     text = base.content.strip()
     try:
-        value = json.loads(text)
-    except ValueError:
+        value = read_json(text)
+    except ValueError:  # malformed, too deep, NaN/Infinity: not a call
         value = None
     if isinstance(value, dict) and isinstance(value.get("tool"), str):
         args = value.get("arguments")

@@ -6,13 +6,15 @@ The value objects here are frozen dataclasses; providers translate them to and f
 their wire format. :class:`BaseProvider` is the base of the built-in providers: every
 ``chat``, ``structured`` and ``stream`` call of a subclass is reported to the run in
 progress (:mod:`kailash.nodes.calls`: a ``model_call`` run event and an entry of the run
-record). This module imports nothing beyond the standard library, ``kailash.errors`` and
-``kailash.nodes.calls`` and must not do I/O.
+record). This module imports nothing beyond the standard library, ``kailash.errors``,
+``kailash.nodes.calls`` and (when an error quotes a URL) ``kailash.security.credentials``,
+and must not do I/O.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -29,7 +31,52 @@ __all__ = [
     "ToolCall",
     "ToolSpec",
     "parse_arguments",
+    "read_json",
+    "MAX_JSON_DEPTH",
 ]
+
+#: the deepest nesting accepted in JSON a model or server sends (deeper is refused as malformed)
+MAX_JSON_DEPTH = 64
+
+
+_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def read_json(text: str | bytes, *, limit: int | None = None) -> Any:
+    """JSON sent by a model or a server, parsed with its hostile forms refused as ValueError.
+
+    Refused: text longer than ``limit`` characters, nesting deeper than
+    :data:`MAX_JSON_DEPTH` (checked before parsing: Python's parser would recurse until a
+    RecursionError), ``NaN``/``Infinity`` (not JSON; NaN passes every bound a schema sets),
+    and integers too long to convert (Python's own ValueError).
+
+    Example:
+        >>> read_json('{"a": [1, 2.5]}')
+        {'a': [1, 2.5]}
+        >>> read_json('{"n": NaN}')
+        Traceback (most recent call last):
+        ...
+        ValueError: NaN is not a JSON number
+    """
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8")
+    if limit is not None and len(text) > limit:
+        raise ValueError(f"the JSON text has {len(text)} characters, more than {limit}")
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:  # only then can it nest too deep
+        depth = 0
+        for m in _BRACKETS.finditer(_STRINGS.sub('""', text)):  # brackets inside strings do not nest
+            depth += 1 if m.group() in "[{" else -1
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError as exc:  # a guard, should the count above ever miss a form
+        raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels") from exc
 
 
 class ProviderError(NodeExecutionError):
@@ -40,6 +87,11 @@ class ProviderError(NodeExecutionError):
     """
 
     def __init__(self, message: str, *, provider: str, **context: Any) -> None:
+        if "://" in message:  # a provider's URL with user info: its password never shows (results, logs)
+            from kailash.security.credentials import url_credentials_in_text
+
+            for found in sorted(set(url_credentials_in_text(message)), key=len, reverse=True):
+                message = message.replace(found, "***")
         super().__init__(message, **context)
         self.provider = provider
 
@@ -213,10 +265,11 @@ def parse_arguments(raw: Any, *, provider: str, tool: str) -> dict[str, Any]:
         return raw
     if isinstance(raw, str):
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
+            value = read_json(raw)
+        except ValueError as exc:  # malformed, too deep, NaN/Infinity, an integer too long
+            why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)[:200]
             raise ProviderError(
-                f"provider '{provider}' returned malformed JSON arguments for tool '{tool}': {exc.msg}",
+                f"provider '{provider}' returned malformed JSON arguments for tool '{tool}': {why}",
                 provider=provider, expected="a JSON object", got=raw[:80],
             ) from exc
         if isinstance(value, dict):

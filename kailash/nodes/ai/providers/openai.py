@@ -12,8 +12,8 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from kailash.nodes.ai.providers._http import HTTPProvider, function_tool_calls, malformed
-from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ToolSpec
+from kailash.nodes.ai.providers._http import HTTPProvider, _hidden, function_tool_calls, malformed
+from kailash.nodes.ai.providers.base import ChatMessage, ChatResponse, ToolSpec, read_json
 from kailash.security.secrets import Secret
 
 __all__ = ["OpenAIProvider"]
@@ -122,7 +122,7 @@ class OpenAIProvider(HTTPProvider):
         httpx = require_httpx()
         payload = {**self._payload(messages, (), temperature, max_tokens), "stream": True}
         headers = {k: str(reveal(v)) for k, v in self._headers().items() if v is not None}
-        secrets = frozenset({str(reveal(self.api_key))}) if self.api_key else frozenset()
+        secrets = _hidden(self.api_key, self.url)
         who = f"{self.owner}: provider '{self.name}'" if self.owner else f"provider '{self.name}'"
         try:
             with shared_client().stream("POST", self.url, json=payload, headers=headers, timeout=self.timeout) as resp:
@@ -137,7 +137,7 @@ class OpenAIProvider(HTTPProvider):
                     if data == "[DONE]":
                         return
                     try:
-                        event = json.loads(data)
+                        event = read_json(data)
                         delta = (event.get("choices") or [{}])[0].get("delta") or {}
                     except (ValueError, AttributeError, IndexError) as exc:
                         raise ProviderError(f"{who} streamed a malformed event at {self.url}: {data[:80]!r}",
