@@ -40,7 +40,7 @@ def holding_stages(stages: list[Step]) -> list[Step]:
     """The stages that report what they hold (their ``stream_held`` is not the protocol's default)."""
     from kailash.nodes.data.stream_source import StreamStage
 
-    return [s for s in stages if type(s.node).stream_held is not StreamStage.stream_held]
+    return [s for s in stages if getattr(type(s.node), "stream_held", None) is not StreamStage.stream_held]
 
 
 class HeldEvents:

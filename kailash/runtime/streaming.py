@@ -8,7 +8,9 @@ is run here by every runtime door, on the one scheduling core
 2. the source is opened (:meth:`StreamSource.open_stream`) and, for each event, the
    part of the plan below it runs with the source's outputs fixed
    (:meth:`StreamSource.event_outputs`); the event is acknowledged after that part
-   finished (at-least-once), then the next one is read.
+   finished (at-least-once), then the next one is read. An event a window took is
+   acknowledged once that window was emitted and its part finished
+   (:mod:`kailash.runtime._stream_holds`; nothing to do for runs without one);
    A time window closes on a quiet stream too: a loop timer wakes the run when a
    ticking stage is due and runs its closed window's part beside the source's pending
    read (:mod:`kailash.runtime._stream_ticks`; no timer for runs without one);

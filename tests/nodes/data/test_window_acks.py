@@ -186,3 +186,13 @@ def test_a_count_window_larger_than_the_brokers_unacked_limit_fails_before_the_f
     ok.add_node("win", WindowNode(size=5000))
     ok.connect("src", "win", mapping={"data": "data"})
     assert LocalRuntime(store=None).execute(ok)[0]["src"]["events"] == 0  # Redis: no limit
+
+
+def test_each_broker_source_names_its_unacked_limit():
+    from kailash.nodes.data.brokers import AMQPSourceNode, MQTTSourceNode
+
+    assert RedisStreamSourceNode(stream="s", group="g", consumer="c").stream_unacked_limit({}) is None
+    assert NATSJetStreamSourceNode(stream="S", subject="s").stream_unacked_limit({}) == (100, "batch_size")
+    assert NATSJetStreamSourceNode(stream="S", subject="s", batch_size=2000).stream_unacked_limit({})[0] == 2000
+    assert AMQPSourceNode(queue="q").stream_unacked_limit({"prefetch": 7}) == (7, "prefetch")
+    assert MQTTSourceNode(topic="t", client_id="c").stream_unacked_limit({}) == (20, "broker_inflight")

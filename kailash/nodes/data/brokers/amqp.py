@@ -100,7 +100,7 @@ class AMQPSourceNode(BrokerSourceNode):
 
     def stream_unacked_limit(self, inputs: dict[str, Any]) -> tuple[int, str] | None:
         """The channel's ``prefetch_count`` (``prefetch``)."""
-        size = inputs.get("prefetch")
+        size = self.values(inputs).get("prefetch")
         return (size if type(size) is int else 100), "prefetch"
 
     def system_parameters(self) -> dict[str, NodeParameter]:

@@ -145,7 +145,7 @@ class NATSJetStreamSourceNode(BrokerSourceNode):
 
     def stream_unacked_limit(self, inputs: dict[str, Any]) -> tuple[int, str] | None:
         """The consumer's ``max_ack_pending`` (``batch_size``)."""
-        size = inputs.get("batch_size")
+        size = self.values(inputs).get("batch_size")
         return (size if type(size) is int else 100), "batch_size"
 
     def system_parameters(self) -> dict[str, NodeParameter]:
