@@ -373,23 +373,9 @@ class StreamRun:
         async def one(event: StreamEvent, arrived: float, before: asyncio.Future[None] | None) -> None:
             if before is not None:
                 await before
-            if lock is not None:
-                async with lock:
-                    if not await part(event):
-                        return
-            elif not await part(event):
-                return
-            done = perf()
-            self.latencies[self.events % _LATENCIES] = done - arrived
-            self._maybe_progress(done)
-            if ticker is not None and sem is not None:
-                ticker.arm()
-
-        async def part(event: StreamEvent) -> bool:
-            """The event's part and its acknowledgements; False when the run is failing."""
             if failed:  # the run is failing: leave the event unacknowledged
                 await cursor.nack(event)
-                return False
+                return
             fixed = dict(upstream)
             fixed[src.id] = node.event_outputs(event)  # type: ignore[attr-defined]
             res = await self.run_part(fixed, self.below)
@@ -399,15 +385,26 @@ class StreamRun:
                     if holds is not None:
                         await cursor.nack(event)
                     failed.append((stop, stop.node_id or src.id))
-                    return False
+                    return
                 if holds is not None:  # dead-lettered: settled as a finished part
                     await self.ack_released(cursor, event, res)
             elif holds is None:
                 await cursor.ack(event)
-            else:
+            else:  # a window may hold it: acknowledged with its window
                 await self.ack_released(cursor, event, res)
-            return True
+            done = perf()
+            self.latencies[self.events % _LATENCIES] = done - arrived
+            self._maybe_progress(done)
+            if ticker is not None and sem is not None:
+                ticker.arm()
 
+        async def one_at_a_time(event: StreamEvent, arrived: float, before: asyncio.Future[None] | None) -> None:
+            if before is not None:
+                await before
+            async with lock:  # type: ignore[union-attr]  # concurrent runs whose windows hold events
+                await one(event, arrived, None)
+
+        handle = one if lock is None else one_at_a_time
         stop = opts.stop
         stop_asked = None if stop is None else (stop.is_set if hasattr(stop, "is_set") else stop)
         while not failed:
@@ -448,13 +445,13 @@ class StreamRun:
             if ticker is not None:  # a window closing on time goes first
                 await ticker.settle()
             if sem is None:
-                await one(event, arrived, None)
+                await handle(event, arrived, None)
                 if ticker is not None and not failed:
                     await ticker.after_event()
                 continue
             key = event.key
             before = tails.get(key) if key is not None else None
-            task = asyncio.ensure_future(one(event, arrived, before))
+            task = asyncio.ensure_future(handle(event, arrived, before))
             inflight.add(task)
             if key is not None:
                 tails[key] = task
