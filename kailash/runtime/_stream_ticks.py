@@ -11,7 +11,9 @@ is dead-lettered). When an event is in flight at that time, the close runs right
 it. The next event waits for a close in progress, so a window's outputs come before the
 next event's. A run with no ticking stage never builds a :class:`WindowTicker`.
 
-This module owns the timer only: it never reads the source nor acknowledges anything.
+This module owns the timer only: it never reads the source. When the run's windows hold
+events (:mod:`kailash.runtime._stream_holds`), a close acknowledges, through the run, the
+events of the window it emitted once the nodes below finished with it.
 """
 
 from __future__ import annotations
@@ -52,18 +54,20 @@ class WindowTicker:
         upstream: the outputs of the nodes upstream of the source (fixed for every part).
         failed: the run's failure list; a close that fails the run appends to it.
         sequential: one event at a time (a close then never overlaps an event's part).
+        cursor: the source's cursor (acknowledges the events of a window closed here, when they are held).
     """
 
-    __slots__ = ("run", "stages", "upstream", "failed", "sequential", "loop", "closed", "_handle", "_at",
+    __slots__ = ("run", "stages", "upstream", "failed", "sequential", "cursor", "loop", "closed", "_handle", "_at",
                  "_closing", "_stopped")
 
     def __init__(self, run: StreamRun, stages: list[Step], upstream: dict[str, Any],
-                 failed: list[tuple[KailashError, str]], sequential: bool) -> None:
+                 failed: list[tuple[KailashError, str]], sequential: bool, cursor: Any = None) -> None:
         self.run = run
         self.stages = [(s, frozenset(run.plan.descendants([s.id]) - {s.id})) for s in stages]
         self.upstream = upstream
         self.failed = failed
         self.sequential = sequential
+        self.cursor = cursor
         self.loop = asyncio.get_running_loop()
         self.closed = 0  # windows closed by a tick
         self._handle: asyncio.TimerHandle | None = None
@@ -115,7 +119,16 @@ class WindowTicker:
         self._closing = self.loop.create_task(self._close())  # a stage not due yet returns None and re-arms
 
     async def _close(self) -> None:
+        lock = self.run.holds.lock if self.run.holds is not None else None
+        if lock is None:
+            await self._close_due()
+            return
+        async with lock:  # one part at a time while windows hold events
+            await self._close_due()
+
+    async def _close_due(self) -> None:
         emitted = 0
+        holds = self.run.holds
         try:
             for step, below in self.stages:
                 out = step.node.stream_tick()  # type: ignore[attr-defined]
@@ -131,6 +144,8 @@ class WindowTicker:
                         self.failed.append((stop, stop.node_id or step.id))
                         self.run.request_stop("failed")
                         return
+                if holds is not None and self.cursor is not None:  # done (or dead-lettered): its events
+                    await self.run.ack_released(self.cursor, None, res)
         finally:
             self._closing = None
             if not self.failed:

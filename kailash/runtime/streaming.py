@@ -8,7 +8,9 @@ is run here by every runtime door, on the one scheduling core
 2. the source is opened (:meth:`StreamSource.open_stream`) and, for each event, the
    part of the plan below it runs with the source's outputs fixed
    (:meth:`StreamSource.event_outputs`); the event is acknowledged after that part
-   finished (at-least-once), then the next one is read.
+   finished (at-least-once), then the next one is read. An event a window took is
+   acknowledged once that window was emitted and its part finished
+   (:mod:`kailash.runtime._stream_holds`; nothing to do for runs without one);
    A time window closes on a quiet stream too: a loop timer wakes the run when a
    ticking stage is due and runs its closed window's part beside the source's pending
    read (:mod:`kailash.runtime._stream_ticks`; no timer for runs without one);
@@ -172,6 +174,13 @@ class StreamRun:
         self._spare: _PartRecorder | None = None
         self._windows: Any = None  # the timed wake-up of time windows (_stream_ticks.WindowTicker), if any
         self.windows_on_time: int | None = None  # windows closed by the timed wake-up (None: no stage ticks)
+        self.holds: Any = None  # the events held by windows (_stream_holds.HeldEvents), if a stage holds any
+        if self.stages:
+            from kailash.runtime._stream_holds import HeldEvents, holding_stages
+
+            holding = holding_stages(self.stages)
+            if holding:
+                self.holds = HeldEvents(plan, holding, options.window > 1)
 
     # -- the run --------------------------------------------------------------------------------
     async def run(self) -> WorkflowResults:
@@ -203,6 +212,8 @@ class StreamRun:
             inputs = src.gather(upstream, self.overrides.get(src.id))
             if inputs is None:  # the source's branch was not taken: an empty stream
                 return self._finish(upstream, "skipped")
+            if self.holds is not None:
+                self._check_unacked_limit(inputs)
             cursor = await src.node.open_stream(inputs)  # type: ignore[attr-defined]
             self._cursor_stop = getattr(cursor, "request_stop", None)
         except Exception as exc:
@@ -223,6 +234,8 @@ class StreamRun:
         rec.emit({"event": "stream_started", "run_id": self.ctx.run_id, "node_id": None, "source": src.id})
         try:
             failure = await self._consume(cursor, upstream)
+            if failure is None:  # the last partial windows, while the cursor can still acknowledge their events
+                failure = await self._last_windows(cursor, upstream)
         finally:
             if self._ticker is not None:
                 self._ticker.cancel()
@@ -246,18 +259,53 @@ class StreamRun:
                 err, sid = failure
                 self._record_rows(sid)
                 self._fail(upstream, err, sid)
-            for stage in self.stages:  # the last partial windows
-                out = stage.node.stream_ended()  # type: ignore[attr-defined]
-                if out is not None:
-                    res = await self.run_part({**upstream, stage.id: out}, self.plan.descendants([stage.id]) - {stage.id})
-                    if isinstance(res, KailashError):
-                        self._record_rows(res.node_id)
-                        self._fail(upstream, res, res.node_id or stage.id)
         finally:  # after the last windows ran (their writers too)
             await self._close_writers()
         rec.node_done(src.id, start, perf() - start)
         self._record_rows()
         return self._finish(upstream, self.stopped_by or "closed")
+
+    def _check_unacked_limit(self, inputs: dict[str, Any]) -> None:
+        """Windows must be able to hold their events unacknowledged: fail before the first event when the
+        source's limit (NATS ``max_ack_pending``, AMQP ``prefetch``) is below what the count windows hold."""
+        limit = self.source.node.stream_unacked_limit(inputs)  # type: ignore[attr-defined]
+        if limit is None:
+            return
+        most, held = 0, []
+        for step in self.holds.stages:
+            node: Any = step.node
+            n = node.stream_holds_at_most({**step.base, **node.config, **(self.overrides.get(step.id) or {})})
+            if n is not None:
+                most += n
+                held.append(f"'{step.id}' holds up to {n}")
+        if most >= limit[0]:
+            from kailash.errors import NodeConfigurationError
+
+            src = self.source
+            raise NodeConfigurationError(
+                f"node '{src.id}' ({type(src.node).__name__}): parameter '{limit[1]}' is {limit[0]}, but the windows "
+                f"below it hold events unacknowledged until each window is done ({', '.join(held)}): the broker would "
+                f"stop delivering before a window fills. Set '{limit[1]}' above {most} or make the windows smaller",
+                node_id=src.id, parameter=limit[1], expected=f"more than {most}", got=limit[0])
+
+    async def _last_windows(self, cursor: Any, upstream: dict[str, Outputs]) -> tuple[KailashError, str] | None:
+        """The stream ended without a failure: run the windows still open, then acknowledge their events."""
+        holds = self.holds
+        for stage in self.stages:
+            out = stage.node.stream_ended()  # type: ignore[attr-defined]
+            if out is None:
+                continue
+            res = await self.run_part({**upstream, stage.id: out}, self.plan.descendants([stage.id]) - {stage.id})
+            if isinstance(res, KailashError):
+                return res, res.node_id or stage.id
+            if holds is not None:
+                await self.ack_released(cursor, None, res)
+        return None
+
+    async def ack_released(self, cursor: Any, event: StreamEvent | None, outcome: Any) -> None:
+        """After a part of a run whose windows hold events: acknowledge what it released, in arrival order."""
+        for done in self.holds.settle(event, outcome):
+            await cursor.ack(done)
 
     async def _close_writers(self) -> None:
         """Close the connections nodes below the source kept on this run's loop (broker writers' ``aclose``)."""
@@ -318,7 +366,9 @@ class StreamRun:
         tails: dict[Any, asyncio.Future[None]] = {}
         inflight: set[asyncio.Task[None]] = set()
         failed: list[tuple[KailashError, str]] = []
-        ticker = self._ticker_for(upstream, failed, sem is None)
+        ticker = self._ticker_for(upstream, failed, sem is None, cursor)
+        holds = self.holds
+        lock = holds.lock if holds is not None else None
 
         async def one(event: StreamEvent, arrived: float, before: asyncio.Future[None] | None) -> None:
             if before is not None:
@@ -330,18 +380,31 @@ class StreamRun:
             fixed[src.id] = node.event_outputs(event)  # type: ignore[attr-defined]
             res = await self.run_part(fixed, self.below)
             if isinstance(res, KailashError):
-                stop = await self.event_failed(event, res, cursor)
+                stop = await self.event_failed(event, res, cursor if holds is None else None)
                 if stop is not None:
+                    if holds is not None:
+                        await cursor.nack(event)
                     failed.append((stop, stop.node_id or src.id))
                     return
-            else:
+                if holds is not None:  # dead-lettered: settled as a finished part
+                    await self.ack_released(cursor, event, res)
+            elif holds is None:
                 await cursor.ack(event)
+            else:  # a window may hold it: acknowledged with its window
+                await self.ack_released(cursor, event, res)
             done = perf()
             self.latencies[self.events % _LATENCIES] = done - arrived
             self._maybe_progress(done)
             if ticker is not None and sem is not None:
                 ticker.arm()
 
+        async def one_at_a_time(event: StreamEvent, arrived: float, before: asyncio.Future[None] | None) -> None:
+            if before is not None:
+                await before
+            async with lock:  # type: ignore[union-attr]  # concurrent runs whose windows hold events
+                await one(event, arrived, None)
+
+        handle = one if lock is None else one_at_a_time
         stop = opts.stop
         stop_asked = None if stop is None else (stop.is_set if hasattr(stop, "is_set") else stop)
         while not failed:
@@ -382,13 +445,13 @@ class StreamRun:
             if ticker is not None:  # a window closing on time goes first
                 await ticker.settle()
             if sem is None:
-                await one(event, arrived, None)
+                await handle(event, arrived, None)
                 if ticker is not None and not failed:
                     await ticker.after_event()
                 continue
             key = event.key
             before = tails.get(key) if key is not None else None
-            task = asyncio.ensure_future(one(event, arrived, before))
+            task = asyncio.ensure_future(handle(event, arrived, before))
             inflight.add(task)
             if key is not None:
                 tails[key] = task
@@ -448,7 +511,7 @@ class StreamRun:
         return None
 
     def _ticker_for(self, upstream: dict[str, Outputs], failed: list[tuple[KailashError, str]],
-                    sequential: bool) -> Any:
+                    sequential: bool, cursor: Any) -> Any:
         """The timed wake-up for time windows (:mod:`kailash.runtime._stream_ticks`), or None when no stage ticks."""
         if not self.stages:
             return None
@@ -456,7 +519,7 @@ class StreamRun:
 
         stages = ticking_stages(self)
         if stages:
-            self._windows = WindowTicker(self, stages, upstream, failed, sequential)
+            self._windows = WindowTicker(self, stages, upstream, failed, sequential, cursor)
         return self._windows
 
     # -- stopping and progress -------------------------------------------------------------------

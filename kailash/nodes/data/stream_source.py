@@ -89,6 +89,12 @@ class StreamSource:
         """Connect and return a cursor over the events (``inputs``: the node's validated parameters)."""
         raise NotImplementedError
 
+    def stream_unacked_limit(self, inputs: dict[str, Any]) -> tuple[int, str] | None:
+        """How many delivered events may be unacknowledged at once (the broker stops delivering beyond it)
+        and the parameter that sets it, or None: no limit. Windows that hold more than this fail the run
+        before the first event (they would wait forever for events the broker holds back)."""
+        return None
+
     def event_outputs(self, event: StreamEvent) -> dict[str, Any]:
         """The node's outputs for one event, as its downstream connections see them."""
         return {"data": event.data, "event_type": event.event_type, "id": event.id, "event": event.as_dict(),
@@ -129,6 +135,11 @@ class StreamStage:
     no event is being processed (the source is quiet), calls :meth:`stream_tick`:
     outputs returned run the nodes below this one, as for an event. Stages that do not
     tick cost nothing per event.
+
+    A stage that holds events back reports how many in :meth:`stream_held`; the runtime
+    then acknowledges those events only when the window they went into was emitted and
+    the nodes below it finished with it (:mod:`kailash.runtime._stream_holds`). A stage
+    that keeps the default has its events acknowledged after their own part.
     """
 
     def stream_started(self) -> None:
@@ -136,6 +147,14 @@ class StreamStage:
 
     def stream_ended(self) -> dict[str, Any] | None:
         """The stream ended: the outputs still held back, or None."""
+        return None
+
+    def stream_held(self) -> int:
+        """How many of the events given to this stage are held in its open window (not yet emitted)."""
+        return 0
+
+    def stream_holds_at_most(self, inputs: dict[str, Any]) -> int | None:
+        """The most events this stage holds unacknowledged before it emits (a count window's size), or None: no bound."""
         return None
 
     def stream_ticks(self, inputs: dict[str, Any]) -> bool:

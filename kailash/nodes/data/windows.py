@@ -143,6 +143,16 @@ class WindowNode(Node, StreamStage):
             self._reset(None)
             return out
 
+    def stream_held(self) -> int:
+        """The events in the open window: a stream run acknowledges them once the window is emitted and done."""
+        with self._lock:
+            return self._count
+
+    def stream_holds_at_most(self, inputs: dict[str, Any]) -> int | None:
+        """A count window holds ``size`` - 1 events before the one that closes it; a time window: no bound."""
+        size = inputs.get("size")
+        return size - 1 if type(size) is int and size > 0 else None
+
     def stream_ticks(self, inputs: dict[str, Any]) -> bool:
         """A time window (no ``size``) closes on time: the stream run gives it ticks."""
         return inputs.get("size") is None
@@ -178,6 +188,7 @@ class WindowNode(Node, StreamStage):
         value = self._value(data, field) if field else data
         with self._lock:
             self._aggs = aggregates
+            self._check(value, field)
             if size is not None:
                 self._add(value, field)
                 if self._count >= size:
@@ -250,11 +261,9 @@ class WindowNode(Node, StreamStage):
         self._items = []
         self._late = 0
 
-    def _add(self, value: Any, field: str | None) -> None:
-        self._count += 1
+    def _check(self, value: Any, field: str | None) -> None:
+        """Fail before any state changes (a window emitted and then lost, or an event held that failed)."""
         aggs = self._aggs
-        if "list" in aggs:
-            self._items.append(value)
         if not any(a in aggs for a in ("sum", "avg", "min", "max")):
             return
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -262,6 +271,14 @@ class WindowNode(Node, StreamStage):
             raise NodeExecutionError(f"node {self.label} (WindowNode): {where} of the event must be a number for "
                                      f"{'/'.join(a for a in aggs if a not in ('count', 'list'))}, got {value!r}",
                                      node_id=self.name, parameter="field", expected="a number", got=repr(value))
+
+    def _add(self, value: Any, field: str | None) -> None:
+        self._count += 1
+        aggs = self._aggs
+        if "list" in aggs:
+            self._items.append(value)
+        if not any(a in aggs for a in ("sum", "avg", "min", "max")):
+            return
         self._sum += value
         self._min = value if self._min is None or value < self._min else self._min
         self._max = value if self._max is None or value > self._max else self._max

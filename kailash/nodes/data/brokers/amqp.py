@@ -98,6 +98,11 @@ class AMQPSourceNode(BrokerSourceNode):
 
     broker = AMQP
 
+    def stream_unacked_limit(self, inputs: dict[str, Any]) -> tuple[int, str] | None:
+        """The channel's ``prefetch_count`` (``prefetch``)."""
+        size = self.values(inputs).get("prefetch")
+        return (size if type(size) is int else 100), "prefetch"
+
     def system_parameters(self) -> dict[str, NodeParameter]:
         return {
             "queue": NodeParameter(type=str, required=True, description="queue to consume (declared durable)"),

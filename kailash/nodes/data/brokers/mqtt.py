@@ -229,10 +229,18 @@ class MQTTSourceNode(BrokerSourceNode):
         return {
             "topic": NodeParameter(type=str, required=True, description="topic filter to subscribe to"),
             "client_id": NodeParameter(type=str, required=True, description="fixed client id (the session's name)"),
+            "broker_inflight": NodeParameter(type=int, default=20,
+                                             description="the broker's limit of unacknowledged QoS 1 messages to "
+                                                         "one client (Mosquitto max_inflight_messages, default 20)"),
         }
 
     def options(self, v: dict[str, Any]) -> dict[str, Any]:
         return {**self.common(v), "topic": self._name(v, "topic"), "client_id": self._name(v, "client_id")}
+
+    def stream_unacked_limit(self, inputs: dict[str, Any]) -> tuple[int, str] | None:
+        """The broker's in-flight limit for this client, as ``broker_inflight`` says it is (MQTT 3.1.1 cannot ask)."""
+        size = self.values(inputs).get("broker_inflight")
+        return (size if type(size) is int else 20), "broker_inflight"
 
     async def open_stream(self, inputs: dict[str, Any]) -> _MQTTCursor:
         o = self.options(self.values(inputs))

@@ -71,6 +71,7 @@ class _NATSCursor(BrokerCursor):
         self.timeout_error = require("nats.errors", "nats-py").TimeoutError
         self.outstanding: dict[int, Any] = {}  # fetched, not yet acked or nacked: nacked on close
         self.first: list[Any] = []  # fetched while opening (redeliveries), handed out first
+        self.touched = asyncio.get_running_loop().time()  # when outstanding messages last said "in progress"
 
     async def receive(self, wait: float | None) -> list[Any]:
         if self.first:
@@ -78,13 +79,26 @@ class _NATSCursor(BrokerCursor):
             for m in msgs:
                 self.outstanding[id(m)] = m
             return msgs
+        await self.keep_alive()
         try:
-            msgs = list(await self.sub.fetch(self.options["batch_size"], timeout=min(1.0 if wait is None else wait, 1.0)))
+            most = self.options["ack_wait"] / 3 if self.outstanding else 1.0  # back in time for keep_alive
+            msgs = list(await self.sub.fetch(self.options["batch_size"],
+                                             timeout=min(1.0 if wait is None else wait, 1.0, most)))
         except (self.timeout_error, TimeoutError):
             return []
         for m in msgs:
             self.outstanding[id(m)] = m
         return msgs
+
+    async def keep_alive(self) -> None:
+        """Messages held unacknowledged (events in a window not yet done) are not redelivered while this
+        run lives: every third of ``ack_wait`` each outstanding message is marked in progress (``+WPI``)."""
+        now = asyncio.get_running_loop().time()
+        if not self.outstanding or now - self.touched < self.options["ack_wait"] / 3:
+            return
+        self.touched = now
+        for m in list(self.outstanding.values()):
+            await m.in_progress()
 
     def parse(self, raw: Any) -> StreamEvent:
         meta = raw.metadata
@@ -128,6 +142,11 @@ class NATSJetStreamSourceNode(BrokerSourceNode):
     """
 
     broker = NATS
+
+    def stream_unacked_limit(self, inputs: dict[str, Any]) -> tuple[int, str] | None:
+        """The consumer's ``max_ack_pending`` (``batch_size``)."""
+        size = self.values(inputs).get("batch_size")
+        return (size if type(size) is int else 100), "batch_size"
 
     def system_parameters(self) -> dict[str, NodeParameter]:
         return {
