@@ -22,6 +22,7 @@ a file (see :mod:`kailash.nodes.ai.providers`).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import contextvars
 import importlib.util
@@ -113,6 +114,21 @@ class LoadedModel:
 
 _models: dict[tuple[int, str, tuple[tuple[str, Any], ...]], LoadedModel] = {}
 _models_lock = threading.Lock()
+_models_closing: list[Any] = []  # the atexit hook, once registered
+
+
+def _close_models() -> None:
+    """Free the loaded models at exit while llama_cpp is still whole (freed during interpreter
+    teardown, its finalizer can find its own functions gone and print a TypeError)."""
+    with _models_lock:
+        slots = list(_models.values())
+    for slot in slots:
+        llama, slot.llama = slot.llama, None
+        if llama is not None:
+            try:
+                llama.close()
+            except Exception:  # at exit: nothing to tell anyone
+                pass
 
 
 def loaded_models() -> list[LoadedModel]:
@@ -359,6 +375,8 @@ class LocalProvider(BaseProvider):
         try:
             if slot.llama is None:
                 t0 = time.perf_counter()
+                if not _models_closing:
+                    _models_closing.append(atexit.register(_close_models))
                 slot.llama = self._load()
                 slot.load_seconds = time.perf_counter() - t0
                 slot.loads += 1
