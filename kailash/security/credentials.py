@@ -9,6 +9,10 @@ exact ``str`` values; this module imports nothing from Kailash.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from urllib.parse import SplitResult
 
 __all__ = ["CREDENTIAL_HEADERS", "basic_auth_forms", "is_credential_header", "url_credentials", "url_credentials_in_text"]
 
@@ -22,6 +26,21 @@ _CREDENTIAL_WORDS = ("token", "secret", "password", "passwd", "apikey", "api-key
                      "session", "credential", "signature", "cookie")
 
 
+def _split_url(text: object) -> SplitResult | None:
+    """``text`` split as a URL (``urllib.parse.SplitResult``, its user info readable), or ``None``
+    when it is not an exact ``str`` holding a URL of at most 64 KiB."""
+    if type(text) is not str or "://" not in text or len(text) > 65536:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text.strip())
+        parts.password, parts.username  # noqa: B018  # a malformed port or user info raises here
+    except ValueError:
+        return None
+    return parts
+
+
 def url_credentials(text: object) -> list[str]:
     """The credential parts of a URL: the password (or a lone user token) of its user info,
     and the values of credential-named query parameters (``api_key``, ``token``, ``sig``...).
@@ -32,15 +51,12 @@ def url_credentials(text: object) -> list[str]:
         >>> url_credentials("https://api.example.com/v1?page=2")
         []
     """
-    if type(text) is not str or "://" not in text or len(text) > 65536:
+    parts = _split_url(text)
+    if parts is None:
         return []
-    from urllib.parse import parse_qsl, unquote, urlsplit
+    from urllib.parse import parse_qsl, unquote
 
-    try:
-        parts = urlsplit(text.strip())
-        password, username = parts.password, parts.username
-    except ValueError:
-        return []
+    password, username = parts.password, parts.username
     found = []
     if password:
         found.append(unquote(password))
@@ -63,16 +79,13 @@ def basic_auth_forms(text: object) -> list[str]:
         >>> basic_auth_forms("http://host/v1")
         []
     """
-    if type(text) is not str or "://" not in text or len(text) > 65536:
+    parts = _split_url(text)
+    if parts is None:
         return []
     import base64
-    from urllib.parse import unquote, urlsplit
+    from urllib.parse import unquote
 
-    try:
-        parts = urlsplit(text.strip())
-        password, username = parts.password, parts.username
-    except ValueError:
-        return []
+    password, username = parts.password, parts.username
     if not password:
         return []
     encoded = base64.b64encode(f"{unquote(username or '')}:{unquote(password)}".encode()).decode()
