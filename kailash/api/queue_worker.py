@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
+from kailash.nodes.context import RunStop
 from kailash.runtime.queue import QueuedRun, default_lease, worker_id
 from kailash.runtime.runlog import record_of
 from kailash.runtime.scheduler import lease_run, run_deadline, stop_run
@@ -123,7 +124,7 @@ class QueueWorker:
         self.loop: Any = None  # the server's event loop (live events), once serving
         self.inflight: dict[str, QueuedRun] = {}
         self._finishing: set[str] = set()
-        self._fences: dict[str, list[Any]] = {}  # run id -> its stop (see _fenced)
+        self._fences: dict[str, RunStop] = {}  # run id -> its stop (see _fenced)
         self._held_at: dict[str, float] = {}  # run id -> when its claim was last made or renewed (perf_counter)
         self._renewing = threading.Lock()
         self._reserved = 0
@@ -261,7 +262,7 @@ class QueueWorker:
                 lost = [r for r in before if r not in held and r in self.inflight and r not in self._finishing]
                 for run_id in lost:
                     fence = self._fences.get(run_id)
-                    if fence is not None and fence[2] is not None:
+                    if fence is not None and fence.why is not None:
                         continue  # stopped already (another thread's renewal found it lost)
                     logger.warning("queued run %s: this gateway lost its claim (lease expired); stopping it before "
                                    "its next node (another gateway continues it)", run_id)
@@ -272,7 +273,7 @@ class QueueWorker:
                 logger.warning("queue lease renewal failed; retrying", exc_info=True)
 
     @contextlib.contextmanager
-    def _fenced(self, run_id: str) -> Iterator[list[Any]]:
+    def _fenced(self, run_id: str) -> Iterator[RunStop]:
         """Run ``run_id``'s nodes under a stop that :meth:`beat` pulls when this worker loses its
         claim, and under its lease as this host's clock sees it: no node starts here once another
         worker may be running the run (a node already running finishes; the run ends without an
@@ -291,13 +292,13 @@ class QueueWorker:
                 yield fence
             finally:
                 self._fences.pop(run_id, None)
-                if fence[2] is not None:  # stopped: what this gateway saw is not the run's outcome; read the record
+                if fence.why is not None:  # stopped: what this gateway saw is not the run's outcome; read the record
                     self.gateway.runs.live.pop(run_id, None)
 
-    def _lapsed(self, fence: list[Any]) -> None:
+    def _lapsed(self, fence: RunStop) -> None:
         """A run's next node is due after its lease ran out by this host's clock (this process
         stalled, or renewals are late): renew now, unless another thread just did."""
-        if fence[0] < time.perf_counter():
+        if fence.at < time.perf_counter():
             self._renew()
 
     def check_stops(self) -> None:
@@ -495,8 +496,8 @@ class QueueWorker:
         self._finishing.add(item.run_id)  # from now on its row may leave 'running': not a lost claim
         return bool(self.queue.finish(item.run_id, self.id, attempt=item.attempts, status=status, error=error))
 
-    def _settle(self, item: QueuedRun, run: Any, store: Any, fence: list[Any]) -> None:
-        if fence[2] is not None and not fence[3]:  # stopped without an outcome: the run is not over
+    def _settle(self, item: QueuedRun, run: Any, store: Any, fence: RunStop) -> None:
+        if fence.why is not None and not fence.record:  # stopped without an outcome: the run is not over
             try:  # another worker holds it; or, if the lease lapsed and could not be renewed, any may take it now
                 self.queue.release(self.id, [item.run_id])
             except Exception:

@@ -26,24 +26,50 @@ from __future__ import annotations
 import contextvars
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ExecutionContext", "RUN_DEADLINE", "run_time_left", "bounded_by_run"]
+__all__ = ["ExecutionContext", "RUN_DEADLINE", "RunStop", "run_time_left", "bounded_by_run"]
 
-#: ``[time.perf_counter() deadline, seconds, why stopped, ..., time limit, ...]`` of the run executing
-#: here, if it has a time limit or can be stopped from outside (``why stopped`` is ``None`` until
-#: ``kailash.runtime.scheduler.stop_run``); set by the runtime (``kailash.runtime.scheduler.run_deadline``,
-#: which describes every slot).
-RUN_DEADLINE: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+class RunStop:
+    """What stops the run executing here before its next node (``time.perf_counter`` instants).
+
+    Made and changed by the runtime (``kailash.runtime.scheduler.run_deadline``,
+    ``stop_run``, ``lease_run``); the scheduler compares each node's start with :attr:`at`.
+
+    Attributes:
+        at: no node starts after this: the earlier of :attr:`limit` and :attr:`lease`, and
+            ``-inf`` once the run is stopped.
+        seconds: the time limit, in seconds (``inf``: none).
+        why: why the run was stopped (``None`` until it is).
+        record: whether a stopped run records its outcome.
+        limit: when the time limit passes.
+        lease: when the run's lease ends unless renewed (``inf``: no lease).
+        renew: called in the run's thread when a node is due after :attr:`lease`.
+    """
+
+    __slots__ = ("at", "seconds", "why", "record", "limit", "lease", "renew")
+
+    def __init__(self, limit: float, seconds: float) -> None:
+        self.at = self.limit = limit
+        self.seconds = seconds
+        self.why: str | None = None
+        self.record = False
+        self.lease = math.inf
+        self.renew: Callable[[], None] | None = None
+
+
+#: The :class:`RunStop` of the run executing here, if it has a time limit or can be stopped
+#: from outside; set by the runtime (``kailash.runtime.scheduler.run_deadline``).
+RUN_DEADLINE: contextvars.ContextVar[RunStop | None] = contextvars.ContextVar(
     "kailash_run_deadline", default=None)
 
 
 def run_time_left() -> float | None:
     """Seconds left before the run executing here must stop (``None``: no limit)."""
     deadline = RUN_DEADLINE.get()
-    # the time limit, not the lease (a renewed lease does not end the run): slot 4; -inf once stopped
-    at: float = math.inf if deadline is None else deadline[0] if deadline[2] is not None else deadline[4]
+    # the time limit, not the lease (a renewed lease does not end the run); -inf once stopped
+    at: float = math.inf if deadline is None else deadline.at if deadline.why is not None else deadline.limit
     return None if at == math.inf else max(at - time.perf_counter(), 0.001)
 
 

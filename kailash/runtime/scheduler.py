@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from kailash.errors import KailashError, NodeExecutionError, NodeTimeoutError, RunStoppedError
 from kailash.nodes.base import ensure_output_dict
-from kailash.nodes.context import RUN_DEADLINE
+from kailash.nodes.context import RUN_DEADLINE, RunStop
 from kailash.runtime import capture
 from kailash.runtime.engine import RunContext, RunRecorder, WorkflowResults, fail_run
 from kailash.security.secrets import make_current, restore
@@ -50,7 +50,7 @@ __all__ = ["Run", "InlineExecutor", "ConcurrentExecutor", "INLINE", "run_inline"
 Outputs = dict[str, Any]
 
 @contextlib.contextmanager
-def run_deadline(seconds: float = math.inf) -> Iterator[list[Any]]:
+def run_deadline(seconds: float = math.inf) -> Iterator[RunStop]:
     """Runs started inside the block start no node after ``seconds`` (a run time limit), nor
     after :func:`stop_run` is called on the value the block yields (``seconds`` infinite:
     only that), nor past a lease given with :func:`lease_run` that cannot be renewed.
@@ -63,27 +63,25 @@ def run_deadline(seconds: float = math.inf) -> Iterator[list[Any]]:
     what finished, so the run can be resumed. Blocks nest: an inner block shares the
     outer one's stop, and the earlier deadline applies inside it.
 
-    The value is a list, ``[when the next node may not start (the earlier of the time
-    limit and the lease; -inf once stopped), seconds, why stopped, record the stopped run,
-    time limit, lease end, renew]`` (``time.perf_counter`` instants): one comparison per
+    The value is the run's :class:`~kailash.nodes.context.RunStop`: one comparison per
     node, and none for a run outside any block.
     """
     at = time.perf_counter() + seconds
     outer = RUN_DEADLINE.get()
     if outer is not None:  # one stop for the run: the earlier deadline wins while inside
         with _WRITING:
-            saved = outer[4], outer[1]
-            if at < outer[4]:
-                outer[4], outer[1] = at, seconds
+            saved = outer.limit, outer.seconds
+            if at < outer.limit:
+                outer.limit, outer.seconds = at, seconds
                 _arm(outer)
         try:
             yield outer
         finally:
             with _WRITING:  # the outer deadline again
-                outer[4], outer[1] = saved
+                outer.limit, outer.seconds = saved
                 _arm(outer)
         return
-    deadline = [at, seconds, None, False, at, math.inf, None]
+    deadline = RunStop(at, seconds)
     token = RUN_DEADLINE.set(deadline)
     try:
         yield deadline
@@ -94,12 +92,12 @@ def run_deadline(seconds: float = math.inf) -> Iterator[list[Any]]:
 _WRITING = threading.Lock()  # writers of a deadline (rare: block entry/exit, stops, lease renewals); readers take none
 
 
-def _arm(deadline: list[Any]) -> None:
-    if deadline[2] is None:  # (a stopped run stays stopped)
-        deadline[0] = min(deadline[4], deadline[5])
+def _arm(deadline: RunStop) -> None:
+    if deadline.why is None:  # (a stopped run stays stopped)
+        deadline.at = min(deadline.limit, deadline.lease)
 
 
-def stop_run(deadline: list[Any], why: str, *, record: bool = False) -> None:
+def stop_run(deadline: RunStop, why: str, *, record: bool = False) -> None:
     """Stop the run under ``deadline`` (what :func:`run_deadline` yields) before its next node.
 
     Safe from any thread. The next node fails the run with a
@@ -108,11 +106,11 @@ def stop_run(deadline: list[Any], why: str, *, record: bool = False) -> None:
     continues it, see :class:`kailash.api.queue_worker.QueueWorker`).
     """
     with _WRITING:
-        deadline[2], deadline[3] = why, record
-        deadline[0] = -math.inf
+        deadline.why, deadline.record = why, record
+        deadline.at = -math.inf
 
 
-def lease_run(deadline: list[Any], until: float, renew: Callable[[], None] | None = None) -> None:
+def lease_run(deadline: RunStop, until: float, renew: Callable[[], None] | None = None) -> None:
     """The run under ``deadline`` is held on a lease ending at ``until`` (a
     ``time.perf_counter`` instant): it starts no node after that unless the lease is
     renewed. Safe from any thread; call it again with the later end whenever the lease is
@@ -125,37 +123,37 @@ def lease_run(deadline: list[Any], until: float, renew: Callable[[], None] | Non
     comparison per node.
     """
     with _WRITING:
-        deadline[5] = until
+        deadline.lease = until
         if renew is not None:
-            deadline[6] = renew
+            deadline.renew = renew
         _arm(deadline)
 
 
-def _held_to_the_end(deadline: list[Any]) -> bool:
+def _held_to_the_end(deadline: RunStop) -> bool:
     """Whether a run whose nodes all ran may record its outcome: ``False`` when it was stopped
     without one meanwhile, or its lease lapsed and could not be renewed (the time limit does
     not matter once every node ran)."""
     now = time.perf_counter()
-    if now > deadline[0] and deadline[2] is None:
-        return _past_deadline(deadline, "", now) is None or deadline[2] is None
-    return deadline[2] is None or bool(deadline[3])
+    if now > deadline.at and deadline.why is None:
+        return _past_deadline(deadline, "", now) is None or deadline.why is None
+    return deadline.why is None or bool(deadline.record)
 
 
-def _past_deadline(deadline: list[Any], sid: str, now: float) -> NodeExecutionError | None:
-    """Why the run stops before node ``sid`` (due at ``now``, past ``deadline[0]``); ``None``
+def _past_deadline(deadline: RunStop, sid: str, now: float) -> NodeExecutionError | None:
+    """Why the run stops before node ``sid`` (due at ``now``, past ``deadline.at``); ``None``
     when only its lease lapsed and renewing it found the claim still held."""
-    if deadline[2] is None and now <= deadline[4] and deadline[6] is not None:  # the lease lapsed
-        deadline[6]()
-        if deadline[2] is None and time.perf_counter() <= deadline[0]:
+    if deadline.why is None and now <= deadline.limit and deadline.renew is not None:  # the lease lapsed
+        deadline.renew()
+        if deadline.why is None and time.perf_counter() <= deadline.at:
             return None  # renewed: go on
-        if deadline[2] is None:
+        if deadline.why is None:
             stop_run(deadline, "its lease lapsed and was not renewed (another owner may hold it)", record=False)
-    if deadline[2] is not None:
-        return RunStoppedError(f"the run was stopped before node '{sid}': {deadline[2]}", node_id=sid,
-                               recorded=deadline[3])
-    return NodeTimeoutError(f"the run took longer than its run_timeout of {deadline[1]:g} s and was stopped "
+    if deadline.why is not None:
+        return RunStoppedError(f"the run was stopped before node '{sid}': {deadline.why}", node_id=sid,
+                               recorded=deadline.record)
+    return NodeTimeoutError(f"the run took longer than its run_timeout of {deadline.seconds:g} s and was stopped "
                             f"before node '{sid}'", node_id=sid, parameter="run_timeout",
-                            expected=f"at most {deadline[1]:g} s")
+                            expected=f"at most {deadline.seconds:g} s")
 
 
 @runtime_checkable
@@ -317,7 +315,7 @@ class Run:
         results.run_id = self.ctx.run_id
         results.skipped = tuple(self.recorder.skipped)
         if self.deadline is not None and not self.failures and not _held_to_the_end(self.deadline):
-            why = self.deadline[2]
+            why = self.deadline.why
             stopped = RunStoppedError(f"the run was stopped before its outcome was recorded: {why}", recorded=False)
             stopped.results = dict(results)
             self.recorder.abandoned()  # its last node ran after its owner lost it: another owner records the run
@@ -374,7 +372,7 @@ def _walk_inline(run: Run, executor: InlineExecutor) -> WorkflowResults:
                 continue  # outside the part being run again
         start = perf()
         try:
-            if deadline is not None and start > deadline[0] and (
+            if deadline is not None and start > deadline.at and (
                     late := _past_deadline(deadline, sid, start)) is not None:
                 raise late
             inputs = step.gather(results, overrides.get(sid) if overrides else None)
@@ -417,7 +415,7 @@ def _walk_all(run: Run) -> WorkflowResults:
     for sid, gather, node, step, take in run.plan.inline:
         start = t
         try:
-            if deadline is not None and start > deadline[0] and (
+            if deadline is not None and start > deadline.at and (
                     late := _past_deadline(deadline, sid, start)) is not None:
                 raise late
             if take is not None and not observers and (overrides is None or sid not in overrides):
@@ -494,7 +492,7 @@ async def _walk_concurrent(run: Run, executor: ConcurrentExecutor) -> WorkflowRe
                 if observers:
                     recorder.node_started(sid)
                 try:
-                    if run.deadline is not None and start > run.deadline[0] and (
+                    if run.deadline is not None and start > run.deadline.at and (
                             late := _past_deadline(run.deadline, sid, start)) is not None:
                         raise late
                     out = await executor.start(step, inputs, ctx)

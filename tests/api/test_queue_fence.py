@@ -117,7 +117,7 @@ def test_a_lease_lapsed_by_the_gateways_own_clock_is_renewed_before_the_next_nod
         lease_run(fence, time.perf_counter() - 1)  # as after a stall: its lease ran out by this host's clock
         StepNode.go.release()
         assert StepNode.entered.acquire(timeout=10), "the run stopped though its claim was still held"
-        assert fence[0] > time.perf_counter() + 50  # renewed in the run's thread
+        assert fence.at > time.perf_counter() + 50  # renewed in the run's thread
         StepNode.go.release()
         _until(lambda: run_id not in worker.inflight)
         row = queue.get(run_id)

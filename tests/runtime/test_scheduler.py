@@ -197,7 +197,7 @@ def test_a_run_stopped_without_an_outcome_while_its_last_node_runs_records_none(
             if lose:  # its owner loses the run while it runs (a queue lease passed to another owner)
                 stop_run(deadline, "another owner holds it", record=False)
             else:  # the run's time limit passes while it runs
-                deadline[0] = deadline[4] = time.perf_counter() - 1
+                deadline.at = deadline.limit = time.perf_counter() - 1
             return {"result": data}
 
     wf = chain_and_side()
